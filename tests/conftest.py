@@ -1,0 +1,108 @@
+"""Test tiers and the clusters they run on.
+
+Tests without a tier marker are `unit`. `integration` tests get the apiserver profile of
+hack/cluster (etcd + kube-apiserver as local processes), started once per session;
+`e2e` tests get the kind profile. CERTSMITH_KUBECONFIG=path makes both use an existing
+cluster instead, which is then left running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = REPO_ROOT / "hack" / "cluster"
+TIER_MARKERS = ("integration", "e2e", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in TIER_MARKERS):
+            item.add_marker(pytest.mark.unit)
+
+
+def _processes_from(directory: Path) -> list[str]:
+    """Command lines of running processes whose executable lives under `directory`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            exe = os.readlink(proc / "exe")
+        except OSError:
+            continue
+        if exe.startswith(str(directory)):
+            found.append(exe)
+    return found
+
+
+class LocalCluster:
+    """A cluster brought up by hack/cluster for this session, or one given by the user."""
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        self.started_here = False
+        self.kubeconfig = ""
+
+    def up(self) -> str:
+        existing = os.environ.get("CERTSMITH_KUBECONFIG")
+        if existing:
+            self.kubeconfig = existing
+            return existing
+        result = subprocess.run(
+            [str(CLUSTER_SCRIPT), "up", self.profile],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.exit(f"hack/cluster up {self.profile} failed (see its messages above)", 3)
+        self.started_here = True
+        self.kubeconfig = result.stdout.strip().splitlines()[-1]
+        return self.kubeconfig
+
+    def down(self) -> None:
+        if self.started_here:
+            subprocess.run([str(CLUSTER_SCRIPT), "down", self.profile], check=True)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    """Kubeconfig of the apiserver profile; stopped at the end, leaving no process behind."""
+    cluster = LocalCluster("apiserver")
+    yield cluster.up()
+    cluster.down()
+    if cluster.started_here:
+        cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
+        leftovers = _processes_from(cache)
+        assert not leftovers, f"hack/cluster down left processes running: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def kube_kubeconfig_e2e() -> Iterator[str]:
+    """Kubeconfig of the kind profile; the cluster is deleted at the end of the session."""
+    cluster = LocalCluster("kind")
+    yield cluster.up()
+    cluster.down()
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: str) -> client.ApiClient:
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
