@@ -1,0 +1,380 @@
+"""Parse and validate a Certificate spec (certsmith.dev/v1alpha1) into frozen, typed values."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_DURATION = timedelta(days=90)
+MIN_DURATION = timedelta(minutes=1)
+DEFAULT_USAGES = ("digital signature", "server auth", "client auth")
+ALLOWED_USAGES = frozenset(
+    {
+        *("digital signature", "key encipherment", "key agreement", "content commitment"),
+        *("data encipherment", "cert sign", "crl sign", "encipher only", "decipher only"),
+        *("server auth", "client auth", "code signing", "email protection", "timestamping"),
+        "ocsp signing",
+    }
+)
+DEFAULT_ISSUER = "cluster-root"
+
+_MAX_DURATION = timedelta(hours=876000)  # 100 years, as the CRD's CEL rule says
+_MAX_SANS = 1000  # bounds the certificate a hostile spec can make us build and sign
+_MAX_SUBJECT_VALUES = 64
+_KEY_SIZES = {"ECDSA": (256, 384, 521), "RSA": (2048, 3072, 4096), "Ed25519": ()}
+_KEY_ENUMS = {  # the first value of each is the default
+    "algorithm": ("ECDSA", "RSA", "Ed25519"),
+    "encoding": ("PKCS8", "PKCS1"),
+    "rotationPolicy": ("Always", "Never"),
+}
+
+# Go accepts both micro signs, U+00B5 and U+03BC.
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9}
+_UNIT_NS.update(m=60 * 10**9, h=3600 * 10**9)
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|µs|μs|ms|s|m|h)")
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_PRINTABLE_STRING = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")  # X.520 serialNumber's charset
+# (spec key, Subject attribute, RFC 5280 upper bound) so every value fits its ASN.1 type.
+_SUBJECT_FIELDS = (
+    ("organizations", "organizations", 64),
+    ("organizationalUnits", "organizational_units", 64),
+    ("countries", "countries", 2),
+    ("localities", "localities", 128),
+    ("provinces", "provinces", 128),
+    ("streetAddresses", "street_addresses", 128),
+    ("postalCodes", "postal_codes", 40),
+)
+_JSON_TYPES = {  # bool before int, because bool is an int subclass
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    Mapping: "an object",
+    type(None): "null",
+}
+
+
+class InvalidSpec(ValueError):
+    """A spec value is unusable; `field` is its path, such as "spec.dnsNames[2]"."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Subject:
+    organizations: tuple[str, ...] = ()
+    organizational_units: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    localities: tuple[str, ...] = ()
+    provinces: tuple[str, ...] = ()
+    street_addresses: tuple[str, ...] = ()
+    postal_codes: tuple[str, ...] = ()
+    serial_number: str | None = None
+
+
+@dataclass(frozen=True)
+class PrivateKeySpec:
+    """`size=None` resolves to the algorithm's default (ECDSA 256, RSA 2048) on construction."""
+
+    algorithm: str = "ECDSA"
+    size: int | None = None
+    encoding: str = "PKCS8"
+    rotation_policy: str = "Always"
+
+    def __post_init__(self) -> None:
+        if self.size is None and _KEY_SIZES.get(self.algorithm):
+            object.__setattr__(self, "size", _KEY_SIZES[self.algorithm][0])
+
+
+@dataclass(frozen=True)
+class CertificateSpec:
+    """secret_labels/secret_annotations are read-only MappingProxyType views, left out of hash()."""
+
+    secret_name: str
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    uris: tuple[str, ...]
+    email_addresses: tuple[str, ...]
+    subject: Subject
+    duration: timedelta
+    renew_before: timedelta | None
+    renew_before_percentage: int | None
+    usages: tuple[str, ...]
+    private_key: PrivateKeySpec
+    secret_labels: Mapping[str, str] = field(hash=False)
+    secret_annotations: Mapping[str, str] = field(hash=False)
+    issuer_name: str
+
+
+def parse_duration(text: str, field: str) -> timedelta:
+    """Parse Go's time.ParseDuration syntax ("2160h", "1h30m", "1.5h", "300ms"); must be > 0."""
+    invalid = InvalidSpec(field, f"{text!r} is not a duration like '2160h', '1h30m' or '90s'")
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or len(text) > 64:  # the cap keeps huge digit strings from reaching int()
+        raise invalid
+    total, pos = Fraction(0), 0
+    while pos < len(body) and body != "0":  # Go accepts a bare "0" without a unit
+        part = _DURATION_PART.match(body, pos)
+        if not part or not (part[1] or part[2]):
+            raise invalid
+        total += Fraction(f"{part[1] or 0}.{part[2] or 0}") * _UNIT_NS[part[3]]
+        pos = part.end()
+    if text[0] == "-" or total == 0:
+        raise InvalidSpec(field, f"{text!r} must be positive")
+    if total >= 2**63:
+        raise InvalidSpec(field, f"{text!r} overflows a Go duration (about 292 years)")
+    if total < 1000:
+        raise InvalidSpec(field, f"{text!r} is shorter than the 1µs resolution")
+    return timedelta(microseconds=int(total // 1000))
+
+
+def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
+    """Validate `spec`; raise InvalidSpec naming the first bad field."""
+    _expect(spec, Mapping, "spec")
+    _check(spec.get("secretName") is not None, "spec.secretName", "is required")
+    secret_name = _expect(spec["secretName"], str, "spec.secretName")
+    _check_dns1123(secret_name, "spec.secretName")
+    issuer_ref = _expect(spec.get("issuerRef", {}), Mapping, "spec.issuerRef")
+    issuer_name = _expect(issuer_ref.get("name", DEFAULT_ISSUER), str, "spec.issuerRef.name")
+    _check_dns1123(issuer_name, "spec.issuerRef.name")
+    common_name = spec.get("commonName")
+    if common_name is not None:
+        _expect(common_name, str, "spec.commonName")
+        _check(0 < len(common_name) <= 64, "spec.commonName", "must be 1 to 64 characters long")
+    sans: dict[str, tuple[str, ...]] = {}
+    for key, check in (
+        ("dnsNames", _dns_name),
+        ("ipAddresses", _ip_address),
+        ("uris", _uri),
+        ("emailAddresses", _email),
+    ):
+        values = tuple(map(check, *_strings(spec, key, _MAX_SANS)))
+        sans[key] = _unique(f"spec.{key}", values, fold_case=key == "dnsNames")
+        total = sum(map(len, sans.values()))
+        _check(total <= _MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {_MAX_SANS})")
+    needs_name = "needs a commonName, dnsNames, ipAddresses, uris or emailAddresses"
+    _check(common_name or any(sans.values()), "spec", needs_name)
+    duration = _optional_duration(spec, "duration") or DEFAULT_DURATION
+    in_range = MIN_DURATION <= duration <= _MAX_DURATION
+    _check(in_range, "spec.duration", "must be from 1m to 100 years (876000h)")
+    renew_before = _optional_duration(spec, "renewBefore")
+    if renew_before is not None:
+        shorter = f"must be shorter than spec.duration ({duration})"
+        _check(renew_before < duration, "spec.renewBefore", shorter)
+    percentage = spec.get("renewBeforePercentage")
+    if percentage is not None:
+        _expect(percentage, int, "spec.renewBeforePercentage")
+        _check(1 <= percentage <= 99, "spec.renewBeforePercentage", "must be from 1 to 99")
+        both = "cannot be combined with spec.renewBefore"
+        _check(renew_before is None, "spec.renewBeforePercentage", both)
+    return CertificateSpec(
+        secret_name=secret_name,
+        common_name=common_name,
+        dns_names=sans["dnsNames"],
+        ip_addresses=sans["ipAddresses"],
+        uris=sans["uris"],
+        email_addresses=sans["emailAddresses"],
+        subject=_subject(spec),
+        duration=duration,
+        renew_before=renew_before,
+        renew_before_percentage=percentage,
+        usages=_usages(spec),
+        private_key=_private_key(spec),
+        secret_labels=_string_map(spec, "labels", label=True),
+        secret_annotations=_string_map(spec, "annotations", label=False),
+        issuer_name=issuer_name,
+    )
+
+
+def issuance_fingerprint(spec: CertificateSpec) -> str:
+    """Hash what shapes the issued certificate; SAN and usage order do not change it."""
+    key = spec.private_key
+    material = {
+        "commonName": spec.common_name,
+        "dnsNames": sorted(spec.dns_names),
+        "ipAddresses": sorted(spec.ip_addresses),
+        "uris": sorted(spec.uris),
+        "emailAddresses": sorted(spec.email_addresses),
+        "usages": sorted(spec.usages),
+        "subject": dataclasses.asdict(spec.subject),
+        "durationMicroseconds": spec.duration // timedelta(microseconds=1),
+        "privateKey": [key.algorithm, key.size, key.encoding],
+        "issuer": spec.issuer_name,
+    }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _optional_duration(spec: Mapping[str, Any], key: str) -> timedelta | None:
+    text = spec.get(key)
+    path = f"spec.{key}"
+    return None if text is None else parse_duration(_expect(text, str, path), path)
+
+
+def _subject(spec: Mapping[str, Any]) -> Subject:
+    raw = _expect(spec.get("subject", {}), Mapping, "spec.subject")
+    values: dict[str, tuple[str, ...]] = {}
+    for key, attribute, limit in _SUBJECT_FIELDS:
+        items, fields = _strings(raw, key, _MAX_SUBJECT_VALUES, prefix="spec.subject")
+        for item, path in zip(items, fields, strict=True):
+            _check(0 < len(item) <= limit, path, f"must be 1 to {limit} characters long")
+            iso = key != "countries" or re.fullmatch("[A-Z]{2}", item)
+            _check(iso, path, "must be an ISO 3166 country code such as 'DE'")
+        values[attribute] = items
+    serial = raw.get("serialNumber")
+    if serial is not None:
+        path = "spec.subject.serialNumber"
+        _expect(serial, str, path)
+        printable = _PRINTABLE_STRING.fullmatch(serial) and len(serial) <= 64
+        _check(printable, path, "must be 1 to 64 letters, digits, spaces or '()+,-./:=?")
+    return Subject(**values, serial_number=serial)
+
+
+def _usages(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    usages, fields = _strings(spec, "usages", len(ALLOWED_USAGES))
+    for usage, path in zip(usages, fields, strict=True):
+        _check(usage in ALLOWED_USAGES, path, f"{usage!r} is not one of {sorted(ALLOWED_USAGES)}")
+        # RFC 5280 4.2.1.3 allows keyCertSign only with cA=TRUE, and certsmith never issues CAs.
+        _check(usage != "cert sign", path, "'cert sign' needs a CA certificate (isCA)")
+    return _unique("spec.usages", usages, fold_case=False) or DEFAULT_USAGES
+
+
+def _private_key(spec: Mapping[str, Any]) -> PrivateKeySpec:
+    raw = _expect(spec.get("privateKey", {}), Mapping, "spec.privateKey")
+    chosen = {}
+    for key, allowed in _KEY_ENUMS.items():
+        value = raw.get(key, allowed[0])
+        _check(value in allowed, f"spec.privateKey.{key}", f"{value!r} is not one of {allowed}")
+        chosen[key] = value
+    algorithm, size = chosen["algorithm"], raw.get("size")
+    if size is not None:
+        _expect(size, int, "spec.privateKey.size")
+        sizes = _KEY_SIZES[algorithm]
+        wrong = f"must be one of {sizes} for {algorithm}" if sizes else "must be unset for Ed25519"
+        _check(size in sizes, "spec.privateKey.size", wrong)
+    pkcs8 = algorithm != "Ed25519" or chosen["encoding"] == "PKCS8"
+    _check(pkcs8, "spec.privateKey.encoding", "Ed25519 keys can only be encoded as PKCS8")
+    return PrivateKeySpec(algorithm, size, chosen["encoding"], chosen["rotationPolicy"])
+
+
+def _string_map(spec: Mapping[str, Any], key: str, *, label: bool) -> Mapping[str, str]:
+    template = _expect(spec.get("secretTemplate", {}), Mapping, "spec.secretTemplate")
+    path = f"spec.secretTemplate.{key}"
+    raw = _expect(template.get(key, {}), Mapping, path)
+    for name, value in raw.items():
+        _expect(name, str, path)
+        entry = f"{path}[{name}]"
+        _expect(value, str, entry)
+        # Checked here so a bad key fails validation, not the later Secret write.
+        prefix, slash, short = name.rpartition("/")
+        key_ok = _QUALIFIED_NAME.fullmatch(short) and (not slash or _is_dns1123(prefix))
+        _check(key_ok, entry, "key must be [dns-prefix/]name with a name of at most 63 characters")
+        if label:
+            value_ok = value == "" or _QUALIFIED_NAME.fullmatch(value)
+            _check(value_ok, entry, "value must be at most 63 letters, digits, '-', '_' or '.'")
+    return MappingProxyType(dict(raw))
+
+
+def _dns_name(text: str, path: str) -> str:
+    _check(not _is_ip(text), path, f"{text!r} is an IP address; list it in spec.ipAddresses")
+    valid = len(text) <= 253 and _is_hostname(text.removeprefix("*."))
+    _check(valid, path, f"{text!r} is not a valid DNS name")
+    return text
+
+
+def _ip_address(text: str, path: str) -> str:
+    _check(_is_ip(text) and "%" not in text, path, f"{text!r} is not a valid IP address")
+    return str(ipaddress.ip_address(text))
+
+
+def _uri(text: str, path: str) -> str:
+    printable = text.isascii() and text.isprintable() and " " not in text and len(text) <= 2048
+    _check(printable, path, f"{text!r} must be at most 2048 printable ASCII characters, no spaces")
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise InvalidSpec(path, f"{text!r} is not a valid URI") from None
+    _check(parts.scheme, path, f"{text!r} has no scheme such as 'spiffe://' or 'https://'")
+    spiffe_ok = parts.scheme != "spiffe" or (parts.hostname and parts.path not in ("", "/"))
+    example = "spiffe://cluster.local/ns/a/sa/b"
+    _check(spiffe_ok, path, f"{text!r} needs a trust domain and a path, as in {example}")
+    return text
+
+
+def _email(text: str, path: str) -> str:
+    local, _, domain = text.rpartition("@")
+    valid = len(text) <= 254 and len(local) <= 64 and bool(_EMAIL_LOCAL.fullmatch(local))
+    _check(valid and _is_hostname(domain), path, f"{text!r} is not a valid email address")
+    return text
+
+
+def _strings(
+    raw: Mapping[str, Any], key: str, limit: int, *, prefix: str = "spec"
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The string list at raw[key] (absent means empty) and each item's field path."""
+    path = f"{prefix}.{key}"
+    items = _expect(raw.get(key, []), list, path)
+    _check(len(items) <= limit, path, f"has {len(items)} entries (max {limit})")
+    fields = tuple(f"{path}[{i}]" for i in range(len(items)))
+    return tuple(_expect(v, str, p) for v, p in zip(items, fields, strict=True)), fields
+
+
+def _unique(path: str, values: tuple[str, ...], *, fold_case: bool = True) -> tuple[str, ...]:
+    seen: dict[str, int] = {}
+    for i, value in enumerate(values):
+        first = seen.setdefault(value.lower() if fold_case else value, i)
+        _check(first == i, f"{path}[{i}]", f"{value!r} duplicates {path}[{first}]")
+    return values
+
+
+def _check_dns1123(value: str, path: str) -> None:
+    _check(_is_dns1123(value), path, f"{value!r} must be a lowercase DNS-1123 subdomain")
+
+
+def _is_dns1123(value: str) -> bool:
+    return len(value) <= 253 and bool(_DNS1123_SUBDOMAIN.fullmatch(value))
+
+
+def _is_hostname(text: str) -> bool:
+    labels = text.split(".")
+    return all(_DNS_LABEL.fullmatch(label) for label in labels) and not _is_ip(text)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _expect(value: Any, kind: type, path: str) -> Any:
+    # bool is an int subclass in Python, but `true` is never a valid integer in a spec.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        found = (name for t, name in _JSON_TYPES.items() if isinstance(value, t))
+        actual = next(found, type(value).__name__)
+        raise InvalidSpec(path, f"must be {_JSON_TYPES[kind]}, not {actual}")
+    return value
+
+
+def _check(ok: object, path: str, message: str) -> None:
+    if not ok:
+        raise InvalidSpec(path, message)

@@ -1,0 +1,64 @@
+"""Read certificates from PEM, identify them, and verify a leaf's chain to trusted roots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import verification
+
+# Our leaves may lack a SAN (commonName only) and may carry any EKU (serverAuth, clientAuth,
+# both, codeSigning, none), while the WebPKI end-entity defaults demand a SAN and the verifier's
+# EKU. Chain validity is what we check here, not fitness for one purpose, so those two are
+# relaxed; everything else (signatures, validity, CA constraints, key usage) stays WebPKI.
+_LEAF_POLICY = (
+    verification.ExtensionPolicy.webpki_defaults_ee()
+    .may_be_present(x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None)
+    .may_be_present(x509.ExtendedKeyUsage, verification.Criticality.AGNOSTIC, None)
+)
+
+
+def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
+    """Every certificate in a PEM bundle, in order; ValueError when there is none or it is bad."""
+    return x509.load_pem_x509_certificates(data)
+
+
+def certificates_to_pem(certs: Iterable[x509.Certificate]) -> bytes:
+    return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
+
+
+def fingerprint_sha256(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def serial_hex(cert: x509.Certificate) -> str:
+    return format(cert.serial_number, "x")
+
+
+def chain_is_valid(
+    *,
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    now: datetime,
+) -> bool:
+    """True if `leaf` chains via `intermediates` to one of `roots`, all valid at `now`."""
+    if not roots:  # Store() refuses to be empty, and nothing chains to no root anyway
+        return False
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store(list(roots)))
+        .time(now)
+        .extension_policies(
+            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(), ee_policy=_LEAF_POLICY
+        )
+        # The client verifier checks no hostname, so it fits leaves of every kind.
+        .build_client_verifier()
+    )
+    try:
+        verifier.verify(leaf, list(intermediates))
+    except verification.VerificationError:
+        return False
+    return True

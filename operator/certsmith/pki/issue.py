@@ -1,0 +1,109 @@
+"""Build and sign an RFC 5280 leaf certificate from a CertificateSpec, a public key and a CA."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certsmith.model import CertificateSpec
+from certsmith.pki.ca import BACKDATE, CAKeyPair
+from certsmith.pki.keys import signature_hash
+
+# In canonical order, so the EKU extension does not depend on the order of spec.usages.
+_EXTENDED_USAGES = {
+    "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+
+
+def build_leaf(
+    *,
+    spec: CertificateSpec,
+    public_key: CertificatePublicKeyTypes,
+    issuer: CAKeyPair,
+    now: datetime,
+) -> x509.Certificate:
+    """Sign a CA:FALSE certificate for `public_key`; notAfter never exceeds the issuer's."""
+    start = now.replace(microsecond=0)
+    subject = _subject(spec)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - BACKDATE)
+        .not_valid_after(min(start + spec.duration, issuer.certificate.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(spec.usages, public_key), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+    )
+    names = _alternative_names(spec)
+    if names:
+        # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity and is critical.
+        san = x509.SubjectAlternativeName(names)
+        builder = builder.add_extension(san, critical=not subject)
+    extended = [oid for usage, oid in _EXTENDED_USAGES.items() if usage in spec.usages]
+    if extended:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
+    return builder.sign(issuer.key, signature_hash(issuer.key))
+
+
+def _subject(spec: CertificateSpec) -> x509.Name:
+    s = spec.subject
+    # Go's pkix.Name order (as cert-manager emits it), most significant attribute first.
+    values = (
+        (NameOID.COUNTRY_NAME, s.countries),
+        (NameOID.ORGANIZATION_NAME, s.organizations),
+        (NameOID.ORGANIZATIONAL_UNIT_NAME, s.organizational_units),
+        (NameOID.LOCALITY_NAME, s.localities),
+        (NameOID.STATE_OR_PROVINCE_NAME, s.provinces),
+        (NameOID.STREET_ADDRESS, s.street_addresses),
+        (NameOID.POSTAL_CODE, s.postal_codes),
+        (NameOID.SERIAL_NUMBER, (s.serial_number,) if s.serial_number else ()),
+        (NameOID.COMMON_NAME, (spec.common_name,) if spec.common_name else ()),
+    )
+    return x509.Name([x509.NameAttribute(oid, v) for oid, vs in values for v in vs])
+
+
+def _alternative_names(spec: CertificateSpec) -> list[x509.GeneralName]:
+    return [
+        *(x509.DNSName(name) for name in spec.dns_names),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in spec.ip_addresses),
+        *(x509.UniformResourceIdentifier(uri) for uri in spec.uris),
+        *(x509.RFC822Name(email) for email in spec.email_addresses),
+    ]
+
+
+def _key_usage(usages: tuple[str, ...], public_key: CertificatePublicKeyTypes) -> x509.KeyUsage:
+    # Encipherment exists only for RSA and key agreement only for EC keys; Ed25519 only signs.
+    rsa_key = isinstance(public_key, rsa.RSAPublicKey)
+    agreement = isinstance(public_key, ec.EllipticCurvePublicKey) and "key agreement" in usages
+    bits = {
+        "digital_signature": "digital signature" in usages,
+        "content_commitment": "content commitment" in usages,
+        "key_encipherment": rsa_key and "key encipherment" in usages,
+        "data_encipherment": rsa_key and "data encipherment" in usages,
+        "key_agreement": agreement,
+        "key_cert_sign": False,  # RFC 5280 4.2.1.3: only CAs may sign certificates
+        "crl_sign": "crl sign" in usages,
+        # RFC 5280 defines these two only together with keyAgreement.
+        "encipher_only": agreement and "encipher only" in usages,
+        "decipher_only": agreement and "decipher only" in usages,
+    }
+    # A KeyUsage with no bit set is invalid; every key we issue for can at least sign.
+    bits["digital_signature"] = bits["digital_signature"] or not any(bits.values())
+    return x509.KeyUsage(**bits)

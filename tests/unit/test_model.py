@@ -1,0 +1,365 @@
+"""Parsing and validating Certificate specs: defaults, Go durations, field-named errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from certsmith import model
+from certsmith.model import InvalidSpec, parse_certificate_spec, parse_duration
+
+
+def spec(**fields: Any) -> dict[str, Any]:
+    """A minimal valid spec with `fields` merged in; a value of None removes the key."""
+    base: dict[str, Any] = {"secretName": "web-tls", "dnsNames": ["web.example.com"]}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def test_minimal_spec_gets_documented_defaults() -> None:
+    parsed = parse_certificate_spec(spec())
+    assert parsed.secret_name == "web-tls"
+    assert parsed.dns_names == ("web.example.com",)
+    assert parsed.duration == model.DEFAULT_DURATION == timedelta(days=90)
+    assert parsed.renew_before is None and parsed.renew_before_percentage is None
+    assert parsed.usages == model.DEFAULT_USAGES
+    assert parsed.private_key == model.PrivateKeySpec("ECDSA", 256, "PKCS8", "Always")
+    assert parsed.issuer_name == model.DEFAULT_ISSUER == "cluster-root"
+    assert parsed.subject == model.Subject()
+    assert dict(parsed.secret_labels) == {} and dict(parsed.secret_annotations) == {}
+
+
+def test_full_spec_is_parsed_and_normalised() -> None:
+    parsed = parse_certificate_spec(
+        spec(
+            commonName="web",
+            dnsNames=["web.default.svc", "*.Web.Example.com"],
+            ipAddresses=["10.0.0.1", "2001:DB8:0:0::1"],
+            uris=["spiffe://cluster.local/ns/default/sa/web", "https://web.example.com/id"],
+            emailAddresses=["ops@example.com"],
+            subject={
+                "organizations": ["Acme"],
+                "organizationalUnits": ["Platform"],
+                "countries": ["DE"],
+                "localities": ["Berlin"],
+                "provinces": ["Berlin"],
+                "streetAddresses": ["Main St 1"],
+                "postalCodes": ["10115"],
+                "serialNumber": "A-1234",
+            },
+            duration="24h",
+            renewBefore="8h",
+            usages=["digital signature", "key encipherment", "server auth"],
+            privateKey={"algorithm": "RSA", "size": 3072, "encoding": "PKCS1"},
+            secretTemplate={"labels": {"app": "web"}, "annotations": {"example.com/a": "any text"}},
+            issuerRef={"name": "team-ca"},
+        )
+    )
+    assert parsed.common_name == "web"
+    assert parsed.dns_names == ("web.default.svc", "*.Web.Example.com")
+    assert parsed.ip_addresses == ("10.0.0.1", "2001:db8::1")
+    assert parsed.uris[0] == "spiffe://cluster.local/ns/default/sa/web"
+    assert parsed.subject.countries == ("DE",)
+    assert parsed.subject.street_addresses == ("Main St 1",)
+    assert parsed.subject.serial_number == "A-1234"
+    assert parsed.duration == timedelta(hours=24) and parsed.renew_before == timedelta(hours=8)
+    assert parsed.private_key == model.PrivateKeySpec("RSA", 3072, "PKCS1", "Always")
+    assert parsed.secret_labels == {"app": "web"}
+    assert parsed.secret_annotations["example.com/a"] == "any text"
+    assert parsed.issuer_name == "team-ca"
+
+
+def test_parsed_spec_is_frozen_and_hashable() -> None:
+    parsed = parse_certificate_spec(spec(secretTemplate={"labels": {"a": "b"}}))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.secret_name = "other"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        parsed.secret_labels["a"] = "c"  # type: ignore[index]
+    assert hash(parsed) == hash(parse_certificate_spec(spec(secretTemplate={"labels": {"a": "b"}})))
+
+
+def test_private_key_size_defaults_per_algorithm() -> None:
+    assert model.PrivateKeySpec("RSA").size == 2048
+    assert model.PrivateKeySpec("ECDSA").size == 256
+    assert model.PrivateKeySpec("Ed25519").size is None
+    key = parse_certificate_spec(spec(privateKey={"algorithm": "Ed25519"})).private_key
+    assert key == model.PrivateKeySpec("Ed25519", None, "PKCS8", "Always")
+
+
+def test_renew_before_percentage_and_empty_usages() -> None:
+    parsed = parse_certificate_spec(spec(renewBeforePercentage=25, usages=[]))
+    assert parsed.renew_before_percentage == 25
+    assert parsed.usages == model.DEFAULT_USAGES
+
+
+def test_common_name_alone_is_enough() -> None:
+    assert parse_certificate_spec(spec(dnsNames=None, commonName="x")).dns_names == ()
+
+
+def test_invalid_spec_message_names_field() -> None:
+    error = InvalidSpec("spec.dnsNames[1]", "'foo..bar' is not a valid DNS name")
+    assert isinstance(error, ValueError)
+    assert str(error) == "spec.dnsNames[1]: 'foo..bar' is not a valid DNS name"
+    assert (error.field, error.message) == (
+        "spec.dnsNames[1]",
+        "'foo..bar' is not a valid DNS name",
+    )
+
+
+LONG_LABEL = "a" * 64
+INVALID = [
+    # (fields merged into a valid spec, the field the error must name, a piece of its message)
+    ({"secretName": None}, "spec.secretName", "is required"),
+    ({"secretName": "Web_TLS"}, "spec.secretName", "DNS-1123"),
+    ({"secretName": 7}, "spec.secretName", "must be a string, not an integer"),
+    ({"issuerRef": {"name": "Bad Name"}}, "spec.issuerRef.name", "DNS-1123"),
+    ({"issuerRef": "cluster-root"}, "spec.issuerRef", "must be an object, not a string"),
+    ({"dnsNames": None}, "spec", "needs a commonName"),
+    ({"dnsNames": []}, "spec", "needs a commonName"),
+    ({"commonName": "x" * 65}, "spec.commonName", "1 to 64"),
+    ({"commonName": ""}, "spec.commonName", "1 to 64"),
+    ({"dnsNames": ["ok.example", "foo..bar"]}, "spec.dnsNames[1]", "'foo..bar' is not a valid"),
+    ({"dnsNames": [f"{LONG_LABEL}.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": [("a" * 60 + ".") * 5 + "example"]}, "spec.dnsNames[0]", "not a valid"),
+    ({"dnsNames": ["-web.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["web_1.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["web.example."]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["*"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["*.*.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["web.*.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["w*.example"]}, "spec.dnsNames[0]", "not a valid DNS name"),
+    ({"dnsNames": ["a.example", "A.example"]}, "spec.dnsNames[1]", "duplicates spec.dnsNames[0]"),
+    ({"dnsNames": ["10.0.0.1"]}, "spec.dnsNames[0]", "spec.ipAddresses"),
+    ({"dnsNames": "web.example"}, "spec.dnsNames", "must be a list, not a string"),
+    ({"dnsNames": 5}, "spec.dnsNames", "must be a list, not an integer"),
+    ({"dnsNames": ["a.example", 5]}, "spec.dnsNames[1]", "must be a string, not an integer"),
+    ({"dnsNames": ["a.example", None]}, "spec.dnsNames[1]", "must be a string, not null"),
+    ({"ipAddresses": ["10.0.0.256"]}, "spec.ipAddresses[0]", "not a valid IP address"),
+    ({"ipAddresses": ["fe80::1%eth0"]}, "spec.ipAddresses[0]", "not a valid IP address"),
+    ({"ipAddresses": ["::1", "0::1"]}, "spec.ipAddresses[1]", "duplicates"),
+    ({"ipAddresses": {"a": 1}}, "spec.ipAddresses", "must be a list, not an object"),
+    ({"uris": ["no-scheme/path"]}, "spec.uris[0]", "has no scheme"),
+    ({"uris": ["spiffe://cluster.local"]}, "spec.uris[0]", "trust domain and a path"),
+    ({"uris": ["spiffe:///ns/a"]}, "spec.uris[0]", "trust domain and a path"),
+    ({"uris": ["https://exa mple.com/"]}, "spec.uris[0]", "printable ASCII"),
+    ({"uris": ["https://[::1/"]}, "spec.uris[0]", "not a valid URI"),
+    ({"emailAddresses": ["nobody"]}, "spec.emailAddresses[0]", "not a valid email"),
+    ({"emailAddresses": ["a@b..c"]}, "spec.emailAddresses[0]", "not a valid email"),
+    ({"emailAddresses": [".a@example.com"]}, "spec.emailAddresses[0]", "not a valid email"),
+    ({"emailAddresses": ["a@*.example.com"]}, "spec.emailAddresses[0]", "not a valid email"),
+    ({"dnsNames": [f"h{i}.example" for i in range(1001)]}, "spec.dnsNames", "max 1000"),
+    (
+        {
+            "dnsNames": [f"h{i}.example" for i in range(600)],
+            "uris": [f"https://u/{i}" for i in range(401)],
+        },
+        "spec.uris",
+        "brings the SANs to 1001",
+    ),
+    ({"duration": "1d"}, "spec.duration", "not a duration"),
+    ({"duration": 3600}, "spec.duration", "must be a string, not an integer"),
+    ({"duration": "59s"}, "spec.duration", "from 1m to 100 years"),
+    ({"duration": "876001h"}, "spec.duration", "from 1m to 100 years"),
+    ({"duration": "-1h"}, "spec.duration", "must be positive"),
+    ({"renewBefore": "2160h"}, "spec.renewBefore", "shorter than spec.duration"),
+    ({"duration": "1h", "renewBefore": "2h"}, "spec.renewBefore", "shorter than spec.duration"),
+    ({"renewBefore": "0s"}, "spec.renewBefore", "must be positive"),
+    ({"renewBefore": "soon"}, "spec.renewBefore", "not a duration"),
+    ({"renewBeforePercentage": 0}, "spec.renewBeforePercentage", "1 to 99"),
+    ({"renewBeforePercentage": 100}, "spec.renewBeforePercentage", "1 to 99"),
+    ({"renewBeforePercentage": 33.3}, "spec.renewBeforePercentage", "not a number"),
+    ({"renewBeforePercentage": True}, "spec.renewBeforePercentage", "not a boolean"),
+    (
+        {"renewBefore": "1h", "renewBeforePercentage": 10},
+        "spec.renewBeforePercentage",
+        "cannot be combined",
+    ),
+    ({"usages": ["server auth", "fly"]}, "spec.usages[1]", "'fly' is not one of"),
+    ({"usages": ["server auth", "server auth"]}, "spec.usages[1]", "duplicates spec.usages[0]"),
+    ({"usages": ["cert sign"]}, "spec.usages[0]", "needs a CA certificate"),
+    ({"usages": "server auth"}, "spec.usages", "must be a list"),
+    ({"usages": ["digital signature"] * 16}, "spec.usages", "max 15"),
+    ({"privateKey": {"algorithm": "DSA"}}, "spec.privateKey.algorithm", "'DSA' is not one of"),
+    ({"privateKey": {"algorithm": "ecdsa"}}, "spec.privateKey.algorithm", "is not one of"),
+    ({"privateKey": {"size": 2048}}, "spec.privateKey.size", "(256, 384, 521) for ECDSA"),
+    ({"privateKey": {"algorithm": "RSA", "size": 1024}}, "spec.privateKey.size", "for RSA"),
+    ({"privateKey": {"algorithm": "RSA", "size": "2048"}}, "spec.privateKey.size", "an integer"),
+    ({"privateKey": {"algorithm": "Ed25519", "size": 256}}, "spec.privateKey.size", "unset"),
+    (
+        {"privateKey": {"algorithm": "Ed25519", "encoding": "PKCS1"}},
+        "spec.privateKey.encoding",
+        "only be encoded as PKCS8",
+    ),
+    ({"privateKey": {"encoding": "DER"}}, "spec.privateKey.encoding", "is not one of"),
+    ({"privateKey": {"rotationPolicy": "Sometimes"}}, "spec.privateKey.rotationPolicy", "one of"),
+    ({"privateKey": "ECDSA"}, "spec.privateKey", "must be an object"),
+    ({"subject": ["Acme"]}, "spec.subject", "must be an object, not a list"),
+    ({"subject": {"organizations": "Acme"}}, "spec.subject.organizations", "must be a list"),
+    ({"subject": {"organizations": [""]}}, "spec.subject.organizations[0]", "1 to 64"),
+    ({"subject": {"organizations": ["x" * 65]}}, "spec.subject.organizations[0]", "1 to 64"),
+    ({"subject": {"countries": ["DE", "de"]}}, "spec.subject.countries[1]", "ISO 3166"),
+    ({"subject": {"countries": ["D1"]}}, "spec.subject.countries[0]", "ISO 3166"),
+    ({"subject": {"countries": ["DEU"]}}, "spec.subject.countries[0]", "1 to 2"),
+    ({"subject": {"postalCodes": ["1" * 41]}}, "spec.subject.postalCodes[0]", "1 to 40"),
+    ({"subject": {"localities": [3]}}, "spec.subject.localities[0]", "must be a string"),
+    ({"subject": {"serialNumber": "a_b"}}, "spec.subject.serialNumber", "letters, digits"),
+    ({"subject": {"serialNumber": 12}}, "spec.subject.serialNumber", "must be a string"),
+    ({"subject": {"provinces": ["p"] * 65}}, "spec.subject.provinces", "max 64"),
+    ({"secretTemplate": []}, "spec.secretTemplate", "must be an object"),
+    ({"secretTemplate": {"labels": ["a"]}}, "spec.secretTemplate.labels", "must be an object"),
+    ({"secretTemplate": {"labels": {"a": 1}}}, "spec.secretTemplate.labels[a]", "a string"),
+    ({"secretTemplate": {"labels": {"a": "x y"}}}, "spec.secretTemplate.labels[a]", "value"),
+    ({"secretTemplate": {"labels": {"a": "v" * 64}}}, "spec.secretTemplate.labels[a]", "value"),
+    ({"secretTemplate": {"labels": {"/a": "b"}}}, "spec.secretTemplate.labels[/a]", "key"),
+    ({"secretTemplate": {"labels": {"A.B/c": "d"}}}, "spec.secretTemplate.labels[A.B/c]", "key"),
+    (
+        {"secretTemplate": {"annotations": {"a": None}}},
+        "spec.secretTemplate.annotations[a]",
+        "must be a string, not null",
+    ),
+    (
+        {"secretTemplate": {"annotations": {"bad key": "v"}}},
+        "spec.secretTemplate.annotations[bad key]",
+        "key",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), INVALID)
+def test_invalid_spec_names_the_field(fields: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_certificate_spec(spec(**fields))
+    assert caught.value.field == field
+    assert message in caught.value.message
+    assert str(caught.value).startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("value", [None, [], "spec", 3])
+def test_spec_that_is_not_an_object(value: Any) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_certificate_spec(value)
+    assert caught.value.field == "spec"
+
+
+def test_valid_names_are_accepted() -> None:
+    parsed = parse_certificate_spec(
+        spec(
+            dnsNames=["a", "*.svc.cluster.local", "x-1.example", f"{'a' * 63}.example"],
+            uris=["urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", "spiffe://td/ns/a/sa/b"],
+            emailAddresses=["first.last+tag@Example.COM"],
+            secretTemplate={"labels": {"app.kubernetes.io/name": "web", "empty": ""}},
+        )
+    )
+    assert len(parsed.dns_names) == 4 and len(parsed.uris) == 2
+
+
+GO_DURATIONS = [
+    ("2160h", timedelta(hours=2160)),
+    ("1h30m", timedelta(hours=1, minutes=30)),
+    ("90s", timedelta(seconds=90)),
+    ("1.5h", timedelta(minutes=90)),
+    ("300ms", timedelta(milliseconds=300)),
+    ("1h0m0s", timedelta(hours=1)),
+    ("+5m", timedelta(minutes=5)),
+    (".5h", timedelta(minutes=30)),
+    ("5.h", timedelta(hours=5)),
+    ("1m30.25s", timedelta(seconds=90.25)),
+    ("2h45m", timedelta(hours=2, minutes=45)),
+    ("1500us", timedelta(microseconds=1500)),
+    ("7µs", timedelta(microseconds=7)),
+    ("7μs", timedelta(microseconds=7)),
+    ("1500ns", timedelta(microseconds=1)),
+    ("1s500ms", timedelta(milliseconds=1500)),
+    ("0.1s", timedelta(milliseconds=100)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GO_DURATIONS)
+def test_durations_parse_like_go(text: str, expected: timedelta) -> None:
+    assert parse_duration(text, "spec.duration") == expected
+
+
+BAD_DURATIONS = [
+    ("", "not a duration"),
+    ("h", "not a duration"),
+    ("1", "not a duration"),
+    ("1d", "not a duration"),
+    ("1H", "not a duration"),
+    ("1h 30m", "not a duration"),
+    (" 1h", "not a duration"),
+    (".h", "not a duration"),
+    ("1.2.3s", "not a duration"),
+    ("-", "not a duration"),
+    ("1h-5m", "not a duration"),
+    ("\u0661h", "not a duration"),  # an Arabic-Indic digit: Go takes only ASCII digits
+    ("9" * 70 + "h", "not a duration"),
+    ("0", "must be positive"),
+    ("0s", "must be positive"),
+    ("-1h", "must be positive"),
+    ("3000000h", "overflows"),
+    ("999ns", "1µs resolution"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_DURATIONS)
+def test_bad_durations_name_the_field(text: str, message: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_duration(text, "spec.renewBefore")
+    assert caught.value.field == "spec.renewBefore"
+    assert message in caught.value.message
+
+
+def fingerprint(**fields: Any) -> str:
+    return model.issuance_fingerprint(parse_certificate_spec(spec(**fields)))
+
+
+def test_fingerprint_is_stable_hex_sha256() -> None:
+    first = fingerprint(commonName="web", dnsNames=["a.example", "b.example"])
+    assert first == fingerprint(commonName="web", dnsNames=["a.example", "b.example"])
+    assert len(first) == 64 and int(first, 16) >= 0
+    # Reordering names or usages asks for the same certificate.
+    assert first == fingerprint(commonName="web", dnsNames=["b.example", "a.example"])
+    assert fingerprint(usages=["client auth", "server auth"]) == fingerprint(
+        usages=["server auth", "client auth"]
+    )
+    # An explicit default key size is the same request as none.
+    assert fingerprint() == fingerprint(privateKey={"algorithm": "ECDSA", "size": 256})
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"commonName": "web"},
+        {"dnsNames": ["other.example"]},
+        {"ipAddresses": ["10.0.0.1"]},
+        {"uris": ["https://web.example/"]},
+        {"emailAddresses": ["a@example.com"]},
+        {"subject": {"organizations": ["Acme"]}},
+        {"subject": {"serialNumber": "1"}},
+        {"duration": "24h"},
+        {"usages": ["server auth"]},
+        {"privateKey": {"algorithm": "RSA"}},
+        {"privateKey": {"size": 384}},
+        {"privateKey": {"encoding": "PKCS1"}},
+        {"issuerRef": {"name": "other-ca"}},
+    ],
+)
+def test_fingerprint_changes_with_what_shapes_the_certificate(changed: dict[str, Any]) -> None:
+    assert fingerprint(**changed) != fingerprint()
+
+
+@pytest.mark.parametrize(
+    "unchanged",
+    [
+        {"secretTemplate": {"labels": {"a": "b"}, "annotations": {"c": "d"}}},
+        {"renewBefore": "240h"},
+        {"renewBeforePercentage": 10},
+        {"privateKey": {"rotationPolicy": "Never"}},
+        {"secretName": "other-secret"},
+    ],
+)
+def test_fingerprint_ignores_what_does_not(unchanged: dict[str, Any]) -> None:
+    assert fingerprint(**unchanged) == fingerprint()
