@@ -1,0 +1,60 @@
+# Shared by hack/kind-node/* and hack/kind-cluster: pinned versions, cache paths, tools.
+# Source it; it defines variables and functions and runs nothing.
+# shellcheck shell=bash
+
+shopt -s inherit_errexit
+KIND_NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(cd "${KIND_NODE_DIR}/../.." && pwd -P)"
+# shellcheck source=hack/versions.env
+source "${REPO_ROOT}/hack/versions.env"
+
+# Versions of what the node image carries beyond hack/versions.env (kubeadm v1.34 expects
+# CoreDNS v1.12.1, etcd 3.6.5-0 and pause 3.10.1; kind's containerd config names pause 3.10).
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
+CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
+ETCD_IMAGE_VERSION="${ETCD_IMAGE_VERSION:-v3.6.5}"
+DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+CACHE_ROOT="${CERTSMITH_CACHE:-${HOME}/.cache/certsmith}"
+TOOLS_DIR="${CACHE_ROOT}/tools"
+ROOTS_DIR="${CACHE_ROOT}/kind-node/roots"
+
+# Local base images (no registry is reachable, so every FROM names one of these).
+DEBIAN_BASE_IMAGE="certsmith/debian:${DEBIAN_SUITE}"
+PYTHON_BASE_IMAGE="certsmith/python:3.11-slim-local"
+
+log() { echo "${LOG_PREFIX:-kind-node}: $*" >&2; }
+
+lacks_sys_resource() {
+  local capbnd
+  capbnd="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
+  (((16#${capbnd} >> 24 & 1) == 0))
+}
+
+# go_tool NAME PACKAGE VERSION: `go install`s PACKAGE@VERSION (static) into
+# ${TOOLS_DIR}/NAME-VERSION once, prints the binary's path.
+go_tool() {
+  local name="$1" package="$2" version="$3"
+  local dir="${TOOLS_DIR}/${name}-${version}"
+  local binary="${dir}/$(basename "${package}")"
+  if [[ ! -x "${binary}" ]]; then
+    log "go install ${package}@${version}"
+    local started=${SECONDS}
+    mkdir -p "${dir}"
+    CGO_ENABLED=0 GOBIN="${dir}" GOFLAGS=-trimpath go install -ldflags "-s -w" "${package}@${version}" >&2
+    log "built ${name} ${version} in $((SECONDS - started))s"
+  fi
+  echo "${binary}"
+}
+
+kind_bin() { go_tool kind sigs.k8s.io/kind "${KIND_VERSION}"; }
+
+# The directory of the kind module in the Go module cache (downloads it if needed).
+kind_module_dir() {
+  (cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@${KIND_VERSION}") |
+    jq -r .Dir
+}
+
+# Kubernetes binaries from hack/build-binaries (its last stdout line is the directory).
+kube_bin_dir() { "${REPO_ROOT}/hack/build-binaries" | tail -n 1; }
