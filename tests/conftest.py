@@ -28,8 +28,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
-def _processes_from(directory: Path) -> list[str]:
-    """Command lines of running processes whose executable lives under `directory`."""
+APISERVER_PROFILE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
+def _control_plane_processes(directory: Path) -> list[str]:
+    """Executables of running etcd/apiserver/controller-manager processes from `directory`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -38,7 +41,7 @@ def _processes_from(directory: Path) -> list[str]:
             exe = os.readlink(proc / "exe")
         except OSError:
             continue
-        if exe.startswith(str(directory)):
+        if exe.startswith(str(directory)) and Path(exe).name in APISERVER_PROFILE_BINARIES:
             found.append(exe)
     return found
 
@@ -81,7 +84,7 @@ def kubeconfig() -> Iterator[str]:
     cluster.down()
     if cluster.started_here:
         cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
-        leftovers = _processes_from(cache)
+        leftovers = _control_plane_processes(cache)
         assert not leftovers, f"hack/cluster down left processes running: {leftovers}"
 
 

@@ -46,7 +46,12 @@ def _create_widget_crd(api_client: client.ApiClient, group: str) -> None:
             "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
             "versions": [
-                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
             ],
         },
     }
@@ -68,23 +73,35 @@ def test_cel_rule_refuses_object_with_its_message(api_client, namespace):
     try:
         with pytest.raises(ApiException) as refused:
             objects.create_namespaced_custom_object(
-                group, "v1", namespace, "widgets",
-                {"apiVersion": f"{group}/v1", "kind": "Widget",
-                 "metadata": {"name": "bad"}, "spec": {"min": 5, "max": 1}},
+                group,
+                "v1",
+                namespace,
+                "widgets",
+                {
+                    "apiVersion": f"{group}/v1",
+                    "kind": "Widget",
+                    "metadata": {"name": "bad"},
+                    "spec": {"min": 5, "max": 1},
+                },
             )
         assert refused.value.status == 422
         assert "min must not exceed max" in refused.value.body
 
         accepted = objects.create_namespaced_custom_object(
-            group, "v1", namespace, "widgets",
-            {"apiVersion": f"{group}/v1", "kind": "Widget",
-             "metadata": {"name": "good"}, "spec": {"min": 1, "max": 5}},
+            group,
+            "v1",
+            namespace,
+            "widgets",
+            {
+                "apiVersion": f"{group}/v1",
+                "kind": "Widget",
+                "metadata": {"name": "good"},
+                "spec": {"min": 1, "max": 5},
+            },
         )
         assert accepted["spec"] == {"min": 1, "max": 5}
     finally:
-        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(
-            f"widgets.{group}"
-        )
+        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(f"widgets.{group}")
 
 
 def _self_signed_server_cert(directory: Path) -> tuple[Path, Path]:
@@ -126,15 +143,17 @@ def denying_webhook(tmp_path) -> Iterator[tuple[int, bytes, queue.Queue]]:
             reviews.put(review)
             labels = review["request"]["object"]["metadata"].get("labels") or {}
             allowed = labels.get("deny") != "yes"
-            body = json.dumps({
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "response": {
-                    "uid": review["request"]["uid"],
-                    "allowed": allowed,
-                    "status": {"message": "labelled deny=yes by the test"},
-                },
-            }).encode()
+            body = json.dumps(
+                {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "response": {
+                        "uid": review["request"]["uid"],
+                        "allowed": allowed,
+                        "status": {"message": "labelled deny=yes by the test"},
+                    },
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -171,8 +190,10 @@ def test_apiserver_calls_webhook_on_host(api_client, namespace, denying_webhook)
                 ),
                 rules=[
                     client.V1RuleWithOperations(
-                        api_groups=[""], api_versions=["v1"],
-                        operations=["CREATE"], resources=["configmaps"],
+                        api_groups=[""],
+                        api_versions=["v1"],
+                        operations=["CREATE"],
+                        resources=["configmaps"],
                     )
                 ],
                 namespace_selector=client.V1LabelSelector(
@@ -246,9 +267,13 @@ def test_service_account_gets_tokens(api_client, namespace):
             assert time.monotonic() < deadline, "no default service account after 30 s"
             time.sleep(0.2)
     token = core.create_namespaced_service_account_token(
-        "default", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=["https://kubernetes.default.svc.cluster.local"]
-        ))
+        "default",
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=["https://kubernetes.default.svc.cluster.local"]
+            )
+        ),
     )
     review = client.AuthenticationV1Api(api_client).create_token_review(
         client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token.status.token))

@@ -1,0 +1,28 @@
+"""`python -m certsmith`: run the operator (settings come from the environment, see config.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+from certsmith import handlers  # noqa: F401  (registers the handlers with kopf)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="certsmith", description=__doc__)
+    parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    kopf.configure(verbose=args.verbose)
+    asyncio.run(kopf.operator(clusterwide=True, liveness_endpoint=args.liveness, standalone=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""A CertificateAuthority's key material and the pure decisions about it.
+
+The root and the intermediate each live in a Secret in the operator's namespace. The
+intermediate signs leaves and is renewed at 2/3 of its lifetime under the same root;
+a renewed intermediate needs no change to any trust bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+
+from certsmith import conditions, renewal
+from certsmith.pki import ca, inspect, keys
+from certsmith.policies import AuthorityView
+
+AUTHORITY_LABEL = "certsmith.dev/authority"
+ROLE_LABEL = "certsmith.dev/role"
+
+
+@dataclass(frozen=True)
+class AuthorityMaterial:
+    name: str
+    root: ca.CAKeyPair
+    intermediate: ca.CAKeyPair
+    trusted_roots: tuple[x509.Certificate, ...]
+
+    def view(self) -> AuthorityView:
+        return AuthorityView(name=self.name, trusted_roots=self.trusted_roots)
+
+    @property
+    def bundle_pem(self) -> bytes:
+        """Every root currently trusted: the `ca.crt` of each issued Secret."""
+        return inspect.certificates_to_pem(self.trusted_roots)
+
+    @property
+    def issuer_fingerprint(self) -> str:
+        return inspect.fingerprint_sha256(self.intermediate.certificate)
+
+
+def root_secret_name(authority: str) -> str:
+    return f"{authority}-root"
+
+
+def intermediate_secret_name(authority: str) -> str:
+    return f"{authority}-intermediate"
+
+
+def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
+    return renewal.renewal_time(
+        not_before=intermediate.not_valid_before_utc,
+        not_after=intermediate.not_valid_after_utc,
+        renew_before=None,
+        renew_before_percentage=None,
+    )
+
+
+def intermediate_is_current(
+    intermediate: ca.CAKeyPair, root: ca.CAKeyPair, *, now: datetime
+) -> bool:
+    """False when the intermediate must be replaced: due, mismatched or not from this root."""
+    certificate = intermediate.certificate
+    if not keys.key_matches_certificate(intermediate.key, certificate):
+        return False
+    try:
+        certificate.verify_directly_issued_by(root.certificate)
+    except (ValueError, TypeError, x509.InvalidSignature):
+        return False
+    return now < intermediate_renewal_time(certificate)
+
+
+def parse_key_pair(secret: Mapping[str, Any]) -> ca.CAKeyPair:
+    """The certificate and key of a CA Secret; ValueError naming what is wrong."""
+    data = secret.get("data") or {}
+    name = (secret.get("metadata") or {}).get("name", "?")
+    try:
+        chain = inspect.load_pem_certificates(base64.b64decode(data.get("tls.crt", "")))
+        key = keys.load_private_key(base64.b64decode(data.get("tls.key", "")))
+    except ValueError as error:
+        raise ValueError(f"Secret {name}: tls.crt/tls.key unreadable ({error})") from None
+    if not keys.key_matches_certificate(key, chain[0]):
+        raise ValueError(f"Secret {name}: tls.key does not match tls.crt")
+    return ca.CAKeyPair(certificate=chain[0], key=key)
+
+
+def key_pair_secret(
+    *, authority: str, role: str, name: str, namespace: str, pair: ca.CAKeyPair
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "certsmith",
+                AUTHORITY_LABEL: authority,
+                ROLE_LABEL: role,
+            },
+        },
+        "data": {
+            "tls.crt": base64.b64encode(inspect.certificates_to_pem([pair.certificate])).decode(),
+            "tls.key": base64.b64encode(keys.encode_private_key(pair.key, "PKCS8")).decode(),
+        },
+    }
+
+
+def _describe(certificate: x509.Certificate) -> dict[str, str]:
+    return {
+        "fingerprint": inspect.fingerprint_sha256(certificate),
+        "notAfter": conditions.format_time(certificate.not_valid_after_utc),
+        "subject": certificate.subject.rfc4514_string(),
+    }
+
+
+def ready_status(
+    material: AuthorityMaterial,
+    *,
+    current: Mapping[str, Any] | None,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    intermediate = _describe(material.intermediate.certificate)
+    intermediate["renewalTime"] = conditions.format_time(
+        intermediate_renewal_time(material.intermediate.certificate)
+    )
+    return {
+        "conditions": conditions.merge_conditions(
+            (current or {}).get("conditions"),
+            [conditions.Condition(conditions.READY, True, "Ready", "root and intermediate loaded")],
+            generation=generation,
+            now=now,
+        ),
+        "root": _describe(material.root.certificate),
+        "intermediate": intermediate,
+    }
+
+
+def failed_status(
+    reason: str,
+    message: str,
+    *,
+    current: Mapping[str, Any] | None,
+    generation: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "conditions": conditions.merge_conditions(
+            (current or {}).get("conditions"),
+            [conditions.Condition(conditions.READY, False, reason, message)],
+            generation=generation,
+            now=now,
+        )
+    }

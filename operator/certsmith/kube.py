@@ -1,0 +1,185 @@
+"""The operator's only Kubernetes API client: plain JSON in and out, no model classes.
+
+Bodies stay dicts: decoding into the client library's generated models costs more CPU
+than issuing a certificate. The connection pool size is set deliberately (Config) so a
+burst of issuances queues here instead of opening hundreds of connections.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+
+GROUP = "certsmith.dev"
+VERSION = "v1alpha1"
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ApiError(Exception):
+    """A non-2xx answer from the apiserver."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+
+def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClient:
+    """An ApiClient for in-cluster use, or for the given/default kubeconfig."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = JSON,
+        query: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": JSON},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request)
+        data = response.read()
+        if not 200 <= response.status < 300:
+            try:
+                detail = json.loads(data or b"{}")
+            except ValueError:
+                detail = {}
+            raise ApiError(
+                int(response.status),
+                str(detail.get("reason") or response.reason),
+                str(detail.get("message") or data[:200]),
+            )
+        return json.loads(data or b"{}")
+
+    # --- Secrets ---------------------------------------------------------------------
+
+    def get_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def create_secret(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        return self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=body)
+
+    def replace_secret(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT with the body's resourceVersion: fails with 409 if someone wrote in between."""
+        metadata = body["metadata"]
+        path = f"/api/v1/namespaces/{metadata['namespace']}/secrets/{metadata['name']}"
+        return self._call("PUT", path, body=body)
+
+    def patch_secret(
+        self, *, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+        return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    # --- certsmith resources -------------------------------------------------------------
+
+    def get_certificate(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates/{name}"
+        try:
+            return self._call("GET", path)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def patch_certificate_status(
+        self, *, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates/{name}/status"
+        return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    def get_authority(self, *, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}")
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def create_authority(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/apis/{GROUP}/{VERSION}/certificateauthorities", body=body)
+
+    def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        path = f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}/status"
+        return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    # --- Events ----------------------------------------------------------------------
+
+    def post_event(
+        self,
+        *,
+        involved: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        now: str,
+        component: str,
+    ) -> None:
+        metadata = involved.get("metadata") or {}
+        namespace = metadata.get("namespace") or "default"
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata.get('name', 'certsmith')}.",
+                "namespace": namespace,
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": metadata.get("name"),
+                "namespace": metadata.get("namespace"),
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": component},
+            "reportingComponent": component,
+        }
+        self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)

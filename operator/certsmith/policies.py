@@ -1,0 +1,200 @@
+"""Decide what a Certificate needs: a chain of small checks over gathered state.
+
+Gather (the Secret, the authority, the clock) happens elsewhere; these functions only
+judge. The first check that fires decides, so the order below is the order of priority.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from certsmith import model, renewal, tls_secret
+from certsmith.pki import inspect, keys
+from certsmith.tls_secret import TLS_SECRET_TYPE, SecretContents
+
+
+class Action(enum.Enum):
+    NOTHING = "Nothing"
+    ISSUE = "Issue"
+    REPAIR = "Repair"
+    CONFLICT = "Conflict"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AuthorityView:
+    """The parts of a CertificateAuthority that judging a leaf needs."""
+
+    name: str
+    trusted_roots: tuple[x509.Certificate, ...]
+
+
+@dataclass(frozen=True)
+class Input:
+    certificate_name: str
+    namespace: str
+    spec: model.CertificateSpec
+    secret: SecretContents | None
+    authority: AuthorityView
+    now: datetime
+
+
+Check = Callable[[Input], Decision | None]
+
+
+def _issue(reason: str, message: str) -> Decision:
+    return Decision(Action.ISSUE, reason, message)
+
+
+def secret_missing(i: Input) -> Decision | None:
+    if i.secret is None:
+        return _issue("SecretMissing", f"Secret {i.spec.secret_name} does not exist")
+    return None
+
+
+def secret_owned_by_another(i: Input) -> Decision | None:
+    assert i.secret is not None
+    owner = i.secret.owner
+    if owner is not None and owner != i.certificate_name:
+        return Decision(
+            Action.CONFLICT,
+            "SecretConflict",
+            f"Secret {i.spec.secret_name} belongs to Certificate {owner}; "
+            "choose another spec.secretName",
+        )
+    if owner is None and i.secret.secret_type not in ("", TLS_SECRET_TYPE):
+        return Decision(
+            Action.CONFLICT,
+            "SecretConflict",
+            f"Secret {i.spec.secret_name} exists with type {i.secret.secret_type} and is not "
+            "managed by certsmith; it is left untouched",
+        )
+    return None
+
+
+def secret_data_invalid(i: Input) -> Decision | None:
+    assert i.secret is not None
+    if i.secret.problems:
+        return _issue("SecretInvalid", "; ".join(i.secret.problems))
+    return None
+
+
+def key_does_not_match_certificate(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
+    if not keys.key_matches_certificate(i.secret.key, i.secret.leaf):
+        return _issue("KeyMismatch", "tls.key does not match the certificate in tls.crt")
+    return None
+
+
+def issuer_not_trusted(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.leaf is not None
+    if not inspect.chain_is_valid(
+        leaf=i.secret.leaf,
+        intermediates=i.secret.intermediates,
+        roots=i.authority.trusted_roots,
+        now=i.now,
+    ):
+        return _issue(
+            "IssuerNotTrusted",
+            f"the certificate does not chain to a root trusted by {i.authority.name} "
+            "or is outside its validity period",
+        )
+    return None
+
+
+def spec_changed(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.key is not None
+    recorded = i.secret.annotations.get(tls_secret.SPEC_FINGERPRINT_ANNOTATION)
+    if recorded is not None and recorded != model.issuance_fingerprint(i.spec):
+        return _issue("SpecChanged", "the spec changed since the certificate was issued")
+    if recorded is None and not names_match(i.secret, i.spec):
+        return _issue("SpecChanged", "the certificate's names differ from the spec")
+    if not keys.key_matches_spec(i.secret.key, i.spec.private_key):
+        return _issue("SpecChanged", "the private key's algorithm or size differs from the spec")
+    return None
+
+
+def renewal_due(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.leaf is not None
+    due = leaf_renewal_time(i.spec, i.secret.leaf, jitter_key=f"{i.namespace}/{i.certificate_name}")
+    if i.now >= due:
+        return _issue("RenewalDue", f"renewal time {due.isoformat()} has been reached")
+    return None
+
+
+def metadata_drifted(i: Input) -> Decision | None:
+    """Checked last, and only for a Secret whose content is fine: repair, don't re-issue."""
+    assert i.secret is not None
+    owned_labels = tls_secret.desired_labels(i.certificate_name, i.spec.secret_labels)
+    if any(i.secret.labels.get(k) != v for k, v in owned_labels.items()):
+        return Decision(Action.REPAIR, "Repaired", "restored the Secret's labels")
+    missing = [k for k in tls_secret.OWNED_ANNOTATIONS if k not in i.secret.annotations]
+    drifted = [k for k, v in i.spec.secret_annotations.items() if i.secret.annotations.get(k) != v]
+    if missing or drifted:
+        return Decision(Action.REPAIR, "Repaired", "restored the Secret's annotations")
+    return None
+
+
+ISSUANCE_CHAIN: Sequence[Check] = (
+    secret_missing,
+    secret_owned_by_another,
+    secret_data_invalid,
+    key_does_not_match_certificate,
+    issuer_not_trusted,
+    spec_changed,
+    renewal_due,
+    metadata_drifted,
+)
+
+
+def decide(i: Input) -> Decision:
+    for check in ISSUANCE_CHAIN:
+        decision = check(i)
+        if decision is not None:
+            return decision
+    return Decision(Action.NOTHING, "UpToDate", "the certificate is valid and matches its spec")
+
+
+def leaf_renewal_time(
+    spec: model.CertificateSpec, leaf: x509.Certificate, *, jitter_key: str
+) -> datetime:
+    return renewal.renewal_time(
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        renew_before=spec.renew_before,
+        renew_before_percentage=spec.renew_before_percentage,
+        jitter_key=jitter_key,
+    )
+
+
+def names_match(secret: SecretContents, spec: model.CertificateSpec) -> bool:
+    """Whether the certificate in the Secret carries exactly the names the spec asks for."""
+    assert secret.leaf is not None
+    try:
+        san = secret.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    issued = (
+        sorted(san.get_values_for_type(x509.DNSName)),
+        sorted(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+        sorted(san.get_values_for_type(x509.UniformResourceIdentifier)),
+        sorted(san.get_values_for_type(x509.RFC822Name)),
+    )
+    wanted = (
+        sorted(spec.dns_names),
+        sorted(spec.ip_addresses),
+        sorted(spec.uris),
+        sorted(spec.email_addresses),
+    )
+    return issued == wanted

@@ -1,0 +1,376 @@
+"""Reconcile one Certificate: gather (Secret, authority) → decide (policies) → build → apply.
+
+Every path ends in a `Outcome`: the status to write (or None when nothing changed) and
+when to look at the Certificate again. Callers write the status in the cheapest way they
+have (kopf's own patch from a handler, a direct PATCH from the scheduler).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from certsmith import conditions, model, policies, tls_secret
+from certsmith.authorities import AuthorityRegistry
+from certsmith.authority import AuthorityMaterial
+from certsmith.config import Config
+from certsmith.kube import ApiError, Kube
+from certsmith.pki import inspect, issue, keys
+from certsmith.policies import Action, Decision
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE = timedelta(seconds=2)
+RETRY_CAP = timedelta(minutes=5)
+AUTHORITY_RETRY = timedelta(seconds=5)
+CONFLICT_RETRY = timedelta(minutes=1)
+# Fields of status this module owns; anything else (kopf's bookkeeping) is left alone.
+STATUS_FIELDS = (
+    "conditions",
+    "notBefore",
+    "notAfter",
+    "renewalTime",
+    "serialNumber",
+    "revision",
+    "lastFailureTime",
+    "failedIssuanceAttempts",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: dict[str, Any] | None
+    """Status fields to write, or None when the stored status is already right."""
+    next_check: datetime | None
+    """When to reconcile again (renewal or retry); None to wait for a change."""
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Exponential back-off: 2 s, 4 s, 8 s … capped at 5 minutes, with ±10 % jitter."""
+    delay = min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
+    return delay * random.uniform(0.9, 1.1)
+
+
+def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return any(current.get(key) != desired.get(key) for key in STATUS_FIELDS if key in desired)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        config: Config,
+        authorities: AuthorityRegistry,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._kube = kube
+        self._config = config
+        self._authorities = authorities
+        self._clock = clock
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._written: dict[tuple[str, str], str] = {}
+
+    # --- entry points ------------------------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        """Bring one Certificate's Secret in line with its spec; never raises for bad input."""
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        with self._lock_for(key):
+            return self._reconcile(body)
+
+    def is_own_write(self, namespace: str, secret_name: str, resource_version: str) -> bool:
+        """Whether a Secret watch event only echoes a write this operator made."""
+        return self._written.get((namespace, secret_name)) == resource_version
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
+
+    def _lock_for(self, key: tuple[str, str]) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    # --- gather → decide → apply ---------------------------------------------------------
+
+    def _reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        now = self._clock()
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        status = dict(body.get("status") or {})
+        generation = metadata.get("generation")
+
+        try:
+            spec = model.parse_certificate_spec(body.get("spec") or {})
+        except model.InvalidSpec as invalid:
+            return self._not_ready(body, status, "InvalidSpec", str(invalid), now, retry=None)
+
+        material = self._authorities.get(spec.issuer_name)
+        if material is None:
+            message = f"CertificateAuthority {spec.issuer_name} is not ready"
+            return self._not_ready(
+                body, status, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY
+            )
+
+        try:
+            secret_body = self._kube.get_secret(namespace=namespace, name=spec.secret_name)
+            contents = None if secret_body is None else tls_secret.parse_secret(secret_body)
+            decision = policies.decide(
+                policies.Input(
+                    certificate_name=name,
+                    namespace=namespace,
+                    spec=spec,
+                    secret=contents,
+                    authority=material.view(),
+                    now=now,
+                )
+            )
+            if decision.action is Action.CONFLICT:
+                return self._not_ready(
+                    body, status, decision.reason, decision.message, now, retry=now + CONFLICT_RETRY
+                )
+            if decision.action is Action.ISSUE:
+                contents = self._issue(body, spec, contents, material, decision, now)
+            elif decision.action is Action.REPAIR:
+                assert contents is not None
+                self._repair(body, spec, contents, material)
+        except ApiError as error:
+            return self._failed(body, status, f"the apiserver answered {error}", now)
+
+        assert contents is not None and contents.leaf is not None
+        return self._ready(body, spec, contents, status, generation, now)
+
+    def _issue(
+        self,
+        body: Mapping[str, Any],
+        spec: model.CertificateSpec,
+        previous: tls_secret.SecretContents | None,
+        material: AuthorityMaterial,
+        decision: Decision,
+        now: datetime,
+    ) -> tls_secret.SecretContents:
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        key = None
+        if (
+            spec.private_key.rotation_policy == "Never"
+            and previous is not None
+            and previous.key is not None
+            and keys.key_matches_spec(previous.key, spec.private_key)
+        ):
+            key = previous.key
+        if key is None:
+            key = keys.generate_private_key(spec.private_key)
+        leaf = issue.build_leaf(
+            spec=spec, public_key=key.public_key(), issuer=material.intermediate, now=now
+        )
+        revision = (
+            max(
+                int((body.get("status") or {}).get("revision") or 0),
+                previous.revision if previous is not None else 0,
+            )
+            + 1
+        )
+        secret = tls_secret.build_secret(
+            name=spec.secret_name,
+            namespace=namespace,
+            certificate_name=name,
+            labels_template=spec.secret_labels,
+            annotations_template=spec.secret_annotations,
+            material=tls_secret.IssuedMaterial(
+                leaf=leaf,
+                intermediates=(material.intermediate.certificate,),
+                key_pem=keys.encode_private_key(key, spec.private_key.encoding),
+                ca_pem=material.bundle_pem,
+                issuer_fingerprint=material.issuer_fingerprint,
+                spec_fingerprint=model.issuance_fingerprint(spec),
+                revision=revision,
+            ),
+        )
+        if previous is None:
+            stored = self._kube.create_secret(body=secret)
+        else:
+            secret["metadata"]["resourceVersion"] = previous.resource_version
+            stored = self._kube.replace_secret(body=secret)
+        self._written[(namespace, spec.secret_name)] = stored["metadata"]["resourceVersion"]
+
+        renewed = previous is not None and previous.leaf is not None
+        self._event(
+            body,
+            "Normal",
+            "Renewed" if renewed else "Issued",
+            f"issued serial {inspect.serial_hex(leaf)} valid until "
+            f"{conditions.format_time(leaf.not_valid_after_utc)} ({decision.message})",
+        )
+        logger.info(
+            "%s/%s: issued serial %s (%s)",
+            namespace,
+            name,
+            inspect.serial_hex(leaf),
+            decision.reason,
+        )
+        return tls_secret.parse_secret(stored)
+
+    def _repair(
+        self,
+        body: Mapping[str, Any],
+        spec: model.CertificateSpec,
+        contents: tls_secret.SecretContents,
+        material: AuthorityMaterial,
+    ) -> None:
+        assert contents.leaf is not None
+        metadata = body["metadata"]
+        issuer_fingerprint = (
+            inspect.fingerprint_sha256(contents.intermediates[0])
+            if contents.intermediates
+            else material.issuer_fingerprint
+        )
+        patch = tls_secret.metadata_patch(
+            contents,
+            desired_labels=tls_secret.desired_labels(metadata["name"], spec.secret_labels),
+            desired_annotations=tls_secret.desired_annotations(
+                certificate_name=metadata["name"],
+                template=spec.secret_annotations,
+                leaf=contents.leaf,
+                issuer_fingerprint=issuer_fingerprint,
+                spec_fingerprint=model.issuance_fingerprint(spec),
+                revision=max(
+                    contents.revision, int((body.get("status") or {}).get("revision") or 0)
+                ),
+            ),
+        )
+        if patch is None:
+            return
+        stored = self._kube.patch_secret(
+            namespace=metadata["namespace"], name=spec.secret_name, patch=patch
+        )
+        self._written[(metadata["namespace"], spec.secret_name)] = stored["metadata"][
+            "resourceVersion"
+        ]
+        self._event(
+            body,
+            "Normal",
+            "Repaired",
+            f"restored labels and annotations of Secret {spec.secret_name}",
+        )
+
+    # --- outcomes ------------------------------------------------------------------------
+
+    def _ready(
+        self,
+        body: Mapping[str, Any],
+        spec: model.CertificateSpec,
+        contents: tls_secret.SecretContents,
+        status: Mapping[str, Any],
+        generation: int | None,
+        now: datetime,
+    ) -> Outcome:
+        assert contents.leaf is not None
+        leaf = contents.leaf
+        metadata = body["metadata"]
+        renewal_at = policies.leaf_renewal_time(
+            spec, leaf, jitter_key=f"{metadata['namespace']}/{metadata['name']}"
+        )
+        desired: dict[str, Any] = {
+            "conditions": conditions.merge_conditions(
+                status.get("conditions"),
+                [
+                    conditions.Condition(
+                        conditions.READY, True, "Issued", "the certificate is valid and up to date"
+                    ),
+                    conditions.Condition(
+                        conditions.ISSUING, False, "UpToDate", "no issuance in progress"
+                    ),
+                ],
+                generation=generation,
+                now=now,
+            ),
+            "notBefore": conditions.format_time(leaf.not_valid_before_utc),
+            "notAfter": conditions.format_time(leaf.not_valid_after_utc),
+            "renewalTime": conditions.format_time(renewal_at),
+            "serialNumber": inspect.serial_hex(leaf),
+            "revision": max(contents.revision, int(status.get("revision") or 0)),
+            "failedIssuanceAttempts": 0,
+        }
+        changed = _status_changed(status, desired)
+        return Outcome(status=desired if changed else None, next_check=renewal_at)
+
+    def _not_ready(
+        self,
+        body: Mapping[str, Any],
+        status: Mapping[str, Any],
+        reason: str,
+        message: str,
+        now: datetime,
+        *,
+        retry: datetime | None,
+    ) -> Outcome:
+        desired = {
+            "conditions": conditions.merge_conditions(
+                status.get("conditions"),
+                [
+                    conditions.Condition(conditions.READY, False, reason, message),
+                    conditions.Condition(conditions.ISSUING, False, reason, message),
+                ],
+                generation=body["metadata"].get("generation"),
+                now=now,
+            )
+        }
+        if not _status_changed(status, desired):
+            return Outcome(status=None, next_check=retry)
+        self._event(body, "Warning", reason, message)
+        return Outcome(status=desired, next_check=retry)
+
+    def _failed(
+        self, body: Mapping[str, Any], status: Mapping[str, Any], message: str, now: datetime
+    ) -> Outcome:
+        """Issuance failed: keep Ready as it was (the old certificate may still be valid)."""
+        attempts = int(status.get("failedIssuanceAttempts") or 0) + 1
+        current_ready = conditions.find_condition(status.get("conditions"), conditions.READY)
+        desired_conditions = [
+            conditions.Condition(conditions.ISSUING, False, "IssuanceFailed", message)
+        ]
+        if current_ready is None:
+            desired_conditions.append(
+                conditions.Condition(conditions.READY, False, "IssuanceFailed", message)
+            )
+        desired = {
+            "conditions": conditions.merge_conditions(
+                status.get("conditions"),
+                desired_conditions,
+                generation=body["metadata"].get("generation"),
+                now=now,
+            ),
+            "lastFailureTime": conditions.format_time(now),
+            "failedIssuanceAttempts": attempts,
+        }
+        self._event(body, "Warning", "IssuanceFailed", message)
+        logger.warning(
+            "%s/%s: issuance failed (attempt %d): %s",
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            attempts,
+            message,
+        )
+        return Outcome(status=desired, next_check=now + retry_delay(attempts))
+
+    def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+        # An event that cannot be posted must not undo an issuance that succeeded.
+        try:
+            self._kube.post_event(
+                involved=body,
+                event_type=event_type,
+                reason=reason,
+                message=message,
+                now=conditions.format_time(self._clock()),
+                component=self._config.component,
+            )
+        except ApiError as error:
+            logger.warning("could not post event %s: %s", reason, error)

@@ -1,0 +1,135 @@
+"""One scheduler for every timed action: renewals, retries with back-off, CA renewal.
+
+A heap of (due time, key) with one entry per key: scheduling a key again replaces its
+previous time. One asyncio task sleeps until the earliest due time and hands due keys to
+a callback, at most `concurrency` at a time, so a thousand Certificates created in the
+same second renew spread over the workers instead of all at once. No per-object timer,
+no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+
+class DueQueue:
+    """A heap of due times by key; not thread-safe on its own."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, Hashable]] = []
+        self._entries: dict[Hashable, tuple[datetime, int]] = {}
+        self._sequence = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def schedule(self, key: Hashable, when: datetime) -> None:
+        sequence = next(self._sequence)
+        self._entries[key] = (when, sequence)
+        heapq.heappush(self._heap, (when, sequence, key))
+
+    def cancel(self, key: Hashable) -> None:
+        self._entries.pop(key, None)
+
+    def when(self, key: Hashable) -> datetime | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[0]
+
+    def _drop_stale(self) -> None:
+        # Superseded or cancelled entries stay in the heap until they reach the top.
+        while self._heap:
+            when, sequence, key = self._heap[0]
+            if self._entries.get(key) == (when, sequence):
+                return
+            heapq.heappop(self._heap)
+
+    def next_due(self) -> datetime | None:
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
+
+    def pop_due(self, now: datetime) -> list[Hashable]:
+        due = []
+        while (when := self.next_due()) is not None and when <= now:
+            _, _, key = heapq.heappop(self._heap)
+            del self._entries[key]
+            due.append(key)
+        return due
+
+
+class Scheduler:
+    """Runs `action(key)` when a key comes due. `schedule` may be called from any thread."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime],
+        action: Callable[[Hashable], Awaitable[None]],
+        concurrency: int,
+    ) -> None:
+        self._clock = clock
+        self._action = action
+        self._queue = DueQueue()
+        self._lock = threading.Lock()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def schedule(self, key: Hashable, when: datetime) -> None:
+        with self._lock:
+            earlier = self._queue.next_due()
+            self._queue.schedule(key, when)
+        if earlier is None or when < earlier:
+            self._wake()
+
+    def cancel(self, key: Hashable) -> None:
+        with self._lock:
+            self._queue.cancel(key)
+
+    def when(self, key: Hashable) -> datetime | None:
+        with self._lock:
+            return self._queue.when(key)
+
+    def _wake(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        while True:
+            self._wakeup.clear()
+            now = self._clock()
+            with self._lock:
+                due = self._queue.pop_due(now)
+                next_due = self._queue.next_due()
+            for key in due:
+                await self._limit.acquire()
+                task = asyncio.create_task(self._run_one(key))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
+            if due:
+                continue
+            timeout = None if next_due is None else max(0.0, (next_due - now).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+
+    async def _run_one(self, key: Hashable) -> None:
+        try:
+            await self._action(key)
+        except Exception:
+            logger.exception("scheduled action for %s failed", key)
+        finally:
+            self._limit.release()

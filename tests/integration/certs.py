@@ -1,0 +1,89 @@
+"""Builders and readers for Certificates and their Secrets in integration tests."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client
+
+GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
+
+
+def certificate(name: str, **spec: Any) -> dict[str, Any]:
+    spec.setdefault("secretName", f"{name}-tls")
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Certificate",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def create(api_client: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    return client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body
+    )
+
+
+def get(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+
+
+def patch_spec(
+    api_client: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]
+) -> None:
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+    )
+
+
+def condition(body: dict[str, Any], kind: str = "Ready") -> dict[str, Any] | None:
+    for entry in (body.get("status") or {}).get("conditions", []):
+        if entry["type"] == kind:
+            return entry
+    return None
+
+
+def is_ready(api_client: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The Certificate if Ready=True for its current generation, else None."""
+    body = get(api_client, namespace, name)
+    ready = condition(body)
+    if (
+        ready
+        and ready["status"] == "True"
+        and ready.get("observedGeneration") == body["metadata"]["generation"]
+    ):
+        return body
+    return None
+
+
+def secret(api_client: client.ApiClient, namespace: str, name: str) -> client.V1Secret:
+    return client.CoreV1Api(api_client).read_namespaced_secret(name, namespace)
+
+
+def secret_bytes(sec: client.V1Secret, key: str) -> bytes:
+    return base64.b64decode(sec.data[key])
+
+
+def leaf_of(sec: client.V1Secret) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(secret_bytes(sec, "tls.crt"))[0]
+
+
+def public_key_der(sec: client.V1Secret) -> bytes:
+    key = serialization.load_pem_private_key(secret_bytes(sec, "tls.key"), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def events_for(api_client: client.ApiClient, namespace: str, name: str) -> list[client.CoreV1Event]:
+    return [
+        event
+        for event in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+        if event.involved_object.name == name and event.involved_object.kind == "Certificate"
+    ]

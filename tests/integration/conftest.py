@@ -1,0 +1,122 @@
+"""The operator under test: `python -m certsmith` as a real process against the apiserver tier."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, utils
+
+from tests.support import REPO_ROOT, wait_for
+
+OPERATOR_NAMESPACE = "certsmith"
+
+
+class OperatorProcess:
+    """Starts, kills and restarts the operator; its log goes to a file for failure reports."""
+
+    def __init__(self, kubeconfig: str, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": self.kubeconfig,
+            "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "certsmith"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _install_crds(api_client: client.ApiClient) -> None:
+    extensions = client.ApiextensionsV1Api(api_client)
+    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        try:
+            utils.create_from_yaml(api_client, str(path))
+        except utils.FailToCreateError as error:
+            if not all(e.status == 409 for e in error.api_exceptions):
+                raise
+    for name in ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev"):
+        wait_for(
+            lambda n=name: any(
+                c.type == "Established" and c.status == "True"
+                for c in extensions.read_custom_resource_definition(n).status.conditions or []
+            ),
+            timeout=30,
+            what=f"CRD {name} established",
+        )
+
+
+def authority_ready(api_client: client.ApiClient, name: str = "cluster-root") -> bool:
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        ca = objects.get_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", name
+        )
+    except client.ApiException:
+        return False
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in (ca.get("status") or {}).get("conditions", [])
+    )
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kubeconfig: str, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    _install_crds(api_client)
+    core = client.CoreV1Api(api_client)
+    try:
+        core.create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=OPERATOR_NAMESPACE))
+        )
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(kubeconfig, log_path)
+    process.start()
+    wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def running_operator(operator: OperatorProcess, api_client: client.ApiClient):
+    """The session's operator, restarted first if an earlier test left it stopped."""
+    if operator.process is None or operator.process.poll() is not None:
+        operator.start()
+        wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+    yield operator
+    if operator.process is not None and operator.process.poll() is not None:
+        pytest.fail(f"the operator exited; its log ends with:\n{operator.log_tail()}")
