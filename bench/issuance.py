@@ -1,0 +1,228 @@
+"""Issuance benchmark: N Certificates applied at once to the apiserver profile.
+
+Prints the time until all are Ready, certificates per second, p50/p99 apply→Ready,
+apiserver writes per certificate (from the apiserver's own apiserver_request_total) and
+the operator's peak RSS; then the median apply→Ready of sequential Certificates.
+
+    .venv/bin/python bench/issuance.py [--count 1000] [--sequential 20]
+
+Uses the cluster in CERTSMITH_KUBECONFIG, or brings the apiserver profile up (and down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client, config, watch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+
+
+def writes_so_far(api: client.ApiClient) -> int:
+    """Mutating requests the apiserver has served, by its own counter."""
+    text = api.call_api("GET", api.configuration.host + "/metrics", header_params={})
+    total = 0
+    for line in text.read().decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        verb = re.search(r'verb="([A-Z]+)"', line)
+        if verb and verb.group(1) in WRITE_VERBS:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def certificate(name: str) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Certificate",
+        "metadata": {"name": name},
+        "spec": {"secretName": f"{name}-tls", "dnsNames": [f"{name}.bench.svc"]},
+    }
+
+
+class ReadyWatcher:
+    """Records when each Certificate in a namespace is first seen Ready."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.ready_at: dict[str, float] = {}
+        self._api, self._namespace = api, namespace
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        objects = client.CustomObjectsApi(self._api)
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                objects.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self._namespace,
+                PLURAL,
+                timeout_seconds=5,
+            )
+            for event in stream:
+                body = event["object"]
+                name = body["metadata"]["name"]
+                conditions = (body.get("status") or {}).get("conditions", [])
+                if name not in self.ready_at and any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in conditions
+                ):
+                    self.ready_at[name] = time.monotonic()
+
+    def wait(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(n not in self.ready_at for n in names):
+            if time.monotonic() > deadline:
+                missing = [n for n in names if n not in self.ready_at]
+                raise SystemExit(f"{len(missing)} Certificates not Ready after {timeout}s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -> None:
+    core = client.CoreV1Api(api)
+    objects = client.CustomObjectsApi(api)
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    watcher = ReadyWatcher(api, namespace)
+    time.sleep(1)
+
+    names = [f"c{i:05d}" for i in range(count)]
+    applied_at: dict[str, float] = {}
+
+    def apply(name: str) -> None:
+        objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, certificate(name)
+        )
+        applied_at[name] = time.monotonic()
+
+    writes_before = writes_so_far(api)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(apply, names))
+    watcher.wait(names, timeout=max(120, count / 10))
+    elapsed = max(watcher.ready_at.values()) - started
+    time.sleep(2)  # let trailing writes (events) land before counting
+    writes = writes_so_far(api) - writes_before - count  # minus the bench's own creates
+    latencies = sorted((watcher.ready_at[n] - applied_at[n]) * 1000 for n in names)
+
+    print(f"certificates:            {count}")
+    print(f"all Ready after:         {elapsed:.2f} s")
+    print(f"throughput:              {count / elapsed:.1f} certificates/s")
+    print(
+        f"apply→Ready p50 / p99:   {statistics.median(latencies):.0f} ms / "
+        f"{latencies[int(len(latencies) * 0.99) - 1]:.0f} ms"
+    )
+    print(f"apiserver writes/cert:   {writes / count:.2f}")
+    print(f"operator peak RSS:       {peak_rss_mib(operator_pid):.0f} MiB")
+
+    sequential_ms = []
+    for i in range(sequential):
+        name = f"seq{i:03d}"
+        apply(name)
+        watcher.wait([name], timeout=30)
+        sequential_ms.append((watcher.ready_at[name] - applied_at[name]) * 1000)
+    if sequential_ms:
+        print(
+            f"sequential apply→Ready:  median {statistics.median(sequential_ms):.0f} ms "
+            f"over {sequential}"
+        )
+    watcher.stop()
+    core.delete_namespace(namespace)
+
+
+def wait_for_authority(kubectl: list) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready = subprocess.run(
+            [
+                *kubectl,
+                "get",
+                "ca",
+                "cluster-root",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if ready.stdout == "True":
+            return
+        time.sleep(0.2)
+    raise SystemExit("CertificateAuthority cluster-root not Ready after 60 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--sequential", type=int, default=20)
+    args = parser.parse_args()
+
+    kubeconfig = os.environ.get("CERTSMITH_KUBECONFIG")
+    started_cluster = kubeconfig is None
+    if started_cluster:
+        out = subprocess.run(
+            [REPO_ROOT / "hack" / "cluster", "up"], check=True, stdout=subprocess.PIPE, text=True
+        ).stdout
+        kubeconfig = out.strip().splitlines()[-1]
+    bin_dir = (
+        subprocess.run(
+            [REPO_ROOT / "hack" / "build-binaries"], check=True, stdout=subprocess.PIPE, text=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    kubectl = [f"{bin_dir}/kubectl", "--kubeconfig", kubeconfig]
+    subprocess.run([*kubectl, "apply", "-f", REPO_ROOT / "crds"], check=True, capture_output=True)
+    subprocess.run([*kubectl, "create", "namespace", "certsmith"], capture_output=True)
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
+        check=True,
+        capture_output=True,
+    )
+
+    log_path = Path(tempfile.gettempdir()) / "certsmith-bench-operator.log"
+    print(f"operator log:            {log_path}")
+    with log_path.open("w") as log:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "certsmith"],
+            env={**os.environ, "KUBECONFIG": kubeconfig, "CERTSMITH_NAMESPACE": "certsmith"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig)
+        wait_for_authority(kubectl)
+        run(api, operator.pid, args.count, args.sequential)
+    finally:
+        operator.terminate()
+        operator.wait()
+        if started_cluster:
+            subprocess.run([REPO_ROOT / "hack" / "cluster", "down"], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The re-issue decision: which check fires for which state of the Secret, in priority order."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certsmith import model, policies, tls_secret
+from certsmith.pki import ca, issue, keys
+from certsmith.policies import Action
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+NAME, NAMESPACE = "web", "shop"
+
+
+@pytest.fixture(scope="module")
+def root() -> ca.CAKeyPair:
+    return ca.build_root(
+        common_name="root", now=NOW - timedelta(days=1), lifetime=timedelta(days=3650)
+    )
+
+
+@pytest.fixture(scope="module")
+def intermediate(root: ca.CAKeyPair) -> ca.CAKeyPair:
+    return ca.build_intermediate(
+        issuer=root,
+        common_name="intermediate",
+        now=NOW - timedelta(days=1),
+        lifetime=timedelta(days=365),
+    )
+
+
+def spec_of(**fields: Any) -> model.CertificateSpec:
+    return model.parse_certificate_spec(
+        {"secretName": "web-tls", "dnsNames": ["web.shop.svc"], **fields}
+    )
+
+
+def issued_secret(
+    spec: model.CertificateSpec,
+    intermediate: ca.CAKeyPair,
+    root: ca.CAKeyPair,
+    *,
+    issued_at: datetime = NOW - timedelta(days=1),
+    owner: str = NAME,
+) -> dict[str, Any]:
+    key = keys.generate_private_key(spec.private_key)
+    leaf = issue.build_leaf(
+        spec=spec, public_key=key.public_key(), issuer=intermediate, now=issued_at
+    )
+    secret = tls_secret.build_secret(
+        name=spec.secret_name,
+        namespace=NAMESPACE,
+        certificate_name=owner,
+        labels_template=spec.secret_labels,
+        annotations_template=spec.secret_annotations,
+        material=tls_secret.IssuedMaterial(
+            leaf=leaf,
+            intermediates=(intermediate.certificate,),
+            key_pem=keys.encode_private_key(key, "PKCS8"),
+            ca_pem=b"",
+            issuer_fingerprint="f",
+            spec_fingerprint=model.issuance_fingerprint(spec),
+            revision=1,
+        ),
+    )
+    secret["metadata"]["resourceVersion"] = "1"
+    return secret
+
+
+def decide(spec, secret, root, *, now=NOW) -> policies.Decision:
+    return policies.decide(
+        policies.Input(
+            certificate_name=NAME,
+            namespace=NAMESPACE,
+            spec=spec,
+            secret=None if secret is None else tls_secret.parse_secret(secret),
+            authority=policies.AuthorityView(
+                name="cluster-root", trusted_roots=(root.certificate,)
+            ),
+            now=now,
+        )
+    )
+
+
+def test_valid_secret_needs_nothing(root, intermediate):
+    spec = spec_of()
+    assert decide(spec, issued_secret(spec, intermediate, root), root).action is Action.NOTHING
+
+
+def test_missing_secret_is_issued(root):
+    decision = decide(spec_of(), None, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "SecretMissing")
+
+
+def test_secret_of_another_certificate_is_a_conflict(root, intermediate):
+    spec = spec_of()
+    decision = decide(spec, issued_secret(spec, intermediate, root, owner="other"), root)
+    assert decision.action is Action.CONFLICT
+    assert "other" in decision.message
+
+
+def test_foreign_secret_of_another_type_is_left_alone(root):
+    foreign = {"metadata": {"name": "web-tls"}, "type": "Opaque", "data": {"password": "eA=="}}
+    assert decide(spec_of(), foreign, root).action is Action.CONFLICT
+
+
+def test_unparsable_data_is_reissued(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    secret["data"]["tls.crt"] = base64.b64encode(b"not a certificate").decode()
+    decision = decide(spec, secret, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "SecretInvalid")
+
+
+def test_swapped_key_is_reissued(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    other = keys.encode_private_key(ec.generate_private_key(ec.SECP256R1()), "PKCS8")
+    secret["data"]["tls.key"] = base64.b64encode(other).decode()
+    assert decide(spec, secret, root).reason == "KeyMismatch"
+
+
+def test_leaf_from_an_untrusted_root_is_reissued(root, intermediate):
+    spec = spec_of()
+    other_root = ca.build_root(
+        common_name="other", now=NOW - timedelta(days=1), lifetime=timedelta(days=10)
+    )
+    other_intermediate = ca.build_intermediate(
+        issuer=other_root,
+        common_name="other i",
+        now=NOW - timedelta(days=1),
+        lifetime=timedelta(days=5),
+    )
+    secret = issued_secret(spec, other_intermediate, other_root)
+    assert decide(spec, secret, root).reason == "IssuerNotTrusted"
+
+
+def test_changed_names_are_reissued(root, intermediate):
+    secret = issued_secret(spec_of(), intermediate, root)
+    decision = decide(spec_of(dnsNames=["api.shop.svc"]), secret, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
+
+
+def test_changed_key_algorithm_is_reissued(root, intermediate):
+    secret = issued_secret(spec_of(), intermediate, root)
+    assert (
+        decide(spec_of(privateKey={"algorithm": "Ed25519"}), secret, root).reason == "SpecChanged"
+    )
+
+
+def test_renewal_time_reached_is_reissued(root, intermediate):
+    spec = spec_of(duration="24h")
+    secret = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=17))
+    assert decide(spec, secret, root).reason == "RenewalDue"
+    fresh = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=15))
+    assert decide(spec, fresh, root).action is Action.NOTHING
+
+
+def test_removed_annotation_is_repaired_not_reissued(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    del secret["metadata"]["annotations"][tls_secret.SERIAL_ANNOTATION]
+    assert decide(spec, secret, root).action is Action.REPAIR
+
+
+def test_removed_label_is_repaired_not_reissued(root, intermediate):
+    spec = spec_of(secretTemplate={"labels": {"team": "shop"}})
+    secret = issued_secret(spec, intermediate, root)
+    del secret["metadata"]["labels"]["team"]
+    assert decide(spec, secret, root).action is Action.REPAIR
+
+
+def test_missing_fingerprint_annotation_falls_back_to_comparing_names(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
+    assert decide(spec, secret, root).action is Action.REPAIR
+    assert decide(spec_of(dnsNames=["x.shop.svc"]), secret, root).reason == "SpecChanged"
+
+
+def test_expired_leaf_is_reissued_even_if_everything_else_matches(root, intermediate):
+    spec = spec_of(duration="1h")
+    secret = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=3))
+    assert decide(spec, secret, root).action is Action.ISSUE

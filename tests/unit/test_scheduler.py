@@ -1,0 +1,61 @@
+"""The renewal scheduler: one entry per key, earliest first, due keys handed out once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from certsmith.scheduler import DueQueue, Scheduler
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_due_keys_come_out_in_time_order_once():
+    queue = DueQueue()
+    queue.schedule("b", T0 + timedelta(seconds=2))
+    queue.schedule("a", T0 + timedelta(seconds=1))
+    queue.schedule("c", T0 + timedelta(seconds=9))
+    assert queue.pop_due(T0) == []
+    assert queue.pop_due(T0 + timedelta(seconds=5)) == ["a", "b"]
+    assert queue.pop_due(T0 + timedelta(seconds=5)) == []
+    assert queue.next_due() == T0 + timedelta(seconds=9)
+
+
+def test_rescheduling_replaces_the_previous_time():
+    queue = DueQueue()
+    queue.schedule("a", T0 + timedelta(seconds=1))
+    queue.schedule("a", T0 + timedelta(hours=1))
+    assert len(queue) == 1
+    assert queue.pop_due(T0 + timedelta(minutes=1)) == []
+    assert queue.when("a") == T0 + timedelta(hours=1)
+
+
+def test_cancelled_keys_never_come_due():
+    queue = DueQueue()
+    queue.schedule("a", T0)
+    queue.cancel("a")
+    assert queue.pop_due(T0 + timedelta(days=1)) == []
+    assert queue.next_due() is None
+
+
+def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones():
+    ran: list[str] = []
+
+    async def scenario() -> None:
+        async def action(key):
+            ran.append(key)
+
+        scheduler = Scheduler(clock=lambda: datetime.now(UTC), action=action, concurrency=2)
+        task = asyncio.create_task(scheduler.run())
+        scheduler.schedule("later", datetime.now(UTC) + timedelta(hours=1))
+        await asyncio.sleep(0.05)
+        # An earlier key must not wait behind the hour-long sleep.
+        scheduler.schedule("now", datetime.now(UTC))
+        for _ in range(100):
+            if ran:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert ran == ["now"]
