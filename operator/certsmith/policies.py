@@ -48,6 +48,8 @@ class Input:
     secret: SecretContents | None
     authority: AuthorityView
     now: datetime
+    renewal_request: str | None = None
+    """The Certificate's renew-requested-at annotation (set by `kubectl certsmith renew`)."""
 
 
 Check = Callable[[Input], Decision | None]
@@ -125,6 +127,14 @@ def spec_changed(i: Input) -> Decision | None:
     return None
 
 
+def renewal_requested(i: Input) -> Decision | None:
+    assert i.secret is not None
+    honoured = i.secret.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
+    if i.renewal_request and i.renewal_request != honoured:
+        return _issue("RenewalRequested", f"renewal requested at {i.renewal_request}")
+    return None
+
+
 def renewal_due(i: Input) -> Decision | None:
     assert i.secret is not None and i.secret.leaf is not None
     due = leaf_renewal_time(i.spec, i.secret.leaf, jitter_key=f"{i.namespace}/{i.certificate_name}")
@@ -153,6 +163,7 @@ ISSUANCE_CHAIN: Sequence[Check] = (
     key_does_not_match_certificate,
     issuer_not_trusted,
     spec_changed,
+    renewal_requested,
     renewal_due,
     metadata_drifted,
 )

@@ -56,6 +56,11 @@ def retry_delay(attempts: int) -> timedelta:
     return delay * random.uniform(0.9, 1.1)
 
 
+def _renewal_request(body: Mapping[str, Any]) -> str | None:
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
+
+
 def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return any(current.get(key) != desired.get(key) for key in STATUS_FIELDS if key in desired)
 
@@ -130,6 +135,7 @@ class Reconciler:
                     secret=contents,
                     authority=material.view(),
                     now=now,
+                    renewal_request=_renewal_request(body),
                 )
             )
             if decision.action is Action.CONFLICT:
@@ -192,6 +198,7 @@ class Reconciler:
                 issuer_fingerprint=material.issuer_fingerprint,
                 spec_fingerprint=model.issuance_fingerprint(spec),
                 revision=revision,
+                renewal_request=_renewal_request(body),
             ),
         )
         if previous is None:
@@ -244,6 +251,7 @@ class Reconciler:
                 revision=max(
                     contents.revision, int((body.get("status") or {}).get("revision") or 0)
                 ),
+                renewal_request=contents.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION),
             ),
         )
         if patch is None:

@@ -25,6 +25,8 @@ NOT_AFTER_ANNOTATION = "certsmith.dev/not-after"
 ISSUER_ANNOTATION = "certsmith.dev/issuer-fingerprint"
 SPEC_FINGERPRINT_ANNOTATION = "certsmith.dev/spec-fingerprint"
 REVISION_ANNOTATION = "certsmith.dev/revision"
+# On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
+RENEWAL_REQUEST_ANNOTATION = "certsmith.dev/renew-requested-at"
 
 OWNED_ANNOTATIONS = (
     CERTIFICATE_NAME_ANNOTATION,
@@ -131,6 +133,7 @@ class IssuedMaterial:
     issuer_fingerprint: str
     spec_fingerprint: str
     revision: int
+    renewal_request: str | None = None
 
 
 def desired_labels(certificate_name: str, template: Mapping[str, str]) -> dict[str, str]:
@@ -146,9 +149,12 @@ def desired_annotations(
     issuer_fingerprint: str,
     spec_fingerprint: str,
     revision: int,
+    renewal_request: str | None = None,
 ) -> dict[str, str]:
+    honoured = {RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
     return {
         **template,
+        **honoured,
         CERTIFICATE_NAME_ANNOTATION: certificate_name,
         SERIAL_ANNOTATION: inspect.serial_hex(leaf),
         NOT_AFTER_ANNOTATION: leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -184,6 +190,7 @@ def build_secret(
                 issuer_fingerprint=material.issuer_fingerprint,
                 spec_fingerprint=material.spec_fingerprint,
                 revision=material.revision,
+                renewal_request=material.renewal_request,
             ),
         },
         "data": {
