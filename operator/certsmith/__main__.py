@@ -8,7 +8,7 @@ import logging
 
 import kopf
 
-from certsmith import handlers  # noqa: F401  (registers the handlers with kopf)
+from certsmith import handlers, webhooks  # noqa: F401  (importing registers the handlers)
 
 
 def main() -> None:

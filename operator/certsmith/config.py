@@ -19,6 +19,14 @@ class Config:
     """Threads that build certificates, and the size of the API connection pool."""
     kubeconfig: str | None = None
     component: str = "certsmith"
+    trust_domain: str = "cluster.local"
+    webhooks: bool = True
+    webhook_port: int = 9443
+    webhook_service: str = "certsmith-webhook"
+    """The Service in front of the webhook, used when no webhook_url is set (in-cluster)."""
+    webhook_url: str | None = None
+    """Where the apiserver reaches the webhook from outside the cluster (local runs, tests)."""
+    webhook_cert_dir: str = "/tmp/certsmith-webhook"
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -41,4 +49,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         default_authority=env.get("CERTSMITH_DEFAULT_AUTHORITY") or Config.default_authority,
         workers=_int(env, "CERTSMITH_WORKERS", Config.workers),
         kubeconfig=env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None,
+        trust_domain=env.get("CERTSMITH_TRUST_DOMAIN") or Config.trust_domain,
+        webhooks=(env.get("CERTSMITH_WEBHOOKS") or "on").lower() not in ("off", "false", "0"),
+        webhook_port=_int(env, "CERTSMITH_WEBHOOK_PORT", Config.webhook_port),
+        webhook_service=env.get("CERTSMITH_WEBHOOK_SERVICE") or Config.webhook_service,
+        webhook_url=env.get("CERTSMITH_WEBHOOK_URL") or None,
+        webhook_cert_dir=env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir,
     )

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -75,6 +76,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     await loop.run_in_executor(
         executor, lambda: client.patch_authority_status(name=cfg.default_authority, status=status)
     )
+    if cfg.webhooks:
+        await loop.run_in_executor(executor, runtime.write_serving_certificate)
+        directory = Path(cfg.webhook_cert_dir)
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            port=cfg.webhook_port,
+            certfile=str(directory / "tls.crt"),
+            pkeyfile=str(directory / "tls.key"),
+            file_check_interval=10,
+        )
+        await loop.run_in_executor(executor, runtime.register_webhooks)
     memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
 
 

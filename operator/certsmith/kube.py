@@ -144,6 +144,39 @@ class Kube:
         path = f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
+    def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates"
+        return self._call("POST", path, body=body)
+
+    # --- admission configuration -------------------------------------------------------
+
+    def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace a Mutating/ValidatingWebhookConfiguration."""
+        plural = body["kind"].lower() + "s"
+        collection = f"/apis/admissionregistration.k8s.io/v1/{plural}"
+        name = body["metadata"]["name"]
+        for _ in range(5):
+            try:
+                current = self._call("GET", f"{collection}/{name}")
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+                try:
+                    return self._call("POST", collection, body=body)
+                except ApiError as create_error:
+                    if not create_error.conflict:
+                        raise
+                    continue
+            replacement = {**body, "metadata": {**body["metadata"]}}
+            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                return self._call("PUT", f"{collection}/{name}", body=replacement)
+            except ApiError as error:
+                if not error.conflict:
+                    raise
+        raise ApiError(409, "Conflict", f"{plural}/{name} kept changing while being replaced")
+
     # --- Events ----------------------------------------------------------------------
 
     def post_event(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, authority
+from certsmith import authorities, authority, serving, webhook_config
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.reconcile import Outcome, Reconciler
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 CERTIFICATE = "Certificate"
 AUTHORITY = "CertificateAuthority"
+WEBHOOK = "Webhook"
 
 
 @dataclass
@@ -65,6 +67,52 @@ class Runtime:
         self.scheduler.cancel((CERTIFICATE, namespace, name))
         self.reconciler.forget(namespace, name)
 
+    def ensure_certificate(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Certificate unless one of that name exists; return the stored one."""
+        metadata = body["metadata"]
+        try:
+            return self.kube.create_certificate(body=body)
+        except ApiError as error:
+            if not error.conflict:
+                raise
+        found = self.kube.get_certificate(namespace=metadata["namespace"], name=metadata["name"])
+        if found is None:
+            raise ApiError(409, "Conflict", f"Certificate {metadata['name']} vanished")
+        return found
+
+    # --- the webhook's serving certificate -----------------------------------------------
+
+    def write_serving_certificate(self) -> None:
+        """Issue the webhook's certificate into files kopf's server reloads when they change."""
+        material = self.registry.get(self.config.default_authority)
+        if material is None:
+            raise RuntimeError(f"CertificateAuthority {self.config.default_authority} not loaded")
+        chain, key, renew_at = serving.serving_certificate(
+            material,
+            dns_names=serving.webhook_dns_names(self.config.webhook_service, self.config.namespace),
+            now=self.clock(),
+        )
+        directory = Path(self.config.webhook_cert_dir)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, content in (("tls.key", key), ("tls.crt", chain)):
+            temporary = directory / f".{name}.tmp"
+            temporary.write_bytes(content)
+            temporary.chmod(0o600)
+            temporary.replace(directory / name)
+        self.scheduler.schedule((WEBHOOK, "", "serving"), renew_at)
+
+    def register_webhooks(self) -> None:
+        material = self.registry.get(self.config.default_authority)
+        assert material is not None
+        endpoint = webhook_config.Endpoint(
+            ca_bundle=material.bundle_pem,
+            url=self.config.webhook_url,
+            service_name=self.config.webhook_service,
+            service_namespace=self.config.namespace,
+        )
+        self.kube.put_webhook_configuration(body=webhook_config.mutating_configuration(endpoint))
+        self.kube.put_webhook_configuration(body=webhook_config.validating_configuration(endpoint))
+
     # --- CertificateAuthorities ----------------------------------------------------------
 
     def load_authority(self, body: Any) -> dict[str, Any]:
@@ -106,6 +154,8 @@ class Runtime:
                 await loop.run_in_executor(
                     self.executor, self.reconcile_certificate_by_name, namespace, name
                 )
+            elif kind == WEBHOOK:
+                await loop.run_in_executor(self.executor, self.write_serving_certificate)
             else:
                 await loop.run_in_executor(self.executor, self.reload_authority_by_name, name)
         except ApiError as error:

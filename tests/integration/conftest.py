@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,17 +26,32 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.webhook_port = _free_port()
+        self.webhook_dir = log_path.parent / "webhook"
 
     def start(self) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
             "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
+            # The apiserver runs on the host here, so it calls the webhook on loopback.
+            "CERTSMITH_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
+            "CERTSMITH_WEBHOOK_PORT": str(self.webhook_port),
+            "CERTSMITH_WEBHOOK_CERT_DIR": str(self.webhook_dir),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "certsmith"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
+
+    def wait_serving(self, api_client: client.ApiClient) -> None:
+        """Until the CA is Ready and the webhook answers on its port."""
+        wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+        wait_for(self._webhook_listening, timeout=30, what="webhook server listening")
+
+    def _webhook_listening(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.webhook_port)) == 0
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies."""
@@ -55,6 +72,12 @@ class OperatorProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _install_crds(api_client: client.ApiClient) -> None:
@@ -106,7 +129,7 @@ def operator(
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
     process = OperatorProcess(kubeconfig, log_path)
     process.start()
-    wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+    process.wait_serving(api_client)
     yield process
     process.stop()
 
@@ -116,7 +139,22 @@ def running_operator(operator: OperatorProcess, api_client: client.ApiClient):
     """The session's operator, restarted first if an earlier test left it stopped."""
     if operator.process is None or operator.process.poll() is not None:
         operator.start()
-        wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+        operator.wait_serving(api_client)
     yield operator
     if operator.process is not None and operator.process.poll() is not None:
         pytest.fail(f"the operator exited; its log ends with:\n{operator.log_tail()}")
+
+
+@pytest.fixture
+def validating_webhook_down(api_client: client.ApiClient, running_operator) -> Iterator[None]:
+    """The Certificate validating webhook unregistered, as during an outage; restored after."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    saved = api_client.sanitize_for_serialization(
+        admission.read_validating_webhook_configuration("certsmith.dev")
+    )
+    admission.delete_validating_webhook_configuration("certsmith.dev")
+    time.sleep(1)  # the apiserver drops the webhook from its cache asynchronously
+    yield
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        saved["metadata"].pop(key, None)
+    admission.create_validating_webhook_configuration(saved)

@@ -227,8 +227,19 @@ def test_secret_is_kept_valid_and_repaired(api_client, namespace, running_operat
     ) == ["kept2.example.com"]
 
 
-def test_invalid_names_are_reported_without_harming_neighbours(
-    api_client, namespace, running_operator
+def test_invalid_names_are_refused_at_admission(api_client, namespace, running_operator):
+    with pytest.raises(client.ApiException) as refused:
+        certs.create(
+            api_client,
+            namespace,
+            certs.certificate("bad", dnsNames=["ok.example.com", "bad..name"]),
+        )
+    assert refused.value.status == 422
+    assert "spec.dnsNames[1]" in refused.value.body
+
+
+def test_invalid_names_admitted_while_webhook_down_are_reported_without_harming_neighbours(
+    api_client, namespace, running_operator, validating_webhook_down
 ):
     certs.create(
         api_client, namespace, certs.certificate("bad", dnsNames=["ok.example.com", "bad..name"])
@@ -246,6 +257,8 @@ def test_invalid_names_are_reported_without_harming_neighbours(
     warnings = [e for e in certs.events_for(api_client, namespace, "bad") if e.type == "Warning"]
     assert warnings and warnings[0].reason == "InvalidSpec"
     assert "spec.dnsNames[1]" in warnings[0].message
+    with pytest.raises(client.ApiException):
+        certs.secret(api_client, namespace, "bad-tls")
 
 
 def test_two_certificates_cannot_share_a_secret(api_client, namespace, running_operator):

@@ -1,0 +1,195 @@
+"""The plugin's apiserver access: kubeconfig, context and namespace chosen as kubectl does.
+
+Bodies stay plain JSON dicts, as the apiserver sends them, so what `-o json` prints is
+what the API holds. Every failure becomes a CliError with a sentence naming the object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client, config
+
+GROUP = "certsmith.dev"
+VERSION = "v1alpha1"
+GROUP_PATH = f"/apis/{GROUP}/{VERSION}"
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT = 30.0
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+class CliError(Exception):
+    """A problem to tell the user in one sentence; the plugin exits 1 without a traceback."""
+
+
+class NotFound(CliError):
+    pass
+
+
+def _segment(name: str) -> str:
+    # Names come from the command line: keep "/" or "?" in them from changing the path.
+    return quote(name, safe="")
+
+
+def _context_namespace(kubeconfig: str, context: str | None) -> str | None:
+    """The namespace the chosen (or current) kubeconfig context sets, if any."""
+    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    chosen = current if context is None else next(
+        (c for c in contexts if c.get("name") == context), None
+    )
+    return ((chosen or {}).get("context") or {}).get("namespace") or None
+
+
+def connect(*, kubeconfig: str | None, context: str | None) -> tuple[client.ApiClient, str]:
+    """An ApiClient and the default namespace, from --kubeconfig, KUBECONFIG or ~/.kube/config.
+
+    Inside a pod without any kubeconfig, the pod's service account is used, as kubectl does.
+    """
+    path = kubeconfig or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+    existing = [p for p in path.split(os.pathsep) if p and os.path.exists(os.path.expanduser(p))]
+    configuration = client.Configuration()
+    if not existing:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration), _incluster_namespace()
+        raise CliError(f"no kubeconfig found at {path}; pass --kubeconfig or set KUBECONFIG")
+    try:
+        config.load_kube_config(
+            config_file=path,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        namespace = _context_namespace(path, context) or "default"
+    except config.ConfigException as error:
+        raise CliError(f"kubeconfig {path}: {error}") from None
+    return client.ApiClient(configuration), namespace
+
+
+def _incluster_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+class Api:
+    """The handful of reads and annotation patches the plugin's commands need."""
+
+    def __init__(self, api_client: client.ApiClient, default_namespace: str) -> None:
+        self._api = api_client
+        self.default_namespace = default_namespace
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        body: Any = None,
+        content_type: str = JSON,
+    ) -> dict[str, Any]:
+        """One API call; `what` names the object for error messages ("Certificate web in ...")."""
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            header_params={"Content-Type": content_type, "Accept": JSON},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, client.ApiException) as error:
+            host = self._api.configuration.host
+            raise CliError(f"cannot reach the apiserver at {host}: {_first_line(error)}") from None
+        if 200 <= response.status < 300:
+            return json.loads(data or b"{}")
+        try:
+            detail = json.loads(data or b"{}")
+        except ValueError:
+            detail = {}
+        message = str(detail.get("message") or response.reason)
+        if response.status == 404:
+            raise NotFound(f"{what} not found")
+        raise CliError(f"{what}: the apiserver answered {response.status}: {message}")
+
+    # --- Certificates --------------------------------------------------------------------
+
+    def list_certificates(self, namespace: str | None) -> list[dict[str, Any]]:
+        """Certificates in `namespace`, or in every namespace when it is None."""
+        if namespace is None:
+            path, where = f"{GROUP_PATH}/certificates", "in any namespace"
+        else:
+            path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates"
+            where = f"in namespace {namespace}"
+        try:
+            return self._request("GET", path, what=f"Certificates {where}").get("items") or []
+        except NotFound:
+            raise CliError(
+                "the apiserver does not serve certificates.certsmith.dev: "
+                "are certsmith's CRDs installed (kubectl apply -f crds/)?"
+            ) from None
+
+    def get_certificate(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
+        return self._request("GET", path, what=f'Certificate "{name}" in namespace {namespace}')
+
+    def annotate_certificate(
+        self, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any]:
+        path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
+        return self._request(
+            "PATCH",
+            path,
+            what=f'Certificate "{name}" in namespace {namespace}',
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
+        )
+
+    # --- CertificateAuthorities ----------------------------------------------------------
+
+    def list_authorities(self) -> list[dict[str, Any]]:
+        try:
+            path = f"{GROUP_PATH}/certificateauthorities"
+            return self._request("GET", path, what="CertificateAuthorities").get("items") or []
+        except NotFound:
+            raise CliError(
+                "the apiserver does not serve certificateauthorities.certsmith.dev: "
+                "are certsmith's CRDs installed (kubectl apply -f crds/)?"
+            ) from None
+
+    def get_authority(self, name: str) -> dict[str, Any]:
+        path = f"{GROUP_PATH}/certificateauthorities/{_segment(name)}"
+        return self._request("GET", path, what=f'CertificateAuthority "{name}"')
+
+    def annotate_authority(self, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+        return self._request(
+            "PATCH",
+            f"{GROUP_PATH}/certificateauthorities/{_segment(name)}",
+            what=f'CertificateAuthority "{name}"',
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
+        )
+
+    # --- core objects --------------------------------------------------------------------
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
+        return self._request("GET", path, what=f'Secret "{name}" in namespace {namespace}')
+
+    def list_pods(self, namespace: str) -> list[dict[str, Any]]:
+        path = f"/api/v1/namespaces/{_segment(namespace)}/pods"
+        return self._request("GET", path, what=f"Pods in namespace {namespace}").get("items") or []
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "reason", None) or error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -1,0 +1,185 @@
+"""`kubectl certsmith status`: what is not Ready and why, then what expires soonest.
+
+The exit code is the verdict (0 all Ready, 1 otherwise), so scripts and CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from certsmith import conditions
+from certsmith.cli import output
+
+if TYPE_CHECKING:  # the pure parts above need no client; tests use them without one
+    from certsmith.cli.api import Api
+
+
+@dataclass(frozen=True)
+class CertificateState:
+    namespace: str
+    name: str
+    ready: str
+    """"True", "False" or "Unknown"."""
+    reason: str
+    message: str
+    not_after: datetime | None
+    renewal_time: datetime | None
+    serial_number: str | None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready == "True"
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        expires_in = None if self.not_after is None else (self.not_after - now).total_seconds()
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "ready": self.ready,
+            "reason": self.reason,
+            "message": self.message,
+            "notAfter": None if self.not_after is None else output.format_time(self.not_after),
+            "renewalTime": None
+            if self.renewal_time is None
+            else output.format_time(self.renewal_time),
+            "expiresInSeconds": None if expires_in is None else int(expires_in),
+            "serialNumber": self.serial_number,
+        }
+
+
+def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateState:
+    """Judge one Certificate as a person would, not only by its Ready condition.
+
+    A Ready=True written for an older generation, or for a certificate that has since
+    expired, is not taken at its word: both mean the operator has not caught up.
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    not_after = output.parse_time(status.get("notAfter"))
+    ready = conditions.find_condition(status.get("conditions"), conditions.READY)
+    generation = metadata.get("generation")
+
+    def state(ready_status: str, reason: str, message: str) -> CertificateState:
+        return CertificateState(
+            namespace=str(metadata.get("namespace", "")),
+            name=str(metadata.get("name", "")),
+            ready=ready_status,
+            reason=reason,
+            message=message,
+            not_after=not_after,
+            renewal_time=output.parse_time(status.get("renewalTime")),
+            serial_number=status.get("serialNumber"),
+        )
+
+    if ready is None:
+        return state("Unknown", "Pending", "the operator has not reported on it yet")
+    observed = ready.get("observedGeneration")
+    reason, message = str(ready.get("reason", "")), str(ready.get("message", ""))
+    if isinstance(observed, int) and isinstance(generation, int) and observed < generation:
+        return state(
+            "Unknown",
+            "Reconciling",
+            f"generation {generation} not handled yet (last: {reason}: {message})",
+        )
+    if ready.get("status") == "True" and not_after is not None and not_after <= now:
+        return state(
+            "False",
+            "Expired",
+            f"the certificate expired at {output.format_time(not_after)}; "
+            "is the operator running?",
+        )
+    return state(str(ready.get("status", "Unknown")), reason, message)
+
+
+@dataclass(frozen=True)
+class Summary:
+    total: int
+    not_ready: tuple[CertificateState, ...]
+    expiring: tuple[CertificateState, ...]
+    """Certificates that hold a certificate, soonest expiry first, at most `limit`."""
+
+    @property
+    def all_ready(self) -> bool:
+        return not self.not_ready
+
+
+def summarize(bodies: Iterable[Mapping[str, Any]], now: datetime, *, limit: int) -> Summary:
+    states = [certificate_state(body, now) for body in bodies]
+    not_ready = sorted((s for s in states if not s.is_ready), key=lambda s: (s.namespace, s.name))
+    issued = sorted(
+        (s for s in states if s.not_after is not None),
+        key=lambda s: (s.not_after, s.namespace, s.name),
+    )
+    return Summary(
+        total=len(states),
+        not_ready=tuple(not_ready),
+        expiring=tuple(issued if limit <= 0 else issued[:limit]),
+    )
+
+
+def render(summary: Summary, now: datetime, *, where: str, color: bool = False) -> str:
+    """The text report; `where` says what was looked at ("namespace shop", "all namespaces")."""
+    if summary.total == 0:
+        return f"No Certificates found in {where}."
+    sections: list[str] = []
+    if summary.not_ready:
+        rows = [(s.name, s.namespace, s.ready, s.reason, s.message) for s in summary.not_ready]
+        sections.append(
+            f"{len(summary.not_ready)} of {summary.total} Certificates in {where} are not Ready:\n"
+            + output.table(
+                ("NAME", "NAMESPACE", "READY", "REASON", "MESSAGE"),
+                rows,
+                style=lambda column, text: output.color_status(text, color and column == 2),
+            )
+        )
+    else:
+        sections.append(f"All {summary.total} Certificates in {where} are Ready.")
+    if summary.expiring:
+        rows = [
+            (
+                s.name,
+                s.namespace,
+                output.format_time(s.not_after),
+                output.format_time(s.renewal_time),
+                output.until(s.not_after, now),
+            )
+            for s in summary.expiring
+        ]
+        sections.append(
+            "Expiring soonest:\n"
+            + output.table(("NAME", "NAMESPACE", "EXPIRES", "RENEWAL", "EXPIRES IN"), rows)
+        )
+    return "\n\n".join(sections)
+
+
+def to_json(summary: Summary, now: datetime) -> dict[str, Any]:
+    return {
+        "allReady": summary.all_ready,
+        "total": summary.total,
+        "notReady": [s.to_json(now) for s in summary.not_ready],
+        "expiringSoonest": [s.to_json(now) for s in summary.expiring],
+    }
+
+
+def exit_code(summary: Summary) -> int:
+    return 0 if summary.all_ready else 1
+
+
+def describe_scope(namespace: str | None) -> str:
+    return "all namespaces" if namespace is None else f"namespace {namespace}"
+
+
+def run(api: Api, *, namespace: str | None, json_output: bool, limit: int, now: datetime) -> int:
+    """`namespace` None means every namespace (-A)."""
+    summary = summarize(api.list_certificates(namespace), now, limit=limit)
+    if json_output:
+        output.print_json(to_json(summary, now))
+    else:
+        where = describe_scope(namespace)
+        print(render(summary, now, where=where, color=output.use_color(sys.stdout)))
+    return exit_code(summary)
+

@@ -1,0 +1,100 @@
+"""The admission webhook configurations certsmith registers, built as plain dicts.
+
+Pods reach the mutating webhook only when they carry the opt-in label (objectSelector),
+so a certsmith outage can never block a pod that did not ask for a certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from certsmith.injection import INJECT_LABEL
+
+CONFIGURATION_NAME = "certsmith.dev"
+INJECT_POD_PATH = "inject-pod"
+VALIDATE_CERTIFICATE_PATH = "validate-certificate"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the apiserver reaches the webhook: a Service in-cluster, or a URL on the host."""
+
+    ca_bundle: bytes
+    service_name: str | None = None
+    service_namespace: str | None = None
+    service_port: int = 443
+    url: str | None = None
+
+    def client_config(self, path: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"caBundle": base64.b64encode(self.ca_bundle).decode()}
+        if self.url is not None:
+            config["url"] = f"{self.url.rstrip('/')}/{path}"
+        else:
+            config["service"] = {
+                "name": self.service_name,
+                "namespace": self.service_namespace,
+                "port": self.service_port,
+                "path": f"/{path}",
+            }
+        return config
+
+
+def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": CONFIGURATION_NAME, "labels": {"app.kubernetes.io/name": "certsmith"}},
+        "webhooks": [
+            {
+                "name": "inject.pods.certsmith.dev",
+                "clientConfig": endpoint.client_config(INJECT_POD_PATH),
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "objectSelector": {"matchLabels": {INJECT_LABEL: "true"}},
+                # An opted-in pod without its certificate is worse than a pod that waits.
+                "failurePolicy": "Fail",
+                "sideEffects": "NoneOnDryRun",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 10,
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }
+
+
+def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": CONFIGURATION_NAME, "labels": {"app.kubernetes.io/name": "certsmith"}},
+        "webhooks": [
+            {
+                "name": "validate.certificates.certsmith.dev",
+                "clientConfig": endpoint.client_config(VALIDATE_CERTIFICATE_PATH),
+                "rules": [
+                    {
+                        "apiGroups": ["certsmith.dev"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["certificates"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                # The operator checks every spec again before signing, so a Certificate
+                # admitted while the webhook was down is still never signed if invalid.
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": 5,
+                "admissionReviewVersions": ["v1"],
+            }
+        ],
+    }

@@ -1,0 +1,146 @@
+"""Pods that opt in get a certificate mounted by the mutating webhook; others are untouched."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from tests.integration import certs
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+MOUNT = "/var/run/certsmith/tls"
+
+
+def pod(name: str, *, labels=None, annotations=None, service_account=None) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels, annotations=annotations),
+        spec=client.V1PodSpec(
+            service_account_name=service_account,
+            automount_service_account_token=False,
+            init_containers=[client.V1Container(name="init", image="busybox")],
+            containers=[
+                client.V1Container(name="app", image="nginx"),
+                client.V1Container(name="sidecar", image="busybox"),
+            ],
+        ),
+    )
+
+
+def mounts(created: client.V1Pod) -> list[tuple[str, str, bool]]:
+    return [
+        (c.name, m.mount_path, m.read_only)
+        for c in (created.spec.init_containers or []) + created.spec.containers
+        for m in c.volume_mounts or []
+        if m.name == "certsmith-tls"
+    ]
+
+
+def secret_volume(created: client.V1Pod) -> str | None:
+    for volume in created.spec.volumes or []:
+        if volume.name == "certsmith-tls":
+            return volume.secret.secret_name
+    return None
+
+
+def test_pod_naming_a_certificate_gets_its_secret_mounted(api_client, namespace, running_operator):
+    certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
+    created = client.CoreV1Api(api_client).create_namespaced_pod(
+        namespace,
+        pod(
+            "web",
+            labels={"certsmith.dev/inject": "true"},
+            annotations={"certsmith.dev/certificate": "web"},
+        ),
+    )
+    assert secret_volume(created) == "web-tls"
+    assert sorted(mounts(created)) == [
+        ("app", MOUNT, True),
+        ("init", MOUNT, True),
+        ("sidecar", MOUNT, True),
+    ]
+
+
+def test_pod_asking_for_its_identity_gets_a_spiffe_certificate(
+    api_client, namespace, running_operator
+):
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="payments"))
+    )
+    created = core.create_namespaced_pod(
+        namespace,
+        pod(
+            "payments",
+            labels={"certsmith.dev/inject": "true"},
+            annotations={
+                "certsmith.dev/identity": "service-account",
+                "certsmith.dev/dns-names": "payments.example.com",
+                "certsmith.dev/mount-path": "/etc/tls",
+            },
+            service_account="payments",
+        ),
+    )
+    secret_name = secret_volume(created)
+    assert secret_name is not None and ("app", "/etc/tls", True) in mounts(created)
+    certificate_name = secret_name.removesuffix("-tls")
+    body = wait_for(
+        lambda: certs.is_ready(api_client, namespace, certificate_name),
+        timeout=15,
+        what="identity Certificate Ready",
+    )
+    assert body["spec"]["uris"] == [f"spiffe://cluster.local/ns/{namespace}/sa/payments"]
+    assert body["spec"]["dnsNames"] == ["payments.example.com"]
+    assert certs.secret(api_client, namespace, secret_name).type == "kubernetes.io/tls"
+
+
+def test_dry_run_creates_no_certificate(api_client, namespace, running_operator):
+    core = client.CoreV1Api(api_client)
+    created = core.create_namespaced_pod(
+        namespace,
+        pod(
+            "dry",
+            labels={"certsmith.dev/inject": "true"},
+            annotations={"certsmith.dev/identity": "service-account"},
+        ),
+        dry_run="All",
+    )
+    assert secret_volume(created) == "default-identity-tls"
+    listed = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        "certsmith.dev", "v1alpha1", namespace, "certificates"
+    )
+    assert listed["items"] == []
+
+
+def test_bad_annotations_are_refused_with_the_annotation_named(
+    api_client, namespace, running_operator
+):
+    core = client.CoreV1Api(api_client)
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(
+            namespace,
+            pod(
+                "missing",
+                labels={"certsmith.dev/inject": "true"},
+                annotations={"certsmith.dev/certificate": "nope"},
+            ),
+        )
+    assert "certsmith.dev/certificate" in refused.value.body
+    assert "does not exist" in refused.value.body
+
+
+def test_pods_that_did_not_opt_in_are_never_blocked(api_client, namespace, running_operator):
+    """Even with the operator stopped, the webhook's objectSelector keeps other pods out."""
+    running_operator.stop()
+    core = client.CoreV1Api(api_client)
+    created = core.create_namespaced_pod(namespace, pod("plain"))
+    assert secret_volume(created) is None
+    with pytest.raises(client.ApiException):
+        core.create_namespaced_pod(
+            namespace,
+            pod(
+                "opted-in",
+                labels={"certsmith.dev/inject": "true"},
+                annotations={"certsmith.dev/certificate": "web"},
+            ),
+        )
