@@ -149,6 +149,18 @@ class Kube:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates"
         return self._call("POST", path, body=body)
 
+    # --- workloads ---------------------------------------------------------------------
+
+    def list_workloads(self, *, namespace: str, plural: str) -> list[dict[str, Any]]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
+        return list(self._call("GET", path).get("items") or [])
+
+    def patch_workload(
+        self, *, namespace: str, plural: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
+        return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
     # --- admission configuration -------------------------------------------------------
 
     def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:

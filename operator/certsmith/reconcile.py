@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, model, policies, tls_secret
+from certsmith import conditions, model, policies, rollout, tls_secret
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -209,6 +209,8 @@ class Reconciler:
         self._written[(namespace, spec.secret_name)] = stored["metadata"]["resourceVersion"]
 
         renewed = previous is not None and previous.leaf is not None
+        if renewed:
+            self._restart_workloads(namespace, spec.secret_name, inspect.serial_hex(leaf))
         self._event(
             body,
             "Normal",
@@ -224,6 +226,25 @@ class Reconciler:
             decision.reason,
         )
         return tls_secret.parse_secret(stored)
+
+    def _restart_workloads(self, namespace: str, secret_name: str, serial: str) -> None:
+        """Roll the opted-in workloads that mount this Secret; failures only warn."""
+        for plural in rollout.WORKLOAD_KINDS:
+            try:
+                for workload in self._kube.list_workloads(namespace=namespace, plural=plural):
+                    if rollout.needs_restart(workload, secret_name, serial):
+                        name = workload["metadata"]["name"]
+                        self._kube.patch_workload(
+                            namespace=namespace,
+                            plural=plural,
+                            name=name,
+                            patch=rollout.restart_patch(secret_name, serial),
+                        )
+                        logger.info(
+                            "%s/%s %s: rolling restart for %s", namespace, plural, name, secret_name
+                        )
+            except ApiError as error:
+                logger.warning("could not restart %s using %s: %s", plural, secret_name, error)
 
     def _repair(
         self,

@@ -40,8 +40,10 @@ def _segment(name: str) -> str:
 def _context_namespace(kubeconfig: str, context: str | None) -> str | None:
     """The namespace the chosen (or current) kubeconfig context sets, if any."""
     contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
-    chosen = current if context is None else next(
-        (c for c in contexts if c.get("name") == context), None
+    chosen = (
+        current
+        if context is None
+        else next((c for c in contexts if c.get("name") == context), None)
     )
     return ((chosen or {}).get("context") or {}).get("namespace") or None
 

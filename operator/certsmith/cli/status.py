@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from certsmith import conditions
 from certsmith.cli import output
 
-if TYPE_CHECKING:  # the pure parts above need no client; tests use them without one
+if TYPE_CHECKING:  # for the hint only: the report logic is tested without a client
     from certsmith.cli.api import Api
 
 
@@ -89,8 +89,7 @@ def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateStat
         return state(
             "False",
             "Expired",
-            f"the certificate expired at {output.format_time(not_after)}; "
-            "is the operator running?",
+            f"the certificate expired at {output.format_time(not_after)}; is the operator running?",
         )
     return state(str(ready.get("status", "Unknown")), reason, message)
 
@@ -182,4 +181,3 @@ def run(api: Api, *, namespace: str | None, json_output: bool, limit: int, now: 
         where = describe_scope(namespace)
         print(render(summary, now, where=where, color=output.use_color(sys.stdout)))
     return exit_code(summary)
-

@@ -1,0 +1,380 @@
+"""`kubectl certsmith inspect`: a Certificate's Secret decoded, verified, and who mounts it.
+
+Only the public parts of the Secret are read (tls.crt and ca.crt); tls.key is never
+decoded, so it cannot end up on a terminal or in a CI log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from certsmith import tls_secret
+from certsmith.cli import output, status
+from certsmith.cli.api import CliError, NotFound
+from certsmith.pki import inspect
+
+if TYPE_CHECKING:
+    from certsmith.cli.api import Api
+
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# Named as the Certificate's spec.usages names them, so the output reads like the spec.
+_KEY_USAGES = (
+    ("digital_signature", "digital signature"),
+    ("content_commitment", "content commitment"),
+    ("key_encipherment", "key encipherment"),
+    ("data_encipherment", "data encipherment"),
+    ("key_agreement", "key agreement"),
+    ("key_cert_sign", "cert sign"),
+    ("crl_sign", "crl sign"),
+)
+_EXTENDED_USAGES = {
+    ExtendedKeyUsageOID.SERVER_AUTH: "server auth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "client auth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "code signing",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "email protection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timestamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "ocsp signing",
+}
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _certificates(data: Mapping[str, str], key: str) -> tuple[list[x509.Certificate], str | None]:
+    """The certificates under `key` of a Secret's data, or a problem saying why there are none."""
+    raw = data.get(key)
+    if not raw:
+        return [], f"{key} is missing"
+    try:
+        return inspect.load_pem_certificates(base64.b64decode(raw, validate=True)), None
+    except (ValueError, binascii.Error):
+        return [], f"{key} does not hold PEM certificates"
+
+
+def _name(name: x509.Name) -> str:
+    return name.rfc4514_string() or "<empty>"
+
+
+def _role(index: int, cert: x509.Certificate) -> str:
+    if index == 0:
+        return "leaf"
+    return "root" if cert.subject == cert.issuer else "intermediate"
+
+
+def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+    return {
+        "subject": _name(cert.subject),
+        "issuer": _name(cert.issuer),
+        "serialNumber": inspect.serial_hex(cert),
+        "notBefore": output.format_time(cert.not_valid_before_utc),
+        "notAfter": output.format_time(cert.not_valid_after_utc),
+        "sha256Fingerprint": inspect.fingerprint_sha256(cert),
+    }
+
+
+def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
+    """The public key's type ("ECDSA P-256", "RSA", "Ed25519") and size in bits."""
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {_CURVES.get(key.curve.name, key.curve.name)}", key.curve.key_size
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    return type(key).__name__, None
+
+
+def key_usages(cert: x509.Certificate) -> list[str]:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    names = [label for attribute, label in _KEY_USAGES if getattr(usage, attribute)]
+    # encipher_only/decipher_only are only defined (and only readable) with key agreement.
+    if usage.key_agreement:
+        names += ["encipher only"] if usage.encipher_only else []
+        names += ["decipher only"] if usage.decipher_only else []
+    return names
+
+
+def extended_key_usages(cert: x509.Certificate) -> list[str]:
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return []
+    return [_EXTENDED_USAGES.get(oid, oid.dotted_string) for oid in usage]
+
+
+def describe_leaf(cert: x509.Certificate) -> dict[str, Any]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    key_type, key_size = key_description(cert)
+    return {
+        "dnsNames": san.get_values_for_type(x509.DNSName),
+        "ipAddresses": [str(ip) for ip in san.get_values_for_type(x509.IPAddress)],
+        "uris": san.get_values_for_type(x509.UniformResourceIdentifier),
+        "emailAddresses": san.get_values_for_type(x509.RFC822Name),
+        "keyType": key_type,
+        "keySize": key_size,
+        "keyUsage": key_usages(cert),
+        "extendedKeyUsage": extended_key_usages(cert),
+    }
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, x509.InvalidSignature):
+        return False
+    return True
+
+
+def _validity_problem(role: str, cert: x509.Certificate, now: datetime) -> str | None:
+    if now < cert.not_valid_before_utc:
+        return f"the {role} is not valid before {output.format_time(cert.not_valid_before_utc)}"
+    if now > cert.not_valid_after_utc:
+        return f"the {role} expired at {output.format_time(cert.not_valid_after_utc)}"
+    return None
+
+
+def verify(
+    chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], now: datetime
+) -> dict[str, Any]:
+    """Whether the chain verifies against `roots` now, which root anchors it, and if not, why."""
+    top = chain[-1] if chain else None
+    anchor = next((r for r in roots if top is not None and (r == top or _issued_by(top, r))), None)
+    result: dict[str, Any] = {
+        "verifies": False,
+        "anchor": None if anchor is None else inspect.fingerprint_sha256(anchor),
+        "at": output.format_time(now),
+        "problem": None,
+    }
+    if not chain:
+        result["problem"] = "tls.crt holds no certificate"
+    elif not roots:
+        result["problem"] = "ca.crt holds no certificate"
+    elif inspect.chain_is_valid(leaf=chain[0], intermediates=chain[1:], roots=roots, now=now):
+        result["verifies"] = True
+    else:
+        candidates = [(_role(i, c), c) for i, c in enumerate(chain)]
+        if anchor is not None:
+            candidates.append(("root in ca.crt", anchor))
+        found = (_validity_problem(role, cert, now) for role, cert in candidates)
+        result["problem"] = next((p for p in found if p), None) or (
+            "the chain does not lead to a root in ca.crt"
+            if anchor is None
+            else "the chain is not valid for a leaf (signature, CA constraints or key usage)"
+        )
+    return result
+
+
+# --- who mounts the Secret -----------------------------------------------------------------
+
+
+def _mounts(pod_spec: Mapping[str, Any], volume: str) -> list[str]:
+    containers = [
+        *(pod_spec.get("initContainers") or []),
+        *(pod_spec.get("containers") or []),
+        *(pod_spec.get("ephemeralContainers") or []),
+    ]
+    return [
+        f"{container.get('name')}:{mount.get('mountPath')}"
+        for container in containers
+        for mount in container.get("volumeMounts") or []
+        if mount.get("name") == volume
+    ]
+
+
+def pods_mounting(pods: Sequence[Mapping[str, Any]], secret_name: str) -> list[dict[str, Any]]:
+    """Each (pod, volume) whose volume is the Secret or projects it."""
+    found = []
+    for pod in pods:
+        spec = pod.get("spec") or {}
+        for volume in spec.get("volumes") or []:
+            via = None
+            if (volume.get("secret") or {}).get("secretName") == secret_name:
+                via = "secret"
+            sources = (volume.get("projected") or {}).get("sources") or []
+            if any((s.get("secret") or {}).get("name") == secret_name for s in sources):
+                via = "projected"
+            if via is None:
+                continue
+            found.append(
+                {
+                    "pod": (pod.get("metadata") or {}).get("name"),
+                    "phase": (pod.get("status") or {}).get("phase") or "Unknown",
+                    "volume": volume.get("name"),
+                    "via": via,
+                    "mounts": _mounts(spec, str(volume.get("name"))),
+                }
+            )
+    return sorted(found, key=lambda m: (m["pod"] or "", m["volume"] or ""))
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def build_report(
+    certificate: Mapping[str, Any],
+    secret: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Everything `inspect` shows, as JSON-ready data; the text view is rendered from it."""
+    state = status.certificate_state(certificate, now)
+    secret_name = (secret.get("metadata") or {}).get("name", "")
+    data = secret.get("data") or {}
+    chain, chain_problem = _certificates(data, "tls.crt")
+    roots, roots_problem = _certificates(data, "ca.crt")
+    verification = verify(chain, roots, now)
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    return {
+        "certificate": {
+            "namespace": state.namespace,
+            "name": state.name,
+            "secretName": secret_name,
+            "ready": state.ready,
+            "reason": state.reason,
+            "message": state.message,
+        },
+        "secret": {
+            "name": secret_name,
+            "revision": annotations.get(tls_secret.REVISION_ANNOTATION),
+            "problems": [p for p in (chain_problem, roots_problem) if p],
+        },
+        "chain": [
+            {"role": _role(i, cert), **describe_certificate(cert)} for i, cert in enumerate(chain)
+        ],
+        "leaf": describe_leaf(chain[0]) if chain else None,
+        "trustedRoots": [
+            {
+                **describe_certificate(root),
+                "anchorsChain": inspect.fingerprint_sha256(root) == verification["anchor"],
+            }
+            for root in roots
+        ],
+        "verification": verification,
+        "mountedBy": pods_mounting(pods, secret_name),
+    }
+
+
+def _list(values: Sequence[str]) -> str:
+    return ", ".join(values) if values else output.NONE
+
+
+def _fields(pairs: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    width = max(len(label) for label, _ in pairs) + 2
+    return [f"{indent}{label + ':':<{width}}{value}" for label, value in pairs]
+
+
+def _certificate_lines(entry: Mapping[str, Any], now: datetime, indent: str) -> list[str]:
+    expires = output.until(output.parse_time(entry["notAfter"]), now)
+    return _fields(
+        (
+            ("Subject", entry["subject"]),
+            ("Issuer", entry["issuer"]),
+            ("Serial", entry["serialNumber"]),
+            ("Not before", entry["notBefore"]),
+            ("Not after", f"{entry['notAfter']} ({expires})"),
+            ("SHA-256", entry["sha256Fingerprint"]),
+        ),
+        indent,
+    )
+
+
+def render(report: Mapping[str, Any], now: datetime) -> str:
+    cert, secret = report["certificate"], report["secret"]
+    ready = cert["ready"] + (f" ({cert['reason']}: {cert['message']})" if cert["reason"] else "")
+    revision = f" (revision {secret['revision']})" if secret["revision"] else ""
+    lines = _fields(
+        (
+            ("Certificate", f"{cert['namespace']}/{cert['name']}"),
+            ("Ready", ready),
+            ("Secret", f"{secret['name']}{revision}"),
+        ),
+        "",
+    )
+    lines += [f"Problem: {problem}" for problem in secret["problems"]]
+
+    lines += ["", "Chain (tls.crt):"]
+    for index, entry in enumerate(report["chain"]):
+        lines.append(f"  [{index}] {entry['role']}")
+        lines += _certificate_lines(entry, now, "      ")
+
+    leaf = report["leaf"]
+    if leaf is not None:
+        size = f" ({leaf['keySize']} bits)" if leaf["keySize"] else ""
+        lines += ["", "Leaf:"]
+        lines += _fields(
+            (
+                ("DNS names", _list(leaf["dnsNames"])),
+                ("IP addresses", _list(leaf["ipAddresses"])),
+                ("URIs", _list(leaf["uris"])),
+                ("Email addresses", _list(leaf["emailAddresses"])),
+                ("Key", f"{leaf['keyType']}{size}"),
+                ("Key usage", _list(leaf["keyUsage"])),
+                ("Extended key usage", _list(leaf["extendedKeyUsage"])),
+            ),
+            "  ",
+        )
+
+    lines += ["", "Trusted roots (ca.crt):"]
+    for index, root in enumerate(report["trustedRoots"]):
+        anchor = " (anchors the chain)" if root["anchorsChain"] else ""
+        lines.append(f"  [{index}] {root['subject']}{anchor}")
+        lines += _certificate_lines(root, now, "      ")
+    if not report["trustedRoots"]:
+        lines.append(f"  {output.NONE}")
+
+    verification = report["verification"]
+    verdict = "yes" if verification["verifies"] else f"no ({verification['problem']})"
+    lines += ["", f"Chain verifies: {verdict}, against ca.crt at {verification['at']}"]
+
+    lines += [""]
+    mounted = report["mountedBy"]
+    if mounted:
+        lines.append("Mounted by:")
+        rows = [(m["pod"], m["phase"], m["volume"], m["via"], _list(m["mounts"])) for m in mounted]
+        table = output.table(("POD", "PHASE", "VOLUME", "VIA", "MOUNTS"), rows)
+        lines += [f"  {line}" for line in table.splitlines()]
+    else:
+        lines.append(
+            f"Mounted by: no pod in namespace {cert['namespace']} mounts Secret {secret['name']}"
+        )
+    return "\n".join(lines)
+
+
+def run(api: Api, *, namespace: str, name: str, json_output: bool, now: datetime) -> int:
+    certificate = api.get_certificate(namespace, name)
+    secret_name = (certificate.get("spec") or {}).get("secretName", "")
+    try:
+        secret = api.get_secret(namespace, secret_name)
+    except NotFound:
+        state = status.certificate_state(certificate, now)
+        raise CliError(
+            f'Secret "{secret_name}" (spec.secretName of Certificate "{name}") not found in '
+            f"namespace {namespace}; the Certificate is Ready={state.ready}"
+            + (f" ({state.reason}: {state.message})" if state.reason else "")
+        ) from None
+    report = build_report(certificate, secret, api.list_pods(namespace), now)
+    if json_output:
+        output.print_json(report)
+    else:
+        print(render(report, now))
+    # Like `status`, the exit code is the verdict: 1 when the chain does not verify.
+    return 0 if report["verification"]["verifies"] else 1

@@ -1,0 +1,147 @@
+"""`kubectl certsmith renew`: have the operator re-issue now, and optionally wait for it.
+
+The plugin never signs anything itself: it sets the Certificate's renew-requested-at
+annotation, and the operator re-issues once per distinct value (policies.renewal_requested).
+So a renewal goes through the same checks, events and status as any other issuance.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from certsmith import conditions
+from certsmith.cli import status
+from certsmith.cli.api import CliError, NotFound
+from certsmith.tls_secret import RENEWAL_REQUEST_ANNOTATION
+
+if TYPE_CHECKING:
+    from certsmith.cli.api import Api
+
+POLL_INTERVAL = 0.5
+
+
+def request_value(now: datetime) -> str:
+    """RFC 3339 UTC with microseconds: two requests a moment apart still differ."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def serial_of(body: Mapping[str, Any]) -> str | None:
+    return (body.get("status") or {}).get("serialNumber")
+
+
+def reissued(body: Mapping[str, Any], old_serial: str | None) -> bool:
+    """Done: a different serial than before the request, and Ready=True for this generation."""
+    ready = conditions.find_condition(
+        (body.get("status") or {}).get("conditions"), conditions.READY
+    )
+    serial = serial_of(body)
+    if ready is None or ready.get("status") != "True" or serial in (None, old_serial):
+        return False
+    observed = ready.get("observedGeneration")
+    generation = (body.get("metadata") or {}).get("generation")
+    return not (isinstance(observed, int) and isinstance(generation, int) and observed < generation)
+
+
+@dataclass
+class Requested:
+    namespace: str
+    name: str
+    old_serial: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _select(
+    api: Api, *, namespace: str | None, names: Sequence[str], every: bool
+) -> list[dict[str, Any]]:
+    if every:
+        return api.list_certificates(namespace)
+    assert namespace is not None, "a named Certificate needs a namespace"
+    return [api.get_certificate(namespace, name) for name in names]
+
+
+def run(
+    api: Api,
+    *,
+    namespace: str | None,
+    names: Sequence[str],
+    every: bool,
+    wait: bool,
+    timeout: timedelta,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """`namespace` None with `every` renews in all namespaces (-A)."""
+    bodies = _select(api, namespace=namespace, names=names, every=every)
+    if not bodies:
+        print(f"No Certificates found in {status.describe_scope(namespace)}.")
+        return 0
+    value = request_value(clock())
+    requested = []
+    for body in bodies:
+        metadata = body["metadata"]
+        api.annotate_certificate(
+            metadata["namespace"], metadata["name"], {RENEWAL_REQUEST_ANNOTATION: value}
+        )
+        entry = Requested(metadata["namespace"], metadata["name"], serial_of(body))
+        requested.append(entry)
+        print(f"Certificate {entry.label}: renewal requested at {value}", flush=True)
+    if not wait:
+        return 0
+    return _wait(api, requested, timeout=timeout, sleep=sleep)
+
+
+def _wait(
+    api: Api, requested: list[Requested], *, timeout: timedelta, sleep: Callable[[float], None]
+) -> int:
+    deadline = time.monotonic() + timeout.total_seconds()
+    pending = list(requested)
+    failed = 0
+    last: dict[str, Mapping[str, Any]] = {}
+    while pending:
+        for entry in list(pending):
+            try:
+                body = api.get_certificate(entry.namespace, entry.name)
+            except NotFound:
+                print(
+                    f"error: Certificate {entry.label} was deleted while waiting", file=sys.stderr
+                )
+                pending.remove(entry)
+                failed += 1
+                continue
+            last[entry.label] = body
+            if reissued(body, entry.old_serial):
+                old = entry.old_serial or "(none)"
+                print(f"Certificate {entry.label} renewed: serial {old} → {serial_of(body)}")
+                pending.remove(entry)
+        if pending and time.monotonic() >= deadline:
+            for entry in pending:
+                state = status.certificate_state(last[entry.label], datetime.now(UTC))
+                why = f" ({state.reason}: {state.message})" if state.reason else ""
+                print(
+                    f"error: timed out after {_seconds(timeout)} waiting for Certificate "
+                    f"{entry.label} to be re-issued; it is Ready={state.ready}{why}",
+                    file=sys.stderr,
+                )
+            return 1
+        if pending:
+            sleep(POLL_INTERVAL)
+    return 1 if failed else 0
+
+
+def _seconds(delta: timedelta) -> str:
+    return f"{delta.total_seconds():g}s"
+
+
+def check_arguments(names: Sequence[str], every: bool) -> None:
+    if every and names:
+        raise CliError("give Certificate names or --all, not both")
+    if not every and not names:
+        raise CliError("name a Certificate to renew, or pass --all")
