@@ -16,12 +16,16 @@ ETCD_IMAGE_VERSION="${ETCD_IMAGE_VERSION:-v3.6.5}"
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CACHE_ROOT="${CERTSMITH_CACHE:-${HOME}/.cache/certsmith}"
 TOOLS_DIR="${CACHE_ROOT}/tools"
+# shellcheck disable=SC2034
 ROOTS_DIR="${CACHE_ROOT}/kind-node/roots"
 
 # Local base images (no registry is reachable, so every FROM names one of these).
+# shellcheck disable=SC2034
 DEBIAN_BASE_IMAGE="certsmith/debian:${DEBIAN_SUITE}"
+# shellcheck disable=SC2034
 PYTHON_BASE_IMAGE="certsmith/python:3.11-slim-local"
 
 log() { echo "${LOG_PREFIX:-kind-node}: $*" >&2; }
@@ -36,8 +40,8 @@ lacks_sys_resource() {
 # ${TOOLS_DIR}/NAME-VERSION once, prints the binary's path.
 go_tool() {
   local name="$1" package="$2" version="$3"
-  local dir="${TOOLS_DIR}/${name}-${version}"
-  local binary="${dir}/$(basename "${package}")"
+  local dir="${TOOLS_DIR}/${name}-${version}" binary
+  binary="${dir}/$(basename "${package}")"
   if [[ ! -x "${binary}" ]]; then
     log "go install ${package}@${version}"
     local started=${SECONDS}
