@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -139,7 +140,7 @@ def describe_leaf(cert: x509.Certificate) -> dict[str, Any]:
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
@@ -232,10 +233,13 @@ def pods_mounting(pods: Sequence[Mapping[str, Any]], secret_name: str) -> list[d
 def build_report(
     certificate: Mapping[str, Any],
     secret: Mapping[str, Any],
-    pods: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]] | str,
     now: datetime,
 ) -> dict[str, Any]:
-    """Everything `inspect` shows, as JSON-ready data; the text view is rendered from it."""
+    """Everything `inspect` shows, as JSON-ready data; the text view is rendered from it.
+
+    `pods` is the namespace's Pods, or why they could not be listed (mountedBy is then None).
+    """
     state = status.certificate_state(certificate, now)
     secret_name = (secret.get("metadata") or {}).get("name", "")
     data = secret.get("data") or {}
@@ -269,7 +273,8 @@ def build_report(
             for root in roots
         ],
         "verification": verification,
-        "mountedBy": pods_mounting(pods, secret_name),
+        "mountedBy": None if isinstance(pods, str) else pods_mounting(pods, secret_name),
+        "mountedByUnknownBecause": pods if isinstance(pods, str) else None,
     }
 
 
@@ -342,12 +347,14 @@ def render(report: Mapping[str, Any], now: datetime) -> str:
         lines.append(f"  {output.NONE}")
 
     verification = report["verification"]
-    verdict = "yes" if verification["verifies"] else f"no ({verification['problem']})"
-    lines += ["", f"Chain verifies: {verdict}, against ca.crt at {verification['at']}"]
+    verdict = "yes" if verification["verifies"] else f"no: {verification['problem']}"
+    lines += ["", f"Chain verifies: {verdict} (checked against ca.crt at {verification['at']})"]
 
     lines += [""]
     mounted = report["mountedBy"]
-    if mounted:
+    if mounted is None:
+        lines.append(f"Mounted by: unknown ({report['mountedByUnknownBecause']})")
+    elif mounted:
         lines.append("Mounted by:")
         rows = [(m["pod"], m["phase"], m["volume"], m["via"], _list(m["mounts"])) for m in mounted]
         table = output.table(("POD", "PHASE", "VOLUME", "VIA", "MOUNTS"), rows)
@@ -371,7 +378,12 @@ def run(api: Api, *, namespace: str, name: str, json_output: bool, now: datetime
             f"namespace {namespace}; the Certificate is Ready={state.ready}"
             + (f" ({state.reason}: {state.message})" if state.reason else "")
         ) from None
-    report = build_report(certificate, secret, api.list_pods(namespace), now)
+    try:
+        pods: list[dict[str, Any]] | str = api.list_pods(namespace)
+    except CliError as error:
+        # Someone allowed to read the Secret may not be allowed to list Pods: still show the rest.
+        pods = str(error)
+    report = build_report(certificate, secret, pods, now)
     if json_output:
         output.print_json(report)
     else:

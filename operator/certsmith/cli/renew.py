@@ -84,18 +84,23 @@ def run(
         print(f"No Certificates found in {status.describe_scope(namespace)}.")
         return 0
     value = request_value(clock())
-    requested = []
+    requested, refused = [], 0
     for body in bodies:
         metadata = body["metadata"]
-        api.annotate_certificate(
-            metadata["namespace"], metadata["name"], {RENEWAL_REQUEST_ANNOTATION: value}
-        )
         entry = Requested(metadata["namespace"], metadata["name"], serial_of(body))
+        try:
+            api.annotate_certificate(
+                entry.namespace, entry.name, {RENEWAL_REQUEST_ANNOTATION: value}
+            )
+        except CliError as error:
+            # One refusal (say, by admission) must not stop the rest of an --all.
+            print(f"error: {error}", file=sys.stderr)
+            refused += 1
+            continue
         requested.append(entry)
         print(f"Certificate {entry.label}: renewal requested at {value}", flush=True)
-    if not wait:
-        return 0
-    return _wait(api, requested, timeout=timeout, sleep=sleep)
+    waited = _wait(api, requested, timeout=timeout, sleep=sleep) if wait else 0
+    return 1 if refused or waited else 0
 
 
 def _wait(

@@ -5,7 +5,6 @@ The exit code is the verdict (0 all Ready, 1 otherwise), so scripts and CI can g
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,12 +171,19 @@ def describe_scope(namespace: str | None) -> str:
     return "all namespaces" if namespace is None else f"namespace {namespace}"
 
 
-def run(api: Api, *, namespace: str | None, json_output: bool, limit: int, now: datetime) -> int:
+def run(
+    api: Api,
+    *,
+    namespace: str | None,
+    json_output: bool,
+    color: bool,
+    limit: int,
+    now: datetime,
+) -> int:
     """`namespace` None means every namespace (-A)."""
     summary = summarize(api.list_certificates(namespace), now, limit=limit)
     if json_output:
         output.print_json(to_json(summary, now))
     else:
-        where = describe_scope(namespace)
-        print(render(summary, now, where=where, color=output.use_color(sys.stdout)))
+        print(render(summary, now, where=describe_scope(namespace), color=color))
     return exit_code(summary)

@@ -1,0 +1,122 @@
+"""`kubectl certsmith status`: which Certificates count as not Ready, and what is shown."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from certsmith.cli import output, status
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def certificate(
+    name: str,
+    *,
+    namespace: str = "shop",
+    ready: str | None = "True",
+    reason: str = "Issued",
+    message: str = "the certificate is valid and up to date",
+    not_after: datetime | None = NOW + timedelta(days=60),
+    generation: int = 1,
+    observed: int = 1,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": namespace, "generation": generation},
+        "status": {},
+    }
+    if ready is not None:
+        body["status"]["conditions"] = [
+            {
+                "type": "Ready",
+                "status": ready,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": observed,
+            }
+        ]
+    if not_after is not None:
+        body["status"]["notAfter"] = output.format_time(not_after)
+        body["status"]["renewalTime"] = output.format_time(not_after - timedelta(days=30))
+        body["status"]["serialNumber"] = "abc"
+    return body
+
+
+def test_a_broken_certificate_is_listed_with_its_reason_and_fails_the_exit_code():
+    summary = status.summarize(
+        [
+            certificate("web"),
+            certificate(
+                "broken",
+                ready="False",
+                reason="InvalidSpec",
+                message="spec.dnsNames[0]: 'bad..name' is not a valid DNS name",
+                not_after=None,
+            ),
+        ],
+        NOW,
+        limit=10,
+    )
+    assert [s.name for s in summary.not_ready] == ["broken"]
+    assert status.exit_code(summary) == 1
+    text = status.render(summary, NOW, where="namespace shop")
+    lines = text.splitlines()
+    assert lines[0] == "1 of 2 Certificates in namespace shop are not Ready:"
+    assert lines[1].split() == ["NAME", "NAMESPACE", "READY", "REASON", "MESSAGE"]
+    assert lines[2].split()[:4] == ["broken", "shop", "False", "InvalidSpec"]
+    assert "'bad..name' is not a valid DNS name" in lines[2]
+
+
+def test_all_ready_exits_zero_and_lists_the_soonest_expiry_first():
+    summary = status.summarize(
+        [
+            certificate("later", not_after=NOW + timedelta(days=80)),
+            certificate("soon", not_after=NOW + timedelta(hours=5)),
+            certificate("middle", not_after=NOW + timedelta(days=10)),
+        ],
+        NOW,
+        limit=2,
+    )
+    assert status.exit_code(summary) == 0
+    text = status.render(summary, NOW, where="all namespaces")
+    assert text.startswith("All 3 Certificates in all namespaces are Ready.")
+    rows = text.split("Expiring soonest:\n")[1].splitlines()
+    assert rows[0].split() == ["NAME", "NAMESPACE", "EXPIRES", "RENEWAL", "EXPIRES", "IN"]
+    assert [row.split()[0] for row in rows[1:]] == ["soon", "middle"]
+    assert rows[1].split()[-1] == "5h"
+
+
+def test_ready_for_an_older_generation_is_not_taken_at_its_word():
+    state = status.certificate_state(certificate("web", generation=3, observed=2), NOW)
+    assert (state.ready, state.reason) == ("Unknown", "Reconciling")
+    assert "generation 3" in state.message
+
+
+def test_an_expired_certificate_still_marked_ready_is_reported():
+    state = status.certificate_state(certificate("web", not_after=NOW - timedelta(hours=1)), NOW)
+    assert (state.ready, state.reason) == ("False", "Expired")
+
+
+def test_a_certificate_the_operator_has_not_seen_is_pending():
+    state = status.certificate_state(certificate("new", ready=None, not_after=None), NOW)
+    assert (state.ready, state.reason) == ("Unknown", "Pending")
+
+
+def test_json_carries_the_verdict_and_both_lists():
+    summary = status.summarize(
+        [certificate("web"), certificate("bad", ready="False", reason="InvalidSpec")],
+        NOW,
+        limit=10,
+    )
+    document = status.to_json(summary, NOW)
+    assert document["allReady"] is False
+    assert [c["name"] for c in document["notReady"]] == ["bad"]
+    assert document["expiringSoonest"][0]["expiresInSeconds"] == 60 * 86400
+
+
+def test_nothing_found_says_where_it_looked():
+    summary = status.summarize([], NOW, limit=10)
+    assert status.render(summary, NOW, where="namespace x") == (
+        "No Certificates found in namespace x."
+    )
+    assert status.exit_code(summary) == 0
