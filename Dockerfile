@@ -1,15 +1,15 @@
 # certsmith operator image. The base is a build argument so that machines without a
 # registry can build on a local Python image (hack/kind-node/base-images makes one).
-ARG BASE_IMAGE=python:3.11-slim
+ARG PYTHON_BASE_IMAGE=python:3.11-slim
 
-FROM ${BASE_IMAGE} AS build
+FROM ${PYTHON_BASE_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml ./
 COPY operator ./operator
 RUN python3 -m venv /opt/certsmith \
  && /opt/certsmith/bin/pip install --no-cache-dir --disable-pip-version-check .
 
-FROM ${BASE_IMAGE}
+FROM ${PYTHON_BASE_IMAGE}
 COPY --from=build /opt/certsmith /opt/certsmith
 ENV PATH=/opt/certsmith/bin:${PATH} \
     PYTHONUNBUFFERED=1 \

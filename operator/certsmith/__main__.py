@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 
 import kopf
 
@@ -21,7 +23,17 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     kopf.configure(verbose=args.verbose)
-    asyncio.run(kopf.operator(clusterwide=True, liveness_endpoint=args.liveness, standalone=True))
+    # An explicit identity: kopf's default asks the passwd database, which a container
+    # running as an arbitrary numeric uid does not have.
+    identity = f"certsmith@{socket.gethostname()}/{os.getpid()}"
+    asyncio.run(
+        kopf.operator(
+            clusterwide=True,
+            liveness_endpoint=args.liveness,
+            standalone=True,
+            identity=identity,
+        )
+    )
 
 
 if __name__ == "__main__":

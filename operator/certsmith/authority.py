@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certsmith import conditions, renewal
 from certsmith.pki import ca, inspect, keys
@@ -69,7 +70,7 @@ def intermediate_is_current(
         return False
     try:
         certificate.verify_directly_issued_by(root.certificate)
-    except (ValueError, TypeError, x509.InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return now < intermediate_renewal_time(certificate)
 

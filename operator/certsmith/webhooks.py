@@ -75,8 +75,14 @@ def inject_certificate(
     id=webhook_config.VALIDATE_CERTIFICATE_PATH,
     operations=["CREATE", "UPDATE"],
 )
-def validate_certificate(spec: kopf.Spec, **_: Any) -> None:
-    """Refuse at apply time what the operator would otherwise report as InvalidSpec."""
+def validate_certificate(spec: kopf.Spec, old: kopf.Body | None, **_: Any) -> None:
+    """Refuse at apply time what the operator would otherwise report as InvalidSpec.
+
+    Only a new or changed spec is judged: metadata edits (labels, a renewal request) must
+    stay possible on a Certificate admitted while the webhook was down.
+    """
+    if old is not None and dict(old.get("spec") or {}) == dict(spec):
+        return
     try:
         model.parse_certificate_spec(dict(spec))
     except model.InvalidSpec as invalid:

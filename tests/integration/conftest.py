@@ -36,7 +36,7 @@ class OperatorProcess:
             "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
             # The apiserver runs on the host here, so it calls the webhook on loopback.
             "CERTSMITH_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
-            "CERTSMITH_WEBHOOK_PORT": str(self.webhook_port),
+            "CERTSMITH_WEBHOOK_LISTEN_PORT": str(self.webhook_port),
             "CERTSMITH_WEBHOOK_CERT_DIR": str(self.webhook_dir),
         }
         log = self.log_path.open("ab")
