@@ -1,16 +1,16 @@
-# certsmith — the two commands users need are `make demo` and `make test`.
+# certsmith — the two commands users need: `make demo` and `make test`.
 SHELL := /bin/bash
 VENV := .venv
-PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps binaries lint test test-unit test-integration cluster-up cluster-down demo
+.PHONY: deps binaries lint test test-unit test-integration test-e2e e2e-kind bench \
+        cluster-up cluster-down demo demo-down
 
 deps:
 	hack/install-deps
 
 binaries:
-	hack/build-binaries
+	hack/build-binaries >/dev/null
 
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
@@ -20,17 +20,31 @@ lint: deps
 test-unit: deps
 	$(PYTEST) -m unit
 
+# etcd + kube-apiserver + controller-manager as local processes, started by the tests.
 test-integration: deps binaries
 	$(PYTEST) -m integration
 
-# Every tier, each in its own pytest run so a cluster is up only while its tier runs.
-test: lint test-unit test-integration
+# A kind cluster (offline node image built here, or kind's own where it can be pulled),
+# certsmith deployed in it from the Dockerfile and manifests/.
+test-e2e: deps binaries
+	$(PYTEST) -m e2e
 
-cluster-up: deps
+e2e-kind: test-e2e
+
+# Every tier, each in its own pytest run so a cluster is up only while its tier runs.
+test: lint test-unit test-integration test-e2e
+
+bench: deps binaries
+	$(VENV)/bin/python bench/issuance.py
+
+cluster-up: deps binaries
 	hack/cluster up apiserver
 
 cluster-down:
 	hack/cluster down apiserver
 
-demo: deps
+demo:
 	hack/demo
+
+demo-down:
+	hack/cluster down kind
