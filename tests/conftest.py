@@ -31,17 +31,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 APISERVER_PROFILE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 
-def _control_plane_processes(directory: Path) -> list[str]:
-    """Executables of running etcd/apiserver/controller-manager processes from `directory`."""
+def _control_plane_processes(state_dir: Path) -> list[str]:
+    """etcd/apiserver/controller-manager processes started for the cluster in `state_dir`."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             exe = os.readlink(proc / "exe")
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if exe.startswith(str(directory)) and Path(exe).name in APISERVER_PROFILE_BINARIES:
+        if Path(exe).name in APISERVER_PROFILE_BINARIES and str(state_dir) in cmdline:
             found.append(exe)
     return found
 
@@ -84,7 +85,8 @@ def kubeconfig() -> Iterator[str]:
     cluster.down()
     if cluster.started_here:
         cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
-        leftovers = _control_plane_processes(cache)
+        state = Path(os.environ.get("CERTSMITH_STATE", cache / "state")) / "apiserver"
+        leftovers = _control_plane_processes(state)
         assert not leftovers, f"hack/cluster down left processes running: {leftovers}"
 
 
@@ -106,6 +108,9 @@ def namespace(api_client: client.ApiClient) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    labels = {"certsmith.dev/test-grants": "true"}
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
     yield name
     core.delete_namespace(name)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certsmith import authority, model
+from certsmith import authority, isolation, model, rotation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import ca
@@ -39,6 +39,10 @@ class AuthorityRegistry:
     def put(self, material: authority.AuthorityMaterial) -> None:
         with self._lock:
             self._materials[material.name] = material
+
+    def all(self) -> list[authority.AuthorityMaterial]:
+        with self._lock:
+            return list(self._materials.values())
 
     def remove(self, name: str) -> None:
         with self._lock:
@@ -131,22 +135,102 @@ def _load_intermediate(
     return authority.parse_key_pair(stored)
 
 
-def ensure_material(
+def _load_next_root(kube: Kube, config: Config, name: str) -> ca.CAKeyPair | None:
+    secret = kube.get_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
+    if secret is None:
+        return None
+    try:
+        return authority.parse_key_pair(secret)
+    except ValueError as error:
+        raise AuthorityNotReady(str(error)) from None
+
+
+def create_next_root(
     kube: Kube, config: Config, body: Mapping[str, Any], now: datetime
+) -> ca.CAKeyPair:
+    """Generate and store the root a rotation moves to (or keep one a crashed start stored)."""
+    name = body["metadata"]["name"]
+    spec = body.get("spec") or {}
+    existing = _load_next_root(kube, config, name)
+    if existing is not None:
+        return existing
+    lifetime = config.root_lifetime
+    if spec.get("rootLifetime"):
+        lifetime = model.parse_duration(spec["rootLifetime"], "spec.rootLifetime")
+    pair = ca.build_root(common_name=f"certsmith {name} root", now=now, lifetime=lifetime)
+    stored = _store_new(
+        kube,
+        authority.key_pair_secret(
+            authority=name,
+            role="next-root",
+            name=authority.next_root_secret_name(name),
+            namespace=config.namespace,
+            pair=pair,
+        ),
+    )
+    logger.info("generated the next root for CertificateAuthority %s", name)
+    return authority.parse_key_pair(stored)
+
+
+def finish_rotation(kube: Kube, config: Config, name: str) -> None:
+    """Make the next root the root and forget the old one; safe to repeat after a crash."""
+    next_secret = kube.get_secret(
+        namespace=config.namespace, name=authority.next_root_secret_name(name)
+    )
+    if next_secret is None:
+        return  # already finished
+    root_secret = kube.get_secret(namespace=config.namespace, name=authority.root_secret_name(name))
+    body = {**next_secret, "metadata": {**next_secret["metadata"]}}
+    body["metadata"] = {
+        "name": authority.root_secret_name(name),
+        "namespace": config.namespace,
+        "labels": {**next_secret["metadata"].get("labels", {}), authority.ROLE_LABEL: "root"},
+    }
+    if root_secret is None:
+        kube.create_secret(body=body)
+    else:
+        body["metadata"]["resourceVersion"] = root_secret["metadata"]["resourceVersion"]
+        kube.replace_secret(body=body)
+    kube.delete_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
+
+
+def ensure_material(
+    kube: Kube,
+    config: Config,
+    body: Mapping[str, Any],
+    now: datetime,
+    state: rotation.RotationState,
 ) -> authority.AuthorityMaterial:
-    """The authority's current material, generating or renewing what is missing or due."""
+    """The authority's current material, generating or renewing what is missing or due.
+
+    During a rotation both roots are trusted; the new one signs only from Reissuing on.
+    """
     name = body["metadata"]["name"]
     spec = body.get("spec") or {}
     try:
         root = _load_root(kube, config, name, spec, now)
-        intermediate = _load_intermediate(kube, config, name, spec, root, now)
+        trusted = (root.certificate,)
+        signing = root
+        if state.rotating:
+            next_root = _load_next_root(kube, config, name)
+            if next_root is not None:
+                trusted = (root.certificate, next_root.certificate)
+                if state.signs_with_new_root:
+                    signing = next_root
+        intermediate = _load_intermediate(kube, config, name, spec, signing, now)
     except model.InvalidSpec as error:
         raise AuthorityNotReady(str(error)) from None
+    bundle = spec.get("trustBundle") or {}
+    default_bundle = "certsmith-ca" if name == config.default_authority else None
     return authority.AuthorityMaterial(
         name=name,
-        root=root,
+        root=signing,
         intermediate=intermediate,
-        trusted_roots=(root.certificate,),
+        trusted_roots=trusted,
+        rotation=state,
+        grants=isolation.parse_grants(spec.get("policy")),
+        bundle_config_map=bundle.get("configMapName") or default_bundle,
+        bundle_selector=bundle.get("namespaceSelector") or {},
     )
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from certsmith import conditions, renewal
+from certsmith import conditions, isolation, renewal, rotation
 from certsmith.pki import ca, inspect, keys
 from certsmith.policies import AuthorityView
 
@@ -28,11 +28,23 @@ ROLE_LABEL = "certsmith.dev/role"
 class AuthorityMaterial:
     name: str
     root: ca.CAKeyPair
+    """The root that signs the intermediate now (the new one from Reissuing on)."""
     intermediate: ca.CAKeyPair
     trusted_roots: tuple[x509.Certificate, ...]
+    rotation: rotation.RotationState = field(
+        default_factory=lambda: rotation.RotationState(rotation.Phase.READY)
+    )
+    grants: tuple[isolation.Grant, ...] = ()
+    bundle_config_map: str | None = None
+    bundle_selector: Mapping[str, Any] = field(default_factory=dict)
 
     def view(self) -> AuthorityView:
-        return AuthorityView(name=self.name, trusted_roots=self.trusted_roots)
+        return AuthorityView(
+            name=self.name,
+            trusted_roots=self.trusted_roots,
+            signing_root=self.root.certificate,
+            bundle_pem=self.bundle_pem,
+        )
 
     @property
     def bundle_pem(self) -> bytes:
@@ -46,6 +58,20 @@ class AuthorityMaterial:
 
 def root_secret_name(authority: str) -> str:
     return f"{authority}-root"
+
+
+def next_root_secret_name(authority: str) -> str:
+    """The new root during a rotation; it becomes the root when the rotation ends."""
+    return f"{authority}-root-next"
+
+
+def root_renewal_time(root: x509.Certificate) -> datetime:
+    return renewal.renewal_time(
+        not_before=root.not_valid_before_utc,
+        not_after=root.not_valid_after_utc,
+        renew_before=None,
+        renew_before_percentage=None,
+    )
 
 
 def intermediate_secret_name(authority: str) -> str:
@@ -140,6 +166,7 @@ def ready_status(
         ),
         "root": _describe(material.root.certificate),
         "intermediate": intermediate,
+        "trustedRoots": [inspect.fingerprint_sha256(r) for r in material.trusted_roots],
     }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from certsmith import authorities, config, kube, tls_secret
+from certsmith import authorities, config, kube, tls_secret, trust_bundle
 from certsmith.reconcile import Reconciler
 from certsmith.runtime import Runtime
 from certsmith.scheduler import Scheduler
@@ -40,6 +40,7 @@ def _configure(settings: kopf.OperatorSettings, cfg: config.Config) -> ThreadPoo
     settings.posting.enabled = False
     # Watch only certsmith's own Secrets, filtered by the apiserver, not every Secret.
     settings.watching.label_selectors["secrets"] = tls_secret.CERTIFICATE_LABEL
+    settings.watching.label_selectors["configmaps"] = trust_bundle.BUNDLE_LABEL
     executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="certsmith")
     settings.execution.executor = executor
     settings.execution.max_workers = cfg.workers
@@ -62,7 +63,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         config=cfg,
         kube=client,
         registry=registry,
-        reconciler=Reconciler(kube=client, config=cfg, authorities=registry, clock=utc_now),
+        reconciler=Reconciler(
+            kube=client,
+            config=cfg,
+            authorities=registry,
+            clock=utc_now,
+            namespace_labels=lambda namespace: runtime_ref[0].namespace_labels(namespace),
+        ),
         scheduler=Scheduler(clock=utc_now, action=run_scheduled, concurrency=cfg.workers),
         executor=executor,
         clock=utc_now,
@@ -99,9 +106,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.resume(GROUP, VERSION, "certificateauthorities")
 @kopf.on.create(GROUP, VERSION, "certificateauthorities")
-@kopf.on.update(GROUP, VERSION, "certificateauthorities", field="spec")
-def authority_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+def authority_appeared(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     patch.status.update(memo.runtime.load_authority(body))
+
+
+@kopf.on.update(GROUP, VERSION, "certificateauthorities")
+def authority_changed(
+    body: kopf.Body, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    """A new policy, bundle setting or rotation request: step now, and re-judge its leaves."""
+    runtime: Runtime = memo.runtime
+    patch.status.update(runtime.load_authority(body))
+    runtime.reconcile_authority_certificates(name)
 
 
 @kopf.on.delete(GROUP, VERSION, "certificateauthorities", optional=True)
@@ -143,3 +159,27 @@ async def certsmith_secret_event(
     ):
         return
     runtime.certificate_due_now(namespace, metadata["labels"][tls_secret.CERTIFICATE_LABEL])
+
+
+@kopf.on.event("v1", "namespaces")
+def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """New namespaces get their trust bundles; labels are cached for the isolation policy."""
+    if event["type"] == "DELETED":
+        memo.runtime.namespaces.pop(body["metadata"]["name"], None)
+        return
+    memo.runtime.namespace_seen(body)
+
+
+@kopf.on.event("v1", "configmaps", labels={trust_bundle.BUNDLE_LABEL: kopf.PRESENT})
+def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A trust bundle was edited or deleted by someone else: put it back."""
+    if event["type"] is None:
+        return
+    runtime: Runtime = memo.runtime
+    metadata = body["metadata"]
+    key = (metadata["namespace"], metadata["name"])
+    if event["type"] != "DELETED" and runtime.authorities.own_bundle_versions.get(
+        key
+    ) == metadata.get("resourceVersion"):
+        return
+    runtime.bundle_needed(metadata["namespace"], metadata["labels"][trust_bundle.BUNDLE_LABEL])

@@ -106,6 +106,47 @@ class Kube:
         path = f"/api/v1/namespaces/{metadata['namespace']}/secrets/{metadata['name']}"
         return self._call("PUT", path, body=body)
 
+    def delete_secret(self, *, namespace: str, name: str) -> None:
+        try:
+            self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except ApiError as error:
+            if not error.not_found:
+                raise
+
+    def list_secrets(self, *, label_selector: str) -> list[dict[str, Any]]:
+        """Secrets in every namespace carrying a label; certsmith never lists all Secrets."""
+        return list(
+            self._call("GET", "/api/v1/secrets", query={"labelSelector": label_selector}).get(
+                "items"
+            )
+            or []
+        )
+
+    # --- namespaces and trust-bundle ConfigMaps ---------------------------------------
+
+    def list_namespaces(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/api/v1/namespaces").get("items") or [])
+
+    def get_namespace(self, *, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/api/v1/namespaces/{name}")
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def list_configmaps(self, *, label_selector: str) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector}
+        return list(self._call("GET", "/api/v1/configmaps", query=query).get("items") or [])
+
+    def put_configmap(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create, or replace (with the body's resourceVersion if it has one)."""
+        metadata = body["metadata"]
+        collection = f"/api/v1/namespaces/{metadata['namespace']}/configmaps"
+        if metadata.get("resourceVersion"):
+            return self._call("PUT", f"{collection}/{metadata['name']}", body=body)
+        return self._call("POST", collection, body=body)
+
     def patch_secret(
         self, *, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -143,6 +184,9 @@ class Kube:
     def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         path = f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    def list_certificates(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", f"/apis/{GROUP}/{VERSION}/certificates").get("items") or [])
 
     def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certsmith import model, renewal, tls_secret
 from certsmith.pki import inspect, keys
@@ -38,6 +39,10 @@ class AuthorityView:
 
     name: str
     trusted_roots: tuple[x509.Certificate, ...]
+    signing_root: x509.Certificate | None = None
+    """The root new leaves are issued under; leaves under another root move to it."""
+    bundle_pem: bytes | None = None
+    """The ca.crt every Secret of this authority must carry."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,28 @@ def renewal_due(i: Input) -> Decision | None:
     return None
 
 
+def issued_under_retiring_root(i: Input) -> Decision | None:
+    """During a root rotation, leaves move to the new root once it is in every bundle."""
+    assert i.secret is not None
+    root = i.authority.signing_root
+    if root is None:
+        return None
+    for intermediate in i.secret.intermediates[:1]:
+        try:
+            intermediate.verify_directly_issued_by(root)
+            return None
+        except (ValueError, TypeError, InvalidSignature):
+            break
+    return _issue("RootRotation", f"moving to the current root of {i.authority.name}")
+
+
+def trust_bundle_outdated(i: Input) -> Decision | None:
+    assert i.secret is not None
+    if i.authority.bundle_pem is not None and i.secret.ca_pem != i.authority.bundle_pem:
+        return Decision(Action.REPAIR, "TrustBundleUpdated", "ca.crt updated to the trusted roots")
+    return None
+
+
 def metadata_drifted(i: Input) -> Decision | None:
     """Checked last, and only for a Secret whose content is fine: repair, don't re-issue."""
     assert i.secret is not None
@@ -165,6 +192,8 @@ ISSUANCE_CHAIN: Sequence[Check] = (
     spec_changed,
     renewal_requested,
     renewal_due,
+    issued_under_retiring_root,
+    trust_bundle_outdated,
     metadata_drifted,
 )
 

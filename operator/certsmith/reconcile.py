@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, model, policies, rollout, tls_secret
+from certsmith import conditions, isolation, model, policies, rollout, tls_secret
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -73,7 +73,9 @@ class Reconciler:
         config: Config,
         authorities: AuthorityRegistry,
         clock: Callable[[], datetime],
+        namespace_labels: Callable[[str], Mapping[str, str]],
     ) -> None:
+        self._namespace_labels = namespace_labels
         self._kube = kube
         self._config = config
         self._authorities = authorities
@@ -123,6 +125,18 @@ class Reconciler:
             return self._not_ready(
                 body, status, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY
             )
+
+        violations = isolation.evaluate(
+            namespace=namespace,
+            namespace_labels=self._namespace_labels(namespace),
+            spec=spec,
+            grants=material.grants,
+            trust_domain=self._config.trust_domain,
+        )
+        if violations:
+            # Checked again at signing: a Certificate that slipped past the webhook is never signed.
+            message = "; ".join(str(v) for v in violations)
+            return self._not_ready(body, status, "PolicyDenied", message, now, retry=None)
 
         try:
             secret_body = self._kube.get_secret(namespace=namespace, name=spec.secret_name)
@@ -198,6 +212,7 @@ class Reconciler:
                 issuer_fingerprint=material.issuer_fingerprint,
                 spec_fingerprint=model.issuance_fingerprint(spec),
                 revision=revision,
+                authority=material.name,
                 renewal_request=_renewal_request(body),
             ),
         )
@@ -272,8 +287,10 @@ class Reconciler:
                 revision=max(
                     contents.revision, int((body.get("status") or {}).get("revision") or 0)
                 ),
+                authority=material.name,
                 renewal_request=contents.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION),
             ),
+            ca_pem=material.bundle_pem,
         )
         if patch is None:
             return
@@ -283,6 +300,10 @@ class Reconciler:
         self._written[(metadata["namespace"], spec.secret_name)] = stored["metadata"][
             "resourceVersion"
         ]
+        if "data" in patch:
+            # A trust-bundle update during a root rotation is routine, not a repair.
+            logger.info("%s/%s: ca.crt updated", metadata["namespace"], metadata["name"])
+            return
         self._event(
             body,
             "Normal",

@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, authority, serving, webhook_config
+from certsmith import authorities, isolation, serving, trust_bundle, webhook_config
+from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.reconcile import Outcome, Reconciler
@@ -33,6 +34,18 @@ class Runtime:
     scheduler: Scheduler
     executor: ThreadPoolExecutor
     clock: Callable[[], datetime]
+    authorities: AuthorityController = field(init=False)
+    namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.authorities = AuthorityController(
+            kube=self.kube,
+            config=self.config,
+            registry=self.registry,
+            scheduler=self.scheduler,
+            clock=self.clock,
+            namespace_labels=self.namespace_labels,
+        )
 
     # --- Certificates --------------------------------------------------------------------
 
@@ -116,25 +129,8 @@ class Runtime:
     # --- CertificateAuthorities ----------------------------------------------------------
 
     def load_authority(self, body: Any) -> dict[str, Any]:
-        """Load or bootstrap an authority's material; return the status to write."""
-        name = body["metadata"]["name"]
-        now = self.clock()
-        current = body.get("status") or {}
-        generation = body["metadata"].get("generation")
-        try:
-            material = authorities.ensure_material(self.kube, self.config, body, now)
-        except authorities.AuthorityNotReady as error:
-            self.registry.remove(name)
-            self.scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
-            return authority.failed_status(
-                "InvalidRoot", str(error), current=current, generation=generation, now=now
-            )
-        self.registry.put(material)
-        self.scheduler.schedule(
-            (AUTHORITY, "", name),
-            authority.intermediate_renewal_time(material.intermediate.certificate),
-        )
-        return authority.ready_status(material, current=current, generation=generation, now=now)
+        """One step of the authority (bootstrap, renewal, bundles, rotation); its status."""
+        return self.authorities.step(body)
 
     def reload_authority_by_name(self, name: str) -> None:
         body = self.kube.get_authority(name=name)
@@ -142,6 +138,57 @@ class Runtime:
             self.registry.remove(name)
             return
         self.kube.patch_authority_status(name=name, status=self.load_authority(body))
+
+    def reconcile_authority_certificates(self, authority_name: str) -> None:
+        """Look again at every Certificate of an authority (its policy changed)."""
+        default = self.config.default_authority
+        for item in self.kube.list_certificates():
+            issuer = ((item.get("spec") or {}).get("issuerRef") or {}).get("name") or default
+            if issuer == authority_name:
+                self.certificate_due_now(item["metadata"]["namespace"], item["metadata"]["name"])
+
+    # --- namespaces ------------------------------------------------------------------------
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        labels = self.namespaces.get(namespace)
+        if labels is None:
+            found = self.kube.get_namespace(name=namespace)
+            labels = ((found or {}).get("metadata") or {}).get("labels") or {}
+            self.namespaces[namespace] = labels
+        return labels
+
+    def namespace_seen(self, namespace: Mapping[str, Any]) -> None:
+        """A namespace appeared or changed: remember its labels, give it its trust bundles."""
+        metadata = namespace["metadata"]
+        self.namespaces[metadata["name"]] = dict(metadata.get("labels") or {})
+        if metadata.get("deletionTimestamp"):
+            return
+        for material in self.registry.all():
+            if material.bundle_config_map and isolation.selector_matches(
+                material.bundle_selector, metadata.get("labels") or {}
+            ):
+                self.bundle_needed(metadata["name"], material.name)
+
+    def bundle_needed(self, namespace: str, authority_name: str) -> None:
+        material = self.registry.get(authority_name)
+        if material is None or material.bundle_config_map is None:
+            return
+        existing = next(
+            (
+                item
+                for item in self.kube.list_configmaps(
+                    label_selector=f"{trust_bundle.BUNDLE_LABEL}={authority_name}"
+                )
+                if item["metadata"]["namespace"] == namespace
+                and item["metadata"]["name"] == material.bundle_config_map
+            ),
+            None,
+        )
+        try:
+            self.authorities.put_bundle(material, namespace, existing)
+        except ApiError as error:
+            if not error.conflict:
+                raise
 
     # --- the scheduler's action ----------------------------------------------------------
 

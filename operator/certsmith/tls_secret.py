@@ -25,6 +25,7 @@ NOT_AFTER_ANNOTATION = "certsmith.dev/not-after"
 ISSUER_ANNOTATION = "certsmith.dev/issuer-fingerprint"
 SPEC_FINGERPRINT_ANNOTATION = "certsmith.dev/spec-fingerprint"
 REVISION_ANNOTATION = "certsmith.dev/revision"
+AUTHORITY_ANNOTATION = "certsmith.dev/authority"
 # On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
 RENEWAL_REQUEST_ANNOTATION = "certsmith.dev/renew-requested-at"
 
@@ -35,6 +36,7 @@ OWNED_ANNOTATIONS = (
     ISSUER_ANNOTATION,
     SPEC_FINGERPRINT_ANNOTATION,
     REVISION_ANNOTATION,
+    AUTHORITY_ANNOTATION,
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -133,6 +135,7 @@ class IssuedMaterial:
     issuer_fingerprint: str
     spec_fingerprint: str
     revision: int
+    authority: str
     renewal_request: str | None = None
 
 
@@ -149,6 +152,7 @@ def desired_annotations(
     issuer_fingerprint: str,
     spec_fingerprint: str,
     revision: int,
+    authority: str,
     renewal_request: str | None = None,
 ) -> dict[str, str]:
     honoured = {RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
@@ -161,6 +165,7 @@ def desired_annotations(
         ISSUER_ANNOTATION: issuer_fingerprint,
         SPEC_FINGERPRINT_ANNOTATION: spec_fingerprint,
         REVISION_ANNOTATION: str(revision),
+        AUTHORITY_ANNOTATION: authority,
     }
 
 
@@ -190,6 +195,7 @@ def build_secret(
                 issuer_fingerprint=material.issuer_fingerprint,
                 spec_fingerprint=material.spec_fingerprint,
                 revision=material.revision,
+                authority=material.authority,
                 renewal_request=material.renewal_request,
             ),
         },
@@ -206,18 +212,23 @@ def metadata_patch(
     *,
     desired_labels: Mapping[str, str],
     desired_annotations: Mapping[str, str],
+    ca_pem: bytes | None = None,
 ) -> dict[str, Any] | None:
-    """A merge patch restoring drifted labels and annotations, or None if none drifted.
+    """A merge patch restoring drifted labels, annotations and ca.crt, or None if none drifted.
 
     Keys the user added are left alone; only the ones certsmith owns are restored.
     """
     labels = {k: v for k, v in desired_labels.items() if contents.labels.get(k) != v}
     annotations = {k: v for k, v in desired_annotations.items() if contents.annotations.get(k) != v}
-    if not labels and not annotations:
+    stale_bundle = ca_pem is not None and contents.ca_pem != ca_pem
+    if not labels and not annotations and not stale_bundle:
         return None
-    metadata: dict[str, Any] = {}
+    patch: dict[str, Any] = {"metadata": {}}
     if labels:
-        metadata["labels"] = labels
+        patch["metadata"]["labels"] = labels
     if annotations:
-        metadata["annotations"] = annotations
-    return {"metadata": metadata}
+        patch["metadata"]["annotations"] = annotations
+    if stale_bundle:
+        assert ca_pem is not None
+        patch["data"] = {"ca.crt": base64.b64encode(ca_pem).decode()}
+    return patch

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from certsmith import injection, model, webhook_config
+from certsmith import injection, isolation, model, webhook_config
 from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
@@ -75,7 +75,9 @@ def inject_certificate(
     id=webhook_config.VALIDATE_CERTIFICATE_PATH,
     operations=["CREATE", "UPDATE"],
 )
-def validate_certificate(spec: kopf.Spec, old: kopf.Body | None, **_: Any) -> None:
+def validate_certificate(
+    spec: kopf.Spec, old: kopf.Body | None, namespace: str, memo: kopf.Memo, **_: Any
+) -> None:
     """Refuse at apply time what the operator would otherwise report as InvalidSpec.
 
     Only a new or changed spec is judged: metadata edits (labels, a renewal request) must
@@ -84,6 +86,19 @@ def validate_certificate(spec: kopf.Spec, old: kopf.Body | None, **_: Any) -> No
     if old is not None and dict(old.get("spec") or {}) == dict(spec):
         return
     try:
-        model.parse_certificate_spec(dict(spec))
+        parsed = model.parse_certificate_spec(dict(spec))
     except model.InvalidSpec as invalid:
         raise kopf.AdmissionError(str(invalid), code=422) from None
+    runtime: Runtime = memo.runtime
+    material = runtime.registry.get(parsed.issuer_name)
+    if material is None:
+        return  # judged again at signing, once the authority is loaded
+    violations = isolation.evaluate(
+        namespace=namespace,
+        namespace_labels=runtime.namespace_labels(namespace),
+        spec=parsed,
+        grants=material.grants,
+        trust_domain=runtime.config.trust_domain,
+    )
+    if violations:
+        raise kopf.AdmissionError("; ".join(str(v) for v in violations), code=403)

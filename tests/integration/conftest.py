@@ -113,6 +113,45 @@ def authority_ready(api_client: client.ApiClient, name: str = "cluster-root") ->
     )
 
 
+TEST_GRANT_LABEL = "certsmith.dev/test-grants"
+
+
+def _grant_test_names(api_client: client.ApiClient) -> None:
+    """Test namespaces may use example.com names and 10/8 addresses (isolation is on by
+    default); tests of the isolation policy itself use namespaces without the label."""
+    objects = client.CustomObjectsApi(api_client)
+    patched = objects.patch_cluster_custom_object(
+        "certsmith.dev",
+        "v1alpha1",
+        "certificateauthorities",
+        "cluster-root",
+        {
+            "spec": {
+                "policy": {
+                    "grants": [
+                        {
+                            "namespaceSelector": {"matchLabels": {TEST_GRANT_LABEL: "true"}},
+                            "dnsNames": ["*.example.com", "*.example"],
+                            "emailAddresses": ["*@example.com"],
+                            "ipRanges": ["10.0.0.0/8"],
+                        }
+                    ]
+                }
+            }
+        },
+    )
+    generation = patched["metadata"]["generation"]
+
+    def grant_loaded() -> bool:
+        ca = objects.get_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", "cluster-root"
+        )
+        conditions = (ca.get("status") or {}).get("conditions", [])
+        return any(c.get("observedGeneration") == generation for c in conditions)
+
+    wait_for(grant_loaded, timeout=30, what="the test grant loaded by the operator")
+
+
 @pytest.fixture(scope="session")
 def operator(
     kubeconfig: str, api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
@@ -130,6 +169,7 @@ def operator(
     process = OperatorProcess(kubeconfig, log_path)
     process.start()
     process.wait_serving(api_client)
+    _grant_test_names(api_client)
     yield process
     process.stop()
 

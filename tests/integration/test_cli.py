@@ -65,7 +65,10 @@ def certificates_in(sec: client.V1Secret, key: str) -> list[x509.Certificate]:
 def other_namespace(api_client: client.ApiClient) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    labels = {"certsmith.dev/test-grants": "true"}  # may use example.com names
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
     yield name
     core.delete_namespace(name)
 

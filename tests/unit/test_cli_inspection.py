@@ -57,6 +57,7 @@ def make_secret(
             issuer_fingerprint="f",
             spec_fingerprint="s",
             revision=3,
+            authority="cluster-root",
         ),
     )
     return secret, key_pem

@@ -66,6 +66,7 @@ def issued_secret(
             issuer_fingerprint="f",
             spec_fingerprint=model.issuance_fingerprint(spec),
             revision=1,
+            authority="cluster-root",
         ),
     )
     secret["metadata"]["resourceVersion"] = "1"

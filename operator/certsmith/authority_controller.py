@@ -1,0 +1,238 @@
+"""Keep each CertificateAuthority working: load or bootstrap its keys, renew its
+intermediate, distribute its trust bundles and drive root rotations (rotation.py) to the end.
+
+One step reads the state from the cluster, decides with the pure rotation state machine and
+pushes the work (bundles written here; Secrets' ca.crt and re-issues through the
+per-Certificate reconciler, scheduled at a bounded rate). Steps repeat every couple of
+seconds while a rotation runs, so a restarted operator picks up from the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
+from certsmith import authorities, authority, isolation, model, rotation, tls_secret, trust_bundle
+from certsmith.config import Config
+from certsmith.kube import ApiError, Kube
+from certsmith.pki import inspect
+from certsmith.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+AUTHORITY = "CertificateAuthority"
+CERTIFICATE = "Certificate"
+DEFAULT_PROPAGATION_DELAY = timedelta(minutes=5)
+DEFAULT_REISSUE_RATE = 20
+ROTATION_STEP = timedelta(seconds=2)
+
+
+def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+class AuthorityController:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        config: Config,
+        registry: authorities.AuthorityRegistry,
+        scheduler: Scheduler,
+        clock: Callable[[], datetime],
+        namespace_labels: Callable[[str], Mapping[str, str]],
+    ) -> None:
+        self._kube = kube
+        self._config = config
+        self._registry = registry
+        self._scheduler = scheduler
+        self._clock = clock
+        self._namespace_labels = namespace_labels
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.own_bundle_versions: dict[tuple[str, str], str] = {}
+
+    def step(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Advance the authority by one step; return the status to write."""
+        name = body["metadata"]["name"]
+        with self._guard:
+            lock = self._locks.setdefault(name, threading.Lock())
+        with lock:
+            return self._step(body)
+
+    def _step(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        now = self._clock()
+        current = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        state = rotation.from_status(current)
+        request = (body["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
+        try:
+            material = authorities.ensure_material(self._kube, self._config, body, now, state)
+            if rotation.should_start(
+                state,
+                request=request,
+                root_renewal=authority.root_renewal_time(material.trusted_roots[0]),
+                now=now,
+            ):
+                next_root = authorities.create_next_root(self._kube, self._config, body, now)
+                state = rotation.start(
+                    state,
+                    old_root=inspect.fingerprint_sha256(material.trusted_roots[0]),
+                    new_root=inspect.fingerprint_sha256(next_root.certificate),
+                    request=request,
+                    now=now,
+                )
+                logger.info("CertificateAuthority %s: root rotation started", name)
+                material = authorities.ensure_material(self._kube, self._config, body, now, state)
+        except (authorities.AuthorityNotReady, model.InvalidSpec) as error:
+            self._registry.remove(name)
+            self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
+            return authority.failed_status(
+                "InvalidRoot", str(error), current=current, generation=generation, now=now
+            )
+        self._registry.put(material)
+
+        progress = self._observe_and_push(material, now)
+        if state.rotating:
+            advanced = rotation.advance(
+                state, progress, now=now, delay=self._delay(body.get("spec") or {})
+            )
+            if advanced.phase is not state.phase:
+                logger.info(
+                    "CertificateAuthority %s: %s → %s",
+                    name,
+                    state.phase.value,
+                    advanced.phase.value,
+                )
+                if advanced.phase is rotation.Phase.READY:
+                    authorities.finish_rotation(self._kube, self._config, name)
+                material = authorities.ensure_material(
+                    self._kube, self._config, body, now, advanced
+                )
+                self._registry.put(material)
+                progress = self._observe_and_push(material, now)
+            state = advanced
+        if state.rotating:
+            self._scheduler.schedule((AUTHORITY, "", name), now + ROTATION_STEP)
+        else:
+            self._scheduler.schedule(
+                (AUTHORITY, "", name),
+                min(
+                    authority.intermediate_renewal_time(material.intermediate.certificate),
+                    authority.root_renewal_time(material.root.certificate),
+                ),
+            )
+        status = authority.ready_status(material, current=current, generation=generation, now=now)
+        status.update(rotation.to_status(state, progress))
+        return status
+
+    def _delay(self, spec: Mapping[str, Any]) -> timedelta:
+        text = (spec.get("rotation") or {}).get("propagationDelay")
+        if not text:
+            return DEFAULT_PROPAGATION_DELAY
+        return model.parse_duration(text, "spec.rotation.propagationDelay")
+
+    # --- observation and the work it pushes ----------------------------------------------
+
+    def _observe_and_push(
+        self, material: authority.AuthorityMaterial, now: datetime
+    ) -> rotation.Progress:
+        bundles_behind = self.sync_bundles(material)
+        new_root = next(
+            (
+                root
+                for root in material.trusted_roots
+                if inspect.fingerprint_sha256(root) == material.rotation.new_root
+            ),
+            material.root.certificate,
+        )
+        rate = DEFAULT_REISSUE_RATE
+        pending: list[tuple[str, str]] = []
+        leaves_on_old = total = 0
+        for secret in self._kube.list_secrets(label_selector=tls_secret.CERTIFICATE_LABEL):
+            contents = tls_secret.parse_secret(secret)
+            owner_authority = contents.annotations.get(
+                tls_secret.AUTHORITY_ANNOTATION, self._config.default_authority
+            )
+            if owner_authority != material.name or contents.owner is None:
+                continue
+            total += 1
+            on_old = not contents.intermediates or not _issued_by(
+                contents.intermediates[0], new_root
+            )
+            leaves_on_old += on_old
+            bundle_ok = contents.ca_pem == material.bundle_pem
+            bundles_behind += not bundle_ok
+            if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
+                namespace = secret["metadata"]["namespace"]
+                pending.append((namespace, contents.owner))
+        for index, (namespace, name) in enumerate(pending):
+            due = now + timedelta(seconds=index / rate)
+            scheduled = self._scheduler.when((CERTIFICATE, namespace, name))
+            if scheduled is None or scheduled > due:
+                self._scheduler.schedule((CERTIFICATE, namespace, name), due)
+        return rotation.Progress(
+            bundles_behind=bundles_behind, leaves_on_old_root=leaves_on_old, total_leaves=total
+        )
+
+    def sync_bundles(self, material: authority.AuthorityMaterial) -> int:
+        """Write the authority's trust bundle where it is missing or stale; return failures."""
+        if material.bundle_config_map is None:
+            return 0
+        existing = {
+            item["metadata"]["namespace"]: item
+            for item in self._kube.list_configmaps(
+                label_selector=f"{trust_bundle.BUNDLE_LABEL}={material.name}"
+            )
+            if item["metadata"]["name"] == material.bundle_config_map
+        }
+        failures = 0
+        for namespace in self._kube.list_namespaces():
+            metadata = namespace["metadata"]
+            if metadata.get("deletionTimestamp"):
+                continue
+            if not isolation.selector_matches(
+                material.bundle_selector, metadata.get("labels") or {}
+            ):
+                continue
+            try:
+                self.put_bundle(material, metadata["name"], existing.get(metadata["name"]))
+            except ApiError as error:
+                failures += 1
+                logger.warning("trust bundle in %s not written: %s", metadata["name"], error)
+        return failures
+
+    def put_bundle(
+        self,
+        material: authority.AuthorityMaterial,
+        namespace: str,
+        existing: Mapping[str, Any] | None,
+    ) -> None:
+        assert material.bundle_config_map is not None
+        if existing is not None and trust_bundle.is_current(
+            existing, material.bundle_pem, material.name
+        ):
+            return
+        stored = self._kube.put_configmap(
+            body=trust_bundle.bundle_configmap(
+                name=material.bundle_config_map,
+                namespace=namespace,
+                authority=material.name,
+                pem=material.bundle_pem,
+                resource_version=(existing or {}).get("metadata", {}).get("resourceVersion"),
+            )
+        )
+        self.own_bundle_versions[(namespace, material.bundle_config_map)] = stored["metadata"][
+            "resourceVersion"
+        ]
