@@ -68,7 +68,10 @@ class AuthorityController:
         with self._guard:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:
-            return self._step(body)
+            # Read it fresh: a watch event's body may predate our own last status write,
+            # and stepping from a stale phase could undo progress.
+            fresh = self._kube.get_authority(name=name)
+            return self._step(fresh if fresh is not None else body)
 
     def _step(self, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
