@@ -18,7 +18,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from certsmith import authorities, authority, isolation, model, rotation, tls_secret, trust_bundle
+from certsmith import (
+    authorities,
+    authority,
+    isolation,
+    metrics,
+    model,
+    rotation,
+    tls_secret,
+    trust_bundle,
+)
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect
@@ -136,6 +145,12 @@ class AuthorityController:
                     authority.root_renewal_time(material.root.certificate),
                 ),
             )
+        metrics.authority_state(
+            name,
+            material.trusted_roots[0].not_valid_after_utc,
+            material.intermediate.certificate.not_valid_after_utc,
+            state.phase.value,
+        )
         status = authority.ready_status(material, current=current, generation=generation, now=now)
         status.update(rotation.to_status(state, progress))
         return status

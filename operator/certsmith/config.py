@@ -27,6 +27,10 @@ class Config:
     webhook_url: str | None = None
     """Where the apiserver reaches the webhook from outside the cluster (local runs, tests)."""
     webhook_cert_dir: str = "/tmp/certsmith-webhook"
+    metrics_port: int = 9402
+    """Prometheus metrics; 0 turns them off."""
+    health_port: int = 8081
+    """`/readyz`: 200 once the default authority is loaded and the webhook serves."""
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -42,6 +46,15 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     return value
 
 
+def _port(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > 65535:
+        raise SystemExit(f"{key}={raw!r} is not a port number (0 turns it off)")
+    return int(raw)
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     return Config(
@@ -55,4 +68,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         webhook_service=env.get("CERTSMITH_WEBHOOK_SERVICE") or Config.webhook_service,
         webhook_url=env.get("CERTSMITH_WEBHOOK_URL") or None,
         webhook_cert_dir=env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir,
+        metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
+        health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
     )

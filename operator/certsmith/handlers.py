@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from certsmith import authorities, config, kube, tls_secret, trust_bundle
+from certsmith import authorities, config, health, kube, metrics, tls_secret, trust_bundle
 from certsmith.reconcile import Reconciler
 from certsmith.runtime import Runtime
 from certsmith.scheduler import Scheduler
@@ -95,6 +95,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         )
         await loop.run_in_executor(executor, runtime.register_webhooks)
     memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
+    if cfg.health_port:
+        memo.health = await health.serve(
+            port=cfg.health_port,
+            authority_loaded=lambda: registry.get(cfg.default_authority) is not None,
+            webhook_port=cfg.webhook_port if cfg.webhooks else None,
+        )
 
 
 @kopf.on.cleanup()

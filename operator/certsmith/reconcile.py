@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, isolation, model, policies, rollout, tls_secret
+from certsmith import conditions, isolation, metrics, model, policies, rollout, tls_secret
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -54,6 +54,26 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential back-off: 2 s, 4 s, 8 s … capped at 5 minutes, with ±10 % jitter."""
     delay = min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
     return delay * random.uniform(0.9, 1.1)
+
+
+def _trigger_time(
+    body: Mapping[str, Any],
+    spec: model.CertificateSpec,
+    previous: tls_secret.SecretContents | None,
+    decision: Decision,
+    now: datetime,
+) -> datetime:
+    """What an issuance's latency is measured from: creation, renewal time, or detection."""
+    metadata = body["metadata"]
+    if decision.reason == "RenewalDue" and previous is not None and previous.leaf is not None:
+        return policies.leaf_renewal_time(
+            spec, previous.leaf, jitter_key=f"{metadata['namespace']}/{metadata['name']}"
+        )
+    if previous is None and not (body.get("status") or {}).get("revision"):
+        created = metadata.get("creationTimestamp")
+        if created:
+            return datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return now
 
 
 def _renewal_request(body: Mapping[str, Any]) -> str | None:
@@ -98,6 +118,7 @@ class Reconciler:
         return self._written.get((namespace, secret_name)) == resource_version
 
     def forget(self, namespace: str, name: str) -> None:
+        metrics.certificate_forgotten(namespace, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
@@ -222,6 +243,10 @@ class Reconciler:
             secret["metadata"]["resourceVersion"] = previous.resource_version
             stored = self._kube.replace_secret(body=secret)
         self._written[(namespace, spec.secret_name)] = stored["metadata"]["resourceVersion"]
+        metrics.issued(
+            decision.reason,
+            (self._clock() - _trigger_time(body, spec, previous, decision, now)).total_seconds(),
+        )
 
         renewed = previous is not None and previous.leaf is not None
         if renewed:
@@ -325,9 +350,14 @@ class Reconciler:
         assert contents.leaf is not None
         leaf = contents.leaf
         metadata = body["metadata"]
-        renewal_at = policies.leaf_renewal_time(
+        # Whole seconds, as status shows it, so status, metrics and the schedule agree;
+        # rounded up, so the scheduled check never comes before the renewal is due.
+        exact = policies.leaf_renewal_time(
             spec, leaf, jitter_key=f"{metadata['namespace']}/{metadata['name']}"
         )
+        renewal_at = exact.replace(microsecond=0)
+        if renewal_at < exact:
+            renewal_at += timedelta(seconds=1)
         desired: dict[str, Any] = {
             "conditions": conditions.merge_conditions(
                 status.get("conditions"),
@@ -349,6 +379,9 @@ class Reconciler:
             "revision": max(contents.revision, int(status.get("revision") or 0)),
             "failedIssuanceAttempts": 0,
         }
+        metrics.certificate_ready(
+            metadata["namespace"], metadata["name"], leaf.not_valid_after_utc, renewal_at
+        )
         changed = _status_changed(status, desired)
         return Outcome(status=desired if changed else None, next_check=renewal_at)
 
@@ -375,6 +408,9 @@ class Reconciler:
         }
         if not _status_changed(status, desired):
             return Outcome(status=None, next_check=retry)
+        metrics.certificate_not_ready(
+            body["metadata"]["namespace"], body["metadata"]["name"], reason
+        )
         self._event(body, "Warning", reason, message)
         return Outcome(status=desired, next_check=retry)
 
@@ -401,6 +437,7 @@ class Reconciler:
             "lastFailureTime": conditions.format_time(now),
             "failedIssuanceAttempts": attempts,
         }
+        metrics.FAILURES.labels("IssuanceFailed").inc()
         self._event(body, "Warning", "IssuanceFailed", message)
         logger.warning(
             "%s/%s: issuance failed (attempt %d): %s",

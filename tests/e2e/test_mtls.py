@@ -310,3 +310,51 @@ def test_rotation_under_traffic_fails_no_request(certsmith_installed, e2e_client
     )
     assert failures == []
     assert len(window) > 20
+
+
+def test_root_rotation_under_traffic_fails_no_request(certsmith_installed, e2e_client, demo):
+    """The whole chain of trust changes while the client keeps calling, several per second."""
+    namespace, kubeconfig = demo, certsmith_installed
+    objects = client.CustomObjectsApi(e2e_client)
+    ca = ("certsmith.dev", "v1alpha1", "certificateauthorities", "cluster-root")
+    before = {n: serial_of(e2e_client, namespace, n) for n in ("mtls-server", "mtls-client")}
+    seen_before = len(client_log(kubeconfig, namespace))
+    started = time.monotonic()
+    # The delay must cover kubelet's refresh of mounted Secrets (74-90 s measured here).
+    objects.patch_cluster_custom_object(
+        *ca,
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/rotate-requested-at": datetime.now(UTC).isoformat()}
+            },
+            "spec": {"rotation": {"propagationDelay": "120s"}},
+        },
+    )
+
+    def phase() -> str:
+        return (objects.get_cluster_custom_object(*ca).get("status") or {}).get("phase", "")
+
+    wait_for(lambda: phase() != "Ready", timeout=30, what="rotation started")
+    wait_for(lambda: phase() == "Ready", timeout=600, what="rotation finished", interval=2)
+    rotated = time.monotonic() - started
+    after = {n: serial_of(e2e_client, namespace, n) for n in before}
+    assert all(after[n] != before[n] for n in before)
+
+    def peers_on_new_root():
+        lines = client_log(kubeconfig, namespace)[seen_before:]
+        return any(
+            f"server_serial={after['mtls-server']}" in line
+            and f"client_serial={after['mtls-client'].upper()}" in line
+            for line in lines
+        )
+
+    wait_for(
+        peers_on_new_root, timeout=KUBELET_REFRESH_TIMEOUT, what="peers on the new root", interval=2
+    )
+    window = client_log(kubeconfig, namespace)[seen_before:]
+    failures = [line for line in window if " fail " in f" {line} "]
+    print(
+        f"\nroot rotation under traffic: rotation took {rotated:.0f} s; {len(window)} requests, "
+        f"{len(failures)} failed"
+    )
+    assert failures == []

@@ -27,6 +27,8 @@ class OperatorProcess:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.webhook_port = _free_port()
+        self.metrics_port = _free_port()
+        self.health_port = _free_port()
         self.webhook_dir = log_path.parent / "webhook"
 
     def start(self) -> None:
@@ -38,6 +40,8 @@ class OperatorProcess:
             "CERTSMITH_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             "CERTSMITH_WEBHOOK_LISTEN_PORT": str(self.webhook_port),
             "CERTSMITH_WEBHOOK_CERT_DIR": str(self.webhook_dir),
+            "CERTSMITH_METRICS_PORT": str(self.metrics_port),
+            "CERTSMITH_HEALTH_PORT": str(self.health_port),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -1,0 +1,43 @@
+"""`/readyz`: ready only when certsmith can do its job.
+
+Liveness is kopf's own probe (`--liveness`); readiness here means the default authority is
+loaded (so Certificates can be signed) and, when webhooks are on, the webhook accepts
+connections (so the apiserver's calls will be answered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+
+
+async def _port_open(port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def serve(
+    *, port: int, authority_loaded: Callable[[], bool], webhook_port: int | None
+) -> web.AppRunner:
+    async def readyz(_: web.Request) -> web.Response:
+        problems = []
+        if not authority_loaded():
+            problems.append("the default CertificateAuthority is not loaded")
+        if webhook_port is not None and not await _port_open(webhook_port):
+            problems.append("the admission webhook is not serving")
+        if problems:
+            return web.Response(status=503, text="; ".join(problems) + "\n")
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner

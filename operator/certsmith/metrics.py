@@ -1,0 +1,97 @@
+"""Prometheus metrics, served on port 9402 (`CERTSMITH_METRICS_PORT`).
+
+Names follow cert-manager's where they mean the same, so its dashboards and alerts carry
+over: expiry and renewal timestamps per Certificate, Ready state, and what cert-manager
+lacks: an issuance latency histogram (apply or renewal due → Secret written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import datetime
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EXPIRATION = Gauge(
+    "certsmith_certificate_expiration_timestamp_seconds",
+    "When the certificate in the Secret expires (Unix time).",
+    ["namespace", "name"],
+)
+RENEWAL = Gauge(
+    "certsmith_certificate_renewal_timestamp_seconds",
+    "When certsmith will renew the certificate (Unix time).",
+    ["namespace", "name"],
+)
+READY = Gauge(
+    "certsmith_certificate_ready",
+    "1 when the Certificate is Ready, 0 otherwise.",
+    ["namespace", "name"],
+)
+ISSUANCES = Counter(
+    "certsmith_issuances",
+    "Certificates issued, by why they were issued (SecretMissing, RenewalDue, SpecChanged, …).",
+    ["reason"],
+)
+ISSUANCE_LATENCY = Histogram(
+    "certsmith_issuance_latency_seconds",
+    "From the Certificate's creation or renewal time (or the change that triggered it) to "
+    "its Secret being written.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+FAILURES = Counter(
+    "certsmith_issuance_failures",
+    "Reconciles that ended without a valid certificate, by reason.",
+    ["reason"],
+)
+AUTHORITY_EXPIRATION = Gauge(
+    "certsmith_authority_expiration_timestamp_seconds",
+    "When a CertificateAuthority's root or intermediate expires (Unix time).",
+    ["authority", "role"],
+)
+ROTATION_PHASE = Gauge(
+    "certsmith_authority_rotation_phase",
+    "1 for the CertificateAuthority's current phase (Ready, Distributing, Reissuing, Retiring).",
+    ["authority", "phase"],
+)
+QUEUE_DEPTH = Gauge(
+    "certsmith_scheduled_actions",
+    "Renewals, retries and authority steps waiting in the scheduler.",
+)
+PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
+
+
+def serve(port: int, queue_depth: Callable[[], int]) -> None:
+    QUEUE_DEPTH.set_function(lambda: float(queue_depth()))
+    start_http_server(port)
+
+
+def certificate_ready(namespace: str, name: str, not_after: datetime, renewal: datetime) -> None:
+    EXPIRATION.labels(namespace, name).set(not_after.timestamp())
+    RENEWAL.labels(namespace, name).set(renewal.timestamp())
+    READY.labels(namespace, name).set(1)
+
+
+def certificate_not_ready(namespace: str, name: str, reason: str) -> None:
+    READY.labels(namespace, name).set(0)
+    FAILURES.labels(reason).inc()
+
+
+def issued(reason: str, latency_seconds: float) -> None:
+    ISSUANCES.labels(reason).inc()
+    ISSUANCE_LATENCY.observe(max(0.0, latency_seconds))
+
+
+def certificate_forgotten(namespace: str, name: str) -> None:
+    for gauge in (EXPIRATION, RENEWAL, READY):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name)
+
+
+def authority_state(
+    name: str, root_expiry: datetime, intermediate_expiry: datetime, phase: str
+) -> None:
+    AUTHORITY_EXPIRATION.labels(name, "root").set(root_expiry.timestamp())
+    AUTHORITY_EXPIRATION.labels(name, "intermediate").set(intermediate_expiry.timestamp())
+    for candidate in PHASES:
+        ROTATION_PHASE.labels(name, candidate).set(1 if candidate == phase else 0)

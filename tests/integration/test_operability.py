@@ -1,0 +1,173 @@
+"""What an operator of certsmith sees: events, metrics and health after real decisions."""
+
+from __future__ import annotations
+
+import urllib.request
+from datetime import UTC, datetime
+
+import pytest
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration import certs
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples, metric: str, **labels: str) -> float:
+    return samples.get((metric, tuple(sorted(labels.items()))), 0.0)
+
+
+def reasons(api_client, namespace: str, name: str) -> list[str]:
+    return [e.reason for e in certs.events_for(api_client, namespace, name)]
+
+
+def test_issuance_and_renewal_show_in_events_and_metrics(api_client, namespace, running_operator):
+    port = running_operator.metrics_port
+    before = scrape(port)
+    certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
+    status = wait_for(
+        lambda: certs.is_ready(api_client, namespace, "web"), timeout=15, what="Ready"
+    )["status"]
+    not_after = datetime.fromisoformat(status["notAfter"].replace("Z", "+00:00")).timestamp()
+    renewal = datetime.fromisoformat(status["renewalTime"].replace("Z", "+00:00")).timestamp()
+
+    samples = wait_for(
+        lambda: (s := scrape(port))
+        and value(s, "certsmith_certificate_ready", namespace=namespace, name="web") == 1
+        and s,
+        timeout=10,
+        what="ready metric",
+    )
+    assert (
+        value(
+            samples,
+            "certsmith_certificate_expiration_timestamp_seconds",
+            namespace=namespace,
+            name="web",
+        )
+        == not_after
+    )
+    assert (
+        value(
+            samples,
+            "certsmith_certificate_renewal_timestamp_seconds",
+            namespace=namespace,
+            name="web",
+        )
+        == renewal
+    )
+    assert (
+        value(samples, "certsmith_issuances_total", reason="SecretMissing")
+        == value(before, "certsmith_issuances_total", reason="SecretMissing") + 1
+    )
+    assert "Issued" in reasons(api_client, namespace, "web")
+
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+        "certsmith.dev",
+        "v1alpha1",
+        namespace,
+        "certificates",
+        "web",
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/renew-requested-at": datetime.now(UTC).isoformat()}
+            }
+        },
+    )
+    wait_for(
+        lambda: "Renewed" in reasons(api_client, namespace, "web"), timeout=15, what="Renewed event"
+    )
+    after = scrape(port)
+    assert (
+        value(after, "certsmith_issuances_total", reason="RenewalRequested")
+        == value(before, "certsmith_issuances_total", reason="RenewalRequested") + 1
+    )
+    # The latency histogram counts every issuance, whatever its reason.
+    issued = sum(v for (n, _), v in after.items() if n == "certsmith_issuances_total") - sum(
+        v for (n, _), v in before.items() if n == "certsmith_issuances_total"
+    )
+    latency_count = value(after, "certsmith_issuance_latency_seconds_count") - value(
+        before, "certsmith_issuance_latency_seconds_count"
+    )
+    assert latency_count == issued >= 2
+    assert (
+        value(after, "certsmith_authority_rotation_phase", authority="cluster-root", phase="Ready")
+        == 1
+    )
+    assert (
+        value(
+            after,
+            "certsmith_authority_expiration_timestamp_seconds",
+            authority="cluster-root",
+            role="root",
+        )
+        > datetime.now(UTC).timestamp()
+    )
+
+
+def test_invalid_spec_and_failed_issuance_are_reported(
+    api_client, namespace, running_operator, validating_webhook_down
+):
+    port = running_operator.metrics_port
+    before = scrape(port)
+    certs.create(api_client, namespace, certs.certificate("bad", dnsNames=["bad..name"]))
+    wait_for(
+        lambda: "InvalidSpec" in reasons(api_client, namespace, "bad"),
+        timeout=15,
+        what="InvalidSpec event",
+    )
+
+    # No Secret may be created in this namespace: issuance fails and says why.
+    client.CoreV1Api(api_client).create_namespaced_resource_quota(
+        namespace,
+        client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name="no-secrets"),
+            spec=client.V1ResourceQuotaSpec(hard={"count/secrets": "0"}),
+        ),
+    )
+    wait_for(
+        lambda: client.CoreV1Api(api_client)
+        .read_namespaced_resource_quota("no-secrets", namespace)
+        .status.hard,
+        timeout=15,
+        what="quota in force",
+    )
+    certs.create(api_client, namespace, certs.certificate("blocked", dnsNames=["b.example.com"]))
+    body = wait_for(
+        lambda: (b := certs.get(api_client, namespace, "blocked"))
+        and (b.get("status") or {}).get("failedIssuanceAttempts", 0) >= 1
+        and b,
+        timeout=20,
+        what="a failed issuance recorded",
+    )
+    assert body["status"]["lastFailureTime"]
+    issuing = certs.condition(body, "Issuing")
+    assert issuing["reason"] == "IssuanceFailed" and "quota" in issuing["message"].lower()
+    assert "IssuanceFailed" in reasons(api_client, namespace, "blocked")
+
+    after = scrape(port)
+    assert value(after, "certsmith_certificate_ready", namespace=namespace, name="bad") == 0
+    assert value(after, "certsmith_issuance_failures_total", reason="InvalidSpec") > value(
+        before, "certsmith_issuance_failures_total", reason="InvalidSpec"
+    )
+    assert value(after, "certsmith_issuance_failures_total", reason="IssuanceFailed") > value(
+        before, "certsmith_issuance_failures_total", reason="IssuanceFailed"
+    )
+
+
+def test_readiness_means_the_operator_can_work(running_operator):
+    answer = urllib.request.urlopen(
+        f"http://127.0.0.1:{running_operator.health_port}/readyz", timeout=5
+    )
+    assert answer.status == 200 and answer.read() == b"ok\n"
