@@ -1,0 +1,1 @@
+"""Chaos tier: the real operator process killed, its apiserver restarted, hostile specs."""
