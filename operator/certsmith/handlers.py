@@ -10,27 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import kopf
 
-from certsmith import authorities, config, health, kube, metrics, tls_secret, trust_bundle
-from certsmith.reconcile import Reconciler
+from certsmith import authorities, kube, tls_secret, trust_bundle
 from certsmith.runtime import Runtime
-from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION = kube.GROUP, kube.VERSION
+# The controller's handlers; they run only in the replica holding the Lease.
+REGISTRY = kopf.OperatorRegistry()
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _configure(settings: kopf.OperatorSettings, cfg: config.Config) -> ThreadPoolExecutor:
+def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, workers: int) -> None:
     # kopf's bookkeeping lives in status, so it rides along with our status patch.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
@@ -41,84 +35,51 @@ def _configure(settings: kopf.OperatorSettings, cfg: config.Config) -> ThreadPoo
     # Watch only certsmith's own Secrets, filtered by the apiserver, not every Secret.
     settings.watching.label_selectors["secrets"] = tls_secret.CERTIFICATE_LABEL
     settings.watching.label_selectors["configmaps"] = trust_bundle.BUNDLE_LABEL
-    executor = ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="certsmith")
     settings.execution.executor = executor
-    settings.execution.max_workers = cfg.workers
+    settings.execution.max_workers = workers
+    # One replica acts, chosen by a Lease (leadership.py), not by kopf's peering.
     settings.peering.standalone = True
-    return executor
 
 
-@kopf.on.startup()
+@kopf.on.login(registry=REGISTRY)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # A registry of our own has none of kopf's default login handlers.
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup(registry=REGISTRY)
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    cfg = config.from_env()
-    executor = _configure(settings, cfg)
-    client = kube.Kube(kube.new_api_client(kubeconfig=cfg.kubeconfig, pool_size=cfg.workers))
-    registry = authorities.AuthorityRegistry()
-    runtime_ref: list[Runtime] = []
-
-    async def run_scheduled(key: Any) -> None:
-        await runtime_ref[0].run_scheduled(key)
-
-    runtime = Runtime(
-        config=cfg,
-        kube=client,
-        registry=registry,
-        reconciler=Reconciler(
-            kube=client,
-            config=cfg,
-            authorities=registry,
-            clock=utc_now,
-            namespace_labels=lambda namespace: runtime_ref[0].namespace_labels(namespace),
-        ),
-        scheduler=Scheduler(clock=utc_now, action=run_scheduled, concurrency=cfg.workers),
-        executor=executor,
-        clock=utc_now,
-    )
-    runtime_ref.append(runtime)
-    memo.runtime = runtime
+    runtime: Runtime = memo.runtime
+    configure(settings, runtime.executor, runtime.config.workers)
     # The default authority is ready before any Certificate is handled.
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(executor, authorities.ensure_default_authority, client, cfg)
-    status = await loop.run_in_executor(executor, runtime.load_authority, body)
-    await loop.run_in_executor(
-        executor, lambda: client.patch_authority_status(name=cfg.default_authority, status=status)
+    body = await loop.run_in_executor(
+        runtime.executor, authorities.ensure_default_authority, runtime.kube, runtime.config
     )
-    if cfg.webhooks:
-        await loop.run_in_executor(executor, runtime.write_serving_certificate)
-        directory = Path(cfg.webhook_cert_dir)
-        settings.admission.server = kopf.WebhookServer(
-            addr="0.0.0.0",
-            port=cfg.webhook_port,
-            certfile=str(directory / "tls.crt"),
-            pkeyfile=str(directory / "tls.key"),
-            file_check_interval=10,
-        )
-        await loop.run_in_executor(executor, runtime.register_webhooks)
+    status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
+    await loop.run_in_executor(
+        runtime.executor,
+        lambda: runtime.kube.patch_authority_status(
+            name=runtime.config.default_authority, status=status
+        ),
+    )
     memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
-    if cfg.metrics_port:
-        metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
-    if cfg.health_port:
-        memo.health = await health.serve(
-            port=cfg.health_port,
-            authority_loaded=lambda: registry.get(cfg.default_authority) is not None,
-            webhook_port=cfg.webhook_port if cfg.webhooks else None,
-        )
 
 
-@kopf.on.cleanup()
+@kopf.on.cleanup(registry=REGISTRY)
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     task = memo.get("scheduler_task")
     if task is not None:
         task.cancel()
 
 
-@kopf.on.resume(GROUP, VERSION, "certificateauthorities")
-@kopf.on.create(GROUP, VERSION, "certificateauthorities")
+@kopf.on.resume(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
+@kopf.on.create(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 def authority_appeared(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     patch.status.update(memo.runtime.load_authority(body))
 
 
-@kopf.on.update(GROUP, VERSION, "certificateauthorities")
+@kopf.on.update(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 def authority_changed(
     body: kopf.Body, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -128,14 +89,14 @@ def authority_changed(
     runtime.reconcile_authority_certificates(name)
 
 
-@kopf.on.delete(GROUP, VERSION, "certificateauthorities", optional=True)
+@kopf.on.delete(GROUP, VERSION, "certificateauthorities", optional=True, registry=REGISTRY)
 def authority_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
     memo.runtime.registry.remove(name)
 
 
-@kopf.on.resume(GROUP, VERSION, "certificates")
-@kopf.on.create(GROUP, VERSION, "certificates")
-@kopf.on.update(GROUP, VERSION, "certificates")
+@kopf.on.resume(GROUP, VERSION, "certificates", registry=REGISTRY)
+@kopf.on.create(GROUP, VERSION, "certificates", registry=REGISTRY)
+@kopf.on.update(GROUP, VERSION, "certificates", registry=REGISTRY)
 def certificate_changed(
     body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -146,13 +107,15 @@ def certificate_changed(
     runtime.after_certificate(namespace, name, outcome)
 
 
-@kopf.on.delete(GROUP, VERSION, "certificates", optional=True)
+@kopf.on.delete(GROUP, VERSION, "certificates", optional=True, registry=REGISTRY)
 def certificate_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
     memo.runtime.forget_certificate(namespace, name)
 
 
-@kopf.on.event("v1", "secrets", labels={tls_secret.CERTIFICATE_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    "v1", "secrets", labels={tls_secret.CERTIFICATE_LABEL: kopf.PRESENT}, registry=REGISTRY
+)
 async def certsmith_secret_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -169,7 +132,7 @@ async def certsmith_secret_event(
     runtime.certificate_due_now(namespace, metadata["labels"][tls_secret.CERTIFICATE_LABEL])
 
 
-@kopf.on.event("v1", "namespaces")
+@kopf.on.event("v1", "namespaces", registry=REGISTRY)
 def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """New namespaces get their trust bundles; labels are cached for the isolation policy."""
     if event["type"] == "DELETED":
@@ -178,7 +141,9 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     memo.runtime.namespace_seen(body)
 
 
-@kopf.on.event("v1", "configmaps", labels={trust_bundle.BUNDLE_LABEL: kopf.PRESENT})
+@kopf.on.event(
+    "v1", "configmaps", labels={trust_bundle.BUNDLE_LABEL: kopf.PRESENT}, registry=REGISTRY
+)
 def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A trust bundle was edited or deleted by someone else: put it back."""
     if event["type"] is None:

@@ -233,6 +233,31 @@ class Kube:
                     raise
         raise ApiError(409, "Conflict", f"{plural}/{name} kept changing while being replaced")
 
+    # --- leader election --------------------------------------------------------------
+
+    def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        try:
+            return self._call("GET", path)
+        except ApiError as error:
+            if error.not_found:
+                return None
+            raise
+
+    def create_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        return self._call(
+            "POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body=body
+        )
+
+    def replace_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        path = (
+            f"/apis/coordination.k8s.io/v1/namespaces/{metadata['namespace']}"
+            f"/leases/{metadata['name']}"
+        )
+        return self._call("PUT", path, body=body)
+
     # --- Events ----------------------------------------------------------------------
 
     def post_event(

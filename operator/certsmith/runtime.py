@@ -7,14 +7,15 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, isolation, serving, trust_bundle, webhook_config
+from certsmith import authorities, isolation, rotation, serving, trust_bundle, webhook_config
+from certsmith.authority import AuthorityMaterial
 from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, Kube, new_api_client
 from certsmith.reconcile import Outcome, Reconciler
 from certsmith.scheduler import Scheduler
 
@@ -22,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 CERTIFICATE = "Certificate"
 AUTHORITY = "CertificateAuthority"
-WEBHOOK = "Webhook"
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Runtime:
     clock: Callable[[], datetime]
     authorities: AuthorityController = field(init=False)
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
+    serving_material: AuthorityMaterial | None = None
 
     def __post_init__(self) -> None:
         self.authorities = AuthorityController(
@@ -95,9 +96,10 @@ class Runtime:
 
     # --- the webhook's serving certificate -----------------------------------------------
 
-    def write_serving_certificate(self) -> None:
-        """Issue the webhook's certificate into files kopf's server reloads when they change."""
-        material = self.registry.get(self.config.default_authority)
+    def write_serving_certificate(self) -> datetime:
+        """Issue the webhook's certificate into files kopf's server reloads when they change;
+        return when to renew it."""
+        material = self.serving_material
         if material is None:
             raise RuntimeError(f"CertificateAuthority {self.config.default_authority} not loaded")
         chain, key, renew_at = serving.serving_certificate(
@@ -112,10 +114,20 @@ class Runtime:
             temporary.write_bytes(content)
             temporary.chmod(0o600)
             temporary.replace(directory / name)
-        self.scheduler.schedule((WEBHOOK, "", "serving"), renew_at)
+        return renew_at
+
+    def load_material_for_serving(self) -> None:
+        """The default authority's material, without driving it (that is the leader's job)."""
+        body = authorities.ensure_default_authority(self.kube, self.config)
+        material = authorities.ensure_material(
+            self.kube, self.config, body, self.clock(), rotation.from_status(body.get("status"))
+        )
+        if self.registry.get(material.name) is None:
+            self.registry.put(material)
+        self.serving_material = material
 
     def register_webhooks(self) -> None:
-        material = self.registry.get(self.config.default_authority)
+        material = self.serving_material
         assert material is not None
         endpoint = webhook_config.Endpoint(
             ca_bundle=material.bundle_pem,
@@ -201,11 +213,41 @@ class Runtime:
                 await loop.run_in_executor(
                     self.executor, self.reconcile_certificate_by_name, namespace, name
                 )
-            elif kind == WEBHOOK:
-                await loop.run_in_executor(self.executor, self.write_serving_certificate)
             else:
                 await loop.run_in_executor(self.executor, self.reload_authority_by_name, name)
         except ApiError as error:
             # Transient apiserver trouble: look again shortly rather than never.
             logger.warning("%s %s/%s: %s; retrying in 5s", kind, namespace, name, error)
             self.scheduler.schedule(key, self.clock() + timedelta(seconds=5))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build(cfg: Config) -> Runtime:
+    """Every long-lived part, wired; nothing runs until the operators start."""
+    client = Kube(new_api_client(kubeconfig=cfg.kubeconfig, pool_size=cfg.workers))
+    registry = authorities.AuthorityRegistry()
+    holder: list[Runtime] = []
+
+    async def run_scheduled(key: Hashable) -> None:
+        await holder[0].run_scheduled(key)
+
+    runtime = Runtime(
+        config=cfg,
+        kube=client,
+        registry=registry,
+        reconciler=Reconciler(
+            kube=client,
+            config=cfg,
+            authorities=registry,
+            clock=utc_now,
+            namespace_labels=lambda namespace: holder[0].namespace_labels(namespace),
+        ),
+        scheduler=Scheduler(clock=utc_now, action=run_scheduled, concurrency=cfg.workers),
+        executor=ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="certsmith"),
+        clock=utc_now,
+    )
+    holder.append(runtime)
+    return runtime

@@ -7,16 +7,73 @@ the Runtime, answer. They run only for requests the webhook configurations route
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from certsmith import injection, isolation, model, webhook_config
+from certsmith import health, injection, isolation, metrics, model, webhook_config
 from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+# Admission handlers and their server; every replica runs them, leader or not.
+REGISTRY = kopf.OperatorRegistry()
+
+
+@kopf.on.login(registry=REGISTRY)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    # A registry of our own has none of kopf's default login handlers.
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup(registry=REGISTRY)
+async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.runtime
+    cfg = runtime.config
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+    settings.execution.executor = runtime.executor
+    loop = asyncio.get_running_loop()
+    if cfg.webhooks:
+        # The serving certificate comes from the default authority's current intermediate.
+        await loop.run_in_executor(runtime.executor, runtime.load_material_for_serving)
+        renew_at = await loop.run_in_executor(runtime.executor, runtime.write_serving_certificate)
+        directory = Path(cfg.webhook_cert_dir)
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            port=cfg.webhook_port,
+            certfile=str(directory / "tls.crt"),
+            pkeyfile=str(directory / "tls.key"),
+            file_check_interval=10,
+        )
+        await loop.run_in_executor(runtime.executor, runtime.register_webhooks)
+        memo.serving_renewal = asyncio.create_task(_renew_serving(runtime, renew_at))
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
+    if cfg.health_port:
+        memo.health = await health.serve(
+            port=cfg.health_port,
+            authority_loaded=lambda: runtime.registry.get(cfg.default_authority) is not None,
+            webhook_port=cfg.webhook_port if cfg.webhooks else None,
+        )
+
+
+async def _renew_serving(runtime: Runtime, renew_at: datetime) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(max(1.0, (renew_at - runtime.clock()).total_seconds()))
+        try:
+            await loop.run_in_executor(runtime.executor, runtime.load_material_for_serving)
+            renew_at = await loop.run_in_executor(
+                runtime.executor, runtime.write_serving_certificate
+            )
+        except ApiError as error:
+            logger.warning("webhook certificate not renewed yet: %s", error)
+            renew_at = runtime.clock() + timedelta(minutes=1)
 
 
 @kopf.on.mutate(
@@ -26,6 +83,7 @@ logger = logging.getLogger(__name__)
     operations=["CREATE"],
     side_effects=True,
     labels={injection.INJECT_LABEL: "true"},
+    registry=REGISTRY,
 )
 def inject_certificate(
     body: kopf.Body, patch: kopf.Patch, dryrun: bool, memo: kopf.Memo, **_: Any
@@ -74,6 +132,7 @@ def inject_certificate(
     "certificates",
     id=webhook_config.VALIDATE_CERTIFICATE_PATH,
     operations=["CREATE", "UPDATE"],
+    registry=REGISTRY,
 )
 def validate_certificate(
     spec: kopf.Spec, old: kopf.Body | None, namespace: str, memo: kopf.Memo, **_: Any
@@ -90,14 +149,15 @@ def validate_certificate(
     except model.InvalidSpec as invalid:
         raise kopf.AdmissionError(str(invalid), code=422) from None
     runtime: Runtime = memo.runtime
-    material = runtime.registry.get(parsed.issuer_name)
-    if material is None:
-        return  # judged again at signing, once the authority is loaded
+    # Read the authority fresh: a standby replica holds no state, and grants change.
+    authority_body = runtime.kube.get_authority(name=parsed.issuer_name)
+    if authority_body is None:
+        return  # judged again at signing, once the authority exists
     violations = isolation.evaluate(
         namespace=namespace,
         namespace_labels=runtime.namespace_labels(namespace),
         spec=parsed,
-        grants=material.grants,
+        grants=isolation.parse_grants((authority_body.get("spec") or {}).get("policy")),
         trust_domain=runtime.config.trust_domain,
     )
     if violations:

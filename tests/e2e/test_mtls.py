@@ -25,13 +25,14 @@ LINE = re.compile(r"^\S+ (ok|fail) ?(.*)$")
 
 def apply_demo(kubeconfig: str, namespace: str) -> None:
     manifest = (REPO_ROOT / "demo" / "mtls.yaml").read_text().replace("NAMESPACE", namespace)
-    subprocess.run(
+    applied = subprocess.run(
         [*kubectl_cmd(kubeconfig), "apply", "-f", "-"],
         input=manifest,
         text=True,
-        check=True,
+        check=False,
         capture_output=True,
     )
+    assert applied.returncode == 0, applied.stderr
 
 
 def kubectl_cmd(kubeconfig: str) -> list[str]:

@@ -22,8 +22,9 @@ OPERATOR_NAMESPACE = "certsmith"
 class OperatorProcess:
     """Starts, kills and restarts the operator; its log goes to a file for failure reports."""
 
-    def __init__(self, kubeconfig: str, log_path: Path) -> None:
+    def __init__(self, kubeconfig: str, log_path: Path, identity: str = "replica-0") -> None:
         self.kubeconfig = kubeconfig
+        self.identity = identity
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.webhook_port = _free_port()
@@ -36,6 +37,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": self.kubeconfig,
             "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
+            "CERTSMITH_IDENTITY": self.identity,
             # The apiserver runs on the host here, so it calls the webhook on loopback.
             "CERTSMITH_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             "CERTSMITH_WEBHOOK_LISTEN_PORT": str(self.webhook_port),

@@ -1,0 +1,85 @@
+"""Campaign for the Lease and run the controller only while holding it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from certsmith import lease
+from certsmith.kube import ApiError, Kube
+
+logger = logging.getLogger(__name__)
+LEASE_NAME = "certsmith-leader"
+
+
+class Elector:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        namespace: str,
+        identity: str,
+        clock: Callable[[], datetime],
+        lead: Callable[[asyncio.Event], Awaitable[Any]],
+    ) -> None:
+        self._kube = kube
+        self._namespace = namespace
+        self._me = identity
+        self._clock = clock
+        self._lead = lead
+
+    def _try(self) -> bool:
+        """One round: True when this replica holds the Lease afterwards."""
+        found = self._kube.get_lease(namespace=self._namespace, name=LEASE_NAME)
+        current = lease.holding(found)
+        now = self._clock()
+        move = lease.next_move(current, me=self._me, now=now)
+        if move is lease.Move.WAIT:
+            return False
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": self._namespace},
+            "spec": lease.lease_spec(current, me=self._me, now=now),
+        }
+        try:
+            if found is None:
+                self._kube.create_lease(body=body)
+            else:
+                body["metadata"]["resourceVersion"] = found["metadata"]["resourceVersion"]
+                self._kube.replace_lease(body=body)
+        except ApiError as error:
+            if error.conflict:
+                return False  # another replica wrote first
+            raise
+        if move is not lease.Move.RENEW:
+            logger.info("%s acquired the Lease (%s)", self._me, move.value)
+        return True
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        term: asyncio.Task[Any] | None = None
+        stop_term = asyncio.Event()
+        last_renewed: datetime | None = None
+        while True:
+            try:
+                holding = await loop.run_in_executor(None, self._try)
+            except Exception as error:  # apiserver unreachable: keep trying, keep the clock
+                logger.warning("Lease round failed: %s", error)
+                holding = False
+            now = self._clock()
+            if holding:
+                last_renewed = now
+                if term is None or term.done():
+                    stop_term = asyncio.Event()
+                    term = asyncio.create_task(self._lead(stop_term))
+            elif term is not None and not term.done():
+                if last_renewed is None or now - last_renewed >= lease.GIVE_UP:
+                    logger.warning("%s lost the Lease: the controller stops", self._me)
+                    stop_term.set()
+                    await term
+                    term = None
+            await asyncio.sleep(lease.RENEW_PERIOD.total_seconds())
