@@ -1,0 +1,90 @@
+"""Two replicas: exactly one acts (it holds the Lease); the other takes over when it dies."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+from kubernetes import client
+
+from tests.integration import certs
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+KILLS = 5
+TAKEOVER_LIMIT = 15.0
+
+
+def holder(api_client) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
+            "certsmith-leader", OPERATOR_NAMESPACE
+        )
+    except client.ApiException:
+        return None
+    return lease.spec.holder_identity
+
+
+def serving(replica: OperatorProcess) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{replica.health_port}/readyz", timeout=2
+        ) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def test_one_replica_acts_and_the_other_takes_over(
+    api_client, kubeconfig, namespace, running_operator, tmp_path
+):
+    running_operator.stop()  # the session's single replica steps aside for this test
+    replicas = {
+        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
+        for name in ("replica-a", "replica-b")
+    }
+    for replica in replicas.values():
+        replica.start()
+    try:
+        for replica in replicas.values():
+            wait_for(lambda r=replica: serving(r), timeout=60, what="replica serving")
+        wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+
+        takeovers = []
+        for round_ in range(KILLS):
+            leader = holder(api_client)
+            standby = next(name for name in replicas if name != leader)
+            replicas[leader].kill()
+            killed_at = time.monotonic()
+            certs.create(
+                api_client, namespace, certs.certificate(f"r{round_}", dnsNames=["r.example.com"])
+            )
+            wait_for(lambda s=standby: holder(api_client) == s, timeout=30, what="takeover")
+            wait_for(
+                lambda n=f"r{round_}": certs.is_ready(api_client, namespace, n),
+                timeout=30,
+                what="issued by the new leader",
+            )
+            takeovers.append(time.monotonic() - killed_at)
+            replicas[leader].start()  # back as the standby
+            wait_for(lambda r=replicas[leader]: serving(r), timeout=60, what="standby serving")
+        print(
+            f"\ntakeovers (kill → new leader issued): {', '.join(f'{t:.1f}s' for t in takeovers)}"
+        )
+        assert max(takeovers) <= TAKEOVER_LIMIT
+
+        # Never two acting at once: every Certificate was issued exactly once.
+        for round_ in range(KILLS):
+            body = certs.get(api_client, namespace, f"r{round_}")
+            assert body["status"]["revision"] == 1
+            issued = [
+                e
+                for e in certs.events_for(api_client, namespace, f"r{round_}")
+                if e.reason == "Issued"
+            ]
+            assert len(issued) == 1
+    finally:
+        for replica in replicas.values():
+            replica.stop()
