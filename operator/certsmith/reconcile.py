@@ -159,29 +159,49 @@ class Reconciler:
             message = "; ".join(str(v) for v in violations)
             return self._not_ready(body, status, "PolicyDenied", message, now, retry=None)
 
+        # A Certificate never issued most likely has no Secret yet: try creating it without
+        # reading first; a conflict means one exists, and the full path runs on it.
+        optimistic = not status.get("revision") and not status.get("serialNumber")
         try:
-            secret_body = self._kube.get_secret(namespace=namespace, name=spec.secret_name)
-            contents = None if secret_body is None else tls_secret.parse_secret(secret_body)
-            decision = policies.decide(
-                policies.Input(
-                    certificate_name=name,
-                    namespace=namespace,
-                    spec=spec,
-                    secret=contents,
-                    authority=material.view(),
-                    now=now,
-                    renewal_request=_renewal_request(body),
+            while True:
+                secret_body = (
+                    None
+                    if optimistic
+                    else self._kube.get_secret(namespace=namespace, name=spec.secret_name)
                 )
-            )
-            if decision.action is Action.CONFLICT:
-                return self._not_ready(
-                    body, status, decision.reason, decision.message, now, retry=now + CONFLICT_RETRY
+                contents = None if secret_body is None else tls_secret.parse_secret(secret_body)
+                decision = policies.decide(
+                    policies.Input(
+                        certificate_name=name,
+                        namespace=namespace,
+                        spec=spec,
+                        secret=contents,
+                        authority=material.view(),
+                        now=now,
+                        renewal_request=_renewal_request(body),
+                    )
                 )
-            if decision.action is Action.ISSUE:
-                contents = self._issue(body, spec, contents, material, decision, now)
-            elif decision.action is Action.REPAIR:
-                assert contents is not None
-                self._repair(body, spec, contents, material)
+                if decision.action is Action.CONFLICT:
+                    return self._not_ready(
+                        body,
+                        status,
+                        decision.reason,
+                        decision.message,
+                        now,
+                        retry=now + CONFLICT_RETRY,
+                    )
+                if decision.action is Action.ISSUE:
+                    try:
+                        contents = self._issue(body, spec, contents, material, decision, now)
+                    except ApiError as error:
+                        if optimistic and error.conflict:
+                            optimistic = False
+                            continue
+                        raise
+                elif decision.action is Action.REPAIR:
+                    assert contents is not None
+                    self._repair(body, spec, contents, material)
+                break
         except ApiError as error:
             return self._failed(body, status, f"the apiserver answered {error}", now)
 
