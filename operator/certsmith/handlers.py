@@ -37,6 +37,12 @@ def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, wor
     settings.watching.label_selectors["configmaps"] = trust_bundle.BUNDLE_LABEL
     settings.execution.executor = executor
     settings.execution.max_workers = workers
+    # A watch that silently stops (a dropped connection without a FIN, kopf #1276, #996)
+    # must not stall certsmith: the apiserver ends each watch after 20 s, and a client that
+    # heard nothing for 25 s reconnects; both resume from the last resourceVersion.
+    settings.watching.server_timeout = 20
+    settings.watching.client_timeout = 25
+    settings.watching.connect_timeout = 5
     # One replica acts, chosen by a Lease (leadership.py), not by kopf's peering.
     settings.peering.standalone = True
 
