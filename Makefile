@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps binaries lint test test-unit test-integration test-e2e e2e-kind bench \
+.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench \
         cluster-up cluster-down demo demo-down
 
 deps:
@@ -31,8 +31,14 @@ test-e2e: deps binaries
 
 e2e-kind: test-e2e
 
+# Crash safety (SIGKILLs and an apiserver restart during issuance) and the spec fuzzer, at
+# sizes that fit CI; CERTSMITH_CHAOS_COUNT=1000 CERTSMITH_FUZZ_EXAMPLES=1000 for the full run.
+test-chaos: deps binaries
+	CERTSMITH_CHAOS_COUNT=$${CERTSMITH_CHAOS_COUNT:-200} CERTSMITH_CHAOS_KILLS=$${CERTSMITH_CHAOS_KILLS:-20} \
+	CERTSMITH_FUZZ_EXAMPLES=$${CERTSMITH_FUZZ_EXAMPLES:-200} $(PYTEST) -m chaos
+
 # Every tier, each in its own pytest run so a cluster is up only while its tier runs.
-test: lint test-unit test-integration test-e2e
+test: lint test-unit test-integration test-chaos test-e2e
 
 bench: deps binaries
 	$(VENV)/bin/python bench/issuance.py

@@ -8,18 +8,33 @@ status write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from certsmith import authorities, kube, tls_secret, trust_bundle
+from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 GROUP, VERSION = kube.GROUP, kube.VERSION
+RETRY_DELAY = 2.0
+
+
+@contextlib.contextmanager
+def _retry_soon() -> Iterator[None]:
+    """The apiserver did not answer: have kopf retry in seconds, not its default minute."""
+    try:
+        yield
+    except ApiError as error:
+        raise kopf.TemporaryError(str(error), delay=RETRY_DELAY) from None
+
+
 # The controller's handlers; they run only in the replica holding the Lease.
 REGISTRY = kopf.OperatorRegistry()
 
@@ -59,16 +74,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     configure(settings, runtime.executor, runtime.config.workers)
     # The default authority is ready before any Certificate is handled.
     loop = asyncio.get_running_loop()
-    body = await loop.run_in_executor(
-        runtime.executor, authorities.ensure_default_authority, runtime.kube, runtime.config
-    )
-    status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
-    await loop.run_in_executor(
-        runtime.executor,
-        lambda: runtime.kube.patch_authority_status(
-            name=runtime.config.default_authority, status=status
-        ),
-    )
+    try:
+        body = await loop.run_in_executor(
+            runtime.executor, authorities.ensure_default_authority, runtime.kube, runtime.config
+        )
+        status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
+        await loop.run_in_executor(
+            runtime.executor,
+            lambda: runtime.kube.patch_authority_status(
+                name=runtime.config.default_authority, status=status
+            ),
+        )
+    except ApiError as error:
+        raise kopf.TemporaryError(f"apiserver not ready: {error}", delay=RETRY_DELAY) from None
     memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
 
 
@@ -82,7 +100,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 @kopf.on.create(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 def authority_appeared(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    patch.status.update(memo.runtime.load_authority(body))
+    with _retry_soon():
+        patch.status.update(memo.runtime.load_authority(body))
 
 
 @kopf.on.update(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
@@ -91,8 +110,9 @@ def authority_changed(
 ) -> None:
     """A new policy, bundle setting or rotation request: step now, and re-judge its leaves."""
     runtime: Runtime = memo.runtime
-    patch.status.update(runtime.load_authority(body))
-    runtime.reconcile_authority_certificates(name)
+    with _retry_soon():
+        patch.status.update(runtime.load_authority(body))
+        runtime.reconcile_authority_certificates(name)
 
 
 @kopf.on.delete(GROUP, VERSION, "certificateauthorities", optional=True, registry=REGISTRY)
@@ -107,7 +127,8 @@ def certificate_changed(
     body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
     runtime: Runtime = memo.runtime
-    outcome = runtime.reconciler.reconcile(body)
+    with _retry_soon():
+        outcome = runtime.reconciler.reconcile(body)
     if outcome.status is not None:
         patch.status.update(outcome.status)
     runtime.after_certificate(namespace, name, outcome)
@@ -144,7 +165,13 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     if event["type"] == "DELETED":
         memo.runtime.namespaces.pop(body["metadata"]["name"], None)
         return
-    memo.runtime.namespace_seen(body)
+    try:
+        memo.runtime.namespace_seen(body)
+    except ApiError as error:  # event handlers are not retried: let the authorities catch up
+        logger.warning(
+            "trust bundle for namespace %s deferred: %s", body["metadata"]["name"], error
+        )
+        memo.runtime.step_authorities_soon()
 
 
 @kopf.on.event(
@@ -161,4 +188,8 @@ def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
         key
     ) == metadata.get("resourceVersion"):
         return
-    runtime.bundle_needed(metadata["namespace"], metadata["labels"][trust_bundle.BUNDLE_LABEL])
+    try:
+        runtime.bundle_needed(metadata["namespace"], metadata["labels"][trust_bundle.BUNDLE_LABEL])
+    except ApiError as error:
+        logger.warning("trust bundle %s/%s deferred: %s", *key, error)
+        runtime.step_authorities_soon()

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 
 GROUP = "certsmith.dev"
@@ -72,8 +73,13 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self._api.call_api(*request)
-        data = response.read()
+        try:
+            response = self._api.call_api(*request)
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            # The apiserver is unreachable (restarting, network): an ApiError like any other,
+            # so callers retry on their own short back-off rather than crash or stall.
+            raise ApiError(0, "Unreachable", str(error)) from None
         if not 200 <= response.status < 300:
             try:
                 detail = json.loads(data or b"{}")

@@ -181,6 +181,13 @@ class Runtime:
             ):
                 self.bundle_needed(metadata["name"], material.name)
 
+    def step_authorities_soon(self) -> None:
+        """Have every authority write its bundles again shortly (after a failed write)."""
+        for material in self.registry.all():
+            self.scheduler.schedule(
+                (AUTHORITY, "", material.name), self.clock() + timedelta(seconds=5)
+            )
+
     def bundle_needed(self, namespace: str, authority_name: str) -> None:
         material = self.registry.get(authority_name)
         if material is None or material.bundle_config_map is None:
