@@ -88,8 +88,9 @@ def can_i(kubeconfig: str, *args: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def rbac_applied(kubeconfig: str) -> str:
-    """manifests/rbac.yaml applied (namespace certsmith created first if missing)."""
+def rbac_applied(kubeconfig: str, operator: object) -> str:
+    """manifests/rbac.yaml applied (namespace certsmith created first if missing); the
+    `operator` fixture installs the CRDs whose permissions are checked."""
     if kubectl(kubeconfig, "get", "namespace", OPERATOR_NAMESPACE, check=False).returncode:
         kubectl(kubeconfig, "create", "namespace", OPERATOR_NAMESPACE)
     kubectl(kubeconfig, "apply", "-f", str(RBAC))
