@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client, config
 
+from certsmith.pki import inspect
 from tests.support import REPO_ROOT, wait_for
 
 GROUP, VERSION = "certsmith.dev", "v1alpha1"
@@ -159,7 +160,7 @@ def judge_secret(secret: Mapping[str, Any], *, now: datetime | None = None) -> S
     try:
         chain = x509.load_pem_x509_certificates(_b64(data, "tls.crt"))
         leaf, intermediates = chain[0], chain[1:]
-        serial = format(leaf.serial_number, "x")
+        serial = inspect.serial_hex(leaf)
         key = serialization.load_pem_private_key(_b64(data, "tls.key"), password=None)
         roots = x509.load_pem_x509_certificates(_b64(data, "ca.crt"))
         problem = _chain_problem(leaf, intermediates, roots, key.public_key(), now)

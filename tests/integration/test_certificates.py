@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
+from certsmith.pki import inspect
 from tests.integration import certs
 from tests.integration.conftest import authority_ready
 from tests.support import kubectl, wait_for
@@ -89,7 +90,7 @@ def test_issued_secret_verifies_and_status_reports_it(
     assert verified.returncode == 0, verified.stderr + verified.stdout
 
     status = body["status"]
-    assert status["serialNumber"] == format(leaf.serial_number, "x")
+    assert status["serialNumber"] == inspect.serial_hex(leaf)
     assert status["notAfter"] == leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert status["notBefore"] < status["renewalTime"] < status["notAfter"]
     assert status["revision"] == 1

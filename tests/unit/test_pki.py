@@ -564,3 +564,14 @@ def test_pkilint_accepts_a_leaf_with_an_empty_subject(
     command = [str(LINT_PKIX_CERT), "lint", "-s", "ERROR", str(path)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_serials_print_whole_bytes_as_openssl_and_nginx_do(intermediate: ca.CAKeyPair) -> None:
+    spec = parse_certificate_spec({"secretName": "s", "dnsNames": ["a.example.com"]})
+    for _ in range(64):  # about one serial in 16 has a leading zero nibble
+        key = keys.generate_private_key(spec.private_key)
+        leaf = issue.build_leaf(
+            spec=spec, public_key=key.public_key(), issuer=intermediate, now=NOW
+        )
+        text = inspect.serial_hex(leaf)
+        assert len(text) % 2 == 0 and int(text, 16) == leaf.serial_number

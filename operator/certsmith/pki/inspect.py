@@ -34,7 +34,9 @@ def fingerprint_sha256(cert: x509.Certificate) -> str:
 
 
 def serial_hex(cert: x509.Certificate) -> str:
-    return format(cert.serial_number, "x")
+    """Lowercase hex of whole bytes, as openssl, nginx and curl print it (leading 0 kept)."""
+    digits = format(cert.serial_number, "x")
+    return digits.zfill(len(digits) + len(digits) % 2)
 
 
 def chain_is_valid(
