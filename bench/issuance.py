@@ -51,12 +51,12 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def certificate(name: str) -> dict:
+def certificate(name: str, namespace: str) -> dict:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Certificate",
         "metadata": {"name": name},
-        "spec": {"secretName": f"{name}-tls", "dnsNames": [f"{name}.bench.svc"]},
+        "spec": {"secretName": f"{name}-tls", "dnsNames": [f"{name}.{namespace}.svc"]},
     }
 
 
@@ -115,7 +115,7 @@ def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -
 
     def apply(name: str) -> None:
         objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, certificate(name)
+            GROUP, VERSION, namespace, PLURAL, certificate(name, namespace)
         )
         applied_at[name] = time.monotonic()
 
@@ -179,6 +179,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--sequential", type=int, default=20)
+    parser.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="run the operator without admission webhooks (isolates issuance from admission)",
+    )
     args = parser.parse_args()
 
     kubeconfig = os.environ.get("CERTSMITH_KUBECONFIG")
@@ -209,7 +214,19 @@ def main() -> None:
     with log_path.open("w") as log:
         operator = subprocess.Popen(
             [sys.executable, "-m", "certsmith"],
-            env={**os.environ, "KUBECONFIG": kubeconfig, "CERTSMITH_NAMESPACE": "certsmith"},
+            env={
+                **os.environ,
+                "KUBECONFIG": kubeconfig,
+                "CERTSMITH_NAMESPACE": "certsmith",
+                # The apiserver runs on this host: it calls the webhooks on loopback, as users'
+                # clusters call them through the Service, so each create pays for admission.
+                "CERTSMITH_WEBHOOK_URL": "https://127.0.0.1:19443",
+                "CERTSMITH_WEBHOOK_LISTEN_PORT": "19443",
+                "CERTSMITH_WEBHOOK_CERT_DIR": str(Path(tempfile.gettempdir()) / "bench-webhook"),
+                "CERTSMITH_METRICS_PORT": "19402",
+                "CERTSMITH_HEALTH_PORT": "19081",
+                "CERTSMITH_WEBHOOKS": "off" if args.no_webhooks else "on",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
         )

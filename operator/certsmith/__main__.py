@@ -53,7 +53,7 @@ async def run(args: argparse.Namespace) -> None:
 
     serving = asyncio.create_task(
         kopf.operator(
-            registry=webhooks.REGISTRY,
+            registry=webhooks.REGISTRY if cfg.webhooks else webhooks.SERVING_ONLY,
             memo=memo,
             clusterwide=True,
             standalone=True,

@@ -22,15 +22,19 @@ from certsmith.runtime import Runtime
 logger = logging.getLogger(__name__)
 # Admission handlers and their server; every replica runs them, leader or not.
 REGISTRY = kopf.OperatorRegistry()
+# The same minus the admission handlers, for CERTSMITH_WEBHOOKS=off: metrics and health only.
+SERVING_ONLY = kopf.OperatorRegistry()
 
 
 @kopf.on.login(registry=REGISTRY)
+@kopf.on.login(registry=SERVING_ONLY)
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     # A registry of our own has none of kopf's default login handlers.
     return kopf.login_via_client(**kwargs)
 
 
 @kopf.on.startup(registry=REGISTRY)
+@kopf.on.startup(registry=SERVING_ONLY)
 async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     cfg = runtime.config
