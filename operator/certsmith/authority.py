@@ -66,12 +66,8 @@ def next_root_secret_name(authority: str) -> str:
 
 
 def root_renewal_time(root: x509.Certificate) -> datetime:
-    return renewal.renewal_time(
-        not_before=root.not_valid_before_utc,
-        not_after=root.not_valid_after_utc,
-        renew_before=None,
-        renew_before_percentage=None,
-    )
+    """Roots, like intermediates, are replaced at 2/3 of their lifetime."""
+    return intermediate_renewal_time(root)
 
 
 def intermediate_secret_name(authority: str) -> str:

@@ -92,15 +92,18 @@ class Kube:
             )
         return json.loads(data or b"{}")
 
-    # --- Secrets ---------------------------------------------------------------------
-
-    def get_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
-            return self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            return self._call("GET", path)
         except ApiError as error:
             if error.not_found:
                 return None
             raise
+
+    # --- Secrets ---------------------------------------------------------------------
+
+    def get_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
     def create_secret(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
@@ -134,12 +137,7 @@ class Kube:
         return list(self._call("GET", "/api/v1/namespaces").get("items") or [])
 
     def get_namespace(self, *, name: str) -> dict[str, Any] | None:
-        try:
-            return self._call("GET", f"/api/v1/namespaces/{name}")
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        return self._get_or_none(f"/api/v1/namespaces/{name}")
 
     def list_configmaps(self, *, label_selector: str) -> list[dict[str, Any]]:
         query = {"labelSelector": label_selector}
@@ -163,12 +161,7 @@ class Kube:
 
     def get_certificate(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates/{name}"
-        try:
-            return self._call("GET", path)
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        return self._get_or_none(path)
 
     def patch_certificate_status(
         self, *, namespace: str, name: str, status: Mapping[str, Any]
@@ -177,12 +170,7 @@ class Kube:
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     def get_authority(self, *, name: str) -> dict[str, Any] | None:
-        try:
-            return self._call("GET", f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}")
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        return self._get_or_none(f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}")
 
     def create_authority(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/apis/{GROUP}/{VERSION}/certificateauthorities", body=body)
@@ -243,12 +231,7 @@ class Kube:
 
     def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-        try:
-            return self._call("GET", path)
-        except ApiError as error:
-            if error.not_found:
-                return None
-            raise
+        return self._get_or_none(path)
 
     def create_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
