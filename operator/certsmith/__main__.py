@@ -68,6 +68,7 @@ async def run(args: argparse.Namespace) -> None:
         identity=identity,
         clock=runtime.utc_now,
         lead=lead,
+        on_contact=shared.apiserver_answered,
     )
     campaign = asyncio.create_task(elector.run())
     # Each kopf operator installs its own signal handlers; ours must win so that a

@@ -1,7 +1,8 @@
 """`/readyz`: ready only when certsmith can do its job.
 
 Liveness is kopf's own probe (`--liveness`); readiness here means the default authority is
-loaded (so Certificates can be signed) and, when webhooks are on, the webhook accepts
+loaded (so Certificates can be signed), the apiserver answered within the last 10 s (the
+Lease campaign asks it every 2 s), and, when webhooks are on, the webhook accepts
 connections (so the apiserver's calls will be answered).
 """
 
@@ -22,11 +23,21 @@ async def _port_open(port: int) -> bool:
     return True
 
 
+APISERVER_SILENCE_LIMIT = 10.0
+
+
 async def serve(
-    *, port: int, authority_loaded: Callable[[], bool], webhook_port: int | None
+    *,
+    port: int,
+    authority_loaded: Callable[[], bool],
+    webhook_port: int | None,
+    apiserver_silence: Callable[[], float],
 ) -> web.AppRunner:
     async def readyz(_: web.Request) -> web.Response:
         problems = []
+        silence = apiserver_silence()
+        if silence > APISERVER_SILENCE_LIMIT:
+            problems.append(f"the apiserver has not answered for {silence:.0f} s")
         if not authority_loaded():
             problems.append("the default CertificateAuthority is not loaded")
         if webhook_port is not None and not await _port_open(webhook_port):

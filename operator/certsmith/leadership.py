@@ -24,7 +24,9 @@ class Elector:
         identity: str,
         clock: Callable[[], datetime],
         lead: Callable[[asyncio.Event], Awaitable[Any]],
+        on_contact: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_contact = on_contact
         self._kube = kube
         self._namespace = namespace
         self._me = identity
@@ -67,6 +69,7 @@ class Elector:
         while True:
             try:
                 holding = await loop.run_in_executor(None, self._try)
+                self._on_contact()
             except Exception as error:  # apiserver unreachable: keep trying, keep the clock
                 logger.warning("Lease round failed: %s", error)
                 holding = False

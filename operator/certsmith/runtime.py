@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ class Runtime:
     authorities: AuthorityController = field(init=False)
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
+    last_apiserver_answer: float = field(default_factory=time.monotonic)
+
+    def apiserver_answered(self) -> None:
+        """Called by the Lease campaign after every round the apiserver answered."""
+        self.last_apiserver_answer = time.monotonic()
+
+    def apiserver_silence(self) -> float:
+        return time.monotonic() - self.last_apiserver_answer
 
     def __post_init__(self) -> None:
         self.authorities = AuthorityController(

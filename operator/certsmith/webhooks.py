@@ -63,6 +63,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
             port=cfg.health_port,
             authority_loaded=lambda: runtime.registry.get(cfg.default_authority) is not None,
             webhook_port=cfg.webhook_port if cfg.webhooks else None,
+            apiserver_silence=runtime.apiserver_silence,
         )
 
 

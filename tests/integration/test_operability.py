@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import certs
-from tests.support import wait_for
+from tests.support import REPO_ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +176,23 @@ def test_readiness_means_the_operator_can_work(running_operator):
         f"http://127.0.0.1:{running_operator.health_port}/readyz", timeout=5
     )
     assert answer.status == 200 and answer.read() == b"ok\n"
+
+
+def test_readiness_reports_an_unreachable_apiserver_and_recovers(running_operator):
+    """While the apiserver is down the replica says it is not ready; then it is again."""
+
+    def ready() -> int:
+        try:
+            return urllib.request.urlopen(
+                f"http://127.0.0.1:{running_operator.health_port}/readyz", timeout=2
+            ).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
+    state = Path(os.environ.get("CERTSMITH_STATE", cache / "state")) / "apiserver"
+    pid = int((state / "kube-apiserver.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: ready() == 503, timeout=30, what="readiness to report the outage")
+    subprocess.run([str(REPO_ROOT / "hack" / "cluster"), "up"], check=True, capture_output=True)
+    wait_for(lambda: ready() == 200, timeout=30, what="readiness back")
