@@ -162,6 +162,14 @@ def test_namespace_editor_cannot_read_certsmith_secrets(alice: str) -> None:
 
 
 def test_namespace_editor_can_manage_certificates_in_their_namespace(alice: str) -> None:
+    # kube-controller-manager aggregates certsmith-edit into `edit` asynchronously.
+    wait_for(
+        lambda: can_i(
+            alice, "create", "certificates.certsmith.dev", "-n", TEAM_NAMESPACE, "--as=alice"
+        ),
+        timeout=30,
+        what="certsmith-edit aggregated into edit",
+    )
     for verb in ("create", "get", "list", "patch", "delete"):
         assert can_i(alice, verb, "certificates.certsmith.dev", "-n", TEAM_NAMESPACE, "--as=alice")
     assert not can_i(alice, "create", "certificates.certsmith.dev", "-n", "default", "--as=alice")
