@@ -18,6 +18,9 @@ GROUP = "certsmith.dev"
 VERSION = "v1alpha1"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+# (connect, read) seconds: a connection that died silently must fail a call, not hang a
+# worker thread forever (the client has no timeout by default).
+REQUEST_TIMEOUT = (5.0, 60.0)
 
 
 class ApiError(Exception):
@@ -53,8 +56,11 @@ def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClien
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, *, timeout: tuple[float, float] = REQUEST_TIMEOUT
+    ) -> None:
         self._api = api_client
+        self._timeout = timeout
 
     def _call(
         self,
@@ -74,7 +80,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._api.call_api(*request)
+            response = self._api.call_api(*request, _request_timeout=self._timeout)
             data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as error:
             # The apiserver is unreachable (restarting, network): an ApiError like any other,
