@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from certsmith import conditions, isolation, renewal, rotation
 from certsmith.pki import ca, inspect, keys
@@ -90,9 +89,7 @@ def intermediate_is_current(
     certificate = intermediate.certificate
     if not keys.key_matches_certificate(intermediate.key, certificate):
         return False
-    try:
-        certificate.verify_directly_issued_by(root.certificate)
-    except (ValueError, TypeError, InvalidSignature):
+    if not inspect.issued_by(certificate, root.certificate):
         return False
     return now < intermediate_renewal_time(certificate)
 

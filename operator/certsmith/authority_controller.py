@@ -15,9 +15,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-
 from certsmith import (
     authorities,
     authority,
@@ -40,14 +37,6 @@ CERTIFICATE = "Certificate"
 DEFAULT_PROPAGATION_DELAY = timedelta(minutes=5)
 DEFAULT_REISSUE_RATE = 20
 ROTATION_STEP = timedelta(seconds=2)
-
-
-def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        certificate.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 class AuthorityController:
@@ -186,7 +175,7 @@ class AuthorityController:
             if owner_authority != material.name or contents.owner is None:
                 continue
             total += 1
-            on_old = not contents.intermediates or not _issued_by(
+            on_old = not contents.intermediates or not inspect.issued_by(
                 contents.intermediates[0], new_root
             )
             leaves_on_old += on_old

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import verification
 
@@ -37,6 +38,15 @@ def serial_hex(cert: x509.Certificate) -> str:
     """Lowercase hex of whole bytes, as openssl, nginx and curl print it (leading 0 kept)."""
     digits = format(cert.serial_number, "x")
     return digits.zfill(len(digits) + len(digits) % 2)
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether `issuer`'s key signed `certificate` (names and signature checked)."""
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def chain_is_valid(
