@@ -7,30 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from certsmith import model, tls_secret
 from certsmith.cli import inspection
 from certsmith.pki import ca, inspect, issue, keys
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def root() -> ca.CAKeyPair:
-    return ca.build_root(
-        common_name="root", now=NOW - timedelta(days=1), lifetime=timedelta(days=3650)
-    )
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: ca.CAKeyPair) -> ca.CAKeyPair:
-    return ca.build_intermediate(
-        issuer=root,
-        common_name="intermediate",
-        now=NOW - timedelta(days=1),
-        lifetime=timedelta(days=365),
-    )
 
 
 def make_secret(

@@ -6,7 +6,6 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certsmith import model, policies, tls_secret
@@ -15,23 +14,6 @@ from certsmith.policies import Action
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NAME, NAMESPACE = "web", "shop"
-
-
-@pytest.fixture(scope="module")
-def root() -> ca.CAKeyPair:
-    return ca.build_root(
-        common_name="root", now=NOW - timedelta(days=1), lifetime=timedelta(days=3650)
-    )
-
-
-@pytest.fixture(scope="module")
-def intermediate(root: ca.CAKeyPair) -> ca.CAKeyPair:
-    return ca.build_intermediate(
-        issuer=root,
-        common_name="intermediate",
-        now=NOW - timedelta(days=1),
-        lifetime=timedelta(days=365),
-    )
 
 
 def spec_of(**fields: Any) -> model.CertificateSpec:
