@@ -76,6 +76,12 @@ def _trigger_time(
     return now
 
 
+def _revision(status: Mapping[str, Any] | None, secret: tls_secret.SecretContents | None) -> int:
+    """The latest revision issued: status and Secret may each be the one a crash left behind."""
+    recorded = int((status or {}).get("revision") or 0)
+    return max(recorded, secret.revision if secret is not None else 0)
+
+
 def _renewal_request(body: Mapping[str, Any]) -> str | None:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
@@ -232,13 +238,7 @@ class Reconciler:
         leaf = issue.build_leaf(
             spec=spec, public_key=key.public_key(), issuer=material.intermediate, now=now
         )
-        revision = (
-            max(
-                int((body.get("status") or {}).get("revision") or 0),
-                previous.revision if previous is not None else 0,
-            )
-            + 1
-        )
+        revision = _revision(body.get("status"), previous) + 1
         secret = tls_secret.build_secret(
             name=spec.secret_name,
             namespace=namespace,
@@ -329,9 +329,7 @@ class Reconciler:
                 leaf=contents.leaf,
                 issuer_fingerprint=issuer_fingerprint,
                 spec_fingerprint=model.issuance_fingerprint(spec),
-                revision=max(
-                    contents.revision, int((body.get("status") or {}).get("revision") or 0)
-                ),
+                revision=_revision(body.get("status"), contents),
                 authority=material.name,
                 renewal_request=contents.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION),
             ),
@@ -396,7 +394,7 @@ class Reconciler:
             "notAfter": conditions.format_time(leaf.not_valid_after_utc),
             "renewalTime": conditions.format_time(renewal_at),
             "serialNumber": inspect.serial_hex(leaf),
-            "revision": max(contents.revision, int(status.get("revision") or 0)),
+            "revision": _revision(status, contents),
             "failedIssuanceAttempts": 0,
         }
         metrics.certificate_ready(
