@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Config:
     webhook_url: str | None = None
     """Where the apiserver reaches the webhook from outside the cluster (local runs, tests)."""
     webhook_cert_dir: str = "/tmp/certsmith-webhook"
+    webhook_client_ca: str | None = None
+    """PEM file of the CA that signs the apiserver's client certificate for webhooks; when set,
+    the webhook answers only callers presenting a certificate it signed."""
     metrics_port: int = 9402
     """Prometheus metrics; 0 turns them off."""
     health_port: int = 8081
@@ -55,6 +59,19 @@ def _port(env: Mapping[str, str], key: str, default: int) -> int:
     return int(raw)
 
 
+def _pem_file(env: Mapping[str, str], key: str) -> str | None:
+    path = env.get(key) or None
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SystemExit(f"{key}={path!r} cannot be read: {error}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise SystemExit(f"{key}={path!r} holds no PEM certificate")
+    return path
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     return Config(
@@ -68,6 +85,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         webhook_service=env.get("CERTSMITH_WEBHOOK_SERVICE") or Config.webhook_service,
         webhook_url=env.get("CERTSMITH_WEBHOOK_URL") or None,
         webhook_cert_dir=env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir,
+        webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
         metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
     )

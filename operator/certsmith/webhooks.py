@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,20 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
             certfile=str(directory / "tls.crt"),
             pkeyfile=str(directory / "tls.key"),
             file_check_interval=10,
+            # Only the apiserver holds a certificate from this CA (its AdmissionConfiguration):
+            # anyone else in the cluster cannot even complete the handshake.
+            verify_mode=ssl.CERT_REQUIRED if cfg.webhook_client_ca else None,
+            verify_cafile=cfg.webhook_client_ca,
         )
+        if cfg.webhook_client_ca:
+            logger.info(
+                "webhook callers must present a certificate signed by %s", cfg.webhook_client_ca
+            )
+        else:
+            logger.warning(
+                "webhook callers are not authenticated: set "
+                "CERTSMITH_WEBHOOK_CLIENT_CA (README: Hardening the webhook)"
+            )
         await loop.run_in_executor(runtime.executor, runtime.register_webhooks)
         memo.serving_renewal = asyncio.create_task(_renew_serving(runtime, renew_at))
     if cfg.metrics_port:
