@@ -45,6 +45,9 @@ class OperatorProcess:
             "CERTSMITH_METRICS_PORT": str(self.metrics_port),
             "CERTSMITH_HEALTH_PORT": str(self.health_port),
         }
+        client_ca = webhook_client_ca(self.kubeconfig)
+        if client_ca is not None:
+            env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_ca)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "certsmith"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -78,6 +81,13 @@ class OperatorProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def webhook_client_ca(kubeconfig: str) -> Path | None:
+    """The CA of the apiserver's webhook client certificate, when hack/cluster made one
+    (it sits next to the kubeconfig); the operator then refuses any other caller."""
+    path = Path(kubeconfig).parent / "webhook-client" / "client-ca.crt"
+    return path if path.exists() else None
 
 
 def _free_port() -> int:
