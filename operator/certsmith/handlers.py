@@ -58,6 +58,9 @@ def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, wor
     settings.watching.server_timeout = 20
     settings.watching.client_timeout = 25
     settings.watching.connect_timeout = 5
+    # kopf's own calls (status patches) wait 5 min by default on a dead connection.
+    settings.networking.request_timeout = 15
+    settings.networking.connect_timeout = 5
     # One replica acts, chosen by a Lease (leadership.py), not by kopf's peering.
     settings.peering.standalone = True
 

@@ -19,8 +19,12 @@ VERSION = "v1alpha1"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 # (connect, read) seconds: a connection that died silently must fail a call, not hang a
-# worker thread forever (the client has no timeout by default).
-REQUEST_TIMEOUT = (5.0, 60.0)
+# worker thread forever (the client has no timeout by default). The read timeout bounds the
+# wait for the next bytes, not the whole response, so a long list still streams in.
+REQUEST_TIMEOUT = (5.0, 15.0)
+# Connections may be retried (nothing was sent yet); reads may not: a read that timed out
+# went over a dead path, and the next pooled connection most likely took the same one.
+RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
 
 
 class ApiError(Exception):
@@ -52,6 +56,7 @@ def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClien
     else:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     configuration.connection_pool_maxsize = pool_size
+    configuration.retries = RETRIES
     return client.ApiClient(configuration)
 
 
@@ -61,6 +66,10 @@ class Kube:
     ) -> None:
         self._api = api_client
         self._timeout = timeout
+
+    def with_timeout(self, timeout: tuple[float, float]) -> Kube:
+        """The same client and connections, with a shorter fuse (the Lease campaign)."""
+        return Kube(self._api, timeout=timeout)
 
     def _call(
         self,
@@ -84,7 +93,10 @@ class Kube:
             data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as error:
             # The apiserver is unreachable (restarting, network): an ApiError like any other,
-            # so callers retry on their own short back-off rather than crash or stall.
+            # so callers retry on their own short back-off rather than crash or stall. Idle
+            # pooled connections went over the same path: drop them so the retry dials anew
+            # instead of finding the next dead one.
+            self._api.rest_client.pool_manager.clear()
             raise ApiError(0, "Unreachable", str(error)) from None
         if not 200 <= response.status < 300:
             try:

@@ -13,6 +13,8 @@ from certsmith.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"
+# (connect, read) seconds for the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
+CALL_TIMEOUT = (2.0, 3.0)
 
 
 class Elector:
@@ -27,20 +29,20 @@ class Elector:
         on_contact: Callable[[], None] = lambda: None,
     ) -> None:
         self._on_contact = on_contact
-        self._kube = kube
+        self._kube = kube.with_timeout(CALL_TIMEOUT)
         self._namespace = namespace
         self._me = identity
         self._clock = clock
         self._lead = lead
 
-    def _try(self) -> bool:
-        """One round: True when this replica holds the Lease afterwards."""
+    def _try(self) -> datetime | None:
+        """One round: the renewTime written when this replica holds the Lease, else None."""
         found = self._kube.get_lease(namespace=self._namespace, name=LEASE_NAME)
         current = lease.holding(found)
         now = self._clock()
         move = lease.next_move(current, me=self._me, now=now)
         if move is lease.Move.WAIT:
-            return False
+            return None
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -55,11 +57,11 @@ class Elector:
                 self._kube.replace_lease(body=body)
         except ApiError as error:
             if error.conflict:
-                return False  # another replica wrote first
+                return None  # another replica wrote first
             raise
         if move is not lease.Move.RENEW:
             logger.info("%s acquired the Lease (%s)", self._me, move.value)
-        return True
+        return now
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -67,15 +69,26 @@ class Elector:
         stop_term = asyncio.Event()
         last_renewed: datetime | None = None
         while True:
+            leading = term is not None and not term.done()
+            budget = lease.ROUND_TIMEOUT
+            if leading and last_renewed is not None:
+                # A round stuck on a dead connection must not outlast our claim on the Lease.
+                budget = min(budget, last_renewed + lease.GIVE_UP - self._clock())
+            renewed_at: datetime | None = None
             try:
-                holding = await loop.run_in_executor(None, self._try)
+                renewed_at = await asyncio.wait_for(
+                    loop.run_in_executor(None, self._try), max(0.0, budget.total_seconds())
+                )
                 self._on_contact()
+            except TimeoutError:
+                logger.warning("Lease round got no answer within %.1f s", budget.total_seconds())
             except Exception as error:  # apiserver unreachable: keep trying, keep the clock
                 logger.warning("Lease round failed: %s", error)
-                holding = False
             now = self._clock()
-            if holding:
-                last_renewed = now
+            if renewed_at is not None:
+                # What the other replicas see is the renewTime written, not when it was
+                # acknowledged: the give-up clock starts there.
+                last_renewed = renewed_at
                 if term is None or term.done():
                     stop_term = asyncio.Event()
                     term = asyncio.create_task(self._lead(stop_term))

@@ -17,6 +17,8 @@ from typing import Any
 DURATION = timedelta(seconds=10)
 RENEW_PERIOD = timedelta(seconds=2)
 GIVE_UP = timedelta(seconds=8)
+# One round (read + write) gets this long; a longer one is abandoned as if it had failed.
+ROUND_TIMEOUT = timedelta(seconds=4)
 
 
 class Move(enum.Enum):

@@ -22,8 +22,17 @@ OPERATOR_NAMESPACE = "certsmith"
 class OperatorProcess:
     """Starts, kills and restarts the operator; its log goes to a file for failure reports."""
 
-    def __init__(self, kubeconfig: str, log_path: Path, identity: str = "replica-0") -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        log_path: Path,
+        identity: str = "replica-0",
+        *,
+        connect_via: str | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
+        # The kubeconfig the operator itself uses, when its path to the apiserver differs.
+        self.connect_via = connect_via or kubeconfig
         self.identity = identity
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
@@ -35,7 +44,7 @@ class OperatorProcess:
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": self.kubeconfig,
+            "KUBECONFIG": self.connect_via,
             "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
             "CERTSMITH_IDENTITY": self.identity,
             # The apiserver runs on the host here, so it calls the webhook on loopback.
