@@ -1,0 +1,185 @@
+"""In-cluster callers cannot reach the admission webhook; the apiserver still can.
+
+hack/kind-cluster gives kind's apiserver a client certificate for webhooks and hack/deploy
+gives certsmith its CA (manifests/webhook-client-auth). A pod calls the webhook Service
+directly with the same AdmissionReview three times: without a certificate, with its own
+certsmith certificate and with a self-signed one naming the apiserver, none of which gets
+an answer; then with the apiserver's certificate, which does (so the path itself works).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.support import REPO_ROOT, kubectl, wait_for
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION = "certsmith.dev", "v1alpha1"
+WEBHOOK = "https://certsmith-webhook.certsmith.svc:443/validate-certificate"
+TLS = "/var/run/certsmith/tls"
+APISERVER_TLS = "/var/run/apiserver-client"
+
+
+def kind_env() -> dict[str, str]:
+    output = subprocess.run(
+        [str(REPO_ROOT / "hack" / "kind-cluster"), "env"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(line.removeprefix("export ").split("=", 1) for line in output.splitlines())
+
+
+@pytest.fixture
+def apiserver_identity(certsmith_installed: str) -> Path:
+    """The directory with the kind apiserver's webhook client certificate and key."""
+    env = kind_env()
+    if Path(certsmith_installed).resolve() != Path(env["KUBECONFIG"]).resolve():
+        pytest.skip("the apiserver's webhook client key is known only for the kind cluster")
+    return Path(env["CERTSMITH_WEBHOOK_CLIENT_CA"]).parent
+
+
+def review(namespace: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": {"group": GROUP, "version": VERSION, "kind": "Certificate"},
+                "resource": {"group": GROUP, "version": VERSION, "resource": "certificates"},
+                "namespace": namespace,
+                "operation": "CREATE",
+                "userInfo": {"username": "intruder"},
+                "object": {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "Certificate",
+                    "metadata": {"name": "direct", "namespace": namespace},
+                    "spec": {"secretName": "direct-tls", "dnsNames": [f"direct.{namespace}.svc"]},
+                },
+                "dryRun": False,
+            },
+        }
+    )
+
+
+def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
+    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def test_only_the_apiserver_reaches_the_webhook(
+    certsmith_installed, e2e_client, e2e_namespace, apiserver_identity
+):
+    namespace, kubeconfig = e2e_namespace, certsmith_installed
+    core = client.CoreV1Api(e2e_client)
+    deployment = client.AppsV1Api(e2e_client).read_namespaced_deployment("certsmith", "certsmith")
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert env.get("CERTSMITH_WEBHOOK_CLIENT_CA"), "hack/deploy did not apply webhook-client-auth"
+
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="apiserver-client"),
+            string_data={
+                name: (apiserver_identity / name).read_text()
+                for name in ("client.crt", "client.key")
+            },
+        ),
+    )
+    # Opted in: the apiserver calls the mutating webhook, which mounts a certsmith certificate.
+    core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(
+                name="caller",
+                labels={"certsmith.dev/inject": "true"},
+                annotations={"certsmith.dev/identity": "service-account"},
+            ),
+            spec=client.V1PodSpec(
+                termination_grace_period_seconds=1,
+                containers=[
+                    client.V1Container(
+                        name="curl",
+                        image="certsmith/mtls-demo:dev",
+                        image_pull_policy="IfNotPresent",
+                        command=["sleep", "infinity"],
+                        volume_mounts=[
+                            client.V1VolumeMount(name="apiserver", mount_path=APISERVER_TLS)
+                        ],
+                    )
+                ],
+                volumes=[
+                    client.V1Volume(
+                        name="apiserver",
+                        secret=client.V1SecretVolumeSource(secret_name="apiserver-client"),
+                    )
+                ],
+            ),
+        ),
+    )
+    wait_for(
+        lambda: pod_ready(e2e_client, namespace, "caller"),
+        timeout=120,
+        what="caller pod Ready",
+        interval=1,
+    )
+
+    def call(*certificate: str) -> tuple[str, str]:
+        """(HTTP status, curl's error) of the AdmissionReview POSTed to the Service; the
+        webhook's serving certificate is verified against the trust bundle."""
+        result = kubectl(
+            kubeconfig,
+            *("-n", namespace, "exec", "caller", "--", "curl", "-sS", "--max-time", "10"),
+            *("--cacert", f"{TLS}/ca.crt", "-o", "/dev/null", "-w", "%{http_code}"),
+            *("-H", "Content-Type: application/json", "--data", review(namespace)),
+            *certificate,
+            WEBHOOK,
+            check=False,
+        )
+        return result.stdout.strip(), result.stderr
+
+    # A handshake refused under TLS 1.3 shows as a reset or empty reply after curl's request.
+    status, error = call()
+    assert status == "000", f"answered without a client certificate: {status}"
+    assert "SSL certificate problem" not in error, error
+    status, error = call("--cert", f"{TLS}/tls.crt", "--key", f"{TLS}/tls.key")
+    assert status == "000", f"answered a certificate of cluster-root: {status}"
+    kubectl(
+        kubeconfig,
+        *("-n", namespace, "exec", "caller", "--", "openssl", "req", "-x509", "-nodes"),
+        *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-days", "1"),
+        *("-subj", "/CN=kube-apiserver-webhook-client", "-addext", "extendedKeyUsage=clientAuth"),
+        *("-keyout", "/tmp/stranger.key", "-out", "/tmp/stranger.crt"),
+    )
+    status, error = call("--cert", "/tmp/stranger.crt", "--key", "/tmp/stranger.key")
+    assert status == "000", f"answered a self-signed impersonation: {status}"
+
+    status, error = call(
+        "--cert", f"{APISERVER_TLS}/client.crt", "--key", f"{APISERVER_TLS}/client.key"
+    )
+    assert status == "200", f"the apiserver's certificate got no answer: {status} {error}"
+
+    # Through the apiserver the validating webhook still judges Certificates.
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(e2e_client).create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "certificates",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Certificate",
+                "metadata": {"name": "bad"},
+                "spec": {"secretName": "bad-tls", "dnsNames": [f"ok.{namespace}.svc", "bad..name"]},
+            },
+        )
+    assert "'bad..name' is not a valid DNS name" in refused.value.body
