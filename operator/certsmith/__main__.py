@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 
 import kopf
 
@@ -41,14 +42,18 @@ async def run(args: argparse.Namespace) -> None:
             stop_term.set()
 
         relay_task = asyncio.create_task(relay())
-        await kopf.operator(
-            registry=handlers.REGISTRY,
-            memo=memo,
-            clusterwide=True,
-            standalone=True,
-            identity=f"certsmith-controller@{identity}",
-            stop_flag=stop_term,
-        )
+        shared.leading = True
+        try:
+            await kopf.operator(
+                registry=handlers.REGISTRY,
+                memo=memo,
+                clusterwide=True,
+                standalone=True,
+                identity=f"certsmith-controller@{identity}",
+                stop_flag=stop_term,
+            )
+        finally:
+            shared.leading = False
         relay_task.cancel()
 
     serving = asyncio.create_task(
@@ -69,8 +74,16 @@ async def run(args: argparse.Namespace) -> None:
         clock=runtime.utc_now,
         lead=lead,
         on_contact=shared.apiserver_answered,
+        on_read=shared.watch_health.read,
     )
     campaign = asyncio.create_task(elector.run())
+    threading.Thread(
+        target=leadership.follow_lease,
+        args=(shared.kube,),
+        kwargs={"namespace": cfg.namespace, "delivered": shared.watch_health.delivered},
+        name="lease-canary",
+        daemon=True,
+    ).start()
     # Each kopf operator installs its own signal handlers; ours must win so that a
     # SIGTERM stops both operators, not only the last one started.
     while not stop.is_set() and not serving.done():

@@ -2,8 +2,9 @@
 
 Liveness is kopf's own probe (`--liveness`); readiness here means the default authority is
 loaded (so Certificates can be signed), the apiserver answered within the last 10 s (the
-Lease campaign asks it every 2 s), and, when webhooks are on, the webhook accepts
-connections (so the apiserver's calls will be answered).
+Lease campaign asks it every 2 s), the leader's watch streams deliver (watch_health.py),
+and, when webhooks are on, the webhook accepts connections (so the apiserver's calls will
+be answered).
 """
 
 from __future__ import annotations
@@ -32,12 +33,16 @@ async def serve(
     authority_loaded: Callable[[], bool],
     webhook_port: int | None,
     apiserver_silence: Callable[[], float],
+    controller_problem: Callable[[], str | None],
 ) -> web.AppRunner:
     async def readyz(_: web.Request) -> web.Response:
         problems = []
         silence = apiserver_silence()
         if silence > APISERVER_SILENCE_LIMIT:
             problems.append(f"the apiserver has not answered for {silence:.0f} s")
+        controller = controller_problem()
+        if controller is not None:
+            problems.append(controller)
         if not authority_loaded():
             problems.append("the default CertificateAuthority is not loaded")
         if webhook_port is not None and not await _port_open(webhook_port):

@@ -8,7 +8,7 @@ burst of issuances queues here instead of opening hundreds of connections.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import urllib3
@@ -109,6 +109,27 @@ class Kube:
                 str(detail.get("message") or data[:200]),
             )
         return json.loads(data or b"{}")
+
+    def _watch(self, path: str, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """Watch events until the apiserver ends the stream; a silence longer than the read
+        timeout ends it too (ApiError), so a dead stream is never waited on for long."""
+        request = self._api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=[*query.items(), ("watch", "true")],
+            header_params={"Accept": JSON},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*request, _request_timeout=self._timeout)
+            if not 200 <= response.status < 300:
+                raise ApiError(int(response.status), str(response.reason), "watch refused")
+            for line in response.response:
+                if line.strip():
+                    yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            self._api.rest_client.pool_manager.clear()
+            raise ApiError(0, "Unreachable", str(error)) from None
 
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:
@@ -250,6 +271,14 @@ class Kube:
     def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         return self._get_or_none(path)
+
+    def watch_lease(
+        self, *, namespace: str, name: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        return self._watch(
+            f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
+            {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(timeout_seconds)},
+        )
 
     def create_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -27,8 +28,10 @@ class Elector:
         clock: Callable[[], datetime],
         lead: Callable[[asyncio.Event], Awaitable[Any]],
         on_contact: Callable[[], None] = lambda: None,
+        on_read: Callable[[datetime | None], None] = lambda _: None,
     ) -> None:
         self._on_contact = on_contact
+        self._on_read = on_read
         self._kube = kube.with_timeout(CALL_TIMEOUT)
         self._namespace = namespace
         self._me = identity
@@ -39,6 +42,7 @@ class Elector:
         """One round: the renewTime written when this replica holds the Lease, else None."""
         found = self._kube.get_lease(namespace=self._namespace, name=LEASE_NAME)
         current = lease.holding(found)
+        self._on_read(current.renewed if current else None)
         now = self._clock()
         move = lease.next_move(current, me=self._me, now=now)
         if move is lease.Move.WAIT:
@@ -99,3 +103,23 @@ class Elector:
                     await term
                     term = None
             await asyncio.sleep(lease.RENEW_PERIOD.total_seconds())
+
+
+def follow_lease(
+    kube: Kube, *, namespace: str, delivered: Callable[[datetime | None], None]
+) -> None:
+    """Watch the Lease forever, reporting each renewal delivered (watch_health's canary).
+
+    Runs in a thread of its own. The client's read timeout (15 s) ends a silent stream, but
+    only after the campaign has read renewals it did not deliver: that is the stall signal.
+    """
+    while True:
+        try:
+            for event in kube.watch_lease(namespace=namespace, name=LEASE_NAME, timeout_seconds=60):
+                found = lease.holding(event.get("object"))
+                delivered(found.renewed if found else None)
+        except ApiError as error:
+            # A quiet Lease (no leader yet) ends the stream by read timeout: not news.
+            if not (error.status == 0 and "timed out" in error.message.lower()):
+                logger.warning("Lease watch ended: %s", error)
+            time.sleep(1)

@@ -19,6 +19,7 @@ from certsmith.config import Config
 from certsmith.kube import ApiError, Kube, new_api_client
 from certsmith.reconcile import Outcome, Reconciler
 from certsmith.scheduler import Scheduler
+from certsmith.watch_health import WatchHealth
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Runtime:
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
     last_apiserver_answer: float = field(default_factory=time.monotonic)
+    watch_health: WatchHealth = field(default_factory=lambda: WatchHealth(clock=time.monotonic))
+    leading: bool = False
+    """True while this replica runs the controller (holds the Lease)."""
 
     def apiserver_answered(self) -> None:
         """Called by the Lease campaign after every round the apiserver answered."""
@@ -46,6 +50,10 @@ class Runtime:
 
     def apiserver_silence(self) -> float:
         return time.monotonic() - self.last_apiserver_answer
+
+    def controller_problem(self) -> str | None:
+        """Only the leader's watches feed the controller; a standby's readiness is its webhook."""
+        return self.watch_health.problem() if self.leading else None
 
     def __post_init__(self) -> None:
         self.authorities = AuthorityController(

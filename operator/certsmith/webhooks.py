@@ -78,6 +78,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
             authority_loaded=lambda: runtime.registry.get(cfg.default_authority) is not None,
             webhook_port=cfg.webhook_port if cfg.webhooks else None,
             apiserver_silence=runtime.apiserver_silence,
+            controller_problem=runtime.controller_problem,
         )
 
 
