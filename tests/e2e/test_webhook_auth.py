@@ -9,6 +9,7 @@ an answer; then with the apiserver's certificate, which does (so the path itself
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
@@ -85,13 +86,24 @@ def test_only_the_apiserver_reaches_the_webhook(
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env.get("CERTSMITH_WEBHOOK_CLIENT_CA"), "hack/deploy did not apply webhook-client-auth"
 
+    # What the apiserver holds: its client certificate, and the caBundle it verifies the
+    # webhook with (after a root rotation the pod's ca.crt may no longer include that root).
+    ca_bundle = (
+        client.AdmissionregistrationV1Api(e2e_client)
+        .read_validating_webhook_configuration("certsmith.dev")
+        .webhooks[0]
+        .client_config.ca_bundle
+    )
     core.create_namespaced_secret(
         namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(name="apiserver-client"),
             string_data={
-                name: (apiserver_identity / name).read_text()
-                for name in ("client.crt", "client.key")
+                "ca-bundle.crt": base64.b64decode(ca_bundle).decode(),
+                **{
+                    name: (apiserver_identity / name).read_text()
+                    for name in ("client.crt", "client.key")
+                },
             },
         ),
     )
@@ -135,24 +147,24 @@ def test_only_the_apiserver_reaches_the_webhook(
 
     def call(*certificate: str) -> tuple[str, str]:
         """(HTTP status, curl's error) of the AdmissionReview POSTed to the Service; the
-        webhook's serving certificate is verified against the trust bundle."""
-        result = kubectl(
-            kubeconfig,
-            *("-n", namespace, "exec", "caller", "--", "curl", "-sS", "--max-time", "10"),
-            *("--cacert", f"{TLS}/ca.crt", "-o", "/dev/null", "-w", "%{http_code}"),
-            *("-H", "Content-Type: application/json", "--data", review(namespace)),
-            *certificate,
-            WEBHOOK,
-            check=False,
-        )
+        webhook's serving certificate is verified as the apiserver does."""
+        curl = ["curl", "-sS", "--max-time", "10", "--cacert", f"{APISERVER_TLS}/ca-bundle.crt"]
+        curl += ["-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: application/json"]
+        curl += ["--data", review(namespace), *certificate, WEBHOOK]
+        result = kubectl(kubeconfig, "-n", namespace, "exec", "caller", "--", *curl, check=False)
         return result.stdout.strip(), result.stderr
 
-    # A handshake refused under TLS 1.3 shows as a reset or empty reply after curl's request.
-    status, error = call()
-    assert status == "000", f"answered without a client certificate: {status}"
-    assert "SSL certificate problem" not in error, error
-    status, error = call("--cert", f"{TLS}/tls.crt", "--key", f"{TLS}/tls.key")
-    assert status == "000", f"answered a certificate of cluster-root: {status}"
+    def assert_refused(what: str, *certificate: str) -> None:
+        status, error = call(*certificate)
+        # Under TLS 1.3 the refused handshake shows as a reset or empty reply to the request.
+        assert status == "000", f"the webhook answered {what}: {status}"
+        # The webhook's certificate was accepted: what failed is the caller's.
+        assert "SSL certificate problem" not in error, error
+
+    assert_refused("a caller without a certificate")
+    assert_refused(
+        "a cluster-root certificate", "--cert", f"{TLS}/tls.crt", "--key", f"{TLS}/tls.key"
+    )
     kubectl(
         kubeconfig,
         *("-n", namespace, "exec", "caller", "--", "openssl", "req", "-x509", "-nodes"),
@@ -160,8 +172,9 @@ def test_only_the_apiserver_reaches_the_webhook(
         *("-subj", "/CN=kube-apiserver-webhook-client", "-addext", "extendedKeyUsage=clientAuth"),
         *("-keyout", "/tmp/stranger.key", "-out", "/tmp/stranger.crt"),
     )
-    status, error = call("--cert", "/tmp/stranger.crt", "--key", "/tmp/stranger.key")
-    assert status == "000", f"answered a self-signed impersonation: {status}"
+    assert_refused(
+        "a self-signed impersonation", "--cert", "/tmp/stranger.crt", "--key", "/tmp/stranger.key"
+    )
 
     status, error = call(
         "--cert", f"{APISERVER_TLS}/client.crt", "--key", f"{APISERVER_TLS}/client.key"
