@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ class Runtime:
     authorities: AuthorityController = field(init=False)
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
+    serving_state: serving.ServingState = field(default_factory=serving.ServingState)
     last_apiserver_answer: float = field(default_factory=time.monotonic)
     watch_health: WatchHealth = field(default_factory=lambda: WatchHealth(clock=time.monotonic))
     leading: bool = False
@@ -112,6 +113,23 @@ class Runtime:
         return found
 
     # --- the webhook's serving certificate -----------------------------------------------
+
+    def refresh_serving(self) -> None:
+        """Keep the webhook's certificate and caBundle with the default authority: through a
+        root rotation they move like every leaf, with no restart (every replica, every
+        serving.CHECK_PERIOD)."""
+        self.load_material_for_serving()
+        material = self.serving_material
+        assert material is not None
+        step = serving.plan(self.serving_state, material=material, now=self.clock())
+        if step.reissue:
+            renew_at = self.write_serving_certificate()
+            self.serving_state = replace(
+                self.serving_state, issuer=material.intermediate.certificate, renew_at=renew_at
+            )
+        if step.register:
+            self.register_webhooks()
+            self.serving_state = replace(self.serving_state, registered_bundle=material.bundle_pem)
 
     def write_serving_certificate(self) -> datetime:
         """Issue the webhook's certificate into files kopf's server reloads when they change;

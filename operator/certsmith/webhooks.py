@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from certsmith import health, injection, isolation, metrics, model, webhook_config
+from certsmith import health, injection, isolation, metrics, model, serving, webhook_config
 from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
@@ -45,8 +44,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     loop = asyncio.get_running_loop()
     if cfg.webhooks:
         # The serving certificate comes from the default authority's current intermediate.
-        await loop.run_in_executor(runtime.executor, runtime.load_material_for_serving)
-        renew_at = await loop.run_in_executor(runtime.executor, runtime.write_serving_certificate)
+        await loop.run_in_executor(runtime.executor, runtime.refresh_serving)
         directory = Path(cfg.webhook_cert_dir)
         settings.admission.server = kopf.WebhookServer(
             addr="0.0.0.0",
@@ -68,8 +66,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
                 "webhook callers are not authenticated: set "
                 "CERTSMITH_WEBHOOK_CLIENT_CA (README: Hardening the webhook)"
             )
-        await loop.run_in_executor(runtime.executor, runtime.register_webhooks)
-        memo.serving_renewal = asyncio.create_task(_renew_serving(runtime, renew_at))
+        memo.serving_follower = asyncio.create_task(_follow_authority(runtime))
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
     if cfg.health_port:
@@ -82,18 +79,14 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         )
 
 
-async def _renew_serving(runtime: Runtime, renew_at: datetime) -> None:
+async def _follow_authority(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(max(1.0, (renew_at - runtime.clock()).total_seconds()))
+        await asyncio.sleep(serving.CHECK_PERIOD)
         try:
-            await loop.run_in_executor(runtime.executor, runtime.load_material_for_serving)
-            renew_at = await loop.run_in_executor(
-                runtime.executor, runtime.write_serving_certificate
-            )
+            await loop.run_in_executor(runtime.executor, runtime.refresh_serving)
         except ApiError as error:
-            logger.warning("webhook certificate not renewed yet: %s", error)
-            renew_at = runtime.clock() + timedelta(minutes=1)
+            logger.warning("webhook certificate not checked against the authority: %s", error)
 
 
 @kopf.on.mutate(

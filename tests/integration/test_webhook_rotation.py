@@ -1,0 +1,129 @@
+"""The webhook's own certificate and caBundle go through a root rotation like every leaf,
+without a restart: admission keeps answering throughout, and ends on the new root only."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from kubernetes import client
+
+from tests.integration.conftest import webhook_client_ca
+from tests.integration.test_injection import pod
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+CA = ("certsmith.dev", "v1alpha1", "certificateauthorities", "cluster-root")
+# Longer than a replica takes to notice the new intermediate (15 s) and kopf's server to
+# load the new files (10 s): the old root must outlive the old serving certificate.
+PROPAGATION_DELAY = "30s"
+
+
+def registered_bundle(api_client) -> bytes:
+    configuration = client.AdmissionregistrationV1Api(
+        api_client
+    ).read_mutating_webhook_configuration("certsmith.dev")
+    return base64.b64decode(configuration.webhooks[0].client_config.ca_bundle)
+
+
+def served_by_registered_root(kubeconfig: str, port: int, bundle: bytes) -> bool:
+    """Does the certificate the webhook serves now chain to the caBundle the apiserver uses?"""
+    context = ssl.create_default_context(cadata=bundle.decode())
+    context.check_hostname = False
+    if webhook_client_ca(kubeconfig) is not None:
+        identity = Path(kubeconfig).parent / "webhook-client"
+        context.load_cert_chain(identity / "client.crt", identity / "client.key")
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw),
+        ):
+            return True
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+def test_the_webhook_follows_a_root_rotation_without_a_restart(
+    api_client, kubeconfig, namespace, running_operator
+):
+    objects = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    failures: list[str] = []
+    admitted = 0
+    done = threading.Event()
+
+    def admit_pods() -> None:
+        # Opted-in pods go through the mutating webhook, whose failurePolicy is Fail.
+        nonlocal admitted
+        while not done.is_set():
+            try:
+                core.create_namespaced_pod(
+                    namespace,
+                    pod(
+                        "probe",
+                        labels={"certsmith.dev/inject": "true"},
+                        annotations={"certsmith.dev/identity": "service-account"},
+                    ),
+                    dry_run="All",
+                )
+                admitted += 1
+            except client.ApiException as error:
+                failures.append(f"{error.status}: {error.body}")
+            time.sleep(0.5)
+
+    pid_before = running_operator.process.pid
+    traffic = threading.Thread(target=admit_pods, daemon=True)
+    traffic.start()
+    objects.patch_cluster_custom_object(
+        *CA,
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/rotate-requested-at": datetime.now(UTC).isoformat()}
+            },
+            "spec": {"rotation": {"propagationDelay": PROPAGATION_DELAY, "reissueRate": 100}},
+        },
+    )
+    started = time.monotonic()
+
+    def rotated() -> bool:
+        status = objects.get_cluster_custom_object(*CA).get("status") or {}
+        rotation = status.get("rotation") or {}
+        return status.get("phase") == "Ready" and status.get("trustedRoots") == [
+            rotation.get("newRootFingerprint")
+        ]
+
+    wait_for(lambda: not rotated(), timeout=30, what="the rotation to start")
+    wait_for(rotated, timeout=240, what="the rotation to end")
+    new_roots = {
+        c.fingerprint(c.signature_hash_algorithm)  # type: ignore[arg-type]
+        for c in x509.load_pem_x509_certificates(
+            base64.b64decode(
+                core.read_namespaced_secret("cluster-root-root", "certsmith").data["tls.crt"]
+            )
+        )
+    }
+
+    def bundle_is_new_root_only() -> bool:
+        bundle = x509.load_pem_x509_certificates(registered_bundle(api_client))
+        return {c.fingerprint(c.signature_hash_algorithm) for c in bundle} == new_roots  # type: ignore[arg-type]
+
+    wait_for(bundle_is_new_root_only, timeout=30, what="the caBundle on the new root only")
+    assert served_by_registered_root(
+        kubeconfig, running_operator.webhook_port, registered_bundle(api_client)
+    )
+    time.sleep(2)
+    done.set()
+    traffic.join()
+    print(
+        f"\nwebhook through a root rotation ({PROPAGATION_DELAY} delay): "
+        f"{time.monotonic() - started:.0f} s, {admitted} admissions, {len(failures)} failed"
+    )
+    assert running_operator.process.pid == pid_before, "the operator restarted"
+    assert admitted > 0 and not failures, failures[:3]
