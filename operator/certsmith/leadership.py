@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import lease
@@ -102,7 +102,11 @@ class Elector:
                     stop_term.set()
                     await term
                     term = None
-            await asyncio.sleep(lease.RENEW_PERIOD.total_seconds())
+            pause = lease.RENEW_PERIOD
+            if term is not None and not term.done() and last_renewed is not None:
+                # Wake for the give-up deadline even when it falls inside the pause.
+                pause = min(pause, max(timedelta(0), last_renewed + lease.GIVE_UP - now))
+            await asyncio.sleep(pause.total_seconds())
 
 
 def follow_lease(
