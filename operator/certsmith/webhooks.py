@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,11 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
                 "webhook callers are not authenticated: set "
                 "CERTSMITH_WEBHOOK_CLIENT_CA (README: Hardening the webhook)"
             )
-        memo.serving_follower = asyncio.create_task(_follow_authority(runtime))
+        # A thread, not an asyncio task: when the controller's kopf operator stops (the
+        # Lease lost), kopf cancels every task created after it started, whoever owns it.
+        threading.Thread(
+            target=_follow_authority, args=(runtime,), name="serving-follower", daemon=True
+        ).start()
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
     if cfg.health_port:
@@ -79,14 +85,17 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         )
 
 
-async def _follow_authority(runtime: Runtime) -> None:
-    loop = asyncio.get_running_loop()
+def _follow_authority(runtime: Runtime) -> None:
     while True:
-        await asyncio.sleep(serving.CHECK_PERIOD)
+        time.sleep(serving.CHECK_PERIOD)
         try:
-            await loop.run_in_executor(runtime.executor, runtime.refresh_serving)
+            runtime.refresh_serving()
         except ApiError as error:
             logger.warning("webhook certificate not checked against the authority: %s", error)
+        except Exception:
+            # This loop is what moves the webhook through a root rotation: it must outlive
+            # any single failure, and say what it was.
+            logger.exception("webhook certificate not checked against the authority")
 
 
 @kopf.on.mutate(
