@@ -7,6 +7,7 @@ burst of issuances queues here instead of opening hundreds of connections.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -71,7 +72,7 @@ class Kube:
         """The same client and connections, with a shorter fuse (the Lease campaign)."""
         return Kube(self._api, timeout=timeout)
 
-    def _call(
+    def _send(
         self,
         method: str,
         path: str,
@@ -79,7 +80,8 @@ class Kube:
         body: Any = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Any:
+        """The response, its body not read yet; raise for an error status."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -88,17 +90,9 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        try:
-            response = self._api.call_api(*request, _request_timeout=self._timeout)
-            data = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            # The apiserver is unreachable (restarting, network): an ApiError like any other,
-            # so callers retry on their own short back-off rather than crash or stall. Idle
-            # pooled connections went over the same path: drop them so the retry dials anew
-            # instead of finding the next dead one.
-            self._api.rest_client.pool_manager.clear()
-            raise ApiError(0, "Unreachable", str(error)) from None
+        response = self._api.call_api(*request, _request_timeout=self._timeout)
         if not 200 <= response.status < 300:
+            data = response.read()
             try:
                 detail = json.loads(data or b"{}")
             except ValueError:
@@ -108,28 +102,42 @@ class Kube:
                 str(detail.get("reason") or response.reason),
                 str(detail.get("message") or data[:200]),
             )
+        return response
+
+    @contextlib.contextmanager
+    def _unreachable_is_an_api_error(self) -> Iterator[None]:
+        try:
+            yield
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            # The apiserver is unreachable (restarting, network): an ApiError like any other,
+            # so callers retry on their own short back-off rather than crash or stall. Idle
+            # pooled connections went over the same path: drop them so the retry dials anew
+            # instead of finding the next dead one.
+            self._api.rest_client.pool_manager.clear()
+            raise ApiError(0, "Unreachable", str(error)) from None
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = JSON,
+        query: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        with self._unreachable_is_an_api_error():
+            response = self._send(method, path, body=body, content_type=content_type, query=query)
+            data = response.read()
         return json.loads(data or b"{}")
 
     def _watch(self, path: str, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         """Watch events until the apiserver ends the stream; a silence longer than the read
         timeout ends it too (ApiError), so a dead stream is never waited on for long."""
-        request = self._api.param_serialize(
-            method="GET",
-            resource_path=path,
-            query_params=[*query.items(), ("watch", "true")],
-            header_params={"Accept": JSON},
-            auth_settings=["BearerToken"],
-        )
-        try:
-            response = self._api.call_api(*request, _request_timeout=self._timeout)
-            if not 200 <= response.status < 300:
-                raise ApiError(int(response.status), str(response.reason), "watch refused")
+        with self._unreachable_is_an_api_error():
+            response = self._send("GET", path, query={**query, "watch": "true"})
             for line in response.response:
                 if line.strip():
                     yield json.loads(line)
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            self._api.rest_client.pool_manager.clear()
-            raise ApiError(0, "Unreachable", str(error)) from None
 
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
         try:

@@ -71,13 +71,13 @@ class Elector:
         loop = asyncio.get_running_loop()
         term: asyncio.Task[Any] | None = None
         stop_term = asyncio.Event()
-        last_renewed: datetime | None = None
+        # While leading: when to stop acting unless a renewal succeeds first.
+        give_up_at: datetime | None = None
         while True:
-            leading = term is not None and not term.done()
             budget = lease.ROUND_TIMEOUT
-            if leading and last_renewed is not None:
+            if give_up_at is not None:
                 # A round stuck on a dead connection must not outlast our claim on the Lease.
-                budget = min(budget, last_renewed + lease.GIVE_UP - self._clock())
+                budget = min(budget, give_up_at - self._clock())
             renewed_at: datetime | None = None
             try:
                 renewed_at = await asyncio.wait_for(
@@ -92,20 +92,26 @@ class Elector:
             if renewed_at is not None:
                 # What the other replicas see is the renewTime written, not when it was
                 # acknowledged: the give-up clock starts there.
-                last_renewed = renewed_at
+                give_up_at = renewed_at + lease.GIVE_UP
                 if term is None or term.done():
                     stop_term = asyncio.Event()
                     term = asyncio.create_task(self._lead(stop_term))
-            elif term is not None and not term.done():
-                if last_renewed is None or now - last_renewed >= lease.GIVE_UP:
-                    logger.warning("%s lost the Lease: the controller stops", self._me)
-                    stop_term.set()
-                    await term
-                    term = None
+            elif (
+                give_up_at is not None
+                and now >= give_up_at
+                and term is not None
+                and not term.done()
+            ):
+                logger.warning("%s lost the Lease: the controller stops", self._me)
+                stop_term.set()
+                await term
+                term = None
+            if term is None or term.done():
+                give_up_at = None
             pause = lease.RENEW_PERIOD
-            if term is not None and not term.done() and last_renewed is not None:
+            if give_up_at is not None:
                 # Wake for the give-up deadline even when it falls inside the pause.
-                pause = min(pause, max(timedelta(0), last_renewed + lease.GIVE_UP - now))
+                pause = min(pause, max(timedelta(0), give_up_at - now))
             await asyncio.sleep(pause.total_seconds())
 
 
