@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
+from tests.e2e.pods import opted_in_curl_pod, pod_ready
 from tests.support import REPO_ROOT, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -53,11 +54,6 @@ def serial_of(api: client.ApiClient, namespace: str, name: str) -> str | None:
 
 def client_log(kubeconfig: str, namespace: str, pod: str = "mtls-client") -> list[str]:
     return kubectl(kubeconfig, "-n", namespace, "logs", pod).stdout.splitlines()
-
-
-def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
-    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def exec_in(kubeconfig: str, namespace: str, pod: str, *command: str) -> str:
@@ -168,23 +164,7 @@ def test_certificate_from_another_authority_is_refused(certsmith_installed, e2e_
         )
         client.CoreV1Api(e2e_client).create_namespaced_pod(
             namespace,
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(
-                    name="rogue",
-                    labels={"certsmith.dev/inject": "true"},
-                    annotations={"certsmith.dev/certificate": "rogue"},
-                ),
-                spec=client.V1PodSpec(
-                    containers=[
-                        client.V1Container(
-                            name="curl",
-                            image="certsmith/mtls-demo:dev",
-                            image_pull_policy="IfNotPresent",
-                            command=["sleep", "infinity"],
-                        )
-                    ]
-                ),
-            ),
+            opted_in_curl_pod("rogue", annotations={"certsmith.dev/certificate": "rogue"}),
         )
         wait_for(
             lambda: pod_ready(e2e_client, namespace, "rogue"),
@@ -221,23 +201,11 @@ def test_service_account_identity_pod_completes_mtls(certsmith_installed, e2e_cl
     created = time.monotonic()
     core.create_namespaced_pod(
         namespace,
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(
-                name="reporting",
-                labels={"certsmith.dev/inject": "true"},
-                annotations={"certsmith.dev/identity": "service-account"},
-            ),
-            spec=client.V1PodSpec(
-                service_account_name="reporting",
-                containers=[
-                    client.V1Container(
-                        name="curl",
-                        image="certsmith/mtls-demo:dev",
-                        image_pull_policy="IfNotPresent",
-                        command=["call-mtls", f"https://mtls-server.{namespace}.svc:8443/", "1"],
-                    )
-                ],
-            ),
+        opted_in_curl_pod(
+            "reporting",
+            annotations={"certsmith.dev/identity": "service-account"},
+            command=["call-mtls", f"https://mtls-server.{namespace}.svc:8443/", "1"],
+            service_account="reporting",
         ),
     )
     wait_for(

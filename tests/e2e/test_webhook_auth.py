@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.e2e.pods import opted_in_curl_pod, pod_ready
 from tests.support import REPO_ROOT, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -72,11 +73,6 @@ def review(namespace: str) -> str:
     )
 
 
-def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
-    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-
-
 def test_only_the_apiserver_reaches_the_webhook(
     certsmith_installed, e2e_client, e2e_namespace, apiserver_identity
 ):
@@ -110,32 +106,10 @@ def test_only_the_apiserver_reaches_the_webhook(
     # Opted in: the apiserver calls the mutating webhook, which mounts a certsmith certificate.
     core.create_namespaced_pod(
         namespace,
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(
-                name="caller",
-                labels={"certsmith.dev/inject": "true"},
-                annotations={"certsmith.dev/identity": "service-account"},
-            ),
-            spec=client.V1PodSpec(
-                termination_grace_period_seconds=1,
-                containers=[
-                    client.V1Container(
-                        name="curl",
-                        image="certsmith/mtls-demo:dev",
-                        image_pull_policy="IfNotPresent",
-                        command=["sleep", "infinity"],
-                        volume_mounts=[
-                            client.V1VolumeMount(name="apiserver", mount_path=APISERVER_TLS)
-                        ],
-                    )
-                ],
-                volumes=[
-                    client.V1Volume(
-                        name="apiserver",
-                        secret=client.V1SecretVolumeSource(secret_name="apiserver-client"),
-                    )
-                ],
-            ),
+        opted_in_curl_pod(
+            "caller",
+            annotations={"certsmith.dev/identity": "service-account"},
+            secret_mounts={"apiserver-client": APISERVER_TLS},
         ),
     )
     wait_for(

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +56,9 @@ class OperatorProcess:
             "CERTSMITH_METRICS_PORT": str(self.metrics_port),
             "CERTSMITH_HEALTH_PORT": str(self.health_port),
         }
-        client_ca = webhook_client_ca(self.kubeconfig)
-        if client_ca is not None:
-            env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_ca)
+        client_pki = webhook_client_pki(self.kubeconfig)
+        if client_pki is not None:
+            env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_pki / "client-ca.crt")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "certsmith"], env=env, stdout=log, stderr=subprocess.STDOUT
@@ -66,6 +68,17 @@ class OperatorProcess:
         """Until the CA is Ready and the webhook answers on its port."""
         wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
         wait_for(self._webhook_listening, timeout=30, what="webhook server listening")
+
+    def readyz(self) -> int | None:
+        """The status code of /readyz, or None while nothing answers on its port."""
+        url = f"http://127.0.0.1:{self.health_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return None
 
     def _webhook_listening(self) -> bool:
         with socket.socket() as probe:
@@ -92,11 +105,12 @@ class OperatorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def webhook_client_ca(kubeconfig: str) -> Path | None:
-    """The CA of the apiserver's webhook client certificate, when hack/cluster made one
-    (it sits next to the kubeconfig); the operator then refuses any other caller."""
-    path = Path(kubeconfig).parent / "webhook-client" / "client-ca.crt"
-    return path if path.exists() else None
+def webhook_client_pki(kubeconfig: str) -> Path | None:
+    """hack/webhook-client-pki's directory (the apiserver's client certificate for webhooks
+    and its CA) when hack/cluster made one next to the kubeconfig; the operator under test
+    then refuses any other caller."""
+    directory = Path(kubeconfig).parent / "webhook-client"
+    return directory if (directory / "client-ca.crt").exists() else None
 
 
 def _free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import urllib.request
 
 import pytest
 from kubernetes import client
@@ -27,16 +26,6 @@ def holder(api_client) -> str | None:
     return lease.spec.holder_identity
 
 
-def serving(replica: OperatorProcess) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{replica.health_port}/readyz", timeout=2
-        ) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 def test_one_replica_acts_and_the_other_takes_over(
     api_client, kubeconfig, namespace, running_operator, tmp_path
 ):
@@ -49,7 +38,7 @@ def test_one_replica_acts_and_the_other_takes_over(
         replica.start()
     try:
         for replica in replicas.values():
-            wait_for(lambda r=replica: serving(r), timeout=60, what="replica serving")
+            wait_for(lambda r=replica: r.readyz() == 200, timeout=60, what="replica serving")
         wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
 
         takeovers = []
@@ -69,7 +58,9 @@ def test_one_replica_acts_and_the_other_takes_over(
             )
             takeovers.append(time.monotonic() - killed_at)
             replicas[leader].start()  # back as the standby
-            wait_for(lambda r=replicas[leader]: serving(r), timeout=60, what="standby serving")
+            wait_for(
+                lambda r=replicas[leader]: r.readyz() == 200, timeout=60, what="standby serving"
+            )
         print(
             f"\ntakeovers (kill → new leader issued): {', '.join(f'{t:.1f}s' for t in takeovers)}"
         )

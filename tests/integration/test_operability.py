@@ -180,19 +180,12 @@ def test_readiness_means_the_operator_can_work(running_operator):
 
 def test_readiness_reports_an_unreachable_apiserver_and_recovers(running_operator):
     """While the apiserver is down the replica says it is not ready; then it is again."""
-
-    def ready() -> int:
-        try:
-            return urllib.request.urlopen(
-                f"http://127.0.0.1:{running_operator.health_port}/readyz", timeout=2
-            ).status
-        except urllib.error.HTTPError as error:
-            return error.code
-
     cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
     state = Path(os.environ.get("CERTSMITH_STATE", cache / "state")) / "apiserver"
     pid = int((state / "kube-apiserver.pid").read_text())
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: ready() == 503, timeout=30, what="readiness to report the outage")
+    wait_for(
+        lambda: running_operator.readyz() == 503, timeout=30, what="readiness to report the outage"
+    )
     subprocess.run([str(REPO_ROOT / "hack" / "cluster"), "up"], check=True, capture_output=True)
-    wait_for(lambda: ready() == 200, timeout=30, what="readiness back")
+    wait_for(lambda: running_operator.readyz() == 200, timeout=30, what="readiness back")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,16 +33,6 @@ def _proxied(kubeconfig: str, path: Path) -> FreezingProxy:
     return proxy
 
 
-def _ready(replica: OperatorProcess) -> bool:
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{replica.health_port}/readyz", timeout=2
-        ) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 def test_missed_changes_are_caught_up_after_a_silent_disconnect(
     api_client, kubeconfig, namespace, running_operator, tmp_path
 ):
@@ -55,7 +44,7 @@ def test_missed_changes_are_caught_up_after_a_silent_disconnect(
     not_ready: list[float] = []
     watching = threading.Event()
     try:
-        wait_for(lambda: _ready(replica), timeout=60, what="the replica ready")
+        wait_for(lambda: replica.readyz() == 200, timeout=60, what="the replica ready")
         certs.create(api_client, namespace, certs.certificate("before", dnsNames=["b.example.com"]))
         wait_for(lambda: certs.is_ready(api_client, namespace, "before"), timeout=30, what="before")
         time.sleep(5)  # the watch streams are mid-flight now
@@ -65,7 +54,7 @@ def test_missed_changes_are_caught_up_after_a_silent_disconnect(
 
         def watch_readiness() -> None:
             while not watching.is_set():
-                if not _ready(replica):
+                if replica.readyz() != 200:
                     not_ready.append(time.monotonic() - frozen_at)
                 time.sleep(0.5)
 
@@ -78,7 +67,9 @@ def test_missed_changes_are_caught_up_after_a_silent_disconnect(
             what="the Certificate created after the disconnect",
         )
         caught_up = time.monotonic() - created_at
-        wait_for(lambda: _ready(replica), timeout=60, what="readiness back after catching up")
+        wait_for(
+            lambda: replica.readyz() == 200, timeout=60, what="readiness back after catching up"
+        )
         ready_again = time.monotonic() - frozen_at
         watching.set()
         print(

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from certsmith.pki import ca
-from tests.integration.conftest import webhook_client_ca
+from tests.integration.conftest import webhook_client_pki
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +79,9 @@ def _review(namespace: str) -> dict:
 
 @pytest.fixture
 def apiserver_identity(kubeconfig: str) -> tuple[Path, Path]:
-    if webhook_client_ca(kubeconfig) is None:
+    directory = webhook_client_pki(kubeconfig)
+    if directory is None:
         pytest.skip("this cluster gives the apiserver no webhook client certificate")
-    directory = Path(kubeconfig).parent / "webhook-client"
     return directory / "client.crt", directory / "client.key"
 
 

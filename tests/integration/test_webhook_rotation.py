@@ -9,18 +9,16 @@ import ssl
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from cryptography import x509
 from kubernetes import client
 
-from tests.integration.conftest import webhook_client_ca
+from tests.integration.conftest import webhook_client_pki
 from tests.integration.test_injection import pod
+from tests.integration.test_root_rotation import CA, bundle_fingerprints
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-CA = ("certsmith.dev", "v1alpha1", "certificateauthorities", "cluster-root")
 # Longer than a replica takes to notice the new intermediate (15 s) and kopf's server to
 # load the new files (10 s): the old root must outlive the old serving certificate.
 PROPAGATION_DELAY = "30s"
@@ -37,8 +35,8 @@ def served_by_registered_root(kubeconfig: str, port: int, bundle: bytes) -> bool
     """Does the certificate the webhook serves now chain to the caBundle the apiserver uses?"""
     context = ssl.create_default_context(cadata=bundle.decode())
     context.check_hostname = False
-    if webhook_client_ca(kubeconfig) is not None:
-        identity = Path(kubeconfig).parent / "webhook-client"
+    identity = webhook_client_pki(kubeconfig)
+    if identity is not None:
         context.load_cert_chain(identity / "client.crt", identity / "client.key")
     try:
         with (
@@ -92,27 +90,18 @@ def test_the_webhook_follows_a_root_rotation_without_a_restart(
     )
     started = time.monotonic()
 
-    def rotated() -> bool:
+    def rotated_to() -> str | None:
+        """The new root's fingerprint once the rotation is over, the old root gone."""
         status = objects.get_cluster_custom_object(*CA).get("status") or {}
-        rotation = status.get("rotation") or {}
-        return status.get("phase") == "Ready" and status.get("trustedRoots") == [
-            rotation.get("newRootFingerprint")
-        ]
+        new_root = (status.get("rotation") or {}).get("newRootFingerprint")
+        done = status.get("phase") == "Ready" and status.get("trustedRoots") == [new_root]
+        return new_root if done else None
 
-    wait_for(lambda: not rotated(), timeout=30, what="the rotation to start")
-    wait_for(rotated, timeout=240, what="the rotation to end")
-    new_roots = {
-        c.fingerprint(c.signature_hash_algorithm)  # type: ignore[arg-type]
-        for c in x509.load_pem_x509_certificates(
-            base64.b64decode(
-                core.read_namespaced_secret("cluster-root-root", "certsmith").data["tls.crt"]
-            )
-        )
-    }
+    wait_for(lambda: not rotated_to(), timeout=30, what="the rotation to start")
+    new_root = wait_for(rotated_to, timeout=240, what="the rotation to end")
 
     def bundle_is_new_root_only() -> bool:
-        bundle = x509.load_pem_x509_certificates(registered_bundle(api_client))
-        return {c.fingerprint(c.signature_hash_algorithm) for c in bundle} == new_roots  # type: ignore[arg-type]
+        return bundle_fingerprints(registered_bundle(api_client)) == {new_root}
 
     wait_for(bundle_is_new_root_only, timeout=30, what="the caBundle on the new root only")
     assert served_by_registered_root(

@@ -1,0 +1,54 @@
+"""Pods the e2e tests run: the demo image's curl, opted in to certsmith's injection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kubernetes import client
+
+DEMO_IMAGE = "certsmith/mtls-demo:dev"
+
+
+def opted_in_curl_pod(
+    name: str,
+    *,
+    annotations: dict[str, str],
+    command: Sequence[str] = ("sleep", "infinity"),
+    service_account: str | None = None,
+    secret_mounts: dict[str, str] | None = None,
+) -> client.V1Pod:
+    """A pod the mutating webhook gives a certificate (`annotations` say which); extra
+    Secrets in `secret_mounts` (Secret name → path) are mounted too."""
+    mounts = secret_mounts or {}
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=name, labels={"certsmith.dev/inject": "true"}, annotations=annotations
+        ),
+        spec=client.V1PodSpec(
+            service_account_name=service_account,
+            termination_grace_period_seconds=1,
+            containers=[
+                client.V1Container(
+                    name="curl",
+                    image=DEMO_IMAGE,
+                    image_pull_policy="IfNotPresent",
+                    command=list(command),
+                    volume_mounts=[
+                        client.V1VolumeMount(name=secret, mount_path=path)
+                        for secret, path in mounts.items()
+                    ]
+                    or None,
+                )
+            ],
+            volumes=[
+                client.V1Volume(name=secret, secret=client.V1SecretVolumeSource(secret_name=secret))
+                for secret in mounts
+            ]
+            or None,
+        ),
+    )
+
+
+def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
+    pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
