@@ -269,7 +269,9 @@ class Reconciler:
         )
 
         renewed = previous is not None and previous.leaf is not None
-        if renewed:
+        if revision > 1:
+            # An earlier leaf exists in pods: from this Secret, or from one that was deleted
+            # or named before (injected pods follow the Certificate, env never refreshes).
             self._restart_workloads(namespace, name, spec.secret_name, inspect.serial_hex(leaf))
         self._event(
             body,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
+from certsmith import rollout
 from tests.integration import certs
 from tests.support import wait_for
 
@@ -167,6 +168,23 @@ def test_reissue_rolls_workloads_whose_pods_get_the_certificate_by_injection_or_
     )
     assert "certsmith.dev/rotated-secret" not in template_annotations(
         apps, namespace, "not-injected"
+    )
+
+    # A new secretName: injected pods follow the Certificate, so they are rolled to it too.
+    certs.patch_spec(api_client, namespace, "api", {"secretName": "api-moved-tls"})
+    moved = wait_for(
+        lambda: (body := certs.is_ready(api_client, namespace, "api"))
+        and body["status"]["serialNumber"],
+        timeout=15,
+        what="api issued into its new Secret",
+    )
+    wait_for(
+        lambda: rollout.rotated(template_annotations(apps, namespace, "injected")).get(
+            "api-moved-tls"
+        )
+        == moved,
+        timeout=15,
+        what="Deployment with an injected certificate rolled to the new Secret",
     )
 
 
