@@ -175,6 +175,16 @@ def test_injected_key_is_not_readable_by_others(api_client, namespace, running_o
     )
     assert file_modes(chosen)["tls.key"] == 0o400
 
+    # A non-root user without fsGroup cannot read a root-owned 0440 key: kubectl says so.
+    non_root = pod("db-999", labels=labels, annotations={"certsmith.dev/certificate": "db"})
+    non_root.spec.security_context = client.V1PodSecurityContext(run_as_user=999)
+    _, _, headers = core.create_namespaced_pod_with_http_info(namespace, non_root, dry_run="All")
+    assert "container 'app' runs as a non-root user" in headers.get("Warning", "")
+    assert "fsGroup" in headers.get("Warning", "")
+    non_root.spec.security_context.fs_group = 999
+    _, _, headers = core.create_namespaced_pod_with_http_info(namespace, non_root, dry_run="All")
+    assert "non-root" not in headers.get("Warning", "")
+
     with pytest.raises(client.ApiException) as refused:
         core.create_namespaced_pod(
             namespace,
