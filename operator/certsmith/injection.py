@@ -7,14 +7,22 @@ keeps every other pod out of its path) and says what it wants by annotation:
 - `certsmith.dev/identity: service-account`: get a Certificate for the pod's service
   account, `spiffe://<trust domain>/ns/<ns>/sa/<sa>`, plus `certsmith.dev/dns-names`
   (comma-separated) if given;
-- `certsmith.dev/mount-path`: where to mount (default /var/run/certsmith/tls).
+- `certsmith.dev/mount-path`: where to mount (default /var/run/certsmith/tls);
+- `certsmith.dev/key-mode`: the file mode of tls.key (default 0440).
 
-The Secret is mounted read-only in every container and init container.
+The Secret is mounted read-only in every container and init container (ephemeral
+containers cannot be set on create; `kubectl debug` adds them later, with their own mounts).
+Files: tls.crt and ca.crt 0444, tls.key the key mode. kubelet writes secret volume files
+owned by root; with `securityContext.fsGroup` it makes them group-owned by fsGroup and adds
+group read (mode | 0440, pkg/volume/volume_linux.go), so the pod's processes read the key
+through that group. The default 0440 is thus the mode of the file with or without fsGroup,
+and one PostgreSQL accepts for a root-owned key (at most 0640).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +32,12 @@ CERTIFICATE_ANNOTATION = "certsmith.dev/certificate"
 IDENTITY_ANNOTATION = "certsmith.dev/identity"
 DNS_NAMES_ANNOTATION = "certsmith.dev/dns-names"
 MOUNT_PATH_ANNOTATION = "certsmith.dev/mount-path"
+KEY_MODE_ANNOTATION = "certsmith.dev/key-mode"
 DEFAULT_MOUNT_PATH = "/var/run/certsmith/tls"
+DEFAULT_KEY_MODE = 0o440
+CERTIFICATE_FILE_MODE = 0o444
+KEY_FILE = "tls.key"
+CERTIFICATE_FILES = ("tls.crt", "ca.crt")
 VOLUME_NAME = "certsmith-tls"
 SERVICE_ACCOUNT_IDENTITY = "service-account"
 IDENTITY_LABEL = "certsmith.dev/service-account"
@@ -40,6 +53,9 @@ class InjectionRequest:
     """A named Certificate to mount; None when the pod asks for its service-account identity."""
     dns_names: tuple[str, ...]
     mount_path: str
+    """Absolute and normalised: no empty, `.` or `..` segments, no trailing slash."""
+    key_mode: int
+    """Permission bits of tls.key, e.g. 0o440."""
 
 
 def parse_request(annotations: Mapping[str, str]) -> InjectionRequest:
@@ -59,17 +75,69 @@ def parse_request(annotations: Mapping[str, str]) -> InjectionRequest:
             f"annotation {IDENTITY_ANNOTATION}: {identity!r} is not supported "
             f"(use {SERVICE_ACCOUNT_IDENTITY!r})"
         )
-    mount_path = annotations.get(MOUNT_PATH_ANNOTATION, DEFAULT_MOUNT_PATH).strip()
-    if not mount_path.startswith("/") or ":" in mount_path:
-        raise InjectionError(
-            f"annotation {MOUNT_PATH_ANNOTATION}: {mount_path!r} must be an absolute path"
-        )
+    mount_path = _mount_path(annotations.get(MOUNT_PATH_ANNOTATION, DEFAULT_MOUNT_PATH).strip())
+    key_mode = _key_mode(annotations.get(KEY_MODE_ANNOTATION, f"{DEFAULT_KEY_MODE:04o}").strip())
     dns_names = tuple(
         sorted(
             {n.strip().lower() for n in annotations.get(DNS_NAMES_ANNOTATION, "").split(",")} - {""}
         )
     )
-    return InjectionRequest(certificate=certificate, dns_names=dns_names, mount_path=mount_path)
+    return InjectionRequest(
+        certificate=certificate, dns_names=dns_names, mount_path=mount_path, key_mode=key_mode
+    )
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s not in ("", ".")]
+
+
+def _mount_path(text: str) -> str:
+    segments = _segments(text)
+    # `..` would let the mount land outside the directory the annotation names.
+    if not text.startswith("/") or ":" in text or ".." in segments or not segments:
+        raise InjectionError(
+            f"annotation {MOUNT_PATH_ANNOTATION}: {text!r} must be an absolute path below / "
+            "without '..' or ':'"
+        )
+    return "/" + "/".join(segments)
+
+
+def _key_mode(text: str) -> int:
+    """An octal mode such as "0440" or "400": owner read at least, nothing for others."""
+    if not re.fullmatch(r"0?[0-7]{3}", text):
+        raise InjectionError(
+            f'annotation {KEY_MODE_ANNOTATION}: {text!r} is not an octal file mode like "0440"'
+        )
+    mode = int(text, 8)
+    if mode & 0o007:
+        raise InjectionError(
+            f"annotation {KEY_MODE_ANNOTATION}: {text!r} gives other users access to the "
+            "private key (the last digit must be 0); give access through the group (fsGroup)"
+        )
+    if not mode & 0o400:
+        raise InjectionError(
+            f"annotation {KEY_MODE_ANNOTATION}: {text!r} does not let the owner read the key"
+        )
+    return mode
+
+
+def service_account(pod_spec: Mapping[str, Any]) -> str:
+    """The pod's service account; the apiserver's ServiceAccount admission defaults it."""
+    return pod_spec.get("serviceAccountName") or "default"
+
+
+def injected_certificate(metadata: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> str | None:
+    """The Certificate whose Secret the webhook mounts in pods made from this template, or
+    None: no opt-in label, or annotations the webhook refuses (such pods are never created)."""
+    if (metadata.get("labels") or {}).get(INJECT_LABEL) != "true":
+        return None
+    try:
+        request = parse_request(metadata.get("annotations") or {})
+    except InjectionError:
+        return None
+    if request.certificate is not None:
+        return request.certificate
+    return identity_certificate_name(service_account(pod_spec), request.dns_names)
 
 
 def identity_certificate_name(service_account: str, dns_names: Sequence[str]) -> str:
@@ -102,18 +170,60 @@ def identity_certificate(
     }
 
 
+def secret_volume(*, secret_name: str, key_mode: int) -> dict[str, Any]:
+    """The volume certsmith adds: exactly tls.crt, ca.crt (0444) and tls.key (`key_mode`),
+    which every Secret certsmith writes holds."""
+    items = [{"key": name, "path": name} for name in CERTIFICATE_FILES]
+    items.append({"key": KEY_FILE, "path": KEY_FILE, "mode": key_mode})
+    return {
+        "name": VOLUME_NAME,
+        "secret": {"secretName": secret_name, "defaultMode": CERTIFICATE_FILE_MODE, "items": items},
+    }
+
+
 def _with_mount(container: Mapping[str, Any], mount_path: str) -> dict[str, Any]:
-    mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != VOLUME_NAME]
+    name = container.get("name")
+    mounts = []
+    for mount in container.get("volumeMounts") or []:
+        path = "/" + "/".join(_segments(mount.get("mountPath") or ""))
+        if mount.get("name") == VOLUME_NAME:
+            if path != mount_path:
+                raise InjectionError(
+                    f"container {name!r} mounts volume {VOLUME_NAME} at {path} but annotation "
+                    f"{MOUNT_PATH_ANNOTATION} asks for {mount_path}: remove that mount or set "
+                    "the annotation to its path"
+                )
+            continue  # ours, from an earlier call (reinvocation): added again below
+        if path == mount_path:
+            raise InjectionError(
+                f"annotation {MOUNT_PATH_ANNOTATION}: container {name!r} already mounts volume "
+                f"{mount.get('name')!r} at {mount_path}; choose another path"
+            )
+        mounts.append(mount)
     mounts.append({"name": VOLUME_NAME, "mountPath": mount_path, "readOnly": True})
     return {**container, "volumeMounts": mounts}
 
 
 def mounted_pod_spec(
-    pod_spec: Mapping[str, Any], *, secret_name: str, mount_path: str
+    pod_spec: Mapping[str, Any], *, secret_name: str, mount_path: str, key_mode: int
 ) -> dict[str, Any]:
-    """The pod spec's volumes and containers with the Secret mounted; idempotent."""
-    volumes = [v for v in pod_spec.get("volumes") or [] if v.get("name") != VOLUME_NAME]
-    volumes.append({"name": VOLUME_NAME, "secret": {"secretName": secret_name}})
+    """The pod spec's volumes and containers with the Secret mounted; idempotent, as a
+    reinvoked webhook needs (reinvocationPolicy IfNeeded).
+
+    Raises InjectionError naming what is in the way: a volume called certsmith-tls that is
+    not this Secret, a mount of it elsewhere, or another mount at `mount_path` (the
+    apiserver would refuse two mounts at one path with a message that names no annotation).
+    """
+    volumes = []
+    for volume in pod_spec.get("volumes") or []:
+        if volume.get("name") != VOLUME_NAME:
+            volumes.append(volume)
+        elif set(volume) != {"name", "secret"} or volume["secret"].get("secretName") != secret_name:
+            raise InjectionError(
+                f"the pod already has a volume named {VOLUME_NAME} that is not the Secret "
+                f"{secret_name}; certsmith mounts the certificate under that name: rename it"
+            )
+    volumes.append(secret_volume(secret_name=secret_name, key_mode=key_mode))
     result: dict[str, Any] = {
         "volumes": volumes,
         "containers": [_with_mount(c, mount_path) for c in pod_spec.get("containers") or []],
@@ -121,3 +231,29 @@ def mounted_pod_spec(
     if pod_spec.get("initContainers"):
         result["initContainers"] = [_with_mount(c, mount_path) for c in pod_spec["initContainers"]]
     return result
+
+
+def unreadable_key_warnings(
+    pod_spec: Mapping[str, Any], *, mount_path: str, key_mode: int
+) -> list[str]:
+    """Containers known to run as a non-root user that cannot read tls.key: without fsGroup
+    the file is owned by root:root, so only root, or group 0 when `key_mode` has group read,
+    can. A container whose user comes from its image is not judged (unknown here)."""
+    pod_security = pod_spec.get("securityContext") or {}
+    if pod_security.get("fsGroup") is not None:
+        return []  # group-owned by fsGroup, which every container of the pod has
+    root_group = 0 in (pod_security.get("supplementalGroups") or [])
+    warnings = []
+    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
+        security = {**pod_security, **(container.get("securityContext") or {})}
+        user = security.get("runAsUser")
+        if user == 0 or (user is None and not security.get("runAsNonRoot")):
+            continue
+        if key_mode & 0o040 and (root_group or security.get("runAsGroup") == 0):
+            continue
+        warnings.append(
+            f"container {container.get('name')!r} runs as a non-root user and cannot read "
+            f"{mount_path}/{KEY_FILE} (mode {key_mode:04o}, owned by root): set "
+            "spec.securityContext.fsGroup to its group"
+        )
+    return warnings

@@ -269,8 +269,10 @@ class Reconciler:
         )
 
         renewed = previous is not None and previous.leaf is not None
-        if renewed:
-            self._restart_workloads(namespace, spec.secret_name, inspect.serial_hex(leaf))
+        if revision > 1:
+            # An earlier leaf exists in pods: from this Secret, or from one that was deleted
+            # or named before (injected pods follow the Certificate, env never refreshes).
+            self._restart_workloads(namespace, name, spec.secret_name, inspect.serial_hex(leaf))
         self._event(
             body,
             "Normal",
@@ -287,18 +289,25 @@ class Reconciler:
         )
         return tls_secret.parse_secret(stored)
 
-    def _restart_workloads(self, namespace: str, secret_name: str, serial: str) -> None:
-        """Roll the opted-in workloads that mount this Secret; failures only warn."""
+    def _restart_workloads(
+        self, namespace: str, certificate_name: str, secret_name: str, serial: str
+    ) -> None:
+        """Roll the opted-in workloads whose pods use this Secret; failures only warn."""
         for plural in rollout.WORKLOAD_KINDS:
             try:
                 for workload in self._kube.list_workloads(namespace=namespace, plural=plural):
-                    if rollout.needs_restart(workload, secret_name, serial):
+                    if rollout.needs_restart(
+                        workload,
+                        certificate_name=certificate_name,
+                        secret_name=secret_name,
+                        serial=serial,
+                    ):
                         name = workload["metadata"]["name"]
                         self._kube.patch_workload(
                             namespace=namespace,
                             plural=plural,
                             name=name,
-                            patch=rollout.restart_patch(secret_name, serial),
+                            patch=rollout.restart_patch(workload, secret_name, serial),
                         )
                         logger.info(
                             "%s/%s %s: rolling restart for %s", namespace, plural, name, secret_name

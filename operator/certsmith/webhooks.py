@@ -108,7 +108,12 @@ def _follow_authority(runtime: Runtime) -> None:
     registry=REGISTRY,
 )
 def inject_certificate(
-    body: kopf.Body, patch: kopf.Patch, dryrun: bool, memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    patch: kopf.Patch,
+    dryrun: bool,
+    warnings: list[str],
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
     namespace = body["metadata"].get("namespace") or ""
@@ -128,24 +133,45 @@ def inject_certificate(
                     f"{namespace}/{request.certificate} does not exist",
                     code=400,
                 )
+            mounted = _mounted(body, request, certificate)
         else:
             certificate = injection.identity_certificate(
                 namespace=namespace,
-                service_account=body["spec"].get("serviceAccountName") or "default",
+                service_account=injection.service_account(body["spec"]),
                 dns_names=request.dns_names,
                 trust_domain=runtime.config.trust_domain,
             )
+            # Judged before the Certificate is created: a refused pod leaves nothing behind.
+            mounted = _mounted(body, request, certificate)
             if not dryrun:
-                certificate = runtime.ensure_certificate(certificate)
+                stored = runtime.ensure_certificate(certificate)
+                if stored["spec"]["secretName"] != certificate["spec"]["secretName"]:
+                    mounted = _mounted(body, request, stored)
     except ApiError as error:
         raise kopf.AdmissionError(f"certsmith could not prepare the certificate: {error}") from None
 
-    secret_name = certificate["spec"]["secretName"]
-    mounted = injection.mounted_pod_spec(
-        body["spec"], secret_name=secret_name, mount_path=request.mount_path
+    # Shown by kubectl; a pod made by a controller only gets the unreadable file.
+    warnings.extend(
+        injection.unreadable_key_warnings(
+            body["spec"], mount_path=request.mount_path, key_mode=request.key_mode
+        )
     )
     for key, value in mounted.items():
         patch.spec[key] = value
+
+
+def _mounted(
+    body: kopf.Body, request: injection.InjectionRequest, certificate: dict[str, Any]
+) -> dict[str, Any]:
+    try:
+        return injection.mounted_pod_spec(
+            body["spec"],
+            secret_name=certificate["spec"]["secretName"],
+            mount_path=request.mount_path,
+            key_mode=request.key_mode,
+        )
+    except injection.InjectionError as error:
+        raise kopf.AdmissionError(str(error), code=400) from None
 
 
 @kopf.on.validate(

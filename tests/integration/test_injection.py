@@ -43,6 +43,16 @@ def secret_volume(created: client.V1Pod) -> str | None:
     return None
 
 
+def file_modes(created: client.V1Pod) -> dict[str, int]:
+    """The mode kubelet gives each file of certsmith's volume (before fsGroup's group read)."""
+    (volume,) = [v for v in created.spec.volumes if v.name == "certsmith-tls"]
+    secret = volume.secret
+    return {
+        item.path: item.mode if item.mode is not None else secret.default_mode
+        for item in secret.items
+    }
+
+
 def test_pod_naming_a_certificate_gets_its_secret_mounted(api_client, namespace, running_operator):
     certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
     created = client.CoreV1Api(api_client).create_namespaced_pod(
@@ -144,3 +154,66 @@ def test_pods_that_did_not_opt_in_are_never_blocked(api_client, namespace, runni
                 annotations={"certsmith.dev/certificate": "web"},
             ),
         )
+
+
+def test_injected_key_is_not_readable_by_others(api_client, namespace, running_operator):
+    certs.create(api_client, namespace, certs.certificate("db", dnsNames=["db.example.com"]))
+    core = client.CoreV1Api(api_client)
+    labels = {"certsmith.dev/inject": "true"}
+    default = core.create_namespaced_pod(
+        namespace, pod("db", labels=labels, annotations={"certsmith.dev/certificate": "db"})
+    )
+    assert file_modes(default) == {"tls.crt": 0o444, "ca.crt": 0o444, "tls.key": 0o440}
+    chosen = core.create_namespaced_pod(
+        namespace,
+        pod(
+            "db-0400",
+            labels=labels,
+            annotations={"certsmith.dev/certificate": "db", "certsmith.dev/key-mode": "0400"},
+        ),
+        dry_run="All",
+    )
+    assert file_modes(chosen)["tls.key"] == 0o400
+
+    # A non-root user without fsGroup cannot read a root-owned 0440 key: kubectl says so.
+    non_root = pod("db-999", labels=labels, annotations={"certsmith.dev/certificate": "db"})
+    non_root.spec.security_context = client.V1PodSecurityContext(run_as_user=999)
+    _, _, headers = core.create_namespaced_pod_with_http_info(namespace, non_root, dry_run="All")
+    assert "container 'app' runs as a non-root user" in headers.get("Warning", "")
+    assert "fsGroup" in headers.get("Warning", "")
+    non_root.spec.security_context.fs_group = 999
+    _, _, headers = core.create_namespaced_pod_with_http_info(namespace, non_root, dry_run="All")
+    assert "non-root" not in headers.get("Warning", "")
+
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(
+            namespace,
+            pod(
+                "db-0644",
+                labels=labels,
+                annotations={"certsmith.dev/certificate": "db", "certsmith.dev/key-mode": "0644"},
+            ),
+        )
+    assert "certsmith.dev/key-mode" in refused.value.body
+    assert "'0644'" in refused.value.body
+
+
+def test_a_pod_whose_mount_path_is_taken_is_refused_and_gets_no_certificate(
+    api_client, namespace, running_operator
+):
+    core = client.CoreV1Api(api_client)
+    taken = pod(
+        "taken",
+        labels={"certsmith.dev/inject": "true"},
+        annotations={"certsmith.dev/identity": "service-account"},
+    )
+    taken.spec.volumes = [client.V1Volume(name="own", empty_dir=client.V1EmptyDirVolumeSource())]
+    taken.spec.containers[0].volume_mounts = [client.V1VolumeMount(name="own", mount_path=MOUNT)]
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod(namespace, taken)
+    assert "certsmith.dev/mount-path" in refused.value.body
+    assert "'app' already mounts volume 'own'" in refused.value.body
+    listed = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        "certsmith.dev", "v1alpha1", namespace, "certificates"
+    )
+    assert listed["items"] == []

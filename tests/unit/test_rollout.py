@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from certsmith import rollout
 
 
-def workload(*, annotated=True, volumes=None, rotated=None) -> dict:
-    template_annotations = {rollout.ROTATED_ANNOTATION: rotated} if rotated else {}
+def workload(*, annotated=True, pod_spec=None, rotated=None, labels=None, annotations=None) -> dict:
+    template_annotations = dict(annotations or {})
+    if rotated:
+        template_annotations[rollout.ROTATED_ANNOTATION] = rotated
     return {
         "metadata": {
             "name": "w",
@@ -14,30 +18,96 @@ def workload(*, annotated=True, volumes=None, rotated=None) -> dict:
         },
         "spec": {
             "template": {
-                "metadata": {"annotations": template_annotations},
-                "spec": {"volumes": volumes or []},
+                "metadata": {"labels": labels or {}, "annotations": template_annotations},
+                "spec": pod_spec or {"containers": [{"name": "app"}]},
             }
         },
     }
 
 
-SECRET_VOLUME = [{"name": "tls", "secret": {"secretName": "web-tls"}}]
-PROJECTED_VOLUME = [{"name": "tls", "projected": {"sources": [{"secret": {"name": "web-tls"}}]}}]
+def needs(w: dict, *, certificate="web", secret="web-tls", serial="ab") -> bool:
+    return rollout.needs_restart(w, certificate_name=certificate, secret_name=secret, serial=serial)
 
 
-def test_annotated_workload_mounting_the_secret_restarts():
-    assert rollout.needs_restart(workload(volumes=SECRET_VOLUME), "web-tls", "ab")
-    assert rollout.needs_restart(workload(volumes=PROJECTED_VOLUME), "web-tls", "ab")
+def container(**fields) -> dict:
+    return {"containers": [{"name": "app", **fields}]}
 
 
-def test_other_workloads_do_not():
-    assert not rollout.needs_restart(
-        workload(annotated=False, volumes=SECRET_VOLUME), "web-tls", "ab"
+INJECTED = {"certsmith.dev/inject": "true"}
+SECRET_VOLUME = {"volumes": [{"name": "tls", "secret": {"secretName": "web-tls"}}]}
+USES = {
+    "secret volume": SECRET_VOLUME,
+    "projected volume": {
+        "volumes": [{"name": "tls", "projected": {"sources": [{"secret": {"name": "web-tls"}}]}}]
+    },
+    "env secretKeyRef": container(
+        env=[{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "web-tls", "key": "tls.key"}}}]
+    ),
+    "envFrom secretRef": container(envFrom=[{"secretRef": {"name": "web-tls"}}]),
+    "init container env": {
+        "containers": [{"name": "app"}],
+        "initContainers": [{"name": "init", "envFrom": [{"secretRef": {"name": "web-tls"}}]}],
+    },
+}
+
+
+@pytest.mark.parametrize("way", USES)
+def test_every_way_of_naming_the_secret_restarts(way):
+    assert needs(workload(pod_spec=USES[way]))
+    assert not needs(workload(pod_spec=USES[way]), certificate="other", secret="other-tls")
+
+
+def test_pods_injected_with_the_certificate_by_name_restart():
+    w = workload(labels=INJECTED, annotations={"certsmith.dev/certificate": "web"})
+    assert needs(w)
+    # The Secret may have any name: the webhook mounts whatever the Certificate names.
+    assert needs(w, secret="renamed-tls")
+    assert not needs(w, certificate="other", secret="other-tls")
+
+
+def test_pods_injected_with_their_service_account_identity_restart():
+    identity = {"certsmith.dev/identity": "service-account"}
+    default = workload(labels=INJECTED, annotations=identity)
+    assert needs(default, certificate="default-identity", secret="default-identity-tls")
+    payments = workload(
+        labels=INJECTED, annotations=identity, pod_spec={"serviceAccountName": "payments"}
     )
-    assert not rollout.needs_restart(workload(volumes=SECRET_VOLUME), "other-tls", "ab")
+    assert needs(payments, certificate="payments-identity", secret="payments-identity-tls")
+    assert not needs(payments, certificate="default-identity", secret="default-identity-tls")
+
+
+def test_injection_annotations_without_the_label_do_not_restart():
+    w = workload(annotations={"certsmith.dev/certificate": "web"})
+    assert not needs(w, secret="unrelated-tls")
+
+
+def test_workloads_that_did_not_opt_in_do_not_restart():
+    assert not needs(workload(annotated=False, pod_spec=SECRET_VOLUME))
+    assert not needs(
+        workload(annotated=False, labels=INJECTED, annotations={"certsmith.dev/certificate": "web"})
+    )
 
 
 def test_restart_happens_once_per_serial():
-    done = workload(volumes=SECRET_VOLUME, rotated="web-tls@ab")
-    assert not rollout.needs_restart(done, "web-tls", "ab")
-    assert rollout.needs_restart(done, "web-tls", "cd")
+    done = workload(pod_spec=SECRET_VOLUME, rotated="web-tls@ab")
+    assert not needs(done, serial="ab")
+    assert needs(done, serial="cd")
+
+
+def test_each_secret_keeps_its_own_serial():
+    """Pods using two Secrets: rolling for one does not make a retry for the other roll again."""
+    both = {
+        "volumes": [
+            {"name": "web", "secret": {"secretName": "web-tls"}},
+            {"name": "api", "secret": {"secretName": "api-tls"}},
+        ]
+    }
+    w = workload(pod_spec=both, rotated="api-tls@01")
+    assert needs(w, serial="ab")
+    patch = rollout.restart_patch(w, "web-tls", "ab")
+    value = patch["spec"]["template"]["metadata"]["annotations"][rollout.ROTATED_ANNOTATION]
+    assert value == "api-tls@01,web-tls@ab"
+    rolled = workload(pod_spec=both, rotated=value)
+    assert not needs(rolled, serial="ab")
+    assert not needs(rolled, certificate="api", secret="api-tls", serial="01")
+    assert needs(rolled, certificate="api", secret="api-tls", serial="02")
