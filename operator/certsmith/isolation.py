@@ -122,7 +122,7 @@ def short_form_refusal(namespace: str) -> str | None:
     return None
 
 
-def own_zones(namespace: str) -> tuple[str, ...]:
+def _own_zones(namespace: str) -> tuple[str, ...]:
     """The zones whose one-label names (services, or `*`) are the namespace's own."""
     zones = (f"{namespace}.svc", f"{namespace}.svc.{CLUSTER_DOMAIN}")
     return zones if short_form_refusal(namespace) else (namespace, *zones)
@@ -130,7 +130,7 @@ def own_zones(namespace: str) -> tuple[str, ...]:
 
 def _own_dns_name(name: str, namespace: str) -> bool:
     name = name.lower()
-    for zone in own_zones(namespace):
+    for zone in _own_zones(namespace):
         host, dot, rest = name.partition(".")
         # One label: the service (or a wildcard for every service of the namespace).
         if dot and host and rest == zone:
@@ -145,7 +145,7 @@ def _own_uri(uri: str, namespace: str, trust_domain: str) -> bool:
         return False
     spiffe = model.parse_spiffe_id(uri)
     return (
-        spiffe.trust_domain == trust_domain.lower()
+        spiffe.trust_domain == trust_domain
         and len(spiffe.segments) >= 3
         and spiffe.segments[:2] == ("ns", namespace)
     )

@@ -234,8 +234,9 @@ def is_dns_name(text: str) -> bool:
 
 
 def leaf_dns_names(spec: CertificateSpec) -> tuple[str, ...]:
-    """The DNS names of the leaf's SAN: a commonName that is a DNS name comes first (clients
-    that verify names read only the SAN, RFC 6125 6.4.4), unless spec.dnsNames has it already."""
+    """The DNS names of the leaf's SAN: a commonName that is a DNS name comes first, unless
+    spec.dnsNames has it already (RFC 9525 dropped the commonName fallback: Go, browsers and
+    rustls match names in the SAN only)."""
     common_name = spec.common_name
     listed = {name.lower() for name in spec.dns_names}
     if common_name is not None and is_dns_name(common_name) and common_name.lower() not in listed:
