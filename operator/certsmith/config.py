@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from certsmith import model
+
 
 @dataclass(frozen=True)
 class Config:
@@ -72,6 +74,19 @@ def _pem_file(env: Mapping[str, str], key: str) -> str | None:
     return path
 
 
+def _trust_domain(env: Mapping[str, str]) -> str:
+    value = env.get("CERTSMITH_TRUST_DOMAIN") or Config.trust_domain
+    refused = f"CERTSMITH_TRUST_DOMAIN={value!r} is no SPIFFE trust domain"
+    # Every SPIFFE ID certsmith signs or judges is spiffe://<trust domain>/...
+    try:
+        spiffe = model.parse_spiffe_id(f"{model.SPIFFE_PREFIX}{value}/ns")
+    except ValueError as error:
+        raise SystemExit(f"{refused}: {error}") from None
+    if spiffe.trust_domain != value:
+        raise SystemExit(f"{refused}: a path is not part of it")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     return Config(
@@ -79,7 +94,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         default_authority=env.get("CERTSMITH_DEFAULT_AUTHORITY") or Config.default_authority,
         workers=_int(env, "CERTSMITH_WORKERS", Config.workers),
         kubeconfig=env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None,
-        trust_domain=env.get("CERTSMITH_TRUST_DOMAIN") or Config.trust_domain,
+        trust_domain=_trust_domain(env),
         webhooks=(env.get("CERTSMITH_WEBHOOKS") or "on").lower() not in ("off", "false", "0"),
         webhook_port=_int(env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port),
         webhook_service=env.get("CERTSMITH_WEBHOOK_SERVICE") or Config.webhook_service,

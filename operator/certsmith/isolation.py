@@ -2,21 +2,38 @@
 
 By default a Certificate in namespace N may name only N's own identities:
 SPIFFE URIs `spiffe://<trust domain>/ns/N/...` and cluster service names
-`<svc>.N`, `<svc>.N.svc`, `<svc>.N.svc.cluster.local` (and wildcards inside those zones).
-Anything else needs a grant from the cluster admin on the CertificateAuthority:
-`spec.policy.grants[]` maps a namespace selector to allowed name patterns.
+`<svc>.N.svc`, `<svc>.N.svc.cluster.local` and the search-path short form `<svc>.N`
+(and wildcards inside those zones). The short form is N's own only when N is no zone of
+anyone else: not a top-level domain of the Public Suffix List (`com`, `shop`, `dev`, ...),
+not a special-use name (`local`, `test`, ...) and not a label of the cluster's own zones.
+The commonName is judged like a DNS name. Anything else needs a grant from the cluster
+admin on the CertificateAuthority: `spec.policy.grants[]` maps a namespace selector to
+allowed name patterns.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import publicsuffixlist
 
 from certsmith import model
+
+CLUSTER_DOMAIN = "cluster.local"
+# Single-label names reserved for special use, that no namespace owns: RFC 6761 (test,
+# localhost, invalid, example), RFC 6762 (local; appendix G: intranet, internal, private,
+# corp, home, lan), RFC 7686 (onion), RFC 9476 (alt), RFC 3172 (arpa).
+SPECIAL_USE_NAMES = frozenset(
+    {"test", "localhost", "invalid", "example", "local", "onion", "alt", "arpa"}
+    | {"intranet", "internal", "private", "corp", "home", "lan"}
+)
 
 
 @dataclass(frozen=True)
@@ -74,26 +91,88 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
     return True
 
 
+@functools.cache
+def _public_suffix_tlds() -> frozenset[str]:
+    """The top-level label of every rule of the Public Suffix List that publicsuffixlist
+    ships (IDNs as xn-- A-labels): `za` counts although only `co.za` and others are listed."""
+    tlds = set()
+    with open(publicsuffixlist.PSLFILE, encoding="utf-8") as rules:
+        for line in rules:
+            # publicsuffix.org/list: a rule is a line's first word; `//` starts a comment.
+            words = line.split()
+            if words and not words[0].startswith("//"):
+                tld = words[0].rsplit(".", 1)[-1].lstrip("!")
+                tlds.add(tld.encode("idna").decode("ascii").lower())
+    return frozenset(tlds)
+
+
+def short_form_refusal(namespace: str) -> str | None:
+    """Why `<svc>.<namespace>` is not the namespace's own zone, or None when it is.
+
+    The short form resolves inside the cluster through the pods' DNS search path, but as a
+    name it lies in the top-level zone `<namespace>`: a public or special-use zone (a
+    certificate for `example.com` in namespace `com`), or one of the cluster's own zones.
+    """
+    if namespace in SPECIAL_USE_NAMES:
+        return f"{namespace} is a special-use domain name"
+    if namespace == "svc" or namespace in CLUSTER_DOMAIN.split("."):
+        return f"{namespace} is a label of the cluster's own zones (svc.{CLUSTER_DOMAIN})"
+    if namespace in _public_suffix_tlds():
+        return f"{namespace} is a top-level domain of the Public Suffix List"
+    return None
+
+
+def _own_zones(namespace: str) -> tuple[str, ...]:
+    """The zones whose one-label names (services, or `*`) are the namespace's own."""
+    zones = (f"{namespace}.svc", f"{namespace}.svc.{CLUSTER_DOMAIN}")
+    return zones if short_form_refusal(namespace) else (namespace, *zones)
+
+
 def _own_dns_name(name: str, namespace: str) -> bool:
-    name = name.lower().rstrip(".")
-    for zone in (f"{namespace}", f"{namespace}.svc", f"{namespace}.svc.cluster.local"):
-        suffix = f".{zone}"
-        if name.endswith(suffix):
-            host = name[: -len(suffix)]
-            # One label: the service (or a wildcard for every service of the namespace).
-            if host and "." not in host:
-                return True
+    name = name.lower()
+    for zone in _own_zones(namespace):
+        host, dot, rest = name.partition(".")
+        # One label: the service (or a wildcard for every service of the namespace).
+        if dot and host and rest == zone:
+            return True
     return False
 
 
 def _own_uri(uri: str, namespace: str, trust_domain: str) -> bool:
-    return uri.startswith(f"spiffe://{trust_domain}/ns/{namespace}/")
+    # Segments as parsed, not a string prefix: spec validation has refused dot segments,
+    # percent-encoding and the like, so what is compared is what a consumer reads.
+    if urlsplit(uri).scheme != "spiffe":
+        return False
+    spiffe = model.parse_spiffe_id(uri)
+    return (
+        spiffe.trust_domain == trust_domain
+        and len(spiffe.segments) >= 3
+        and spiffe.segments[:2] == ("ns", namespace)
+    )
 
 
 def _dns_pattern_matches(pattern: str, name: str) -> bool:
     # '*' stays inside one label, as in a certificate wildcard.
     regex = "^" + re.escape(pattern.lower()).replace(r"\*", "[^.]*") + "$"
     return re.match(regex, name.lower()) is not None
+
+
+def _uri_pattern_matches(pattern: str, uri: str) -> bool:
+    # Part by part, as a consumer parses them: a '*' cannot reach from the host into the
+    # path, a fragment or userinfo ('https://*.example.com/*' must not match
+    # 'https://evil.test#.example.com/'). In the host it stays inside one label.
+    try:
+        want, have = urlsplit(pattern), urlsplit(uri)
+    except ValueError:
+        return False  # a malformed grant grants nothing
+    return (
+        want.scheme == have.scheme
+        and _dns_pattern_matches(want.netloc, have.netloc)
+        and all(
+            fnmatch.fnmatchcase(getattr(have, part), getattr(want, part))
+            for part in ("path", "query", "fragment")
+        )
+    )
 
 
 def _in_range(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str) -> bool:
@@ -111,25 +190,35 @@ def evaluate(
     grants: Sequence[Grant],
     trust_domain: str,
 ) -> list[Violation]:
-    """Every name the spec carries that the namespace may not have; empty means allowed."""
+    """Every name the spec carries that the namespace may not have; empty means allowed.
+
+    `spec` comes from model.parse_certificate_spec, so a commonName that is not a DNS name
+    is one of its other names, judged as that name.
+    """
     applicable = [g for g in grants if selector_matches(g.selector, namespace_labels)]
     violations: list[Violation] = []
     own_rule = f"namespace {namespace} may name its own services and SPIFFE IDs only"
+    refusal = short_form_refusal(namespace)
 
     dns_candidates = [(f"spec.dnsNames[{i}]", n) for i, n in enumerate(spec.dns_names)]
-    if spec.common_name and "." in spec.common_name:
-        dns_candidates.append(("spec.commonName", spec.common_name))
+    leaf_names = model.leaf_dns_names(spec)
+    if len(leaf_names) > len(spec.dns_names):
+        # A DNS-name commonName goes into the SAN too; it is judged like spec.dnsNames.
+        dns_candidates.append(("spec.commonName", leaf_names[0]))
     for field, name in dns_candidates:
         if _own_dns_name(name, namespace):
             continue
         if any(_dns_pattern_matches(p, name) for g in applicable for p in g.dns_names):
             continue
-        violations.append(Violation(field, name, own_rule))
+        rule = own_rule
+        if refusal and name.lower().endswith(f".{namespace}"):
+            rule += f"; {namespace} is no zone of its own: {refusal}"
+        violations.append(Violation(field, name, rule))
 
     for index, uri in enumerate(spec.uris):
         if _own_uri(uri, namespace, trust_domain):
             continue
-        if any(fnmatch.fnmatchcase(uri, p) for g in applicable for p in g.uris):
+        if any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris):
             continue
         violations.append(Violation(f"spec.uris[{index}]", uri, own_rule))
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 DEFAULT_DURATION = timedelta(days=90)
 MIN_DURATION = timedelta(minutes=1)
@@ -47,6 +47,10 @@ _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _PRINTABLE_STRING = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]+")  # X.520 serialNumber's charset
+SPIFFE_PREFIX = "spiffe://"
+# SPIFFE ID spec 2.1 and 2.2: the characters of a trust domain and of each path segment.
+_SPIFFE_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
+_SPIFFE_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 # (spec key, Subject attribute, RFC 5280 upper bound) so every value fits its ASN.1 type.
 _SUBJECT_FIELDS = (
     ("organizations", "organizations", 64),
@@ -87,6 +91,14 @@ class Subject:
     street_addresses: tuple[str, ...] = ()
     postal_codes: tuple[str, ...] = ()
     serial_number: str | None = None
+
+
+@dataclass(frozen=True)
+class SpiffeId:
+    """A SPIFFE ID split as its consumers read it: `spiffe://<trust_domain>/<segments...>`."""
+
+    trust_domain: str
+    segments: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,18 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         _check(total <= _MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {_MAX_SANS})")
     needs_name = "needs a commonName, dnsNames, ipAddresses, uris or emailAddresses"
     _check(common_name or any(sans.values()), "spec", needs_name)
+    _check_single_svid_uri(sans["uris"])
+    if common_name is not None:
+        _check_common_name(common_name, sans)
+    subject = _subject(spec)
+    # A distinguished name without a CN would be the same in every namespace, and servers
+    # that map the whole DN to a user (Kafka, MongoDB, PostgreSQL clientname=DN) would let
+    # any namespace claim it.
+    _check(
+        common_name or subject == Subject(),
+        "spec.subject",
+        "needs spec.commonName too: a subject without a commonName names no one in particular",
+    )
     duration = _optional_duration(spec, "duration") or DEFAULT_DURATION
     in_range = MIN_DURATION <= duration <= _MAX_DURATION
     _check(in_range, "spec.duration", "must be from 1m to 100 years (876000h)")
@@ -192,7 +216,7 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         ip_addresses=sans["ipAddresses"],
         uris=sans["uris"],
         email_addresses=sans["emailAddresses"],
-        subject=_subject(spec),
+        subject=subject,
         duration=duration,
         renew_before=renew_before,
         renew_before_percentage=percentage,
@@ -204,12 +228,58 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
     )
 
 
+def is_dns_name(text: str) -> bool:
+    """An RFC 1123 host name of at most 253 characters, with one optional leading `*.`."""
+    return len(text) <= 253 and _is_hostname(text.removeprefix("*."))
+
+
+def leaf_dns_names(spec: CertificateSpec) -> tuple[str, ...]:
+    """The DNS names of the leaf's SAN: a commonName that is a DNS name comes first, unless
+    spec.dnsNames has it already (RFC 9525 dropped the commonName fallback: Go, browsers and
+    rustls match names in the SAN only)."""
+    common_name = spec.common_name
+    listed = {name.lower() for name in spec.dns_names}
+    if common_name is not None and is_dns_name(common_name) and common_name.lower() not in listed:
+        return (common_name, *spec.dns_names)
+    return spec.dns_names
+
+
+def parse_spiffe_id(text: str) -> SpiffeId:
+    """Split a SPIFFE ID that an X.509-SVID leaf may carry; raise ValueError saying what is wrong.
+
+    SPIFFE ID spec 2: lowercase `spiffe` scheme, no query or fragment; 2.1: a trust domain
+    of [a-z0-9._-] (at most 255), no userinfo or port; 2.2: no percent-encoding, segments of
+    [A-Za-z0-9._-], none empty, `.` or `..`, no trailing `/`; X.509-SVID 3.1: a leaf's
+    path is not empty.
+    """
+    if not text.startswith(SPIFFE_PREFIX):
+        raise ValueError("it must start with 'spiffe://', in lowercase")
+    if "?" in text or "#" in text:
+        raise ValueError("a query or fragment is not allowed")
+    if "%" in text:
+        raise ValueError("percent-encoding is not allowed")
+    authority, slash, path = text.removeprefix(SPIFFE_PREFIX).partition("/")
+    if "@" in authority or ":" in authority:
+        raise ValueError("userinfo or a port is not allowed in the trust domain")
+    if not _SPIFFE_TRUST_DOMAIN.fullmatch(authority):
+        raise ValueError("the trust domain must be 1 to 255 of a-z 0-9 . - _")
+    if not slash or not path:
+        raise ValueError("a workload's SPIFFE ID needs a path, as in /ns/<namespace>/sa/<name>")
+    segments = tuple(path.split("/"))
+    for segment in segments:
+        if segment in ("", ".", ".."):
+            raise ValueError("empty, '.' and '..' segments (and a trailing '/') are not allowed")
+        if not _SPIFFE_SEGMENT.fullmatch(segment):
+            raise ValueError(f"path segment {segment!r} may contain only A-Z a-z 0-9 . - _")
+    return SpiffeId(authority, segments)
+
+
 def issuance_fingerprint(spec: CertificateSpec) -> str:
     """Hash what shapes the issued certificate; SAN and usage order do not change it."""
     key = spec.private_key
     material = {
         "commonName": spec.common_name,
-        "dnsNames": sorted(spec.dns_names),
+        "dnsNames": sorted(leaf_dns_names(spec)),
         "ipAddresses": sorted(spec.ip_addresses),
         "uris": sorted(spec.uris),
         "emailAddresses": sorted(spec.email_addresses),
@@ -295,8 +365,7 @@ def _string_map(spec: Mapping[str, Any], key: str, *, label: bool) -> Mapping[st
 
 def _dns_name(text: str, path: str) -> str:
     _check(not _is_ip(text), path, f"{text!r} is an IP address; list it in spec.ipAddresses")
-    valid = len(text) <= 253 and _is_hostname(text.removeprefix("*."))
-    _check(valid, path, f"{text!r} is not a valid DNS name")
+    _check(is_dns_name(text), path, f"{text!r} is not a valid DNS name")
     return text
 
 
@@ -313,10 +382,49 @@ def _uri(text: str, path: str) -> str:
     except ValueError:
         raise InvalidSpec(path, f"{text!r} is not a valid URI") from None
     _check(parts.scheme, path, f"{text!r} has no scheme such as 'spiffe://' or 'https://'")
-    spiffe_ok = parts.scheme != "spiffe" or (parts.hostname and parts.path not in ("", "/"))
-    example = "spiffe://cluster.local/ns/a/sa/b"
-    _check(spiffe_ok, path, f"{text!r} needs a trust domain and a path, as in {example}")
+    if parts.scheme == "spiffe":
+        try:
+            parse_spiffe_id(text)
+        except ValueError as error:
+            raise InvalidSpec(path, f"{text!r} is not a valid SPIFFE ID: {error}") from None
+    # RFC 3986 5.2.4: a consumer that normalises the URI reads another path than the one
+    # isolation and grants judged.
+    dots = any(unquote(segment) in (".", "..") for segment in parts.path.split("/"))
+    _check(not dots, path, f"{text!r} has a '.' or '..' path segment")
     return text
+
+
+def _check_single_svid_uri(uris: tuple[str, ...]) -> None:
+    """X.509-SVID 2: a leaf with a SPIFFE ID carries exactly one URI SAN."""
+    spiffe = [i for i, uri in enumerate(uris) if urlsplit(uri).scheme == "spiffe"]
+    if spiffe and len(uris) > 1:
+        first = spiffe[0]
+        other = next(i for i in range(len(uris)) if i != first)
+        raise InvalidSpec(
+            f"spec.uris[{other}]",
+            f"{uris[other]!r} cannot join the SPIFFE ID in spec.uris[{first}]: "
+            "an X.509-SVID carries exactly one URI",
+        )
+
+
+def _check_common_name(common_name: str, sans: Mapping[str, tuple[str, ...]]) -> None:
+    """A commonName is an identity too: a DNS name (judged and put into the SAN like
+    spec.dnsNames) or one of the certificate's other names, never free text."""
+    if is_dns_name(common_name):
+        return
+    ips = {str(ipaddress.ip_address(ip)) for ip in sans["ipAddresses"]}
+    emails = {email.lower() for email in sans["emailAddresses"]}
+    listed = (
+        common_name in sans["uris"]
+        or common_name.lower() in emails
+        or (_is_ip(common_name) and str(ipaddress.ip_address(common_name)) in ips)
+    )
+    _check(
+        listed,
+        "spec.commonName",
+        f"{common_name!r} is neither a DNS name nor one of spec.ipAddresses, spec.uris or "
+        "spec.emailAddresses; a commonName must be one of the certificate's names",
+    )
 
 
 def _email(text: str, path: str) -> str:

@@ -227,7 +227,7 @@ def names_match(secret: SecretContents, spec: model.CertificateSpec) -> bool:
         sorted(san.get_values_for_type(x509.RFC822Name)),
     )
     wanted = (
-        sorted(spec.dns_names),
+        sorted(model.leaf_dns_names(spec)),
         sorted(spec.ip_addresses),
         sorted(spec.uris),
         sorted(spec.email_addresses),

@@ -104,6 +104,9 @@ def uris(namespace: str) -> st.SearchStrategy[Any]:
         st.sampled_from(
             [
                 f"spiffe://cluster.local/ns/{namespace}/sa/web",
+                f"spiffe://cluster.local/ns/{namespace}/../other/sa/admin",
+                f"spiffe://cluster.local/ns/{namespace}/sa/%2e%2e",
+                f"spiffe://Cluster.local:1/ns/{namespace}/sa/web?x#y",
                 "spiffe://cluster.local",
                 "spiffe://",
                 "spiffe:///ns/x/sa/y",
@@ -208,10 +211,11 @@ VALID_USAGES = ["digital signature", "key encipherment", "server auth", "client 
 def valid_fields(namespace: str) -> st.SearchStrategy[dict[str, Any]]:
     """A spec certsmith must sign: the namespace's own names, sane choices elsewhere."""
     own = st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True).map(lambda s: f"{s}.{namespace}.svc")
+    common_name = f"web.{namespace}.svc"
     return st.fixed_dictionaries(
         {"dnsNames": st.lists(own, min_size=1, max_size=3, unique=True)},
         optional={
-            "commonName": st.just("web"),
+            "commonName": st.just(common_name),
             "uris": st.just([f"spiffe://cluster.local/ns/{namespace}/sa/web"]),
             "duration": st.sampled_from(["2160h", "1h", "24h", "8760h", "90m"]),
             "renewBeforePercentage": st.integers(1, 99),
@@ -228,13 +232,21 @@ def valid_fields(namespace: str) -> st.SearchStrategy[dict[str, Any]]:
             "secretTemplate": st.just({"labels": {"team": "a"}, "annotations": {"note": "x"}}),
             "subject": st.just({"organizations": ["certsmith"], "countries": ["DE"]}),
         },
+    ).map(
+        # A subject needs a commonName, or its DN would be the same in every namespace.
+        lambda fields: {"commonName": common_name, **fields} if "subject" in fields else fields
     )
 
 
 def hostile_fields(namespace: str) -> dict[str, st.SearchStrategy[Any]]:
     return {
         "secretName": hostile_secret_names,
-        "commonName": st.one_of(weird_text, st.just("x" * 65), anything),
+        "commonName": st.one_of(
+            weird_text,
+            st.sampled_from(["x" * 65, "postgres", "batch job", "example.com", "10.0.0.1"]),
+            st.just(f"web.{namespace}.svc"),
+            anything,
+        ),
         "dnsNames": dns_names(namespace),
         "ipAddresses": ip_addresses,
         "uris": uris(namespace),

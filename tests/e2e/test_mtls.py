@@ -92,7 +92,7 @@ def test_pods_talk_mutual_tls(certsmith_installed, e2e_client, demo):
     # default), and the server saw the client's identity from its certificate.
     assert f"server_serial={server_serial}" in last
     assert f"client_serial={client_serial.upper()}" in last
-    assert "client_san_dn=CN=mtls-client" in last
+    assert f"client_san_dn=CN=mtls-client.{namespace}.svc" in last
 
     url = f"https://mtls-server.{namespace}.svc:8443/"
     tls = "/var/run/certsmith/tls"
@@ -152,7 +152,7 @@ def test_certificate_from_another_authority_is_refused(certsmith_installed, e2e_
                 "metadata": {"name": "rogue"},
                 "spec": {
                     "secretName": "rogue-tls",
-                    "commonName": "rogue",
+                    "commonName": f"rogue.{namespace}.svc",
                     "issuerRef": {"name": authority},
                 },
             },

@@ -104,7 +104,9 @@ def test_renew_all_renews_every_certificate_in_the_namespace_and_no_other(
     names = ("a", "b", "c")
     for name in names:
         certs.create(api_client, namespace, certs.certificate(name, dnsNames=[f"{name}.example"]))
-    certs.create(api_client, other_namespace, certs.certificate("elsewhere", commonName="x"))
+    certs.create(
+        api_client, other_namespace, certs.certificate("elsewhere", commonName="x.example")
+    )
     before = {name: ready(api_client, namespace, name)["status"]["serialNumber"] for name in names}
     elsewhere = ready(api_client, other_namespace, "elsewhere")["status"]["serialNumber"]
 

@@ -81,7 +81,7 @@ def test_report_shows_names_key_usages_and_fingerprints_of_each_certificate(root
     secret, _ = make_secret(
         intermediate,
         [root],
-        commonName="web",
+        commonName="web.shop.svc",
         dnsNames=["web.shop.svc"],
         ipAddresses=["10.0.0.10"],
         uris=["spiffe://cluster.local/ns/shop/sa/web"],

@@ -37,3 +37,12 @@ def test_ports_and_counts_name_the_variable_they_reject() -> None:
         config.from_env({"CERTSMITH_METRICS_PORT": "http"})
     with pytest.raises(SystemExit, match="CERTSMITH_WORKERS='0' must be at least 1"):
         config.from_env({"CERTSMITH_WORKERS": "0"})
+
+
+@pytest.mark.parametrize("value", ["Cluster.Local", "td:8443", "td/x", "a" * 256, "ü.example"])
+def test_trust_domain_must_be_a_spiffe_trust_domain(value: str) -> None:
+    with pytest.raises(SystemExit, match=r"CERTSMITH_TRUST_DOMAIN=.* is no SPIFFE trust domain"):
+        config.from_env({"CERTSMITH_TRUST_DOMAIN": value})
+    assert config.from_env({"CERTSMITH_TRUST_DOMAIN": "prod_1.example-x"}).trust_domain == (
+        "prod_1.example-x"
+    )

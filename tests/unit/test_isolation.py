@@ -39,10 +39,146 @@ def test_other_names_are_refused(name):
     assert violations(dnsNames=[name]) == ["spec.dnsNames[0]"]
 
 
-def test_spiffe_ids_of_other_namespaces_are_refused():
-    assert violations(uris=["spiffe://cluster.local/ns/a/sa/web"]) == []
-    assert violations(uris=["spiffe://cluster.local/ns/b/sa/web"]) == ["spec.uris[0]"]
-    assert violations(uris=["spiffe://other.domain/ns/a/sa/web"]) == ["spec.uris[0]"]
+def rules(namespace="a", **fields) -> list[str]:
+    return [
+        str(v)
+        for v in isolation.evaluate(
+            namespace=namespace,
+            namespace_labels={},
+            spec=spec(**fields),
+            grants=(),
+            trust_domain="cluster.local",
+        )
+    ]
+
+
+# Namespaces whose name is a zone of someone else: the search-path short form <svc>.N
+# would be a name in that zone (a public TLD, a special-use name, the cluster's own zones).
+NOT_A_ZONE_OF_ITS_OWN = [
+    ("com", "top-level domain of the Public Suffix List"),
+    ("shop", "top-level domain of the Public Suffix List"),
+    ("dev", "top-level domain of the Public Suffix List"),
+    ("io", "top-level domain of the Public Suffix List"),
+    ("za", "top-level domain of the Public Suffix List"),  # only co.za etc. are listed
+    ("ck", "top-level domain of the Public Suffix List"),  # listed as *.ck
+    ("xn--p1ai", "top-level domain of the Public Suffix List"),  # .рф
+    ("arpa", "special-use domain name"),
+    ("local", "special-use domain name"),
+    ("localhost", "special-use domain name"),
+    ("test", "special-use domain name"),
+    ("example", "special-use domain name"),
+    ("invalid", "special-use domain name"),
+    ("onion", "special-use domain name"),
+    ("alt", "special-use domain name"),
+    ("internal", "special-use domain name"),
+    ("lan", "special-use domain name"),
+    ("svc", "label of the cluster's own zones"),
+    ("cluster", "label of the cluster's own zones"),
+]
+
+
+@pytest.mark.parametrize(("namespace", "reason"), NOT_A_ZONE_OF_ITS_OWN)
+def test_the_short_form_is_not_a_namespaces_own_when_its_name_is_another_zone(namespace, reason):
+    refusal = isolation.short_form_refusal(namespace)
+    assert refusal is not None and reason in refusal
+    for name in (f"web.{namespace}", f"*.{namespace}"):
+        assert violations(namespace=namespace, dnsNames=[name]) == ["spec.dnsNames[0]"]
+        (rule,) = rules(namespace=namespace, dnsNames=[name])
+        assert f"{namespace} is no zone of its own: {refusal}" in rule
+    # Its names under svc remain its own.
+    own = [f"web.{namespace}.svc", f"*.{namespace}.svc.cluster.local"]
+    assert violations(namespace=namespace, dnsNames=own) == []
+
+
+@pytest.mark.parametrize("namespace", ["t1", "default", "kube-system", "certsmith-demo", "x"])
+def test_the_short_form_is_own_for_ordinary_namespace_names(namespace):
+    assert isolation.short_form_refusal(namespace) is None
+    assert violations(namespace=namespace, dnsNames=[f"web.{namespace}", f"*.{namespace}"]) == []
+
+
+def test_a_namespace_named_com_cannot_name_example_com():
+    assert violations(namespace="com", dnsNames=["example.com", "*.com"]) == [
+        "spec.dnsNames[0]",
+        "spec.dnsNames[1]",
+    ]
+    assert violations(namespace="com", commonName="example.com") == ["spec.commonName"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "refused"),
+    [
+        ({"commonName": "postgres"}, ["spec.commonName"]),
+        ({"commonName": "web.b.svc"}, ["spec.commonName"]),
+        ({"commonName": "example.com", "dnsNames": ["web.a.svc"]}, ["spec.commonName"]),
+        ({"commonName": "web.a.svc"}, []),
+        ({"commonName": "*.a.svc.cluster.local"}, []),
+        # Judged once, as the spec.dnsNames entry it repeats.
+        ({"commonName": "Web.B.svc", "dnsNames": ["web.b.svc"]}, ["spec.dnsNames[0]"]),
+        ({"commonName": "WEB.A.svc", "dnsNames": ["web.a.svc"]}, []),
+        # A commonName that is the certificate's URI is judged as that URI.
+        (
+            {
+                "commonName": "spiffe://cluster.local/ns/b/sa/x",
+                "uris": ["spiffe://cluster.local/ns/b/sa/x"],
+            },
+            ["spec.uris[0]"],
+        ),
+        (
+            {
+                "commonName": "spiffe://cluster.local/ns/a/sa/x",
+                "uris": ["spiffe://cluster.local/ns/a/sa/x"],
+            },
+            [],
+        ),
+        ({"commonName": "10.1.2.3", "ipAddresses": ["10.1.2.3"]}, ["spec.ipAddresses[0]"]),
+    ],
+)
+def test_the_common_name_is_judged_like_the_names_it_is(fields, refused):
+    assert violations(**fields) == refused
+
+
+def test_a_grant_can_allow_a_common_name():
+    grant = isolation.Grant(selector={}, dns_names=("postgres", "*.db.example.com"))
+    assert violations(grants=(grant,), commonName="postgres") == []
+    assert violations(grants=(grant,), commonName="main.db.example.com") == []
+    assert violations(grants=(grant,), commonName="mysql") == ["spec.commonName"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "own"),
+    [
+        ("spiffe://cluster.local/ns/a/sa/web", True),
+        ("spiffe://cluster.local/ns/a/x", True),
+        ("spiffe://cluster.local/ns/a", False),  # the namespace itself, no workload
+        ("spiffe://cluster.local/ns/b/sa/web", False),
+        ("spiffe://cluster.local/ns/ab/sa/web", False),
+        ("spiffe://cluster.local/ns-a/sa/web", False),
+        ("spiffe://cluster.local/x/ns/a/sa/web", False),
+        ("spiffe://other.domain/ns/a/sa/web", False),
+        ("spiffe://cluster.local.evil/ns/a/sa/web", False),
+        ("https://cluster.local/ns/a/sa/web", False),
+    ],
+)
+def test_own_spiffe_ids_are_compared_segment_by_segment(uri, own):
+    assert violations(uris=[uri]) == ([] if own else ["spec.uris[0]"])
+
+
+@pytest.mark.parametrize(
+    ("uri", "granted"),
+    [
+        ("https://api.payments.example.com/v1", True),
+        ("https://API.Payments.example.com/v1", True),  # hosts are case-insensitive
+        ("https://a.b.payments.example.com/v1", False),  # '*' stays in one label
+        ("https://evil.test#.payments.example.com/v1", False),  # '*' cannot reach a fragment
+        ("https://evil.test/.payments.example.com/v1", False),  # nor the path
+        ("https://x@evil.test/?.payments.example.com/", False),
+        ("https://api.payments.example.com/v1?admin=1", False),  # nor a query
+        ("http://api.payments.example.com/v1", False),
+    ],
+)
+def test_granted_uri_patterns_match_part_by_part(uri, granted):
+    grant = isolation.Grant(selector={}, uris=("https://*.payments.example.com/*",))
+    assert violations(grants=(grant,), uris=[uri]) == ([] if granted else ["spec.uris[0]"])
 
 
 def test_ips_and_emails_need_grants():

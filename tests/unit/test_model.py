@@ -35,10 +35,10 @@ def test_minimal_spec_gets_documented_defaults() -> None:
 def test_full_spec_is_parsed_and_normalised() -> None:
     parsed = parse_certificate_spec(
         spec(
-            commonName="web",
+            commonName="web.default.svc",
             dnsNames=["web.default.svc", "*.Web.Example.com"],
             ipAddresses=["10.0.0.1", "2001:DB8:0:0::1"],
-            uris=["spiffe://cluster.local/ns/default/sa/web", "https://web.example.com/id"],
+            uris=["spiffe://cluster.local/ns/default/sa/web"],
             emailAddresses=["ops@example.com"],
             subject={
                 "organizations": ["Acme"],
@@ -58,7 +58,7 @@ def test_full_spec_is_parsed_and_normalised() -> None:
             issuerRef={"name": "team-ca"},
         )
     )
-    assert parsed.common_name == "web"
+    assert parsed.common_name == "web.default.svc"
     assert parsed.dns_names == ("web.default.svc", "*.Web.Example.com")
     assert parsed.ip_addresses == ("10.0.0.1", "2001:db8::1")
     assert parsed.uris[0] == "spiffe://cluster.local/ns/default/sa/web"
@@ -96,7 +96,85 @@ def test_renew_before_percentage_and_empty_usages() -> None:
 
 
 def test_common_name_alone_is_enough() -> None:
-    assert parse_certificate_spec(spec(dnsNames=None, commonName="x")).dns_names == ()
+    parsed = parse_certificate_spec(spec(dnsNames=None, commonName="web.t1.svc"))
+    assert parsed.dns_names == ()
+    assert model.leaf_dns_names(parsed) == ("web.t1.svc",)
+
+
+@pytest.mark.parametrize(
+    ("fields", "leaf_names"),
+    [
+        # A DNS-name commonName goes first into the SAN, once, whatever its case.
+        ({"commonName": "a.example", "dnsNames": ["b.example"]}, ("a.example", "b.example")),
+        ({"commonName": "B.Example", "dnsNames": ["a.example", "b.example"]}, None),
+        ({"commonName": "*.a.example", "dnsNames": []}, ("*.a.example",)),
+        ({"commonName": "postgres", "dnsNames": []}, ("postgres",)),
+        # Another name of the certificate is already in the SAN under its own type.
+        ({"commonName": "ops@example.com", "emailAddresses": ["OPS@example.com"]}, None),
+        ({"commonName": "2001:DB8::1", "ipAddresses": ["2001:db8::1"]}, None),
+        (
+            {
+                "commonName": "spiffe://cluster.local/ns/a/sa/b",
+                "uris": ["spiffe://cluster.local/ns/a/sa/b"],
+            },
+            None,
+        ),
+    ],
+)
+def test_common_name_in_the_leaf_dns_names(
+    fields: dict[str, Any], leaf_names: tuple[str, ...] | None
+) -> None:
+    parsed = parse_certificate_spec(spec(**fields))
+    assert model.leaf_dns_names(parsed) == (leaf_names or parsed.dns_names)
+
+
+SPIFFE_TD_255 = "a" * 255
+VALID_SPIFFE_IDS = [
+    ("spiffe://cluster.local/ns/t1/sa/web", "cluster.local", ("ns", "t1", "sa", "web")),
+    ("spiffe://td_1.a-b/A.b_c-9", "td_1.a-b", ("A.b_c-9",)),
+    ("spiffe://td/.../x", "td", ("...", "x")),  # only '.' and '..' are dot segments
+    (f"spiffe://{SPIFFE_TD_255}/x", SPIFFE_TD_255, ("x",)),
+]
+
+
+@pytest.mark.parametrize(("uri", "trust_domain", "segments"), VALID_SPIFFE_IDS)
+def test_spiffe_ids_are_split_into_trust_domain_and_segments(
+    uri: str, trust_domain: str, segments: tuple[str, ...]
+) -> None:
+    assert model.parse_spiffe_id(uri) == model.SpiffeId(trust_domain, segments)
+    assert parse_certificate_spec(spec(uris=[uri])).uris == (uri,)
+
+
+INVALID_SPIFFE_IDS = [
+    # SPIFFE ID spec 2.2: no dot segments, which normalising consumers resolve (t1/../t2 is t2).
+    ("spiffe://cluster.local/ns/t1/../t2/sa/admin", "'..' segments"),
+    ("spiffe://cluster.local/ns/t1/./sa/web", "'.' and '..'"),
+    ("spiffe://cluster.local/ns//sa/web", "empty"),
+    ("spiffe://cluster.local/ns/t1/sa/web/", "trailing '/'"),
+    ("spiffe://cluster.local/ns/t1/sa/%2e%2e", "percent-encoding"),
+    ("spiffe://cluster.local/ns/t1/sa/w+b", "may contain only A-Z a-z 0-9 . - _"),
+    ("spiffe://cluster.local/ns/t1/sa/web?x=1", "query or fragment"),
+    ("spiffe://cluster.local/ns/t1/sa/web#f", "query or fragment"),
+    # 2.1: the trust domain is a lowercase host, nothing more.
+    ("spiffe://cluster.local:443/ns/t1/sa/web", "userinfo or a port"),
+    ("spiffe://admin@cluster.local/ns/t1/sa/web", "userinfo or a port"),
+    ("spiffe://Cluster.local/ns/t1/sa/web", "trust domain must be"),
+    (f"spiffe://{SPIFFE_TD_255}a/x", "1 to 255"),
+    ("spiffe:///ns/a", "trust domain must be"),
+    ("SPIFFE://cluster.local/ns/t1/sa/web", "'spiffe://', in lowercase"),
+    # X.509-SVID 3.1: a leaf's SPIFFE ID has a path.
+    ("spiffe://cluster.local", "needs a path"),
+    ("spiffe://cluster.local/", "needs a path"),
+]
+
+
+@pytest.mark.parametrize(("uri", "message"), INVALID_SPIFFE_IDS)
+def test_invalid_spiffe_ids_are_refused_naming_the_index(uri: str, message: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_certificate_spec(spec(uris=["urn:example:first", uri]))
+    assert caught.value.field == "spec.uris[1]"
+    assert "is not a valid SPIFFE ID" in caught.value.message
+    assert message in caught.value.message
 
 
 def test_invalid_spec_message_names_field() -> None:
@@ -142,8 +220,36 @@ INVALID = [
     ({"ipAddresses": ["::1", "0::1"]}, "spec.ipAddresses[1]", "duplicates"),
     ({"ipAddresses": {"a": 1}}, "spec.ipAddresses", "must be a list, not an object"),
     ({"uris": ["no-scheme/path"]}, "spec.uris[0]", "has no scheme"),
-    ({"uris": ["spiffe://cluster.local"]}, "spec.uris[0]", "trust domain and a path"),
-    ({"uris": ["spiffe:///ns/a"]}, "spec.uris[0]", "trust domain and a path"),
+    ({"uris": ["https://a.example/x/../admin"]}, "spec.uris[0]", "'.' or '..' path segment"),
+    ({"uris": ["https://a.example/x/%2E%2e/admin"]}, "spec.uris[0]", "'.' or '..' path"),
+    ({"uris": ["urn:a", "https://a.example/./x"]}, "spec.uris[1]", "'.' or '..' path"),
+    # X.509-SVID 2: exactly one URI next to a SPIFFE ID, named by its index.
+    (
+        {"uris": ["spiffe://cluster.local/ns/t1/sa/web", "spiffe://cluster.local/ns/t1/sa/other"]},
+        "spec.uris[1]",
+        "cannot join the SPIFFE ID in spec.uris[0]: an X.509-SVID carries exactly one URI",
+    ),
+    (
+        {"uris": ["https://a.example/", "spiffe://cluster.local/ns/t1/sa/web"]},
+        "spec.uris[0]",
+        "cannot join the SPIFFE ID in spec.uris[1]",
+    ),
+    # A commonName is one of the certificate's names, never free text.
+    ({"commonName": "batch job"}, "spec.commonName", "neither a DNS name nor one of"),
+    ({"commonName": "web.example."}, "spec.commonName", "neither a DNS name nor one of"),
+    ({"commonName": "10.0.0.1"}, "spec.commonName", "neither a DNS name nor one of"),
+    ({"commonName": "ops@example.com"}, "spec.commonName", "neither a DNS name nor one of"),
+    (
+        {
+            "commonName": "spiffe://cluster.local/ns/a/sa/b",
+            "uris": ["spiffe://cluster.local/ns/a/sa/c"],
+        },
+        "spec.commonName",
+        "neither a DNS name nor one of",
+    ),
+    # The rest of the subject needs a commonName, or its DN would fit every namespace.
+    ({"subject": {"organizations": ["Acme"]}}, "spec.subject", "needs spec.commonName"),
+    ({"subject": {"serialNumber": "1"}}, "spec.subject", "needs spec.commonName"),
     ({"uris": ["https://exa mple.com/"]}, "spec.uris[0]", "printable ASCII"),
     ({"uris": ["https://[::1/"]}, "spec.uris[0]", "not a valid URI"),
     ({"emailAddresses": ["nobody"]}, "spec.emailAddresses[0]", "not a valid email"),
@@ -248,7 +354,7 @@ def test_valid_names_are_accepted() -> None:
     parsed = parse_certificate_spec(
         spec(
             dnsNames=["a", "*.svc.cluster.local", "x-1.example", f"{'a' * 63}.example"],
-            uris=["urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", "spiffe://td/ns/a/sa/b"],
+            uris=["urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", "https://a.example/%20x"],
             emailAddresses=["first.last+tag@Example.COM"],
             secretTemplate={"labels": {"app.kubernetes.io/name": "web", "empty": ""}},
         )
@@ -337,8 +443,6 @@ def test_fingerprint_is_stable_hex_sha256() -> None:
         {"ipAddresses": ["10.0.0.1"]},
         {"uris": ["https://web.example/"]},
         {"emailAddresses": ["a@example.com"]},
-        {"subject": {"organizations": ["Acme"]}},
-        {"subject": {"serialNumber": "1"}},
         {"duration": "24h"},
         {"usages": ["server auth"]},
         {"privateKey": {"algorithm": "RSA"}},
@@ -349,6 +453,19 @@ def test_fingerprint_is_stable_hex_sha256() -> None:
 )
 def test_fingerprint_changes_with_what_shapes_the_certificate(changed: dict[str, Any]) -> None:
     assert fingerprint(**changed) != fingerprint()
+
+
+@pytest.mark.parametrize("subject", [{"organizations": ["Acme"]}, {"serialNumber": "1"}])
+def test_fingerprint_changes_with_the_subject(subject: dict[str, Any]) -> None:
+    named = {"commonName": "web.example.com"}
+    assert fingerprint(**named, subject=subject) != fingerprint(**named)
+
+
+def test_fingerprint_counts_a_common_name_among_the_san_dns_names() -> None:
+    # Listing the commonName in dnsNames too asks for the same leaf: no re-issue.
+    assert fingerprint(commonName="a.example", dnsNames=[]) == fingerprint(
+        commonName="a.example", dnsNames=["a.example"]
+    )
 
 
 @pytest.mark.parametrize(

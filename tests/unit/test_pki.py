@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
+from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
 from certsmith.model import CertificateSpec, PrivateKeySpec, parse_certificate_spec
@@ -146,7 +147,7 @@ def test_leaf_verifies_with_openssl_and_our_verifier(
     leaf = issue_leaf(
         intermediate,
         rsa_key if algorithm == "RSA" else None,
-        commonName="web",
+        commonName="web.default.svc",
         dnsNames=["web.default.svc", "*.web.example.com"],
         ipAddresses=["10.0.0.1", "2001:db8::1"],
         uris=["spiffe://cluster.local/ns/default/sa/web"],
@@ -240,17 +241,47 @@ def test_empty_subject_makes_the_san_critical(intermediate: ca.CAKeyPair) -> Non
     assert extension(leaf, x509.SubjectAlternativeName).critical
 
 
-def test_common_name_only_leaf_has_no_san_and_still_chains(
+def verify_as_server(
+    leaf: x509.Certificate, intermediate: ca.CAKeyPair, root: ca.CAKeyPair, name: str
+) -> None:
+    """cryptography's WebPKI verifier reads names from the SAN only, as Go, browsers and
+    rustls do (RFC 6125 6.4.4); raises VerificationError."""
+    verifier = (
+        verification.PolicyBuilder()
+        .store(verification.Store([root.certificate]))
+        .time(NOW)
+        .build_server_verifier(x509.DNSName(name))
+    )
+    verifier.verify(leaf, [intermediate.certificate])
+
+
+def test_common_name_only_leaf_carries_its_name_in_the_san(
     root: ca.CAKeyPair, intermediate: ca.CAKeyPair, tmp_path: Path
 ) -> None:
-    leaf = issue_leaf(intermediate, dnsNames=None, commonName="batch job", usages=["client auth"])
-    assert leaf.subject.rfc4514_string() == "CN=batch job"
-    with pytest.raises(x509.ExtensionNotFound):
-        leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    leaf = issue_leaf(intermediate, dnsNames=None, commonName="web.t1.svc")
+    assert leaf.subject.rfc4514_string() == "CN=web.t1.svc"
+    san = extension(leaf, x509.SubjectAlternativeName)
+    assert san.value.get_values_for_type(x509.DNSName) == ["web.t1.svc"]
+    assert not san.critical  # the subject is not empty
     assert openssl_verify(tmp_path, leaf, intermediate, root).returncode == 0
-    assert inspect.chain_is_valid(
-        leaf=leaf, intermediates=[intermediate.certificate], roots=[root.certificate], now=NOW
-    )
+    verify_as_server(leaf, intermediate, root, "web.t1.svc")
+    with pytest.raises(verification.VerificationError):
+        verify_as_server(leaf, intermediate, root, "other.t1.svc")
+
+
+def test_common_name_joins_the_san_dns_names_once(intermediate: ca.CAKeyPair) -> None:
+    leaf = issue_leaf(intermediate, commonName="API.example.com", dnsNames=["b.example.com"])
+    names = extension(leaf, x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["API.example.com", "b.example.com"]
+    listed = issue_leaf(intermediate, commonName="B.example.com", dnsNames=["b.example.com"])
+    names = extension(listed, x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["b.example.com"]
+    # A commonName that is another of the certificate's names is not made a DNS name.
+    uri = "spiffe://cluster.local/ns/t1/sa/web"
+    svid = issue_leaf(intermediate, dnsNames=None, commonName=uri, uris=[uri])
+    names = extension(svid, x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == []
+    assert names.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
 
 
 def test_subject_attributes_in_go_order(intermediate: ca.CAKeyPair) -> None:
@@ -264,7 +295,7 @@ def test_subject_attributes_in_go_order(intermediate: ca.CAKeyPair) -> None:
         "postalCodes": ["10115"],
         "serialNumber": "42",
     }
-    leaf = issue_leaf(intermediate, commonName="web", subject=subject)
+    leaf = issue_leaf(intermediate, commonName="web.example.com", subject=subject)
     assert [(a.oid, a.value) for a in leaf.subject] == [
         (NameOID.COUNTRY_NAME, "DE"),
         (NameOID.ORGANIZATION_NAME, "Acme"),
@@ -275,7 +306,7 @@ def test_subject_attributes_in_go_order(intermediate: ca.CAKeyPair) -> None:
         (NameOID.STREET_ADDRESS, "Main St 1"),
         (NameOID.POSTAL_CODE, "10115"),
         (NameOID.SERIAL_NUMBER, "42"),
-        (NameOID.COMMON_NAME, "web"),
+        (NameOID.COMMON_NAME, "web.example.com"),
     ]
 
 
@@ -534,7 +565,7 @@ def test_pkilint_reports_no_errors(
         cert = issue_leaf(
             intermediate,
             rsa_key if which == "RSA" else None,
-            commonName="web",
+            commonName="web.example.com",
             dnsNames=["web.default.svc", "web.example.com"],
             ipAddresses=["10.0.0.1", "2001:db8::1"],
             uris=["https://web.example.com/id"],

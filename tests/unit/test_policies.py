@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from certsmith import model, policies, tls_secret
-from certsmith.pki import ca, issue, keys
+from certsmith.pki import ca, inspect, issue, keys
 from certsmith.policies import Action
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -164,6 +165,25 @@ def test_missing_fingerprint_annotation_falls_back_to_comparing_names(root, inte
     del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
     assert decide(spec, secret, root).action is Action.REPAIR
     assert decide(spec_of(dnsNames=["x.shop.svc"]), secret, root).reason == "SpecChanged"
+
+
+def test_leaf_without_its_common_name_in_the_san_is_reissued(root, intermediate):
+    # A leaf whose SAN lacks the commonName, as issued before it went into the SAN.
+    spec = spec_of(dnsNames=[], commonName="web.shop.svc")
+    secret = issued_secret(spec, intermediate, root)
+    assert decide(spec, secret, root).action is Action.NOTHING
+    old_leaf = issue.build_leaf(
+        spec=dataclasses.replace(spec, common_name=None),
+        public_key=tls_secret.parse_secret(secret).key.public_key(),
+        issuer=intermediate,
+        now=NOW - timedelta(days=1),
+    )
+    secret["data"]["tls.crt"] = base64.b64encode(
+        inspect.certificates_to_pem([old_leaf, intermediate.certificate])
+    ).decode()
+    del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
+    decision = decide(spec, secret, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
 
 
 def test_expired_leaf_is_reissued_even_if_everything_else_matches(root, intermediate):

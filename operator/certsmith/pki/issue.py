@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certsmith.model import CertificateSpec
+from certsmith.model import CertificateSpec, leaf_dns_names
 from certsmith.pki.ca import BACKDATE, CAKeyPair
 from certsmith.pki.keys import signature_hash
 
@@ -80,8 +80,9 @@ def _subject(spec: CertificateSpec) -> x509.Name:
 
 
 def _alternative_names(spec: CertificateSpec) -> list[x509.GeneralName]:
+    # A DNS-name commonName is in the SAN too: Go, browsers and rustls read only the SAN.
     return [
-        *(x509.DNSName(name) for name in spec.dns_names),
+        *(x509.DNSName(name) for name in leaf_dns_names(spec)),
         *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in spec.ip_addresses),
         *(x509.UniformResourceIdentifier(uri) for uri in spec.uris),
         *(x509.RFC822Name(email) for email in spec.email_addresses),
