@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -133,7 +134,7 @@ def test_aggressive_specs_are_reissued_no_more_often_than_they_say(
 ) -> None:
     run_for = timedelta(minutes=10)
     api, statuses = drive(material, spec, run_for)
-    gaps = [later - earlier for earlier, later in zip(api.writes, api.writes[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(api.writes)]
     assert gaps and min(gaps) >= renewal.MIN_IN_USE
     assert max(gaps) <= in_use + timedelta(seconds=1)  # renewed when due, not later
     assert len(api.writes) <= 1 + math.ceil(run_for / renewal.MIN_IN_USE)
@@ -156,7 +157,7 @@ def test_leaves_under_an_expiring_issuer_are_reissued_at_most_once_per_floor() -
         name="cluster-root", root=root, intermediate=expiring, trusted_roots=(root.certificate,)
     )
     api, _ = drive(material, {"duration": "1h"}, timedelta(minutes=3))
-    gaps = [later - earlier for earlier, later in zip(api.writes, api.writes[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(api.writes)]
     assert gaps and min(gaps) >= renewal.MIN_IN_USE
 
 
@@ -180,6 +181,6 @@ def test_an_issuance_that_fails_its_own_checks_is_reported_and_backs_off() -> No
     assert readiness[0]["reason"] == "IssuanceFailed"
     assert "IssuerNotTrusted" in readiness[0]["message"]
     # Back-off 2 s, 4 s … 5 min: about 19 tries in an hour, never a burst.
-    gaps = [later - earlier for earlier, later in zip(api.writes, api.writes[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(api.writes)]
     assert len(api.writes) <= 20 and min(gaps) >= timedelta(seconds=1.8)
     assert statuses[-1]["failedIssuanceAttempts"] == len(api.writes)
