@@ -11,10 +11,10 @@ MIN_IN_USE = timedelta(seconds=30)
 """The least time a certificate is in use between its issuance and its renewal.
 
 Half the shortest `spec.duration` (1m), so every duration keeps the default renewal at
-2/3 (40 s for 1m). It is an order of magnitude above what one issuance takes (an RSA-4096
-key, a signature and three API writes: about 1-3 s on 2 cores) and above the clock skew
-between replicas, and it bounds the re-issues of one Certificate to two a minute whatever
-its spec or its authority (2,000 writes a minute for 1,000 Certificates at worst).
+2/3 (40 s for 1m). It is an order of magnitude above one issuance (an RSA-4096 key took
+0.1-1 s on 2 shared cores, then a signature and three API writes) and above the clock
+skew between replicas, and it bounds the re-issues of one Certificate to two a minute
+whatever its spec or its authority.
 """
 
 
