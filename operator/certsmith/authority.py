@@ -75,7 +75,7 @@ def intermediate_secret_name(authority: str) -> str:
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
     return renewal.renewal_time(
-        not_before=intermediate.not_valid_before_utc,
+        issued_at=ca.signed_at(intermediate),
         not_after=intermediate.not_valid_after_utc,
         renew_before=None,
         renew_before_percentage=None,

@@ -15,9 +15,14 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from certsmith.renewal import MIN_IN_USE
+
 DEFAULT_DURATION = timedelta(days=90)
 MIN_DURATION = timedelta(minutes=1)
 DEFAULT_USAGES = ("digital signature", "server auth", "client auth")
+# cert-manager's default for RSA: a static RSA key exchange (TLS 1.2 TLS_RSA_*) encrypts the
+# premaster secret to the key, which RFC 5280 4.2.1.3 / RFC 5246 7.4.2 tie to keyEncipherment.
+DEFAULT_RSA_USAGES = ("digital signature", "key encipherment", "server auth", "client auth")
 ALLOWED_USAGES = frozenset(
     {
         *("digital signature", "key encipherment", "key agreement", "content commitment"),
@@ -27,6 +32,15 @@ ALLOWED_USAGES = frozenset(
     }
 )
 DEFAULT_ISSUER = "cluster-root"
+
+# usage → (the key algorithm that can honour it, why). RFC 8813 section 3 forbids
+# keyEncipherment and dataEncipherment for ECDSA keys, RFC 8410 section 5 every
+# encryption and agreement bit for Ed25519; RSA keys cannot agree on keys.
+_USAGE_ALGORITHM = {
+    "key encipherment": ("RSA", "RFC 8813 and RFC 8410 forbid it for ECDSA and Ed25519 keys"),
+    "data encipherment": ("RSA", "RFC 8813 and RFC 8410 forbid it for ECDSA and Ed25519 keys"),
+    "key agreement": ("ECDSA", "RSA and Ed25519 keys cannot agree on keys"),
+}
 
 _MAX_DURATION = timedelta(hours=876000)  # 100 years, as the CRD's CEL rule says
 _MAX_SANS = 1000  # bounds the certificate a hostile spec can make us build and sign
@@ -201,14 +215,20 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
     _check(in_range, "spec.duration", "must be from 1m to 100 years (876000h)")
     renew_before = _optional_duration(spec, "renewBefore")
     if renew_before is not None:
-        shorter = f"must be shorter than spec.duration ({duration})"
+        shorter = f"must be shorter than spec.duration ({format_duration(duration)})"
         _check(renew_before < duration, "spec.renewBefore", shorter)
+        _check_in_use(duration, duration - renew_before, "spec.renewBefore", spec["renewBefore"])
     percentage = spec.get("renewBeforePercentage")
     if percentage is not None:
         _expect(percentage, int, "spec.renewBeforePercentage")
         _check(1 <= percentage <= 99, "spec.renewBeforePercentage", "must be from 1 to 99")
         both = "cannot be combined with spec.renewBefore"
         _check(renew_before is None, "spec.renewBeforePercentage", both)
+        # In whole milliseconds, as the CRD's CEL rule computes it, so both judge alike.
+        millisecond = timedelta(milliseconds=1)
+        in_use = duration // millisecond * (100 - percentage) * millisecond / 100
+        _check_in_use(duration, in_use, "spec.renewBeforePercentage", str(percentage))
+    private_key = _private_key(spec)
     return CertificateSpec(
         secret_name=secret_name,
         common_name=common_name,
@@ -220,8 +240,8 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         duration=duration,
         renew_before=renew_before,
         renew_before_percentage=percentage,
-        usages=_usages(spec),
-        private_key=_private_key(spec),
+        usages=_usages(spec, private_key.algorithm),
+        private_key=private_key,
         secret_labels=_string_map(spec, "labels", label=True),
         secret_annotations=_string_map(spec, "annotations", label=False),
         issuer_name=issuer_name,
@@ -274,6 +294,39 @@ def parse_spiffe_id(text: str) -> SpiffeId:
     return SpiffeId(authority, segments)
 
 
+def format_duration(value: timedelta) -> str:
+    """`value` as Go's time.Duration prints it ("1h0m0s", "9m50s", "600ms"), to the µs."""
+    micro = value // timedelta(microseconds=1)
+    if 0 < micro < 1_000_000:
+        unit, scale = ("µs", 1) if micro < 1000 else ("ms", 1000)
+        return f"{micro / scale:.3f}".rstrip("0").rstrip(".") + unit
+    hours, micro = divmod(micro, 3_600_000_000)
+    minutes, micro = divmod(micro, 60_000_000)
+    seconds, micro = divmod(micro, 1_000_000)
+    text = f"{seconds}.{micro:06d}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _check_in_use(duration: timedelta, in_use: timedelta, path: str, value: str) -> None:
+    """Refuse a renewal setting that leaves the certificate in use less than MIN_IN_USE."""
+    if in_use >= MIN_IN_USE:
+        return
+    if path == "spec.renewBeforePercentage":
+        # The largest percentage that still leaves MIN_IN_USE, in the same milliseconds.
+        floor_ms, duration_ms = (t // timedelta(milliseconds=1) for t in (MIN_IN_USE, duration))
+        advice = f"at most {100 + -floor_ms * 100 // duration_ms}"  # 100 - ceil(share)
+    else:
+        advice = f"at most {format_duration(duration - MIN_IN_USE)}"
+    raise InvalidSpec(
+        path,
+        f"{value} leaves the certificate in use only {format_duration(in_use)} before renewal; "
+        f"certsmith renews no sooner than {format_duration(MIN_IN_USE)} after issuance: "
+        f"use {advice} with a spec.duration of {format_duration(duration)}",
+    )
+
+
 def issuance_fingerprint(spec: CertificateSpec) -> str:
     """Hash what shapes the issued certificate; SAN and usage order do not change it."""
     key = spec.private_key
@@ -318,13 +371,23 @@ def _subject(spec: Mapping[str, Any]) -> Subject:
     return Subject(**values, serial_number=serial)
 
 
-def _usages(spec: Mapping[str, Any]) -> tuple[str, ...]:
+def _usages(spec: Mapping[str, Any], algorithm: str) -> tuple[str, ...]:
+    """The usages asked for, each one the key can honour, or the key type's default."""
     usages, fields = _strings(spec, "usages", len(ALLOWED_USAGES))
     for usage, path in zip(usages, fields, strict=True):
         _check(usage in ALLOWED_USAGES, path, f"{usage!r} is not one of {sorted(ALLOWED_USAGES)}")
         # RFC 5280 4.2.1.3 allows keyCertSign only with cA=TRUE, and certsmith never issues CAs.
         _check(usage != "cert sign", path, "'cert sign' needs a CA certificate (isCA)")
-    return _unique("spec.usages", usages, fold_case=False) or DEFAULT_USAGES
+        needed, why = _USAGE_ALGORITHM.get(usage, (algorithm, ""))
+        algorithm_is = f"spec.privateKey.algorithm is {algorithm}"
+        _check(
+            needed == algorithm, path, f"{usage!r} needs an {needed} key ({algorithm_is}): {why}"
+        )
+        # RFC 5280 4.2.1.3 defines encipherOnly and decipherOnly only together with keyAgreement.
+        alone = usage in ("encipher only", "decipher only") and "key agreement" not in usages
+        _check(not alone, path, f"{usage!r} needs 'key agreement' in spec.usages (RFC 5280)")
+    default = DEFAULT_RSA_USAGES if algorithm == "RSA" else DEFAULT_USAGES
+    return _unique("spec.usages", usages, fold_case=False) or default
 
 
 def _private_key(spec: Mapping[str, Any]) -> PrivateKeySpec:

@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from certsmith import model, renewal, tls_secret
-from certsmith.pki import inspect, keys
+from certsmith.pki import ca, inspect, keys
 from certsmith.tls_secret import TLS_SECRET_TYPE, SecretContents
 
 
@@ -204,8 +204,10 @@ def decide(i: Input) -> Decision:
 def leaf_renewal_time(
     spec: model.CertificateSpec, leaf: x509.Certificate, *, jitter_key: str
 ) -> datetime:
+    """When `leaf` falls due, counted from the instant it was signed (never its back-dated
+    notBefore) and never less than renewal.MIN_IN_USE after it."""
     return renewal.renewal_time(
-        not_before=leaf.not_valid_before_utc,
+        issued_at=ca.signed_at(leaf),
         not_after=leaf.not_valid_after_utc,
         renew_before=spec.renew_before,
         renew_before_percentage=spec.renew_before_percentage,

@@ -7,6 +7,7 @@ have (kopf's own patch from a handler, a direct PATCH from the scheduler).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -176,17 +177,16 @@ class Reconciler:
                     else self._kube.get_secret(namespace=namespace, name=spec.secret_name)
                 )
                 contents = None if secret_body is None else tls_secret.parse_secret(secret_body)
-                decision = policies.decide(
-                    policies.Input(
-                        certificate_name=name,
-                        namespace=namespace,
-                        spec=spec,
-                        secret=contents,
-                        authority=material.view(),
-                        now=now,
-                        renewal_request=_renewal_request(body),
-                    )
+                inputs = policies.Input(
+                    certificate_name=name,
+                    namespace=namespace,
+                    spec=spec,
+                    secret=contents,
+                    authority=material.view(),
+                    now=now,
+                    renewal_request=_renewal_request(body),
                 )
+                decision = policies.decide(inputs)
                 if decision.action is Action.CONFLICT:
                     return self._not_ready(
                         body,
@@ -204,6 +204,15 @@ class Reconciler:
                             optimistic = False
                             continue
                         raise
+                    # What was just issued must pass every check, or each reconcile would
+                    # issue again: report it and back off instead of looping.
+                    again = policies.decide(dataclasses.replace(inputs, secret=contents))
+                    if again.action is Action.ISSUE:
+                        message = (
+                            f"the certificate just issued would be re-issued at once "
+                            f"({again.reason}: {again.message})"
+                        )
+                        return self._failed(body, status, message, now, not_ready=True)
                 elif decision.action is Action.REPAIR:
                     assert contents is not None
                     self._repair(body, spec, contents, material)
@@ -442,15 +451,24 @@ class Reconciler:
         return Outcome(status=desired, next_check=retry)
 
     def _failed(
-        self, body: Mapping[str, Any], status: Mapping[str, Any], message: str, now: datetime
+        self,
+        body: Mapping[str, Any],
+        status: Mapping[str, Any],
+        message: str,
+        now: datetime,
+        *,
+        not_ready: bool = False,
     ) -> Outcome:
-        """Issuance failed: keep Ready as it was (the old certificate may still be valid)."""
+        """Issuance failed: retry with back-off and keep Ready as it was (the old certificate
+        may still be valid), unless `not_ready` (what the Secret holds fails the checks)."""
         attempts = int(status.get("failedIssuanceAttempts") or 0) + 1
         current_ready = conditions.find_condition(status.get("conditions"), conditions.READY)
         desired_conditions = [
             conditions.Condition(conditions.ISSUING, False, "IssuanceFailed", message)
         ]
-        if current_ready is None:
+        if not_ready:
+            metrics.READY.labels(body["metadata"]["namespace"], body["metadata"]["name"]).set(0)
+        if current_ready is None or not_ready:
             desired_conditions.append(
                 conditions.Condition(conditions.READY, False, "IssuanceFailed", message)
             )

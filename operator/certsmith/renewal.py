@@ -1,4 +1,4 @@
-"""When to renew a certificate: cert-manager's renewBefore semantics plus deterministic jitter."""
+"""When to renew a certificate: cert-manager's renewBefore semantics, stable jitter, a floor."""
 
 from __future__ import annotations
 
@@ -7,10 +7,20 @@ from datetime import datetime, timedelta
 
 _MAX_JITTER = timedelta(minutes=5)
 
+MIN_IN_USE = timedelta(seconds=30)
+"""The least time a certificate is in use between its issuance and its renewal.
+
+Half the shortest `spec.duration` (1m), so every duration keeps the default renewal at
+2/3 (40 s for 1m). It is an order of magnitude above one issuance (an RSA-4096 key took
+0.1-1 s on 2 shared cores, then a signature and three API writes) and above the clock
+skew between replicas, and it bounds the re-issues of one Certificate to two a minute
+whatever its spec or its authority.
+"""
+
 
 def renewal_time(
     *,
-    not_before: datetime,
+    issued_at: datetime,
     not_after: datetime,
     renew_before: timedelta | None,
     renew_before_percentage: int | None,
@@ -18,13 +28,23 @@ def renewal_time(
 ) -> datetime:
     """Renew `renew_before` (or `percentage`% of the lifetime) before expiry, by default at 2/3.
 
-    A non-empty `jitter_key` (e.g. the Certificate's namespace/name) moves the time earlier by a
-    stable amount up to 1% of the lifetime (at most 5 minutes), so Certificates created together
-    do not all renew in the same instant. The result is never before `not_before`.
+    The lifetime runs from `issued_at`, the instant of signing (not the notBefore, which is
+    back-dated for clock skew), to `not_after`, which may be shorter than the spec's
+    duration when the issuer's own notAfter capped it. An unusable `renew_before` (not
+    inside the lifetime) falls back to the default. A non-empty `jitter_key` (e.g. the
+    Certificate's namespace/name) moves the time earlier by a stable amount up to 1% of the
+    lifetime (at most 5 minutes), so Certificates created together do not all renew in the
+    same instant.
+
+    The result is never earlier than `issued_at + MIN_IN_USE`: whatever the spec, the
+    jitter or a capped (even already past) `not_after`, a certificate is never re-issued
+    in a loop. A leaf capped to less than MIN_IN_USE (its issuer about to expire) is thus
+    renewed up to MIN_IN_USE after its expiry, by the issuer that replaced it.
     """
-    lifetime = not_after - not_before
+    floor = issued_at + MIN_IN_USE
+    lifetime = not_after - issued_at
     if lifetime <= timedelta(0):
-        return not_before
+        return floor
     if renew_before_percentage is not None:
         renew_before = lifetime * renew_before_percentage / 100
     if renew_before is None or not timedelta(0) < renew_before < lifetime:
@@ -34,4 +54,4 @@ def renewal_time(
         digest = hashlib.sha256(jitter_key.encode()).digest()
         fraction = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
         jitter = min(lifetime / 100, _MAX_JITTER) * fraction
-    return max(not_after - renew_before - jitter, not_before)
+    return max(not_after - renew_before - jitter, floor)

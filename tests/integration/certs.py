@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import subprocess
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
+
+from tests.support import kubectl_path
 
 GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
 
@@ -87,3 +91,16 @@ def events_for(api_client: client.ApiClient, namespace: str, name: str) -> list[
         for event in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
         if event.involved_object.name == name and event.involved_object.kind == "Certificate"
     ]
+
+
+def kubectl_apply(
+    kubeconfig: str, namespace: str, body: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply` of one object, as a user does; the answer (not checked) is returned."""
+    return subprocess.run(
+        [kubectl_path(), "--kubeconfig", kubeconfig, "apply", "-n", namespace, "-f", "-"],
+        input=json.dumps(body),
+        capture_output=True,
+        text=True,
+        check=False,
+    )

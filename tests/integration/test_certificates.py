@@ -123,7 +123,7 @@ def test_short_certificate_renews_itself_without_losing_ready(
                 name,
                 dnsNames=[f"{name}.{namespace}.svc"],
                 duration="2m",
-                renewBefore="110s",
+                renewBefore="90s",
                 privateKey={"rotationPolicy": policy},
             ),
         )
@@ -356,7 +356,7 @@ def test_restart_keeps_valid_certificates_and_catches_up_on_renewals(
     certs.create(
         api_client,
         namespace,
-        certs.certificate("due", dnsNames=["due.example.com"], duration="2m", renewBefore="100s"),
+        certs.certificate("due", dnsNames=["due.example.com"], duration="2m", renewBefore="90s"),
     )
     steady = ready(api_client, namespace, "steady")["status"]
     due = ready(api_client, namespace, "due")["status"]

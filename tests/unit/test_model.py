@@ -95,6 +95,59 @@ def test_renew_before_percentage_and_empty_usages() -> None:
     assert parsed.usages == model.DEFAULT_USAGES
 
 
+def test_default_usages_follow_the_key_type() -> None:
+    # cert-manager's default: RSA leaves can also serve a static RSA key exchange.
+    rsa = parse_certificate_spec(spec(privateKey={"algorithm": "RSA"}))
+    assert rsa.usages == model.DEFAULT_RSA_USAGES
+    assert "key encipherment" in rsa.usages
+    for algorithm in ("ECDSA", "Ed25519"):
+        parsed = parse_certificate_spec(spec(privateKey={"algorithm": algorithm}))
+        assert parsed.usages == model.DEFAULT_USAGES
+        assert "key encipherment" not in parsed.usages
+    # Usages listed replace the default, exactly.
+    listed = ["server auth", "digital signature"]
+    assert parse_certificate_spec(
+        spec(privateKey={"algorithm": "RSA"}, usages=listed)
+    ).usages == tuple(listed)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"duration": "1m"},
+        {"duration": "1m", "renewBefore": "30s"},
+        {"duration": "1m", "renewBeforePercentage": 50},
+        {"duration": "61s", "renewBeforePercentage": 50},
+        {"duration": "10m", "renewBefore": "9m30s"},
+        {"duration": "10m", "renewBeforePercentage": 95},
+        {"duration": "1h", "renewBeforePercentage": 99},
+        {"duration": "876000h", "renewBeforePercentage": 99},
+        {"renewBefore": "2159h59m30s"},
+        {"duration": "1m", "renewBeforePercentage": 1},
+    ],
+)
+def test_renewal_settings_that_leave_the_floor_are_admitted(fields: dict[str, Any]) -> None:
+    parse_certificate_spec(spec(**fields))
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(hours=2160), "2160h0m0s"),
+        (timedelta(hours=1, seconds=1), "1h0m1s"),
+        (timedelta(minutes=9, seconds=50), "9m50s"),
+        (timedelta(seconds=29.4), "29.4s"),
+        (timedelta(milliseconds=600), "600ms"),
+        (timedelta(microseconds=1500), "1.5ms"),
+        (timedelta(microseconds=7), "7µs"),
+        (timedelta(0), "0s"),
+    ],
+)
+def test_durations_print_like_go(value: timedelta, text: str) -> None:
+    assert model.format_duration(value) == text
+    assert value == timedelta(0) or parse_duration(text, "spec.duration") == value
+
+
 def test_common_name_alone_is_enough() -> None:
     parsed = parse_certificate_spec(spec(dnsNames=None, commonName="web.t1.svc"))
     assert parsed.dns_names == ()
@@ -286,6 +339,45 @@ INVALID = [
     ({"usages": ["server auth", "fly"]}, "spec.usages[1]", "'fly' is not one of"),
     ({"usages": ["server auth", "server auth"]}, "spec.usages[1]", "duplicates spec.usages[0]"),
     ({"usages": ["cert sign"]}, "spec.usages[0]", "needs a CA certificate"),
+    # RFC 8813 section 3, RFC 8410 section 5: encipherment is for RSA keys only.
+    (
+        {"usages": ["key encipherment"]},
+        "spec.usages[0]",
+        "'key encipherment' needs an RSA key (spec.privateKey.algorithm is ECDSA)",
+    ),
+    (
+        {"usages": ["server auth", "data encipherment"], "privateKey": {"algorithm": "Ed25519"}},
+        "spec.usages[1]",
+        "needs an RSA key (spec.privateKey.algorithm is Ed25519)",
+    ),
+    (
+        {"usages": ["key agreement"], "privateKey": {"algorithm": "RSA"}},
+        "spec.usages[0]",
+        "'key agreement' needs an ECDSA key",
+    ),
+    (
+        {"usages": ["key agreement"], "privateKey": {"algorithm": "Ed25519"}},
+        "spec.usages[0]",
+        "needs an ECDSA key",
+    ),
+    ({"usages": ["decipher only"]}, "spec.usages[0]", "needs 'key agreement'"),
+    # Renewal settings that leave the certificate in use less than MIN_IN_USE (30 s).
+    (
+        {"duration": "10m", "renewBefore": "9m50s"},
+        "spec.renewBefore",
+        "9m50s leaves the certificate in use only 10s before renewal; certsmith renews no "
+        "sooner than 30s after issuance: use at most 9m30s with a spec.duration of 10m0s",
+    ),
+    ({"duration": "1m", "renewBefore": "31s"}, "spec.renewBefore", "in use only 29s"),
+    ({"renewBefore": "2159h59m31s"}, "spec.renewBefore", "at most 2159h59m30s"),
+    (
+        {"duration": "1m", "renewBeforePercentage": 51},
+        "spec.renewBeforePercentage",
+        "51 leaves the certificate in use only 29.4s before renewal; certsmith renews no "
+        "sooner than 30s after issuance: use at most 50 with a spec.duration of 1m0s",
+    ),
+    ({"duration": "10m", "renewBeforePercentage": 96}, "spec.renewBeforePercentage", "most 95"),
+    ({"duration": "61s", "renewBeforePercentage": 51}, "spec.renewBeforePercentage", "most 50"),
     ({"usages": "server auth"}, "spec.usages", "must be a list"),
     ({"usages": ["digital signature"] * 16}, "spec.usages", "max 15"),
     ({"privateKey": {"algorithm": "DSA"}}, "spec.privateKey.algorithm", "'DSA' is not one of"),

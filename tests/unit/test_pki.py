@@ -153,7 +153,6 @@ def test_leaf_verifies_with_openssl_and_our_verifier(
         uris=["spiffe://cluster.local/ns/default/sa/web"],
         emailAddresses=["ops@example.com"],
         privateKey={"algorithm": algorithm},
-        usages=["digital signature", "key encipherment", "server auth", "client auth"],
     )
     result = openssl_verify(tmp_path, leaf, intermediate, root)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -177,6 +176,7 @@ def test_leaf_verifies_with_openssl_and_our_verifier(
     assert not eku.critical
     assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert extension(leaf, x509.KeyUsage).critical
+    # By default RSA leaves can also carry a static RSA key exchange (TLS_RSA_*); never others.
     expected = (
         {"digital_signature", "key_encipherment"} if algorithm == "RSA" else {"digital_signature"}
     )
@@ -192,23 +192,25 @@ def test_leaf_verifies_with_openssl_and_our_verifier(
 @pytest.mark.parametrize(
     ("algorithm", "usages", "bits"),
     [
-        ("ECDSA", ["key encipherment", "server auth"], {"digital_signature"}),
-        ("ECDSA", ["key agreement", "encipher only"], {"key_agreement", "encipher_only"}),
-        ("ECDSA", ["data encipherment", "crl sign"], {"crl_sign"}),
+        ("RSA", None, {"digital_signature", "key_encipherment"}),
+        ("ECDSA", None, {"digital_signature"}),
+        ("Ed25519", None, {"digital_signature"}),
+        # Usages listed replace the default, for RSA too.
+        ("RSA", ["digital signature", "server auth"], {"digital_signature"}),
         (
             "RSA",
             ["key encipherment", "data encipherment"],
             {"key_encipherment", "data_encipherment"},
         ),
-        ("RSA", ["key agreement", "decipher only", "client auth"], {"digital_signature"}),
-        ("Ed25519", ["key agreement", "key encipherment", "code signing"], {"digital_signature"}),
+        ("ECDSA", ["key agreement", "encipher only"], {"key_agreement", "encipher_only"}),
+        ("ECDSA", ["crl sign"], {"crl_sign"}),
         ("Ed25519", ["content commitment"], {"content_commitment"}),
         ("ECDSA", ["server auth"], {"digital_signature"}),
     ],
 )
 def test_key_usage_fits_the_key_type(
     algorithm: str,
-    usages: list[str],
+    usages: list[str] | None,
     bits: set[str],
     intermediate: ca.CAKeyPair,
     rsa_key: keys.PrivateKey,
@@ -216,6 +218,14 @@ def test_key_usage_fits_the_key_type(
     key = rsa_key if algorithm == "RSA" else None
     leaf = issue_leaf(intermediate, key, privateKey={"algorithm": algorithm}, usages=usages)
     assert key_usage_bits(leaf) == bits
+
+
+def test_key_usage_bits_follow_the_key_certified_not_the_spec(intermediate: ca.CAKeyPair) -> None:
+    # RSA-only bits asked for by an RSA spec are left out of a leaf for an ECDSA key.
+    spec = make_spec(privateKey={"algorithm": "RSA"}, usages=["key encipherment", "client auth"])
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = issue.build_leaf(spec=spec, public_key=key.public_key(), issuer=intermediate, now=NOW)
+    assert key_usage_bits(leaf) == {"digital_signature"}
 
 
 def test_extended_key_usage_is_canonical_and_omitted_when_not_asked(
@@ -574,8 +584,7 @@ def test_pkilint_reports_no_errors(
             privateKey={"algorithm": which},
             usages=[
                 "digital signature",
-                "key encipherment",
-                "key agreement",
+                *{"RSA": ["key encipherment"], "ECDSA": ["key agreement"]}.get(which, []),
                 "server auth",
                 "client auth",
             ],

@@ -7,9 +7,10 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certsmith import model, policies, tls_secret
+from certsmith import model, policies, renewal, tls_secret
 from certsmith.pki import ca, inspect, issue, keys
 from certsmith.policies import Action
 
@@ -190,3 +191,53 @@ def test_expired_leaf_is_reissued_even_if_everything_else_matches(root, intermed
     spec = spec_of(duration="1h")
     secret = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=3))
     assert decide(spec, secret, root).action is Action.ISSUE
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"duration": "1h", "renewBeforePercentage": 99},
+        {"duration": "1m", "renewBefore": "30s"},
+        {"duration": "1m", "renewBeforePercentage": 50},
+        {"duration": "1m"},
+        {"duration": "10m", "renewBefore": "9m30s"},
+        {"duration": "1h", "renewBeforePercentage": 99, "privateKey": {"algorithm": "RSA"}},
+        {
+            "duration": "1m",
+            "renewBefore": "30s",
+            "privateKey": {"algorithm": "Ed25519", "rotationPolicy": "Never"},
+            "usages": ["digital signature", "client auth"],
+            "secretTemplate": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
+        },
+    ],
+)
+def test_nothing_fires_again_before_the_floor_after_an_issuance(root, intermediate, fields):
+    # The leaf starts a minute early (clock skew); renewal counts from its signing, so even
+    # the most aggressive admitted spec is not due again until MIN_IN_USE has passed.
+    spec = spec_of(**fields)
+    secret = issued_secret(spec, intermediate, root, issued_at=NOW)
+    for later in (NOW, NOW + renewal.MIN_IN_USE - timedelta(microseconds=1)):
+        assert decide(spec, secret, root, now=later).action is not Action.ISSUE
+    leaf = tls_secret.parse_secret(secret).leaf
+    assert leaf is not None
+    due = policies.leaf_renewal_time(spec, leaf, jitter_key=f"{NAMESPACE}/{NAME}")
+    assert due >= NOW + renewal.MIN_IN_USE
+    assert decide(spec, secret, root, now=due).reason == "RenewalDue"
+
+
+def test_leaf_capped_by_an_expiring_issuer_is_not_due_before_the_floor(root):
+    # The intermediate has 3m20s left (it is renewed at 2/3 of 10m): the 1h leaf is capped.
+    expiring = ca.build_intermediate(
+        issuer=root,
+        common_name="expiring",
+        now=NOW - timedelta(minutes=6, seconds=40),
+        lifetime=timedelta(minutes=10),
+    )
+    spec = spec_of(duration="1h", renewBeforePercentage=99)
+    secret = issued_secret(spec, expiring, root, issued_at=NOW)
+    leaf = tls_secret.parse_secret(secret).leaf
+    assert leaf is not None
+    assert leaf.not_valid_after_utc == expiring.certificate.not_valid_after_utc
+    due = policies.leaf_renewal_time(spec, leaf, jitter_key=f"{NAMESPACE}/{NAME}")
+    assert due == NOW + renewal.MIN_IN_USE  # 99% of 3m20s would leave 2 s
+    assert decide(spec, secret, root, now=due - timedelta(seconds=1)).action is Action.NOTHING

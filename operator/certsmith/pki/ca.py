@@ -14,6 +14,12 @@ from certsmith.pki.keys import PrivateKey, signature_hash
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
 BACKDATE = timedelta(minutes=1)
 
+
+def signed_at(certificate: x509.Certificate) -> datetime:
+    """When certsmith signed `certificate` (UTC): everything it signs starts BACKDATE early."""
+    return certificate.not_valid_before_utc + BACKDATE
+
+
 _CA_KEY_USAGE = x509.KeyUsage(
     digital_signature=False,
     content_commitment=False,
