@@ -147,6 +147,24 @@ def test_foreign_secrets_are_never_written_and_say_whose_they_are(
     assert issued.metadata.labels["certsmith.dev/certificate"] == "by-hand"
 
 
+def test_a_secret_labelled_for_a_certificate_is_handed_over(
+    api_client, namespace, running_operator
+):
+    core = client.CoreV1Api(api_client)
+    handed = tls_secret("handed", labels={"certsmith.dev/certificate": "handed"})
+    handed.data["keystore.p12"] = base64.b64encode(b"p12").decode()
+    core.create_namespaced_secret(namespace, handed)
+    certs.create(
+        api_client,
+        namespace,
+        certs.certificate("handed", secretName="handed", dnsNames=["handed.example.com"]),
+    )
+    status = ready(api_client, namespace, "handed")["status"]
+    secret = core.read_namespaced_secret("handed", namespace)
+    assert certs.leaf_of(secret).serial_number == int(status["serialNumber"], 16)
+    assert secret.data["keystore.p12"] == handed.data["keystore.p12"]
+
+
 def test_left_over_secret_is_adopted_by_its_certificate_only(
     api_client, namespace, running_operator
 ):
