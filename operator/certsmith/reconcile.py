@@ -77,22 +77,20 @@ def conflict_recheck_delay(age: timedelta) -> timedelta:
     return min(max(age / 10, CONFLICT_RECHECK_MIN), CONFLICT_RECHECK_MAX)
 
 
-def _conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
-    ready = conditions.find_condition(status.get("conditions"), conditions.READY)
-    if ready is None or ready.get("status") != "False" or ready.get("reason") != "SecretConflict":
-        return timedelta(0)
-    try:
-        since = datetime.fromisoformat(str(ready["lastTransitionTime"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return timedelta(0)
-    return max(now - since, timedelta(0))
-
-
 def _parse_time(text: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
     except ValueError:
         return None
+
+
+def _conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
+    """How long the Certificate has been Ready=False for a SecretConflict (0 if it is not)."""
+    ready = conditions.find_condition(status.get("conditions"), conditions.READY)
+    if ready is None or ready.get("status") != "False" or ready.get("reason") != "SecretConflict":
+        return timedelta(0)
+    since = _parse_time(ready.get("lastTransitionTime"))
+    return timedelta(0) if since is None else max(now - since, timedelta(0))
 
 
 def failure_readiness(
@@ -260,6 +258,7 @@ class Reconciler:
         )
         try:
             while True:
+                judged = None
                 secret_body = (
                     None
                     if optimistic

@@ -59,7 +59,6 @@ OWNED_ANNOTATIONS = (
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
-DATA_KEYS = ("tls.crt", "tls.key", "ca.crt")
 
 
 @dataclass(frozen=True)
