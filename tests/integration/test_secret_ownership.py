@@ -4,7 +4,9 @@ only what it owns in it, and never reports Ready for a certificate that expired.
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -79,6 +81,63 @@ def test_a_certificate_never_overwrites_a_ca_secret(api_client, running_operator
             client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
                 certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, name
             )
+
+
+def test_an_authority_created_later_never_takes_a_certificates_secret(api_client, running_operator):
+    """The mirror case: a Certificate in `certsmith` got `<ca>-intermediate` before the
+    authority existed; the authority neither signs with that leaf nor overwrites it."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    authority = f"t-ca-{uuid.uuid4().hex[:8]}"
+    certs.create(
+        api_client,
+        OPERATOR_NAMESPACE,
+        certs.certificate(
+            "early",
+            secretName=f"{authority}-intermediate",
+            dnsNames=[f"early.{OPERATOR_NAMESPACE}.svc"],
+        ),
+    )
+    try:
+        ready(api_client, OPERATOR_NAMESPACE, "early")
+        before = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
+        objects.create_cluster_custom_object(
+            certs.GROUP,
+            certs.VERSION,
+            "certificateauthorities",
+            {
+                "apiVersion": "certsmith.dev/v1alpha1",
+                "kind": "CertificateAuthority",
+                "metadata": {"name": authority},
+                "spec": {},
+            },
+        )
+
+        def refused():
+            body = objects.get_cluster_custom_object(
+                certs.GROUP, certs.VERSION, "certificateauthorities", authority
+            )
+            found = certs.condition(body)
+            return found if found and found["status"] == "False" else None
+
+        found = wait_for(refused, timeout=15, what=f"CertificateAuthority {authority} refused")
+        assert f"{authority}-intermediate is not labelled" in found["message"]
+        assert "it holds the certificate of Certificate early" in found["message"]
+        after = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
+        assert after.metadata.resource_version == before.metadata.resource_version
+    finally:
+        objects.delete_namespaced_custom_object(
+            certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, "early"
+        )
+        with contextlib.suppress(client.ApiException):
+            objects.delete_cluster_custom_object(
+                certs.GROUP, certs.VERSION, "certificateauthorities", authority
+            )
+        core.delete_collection_namespaced_secret(
+            OPERATOR_NAMESPACE, label_selector=f"certsmith.dev/authority={authority}"
+        )
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
 
 
 def test_foreign_secrets_are_never_written_and_say_whose_they_are(
