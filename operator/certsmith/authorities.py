@@ -61,7 +61,16 @@ def _store_new(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
         )
         if existing is None:
             raise
+        labels = body["metadata"]["labels"]
+        _check_role(existing, labels[authority.AUTHORITY_LABEL], labels[authority.ROLE_LABEL])
         return existing
+
+
+def _check_role(secret: Mapping[str, Any], name: str, role: str) -> None:
+    try:
+        authority.check_role(secret, authority=name, role=role)
+    except ValueError as error:
+        raise AuthorityNotReady(str(error)) from None
 
 
 def _load_root(
@@ -81,6 +90,8 @@ def _load_root(
 
     secret_name = authority.root_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
+    if secret is not None:
+        _check_role(secret, name, "root")
     if secret is None:
         lifetime = config.root_lifetime
         if spec.get("rootLifetime"):
@@ -110,6 +121,7 @@ def _load_intermediate(
     secret_name = authority.intermediate_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
     if secret is not None:
+        _check_role(secret, name, "intermediate")
         try:
             pair = authority.parse_key_pair(secret)
         except ValueError:
@@ -139,6 +151,7 @@ def _load_next_root(kube: Kube, config: Config, name: str) -> ca.CAKeyPair | Non
     secret = kube.get_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
     if secret is None:
         return None
+    _check_role(secret, name, "next-root")
     try:
         return authority.parse_key_pair(secret)
     except ValueError as error:

@@ -8,19 +8,19 @@ a renewed intermediate needs no change to any trust bundle.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cryptography import x509
 
-from certsmith import conditions, isolation, renewal, rotation
+from certsmith import conditions, isolation, renewal, rotation, tls_secret
 from certsmith.pki import ca, inspect, keys
 from certsmith.policies import AuthorityView
 
-AUTHORITY_LABEL = "certsmith.dev/authority"
-ROLE_LABEL = "certsmith.dev/role"
+AUTHORITY_LABEL = tls_secret.CA_AUTHORITY_LABEL
+ROLE_LABEL = tls_secret.CA_ROLE_LABEL
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,39 @@ def root_renewal_time(root: x509.Certificate) -> datetime:
 
 def intermediate_secret_name(authority: str) -> str:
     return f"{authority}-intermediate"
+
+
+def reserved_secret(secret_name: str, authorities: Iterable[str]) -> str | None:
+    """What a Secret name in the operator's namespace is kept for, e.g. "the intermediate of
+    CertificateAuthority cluster-root", or None; no Certificate may take such a name."""
+    for name in authorities:
+        for role, reserved in (
+            ("root", root_secret_name(name)),
+            ("next root", next_root_secret_name(name)),
+            ("intermediate", intermediate_secret_name(name)),
+        ):
+            if secret_name == reserved:
+                return f"the {role} of CertificateAuthority {name}"
+    return None
+
+
+def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> None:
+    """ValueError unless the Secret carries the labels certsmith gives `authority`'s `role`
+    Secret ("root", "next-root", "intermediate"): a Secret of that name made by anyone else
+    (a Certificate's, a hand-made one) is neither used as CA material nor overwritten."""
+    metadata = secret.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    if labels.get(AUTHORITY_LABEL) == authority and labels.get(ROLE_LABEL) == role:
+        return
+    whose = ""
+    certificate = labels.get(tls_secret.CERTIFICATE_LABEL)
+    if certificate:
+        whose = f" (it holds the certificate of Certificate {certificate})"
+    raise ValueError(
+        f"Secret {metadata.get('namespace', '?')}/{metadata.get('name', '?')} is not labelled "
+        f"{AUTHORITY_LABEL}={authority}, {ROLE_LABEL}={role}{whose}; certsmith neither uses "
+        "nor overwrites it: delete it or move it away"
+    )
 
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:

@@ -149,12 +149,15 @@ def certificate_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) ->
 async def certsmith_secret_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A Secret of ours changed or vanished: have its Certificate looked at now."""
+    """A Secret of ours changed or vanished: have its Certificate looked at now, and any
+    Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
     if event["type"] is None:
         return  # the initial listing; resume handlers cover existing Certificates
     runtime: Runtime = memo.runtime
     metadata = body["metadata"]
     namespace, secret_name = metadata["namespace"], metadata["name"]
+    for waiting in runtime.reconciler.waiting_on_secret(namespace, secret_name):
+        runtime.certificate_due_now(namespace, waiting)
     if event["type"] != "DELETED" and runtime.reconciler.is_own_write(
         namespace, secret_name, metadata.get("resourceVersion", "")
     ):

@@ -72,9 +72,8 @@ def certificate_ready(namespace: str, name: str, not_after: datetime, renewal: d
     READY.labels(namespace, name).set(1)
 
 
-def certificate_not_ready(namespace: str, name: str, reason: str) -> None:
+def certificate_not_ready(namespace: str, name: str) -> None:
     READY.labels(namespace, name).set(0)
-    FAILURES.labels(reason).inc()
 
 
 def issued(reason: str, latency_seconds: float) -> None:

@@ -420,6 +420,8 @@ def _string_map(spec: Mapping[str, Any], key: str, *, label: bool) -> Mapping[st
         prefix, slash, short = name.rpartition("/")
         key_ok = _QUALIFIED_NAME.fullmatch(short) and (not slash or _is_dns1123(prefix))
         _check(key_ok, entry, "key must be [dns-prefix/]name with a name of at most 63 characters")
+        # certsmith's own keys say whose a Secret is (a CA's, which Certificate's).
+        _check(prefix != "certsmith.dev", entry, "keys under certsmith.dev/ are certsmith's own")
         if label:
             value_ok = value == "" or _QUALIFIED_NAME.fullmatch(value)
             _check(value_ok, entry, "value must be at most 63 letters, digits, '-', '_' or '.'")

@@ -15,7 +15,7 @@ from cryptography import x509
 
 from certsmith import model, renewal, tls_secret
 from certsmith.pki import ca, inspect, keys
-from certsmith.tls_secret import TLS_SECRET_TYPE, SecretContents
+from certsmith.tls_secret import SecretContents
 
 
 class Action(enum.Enum):
@@ -54,6 +54,11 @@ class Input:
     now: datetime
     renewal_request: str | None = None
     """The Certificate's renew-requested-at annotation (set by `kubectl certsmith renew`)."""
+    claimant_exists: bool = True
+    """Whether the other Certificate the Secret was issued for (if any) still exists."""
+    reserved_by: str | None = None
+    """Set when spec.secretName is the name of a CertificateAuthority's own Secret in the
+    operator's namespace (e.g. "the intermediate of CertificateAuthority cluster-root")."""
 
 
 Check = Callable[[Input], Decision | None]
@@ -69,24 +74,39 @@ def secret_missing(i: Input) -> Decision | None:
     return None
 
 
+def secret_name_reserved(i: Input) -> Decision | None:
+    """A CA's Secret name is refused even before the CA writes it (a rotation's next root)."""
+    if i.reserved_by is None:
+        return None
+    return Decision(
+        Action.CONFLICT,
+        "SecretConflict",
+        f"Secret {i.spec.secret_name} is reserved for {i.reserved_by}; certsmith never "
+        "writes a CA's Secret: choose another spec.secretName",
+    )
+
+
 def secret_owned_by_another(i: Input) -> Decision | None:
+    """Only a Secret certsmith created for this Certificate is written (see foreign_claim)."""
     assert i.secret is not None
-    owner = i.secret.owner
-    if owner is not None and owner != i.certificate_name:
-        return Decision(
-            Action.CONFLICT,
-            "SecretConflict",
-            f"Secret {i.spec.secret_name} belongs to Certificate {owner}; "
-            "choose another spec.secretName",
-        )
-    if owner is None and i.secret.secret_type not in ("", TLS_SECRET_TYPE):
-        return Decision(
-            Action.CONFLICT,
-            "SecretConflict",
-            f"Secret {i.spec.secret_name} exists with type {i.secret.secret_type} and is not "
-            "managed by certsmith; it is left untouched",
-        )
-    return None
+    claim = tls_secret.foreign_claim(i.secret, i.certificate_name)
+    if claim is None:
+        return None
+    who, remedy = claim.who, claim.remedy
+    if claim.other_certificate is not None:
+        if i.claimant_exists:
+            who = f"belongs to Certificate {claim.other_certificate}"
+        else:
+            who = f"{who}, which no longer exists"
+            remedy = (
+                "delete the Secret to have certsmith issue a new one for this Certificate, "
+                "or choose another spec.secretName"
+            )
+    return Decision(
+        Action.CONFLICT,
+        "SecretConflict",
+        f"Secret {i.spec.secret_name} {who}; it is left untouched: {remedy}",
+    )
 
 
 def secret_data_invalid(i: Input) -> Decision | None:
@@ -100,6 +120,30 @@ def key_does_not_match_certificate(i: Input) -> Decision | None:
     assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
     if not keys.key_matches_certificate(i.secret.key, i.secret.leaf):
         return _issue("KeyMismatch", "tls.key does not match the certificate in tls.crt")
+    return None
+
+
+def leaf_expired(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.leaf is not None
+    not_after = i.secret.leaf.not_valid_after_utc
+    if i.now > not_after:
+        return _issue(
+            "Expired",
+            f"the certificate in Secret {i.spec.secret_name} expired at "
+            f"{not_after.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        )
+    return None
+
+
+def leaf_not_yet_valid(i: Input) -> Decision | None:
+    assert i.secret is not None and i.secret.leaf is not None
+    not_before = i.secret.leaf.not_valid_before_utc
+    if i.now < not_before:
+        return _issue(
+            "NotYetValid",
+            f"the certificate in Secret {i.spec.secret_name} is not valid before "
+            f"{not_before.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+        )
     return None
 
 
@@ -166,24 +210,39 @@ def trust_bundle_outdated(i: Input) -> Decision | None:
 
 
 def metadata_drifted(i: Input) -> Decision | None:
-    """Checked last, and only for a Secret whose content is fine: repair, don't re-issue."""
+    """Checked last, and only for a Secret whose content is fine: repair, don't re-issue.
+
+    A label or annotation of certsmith or the template removed or changed, or a template
+    key that left spec.secretTemplate still on the Secret.
+    """
     assert i.secret is not None
-    owned_labels = tls_secret.desired_labels(i.certificate_name, i.spec.secret_labels)
-    if any(i.secret.labels.get(k) != v for k, v in owned_labels.items()):
-        return Decision(Action.REPAIR, "Repaired", "restored the Secret's labels")
+    spec_only = tls_secret.metadata_patch(
+        i.secret,
+        desired_labels=tls_secret.desired_labels(i.certificate_name, i.spec.secret_labels),
+        desired_annotations=tls_secret.template_annotations(
+            i.certificate_name, i.spec.secret_labels, i.spec.secret_annotations
+        ),
+    )
     missing = [k for k in tls_secret.OWNED_ANNOTATIONS if k not in i.secret.annotations]
-    drifted = [k for k, v in i.spec.secret_annotations.items() if i.secret.annotations.get(k) != v]
-    if missing or drifted:
-        return Decision(Action.REPAIR, "Repaired", "restored the Secret's annotations")
+    if spec_only is not None or missing:
+        return Decision(Action.REPAIR, "Repaired", "restored the Secret's labels and annotations")
     return None
 
 
-ISSUANCE_CHAIN: Sequence[Check] = (
-    secret_missing,
-    secret_owned_by_another,
+# What makes the certificate in an existing Secret unusable (so never Ready), in order.
+VALIDITY_CHECKS: Sequence[Check] = (
     secret_data_invalid,
     key_does_not_match_certificate,
+    leaf_expired,
+    leaf_not_yet_valid,
     issuer_not_trusted,
+)
+
+ISSUANCE_CHAIN: Sequence[Check] = (
+    secret_name_reserved,
+    secret_missing,
+    secret_owned_by_another,
+    *VALIDITY_CHECKS,
     spec_changed,
     renewal_requested,
     renewal_due,
@@ -199,6 +258,19 @@ def decide(i: Input) -> Decision:
         if decision is not None:
             return decision
     return Decision(Action.NOTHING, "UpToDate", "the certificate is valid and matches its spec")
+
+
+def leaf_problem(i: Input) -> Decision | None:
+    """Why the Secret holds no certificate that may be called Ready (missing, unreadable,
+    mismatched, expired, not yet valid, untrusted), or None when it holds a usable one.
+
+    Used when an issuance failed: Ready stays True only while the old certificate is usable.
+    """
+    for check in (secret_missing, *VALIDITY_CHECKS):
+        decision = check(i)
+        if decision is not None:
+            return decision
+    return None
 
 
 def leaf_renewal_time(

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, isolation, metrics, model, policies, rollout, tls_secret
+from certsmith import (
+    authority,
+    conditions,
+    isolation,
+    metrics,
+    model,
+    policies,
+    rollout,
+    tls_secret,
+)
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -29,7 +38,11 @@ logger = logging.getLogger(__name__)
 RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(minutes=5)
 AUTHORITY_RETRY = timedelta(seconds=5)
-CONFLICT_RETRY = timedelta(minutes=1)
+CONFLICT_RECHECK_MIN = timedelta(seconds=2)
+CONFLICT_RECHECK_MAX = timedelta(seconds=30)
+# A write refused with 409 (someone wrote the Secret after it was read) is judged again on
+# a fresh read this many times before it counts as a failed issuance.
+WRITE_CONFLICT_ATTEMPTS = 3
 # Fields of status this module owns; anything else (kopf's bookkeeping) is left alone.
 STATUS_FIELDS = (
     "conditions",
@@ -55,6 +68,71 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential back-off: 2 s, 4 s, 8 s … capped at 5 minutes, with ±10 % jitter."""
     delay = min(RETRY_BASE * (2 ** max(0, attempts - 1)), RETRY_CAP)
     return delay * random.uniform(0.9, 1.1)
+
+
+def conflict_recheck_delay(age: timedelta) -> timedelta:
+    """How soon to look again at a SecretConflict that has lasted `age`: a tenth of its age,
+    from 2 s to 30 s. A blocking Secret that certsmith labelled wakes the Certificate by its
+    watch event at once; a foreign one is not watched (certsmith never watches every
+    Secret), so this bounds how long its deletion goes unnoticed, at a cost of one GET."""
+    return min(max(age / 10, CONFLICT_RECHECK_MIN), CONFLICT_RECHECK_MAX)
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
+    """How long the Certificate has been Ready=False for a SecretConflict (0 if it is not)."""
+    ready = conditions.find_condition(status.get("conditions"), conditions.READY)
+    if ready is None or ready.get("status") != "False" or ready.get("reason") != "SecretConflict":
+        return timedelta(0)
+    since = _parse_time(ready.get("lastTransitionTime"))
+    return timedelta(0) if since is None else max(now - since, timedelta(0))
+
+
+def failure_readiness(
+    problem: Decision | None, secret: tls_secret.SecretContents | None, failure: str
+) -> tuple[conditions.Condition, datetime | None]:
+    """Ready after a failed issuance, and when to look at the Certificate again at the latest.
+
+    Ready stays True only while the certificate already in the Secret is usable (`problem`
+    None, see policies.leaf_problem); it is then due again one second after its chain's
+    earliest notAfter (X.509 validity includes notAfter itself) whatever the retry back-off,
+    so Ready turns False when it expires. Otherwise Ready is False with the problem's reason
+    (Expired, NotYetValid, KeyMismatch, …) and the failure in the message; a certificate not
+    yet valid is due again at its notBefore.
+    """
+    leaf = None if secret is None else secret.leaf
+    if problem is None:
+        assert secret is not None and secret.valid_until is not None
+        message = (
+            f"the certificate is valid until {conditions.format_time(secret.valid_until)}; "
+            f"re-issuing it failed (see the Issuing condition): {failure}"
+        )
+        ready = conditions.Condition(conditions.READY, True, "Issued", message)
+        return ready, secret.valid_until + timedelta(seconds=1)
+    reason = "IssuanceFailed" if problem.reason == "SecretMissing" else problem.reason
+    message = f"{problem.message}; issuing a new one failed: {failure}"
+    wake = leaf.not_valid_before_utc if leaf and problem.reason == "NotYetValid" else None
+    return conditions.Condition(conditions.READY, False, reason, message), wake
+
+
+def unread_readiness(
+    status: Mapping[str, Any], now: datetime, failure: str
+) -> tuple[conditions.Condition | None, datetime | None]:
+    """Like failure_readiness when the Secret could not even be read: status.notAfter stands
+    for its certificate. Ready is left as it is (None) while that has not passed."""
+    not_after = _parse_time(status.get("notAfter"))
+    if not_after is None:
+        return conditions.Condition(conditions.READY, False, "IssuanceFailed", failure), None
+    if now > not_after:
+        message = f"the certificate expired at {status['notAfter']}; issuing a new one failed: "
+        return conditions.Condition(conditions.READY, False, "Expired", message + failure), None
+    return None, not_after + timedelta(seconds=1)
 
 
 def _trigger_time(
@@ -110,6 +188,8 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._written: dict[tuple[str, str], str] = {}
+        # (namespace, Secret name) → the Certificates in SecretConflict over it.
+        self._conflicts: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     # --- entry points ------------------------------------------------------------------
 
@@ -126,6 +206,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         metrics.certificate_forgotten(namespace, name)
+        self._conflict_on(namespace, None, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
@@ -169,15 +250,23 @@ class Reconciler:
         # A Certificate never issued most likely has no Secret yet: try creating it without
         # reading first; a conflict means one exists, and the full path runs on it.
         optimistic = not status.get("revision") and not status.get("serialNumber")
+        judged: policies.Input | None = None
+        write_conflicts = 0
+        reserved_by = (
+            authority.reserved_secret(spec.secret_name, (m.name for m in self._authorities.all()))
+            if namespace == self._config.namespace
+            else None
+        )
         try:
             while True:
+                judged = None
                 secret_body = (
                     None
                     if optimistic
                     else self._kube.get_secret(namespace=namespace, name=spec.secret_name)
                 )
                 contents = None if secret_body is None else tls_secret.parse_secret(secret_body)
-                inputs = policies.Input(
+                judged = policies.Input(
                     certificate_name=name,
                     namespace=namespace,
                     spec=spec,
@@ -185,43 +274,102 @@ class Reconciler:
                     authority=material.view(),
                     now=now,
                     renewal_request=_renewal_request(body),
+                    claimant_exists=self._claimant_exists(namespace, name, contents),
+                    reserved_by=reserved_by,
                 )
-                decision = policies.decide(inputs)
+                decision = policies.decide(judged)
                 if decision.action is Action.CONFLICT:
+                    self._conflict_on(namespace, spec.secret_name, name)
+                    delay = conflict_recheck_delay(_conflict_age(status, now))
                     return self._not_ready(
-                        body,
-                        status,
-                        decision.reason,
-                        decision.message,
-                        now,
-                        retry=now + CONFLICT_RETRY,
+                        body, status, decision.reason, decision.message, now, retry=now + delay
                     )
-                if decision.action is Action.ISSUE:
-                    try:
+                self._conflict_on(namespace, None, name)
+                if (
+                    contents is not None
+                    and contents.immutable
+                    and self._writes_data(decision, contents, material)
+                ):
+                    message = tls_secret.immutable_message(spec.secret_name)
+                    return self._failed(body, status, "SecretConflict", message, now, judged)
+                try:
+                    if decision.action is Action.ISSUE:
                         contents = self._issue(body, spec, contents, material, decision, now)
-                    except ApiError as error:
-                        if optimistic and error.conflict:
-                            optimistic = False
-                            continue
-                        raise
-                    # What was just issued must pass every check, or each reconcile would
-                    # issue again: report it and back off instead of looping.
-                    again = policies.decide(dataclasses.replace(inputs, secret=contents))
-                    if again.action is Action.ISSUE:
-                        message = (
-                            f"the certificate just issued would be re-issued at once "
-                            f"({again.reason}: {again.message})"
-                        )
-                        return self._failed(body, status, message, now, not_ready=True)
-                elif decision.action is Action.REPAIR:
-                    assert contents is not None
-                    self._repair(body, spec, contents, material)
+                        # What was just issued must pass every check, or each reconcile would
+                        # issue again: report it and back off instead of looping.
+                        again = policies.decide(dataclasses.replace(judged, secret=contents))
+                        if again.action is Action.ISSUE:
+                            message = (
+                                "the certificate just issued would be re-issued at once "
+                                f"({again.reason}: {again.message})"
+                            )
+                            return self._failed(
+                                body,
+                                status,
+                                "IssuanceFailed",
+                                message,
+                                now,
+                                dataclasses.replace(judged, secret=contents),
+                            )
+                    elif decision.action is Action.REPAIR:
+                        assert contents is not None
+                        self._repair(body, spec, contents, material)
+                except ApiError as error:
+                    # 409: the Secret exists after all (optimistic create) or was written
+                    # since it was read (resourceVersion precondition): judge it afresh.
+                    if error.conflict and write_conflicts < WRITE_CONFLICT_ATTEMPTS:
+                        write_conflicts += 1
+                        optimistic = False
+                        continue
+                    raise
                 break
         except ApiError as error:
-            return self._failed(body, status, f"the apiserver answered {error}", now)
+            return self._failed(
+                body,
+                status,
+                "IssuanceFailed",
+                f"the apiserver answered {error}",
+                now,
+                # Judged on a Secret read, not on the guess that none exists.
+                None if optimistic else judged,
+            )
 
         assert contents is not None and contents.leaf is not None
         return self._ready(body, spec, contents, status, generation, now)
+
+    def _claimant_exists(
+        self, namespace: str, name: str, contents: tls_secret.SecretContents | None
+    ) -> bool:
+        """Whether the other Certificate a Secret was issued for still exists (read only then)."""
+        claim = None if contents is None else tls_secret.foreign_claim(contents, name)
+        if claim is None or claim.other_certificate is None:
+            return True
+        found = self._kube.get_certificate(namespace=namespace, name=claim.other_certificate)
+        return found is not None
+
+    @staticmethod
+    def _writes_data(
+        decision: Decision, contents: tls_secret.SecretContents, material: AuthorityMaterial
+    ) -> bool:
+        """Whether carrying out `decision` changes the Secret's data (refused if immutable)."""
+        if decision.action is Action.ISSUE:
+            return True
+        return decision.action is Action.REPAIR and contents.ca_pem != material.bundle_pem
+
+    def _conflict_on(self, namespace: str, secret_name: str | None, name: str) -> None:
+        """Record which Secret a Certificate waits for (None: none), so its events wake it."""
+        with self._locks_guard:
+            for key in list(self._conflicts):
+                self._conflicts[key].discard((namespace, name))
+                if not self._conflicts[key]:
+                    del self._conflicts[key]
+            if secret_name is not None:
+                self._conflicts.setdefault((namespace, secret_name), set()).add((namespace, name))
+
+    def waiting_on_secret(self, namespace: str, secret_name: str) -> list[str]:
+        """Certificates in SecretConflict over this Secret: look again when it changes."""
+        with self._locks_guard:
+            return sorted(n for _, n in self._conflicts.get((namespace, secret_name), ()))
 
     def _issue(
         self,
@@ -248,29 +396,42 @@ class Reconciler:
             spec=spec, public_key=key.public_key(), issuer=material.intermediate, now=now
         )
         revision = _revision(body.get("status"), previous) + 1
-        secret = tls_secret.build_secret(
-            name=spec.secret_name,
-            namespace=namespace,
-            certificate_name=name,
-            labels_template=spec.secret_labels,
-            annotations_template=spec.secret_annotations,
-            material=tls_secret.IssuedMaterial(
-                leaf=leaf,
-                intermediates=(material.intermediate.certificate,),
-                key_pem=keys.encode_private_key(key, spec.private_key.encoding),
-                ca_pem=material.bundle_pem,
-                issuer_fingerprint=material.issuer_fingerprint,
-                spec_fingerprint=model.issuance_fingerprint(spec),
-                revision=revision,
-                authority=material.name,
-                renewal_request=_renewal_request(body),
-            ),
+        issued = tls_secret.IssuedMaterial(
+            leaf=leaf,
+            intermediates=(material.intermediate.certificate,),
+            key_pem=keys.encode_private_key(key, spec.private_key.encoding),
+            ca_pem=material.bundle_pem,
+            issuer_fingerprint=material.issuer_fingerprint,
+            spec_fingerprint=model.issuance_fingerprint(spec),
+            revision=revision,
+            authority=material.name,
+            renewal_request=_renewal_request(body),
         )
         if previous is None:
-            stored = self._kube.create_secret(body=secret)
+            stored = self._kube.create_secret(
+                body=tls_secret.build_secret(
+                    name=spec.secret_name,
+                    namespace=namespace,
+                    certificate_name=name,
+                    labels_template=spec.secret_labels,
+                    annotations_template=spec.secret_annotations,
+                    material=issued,
+                )
+            )
         else:
-            secret["metadata"]["resourceVersion"] = previous.resource_version
-            stored = self._kube.replace_secret(body=secret)
+            # A merge patch of what certsmith owns, not a replacement: what others added to
+            # the Secret stays; its resourceVersion makes a concurrent write a 409.
+            stored = self._kube.patch_secret(
+                namespace=namespace,
+                name=spec.secret_name,
+                patch=tls_secret.issue_patch(
+                    previous,
+                    certificate_name=name,
+                    labels_template=spec.secret_labels,
+                    annotations_template=spec.secret_annotations,
+                    material=issued,
+                ),
+            )
         self._written[(namespace, spec.secret_name)] = stored["metadata"]["resourceVersion"]
         metrics.issued(
             decision.reason,
@@ -344,6 +505,7 @@ class Reconciler:
             desired_annotations=tls_secret.desired_annotations(
                 certificate_name=metadata["name"],
                 template=spec.secret_annotations,
+                labels_template=spec.secret_labels,
                 leaf=contents.leaf,
                 issuer_fingerprint=issuer_fingerprint,
                 spec_fingerprint=model.issuance_fingerprint(spec),
@@ -365,12 +527,12 @@ class Reconciler:
             # A trust-bundle update during a root rotation is routine, not a repair.
             logger.info("%s/%s: ca.crt updated", metadata["namespace"], metadata["name"])
             return
-        self._event(
-            body,
-            "Normal",
-            "Repaired",
-            f"restored labels and annotations of Secret {spec.secret_name}",
+        changed = ", ".join(
+            f"{'removed' if value is None else 'set'} {key}"
+            for part in ("labels", "annotations")
+            for key, value in sorted(patch["metadata"].get(part, {}).items())
         )
+        self._event(body, "Normal", "Repaired", f"Secret {spec.secret_name}: {changed}")
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -442,11 +604,11 @@ class Reconciler:
                 now=now,
             )
         }
+        # The gauge follows every judgement (also after a restart); counts only on change.
+        metrics.certificate_not_ready(body["metadata"]["namespace"], body["metadata"]["name"])
         if not _status_changed(status, desired):
             return Outcome(status=None, next_check=retry)
-        metrics.certificate_not_ready(
-            body["metadata"]["namespace"], body["metadata"]["name"], reason
-        )
+        metrics.FAILURES.labels(reason).inc()
         self._event(body, "Warning", reason, message)
         return Outcome(status=desired, next_check=retry)
 
@@ -454,44 +616,51 @@ class Reconciler:
         self,
         body: Mapping[str, Any],
         status: Mapping[str, Any],
+        reason: str,
         message: str,
         now: datetime,
-        *,
-        not_ready: bool = False,
+        judged: policies.Input | None,
     ) -> Outcome:
-        """Issuance failed: retry with back-off and keep Ready as it was (the old certificate
-        may still be valid), unless `not_ready` (what the Secret holds fails the checks)."""
+        """Issuance failed: Ready stays True only while the old certificate is usable.
+
+        `judged` is what the Secret was judged on (None when it could not be read; then
+        status.notAfter stands for it). Retries back off; a usable old certificate is looked
+        at again right after it stops being valid, however long the back-off.
+        """
+        metadata = body["metadata"]
         attempts = int(status.get("failedIssuanceAttempts") or 0) + 1
-        current_ready = conditions.find_condition(status.get("conditions"), conditions.READY)
-        desired_conditions = [
-            conditions.Condition(conditions.ISSUING, False, "IssuanceFailed", message)
-        ]
-        if not_ready:
-            metrics.READY.labels(body["metadata"]["namespace"], body["metadata"]["name"]).set(0)
-        if current_ready is None or not_ready:
-            desired_conditions.append(
-                conditions.Condition(conditions.READY, False, "IssuanceFailed", message)
-            )
+        desired_conditions = [conditions.Condition(conditions.ISSUING, False, reason, message)]
+        if judged is not None:
+            ready, wake = failure_readiness(policies.leaf_problem(judged), judged.secret, message)
+        else:
+            ready, wake = unread_readiness(status, now, message)
+        if ready is not None:
+            desired_conditions.append(ready)
         desired = {
             "conditions": conditions.merge_conditions(
                 status.get("conditions"),
                 desired_conditions,
-                generation=body["metadata"].get("generation"),
+                generation=metadata.get("generation"),
                 now=now,
             ),
             "lastFailureTime": conditions.format_time(now),
             "failedIssuanceAttempts": attempts,
         }
-        metrics.FAILURES.labels("IssuanceFailed").inc()
-        self._event(body, "Warning", "IssuanceFailed", message)
+        if conditions.is_true(desired["conditions"], conditions.READY):
+            metrics.READY.labels(metadata["namespace"], metadata["name"]).set(1)
+        else:
+            metrics.certificate_not_ready(metadata["namespace"], metadata["name"])
+        metrics.FAILURES.labels(reason).inc()
+        self._event(body, "Warning", reason, message)
         logger.warning(
             "%s/%s: issuance failed (attempt %d): %s",
-            body["metadata"]["namespace"],
-            body["metadata"]["name"],
+            metadata["namespace"],
+            metadata["name"],
             attempts,
             message,
         )
-        return Outcome(status=desired, next_check=now + retry_delay(attempts))
+        retry = now + retry_delay(attempts)
+        return Outcome(status=desired, next_check=retry if wake is None else min(retry, wake))
 
     def _event(self, body: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
         # An event that cannot be posted must not undo an issuance that succeeded.

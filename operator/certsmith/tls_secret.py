@@ -2,13 +2,20 @@
 
 Labels let the operator watch only its own Secrets; annotations record what was issued
 so that a later reconcile can tell "spec changed" from "nothing to do" without a database.
+
+certsmith owns only part of a Secret: its own labels and annotations, the keys that came
+from `spec.secretTemplate` (recorded in two annotations, so a key that leaves the template
+can be removed without touching keys someone else added), and the data keys tls.crt,
+tls.key and ca.crt. Everything else on the Secret is someone else's and is left as it is.
+Which Secrets certsmith may write at all is decided by `foreign_claim`.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cryptography import x509
@@ -28,6 +35,18 @@ REVISION_ANNOTATION = "certsmith.dev/revision"
 AUTHORITY_ANNOTATION = "certsmith.dev/authority"
 # On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
 RENEWAL_REQUEST_ANNOTATION = "certsmith.dev/renew-requested-at"
+# The keys spec.secretTemplate put on the Secret, comma-separated: when one leaves the
+# template it is removed; keys never listed here are never removed.
+TEMPLATE_LABELS_ANNOTATION = "certsmith.dev/template-labels"
+TEMPLATE_ANNOTATIONS_ANNOTATION = "certsmith.dev/template-annotations"
+TEMPLATE_RECORDS = (TEMPLATE_LABELS_ANNOTATION, TEMPLATE_ANNOTATIONS_ANNOTATION)
+
+# The labels a CertificateAuthority's own Secrets (root, next root, intermediate) carry.
+CA_AUTHORITY_LABEL = "certsmith.dev/authority"
+CA_ROLE_LABEL = "certsmith.dev/role"
+# What other controllers and tools mark their Secrets with.
+CERT_MANAGER_CERTIFICATE_ANNOTATION = "cert-manager.io/certificate-name"
+CERT_MANAGER_PREFIX = "cert-manager.io/"
 
 OWNED_ANNOTATIONS = (
     CERTIFICATE_NAME_ANNOTATION,
@@ -56,6 +75,10 @@ class SecretContents:
     key: keys.PrivateKey | None
     ca_pem: bytes | None
     problems: tuple[str, ...] = field(default=())
+    immutable: bool = False
+    """`immutable: true`: the apiserver refuses any change to its data (Kubernetes cannot
+    make such a Secret mutable again; it can only be deleted)."""
+    owner_references: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def owner(self) -> str | None:
@@ -63,6 +86,13 @@ class SecretContents:
         return self.labels.get(CERTIFICATE_LABEL) or self.annotations.get(
             CERTIFICATE_NAME_ANNOTATION
         )
+
+    @property
+    def valid_until(self) -> datetime | None:
+        """When the chain in tls.crt stops being valid: the earliest notAfter in it."""
+        if self.leaf is None:
+            return None
+        return min(c.not_valid_after_utc for c in (self.leaf, *self.intermediates))
 
     @property
     def revision(self) -> int:
@@ -121,6 +151,124 @@ def parse_secret(secret: Mapping[str, Any]) -> SecretContents:
         key=key,
         ca_pem=_decode(data, "ca.crt"),
         problems=tuple(problems),
+        immutable=bool(secret.get("immutable")),
+        owner_references=tuple(metadata.get("ownerReferences") or ()),
+    )
+
+
+def _owner_reference(reference: Mapping[str, Any]) -> str:
+    return f"{reference.get('kind', '?')} {reference.get('name', '?')}"
+
+
+def _is_certificate_reference(reference: Mapping[str, Any], certificate_name: str) -> bool:
+    return (
+        reference.get("kind") == "Certificate"
+        and str(reference.get("apiVersion", "")).startswith("certsmith.dev/")
+        and reference.get("name") == certificate_name
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Whose a Secret is, when it is not the asking Certificate's to write."""
+
+    who: str
+    """e.g. "belongs to Certificate other", "is owned by Deployment web (ownerReferences)"."""
+    remedy: str
+    """What a person can do about it."""
+    other_certificate: str | None = None
+    """The other Certificate it was issued for, when that is the claim."""
+
+
+def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | None:
+    """None when certsmith may write this Secret for Certificate `certificate_name`.
+
+    certsmith writes only a Secret it created for this Certificate: one whose label
+    `certsmith.dev/certificate` or annotation `certsmith.dev/certificate-name` names it
+    (either is enough, so a removed one is restored), of type kubernetes.io/tls. Explicit
+    claims of others win even then: the labels of a CertificateAuthority's own Secret, a
+    controller ownerReference to anything but this Certificate, cert-manager's
+    certificate-name annotation, another `app.kubernetes.io/managed-by`. Any other Secret
+    (hand-made, another Certificate's, another tool's) is never written.
+    """
+    labels, annotations = contents.labels, contents.annotations
+    choose_another = "choose another spec.secretName"
+    authority = labels.get(CA_AUTHORITY_LABEL)
+    role = labels.get(CA_ROLE_LABEL)
+    if authority is not None or role is not None:
+        return Claim(
+            f"holds the {role or 'key material'} of CertificateAuthority {authority or '?'}",
+            f"certsmith never writes a CA's Secret: {choose_another}",
+        )
+    controllers = [
+        r
+        for r in contents.owner_references
+        if r.get("controller") and not _is_certificate_reference(r, certificate_name)
+    ]
+    if controllers:
+        return Claim(
+            f"is controlled by {_owner_reference(controllers[0])} (ownerReferences)",
+            f"certsmith never writes another controller's Secret: {choose_another}",
+        )
+    cert_manager = annotations.get(CERT_MANAGER_CERTIFICATE_ANNOTATION)
+    if cert_manager is not None:
+        return Claim(
+            f"was issued by cert-manager for its Certificate {cert_manager} "
+            f"(annotation {CERT_MANAGER_CERTIFICATE_ANNOTATION})",
+            f"{choose_another}, or delete the cert-manager Certificate and this Secret",
+        )
+    managed_by = labels.get(MANAGED_BY_LABEL)
+    if managed_by is not None and managed_by != MANAGED_BY_VALUE:
+        return Claim(
+            f"is managed by {managed_by} (label {MANAGED_BY_LABEL}={managed_by})",
+            f"certsmith never writes another tool's Secret: {choose_another}",
+        )
+    named = {labels.get(CERTIFICATE_LABEL), annotations.get(CERTIFICATE_NAME_ANNOTATION)}
+    named.discard(None)
+    others = sorted(n for n in named if n != certificate_name)
+    if others:
+        return Claim(
+            f"was issued by certsmith for Certificate {others[0]}",
+            choose_another,
+            other_certificate=others[0],
+        )
+    hand_over = f"label it {CERTIFICATE_LABEL}={certificate_name} to hand it over"
+    if not named:
+        if contents.owner_references:
+            return Claim(
+                f"is owned by {_owner_reference(contents.owner_references[0])} (ownerReferences)",
+                f"{choose_another}, or {hand_over}",
+            )
+        foreign_marks = sorted(k for k in annotations if k.startswith(CERT_MANAGER_PREFIX))
+        if foreign_marks:
+            return Claim(
+                f"carries cert-manager's annotation {foreign_marks[0]}",
+                f"{choose_another}, or {hand_over}",
+            )
+        if managed_by == MANAGED_BY_VALUE:
+            return Claim(
+                f"is labelled {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} but names no Certificate "
+                f"(no label {CERTIFICATE_LABEL}, no annotation {CERTIFICATE_NAME_ANNOTATION})",
+                f"{hand_over}, delete it to have certsmith issue a new one, or {choose_another}",
+            )
+        return Claim(
+            "was created by hand (not labelled by certsmith)",
+            f"delete it to have certsmith issue one, {choose_another}, or {hand_over}",
+        )
+    if contents.secret_type != TLS_SECRET_TYPE:
+        return Claim(
+            f"has type {contents.secret_type or 'Opaque'}, and a Secret's type cannot change",
+            f"certsmith writes only {TLS_SECRET_TYPE} Secrets: delete it or {choose_another}",
+        )
+    return None
+
+
+def immutable_message(secret_name: str) -> str:
+    """Why an immutable Secret of ours cannot take a re-issued certificate, and the way out."""
+    return (
+        f"Secret {secret_name} is immutable (immutable: true), so certsmith cannot write a "
+        "new certificate into it; delete it (Kubernetes never makes an immutable Secret "
+        "mutable again) and certsmith issues a new one at once"
     )
 
 
@@ -144,10 +292,44 @@ def desired_labels(certificate_name: str, template: Mapping[str, str]) -> dict[s
     return {**template, MANAGED_BY_LABEL: MANAGED_BY_VALUE, CERTIFICATE_LABEL: certificate_name}
 
 
+_OWN_LABELS = frozenset((MANAGED_BY_LABEL, CERTIFICATE_LABEL))
+_OWN_ANNOTATIONS = frozenset((*OWNED_ANNOTATIONS, *TEMPLATE_RECORDS, RENEWAL_REQUEST_ANNOTATION))
+
+
+def _record(keys: Iterable[str], own: frozenset[str]) -> str:
+    return ",".join(sorted(k for k in keys if k not in own))
+
+
+def recorded_template_keys(annotations: Mapping[str, str], record: str) -> frozenset[str]:
+    """The template keys a Secret's record annotation lists (empty when it has none)."""
+    return frozenset(k for k in annotations.get(record, "").split(",") if k)
+
+
+def template_annotations(
+    certificate_name: str,
+    labels_template: Mapping[str, str],
+    annotations_template: Mapping[str, str],
+) -> dict[str, str]:
+    """The annotations that depend only on the spec: the template's, the Certificate's name
+    and the records of which keys came from the template (a record is left out when empty)."""
+    # A template cannot set certsmith's own annotations (records included): ours win.
+    chosen = {k: v for k, v in annotations_template.items() if k not in _OWN_ANNOTATIONS}
+    records = {
+        TEMPLATE_LABELS_ANNOTATION: _record(labels_template, _OWN_LABELS),
+        TEMPLATE_ANNOTATIONS_ANNOTATION: _record(annotations_template, _OWN_ANNOTATIONS),
+    }
+    return {
+        **chosen,
+        **{k: v for k, v in records.items() if v},
+        CERTIFICATE_NAME_ANNOTATION: certificate_name,
+    }
+
+
 def desired_annotations(
     *,
     certificate_name: str,
     template: Mapping[str, str],
+    labels_template: Mapping[str, str],
     leaf: x509.Certificate,
     issuer_fingerprint: str,
     spec_fingerprint: str,
@@ -157,15 +339,44 @@ def desired_annotations(
 ) -> dict[str, str]:
     honoured = {RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
     return {
-        **template,
+        **template_annotations(certificate_name, labels_template, template),
         **honoured,
-        CERTIFICATE_NAME_ANNOTATION: certificate_name,
         SERIAL_ANNOTATION: inspect.serial_hex(leaf),
         NOT_AFTER_ANNOTATION: leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         ISSUER_ANNOTATION: issuer_fingerprint,
         SPEC_FINGERPRINT_ANNOTATION: spec_fingerprint,
         REVISION_ANNOTATION: str(revision),
         AUTHORITY_ANNOTATION: authority,
+    }
+
+
+def _owned_metadata(
+    certificate_name: str,
+    labels_template: Mapping[str, str],
+    annotations_template: Mapping[str, str],
+    material: IssuedMaterial,
+) -> tuple[dict[str, str], dict[str, str]]:
+    labels = desired_labels(certificate_name, labels_template)
+    annotations = desired_annotations(
+        certificate_name=certificate_name,
+        template=annotations_template,
+        labels_template=labels_template,
+        leaf=material.leaf,
+        issuer_fingerprint=material.issuer_fingerprint,
+        spec_fingerprint=material.spec_fingerprint,
+        revision=material.revision,
+        authority=material.authority,
+        renewal_request=material.renewal_request,
+    )
+    return labels, annotations
+
+
+def _owned_data(material: IssuedMaterial) -> dict[str, str]:
+    chain = inspect.certificates_to_pem((material.leaf, *material.intermediates))
+    return {
+        "tls.crt": base64.b64encode(chain).decode(),
+        "tls.key": base64.b64encode(material.key_pem).decode(),
+        "ca.crt": base64.b64encode(material.ca_pem).decode(),
     }
 
 
@@ -178,8 +389,10 @@ def build_secret(
     annotations_template: Mapping[str, str],
     material: IssuedMaterial,
 ) -> dict[str, Any]:
-    """The full Secret body to create or replace."""
-    chain = inspect.certificates_to_pem((material.leaf, *material.intermediates))
+    """The body of a new Secret (POST), for a Certificate whose Secret does not exist."""
+    labels, annotations = _owned_metadata(
+        certificate_name, labels_template, annotations_template, material
+    )
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -187,24 +400,56 @@ def build_secret(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": desired_labels(certificate_name, labels_template),
-            "annotations": desired_annotations(
-                certificate_name=certificate_name,
-                template=annotations_template,
-                leaf=material.leaf,
-                issuer_fingerprint=material.issuer_fingerprint,
-                spec_fingerprint=material.spec_fingerprint,
-                revision=material.revision,
-                authority=material.authority,
-                renewal_request=material.renewal_request,
-            ),
+            "labels": labels,
+            "annotations": annotations,
         },
-        "data": {
-            "tls.crt": base64.b64encode(chain).decode(),
-            "tls.key": base64.b64encode(material.key_pem).decode(),
-            "ca.crt": base64.b64encode(material.ca_pem).decode(),
-        },
+        "data": _owned_data(material),
     }
+
+
+def _removals(
+    current: Mapping[str, str], recorded: frozenset[str], desired: Mapping[str, str]
+) -> dict[str, None]:
+    """Keys the template put there (per the record) that are no longer desired: null them."""
+    return {k: None for k in sorted(recorded) if k in current and k not in desired}
+
+
+def _metadata_changes(
+    contents: SecretContents,
+    desired_labels: Mapping[str, str],
+    desired_annotations: Mapping[str, str],
+    *,
+    only_drifted: bool,
+) -> dict[str, Any]:
+    """The labels and annotations part of a merge patch: set what certsmith owns, remove
+    template keys that left the template (and a record that became empty)."""
+
+    def wanted(current: Mapping[str, str], desired: Mapping[str, str]) -> dict[str, Any]:
+        return {k: v for k, v in desired.items() if not only_drifted or current.get(k) != v}
+
+    labels: dict[str, Any] = {
+        **wanted(contents.labels, desired_labels),
+        **_removals(
+            contents.labels,
+            recorded_template_keys(contents.annotations, TEMPLATE_LABELS_ANNOTATION),
+            desired_labels,
+        ),
+    }
+    annotations: dict[str, Any] = {
+        **wanted(contents.annotations, desired_annotations),
+        **_removals(
+            contents.annotations,
+            recorded_template_keys(contents.annotations, TEMPLATE_ANNOTATIONS_ANNOTATION)
+            | frozenset(TEMPLATE_RECORDS),
+            desired_annotations,
+        ),
+    }
+    metadata: dict[str, Any] = {}
+    if labels:
+        metadata["labels"] = labels
+    if annotations:
+        metadata["annotations"] = annotations
+    return metadata
 
 
 def metadata_patch(
@@ -216,19 +461,38 @@ def metadata_patch(
 ) -> dict[str, Any] | None:
     """A merge patch restoring drifted labels, annotations and ca.crt, or None if none drifted.
 
-    Keys the user added are left alone; only the ones certsmith owns are restored.
+    Template keys that left the template are removed (only those the Secret's record lists);
+    every other key someone added is left alone.
     """
-    labels = {k: v for k, v in desired_labels.items() if contents.labels.get(k) != v}
-    annotations = {k: v for k, v in desired_annotations.items() if contents.annotations.get(k) != v}
+    metadata = _metadata_changes(contents, desired_labels, desired_annotations, only_drifted=True)
     stale_bundle = ca_pem is not None and contents.ca_pem != ca_pem
-    if not labels and not annotations and not stale_bundle:
+    if not metadata and not stale_bundle:
         return None
-    patch: dict[str, Any] = {"metadata": {}}
-    if labels:
-        patch["metadata"]["labels"] = labels
-    if annotations:
-        patch["metadata"]["annotations"] = annotations
+    patch: dict[str, Any] = {"metadata": metadata}
     if stale_bundle:
         assert ca_pem is not None
         patch["data"] = {"ca.crt": base64.b64encode(ca_pem).decode()}
     return patch
+
+
+def issue_patch(
+    contents: SecretContents,
+    *,
+    certificate_name: str,
+    labels_template: Mapping[str, str],
+    annotations_template: Mapping[str, str],
+    material: IssuedMaterial,
+) -> dict[str, Any]:
+    """A merge patch writing newly issued material into an existing Secret of ours.
+
+    Only what certsmith owns changes (its labels and annotations, the template's keys,
+    tls.crt/tls.key/ca.crt); labels, annotations and data keys others added stay. The
+    Secret's resourceVersion goes along as a precondition: if anyone wrote the Secret since
+    it was read and judged, the apiserver answers 409 and the caller judges it again.
+    """
+    labels, annotations = _owned_metadata(
+        certificate_name, labels_template, annotations_template, material
+    )
+    metadata = _metadata_changes(contents, labels, annotations, only_drifted=False)
+    metadata["resourceVersion"] = contents.resource_version
+    return {"metadata": metadata, "data": _owned_data(material)}

@@ -423,6 +423,17 @@ INVALID = [
         "spec.secretTemplate.annotations[bad key]",
         "key",
     ),
+    # A template must not make a Certificate's Secret look like a CA's or another's.
+    (
+        {"secretTemplate": {"labels": {"certsmith.dev/role": "root"}}},
+        "spec.secretTemplate.labels[certsmith.dev/role]",
+        "certsmith's own",
+    ),
+    (
+        {"secretTemplate": {"annotations": {"certsmith.dev/certificate-name": "x"}}},
+        "spec.secretTemplate.annotations[certsmith.dev/certificate-name]",
+        "certsmith's own",
+    ),
 ]
 
 

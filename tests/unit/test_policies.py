@@ -91,7 +91,8 @@ def test_secret_of_another_certificate_is_a_conflict(root, intermediate):
 
 def test_foreign_secret_of_another_type_is_left_alone(root):
     foreign = {"metadata": {"name": "web-tls"}, "type": "Opaque", "data": {"password": "eA=="}}
-    assert decide(spec_of(), foreign, root).action is Action.CONFLICT
+    decision = decide(spec_of(), foreign, root)
+    assert decision.action is Action.CONFLICT and "created by hand" in decision.message
 
 
 def test_unparsable_data_is_reissued(root, intermediate):
@@ -190,7 +191,8 @@ def test_leaf_without_its_common_name_in_the_san_is_reissued(root, intermediate)
 def test_expired_leaf_is_reissued_even_if_everything_else_matches(root, intermediate):
     spec = spec_of(duration="1h")
     secret = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=3))
-    assert decide(spec, secret, root).action is Action.ISSUE
+    decision = decide(spec, secret, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "Expired")
 
 
 @pytest.mark.parametrize(
@@ -241,3 +243,101 @@ def test_leaf_capped_by_an_expiring_issuer_is_not_due_before_the_floor(root):
     due = policies.leaf_renewal_time(spec, leaf, jitter_key=f"{NAMESPACE}/{NAME}")
     assert due == NOW + renewal.MIN_IN_USE  # 99% of 3m20s would leave 2 s
     assert decide(spec, secret, root, now=due - timedelta(seconds=1)).action is Action.NOTHING
+
+
+def judge(spec, secret, root, **extra) -> policies.Input:
+    return policies.Input(
+        certificate_name=NAME,
+        namespace=NAMESPACE,
+        spec=spec,
+        secret=None if secret is None else tls_secret.parse_secret(secret),
+        authority=policies.AuthorityView(name="cluster-root", trusted_roots=(root.certificate,)),
+        now=extra.pop("now", NOW),
+        **extra,
+    )
+
+
+def test_unlabelled_tls_secret_is_a_conflict_saying_it_was_made_by_hand(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    secret["metadata"]["labels"] = {}
+    secret["metadata"]["annotations"] = {}
+    decision = policies.decide(judge(spec, secret, root))
+    assert (decision.action, decision.reason) == (Action.CONFLICT, "SecretConflict")
+    assert "created by hand (not labelled by certsmith)" in decision.message
+    assert "certsmith.dev/certificate=web" in decision.message
+
+
+def test_secret_of_a_deleted_certificate_is_a_conflict_with_a_hint_to_delete_it(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root, owner="old")
+    gone = policies.decide(judge(spec, secret, root, claimant_exists=False))
+    assert gone.action is Action.CONFLICT
+    assert "Certificate old, which no longer exists" in gone.message
+    assert "delete the Secret" in gone.message
+    alive = policies.decide(judge(spec, secret, root, claimant_exists=True))
+    assert "belongs to Certificate old" in alive.message
+
+
+def test_secret_of_a_deleted_certificate_of_the_same_name_is_adopted(root, intermediate):
+    old_spec = spec_of(dnsNames=["old.shop.svc"])
+    secret = issued_secret(old_spec, intermediate, root)
+    decision = policies.decide(judge(spec_of(), secret, root))
+    assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
+
+
+def test_ca_secret_is_never_taken_even_under_its_reserved_name(root, intermediate):
+    spec = spec_of(secretName="cluster-root-intermediate")
+    secret = issued_secret(spec, intermediate, root)
+    secret["metadata"]["labels"] = {
+        "app.kubernetes.io/managed-by": "certsmith",
+        "certsmith.dev/authority": "cluster-root",
+        "certsmith.dev/role": "intermediate",
+    }
+    secret["metadata"]["annotations"] = {}
+    decision = policies.decide(judge(spec, secret, root))
+    assert decision.action is Action.CONFLICT
+    assert "intermediate of CertificateAuthority cluster-root" in decision.message
+    # Not written yet (a rotation's next root): the name is refused all the same.
+    reserved = policies.decide(
+        judge(spec, None, root, reserved_by="the next root of CertificateAuthority cluster-root")
+    )
+    assert reserved.action is Action.CONFLICT and "reserved for the next root" in reserved.message
+
+
+def test_expired_and_not_yet_valid_leaves_are_named_as_such(root, intermediate):
+    spec = spec_of(duration="1h")
+    expired = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=3))
+    problem = policies.leaf_problem(judge(spec, expired, root))
+    assert problem is not None and problem.reason == "Expired"
+    assert "expired at 2026-06-01T10:00:00Z" in problem.message
+    future = issued_secret(spec, intermediate, root, issued_at=NOW + timedelta(minutes=5))
+    problem = policies.leaf_problem(judge(spec, future, root))
+    assert problem is not None and problem.reason == "NotYetValid"
+
+
+def test_a_usable_leaf_has_no_problem_even_when_due_for_renewal(root, intermediate):
+    spec = spec_of(duration="1h")
+    due = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(minutes=50))
+    assert policies.decide(judge(spec, due, root)).reason == "RenewalDue"
+    assert policies.leaf_problem(judge(spec, due, root)) is None
+    assert policies.leaf_problem(judge(spec, None, root)).reason == "SecretMissing"
+
+
+def test_key_removed_from_the_template_is_repaired_not_reissued(root, intermediate):
+    secret = issued_secret(spec_of(secretTemplate={"labels": {"team": "shop"}}), intermediate, root)
+    decision = policies.decide(judge(spec_of(), secret, root))
+    assert (decision.action, decision.reason) == (Action.REPAIR, "Repaired")
+    changed = policies.decide(
+        judge(spec_of(secretTemplate={"labels": {"team": "pay"}}), secret, root)
+    )
+    assert changed.action is Action.REPAIR
+
+
+def test_keys_added_by_hand_need_nothing(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    secret["metadata"]["labels"]["backup"] = "daily"
+    secret["metadata"]["annotations"]["example.com/owner"] = "team-a"
+    secret["data"]["keystore.p12"] = "cDEy"
+    assert policies.decide(judge(spec, secret, root)).action is Action.NOTHING

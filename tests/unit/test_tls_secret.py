@@ -1,0 +1,368 @@
+"""Whose Secret it is, and what certsmith changes in one it owns: only its own keys."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from certsmith import authority, model, tls_secret
+from certsmith.pki import ca, issue, keys
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+NAME = "web"
+
+
+def material(intermediate: ca.CAKeyPair, *, revision: int = 2) -> tls_secret.IssuedMaterial:
+    spec = model.parse_certificate_spec({"secretName": "web-tls", "dnsNames": ["web.shop.svc"]})
+    key = keys.generate_private_key(spec.private_key)
+    leaf = issue.build_leaf(spec=spec, public_key=key.public_key(), issuer=intermediate, now=NOW)
+    return tls_secret.IssuedMaterial(
+        leaf=leaf,
+        intermediates=(intermediate.certificate,),
+        key_pem=keys.encode_private_key(key, "PKCS8"),
+        ca_pem=b"roots",
+        issuer_fingerprint="f",
+        spec_fingerprint="s",
+        revision=revision,
+        authority="cluster-root",
+    )
+
+
+def ours(intermediate: ca.CAKeyPair, **templates: Any) -> dict[str, Any]:
+    secret = tls_secret.build_secret(
+        name="web-tls",
+        namespace="shop",
+        certificate_name=NAME,
+        labels_template=templates.get("labels", {}),
+        annotations_template=templates.get("annotations", {}),
+        material=material(intermediate, revision=1),
+    )
+    secret["metadata"]["resourceVersion"] = "41"
+    return secret
+
+
+def secret_with(
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    owner_references: list[dict[str, Any]] | None = None,
+    secret_type: str = tls_secret.TLS_SECRET_TYPE,
+) -> tls_secret.SecretContents:
+    return tls_secret.parse_secret(
+        {
+            "type": secret_type,
+            "metadata": {
+                "name": "web-tls",
+                "labels": labels or {},
+                "annotations": annotations or {},
+                "ownerReferences": owner_references or [],
+            },
+        }
+    )
+
+
+CERTSMITH = {"app.kubernetes.io/managed-by": "certsmith"}
+CONTROLLER = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "controller": True}
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "owner_references", "who"),
+    [
+        # A CertificateAuthority's own Secret (labels authorities.py writes).
+        (
+            {**CERTSMITH, "certsmith.dev/authority": "cluster-root", "certsmith.dev/role": "root"},
+            {},
+            [],
+            "holds the root of CertificateAuthority cluster-root",
+        ),
+        (
+            {"certsmith.dev/authority": "team", "certsmith.dev/role": "intermediate"},
+            {},
+            [],
+            "holds the intermediate of CertificateAuthority team",
+        ),
+        # Another controller's, even with certsmith's marks on it.
+        (
+            {"certsmith.dev/certificate": NAME},
+            {},
+            [CONTROLLER],
+            "is controlled by Deployment api (ownerReferences)",
+        ),
+        ({}, {}, [{**CONTROLLER, "controller": False}], "is owned by Deployment api"),
+        (
+            {},
+            {"cert-manager.io/certificate-name": "web", "cert-manager.io/issuer-name": "ca"},
+            [],
+            "was issued by cert-manager for its Certificate web",
+        ),
+        (
+            {},
+            {"cert-manager.io/allow-direct-injection": "true"},
+            [],
+            "carries cert-manager's annotation cert-manager.io/allow-direct-injection",
+        ),
+        (
+            {"app.kubernetes.io/managed-by": "Helm", "certsmith.dev/certificate": NAME},
+            {},
+            [],
+            "is managed by Helm (label app.kubernetes.io/managed-by=Helm)",
+        ),
+        # Another Certificate's, by label or by annotation.
+        (
+            {**CERTSMITH, "certsmith.dev/certificate": "other"},
+            {},
+            [],
+            "was issued by certsmith for Certificate other",
+        ),
+        (
+            {"certsmith.dev/certificate": NAME},
+            {"certsmith.dev/certificate-name": "other"},
+            [],
+            "was issued by certsmith for Certificate other",
+        ),
+        ({}, {}, [], "was created by hand (not labelled by certsmith)"),
+        ({"backup": "daily"}, {"note": "x"}, [], "was created by hand (not labelled by certsmith)"),
+        (CERTSMITH, {}, [], "names no Certificate"),
+    ],
+)
+def test_secrets_certsmith_did_not_create_for_this_certificate_are_claimed_by_others(
+    labels, annotations, owner_references, who
+):
+    claim = tls_secret.foreign_claim(
+        secret_with(labels=labels, annotations=annotations, owner_references=owner_references),
+        NAME,
+    )
+    assert claim is not None
+    assert who in claim.who
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "owner_references"),
+    [
+        (
+            {**CERTSMITH, "certsmith.dev/certificate": NAME},
+            {"certsmith.dev/certificate-name": NAME},
+            [],
+        ),
+        # A label or the annotation removed by hand: still recognised (and then restored).
+        ({"certsmith.dev/certificate": NAME}, {}, []),
+        ({}, {"certsmith.dev/certificate-name": NAME}, []),
+        # What users add to a Secret of ours does not make it someone else's.
+        (
+            {"certsmith.dev/certificate": NAME, "backup": "daily"},
+            {"cert-manager.io/allow-direct-injection": "true"},
+            [{**CONTROLLER, "controller": False}],
+        ),
+        # An ownerReference to this very Certificate (to have the Secret garbage-collected).
+        (
+            {"certsmith.dev/certificate": NAME},
+            {},
+            [
+                {
+                    "apiVersion": "certsmith.dev/v1alpha1",
+                    "kind": "Certificate",
+                    "name": NAME,
+                    "controller": True,
+                }
+            ],
+        ),
+    ],
+)
+def test_secrets_certsmith_created_for_this_certificate_are_its_own(
+    labels, annotations, owner_references
+):
+    contents = secret_with(
+        labels=labels, annotations=annotations, owner_references=owner_references
+    )
+    assert tls_secret.foreign_claim(contents, NAME) is None
+
+
+def test_a_secret_of_ours_whose_type_is_not_tls_cannot_be_written():
+    contents = secret_with(labels={"certsmith.dev/certificate": NAME}, secret_type="Opaque")
+    claim = tls_secret.foreign_claim(contents, NAME)
+    assert claim is not None and "has type Opaque" in claim.who
+
+
+def test_other_certificate_claim_names_it_for_the_caller_to_check():
+    contents = secret_with(labels={"certsmith.dev/certificate": "old"})
+    claim = tls_secret.foreign_claim(contents, NAME)
+    assert claim is not None and claim.other_certificate == "old"
+
+
+def test_secret_template_keys_are_recorded_but_never_certsmiths_own(intermediate):
+    secret = ours(
+        intermediate,
+        labels={"team": "shop", "app.kubernetes.io/managed-by": "me"},
+        annotations={"b/x": "1", "a/y": "2", tls_secret.TEMPLATE_LABELS_ANNOTATION: "backup"},
+    )
+    annotations = secret["metadata"]["annotations"]
+    assert annotations[tls_secret.TEMPLATE_LABELS_ANNOTATION] == "team"
+    assert annotations[tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION] == "a/y,b/x"
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "certsmith"
+
+
+def test_no_record_is_written_for_an_empty_template(intermediate):
+    annotations = ours(intermediate)["metadata"]["annotations"]
+    assert not set(tls_secret.TEMPLATE_RECORDS) & set(annotations)
+
+
+def test_reissue_changes_only_what_certsmith_owns(intermediate):
+    secret = ours(intermediate, labels={"team": "shop", "gone": "x"})
+    secret["metadata"]["labels"]["backup"] = "daily"
+    secret["metadata"]["annotations"]["example.com/owner"] = "team-a"
+    secret["data"]["keystore.p12"] = base64.b64encode(b"p12").decode()
+    new = material(intermediate)
+
+    patch = tls_secret.issue_patch(
+        tls_secret.parse_secret(secret),
+        certificate_name=NAME,
+        labels_template={"team": "payments"},
+        annotations_template={},
+        material=new,
+    )
+
+    assert patch["metadata"]["resourceVersion"] == "41"  # a concurrent write makes it a 409
+    assert set(patch["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    assert base64.b64decode(patch["data"]["tls.key"]) == new.key_pem
+    labels, annotations = patch["metadata"]["labels"], patch["metadata"]["annotations"]
+    assert labels["team"] == "payments" and labels["gone"] is None
+    assert labels["certsmith.dev/certificate"] == NAME
+    assert "backup" not in labels and "example.com/owner" not in annotations
+    assert annotations[tls_secret.REVISION_ANNOTATION] == "2"
+    assert annotations[tls_secret.TEMPLATE_LABELS_ANNOTATION] == "team"
+
+    merged = merge_patch(secret, patch)
+    assert merged["metadata"]["labels"]["backup"] == "daily"
+    assert merged["metadata"]["annotations"]["example.com/owner"] == "team-a"
+    assert merged["data"]["keystore.p12"] == secret["data"]["keystore.p12"]
+    assert "gone" not in merged["metadata"]["labels"]
+
+
+def desired(spec_labels: dict[str, str], spec_annotations: dict[str, str]) -> dict[str, Any]:
+    return {
+        "desired_labels": tls_secret.desired_labels(NAME, spec_labels),
+        "desired_annotations": tls_secret.template_annotations(NAME, spec_labels, spec_annotations),
+    }
+
+
+def test_keys_that_leave_the_template_are_removed_and_hand_set_keys_are_not(intermediate):
+    secret = ours(
+        intermediate,
+        labels={"team": "shop", "tier": "web"},
+        annotations={"example.com/a": "1", "example.com/b": "2"},
+    )
+    secret["metadata"]["labels"]["backup"] = "daily"  # by hand, never in the template
+    secret["metadata"]["annotations"]["example.com/owner"] = "team-a"
+
+    patch = tls_secret.metadata_patch(
+        tls_secret.parse_secret(secret), **desired({"team": "shop"}, {"example.com/a": "1"})
+    )
+
+    assert patch == {
+        "metadata": {
+            "labels": {"tier": None},
+            "annotations": {
+                "example.com/b": None,
+                tls_secret.TEMPLATE_LABELS_ANNOTATION: "team",
+                tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: "example.com/a",
+            },
+        }
+    }
+    merged = merge_patch(secret, patch)
+    assert merged["metadata"]["labels"]["backup"] == "daily"
+    assert merged["metadata"]["annotations"]["example.com/owner"] == "team-a"
+    # Judged again, the repaired Secret needs nothing more.
+    again = tls_secret.metadata_patch(
+        tls_secret.parse_secret(merged), **desired({"team": "shop"}, {"example.com/a": "1"})
+    )
+    assert again is None
+
+
+def test_emptied_template_removes_its_keys_and_its_records(intermediate):
+    secret = ours(intermediate, labels={"team": "shop"}, annotations={"example.com/a": "1"})
+    patch = tls_secret.metadata_patch(tls_secret.parse_secret(secret), **desired({}, {}))
+    assert patch == {
+        "metadata": {
+            "labels": {"team": None},
+            "annotations": {
+                "example.com/a": None,
+                tls_secret.TEMPLATE_LABELS_ANNOTATION: None,
+                tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: None,
+            },
+        }
+    }
+
+
+def test_changed_template_value_is_updated(intermediate):
+    secret = ours(intermediate, labels={"team": "shop"})
+    patch = tls_secret.metadata_patch(
+        tls_secret.parse_secret(secret), **desired({"team": "pay"}, {})
+    )
+    assert patch == {"metadata": {"labels": {"team": "pay"}}}
+
+
+def test_a_secret_without_records_loses_nothing(intermediate):
+    """Secrets written before the records existed: no key is known to be the template's."""
+    secret = ours(intermediate, labels={"team": "shop"})
+    del secret["metadata"]["annotations"][tls_secret.TEMPLATE_LABELS_ANNOTATION]
+    patch = tls_secret.metadata_patch(tls_secret.parse_secret(secret), **desired({}, {}))
+    assert patch is None
+
+
+def test_immutable_and_validity_are_read(intermediate):
+    secret = ours(intermediate)
+    secret["immutable"] = True
+    contents = tls_secret.parse_secret(secret)
+    assert contents.immutable
+    assert contents.valid_until == min(
+        contents.leaf.not_valid_after_utc, intermediate.certificate.not_valid_after_utc
+    )
+    assert contents.valid_until <= NOW + timedelta(days=90)
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386, as the apiserver applies application/merge-patch+json."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            result[key] = merge_patch(result.get(key) or {}, value)
+        else:
+            result[key] = value
+    return result
+
+
+def test_ca_secret_names_are_reserved_in_the_operator_namespace():
+    assert authority.reserved_secret("team-root-next", ["cluster-root", "team"]) == (
+        "the next root of CertificateAuthority team"
+    )
+    assert authority.reserved_secret("cluster-root-intermediate", ["cluster-root"]) == (
+        "the intermediate of CertificateAuthority cluster-root"
+    )
+    assert authority.reserved_secret("web-tls", ["cluster-root"]) is None
+
+
+def test_an_authority_uses_only_secrets_labelled_for_its_role(root):
+    stored = authority.key_pair_secret(
+        authority="team",
+        role="intermediate",
+        name="team-intermediate",
+        namespace="certsmith",
+        pair=root,
+    )
+    authority.check_role(stored, authority="team", role="intermediate")
+    with pytest.raises(ValueError, match=r"certsmith\.dev/role=root"):
+        authority.check_role(stored, authority="team", role="root")
+    leaf = {
+        "metadata": {
+            "name": "team-intermediate",
+            "namespace": "certsmith",
+            "labels": {"certsmith.dev/certificate": "web"},
+        }
+    }
+    with pytest.raises(ValueError, match="it holds the certificate of Certificate web"):
+        authority.check_role(leaf, authority="team", role="intermediate")
