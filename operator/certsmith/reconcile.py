@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, isolation, metrics, model, policies, rollout, tls_secret
+from certsmith import (
+    conditions,
+    isolation,
+    metrics,
+    model,
+    policies,
+    rollout,
+    rotation,
+    tls_secret,
+)
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -100,8 +109,10 @@ class Reconciler:
         authorities: AuthorityRegistry,
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
+        pacer: rotation.ReissuePacer | None = None,
     ) -> None:
         self._namespace_labels = namespace_labels
+        self._pacer = pacer or rotation.ReissuePacer()
         self._kube = kube
         self._config = config
         self._authorities = authorities
@@ -196,6 +207,12 @@ class Reconciler:
                         now,
                         retry=now + CONFLICT_RETRY,
                     )
+                if decision.action is Action.ISSUE and decision.reason == policies.ROOT_ROTATION:
+                    # At most spec.rotation.reissueRate per second, whoever asked.
+                    moment = self._clock()
+                    slot = self._pacer.slot(material.name, (namespace, name), now=moment)
+                    if slot > moment:
+                        return Outcome(status=None, next_check=slot)
                 if decision.action is Action.ISSUE:
                     try:
                         contents = self._issue(body, spec, contents, material, decision, now)
