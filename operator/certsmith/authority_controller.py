@@ -94,6 +94,9 @@ class AuthorityController:
         request = (body["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
         try:
             settings = rotation.parse_rotation(body.get("spec") or {})
+            trust_bundle.check_selector(
+                ((body.get("spec") or {}).get("trustBundle") or {}).get("namespaceSelector")
+            )
             material = authorities.ensure_material(self._kube, self._config, body, now, state)
             if rotation.should_start(
                 state,

@@ -397,6 +397,12 @@ def assert_rate_at_most(times: list[float], rate: float) -> None:
 
 
 def test_reissue_rate_paces_a_rotation_and_a_change_applies_at_once(team):
+    for bad in (0, 1001, "fast"):
+        with pytest.raises(client.ApiException) as refused:
+            team.objects.patch_cluster_custom_object(
+                *AUTHORITIES, team.name, {"spec": {"rotation": {"reissueRate": bad}}}
+            )
+        assert refused.value.status == 422 and "spec.rotation.reissueRate" in refused.value.body
     namespace = team.namespace()
     count = 10
     for i in range(count):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from certsmith import trust_bundle
+import pytest
+
+from certsmith import model, trust_bundle
 from certsmith.rotation import Lagging
 from certsmith.trust_bundle import Action
 
@@ -104,3 +106,44 @@ def test_the_synced_condition_names_conflicts_first():
     assert not condition.status and condition.reason == "BundleConflict"
     assert condition.message.startswith("t1/certsmith-ca: ConfigMap was not created by certsmith")
     assert "t2/certsmith-ca" in condition.message
+
+
+def test_a_valid_namespace_selector_passes():
+    trust_bundle.check_selector(None)
+    trust_bundle.check_selector({})
+    trust_bundle.check_selector(
+        {
+            "matchLabels": {"team": "a"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "field", "words"),
+    [
+        ("team=a", "spec.trustBundle.namespaceSelector", "label selector object"),
+        ({"matchLabels": {"team": 1}}, "spec.trustBundle.namespaceSelector.matchLabels", "strings"),
+        ({"matchExpressions": {"key": "a"}}, ".matchExpressions", "must be a list"),
+        ({"matchExpressions": [{"operator": "Exists"}]}, ".matchExpressions[0]", "needs a key"),
+        (
+            {"matchExpressions": [{"key": "env", "operator": "in", "values": ["prod"]}]},
+            ".matchExpressions[0].operator",
+            "'in' is not one of In, NotIn, Exists, DoesNotExist",
+        ),
+        ({"matchExpressions": [{"key": "env", "operator": "In"}]}, "[0].values", "In needs"),
+        (
+            {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]},
+            "[0].values",
+            "Exists takes no values",
+        ),
+    ],
+)
+def test_a_bad_namespace_selector_names_the_field(selector, field, words):
+    with pytest.raises(model.InvalidSpec) as raised:
+        trust_bundle.check_selector(selector)
+    assert raised.value.field.startswith("spec.trustBundle.namespaceSelector")
+    assert raised.value.field.endswith(field) and words in str(raised.value)
