@@ -257,7 +257,9 @@ class AuthorityController:
             if on_old:
                 on_old_root.append(
                     rotation.Lagging(
-                        namespace, secret_name, f"Secret's leaf is under the old root{trouble}"
+                        namespace,
+                        secret_name,
+                        f"Secret's leaf still chains to the old root{trouble}",
                     )
                 )
             bundle_ok = contents.ca_pem == material.bundle_pem
@@ -266,7 +268,7 @@ class AuthorityController:
                     rotation.Lagging(
                         namespace,
                         secret_name,
-                        f"Secret's ca.crt is not the trusted roots yet{trouble}",
+                        f"Secret's ca.crt does not hold the trusted roots yet{trouble}",
                     )
                 )
             if not bundle_ok or (on_old and material.rotation.signs_with_new_root):

@@ -15,22 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import (
-    conditions,
-    isolation,
-    metrics,
-    model,
-    policies,
-    rollout,
-    rotation,
-    tls_secret,
-)
+from certsmith import conditions, isolation, metrics, model, policies, rollout, tls_secret
 from certsmith.authorities import AuthorityRegistry
 from certsmith.authority import AuthorityMaterial
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect, issue, keys
 from certsmith.policies import Action, Decision
+from certsmith.rotation import ReissuePacer
 
 logger = logging.getLogger(__name__)
 
@@ -109,10 +101,10 @@ class Reconciler:
         authorities: AuthorityRegistry,
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
-        pacer: rotation.ReissuePacer | None = None,
+        pacer: ReissuePacer | None = None,
     ) -> None:
         self._namespace_labels = namespace_labels
-        self._pacer = pacer or rotation.ReissuePacer()
+        self._pacer = pacer or ReissuePacer()
         self._kube = kube
         self._config = config
         self._authorities = authorities
