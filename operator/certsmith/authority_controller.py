@@ -3,8 +3,15 @@ intermediate, distribute its trust bundles and drive root rotations (rotation.py
 
 One step reads the state from the cluster, decides with the pure rotation state machine and
 pushes the work (bundles written here; Secrets' ca.crt and re-issues through the
-per-Certificate reconciler, scheduled at a bounded rate). Steps repeat every couple of
-seconds while a rotation runs, so a restarted operator picks up from the status.
+per-Certificate reconciler, spread at `spec.rotation.reissueRate` and paced by the shared
+ReissuePacer). Steps repeat every couple of seconds while a rotation runs, so a restarted
+operator picks up from the status.
+
+A rotation waits only for what certsmith is responsible for: the Secrets of Certificates that
+exist and name them (a Secret left behind by a deleted Certificate or a changed secretName
+is not maintained any more), and the bundle ConfigMaps it manages. What holds a phase for
+longer than rotation.STALL_AFTER is named in status.rotation.blockers, the RotationBlocked
+condition and a Warning event.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 from certsmith import (
     authorities,
     authority,
+    conditions,
     isolation,
     metrics,
     model,
@@ -34,9 +42,10 @@ logger = logging.getLogger(__name__)
 
 AUTHORITY = "CertificateAuthority"
 CERTIFICATE = "Certificate"
-DEFAULT_PROPAGATION_DELAY = timedelta(minutes=5)
-DEFAULT_REISSUE_RATE = 20
 ROTATION_STEP = timedelta(seconds=2)
+BUNDLE_RETRY = timedelta(seconds=30)
+"""How soon an authority looks again at bundles it could not write (a foreign ConfigMap
+going away produces no event certsmith watches)."""
 
 
 class AuthorityController:
@@ -49,8 +58,10 @@ class AuthorityController:
         scheduler: Scheduler,
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
+        pacer: rotation.ReissuePacer,
     ) -> None:
         self._kube = kube
+        self._pacer = pacer
         self._config = config
         self._registry = registry
         self._scheduler = scheduler
@@ -59,6 +70,9 @@ class AuthorityController:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.own_bundle_versions: dict[tuple[str, str], str] = {}
+        # The uid of every bundle ConfigMap certsmith created or wrote: still certsmith's if
+        # someone strips both its label and its annotation while the operator runs.
+        self._bundle_uids: dict[tuple[str, str], str] = {}
 
     def step(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Advance the authority by one step; return the status to write."""
@@ -79,6 +93,10 @@ class AuthorityController:
         state = rotation.from_status(current)
         request = (body["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
         try:
+            settings = rotation.parse_rotation(body.get("spec") or {})
+            trust_bundle.check_selector(
+                ((body.get("spec") or {}).get("trustBundle") or {}).get("namespaceSelector")
+            )
             material = authorities.ensure_material(self._kube, self._config, body, now, state)
             if rotation.should_start(
                 state,
@@ -99,16 +117,19 @@ class AuthorityController:
         except (authorities.AuthorityNotReady, model.InvalidSpec) as error:
             self._registry.remove(name)
             self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
+            reason = "InvalidSpec" if isinstance(error, model.InvalidSpec) else "InvalidRoot"
             return authority.failed_status(
-                "InvalidRoot", str(error), current=current, generation=generation, now=now
+                reason, str(error), current=current, generation=generation, now=now
             )
         self._registry.put(material)
+        for (namespace, certificate), when in self._pacer.set_rate(
+            name, settings.reissue_rate, now=now
+        ).items():
+            self._scheduler.schedule((CERTIFICATE, namespace, certificate), when)
 
-        progress = self._observe_and_push(material, now)
+        progress, bundle_problems = self._observe_and_push(material, settings.reissue_rate, now)
         if state.rotating:
-            advanced = rotation.advance(
-                state, progress, now=now, delay=self._delay(body.get("spec") or {})
-            )
+            advanced = rotation.advance(state, progress, now=now, delay=settings.propagation_delay)
             if advanced.phase is not state.phase:
                 logger.info(
                     "CertificateAuthority %s: %s → %s",
@@ -118,22 +139,27 @@ class AuthorityController:
                 )
                 if advanced.phase is rotation.Phase.READY:
                     authorities.finish_rotation(self._kube, self._config, name)
+                    self._pacer.reset(name)
                 material = authorities.ensure_material(
                     self._kube, self._config, body, now, advanced
                 )
                 self._registry.put(material)
-                progress = self._observe_and_push(material, now)
+                progress, bundle_problems = self._observe_and_push(
+                    material, settings.reissue_rate, now
+                )
             state = advanced
+        state = rotation.track(state, progress, now=now)
+        blocking = rotation.blockers(state, progress, now=now)
         if state.rotating:
             self._scheduler.schedule((AUTHORITY, "", name), now + ROTATION_STEP)
         else:
-            self._scheduler.schedule(
-                (AUTHORITY, "", name),
-                min(
-                    authority.intermediate_renewal_time(material.intermediate.certificate),
-                    authority.root_renewal_time(material.root.certificate),
-                ),
+            next_step = min(
+                authority.intermediate_renewal_time(material.intermediate.certificate),
+                authority.root_renewal_time(material.root.certificate),
             )
+            if bundle_problems:
+                next_step = min(next_step, now + BUNDLE_RETRY)
+            self._scheduler.schedule((AUTHORITY, "", name), next_step)
         metrics.authority_state(
             name,
             material.trusted_roots[0].not_valid_after_utc,
@@ -141,21 +167,67 @@ class AuthorityController:
             state.phase.value,
         )
         status = authority.ready_status(material, current=current, generation=generation, now=now)
-        status.update(rotation.to_status(state, progress))
+        status.update(rotation.to_status(state, progress, blocking))
+        reported = [rotation.blocked_condition(state, blocking)]
+        if material.bundle_config_map is not None:
+            reported.append(trust_bundle.synced_condition(bundle_problems))
+        status["conditions"] = conditions.merge_conditions(
+            status["conditions"], reported, generation=generation, now=now
+        )
+        self._report(body, current, status, blocking)
         return status
 
-    def _delay(self, spec: Mapping[str, Any]) -> timedelta:
-        text = (spec.get("rotation") or {}).get("propagationDelay")
-        if not text:
-            return DEFAULT_PROPAGATION_DELAY
-        return model.parse_duration(text, "spec.rotation.propagationDelay")
+    def _report(
+        self,
+        body: Mapping[str, Any],
+        current: Mapping[str, Any],
+        status: Mapping[str, Any],
+        blocking: tuple[rotation.Lagging, ...],
+    ) -> None:
+        """Warning events when blockers or bundle problems appear or change (not every step)."""
+        name = body["metadata"]["name"]
+        shown = rotation.describe_blockers(blocking)
+        if blocking and shown != (current.get("rotation") or {}).get("blockers"):
+            logger.warning("CertificateAuthority %s: rotation blocked by %s", name, shown)
+            self._event(
+                body,
+                rotation.ROTATION_BLOCKED,
+                conditions.find_condition(status["conditions"], rotation.ROTATION_BLOCKED),
+            )
+        synced = conditions.find_condition(status["conditions"], trust_bundle.BUNDLES_SYNCED)
+        before = conditions.find_condition(current.get("conditions"), trust_bundle.BUNDLES_SYNCED)
+        if (
+            synced is not None
+            and synced["status"] == "False"
+            and (before is None or before.get("message") != synced["message"])
+        ):
+            logger.warning("CertificateAuthority %s: %s", name, synced["message"])
+            self._event(body, str(synced["reason"]), synced)
+
+    def _event(
+        self, body: Mapping[str, Any], reason: str, condition: Mapping[str, Any] | None
+    ) -> None:
+        try:
+            self._kube.post_event(
+                involved=body,
+                event_type="Warning",
+                reason=reason,
+                message=str((condition or {}).get("message", "")),
+                now=conditions.format_time(self._clock()),
+                component=self._config.component,
+            )
+        except ApiError as error:  # an event lost must not stop the step
+            logger.warning("could not post event %s: %s", reason, error)
 
     # --- observation and the work it pushes ----------------------------------------------
 
     def _observe_and_push(
-        self, material: authority.AuthorityMaterial, now: datetime
-    ) -> rotation.Progress:
-        bundles_behind = self.sync_bundles(material)
+        self, material: authority.AuthorityMaterial, rate: int, now: datetime
+    ) -> tuple[rotation.Progress, tuple[rotation.Lagging, ...]]:
+        """Write bundles, look at every Secret this authority is responsible for, schedule
+        what must change (spread at `rate` per second); return the progress and the bundles
+        that could not be written."""
+        bundle_problems = self.sync_bundles(material)
         new_root = next(
             (
                 root
@@ -164,82 +236,162 @@ class AuthorityController:
             ),
             material.root.certificate,
         )
-        rate = DEFAULT_REISSUE_RATE
+        certificates = self._certificates_of(material.name)
+        behind: list[rotation.Lagging] = list(bundle_problems)
+        on_old_root: list[rotation.Lagging] = []
         pending: list[tuple[str, str]] = []
-        leaves_on_old = total = 0
+        total = 0
         for secret in self._kube.list_secrets(label_selector=tls_secret.CERTIFICATE_LABEL):
+            namespace, secret_name = secret["metadata"]["namespace"], secret["metadata"]["name"]
             contents = tls_secret.parse_secret(secret)
-            owner_authority = contents.annotations.get(
-                tls_secret.AUTHORITY_ANNOTATION, self._config.default_authority
-            )
-            if owner_authority != material.name or contents.owner is None:
+            certificate = certificates.get((namespace, secret_name, contents.owner or ""))
+            if certificate is None:
+                # Left behind (its Certificate deleted or pointing elsewhere), or another
+                # authority's: not maintained by this authority, so nothing to wait for.
                 continue
             total += 1
+            trouble = _trouble(certificate)
             on_old = not contents.intermediates or not inspect.issued_by(
                 contents.intermediates[0], new_root
             )
-            leaves_on_old += on_old
+            if on_old:
+                on_old_root.append(
+                    rotation.Lagging(
+                        namespace,
+                        secret_name,
+                        f"Secret's leaf still chains to the old root{trouble}",
+                    )
+                )
             bundle_ok = contents.ca_pem == material.bundle_pem
-            bundles_behind += not bundle_ok
+            if not bundle_ok:
+                behind.append(
+                    rotation.Lagging(
+                        namespace,
+                        secret_name,
+                        f"Secret's ca.crt does not hold the trusted roots yet{trouble}",
+                    )
+                )
             if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
-                namespace = secret["metadata"]["namespace"]
-                pending.append((namespace, contents.owner))
-        for index, (namespace, name) in enumerate(pending):
-            due = now + timedelta(seconds=index / rate)
-            scheduled = self._scheduler.when((CERTIFICATE, namespace, name))
+                pending.append((namespace, certificate["metadata"]["name"]))
+        spacing = timedelta(seconds=1 / rate)
+        for index, key in enumerate(pending):
+            if self._pacer.holds(material.name, key, now=now):
+                continue  # it comes back at its reserved slot
+            due = now + index * spacing
+            scheduled = self._scheduler.when((CERTIFICATE, *key))
             if scheduled is None or scheduled > due:
-                self._scheduler.schedule((CERTIFICATE, namespace, name), due)
-        return rotation.Progress(
-            bundles_behind=bundles_behind, leaves_on_old_root=leaves_on_old, total_leaves=total
+                self._scheduler.schedule((CERTIFICATE, *key), due)
+        progress = rotation.Progress(
+            behind=tuple(behind), on_old_root=tuple(on_old_root), total_leaves=total
         )
+        return progress, bundle_problems
 
-    def sync_bundles(self, material: authority.AuthorityMaterial) -> int:
-        """Write the authority's trust bundle where it is missing or stale; return failures."""
+    def _certificates_of(self, authority_name: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """This authority's Certificates by (namespace, secretName, name)."""
+        found = {}
+        for item in self._kube.list_certificates():
+            spec = item.get("spec") or {}
+            issuer = (spec.get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+            secret_name = spec.get("secretName")
+            if issuer == authority_name and isinstance(secret_name, str):
+                metadata = item["metadata"]
+                found[(metadata["namespace"], secret_name, metadata["name"])] = item
+        return found
+
+    def _selected_namespaces(self, material: authority.AuthorityMaterial) -> list[str]:
+        return [
+            namespace["metadata"]["name"]
+            for namespace in self._kube.list_namespaces()
+            if not namespace["metadata"].get("deletionTimestamp")
+            and isolation.selector_matches(
+                material.bundle_selector, namespace["metadata"].get("labels") or {}
+            )
+        ]
+
+    def sync_bundles(self, material: authority.AuthorityMaterial) -> tuple[rotation.Lagging, ...]:
+        """Write the authority's trust bundle wherever it is missing, stale or edited (found
+        by name, labelled or not); return the ones that could not be written."""
         if material.bundle_config_map is None:
-            return 0
+            return ()
         existing = {
             item["metadata"]["namespace"]: item
-            for item in self._kube.list_configmaps(
-                label_selector=f"{trust_bundle.BUNDLE_LABEL}={material.name}"
-            )
-            if item["metadata"]["name"] == material.bundle_config_map
+            for item in self._kube.list_configmaps(name=material.bundle_config_map)
         }
-        failures = 0
-        for namespace in self._kube.list_namespaces():
-            metadata = namespace["metadata"]
-            if metadata.get("deletionTimestamp"):
-                continue
-            if not isolation.selector_matches(
-                material.bundle_selector, metadata.get("labels") or {}
-            ):
-                continue
-            try:
-                self.put_bundle(material, metadata["name"], existing.get(metadata["name"]))
-            except ApiError as error:
-                failures += 1
-                logger.warning("trust bundle in %s not written: %s", metadata["name"], error)
-        return failures
+        problems = []
+        for namespace in self._selected_namespaces(material):
+            problem = self.put_bundle(material, namespace, existing.get(namespace))
+            if problem is not None:
+                problems.append(problem)
+        return tuple(problems)
 
     def put_bundle(
         self,
         material: authority.AuthorityMaterial,
         namespace: str,
         existing: Mapping[str, Any] | None,
-    ) -> None:
+    ) -> rotation.Lagging | None:
+        """Create or repair one bundle ConfigMap if it is certsmith's; what stopped it, or None.
+
+        ApiErrors are returned as problems (named, for status), not raised.
+        """
         assert material.bundle_config_map is not None
-        if existing is not None and trust_bundle.is_current(
-            existing, material.bundle_pem, material.name
-        ):
-            return
-        stored = self._kube.put_configmap(
-            body=trust_bundle.bundle_configmap(
-                name=material.bundle_config_map,
-                namespace=namespace,
+        key = (namespace, material.bundle_config_map)
+        for _ in range(3):
+            uid = ((existing or {}).get("metadata") or {}).get("uid")
+            verdict = trust_bundle.judge(
+                existing,
                 authority=material.name,
                 pem=material.bundle_pem,
-                resource_version=(existing or {}).get("metadata", {}).get("resourceVersion"),
+                created_here=uid is not None and self._bundle_uids.get(key) == uid,
             )
+            if verdict.action is trust_bundle.Action.CONFLICT:
+                return rotation.Lagging(*key, verdict.why, trust_bundle.CONFLICT)
+            if verdict.action is trust_bundle.Action.NOTHING:
+                self._bundle_uids[key] = uid
+                return None
+            try:
+                stored = self._kube.put_configmap(
+                    body=trust_bundle.bundle_configmap(
+                        name=material.bundle_config_map,
+                        namespace=namespace,
+                        authority=material.name,
+                        pem=material.bundle_pem,
+                        existing=existing,
+                    )
+                )
+            except ApiError as error:
+                if not error.conflict:
+                    return rotation.Lagging(
+                        *key,
+                        f"ConfigMap could not be written: {error}",
+                        trust_bundle.WRITE_FAILED,
+                    )
+                # Created or changed meanwhile: judge what is there now.
+                try:
+                    existing = self._kube.get_configmap(namespace=namespace, name=key[1])
+                except ApiError as read_error:
+                    return rotation.Lagging(
+                        *key,
+                        f"ConfigMap could not be read: {read_error}",
+                        trust_bundle.WRITE_FAILED,
+                    )
+                continue
+            self._bundle_uids[key] = stored["metadata"]["uid"]
+            self.own_bundle_versions[key] = stored["metadata"]["resourceVersion"]
+            return None
+        return rotation.Lagging(
+            *key, "ConfigMap kept changing while certsmith wrote it", trust_bundle.WRITE_FAILED
         )
-        self.own_bundle_versions[(namespace, material.bundle_config_map)] = stored["metadata"][
-            "resourceVersion"
-        ]
+
+
+def _trouble(certificate: Mapping[str, Any]) -> str:
+    """Why a Certificate's Secret may stay behind, from its conditions; '' if none shows."""
+    name = certificate["metadata"]["name"]
+    found = (certificate.get("status") or {}).get("conditions")
+    ready = conditions.find_condition(found, conditions.READY)
+    if ready is not None and ready.get("status") == "False":
+        return f"; Certificate {name} is not Ready ({ready.get('reason')}: {ready.get('message')})"
+    issuing = conditions.find_condition(found, conditions.ISSUING)
+    if issuing is not None and issuing.get("reason") == "IssuanceFailed":
+        return f"; Certificate {name} cannot write it ({issuing.get('message')})"
+    return ""

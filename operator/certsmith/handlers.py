@@ -184,7 +184,8 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     "v1", "configmaps", labels={trust_bundle.BUNDLE_LABEL: kopf.PRESENT}, registry=REGISTRY
 )
 def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A trust bundle was edited or deleted by someone else: put it back."""
+    """A trust bundle was edited or deleted by someone else: put it back. Removing its label
+    arrives as DELETED (the watch selects by label); the repair finds it by name."""
     if event["type"] is None:
         return
     runtime: Runtime = memo.runtime

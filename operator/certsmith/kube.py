@@ -186,9 +186,13 @@ class Kube:
     def get_namespace(self, *, name: str) -> dict[str, Any] | None:
         return self._get_or_none(f"/api/v1/namespaces/{name}")
 
-    def list_configmaps(self, *, label_selector: str) -> list[dict[str, Any]]:
-        query = {"labelSelector": label_selector}
+    def list_configmaps(self, *, name: str) -> list[dict[str, Any]]:
+        """The ConfigMaps called `name` in every namespace, whatever their labels."""
+        query = {"fieldSelector": f"metadata.name={name}"}
         return list(self._call("GET", "/api/v1/configmaps", query=query).get("items") or [])
+
+    def get_configmap(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
     def put_configmap(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create, or replace (with the body's resourceVersion if it has one)."""

@@ -62,6 +62,8 @@ class Input:
 
 
 Check = Callable[[Input], Decision | None]
+ROOT_ROTATION = "RootRotation"
+"""The reason of re-issues that move leaves to a new root (paced at the authority's rate)."""
 
 
 def _issue(reason: str, message: str) -> Decision:
@@ -199,7 +201,7 @@ def issued_under_retiring_root(i: Input) -> Decision | None:
         return None
     if i.secret.intermediates and inspect.issued_by(i.secret.intermediates[0], root):
         return None
-    return _issue("RootRotation", f"moving to the current root of {i.authority.name}")
+    return _issue(ROOT_ROTATION, f"moving to the current root of {i.authority.name}")
 
 
 def trust_bundle_outdated(i: Input) -> Decision | None:

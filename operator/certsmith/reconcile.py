@@ -32,6 +32,7 @@ from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect, issue, keys
 from certsmith.policies import Action, Decision
+from certsmith.rotation import ReissuePacer
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +180,10 @@ class Reconciler:
         authorities: AuthorityRegistry,
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
+        pacer: ReissuePacer | None = None,
     ) -> None:
         self._namespace_labels = namespace_labels
+        self._pacer = pacer or ReissuePacer()
         self._kube = kube
         self._config = config
         self._authorities = authorities
@@ -292,6 +295,12 @@ class Reconciler:
                 ):
                     message = tls_secret.immutable_message(spec.secret_name)
                     return self._failed(body, status, "SecretConflict", message, now, judged)
+                if decision.action is Action.ISSUE and decision.reason == policies.ROOT_ROTATION:
+                    # At most spec.rotation.reissueRate per second, whoever asked.
+                    moment = self._clock()
+                    slot = self._pacer.slot(material.name, (namespace, name), now=moment)
+                    if slot > moment:
+                        return Outcome(status=None, next_check=slot)
                 try:
                     if decision.action is Action.ISSUE:
                         contents = self._issue(body, spec, contents, material, decision, now)

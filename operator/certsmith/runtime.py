@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, isolation, rotation, serving, trust_bundle, webhook_config
+from certsmith import authorities, isolation, rotation, serving, webhook_config
 from certsmith.authority import AuthorityMaterial
 from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
@@ -36,6 +36,8 @@ class Runtime:
     scheduler: Scheduler
     executor: ThreadPoolExecutor
     clock: Callable[[], datetime]
+    pacer: rotation.ReissuePacer = field(default_factory=rotation.ReissuePacer)
+    """Shared with the reconciler: rotation re-issues at most reissueRate per second."""
     authorities: AuthorityController = field(init=False)
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
@@ -64,6 +66,7 @@ class Runtime:
             scheduler=self.scheduler,
             clock=self.clock,
             namespace_labels=self.namespace_labels,
+            pacer=self.pacer,
         )
 
     # --- Certificates --------------------------------------------------------------------
@@ -97,6 +100,7 @@ class Runtime:
 
     def forget_certificate(self, namespace: str, name: str) -> None:
         self.scheduler.cancel((CERTIFICATE, namespace, name))
+        self.pacer.forget((namespace, name))
         self.reconciler.forget(namespace, name)
 
     def ensure_certificate(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,30 +223,25 @@ class Runtime:
     def step_authorities_soon(self) -> None:
         """Have every authority write its bundles again shortly (after a failed write)."""
         for material in self.registry.all():
-            self.scheduler.schedule(
-                (AUTHORITY, "", material.name), self.clock() + timedelta(seconds=5)
-            )
+            self.step_authority_soon(material.name)
+
+    def step_authority_soon(self, name: str) -> None:
+        key, soon = (AUTHORITY, "", name), self.clock() + timedelta(seconds=5)
+        planned = self.scheduler.when(key)
+        if planned is None or planned > soon:  # never postpone a rotation's next step
+            self.scheduler.schedule(key, soon)
 
     def bundle_needed(self, namespace: str, authority_name: str) -> None:
+        """Create or repair one bundle (found by name: its label may be gone); a bundle that
+        cannot be written has its authority step soon, which reports it in status."""
         material = self.registry.get(authority_name)
         if material is None or material.bundle_config_map is None:
             return
-        existing = next(
-            (
-                item
-                for item in self.kube.list_configmaps(
-                    label_selector=f"{trust_bundle.BUNDLE_LABEL}={authority_name}"
-                )
-                if item["metadata"]["namespace"] == namespace
-                and item["metadata"]["name"] == material.bundle_config_map
-            ),
-            None,
-        )
-        try:
-            self.authorities.put_bundle(material, namespace, existing)
-        except ApiError as error:
-            if not error.conflict:
-                raise
+        existing = self.kube.get_configmap(namespace=namespace, name=material.bundle_config_map)
+        problem = self.authorities.put_bundle(material, namespace, existing)
+        if problem is not None:
+            logger.warning("trust bundle %s", problem)
+            self.step_authority_soon(authority_name)
 
     # --- the scheduler's action ----------------------------------------------------------
 
@@ -272,6 +271,7 @@ def build(cfg: Config) -> Runtime:
     client = Kube(new_api_client(kubeconfig=cfg.kubeconfig, pool_size=cfg.workers))
     registry = authorities.AuthorityRegistry()
     holder: list[Runtime] = []
+    pacer = rotation.ReissuePacer()
 
     async def run_scheduled(key: Hashable) -> None:
         await holder[0].run_scheduled(key)
@@ -286,10 +286,12 @@ def build(cfg: Config) -> Runtime:
             authorities=registry,
             clock=utc_now,
             namespace_labels=lambda namespace: holder[0].namespace_labels(namespace),
+            pacer=pacer,
         ),
         scheduler=Scheduler(clock=utc_now, action=run_scheduled, concurrency=cfg.workers),
         executor=ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="certsmith"),
         clock=utc_now,
+        pacer=pacer,
     )
     holder.append(runtime)
     return runtime

@@ -1,0 +1,149 @@
+"""Trust-bundle ConfigMaps: certsmith repairs its own, whatever was edited, and never writes
+one it did not create."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from certsmith import model, trust_bundle
+from certsmith.rotation import Lagging
+from certsmith.trust_bundle import Action
+
+PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def ours(**changes: Any) -> dict[str, Any]:
+    body = trust_bundle.bundle_configmap(
+        name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM
+    )
+    body["metadata"].update(uid="u-1", resourceVersion="7")
+    body.update(changes)
+    return body
+
+
+def judge(existing: dict[str, Any] | None, created_here: bool = False) -> trust_bundle.Verdict:
+    return trust_bundle.judge(
+        existing, authority="cluster-root", pem=PEM, created_here=created_here
+    )
+
+
+def test_a_current_bundle_is_left_alone_and_a_missing_one_written():
+    assert judge(ours()).action is Action.NOTHING
+    assert judge(None).action is Action.WRITE
+
+
+def test_every_edit_of_certsmiths_own_bundle_is_repaired():
+    edited_data = ours(data={"ca.crt": "hand-edited"})
+    assert judge(edited_data).action is Action.WRITE
+    no_label = ours()
+    del no_label["metadata"]["labels"][trust_bundle.BUNDLE_LABEL]
+    no_label["data"] = {"ca.crt": "hand-edited"}
+    assert judge(no_label).action is Action.WRITE  # the annotation still says whose it is
+    no_annotation = ours()
+    no_annotation["metadata"]["annotations"] = {}
+    assert judge(no_annotation).action is Action.WRITE
+    stripped = ours()
+    stripped["metadata"]["labels"] = {}
+    stripped["metadata"]["annotations"] = {}
+    assert judge(stripped, created_here=True).action is Action.WRITE
+    other_managed_by = ours()
+    other_managed_by["metadata"]["labels"][trust_bundle.MANAGED_BY_LABEL] = "helm"
+    assert judge(other_managed_by).action is Action.WRITE
+
+
+def test_a_configmap_certsmith_did_not_create_is_a_conflict_naming_the_way_out():
+    foreign = {
+        "metadata": {"name": "certsmith-ca", "namespace": "t1", "uid": "u-9"},
+        "data": {"ca.crt": "mine"},
+    }
+    verdict = judge(foreign)
+    assert verdict.action is Action.CONFLICT
+    assert "not created by certsmith" in verdict.why
+    assert "certsmith.dev/trust-bundle=cluster-root" in verdict.why
+    another = ours()
+    another["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] = "team"
+    verdict = judge(another, created_here=True)
+    assert verdict.action is Action.CONFLICT and "CertificateAuthority team" in verdict.why
+    # Labelling it hands it over.
+    foreign["metadata"]["labels"] = {trust_bundle.BUNDLE_LABEL: "cluster-root"}
+    assert judge(foreign).action is Action.WRITE
+
+
+def test_a_repair_keeps_what_others_added_and_restores_what_certsmith_owns():
+    existing = ours(
+        data={"ca.crt": "hand-edited", "extra.pem": "x"},
+        binaryData={"ca.crt": "Zm9v", "keystore.jks": "YmFy"},
+    )
+    existing["metadata"]["labels"] = {"team": "a"}
+    existing["metadata"]["annotations"] = {"note": "kept"}
+    body = trust_bundle.bundle_configmap(
+        name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM, existing=existing
+    )
+    assert body["metadata"]["resourceVersion"] == "7"
+    assert body["metadata"]["labels"] == {
+        "team": "a",
+        "app.kubernetes.io/managed-by": "certsmith",
+        "certsmith.dev/trust-bundle": "cluster-root",
+    }
+    assert body["metadata"]["annotations"] == {
+        "note": "kept",
+        "certsmith.dev/trust-bundle": "cluster-root",
+    }
+    assert body["data"] == {"ca.crt": PEM.decode(), "extra.pem": "x"}
+    assert body["binaryData"] == {"keystore.jks": "YmFy"}
+    assert trust_bundle.is_current(body, PEM, "cluster-root")
+
+
+def test_the_synced_condition_names_conflicts_first():
+    assert trust_bundle.synced_condition(()).status
+    problems = (
+        Lagging("t2", "certsmith-ca", "ConfigMap could not be written: 422", "BundleWriteFailed"),
+        Lagging("t1", "certsmith-ca", "ConfigMap was not created by certsmith", "BundleConflict"),
+    )
+    condition = trust_bundle.synced_condition(problems)
+    assert not condition.status and condition.reason == "BundleConflict"
+    assert condition.message.startswith("t1/certsmith-ca: ConfigMap was not created by certsmith")
+    assert "t2/certsmith-ca" in condition.message
+
+
+def test_a_valid_namespace_selector_passes():
+    trust_bundle.check_selector(None)
+    trust_bundle.check_selector({})
+    trust_bundle.check_selector(
+        {
+            "matchLabels": {"team": "a"},
+            "matchExpressions": [
+                {"key": "env", "operator": "In", "values": ["prod"]},
+                {"key": "legacy", "operator": "DoesNotExist"},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "field", "words"),
+    [
+        ("team=a", "spec.trustBundle.namespaceSelector", "label selector object"),
+        ({"matchLabels": {"team": 1}}, "spec.trustBundle.namespaceSelector.matchLabels", "strings"),
+        ({"matchExpressions": {"key": "a"}}, ".matchExpressions", "must be a list"),
+        ({"matchExpressions": [{"operator": "Exists"}]}, ".matchExpressions[0]", "needs a key"),
+        (
+            {"matchExpressions": [{"key": "env", "operator": "in", "values": ["prod"]}]},
+            ".matchExpressions[0].operator",
+            "'in' is not one of In, NotIn, Exists, DoesNotExist",
+        ),
+        ({"matchExpressions": [{"key": "env", "operator": "In"}]}, "[0].values", "In needs"),
+        (
+            {"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]},
+            "[0].values",
+            "Exists takes no values",
+        ),
+    ],
+)
+def test_a_bad_namespace_selector_names_the_field(selector, field, words):
+    with pytest.raises(model.InvalidSpec) as raised:
+        trust_bundle.check_selector(selector)
+    assert raised.value.field.startswith("spec.trustBundle.namespaceSelector")
+    assert raised.value.field.endswith(field) and words in str(raised.value)
