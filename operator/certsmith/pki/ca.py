@@ -152,12 +152,13 @@ def root_problems(
             )
     except x509.ExtensionNotFound:
         pass  # already reported by ca_problems
-    if not inspect.issued_by(certificate, certificate):
+    if certificate.issuer != certificate.subject:
         problems.append(
-            f"not self-signed: issuer '{certificate.issuer.rfc4514_string()}' did not sign it "
-            f"(subject '{certificate.subject.rfc4514_string()}'); supply a root, not an "
-            "intermediate"
+            f"not self-signed: issued by '{certificate.issuer.rfc4514_string()}' (supply a "
+            "root, not an intermediate)"
         )
+    elif not inspect.issued_by(certificate, certificate):
+        problems.append("not self-signed: its signature does not verify with its own key")
     not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if now < not_before:
         problems.append(f"not valid before {_format(not_before)}")
