@@ -176,6 +176,21 @@ def test_a_deleted_authority_stops_signing_and_its_certificates_are_told() -> No
         "CertificateAuthority team does not exist"
     )
     assert runtime.scheduler.when(("Certificate", "t1", "web")) == NOW
+    outcome = runtime.reconciler.reconcile(
+        {
+            "metadata": {"namespace": "t1", "name": "web", "generation": 1},
+            "spec": {
+                "secretName": "web-tls",
+                "dnsNames": ["web.t1.svc"],
+                "issuerRef": {"name": "team"},
+            },
+        }
+    )
+    assert ready(outcome.status) == (
+        "False",
+        "IssuerNotReady",
+        "CertificateAuthority team does not exist",
+    )
     assert runtime.scheduler.when(("Certificate", "t1", "other")) is None
     # Its keys stay: created again, it resumes with the same root.
     assert (NS, "team-root") in kube.secrets and (NS, "team-intermediate") in kube.secrets
