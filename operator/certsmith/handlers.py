@@ -185,7 +185,7 @@ async def certsmith_secret_event(
 def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """New namespaces get their trust bundles; labels are cached for the isolation policy."""
     if event["type"] == "DELETED":
-        memo.runtime.namespaces.pop(body["metadata"]["name"], None)
+        memo.runtime.namespace_deleted(body["metadata"]["name"])
         return
     try:
         memo.runtime.namespace_seen(body)

@@ -258,6 +258,14 @@ class Runtime:
             ):
                 self.bundle_needed(metadata["name"], material.name)
 
+    def namespace_deleted(self, name: str) -> None:
+        """Forget what was cached about it (its labels, our bundle writes there)."""
+        self.namespaces.pop(name, None)
+        versions = self.authorities.own_bundle_versions
+        for key in list(versions):  # a copy: bundle writes add entries from other threads
+            if key[0] == name:
+                versions.pop(key, None)
+
     def step_authorities_soon(self) -> None:
         """Have every authority write its bundles again shortly (after a failed write)."""
         for material in self.registry.all():

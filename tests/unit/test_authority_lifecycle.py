@@ -261,6 +261,15 @@ def test_a_new_term_forgets_what_an_earlier_term_cached() -> None:
     assert runtime.namespaces == {}
 
 
+def test_a_deleted_namespace_leaves_nothing_cached() -> None:
+    runtime = make_runtime(FakeKube())
+    runtime.namespaces.update({"t1": {"a": "b"}, "t2": {}})
+    runtime.authorities.own_bundle_versions.update({("t1", "certsmith-ca"): "5", ("t2", "x"): "6"})
+    runtime.namespace_deleted("t1")
+    assert runtime.namespaces == {"t2": {}}
+    assert runtime.authorities.own_bundle_versions == {("t2", "x"): "6"}
+
+
 # --- CA Secrets that vanish or change ---------------------------------------------------
 
 
