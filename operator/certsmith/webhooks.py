@@ -17,7 +17,16 @@ from typing import Any
 
 import kopf
 
-from certsmith import health, injection, isolation, metrics, model, serving, webhook_config
+from certsmith import (
+    authorities,
+    health,
+    injection,
+    isolation,
+    metrics,
+    model,
+    serving,
+    webhook_config,
+)
 from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
@@ -90,7 +99,7 @@ def _follow_authority(runtime: Runtime) -> None:
         time.sleep(serving.CHECK_PERIOD)
         try:
             runtime.refresh_serving()
-        except ApiError as error:
+        except (ApiError, authorities.AuthorityNotReady) as error:
             logger.warning("webhook certificate not checked against the authority: %s", error)
         except Exception:
             # This loop is what moves the webhook through a root rotation: it must outlive

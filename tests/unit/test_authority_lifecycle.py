@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import kopf
 import pytest
 
 from certsmith import __main__ as entry
-from certsmith import authorities, authority, leadership, rotation
+from certsmith import authorities, authority, leadership, rotation, webhooks
 from certsmith.config import Config
 from certsmith.kube import ApiError
 from certsmith.pki import ca, inspect
@@ -463,3 +464,36 @@ def test_other_lease_failures_keep_the_campaign_going() -> None:
     )
     with pytest.raises(TimeoutError):
         asyncio.run(asyncio.wait_for(elector.run(), timeout=0.5))
+
+
+def test_the_webhook_judges_a_namespace_by_its_labels_now_not_cached_ones() -> None:
+    """A standby replica sees no namespace events: what it once read may be long gone (the
+    namespace relabelled, or deleted and created again without the label of a grant)."""
+    kube = FakeKube()
+    add_authority(
+        kube,
+        "cluster-root",
+        policy={
+            "grants": [
+                {
+                    "namespaceSelector": {"matchLabels": {"team": "payments"}},
+                    "dnsNames": ["*.payments.example.com"],
+                }
+            ]
+        },
+    )
+    runtime = make_runtime(kube)
+    runtime.namespaces["t1"] = {"team": "payments"}  # read while it still had the label
+    kube.namespaces["t1"] = {"metadata": {"name": "t1", "labels": {}}}
+    spec = {"secretName": "web-tls", "dnsNames": ["web.payments.example.com"]}
+
+    with pytest.raises(kopf.AdmissionError) as refused:
+        webhooks.validate_certificate(
+            spec=spec, old=None, namespace="t1", memo=kopf.Memo(runtime=runtime)
+        )
+    assert refused.value.code == 403 and "spec.dnsNames[0]" in str(refused.value)
+
+    kube.namespaces["t1"]["metadata"]["labels"] = {"team": "payments"}
+    webhooks.validate_certificate(
+        spec=spec, old=None, namespace="t1", memo=kopf.Memo(runtime=runtime)
+    )
