@@ -21,6 +21,7 @@ from kubernetes import client
 
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, _grant_test_names
+from tests.integration.test_operability import scrape
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -174,6 +175,35 @@ def test_a_deleted_authority_signs_nothing_until_it_is_created_again(
     assert again.data == old_secret.data  # same root, nothing re-issued
     result = openssl_verify(certs.secret(api_client, namespace, "new-tls"), tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deleted_objects_leave_no_metrics_behind(
+    api_client, namespace, authority_name, running_operator
+):
+    """What certsmith keeps about an object (here: its series) goes when the object goes."""
+    port = running_operator.metrics_port
+    create_authority(api_client, authority_name)
+    wait_for(
+        lambda: (authority_ready(api_client, authority_name) or {}).get("status") == "True",
+        timeout=20,
+        what="authority Ready",
+    )
+    certs.create(api_client, namespace, certs.certificate("web", dnsNames=[f"web.{namespace}.svc"]))
+    wait_for(lambda: certs.is_ready(api_client, namespace, "web"), timeout=20, what="Ready")
+    ready = ("certsmith_certificate_ready", (("name", "web"), ("namespace", namespace)))
+    role = (
+        "certsmith_authority_expiration_timestamp_seconds",
+        (("authority", authority_name), ("role", "root")),
+    )
+    wait_for(lambda: ready in scrape(port) and role in scrape(port), timeout=10, what="series")
+
+    client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+        certs.GROUP, certs.VERSION, namespace, certs.PLURAL, "web"
+    )
+    delete_authority(api_client, authority_name)
+
+    wait_for(lambda: ready not in scrape(port), timeout=15, what="Certificate series gone")
+    wait_for(lambda: role not in scrape(port), timeout=15, what="authority series gone")
 
 
 def test_deleting_cluster_root_brings_it_back_with_the_same_keys(
