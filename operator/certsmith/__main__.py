@@ -18,12 +18,52 @@ import threading
 
 import kopf
 
-from certsmith import config, handlers, leadership, runtime, webhooks
+from certsmith import authorities, config, handlers, kube, leadership, runtime, webhooks
+
+logger = logging.getLogger("certsmith")
+CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
+# Exit status when the cluster lacks what certsmith needs: retrying cannot help.
+EXIT_MISSING = 2
+
+
+def missing_prerequisites(client: kube.Kube, cfg: config.Config) -> list[str]:
+    """What the cluster lacks for certsmith to run (its namespace, its CRDs), each with how
+    to fix it; empty when nothing is missing. ApiError when the apiserver does not answer."""
+    missing = []
+    if client.get_namespace(name=cfg.namespace) is None:
+        missing.append(config.missing_namespace_message(cfg.namespace))
+    absent = [name for name in CRDS if client.get_crd(name=name) is None]
+    if absent:
+        missing.append(
+            f"CustomResourceDefinition {', '.join(absent)} not installed: apply them with "
+            "`kubectl apply -f crds/`"
+        )
+    return missing
+
+
+async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> None:
+    """Exit (EXIT_MISSING) naming what is missing, once, instead of failing every round for
+    ever; wait while the apiserver does not answer (it may be starting)."""
+    loop = asyncio.get_running_loop()
+    pause = 1.0
+    while True:
+        try:
+            missing = await loop.run_in_executor(None, missing_prerequisites, client, cfg)
+            break
+        except kube.ApiError as error:
+            logger.warning("apiserver not answering (%s); trying again in %.0f s", error, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
+    if missing:
+        for message in missing:
+            logger.error("cannot start: %s", message)
+        raise SystemExit(EXIT_MISSING)
 
 
 async def run(args: argparse.Namespace) -> None:
     cfg = config.from_env()
     shared = runtime.build(cfg)
+    await check_prerequisites(shared.kube, cfg)
     memo = kopf.Memo(runtime=shared)
     # Stable across restarts of the same replica (the pod name in a cluster), so a restarted
     # leader renews its own Lease at once instead of waiting for it to expire.
@@ -84,9 +124,16 @@ async def run(args: argparse.Namespace) -> None:
         name="lease-canary",
         daemon=True,
     ).start()
+    threading.Thread(
+        target=authorities.follow_ca_secrets,
+        args=(shared.kube,),
+        kwargs={"namespace": cfg.namespace, "changed": shared.ca_secret_changed},
+        name="ca-secrets",
+        daemon=True,
+    ).start()
     # Each kopf operator installs its own signal handlers; ours must win so that a
     # SIGTERM stops both operators, not only the last one started.
-    while not stop.is_set() and not serving.done():
+    while not stop.is_set() and not serving.done() and not campaign.done():
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         with contextlib.suppress(TimeoutError):
@@ -94,6 +141,13 @@ async def run(args: argparse.Namespace) -> None:
     campaign.cancel()
     stop.set()
     await serving
+    if campaign.done() and not campaign.cancelled():
+        error = campaign.exception()
+        if isinstance(error, leadership.NamespaceGone):
+            logger.error("stopping: %s", error)
+            raise SystemExit(EXIT_MISSING)
+        if error is not None:
+            raise error
 
 
 def main() -> None:

@@ -9,28 +9,39 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from datetime import datetime
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import authority, isolation, model, rotation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import ca
+from certsmith.pki import ca, inspect
 
 logger = logging.getLogger(__name__)
 
 
 class AuthorityNotReady(Exception):
-    """The CertificateAuthority cannot sign yet; the message says why."""
+    """The CertificateAuthority cannot sign; the message says why, `reason` is the condition's."""
+
+    def __init__(self, message: str, reason: str = "InvalidRoot") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def does_not_exist(name: str) -> str:
+    return f"CertificateAuthority {name} does not exist"
 
 
 class AuthorityRegistry:
-    """Loaded authorities by name, shared between worker threads."""
+    """Loaded authorities by name, shared between worker threads, and why the others cannot
+    sign (deleted, never created, or refused: the message a Certificate of theirs shows)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._materials: dict[str, authority.AuthorityMaterial] = {}
+        self._problems: dict[str, str] = {}
 
     def get(self, name: str) -> authority.AuthorityMaterial | None:
         with self._lock:
@@ -39,14 +50,44 @@ class AuthorityRegistry:
     def put(self, material: authority.AuthorityMaterial) -> None:
         with self._lock:
             self._materials[material.name] = material
+            self._problems.pop(material.name, None)
 
     def all(self) -> list[authority.AuthorityMaterial]:
         with self._lock:
             return list(self._materials.values())
 
-    def remove(self, name: str) -> None:
+    def names(self) -> list[str]:
+        """Every authority loaded or failing (not those known not to exist)."""
+        with self._lock:
+            failing = (n for n, p in self._problems.items() if p != does_not_exist(n))
+            return sorted({*self._materials, *failing})
+
+    def remove(self, name: str, problem: str) -> None:
+        """Stop signing for `name`; Certificates naming it are told `problem`."""
         with self._lock:
             self._materials.pop(name, None)
+            self._problems[name] = problem
+
+    def keep_only(self, name: str) -> None:
+        """Forget every other authority: a new leadership term rebuilds the registry from the
+        cluster, as another replica may have seen authorities deleted or changed meanwhile."""
+        with self._lock:
+            self._materials = {k: v for k, v in self._materials.items() if k == name}
+            self._problems = {k: v for k, v in self._problems.items() if k == name}
+
+    def why_unavailable(self, name: str, kube: Kube) -> str:
+        """Why `name` cannot sign now (it is not loaded): the recorded problem, or, for a
+        name never seen, whether it exists at all (read once, then remembered)."""
+        with self._lock:
+            problem = self._problems.get(name)
+        if problem is not None:
+            return problem
+        if kube.get_authority(name=name) is not None:
+            return f"CertificateAuthority {name} is not ready"  # exists, not loaded yet
+        with self._lock:
+            if name in self._materials:  # created and loaded while we looked
+                return f"CertificateAuthority {name} is not ready"
+            return self._problems.setdefault(name, does_not_exist(name))
 
 
 def _store_new(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,23 +114,61 @@ def _check_role(secret: Mapping[str, Any], name: str, role: str) -> None:
         raise AuthorityNotReady(str(error)) from None
 
 
-def _load_root(
-    kube: Kube, config: Config, name: str, spec: Mapping[str, Any], now: datetime
+def _intermediate_lifetime(config: Config, spec: Mapping[str, Any]) -> timedelta:
+    if spec.get("intermediateLifetime"):
+        return model.parse_duration(spec["intermediateLifetime"], "spec.intermediateLifetime")
+    return config.intermediate_lifetime
+
+
+def supplied_root_name(spec: Mapping[str, Any]) -> str | None:
+    """The Secret named by spec.rootSecretRef: a root the user supplied, never replaced by
+    certsmith (no generated root, no rotation)."""
+    return (spec.get("rootSecretRef") or {}).get("name") or None
+
+
+def _load_supplied_root(
+    kube: Kube, config: Config, spec: Mapping[str, Any], now: datetime
 ) -> ca.CAKeyPair:
-    user_root = (spec.get("rootSecretRef") or {}).get("name")
-    if user_root:
-        secret = kube.get_secret(namespace=config.namespace, name=user_root)
-        if secret is None:
-            raise AuthorityNotReady(
-                f"spec.rootSecretRef: Secret {config.namespace}/{user_root} does not exist"
-            )
-        try:
-            return authority.parse_key_pair(secret)
-        except ValueError as error:
-            raise AuthorityNotReady(f"spec.rootSecretRef: {error}") from None
+    user_root = supplied_root_name(spec)
+    where = f"spec.rootSecretRef: Secret {config.namespace}/{user_root}"
+    secret = kube.get_secret(namespace=config.namespace, name=user_root)
+    if secret is None:
+        raise AuthorityNotReady(f"{where} does not exist")
+    try:
+        pair = authority.parse_key_pair(secret)
+    except ValueError as error:
+        raise AuthorityNotReady(f"spec.rootSecretRef: {error}") from None
+    problems = ca.root_problems(
+        pair.certificate, now=now, intermediate_lifetime=_intermediate_lifetime(config, spec)
+    )
+    if problems:
+        raise AuthorityNotReady(f"{where} cannot be a root: {'; '.join(problems)}")
+    return pair
+
+
+def _load_root(
+    kube: Kube,
+    config: Config,
+    name: str,
+    spec: Mapping[str, Any],
+    now: datetime,
+    trusted: frozenset[str],
+) -> ca.CAKeyPair:
+    """The root; generated only for a new authority (`trusted`, the fingerprints its status
+    lists, is empty). A root Secret that vanished or holds another root stops the authority:
+    a new root would be trusted nowhere, and silently swapping it would break every chain."""
+    if supplied_root_name(spec):
+        return _load_supplied_root(kube, config, spec, now)
 
     secret_name = authority.root_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
+    if secret is None and trusted:
+        raise AuthorityNotReady(
+            f"Secret {config.namespace}/{secret_name} holding the root this authority trusts "
+            "is gone: restore it from a backup; to start over with a new root, delete and "
+            "recreate the CertificateAuthority",
+            reason="RootMissing",
+        )
     if secret is not None:
         _check_role(secret, name, "root")
     if secret is None:
@@ -105,9 +184,23 @@ def _load_root(
             ),
         )
     try:
-        return authority.parse_key_pair(secret)
+        pair = authority.parse_key_pair(secret)
     except ValueError as error:
-        raise AuthorityNotReady(str(error)) from None
+        raise AuthorityNotReady(f"{error}: restore the Secret from a backup") from None
+    fingerprint = inspect.fingerprint_sha256(pair.certificate)
+    if trusted and fingerprint not in trusted:
+        raise AuthorityNotReady(
+            f"Secret {config.namespace}/{secret_name} holds a root this authority does not "
+            f"trust (sha256 {fingerprint}): restore the Secret from a backup (a root changes "
+            "only through a rotation)",
+            reason="RootChanged",
+        )
+    problems = ca.ca_problems(pair.certificate)
+    if problems:
+        raise AuthorityNotReady(
+            f"Secret {config.namespace}/{secret_name} cannot be a root: {'; '.join(problems)}"
+        )
+    return pair
 
 
 def _load_intermediate(
@@ -129,11 +222,11 @@ def _load_intermediate(
         if pair is not None and authority.intermediate_is_current(pair, root, now=now):
             return pair
 
-    lifetime = config.intermediate_lifetime
-    if spec.get("intermediateLifetime"):
-        lifetime = model.parse_duration(spec["intermediateLifetime"], "spec.intermediateLifetime")
     pair = ca.build_intermediate(
-        issuer=root, common_name=f"certsmith {name} intermediate", now=now, lifetime=lifetime
+        issuer=root,
+        common_name=f"certsmith {name} intermediate",
+        now=now,
+        lifetime=_intermediate_lifetime(config, spec),
     )
     body = authority.key_pair_secret(
         authority=name, role="intermediate", name=secret_name, namespace=config.namespace, pair=pair
@@ -155,7 +248,31 @@ def _load_next_root(kube: Kube, config: Config, name: str) -> ca.CAKeyPair | Non
     try:
         return authority.parse_key_pair(secret)
     except ValueError as error:
-        raise AuthorityNotReady(str(error)) from None
+        raise AuthorityNotReady(f"{error}: restore the Secret from a backup") from None
+
+
+def _rotation_next_root(
+    kube: Kube, config: Config, name: str, root: ca.CAKeyPair, state: rotation.RotationState
+) -> ca.CAKeyPair | None:
+    """The new root of the rotation under way: the one its status names, or None once it
+    became the root (a rotation that ended before its status was written)."""
+    next_root = _load_next_root(kube, config, name)
+    if state.new_root is None or inspect.fingerprint_sha256(root.certificate) == state.new_root:
+        return next_root
+    secret_name = f"{config.namespace}/{authority.next_root_secret_name(name)}"
+    if next_root is None:
+        raise AuthorityNotReady(
+            f"Secret {secret_name} holding the new root of the rotation under way is gone: "
+            "restore it from a backup",
+            reason="RootMissing",
+        )
+    if inspect.fingerprint_sha256(next_root.certificate) != state.new_root:
+        raise AuthorityNotReady(
+            f"Secret {secret_name} holds another root than the rotation under way started "
+            f"with (sha256 {state.new_root}): restore it from a backup",
+            reason="RootChanged",
+        )
+    return next_root
 
 
 def create_next_root(
@@ -220,12 +337,13 @@ def ensure_material(
     """
     name = body["metadata"]["name"]
     spec = body.get("spec") or {}
+    known = frozenset((body.get("status") or {}).get("trustedRoots") or ())
     try:
-        root = _load_root(kube, config, name, spec, now)
+        root = _load_root(kube, config, name, spec, now, known)
         trusted = (root.certificate,)
         signing = root
         if state.rotating:
-            next_root = _load_next_root(kube, config, name)
+            next_root = _rotation_next_root(kube, config, name, root, state)
             if next_root is not None:
                 trusted = (root.certificate, next_root.certificate)
                 if state.signs_with_new_root:
@@ -233,6 +351,9 @@ def ensure_material(
         intermediate = _load_intermediate(kube, config, name, spec, signing, now)
     except model.InvalidSpec as error:
         raise AuthorityNotReady(str(error)) from None
+    problem = ca.issuance_problem(signing.certificate, intermediate, now)
+    if problem is not None:
+        raise AuthorityNotReady(f"a certificate signed under this root would not verify: {problem}")
     bundle = spec.get("trustBundle") or {}
     default_bundle = "certsmith-ca" if name == config.default_authority else None
     return authority.AuthorityMaterial(
@@ -267,3 +388,26 @@ def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
         found = kube.get_authority(name=config.default_authority)
         assert found is not None
         return found
+
+
+def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], None]) -> None:
+    """Watch the Secrets of the operator's namespace forever; call `changed(name)` for each
+    event. Runs in a thread of its own. The controller's watches see only Secrets labelled
+    for a Certificate; the CA keys (and a supplied root, labelled or not) live here."""
+    resource_version: str | None = None
+    while True:
+        try:
+            for event in kube.watch_secrets(
+                namespace=namespace, resource_version=resource_version, timeout_seconds=60
+            ):
+                if event.get("type") == "ERROR":  # e.g. 410: the version is too old
+                    resource_version = None
+                    break
+                metadata = (event.get("object") or {}).get("metadata") or {}
+                resource_version = metadata.get("resourceVersion") or resource_version
+                changed(metadata.get("name", ""))
+        except ApiError as error:
+            # A quiet namespace ends the stream by read timeout: not news.
+            if not (error.status == 0 and "timed out" in error.message.lower()):
+                logger.warning("watch of Secrets in %s ended: %s", namespace, error)
+            time.sleep(1)

@@ -118,9 +118,12 @@ def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
 def intermediate_is_current(
     intermediate: ca.CAKeyPair, root: ca.CAKeyPair, *, now: datetime
 ) -> bool:
-    """False when the intermediate must be replaced: due, mismatched or not from this root."""
+    """False when the intermediate must be replaced: due, mismatched, not a CA (a hand-edited
+    Secret) or not from this root."""
     certificate = intermediate.certificate
     if not keys.key_matches_certificate(intermediate.key, certificate):
+        return False
+    if ca.ca_problems(certificate):
         return False
     if not inspect.issued_by(certificate, root.certificate):
         return False

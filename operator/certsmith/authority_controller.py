@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,16 +75,32 @@ class AuthorityController:
         # someone strips both its label and its annotation while the operator runs.
         self._bundle_uids: dict[tuple[str, str], str] = {}
 
-    def step(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Advance the authority by one step; return the status to write."""
-        name = body["metadata"]["name"]
+    def _lock(self, name: str) -> threading.Lock:
         with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        with lock:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def step(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Advance the authority by one step; return the status to write (None: it is gone)."""
+        name = body["metadata"]["name"]
+        with self._lock(name):
             # Read it fresh: a watch event's body may predate our own last status write,
-            # and stepping from a stale phase could undo progress.
+            # and stepping from a stale phase could undo progress (or revive a deleted one).
             fresh = self._kube.get_authority(name=name)
-            return self._step(fresh if fresh is not None else body)
+            if fresh is None:
+                self._forget(name)
+                return None
+            return self._step(fresh)
+
+    def forget(self, name: str) -> None:
+        """The authority was deleted: it signs nothing more. Under its lock, so a step that
+        was under way cannot put it back."""
+        with self._lock(name):
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        self._registry.remove(name, authorities.does_not_exist(name))
+        self._scheduler.cancel((AUTHORITY, "", name))
+        metrics.authority_forgotten(name)
 
     def _step(self, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
@@ -98,7 +115,9 @@ class AuthorityController:
                 ((body.get("spec") or {}).get("trustBundle") or {}).get("namespaceSelector")
             )
             material = authorities.ensure_material(self._kube, self._config, body, now, state)
-            if rotation.should_start(
+            if authorities.supplied_root_name(body.get("spec") or {}):
+                state = self._refuse_rotation(body, state, request)
+            elif rotation.should_start(
                 state,
                 request=request,
                 root_renewal=authority.root_renewal_time(material.trusted_roots[0]),
@@ -115,9 +134,15 @@ class AuthorityController:
                 logger.info("CertificateAuthority %s: root rotation started", name)
                 material = authorities.ensure_material(self._kube, self._config, body, now, state)
         except (authorities.AuthorityNotReady, model.InvalidSpec) as error:
-            self._registry.remove(name)
+            self._registry.remove(name, f"CertificateAuthority {name} is not ready: {error}")
             self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
-            reason = "InvalidSpec" if isinstance(error, model.InvalidSpec) else "InvalidRoot"
+            reason = (
+                error.reason if isinstance(error, authorities.AuthorityNotReady) else "InvalidSpec"
+            )
+            ready = conditions.find_condition(current.get("conditions"), conditions.READY)
+            if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
+                logger.warning("CertificateAuthority %s is not ready: %s", name, error)
+                self._event(body, reason, str(error))
             return authority.failed_status(
                 reason, str(error), current=current, generation=generation, now=now
             )
@@ -189,11 +214,8 @@ class AuthorityController:
         shown = rotation.describe_blockers(blocking)
         if blocking and shown != (current.get("rotation") or {}).get("blockers"):
             logger.warning("CertificateAuthority %s: rotation blocked by %s", name, shown)
-            self._event(
-                body,
-                rotation.ROTATION_BLOCKED,
-                conditions.find_condition(status["conditions"], rotation.ROTATION_BLOCKED),
-            )
+            blocked = conditions.find_condition(status["conditions"], rotation.ROTATION_BLOCKED)
+            self._event(body, rotation.ROTATION_BLOCKED, str((blocked or {}).get("message", "")))
         synced = conditions.find_condition(status["conditions"], trust_bundle.BUNDLES_SYNCED)
         before = conditions.find_condition(current.get("conditions"), trust_bundle.BUNDLES_SYNCED)
         if (
@@ -202,17 +224,33 @@ class AuthorityController:
             and (before is None or before.get("message") != synced["message"])
         ):
             logger.warning("CertificateAuthority %s: %s", name, synced["message"])
-            self._event(body, str(synced["reason"]), synced)
+            self._event(body, str(synced["reason"]), str(synced["message"]))
 
-    def _event(
-        self, body: Mapping[str, Any], reason: str, condition: Mapping[str, Any] | None
-    ) -> None:
+    def _refuse_rotation(
+        self, body: Mapping[str, Any], state: rotation.RotationState, request: str | None
+    ) -> rotation.RotationState:
+        """A supplied root is never replaced by a generated one, neither on request nor when
+        it nears its end: a request is answered once, with a Warning event, and recorded."""
+        if request is None or request == state.honoured_request or state.rotating:
+            return state
+        secret = authorities.supplied_root_name(body.get("spec") or {})
+        message = (
+            f"root rotation requested at {request} refused: the root is supplied by "
+            f"spec.rootSecretRef (Secret {self._config.namespace}/{secret}) and certsmith never "
+            "replaces it with a generated one; to change roots, point spec.rootSecretRef at "
+            "a Secret holding the new root"
+        )
+        logger.warning("CertificateAuthority %s: %s", body["metadata"]["name"], message)
+        self._event(body, "RotationRefused", message)
+        return replace(state, honoured_request=request)
+
+    def _event(self, body: Mapping[str, Any], reason: str, message: str) -> None:
         try:
             self._kube.post_event(
                 involved=body,
                 event_type="Warning",
                 reason=reason,
-                message=str((condition or {}).get("message", "")),
+                message=message,
                 now=conditions.format_time(self._clock()),
                 component=self._config.component,
             )

@@ -104,3 +104,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
     )
+
+
+def missing_namespace_message(namespace: str) -> str:
+    """What to tell a user whose cluster lacks the operator's namespace."""
+    return (
+        f"namespace {namespace} (CERTSMITH_NAMESPACE) does not exist: certsmith keeps its CA "
+        f"keys and its leader Lease there. Create it with `kubectl create namespace "
+        f"{namespace}`, or install everything with `kubectl apply -k manifests/`; or set "
+        "CERTSMITH_NAMESPACE to the namespace certsmith runs in"
+    )

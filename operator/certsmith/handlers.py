@@ -18,7 +18,7 @@ import kopf
 
 from certsmith import authorities, kube, tls_secret, trust_bundle
 from certsmith.kube import ApiError
-from certsmith.runtime import Runtime
+from certsmith.runtime import AUTHORITY, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     configure(settings, runtime.executor, runtime.config.workers)
+    runtime.new_term()
     # The default authority is ready before any Certificate is handled.
     loop = asyncio.get_running_loop()
     try:
@@ -82,12 +83,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             runtime.executor, authorities.ensure_default_authority, runtime.kube, runtime.config
         )
         status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
-        await loop.run_in_executor(
-            runtime.executor,
-            lambda: runtime.kube.patch_authority_status(
-                name=runtime.config.default_authority, status=status
-            ),
-        )
+        if status is not None:
+            await loop.run_in_executor(
+                runtime.executor,
+                lambda: runtime.kube.patch_authority_status(
+                    name=runtime.config.default_authority, status=status
+                ),
+            )
     except ApiError as error:
         raise kopf.TemporaryError(f"apiserver not ready: {error}", delay=RETRY_DELAY) from None
     memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
@@ -101,26 +103,43 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.resume(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
-@kopf.on.create(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
-def authority_appeared(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+def authority_resumed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     with _retry_soon():
-        patch.status.update(memo.runtime.load_authority(body))
+        patch.status.update(memo.runtime.load_authority(body) or {})
 
 
+@kopf.on.create(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 @kopf.on.update(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
 def authority_changed(
     body: kopf.Body, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A new policy, bundle setting or rotation request: step now, and re-judge its leaves."""
+    """Created (perhaps again, after a deletion), or a new policy, bundle setting or rotation
+    request: step now, and re-judge its leaves."""
     runtime: Runtime = memo.runtime
     with _retry_soon():
-        patch.status.update(runtime.load_authority(body))
+        patch.status.update(runtime.load_authority(body) or {})
         runtime.reconcile_authority_certificates(name)
 
 
-@kopf.on.delete(GROUP, VERSION, "certificateauthorities", optional=True, registry=REGISTRY)
+# Deletions are taken from the watch's DELETED events, not from on.delete handlers: without
+# a finalizer kopf never calls those (kopf #701), and a finalizer would make every delete
+# wait for a running operator (an uninstall that removes the operator first would hang).
+# Nothing has to happen before an object goes; what certsmith holds about it is dropped
+# after. Deletions missed while no replica led are covered too: a new term rebuilds its
+# caches from the cluster.
+def _deleted(type: str, **_: Any) -> bool:
+    # A filter, not a check inside the handler: kopf logs every handler call it makes.
+    return type == "DELETED"
+
+
+@kopf.on.event(GROUP, VERSION, "certificateauthorities", when=_deleted, registry=REGISTRY)
 def authority_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.registry.remove(name)
+    runtime: Runtime = memo.runtime
+    try:
+        runtime.authority_deleted(name)
+    except ApiError as error:  # event handlers are not retried: the scheduled step finishes it
+        logger.warning("CertificateAuthority %s deleted, follow-up deferred: %s", name, error)
+        runtime.scheduler.schedule((AUTHORITY, "", name), runtime.clock())
 
 
 @kopf.on.resume(GROUP, VERSION, "certificates", registry=REGISTRY)
@@ -137,7 +156,7 @@ def certificate_changed(
     runtime.after_certificate(namespace, name, outcome)
 
 
-@kopf.on.delete(GROUP, VERSION, "certificates", optional=True, registry=REGISTRY)
+@kopf.on.event(GROUP, VERSION, "certificates", when=_deleted, registry=REGISTRY)
 def certificate_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
     memo.runtime.forget_certificate(namespace, name)
@@ -169,7 +188,7 @@ async def certsmith_secret_event(
 def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """New namespaces get their trust bundles; labels are cached for the isolation policy."""
     if event["type"] == "DELETED":
-        memo.runtime.namespaces.pop(body["metadata"]["name"], None)
+        memo.runtime.namespace_deleted(body["metadata"]["name"])
         return
     try:
         memo.runtime.namespace_seen(body)

@@ -178,6 +178,15 @@ class Kube:
             or []
         )
 
+    def watch_secrets(
+        self, *, namespace: str, resource_version: str | None, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events of the Secrets in one namespace (the operator's: CA keys only)."""
+        query = {"timeoutSeconds": str(timeout_seconds)}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        return self._watch(f"/api/v1/namespaces/{namespace}/secrets", query)
+
     # --- namespaces and trust-bundle ConfigMaps ---------------------------------------
 
     def list_namespaces(self) -> list[dict[str, Any]]:
@@ -185,6 +194,9 @@ class Kube:
 
     def get_namespace(self, *, name: str) -> dict[str, Any] | None:
         return self._get_or_none(f"/api/v1/namespaces/{name}")
+
+    def get_crd(self, *, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
 
     def list_configmaps(self, *, name: str) -> list[dict[str, Any]]:
         """The ConfigMaps called `name` in every namespace, whatever their labels."""

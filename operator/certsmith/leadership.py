@@ -9,13 +9,22 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import lease
+from certsmith import config, lease
 from certsmith.kube import ApiError, Kube
 
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"
 # (connect, read) seconds for the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
 CALL_TIMEOUT = (2.0, 3.0)
+
+
+class NamespaceGone(Exception):
+    """The operator's namespace no longer exists (or is being deleted): nothing can work."""
+
+
+def _namespace_gone(error: ApiError) -> bool:
+    # Creating in a missing namespace answers 404; in one being deleted, 403 saying so.
+    return error.not_found or (error.status == 403 and "being terminated" in error.message)
 
 
 class Elector:
@@ -62,6 +71,8 @@ class Elector:
         except ApiError as error:
             if error.conflict:
                 return None  # another replica wrote first
+            if found is None and _namespace_gone(error):
+                raise NamespaceGone(config.missing_namespace_message(self._namespace)) from None
             raise
         if move is not lease.Move.RENEW:
             logger.info("%s acquired the Lease (%s)", self._me, move.value)
@@ -86,6 +97,11 @@ class Elector:
                 self._on_contact()
             except TimeoutError:
                 logger.warning("Lease round got no answer within %.1f s", budget.total_seconds())
+            except NamespaceGone:
+                if term is not None and not term.done():
+                    stop_term.set()
+                    await term
+                raise
             except Exception as error:  # apiserver unreachable: keep trying, keep the clock
                 logger.warning("Lease round failed: %s", error)
             now = self._clock()

@@ -94,3 +94,13 @@ def authority_state(
     AUTHORITY_EXPIRATION.labels(name, "intermediate").set(intermediate_expiry.timestamp())
     for candidate in PHASES:
         ROTATION_PHASE.labels(name, candidate).set(1 if candidate == phase else 0)
+
+
+def authority_forgotten(name: str) -> None:
+    """A deleted authority leaves no series behind."""
+    for role in ("root", "intermediate"):
+        with contextlib.suppress(KeyError):
+            AUTHORITY_EXPIRATION.remove(name, role)
+    for phase in PHASES:
+        with contextlib.suppress(KeyError):
+            ROTATION_PHASE.remove(name, phase)

@@ -233,7 +233,7 @@ class Reconciler:
 
         material = self._authorities.get(spec.issuer_name)
         if material is None:
-            message = f"CertificateAuthority {spec.issuer_name} is not ready"
+            message = self._authorities.why_unavailable(spec.issuer_name, self._kube)
             return self._not_ready(
                 body, status, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY
             )

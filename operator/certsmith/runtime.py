@@ -179,16 +179,52 @@ class Runtime:
 
     # --- CertificateAuthorities ----------------------------------------------------------
 
-    def load_authority(self, body: Any) -> dict[str, Any]:
-        """One step of the authority (bootstrap, renewal, bundles, rotation); its status."""
+    def load_authority(self, body: Any) -> dict[str, Any] | None:
+        """One step of the authority (bootstrap, renewal, bundles, rotation); its status, or
+        None when it no longer exists."""
         return self.authorities.step(body)
 
     def reload_authority_by_name(self, name: str) -> None:
         body = self.kube.get_authority(name=name)
         if body is None:
-            self.registry.remove(name)
+            self.authority_deleted(name)
             return
-        self.kube.patch_authority_status(name=name, status=self.load_authority(body))
+        status = self.load_authority(body)
+        if status is not None:
+            self.kube.patch_authority_status(name=name, status=status)
+
+    def authority_deleted(self, name: str) -> None:
+        """It signs nothing more; its Certificates are told so (their Secrets stay as they
+        are). Its CA Secrets and trust bundles are kept: recreating it resumes with the same
+        root. The default authority is recreated at once, from those Secrets: the webhook's
+        certificate and every default Certificate depend on it."""
+        if name == self.config.default_authority:
+            logger.warning("CertificateAuthority %s was deleted: recreating it", name)
+            body = authorities.ensure_default_authority(self.kube, self.config)
+            status = self.load_authority(body)
+            if status is not None:
+                self.kube.patch_authority_status(name=name, status=status)
+            return
+        logger.info("CertificateAuthority %s was deleted: it signs nothing more", name)
+        self.authorities.forget(name)
+        self.reconcile_authority_certificates(name)
+
+    def ca_secret_changed(self, secret_name: str) -> None:
+        """A Secret in the operator's namespace changed or vanished: every authority checks
+        its material now, so none signs with keys that are gone or were edited."""
+        if not self.leading:
+            return
+        logger.info(
+            "Secret %s/%s changed: authorities check their keys", self.config.namespace, secret_name
+        )
+        for name in self.registry.names():
+            self.scheduler.schedule((AUTHORITY, "", name), self.clock())
+
+    def new_term(self) -> None:
+        """A replica that starts leading forgets what it cached in an earlier term (another
+        replica saw the deletions and changes since); the watches' first listing refills it."""
+        self.registry.keep_only(self.config.default_authority)
+        self.namespaces.clear()
 
     def reconcile_authority_certificates(self, authority_name: str) -> None:
         """Look again at every Certificate of an authority (its policy changed)."""
@@ -199,6 +235,12 @@ class Runtime:
                 self.certificate_due_now(item["metadata"]["namespace"], item["metadata"]["name"])
 
     # --- namespaces ------------------------------------------------------------------------
+
+    def current_namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        """Read now, for the webhook: a standby replica sees no namespace events, so a cache
+        there would keep the labels of a namespace since relabelled, or deleted and recreated."""
+        found = self.kube.get_namespace(name=namespace)
+        return ((found or {}).get("metadata") or {}).get("labels") or {}
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         labels = self.namespaces.get(namespace)
@@ -219,6 +261,14 @@ class Runtime:
                 material.bundle_selector, metadata.get("labels") or {}
             ):
                 self.bundle_needed(metadata["name"], material.name)
+
+    def namespace_deleted(self, name: str) -> None:
+        """Forget what was cached about it (its labels, our bundle writes there)."""
+        self.namespaces.pop(name, None)
+        versions = self.authorities.own_bundle_versions
+        for key in list(versions):  # a copy: bundle writes add entries from other threads
+            if key[0] == name:
+                versions.pop(key, None)
 
     def step_authorities_soon(self) -> None:
         """Have every authority write its bundles again shortly (after a failed write)."""

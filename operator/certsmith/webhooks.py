@@ -17,7 +17,16 @@ from typing import Any
 
 import kopf
 
-from certsmith import health, injection, isolation, metrics, model, serving, webhook_config
+from certsmith import (
+    authorities,
+    health,
+    injection,
+    isolation,
+    metrics,
+    model,
+    serving,
+    webhook_config,
+)
 from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
@@ -90,7 +99,7 @@ def _follow_authority(runtime: Runtime) -> None:
         time.sleep(serving.CHECK_PERIOD)
         try:
             runtime.refresh_serving()
-        except ApiError as error:
+        except (ApiError, authorities.AuthorityNotReady) as error:
             logger.warning("webhook certificate not checked against the authority: %s", error)
         except Exception:
             # This loop is what moves the webhook through a root rotation: it must outlive
@@ -197,13 +206,14 @@ def validate_certificate(
     except model.InvalidSpec as invalid:
         raise kopf.AdmissionError(str(invalid), code=422) from None
     runtime: Runtime = memo.runtime
-    # Read the authority fresh: a standby replica holds no state, and grants change.
+    # Read the authority and the namespace fresh: a standby replica sees no watch events,
+    # and grants and labels change.
     authority_body = runtime.kube.get_authority(name=parsed.issuer_name)
     if authority_body is None:
         return  # judged again at signing, once the authority exists
     violations = isolation.evaluate(
         namespace=namespace,
-        namespace_labels=runtime.namespace_labels(namespace),
+        namespace_labels=runtime.current_namespace_labels(namespace),
         spec=parsed,
         grants=isolation.parse_grants((authority_body.get("spec") or {}).get("policy")),
         trust_domain=runtime.config.trust_domain,

@@ -272,7 +272,7 @@ def test_inspect_and_renew_name_what_is_missing(
     assert orphan.stderr.strip() == (
         f'error: Secret "orphan-tls" (spec.secretName of Certificate "orphan") not found in '
         f"namespace {namespace}; the Certificate is Ready=False "
-        "(IssuerNotReady: CertificateAuthority no-such-ca is not ready)"
+        "(IssuerNotReady: CertificateAuthority no-such-ca does not exist)"
     )
 
     renew_missing = plugin(kubeconfig, "renew", "nope", "-n", namespace)

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from certsmith.pki import inspect
 from certsmith.pki.keys import PrivateKey, signature_hash
 
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
@@ -106,3 +107,111 @@ def _sign_ca(
         )
     )
     return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def _format(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ca_problems(certificate: x509.Certificate) -> list[str]:
+    """Why `certificate` may not sign certificates; empty when it may.
+
+    RFC 5280 4.2.1.9: only basicConstraints CA:TRUE makes a CA; 4.2.1.3: keyCertSign in
+    keyUsage allows it to sign certificates (verifiers, ours included, require keyUsage).
+    """
+    problems = []
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if not constraints.ca:
+            problems.append("basicConstraints is CA:FALSE (not a CA certificate)")
+    except x509.ExtensionNotFound:
+        problems.append("basicConstraints is missing (a CA certificate needs CA:TRUE)")
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.key_cert_sign:
+            problems.append("keyUsage lacks keyCertSign (the root signs certsmith's intermediate)")
+    except x509.ExtensionNotFound:
+        problems.append("keyUsage is missing (a CA certificate needs keyCertSign)")
+    return problems
+
+
+def root_problems(
+    certificate: x509.Certificate, *, now: datetime, intermediate_lifetime: timedelta
+) -> list[str]:
+    """Why a root a user supplied cannot serve as certsmith's root; empty when it can.
+
+    Checked: CA:TRUE and keyCertSign (`ca_problems`); a pathLenConstraint (RFC 5280 4.2.1.9)
+    of at least 1, or none, since certsmith signs leaves through an intermediate (pathlen:0
+    makes every chain fail, openssl error 25); self-signed (issuer = subject, and the
+    signature verifies with its own key, as a trust anchor is); valid at `now` and still
+    valid when an intermediate of `intermediate_lifetime` issued now would expire. The key
+    is matched against the certificate where the Secret is read.
+    """
+    problems = ca_problems(certificate)
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if constraints.ca and constraints.path_length is not None and constraints.path_length < 1:
+            problems.append(
+                f"basicConstraints pathlen:{constraints.path_length} allows no CA below the "
+                "root, but certsmith signs through an intermediate (use pathlen of 1 or more, "
+                "or none)"
+            )
+    except x509.ExtensionNotFound:
+        pass  # already reported by ca_problems
+    if certificate.issuer != certificate.subject:
+        problems.append(
+            f"not self-signed: issued by '{certificate.issuer.rfc4514_string()}' (supply a "
+            "root, not an intermediate)"
+        )
+    elif not inspect.issued_by(certificate, certificate):
+        problems.append("not self-signed: its signature does not verify with its own key")
+    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    if now < not_before:
+        problems.append(f"not valid before {_format(not_before)}")
+    elif now >= not_after:
+        problems.append(f"expired at {_format(not_after)}")
+    elif not_after < now + intermediate_lifetime:
+        problems.append(
+            f"expires at {_format(not_after)}, before an intermediate issued now would "
+            f"({_format(now + intermediate_lifetime)}): supply a root valid longer, or "
+            "lower spec.intermediateLifetime"
+        )
+    return problems
+
+
+def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datetime) -> str | None:
+    """Why a leaf signed by `intermediate` would fail the chain check certsmith applies to
+    every issued Secret (`inspect.chain_error`), or None when it would pass.
+
+    A catch-all after the explicit checks: whatever else a supplied root carries (a key
+    our verifier refuses, name constraints, a critical extension) is found before any
+    leaf is signed, instead of every leaf being judged invalid and re-issued.
+    """
+    start = now.replace(microsecond=0)
+    public_key = intermediate.key.public_key()
+    probe = (
+        x509.CertificateBuilder()
+        .subject_name(_common_name("certsmith issuance check"))
+        .issuer_name(intermediate.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start - BACKDATE)
+        .not_valid_after(min(start + BACKDATE, intermediate.certificate.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("issuance-check.certsmith.invalid")]),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(intermediate.key.public_key()),
+            critical=False,
+        )
+        .sign(intermediate.key, signature_hash(intermediate.key))
+    )
+    return inspect.chain_error(
+        leaf=probe, intermediates=[intermediate.certificate], roots=[root], now=now
+    )

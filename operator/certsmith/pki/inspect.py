@@ -57,8 +57,20 @@ def chain_is_valid(
     now: datetime,
 ) -> bool:
     """True if `leaf` chains via `intermediates` to one of `roots`, all valid at `now`."""
+    return chain_error(leaf=leaf, intermediates=intermediates, roots=roots, now=now) is None
+
+
+def chain_error(
+    *,
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    now: datetime,
+) -> str | None:
+    """Why `leaf` does not chain via `intermediates` to one of `roots` at `now` (the
+    verifier's words), or None when it does."""
     if not roots:  # Store() refuses to be empty, and nothing chains to no root anyway
-        return False
+        return "no trusted root"
     verifier = (
         verification.PolicyBuilder()
         .store(verification.Store(list(roots)))
@@ -71,6 +83,6 @@ def chain_is_valid(
     )
     try:
         verifier.verify(leaf, list(intermediates))
-    except verification.VerificationError:
-        return False
-    return True
+    except verification.VerificationError as error:
+        return str(error)
+    return None
