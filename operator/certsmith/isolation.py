@@ -57,12 +57,53 @@ class Grant:
     ip_ranges: tuple[str, ...] = ()
 
 
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def check_label_selector(selector: Any, field: str) -> None:
+    """A Kubernetes LabelSelector (matchLabels, matchExpressions), or model.InvalidSpec naming
+    the bad part under `field`. The CRDs keep selectors schemaless, and a selector this code
+    misread (an unknown operator, `in` for `In`) must not select every namespace."""
+    if selector is None:
+        return
+    if not isinstance(selector, Mapping):
+        raise model.InvalidSpec(field, "must be a label selector object")
+    labels = selector.get("matchLabels") or {}
+    if not isinstance(labels, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise model.InvalidSpec(f"{field}.matchLabels", "must map strings to strings")
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise model.InvalidSpec(f"{field}.matchExpressions", "must be a list")
+    for index, expression in enumerate(expressions):
+        where = f"{field}.matchExpressions[{index}]"
+        if not isinstance(expression, Mapping) or not isinstance(expression.get("key"), str):
+            raise model.InvalidSpec(where, "needs a key")
+        operator, values = expression.get("operator"), expression.get("values") or []
+        if operator not in SELECTOR_OPERATORS:
+            raise model.InvalidSpec(
+                f"{where}.operator",
+                f"{operator!r} is not one of {', '.join(SELECTOR_OPERATORS)}",
+            )
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise model.InvalidSpec(f"{where}.values", "must be a list of strings")
+        if (operator in ("In", "NotIn")) != bool(values):
+            needs = "needs values" if operator in ("In", "NotIn") else "takes no values"
+            raise model.InvalidSpec(f"{where}.values", f"{operator} {needs}")
+
+
 def parse_grants(policy: Mapping[str, Any] | None) -> tuple[Grant, ...]:
+    """spec.policy.grants of a CertificateAuthority; model.InvalidSpec naming the grant's
+    field when a namespaceSelector is not a label selector (a grant is never widened by a
+    selector read wrongly)."""
     grants = []
-    for entry in (policy or {}).get("grants") or []:
+    for index, entry in enumerate((policy or {}).get("grants") or []):
+        selector = entry.get("namespaceSelector") or {}
+        check_label_selector(selector, f"spec.policy.grants[{index}].namespaceSelector")
         grants.append(
             Grant(
-                selector=entry.get("namespaceSelector") or {},
+                selector=selector,
                 dns_names=tuple(entry.get("dnsNames") or ()),
                 uris=tuple(entry.get("uris") or ()),
                 email_addresses=tuple(entry.get("emailAddresses") or ()),
@@ -73,7 +114,8 @@ def parse_grants(policy: Mapping[str, Any] | None) -> tuple[Grant, ...]:
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics; an empty selector matches every namespace."""
+    """Kubernetes label-selector semantics; an empty selector matches every namespace, and
+    an expression with an operator Kubernetes does not define matches none (fail closed)."""
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             return False
@@ -87,6 +129,8 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> 
         if operator == "Exists" and key not in labels:
             return False
         if operator == "DoesNotExist" and key in labels:
+            return False
+        if operator not in SELECTOR_OPERATORS:
             return False
     return True
 

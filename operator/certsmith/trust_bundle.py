@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from certsmith import conditions, model
+from certsmith import conditions, isolation
 from certsmith.rotation import Lagging
 
 BUNDLES_SYNCED = "BundlesSynced"
@@ -41,38 +41,12 @@ class Verdict:
 
 
 SELECTOR_FIELD = "spec.trustBundle.namespaceSelector"
-_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def check_selector(selector: Any) -> None:
-    """A Kubernetes LabelSelector, or InvalidSpec naming the bad part. The CRD keeps this
-    field schemaless, and an unknown operator must not silently select every namespace."""
-    if selector is None:
-        return
-    if not isinstance(selector, Mapping):
-        raise model.InvalidSpec(SELECTOR_FIELD, "must be a label selector object")
-    labels = selector.get("matchLabels") or {}
-    if not isinstance(labels, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-    ):
-        raise model.InvalidSpec(f"{SELECTOR_FIELD}.matchLabels", "must map strings to strings")
-    expressions = selector.get("matchExpressions") or []
-    if not isinstance(expressions, list):
-        raise model.InvalidSpec(f"{SELECTOR_FIELD}.matchExpressions", "must be a list")
-    for index, expression in enumerate(expressions):
-        where = f"{SELECTOR_FIELD}.matchExpressions[{index}]"
-        if not isinstance(expression, Mapping) or not isinstance(expression.get("key"), str):
-            raise model.InvalidSpec(where, "needs a key")
-        operator, values = expression.get("operator"), expression.get("values") or []
-        if operator not in _OPERATORS:
-            raise model.InvalidSpec(
-                f"{where}.operator", f"{operator!r} is not one of {', '.join(_OPERATORS)}"
-            )
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise model.InvalidSpec(f"{where}.values", "must be a list of strings")
-        if (operator in ("In", "NotIn")) != bool(values):
-            needs = "needs values" if operator in ("In", "NotIn") else "takes no values"
-            raise model.InvalidSpec(f"{where}.values", f"{operator} {needs}")
+    """spec.trustBundle.namespaceSelector is a label selector, or InvalidSpec naming the bad
+    part (see isolation.check_label_selector)."""
+    isolation.check_label_selector(selector, SELECTOR_FIELD)
 
 
 def owner(configmap: Mapping[str, Any]) -> str | None:

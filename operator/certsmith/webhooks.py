@@ -211,11 +211,15 @@ def validate_certificate(
     authority_body = runtime.kube.get_authority(name=parsed.issuer_name)
     if authority_body is None:
         return  # judged again at signing, once the authority exists
+    try:
+        grants = isolation.parse_grants((authority_body.get("spec") or {}).get("policy"))
+    except model.InvalidSpec:
+        grants = ()  # the authority reports its own bad policy; here it grants nothing
     violations = isolation.evaluate(
         namespace=namespace,
         namespace_labels=runtime.current_namespace_labels(namespace),
         spec=parsed,
-        grants=isolation.parse_grants((authority_body.get("spec") or {}).get("policy")),
+        grants=grants,
         trust_domain=runtime.config.trust_domain,
     )
     if violations:

@@ -171,3 +171,38 @@ def test_a_common_name_only_certificate_has_its_name_in_the_san(
     own = SPIFFE.format(namespace=plain_namespace, account="web")
     certs.create(api_client, plain_namespace, certs.certificate("svid", uris=[own]))
     wait_for(lambda: certs.is_ready(api_client, plain_namespace, "svid"), timeout=20, what="Ready")
+
+
+def test_a_grant_whose_selector_is_misspelt_is_refused_naming_the_field(
+    running_operator, api_client
+):
+    """`operator: in` (for `In`) was once read as no constraint, granting to every namespace.
+    The schema refuses it at apply time; isolation.parse_grants refuses it in objects
+    stored under an older CRD (unit-tested)."""
+    objects = client.CustomObjectsApi(api_client)
+    grant = {
+        "namespaceSelector": {
+            "matchExpressions": [{"key": "team", "operator": "in", "values": ["payments"]}]
+        },
+        "dnsNames": ["*.payments.example.org"],
+    }
+    body = {
+        "apiVersion": "certsmith.dev/v1alpha1",
+        "kind": "CertificateAuthority",
+        "metadata": {"name": f"typo-{uuid.uuid4().hex[:6]}"},
+        "spec": {"policy": {"grants": [grant]}},
+    }
+    with pytest.raises(client.ApiException) as caught:
+        objects.create_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", body
+        )
+    assert caught.value.status == 422
+    assert "spec.policy.grants[0].namespaceSelector.matchExpressions[0].operator" in str(
+        caught.value.body
+    )
+    grant["namespaceSelector"] = {"matchExpressions": [{"key": "team", "operator": "In"}]}
+    with pytest.raises(client.ApiException) as caught:
+        objects.create_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", body
+        )
+    assert caught.value.status == 422 and "In and NotIn need values" in str(caught.value.body)

@@ -235,3 +235,38 @@ def test_malformed_grant_ranges_grant_nothing():
 )
 def test_label_selectors(selector, labels, matches):
     assert isolation.selector_matches(selector, labels) is matches
+
+
+def test_an_unknown_selector_operator_matches_no_namespace():
+    # `in` for `In`: read as no constraint, it would grant names to every namespace.
+    selector = {"matchExpressions": [{"key": "team", "operator": "in", "values": ["payments"]}]}
+    assert isolation.selector_matches(selector, {"team": "web"}) is False
+
+
+@pytest.mark.parametrize(
+    ("selector", "field", "words"),
+    [
+        ("team=a", "spec.policy.grants[1].namespaceSelector", "label selector object"),
+        ({"matchLabels": {"team": 1}}, "grants[1].namespaceSelector.matchLabels", "strings"),
+        (
+            {"matchExpressions": [{"key": "team", "operator": "in", "values": ["a"]}]},
+            "grants[1].namespaceSelector.matchExpressions[0].operator",
+            "'in' is not one of In, NotIn, Exists, DoesNotExist",
+        ),
+        (
+            {"matchExpressions": [{"key": "team", "operator": "In"}]},
+            "matchExpressions[0].values",
+            "In needs values",
+        ),
+    ],
+)
+def test_a_grant_with_a_bad_selector_is_refused_naming_the_grant(selector, field, words):
+    policy = {
+        "grants": [
+            {"namespaceSelector": {}, "dnsNames": ["*.example.org"]},
+            {"namespaceSelector": selector, "dnsNames": ["*.example.com"]},
+        ]
+    }
+    with pytest.raises(model.InvalidSpec) as raised:
+        isolation.parse_grants(policy)
+    assert raised.value.field.endswith(field) and words in str(raised.value)
