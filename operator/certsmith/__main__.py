@@ -155,11 +155,12 @@ def main() -> None:
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    # One handler for every logger, kopf's included (kopf.configure would add a second one,
+    # printing each line twice).
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    kopf.configure(verbose=args.verbose)
     asyncio.run(run(args))
 
 

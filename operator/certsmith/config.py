@@ -16,6 +16,7 @@ class Config:
     namespace: str = "certsmith"
     """Where CA keys live; nothing else is stored there."""
     default_authority: str = "cluster-root"
+    """The authority bootstrapped at start; the Certificate CRD defaults issuerRef to it."""
     root_lifetime: timedelta = timedelta(days=3650)
     intermediate_lifetime: timedelta = timedelta(days=365)
     workers: int = 16
@@ -91,7 +92,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     return Config(
         namespace=env.get("CERTSMITH_NAMESPACE") or Config.namespace,
-        default_authority=env.get("CERTSMITH_DEFAULT_AUTHORITY") or Config.default_authority,
         workers=_int(env, "CERTSMITH_WORKERS", Config.workers),
         kubeconfig=env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None,
         trust_domain=_trust_domain(env),
