@@ -242,8 +242,11 @@ class Kube:
         path = f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
-    def list_certificates(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", f"/apis/{GROUP}/{VERSION}/certificates").get("items") or [])
+    def list_certificates(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every Certificate, or those of `namespace`; raises ApiError."""
+        where = f"namespaces/{namespace}/" if namespace else ""
+        path = f"/apis/{GROUP}/{VERSION}/{where}certificates"
+        return list(self._call("GET", path).get("items") or [])
 
     def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]

@@ -253,7 +253,17 @@ class Runtime:
     def namespace_seen(self, namespace: Mapping[str, Any]) -> None:
         """A namespace appeared or changed: remember its labels, give it its trust bundles."""
         metadata = namespace["metadata"]
-        self.namespaces[metadata["name"]] = dict(metadata.get("labels") or {})
+        name, labels = metadata["name"], dict(metadata.get("labels") or {})
+        before = self.namespaces.get(name)
+        relabelled = []
+        if before is not None and before != labels and not metadata.get("deletionTimestamp"):
+            # Grants follow namespace labels: judge the namespace's Certificates again, so a
+            # label removed revokes what it granted and a label added signs what waited.
+            # Listed before the cache moves: if the list fails, the next event tries again.
+            relabelled = self.kube.list_certificates(namespace=name)
+        self.namespaces[name] = labels
+        for item in relabelled:
+            self.certificate_due_now(name, item["metadata"]["name"])
         if metadata.get("deletionTimestamp"):
             return
         for material in self.registry.all():

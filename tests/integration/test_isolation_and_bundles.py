@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from certsmith.pki import inspect
 from tests.integration import certs
 from tests.support import wait_for
 
@@ -107,3 +108,28 @@ def test_denied_while_the_webhook_was_down_is_never_signed_until_granted(
             "cluster-root",
             {"spec": {"policy": {"grants": grants}}},
         )
+
+
+def test_a_namespace_label_grants_and_revokes_without_touching_the_certificate(
+    api_client, plain_namespaces, running_operator, validating_webhook_down
+):
+    """The test grant follows the label certsmith.dev/test-grants: adding it signs what
+    waited (created while the webhook was down), removing it turns the Certificate
+    PolicyDenied at once, not at its next renewal; its Secret stays."""
+    a, _ = plain_namespaces
+    core = client.CoreV1Api(api_client)
+    certs.create(api_client, a, certs.certificate("granted", dnsNames=["granted.example.com"]))
+
+    def reason() -> str | None:
+        cond = certs.condition(certs.get(api_client, a, "granted"))
+        return cond["reason"] if cond else None
+
+    wait_for(lambda: reason() == "PolicyDenied", timeout=15, what="PolicyDenied without grant")
+    core.patch_namespace(a, {"metadata": {"labels": {"certsmith.dev/test-grants": "true"}}})
+    wait_for(lambda: certs.is_ready(api_client, a, "granted"), timeout=15, what="signed")
+    serial = certs.get(api_client, a, "granted")["status"]["serialNumber"]
+
+    core.patch_namespace(a, {"metadata": {"labels": {"certsmith.dev/test-grants": None}}})
+    wait_for(lambda: reason() == "PolicyDenied", timeout=15, what="PolicyDenied once revoked")
+    kept = certs.leaf_of(certs.secret(api_client, a, "granted-tls"))
+    assert inspect.serial_hex(kept) == serial
