@@ -558,9 +558,17 @@ def test_a_good_supplied_root_signs_chains_openssl_accepts_and_is_never_rotated_
     )
     assert refusal[0].type == "Warning"
     assert f"Secret {OPERATOR_NAMESPACE}/{supplied}" in refusal[0].message
-    status = get_authority(api_client, authority_name)["status"]
+    # The event is posted before the step's status is written.
+    status = wait_for(
+        lambda: (
+            (st := get_authority(api_client, authority_name)["status"]).get("rotation") or {}
+        ).get("lastRequest")
+        == requested
+        and st,
+        timeout=15,
+        what="the refused request recorded in status",
+    )
     assert status["phase"] == "Ready"
-    assert status["rotation"]["lastRequest"] == requested
     assert status["trustedRoots"] == [fingerprint(cert)]
     assert ca_secret(api_client, f"{authority_name}-root-next") is None
 
