@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from certsmith import model, renewal, tls_secret
+from certsmith import conditions, model, renewal, tls_secret
 from certsmith.pki import ca, inspect, keys
 from certsmith.tls_secret import SecretContents
 
@@ -132,7 +132,7 @@ def leaf_expired(i: Input) -> Decision | None:
         return _issue(
             "Expired",
             f"the certificate in Secret {i.spec.secret_name} expired at "
-            f"{not_after.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            f"{conditions.format_time(not_after)}",
         )
     return None
 
@@ -144,7 +144,7 @@ def leaf_not_yet_valid(i: Input) -> Decision | None:
         return _issue(
             "NotYetValid",
             f"the certificate in Secret {i.spec.secret_name} is not valid before "
-            f"{not_before.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            f"{conditions.format_time(not_before)}",
         )
     return None
 

@@ -156,7 +156,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 
 def _format(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else conditions.format_time(moment)
 
 
 def from_status(status: Mapping[str, Any] | None) -> RotationState:

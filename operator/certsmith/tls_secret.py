@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography import x509
 
+from certsmith import conditions
 from certsmith.pki import inspect, keys
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -342,7 +343,7 @@ def desired_annotations(
         **template_annotations(certificate_name, labels_template, template),
         **honoured,
         SERIAL_ANNOTATION: inspect.serial_hex(leaf),
-        NOT_AFTER_ANNOTATION: leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        NOT_AFTER_ANNOTATION: conditions.format_time(leaf.not_valid_after_utc),
         ISSUER_ANNOTATION: issuer_fingerprint,
         SPEC_FINGERPRINT_ANNOTATION: spec_fingerprint,
         REVISION_ANNOTATION: str(revision),

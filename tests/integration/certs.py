@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
-from tests.support import kubectl_path
+from tests.support import kubectl_path, wait_for
 
 GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
 
@@ -64,6 +64,17 @@ def is_ready(api_client: client.ApiClient, namespace: str, name: str) -> dict[st
     ):
         return body
     return None
+
+
+def wait_ready(
+    api_client: client.ApiClient, namespace: str, name: str, timeout: float = 15
+) -> dict[str, Any]:
+    """The Certificate once Ready=True; fails naming it after `timeout` seconds."""
+    return wait_for(
+        lambda: is_ready(api_client, namespace, name),
+        timeout=timeout,
+        what=f"Certificate {namespace}/{name} Ready",
+    )
 
 
 def secret(api_client: client.ApiClient, namespace: str, name: str) -> client.V1Secret:

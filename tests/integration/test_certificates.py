@@ -23,12 +23,7 @@ from tests.support import kubectl, wait_for
 pytestmark = pytest.mark.integration
 
 
-def ready(api_client, namespace, name, timeout=15):
-    return wait_for(
-        lambda: certs.is_ready(api_client, namespace, name),
-        timeout=timeout,
-        what=f"Certificate {namespace}/{name} Ready",
-    )
+ready = certs.wait_ready
 
 
 def test_issued_secret_verifies_and_status_reports_it(

@@ -40,12 +40,7 @@ def plugin(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def ready(api_client, namespace, name, timeout=15):
-    return wait_for(
-        lambda: certs.is_ready(api_client, namespace, name),
-        timeout=timeout,
-        what=f"Certificate {namespace}/{name} Ready",
-    )
+ready = certs.wait_ready
 
 
 def row(text: str, first: str) -> list[str]:

@@ -20,12 +20,7 @@ from tests.support import wait_for
 pytestmark = pytest.mark.integration
 
 
-def ready(api_client, namespace, name, timeout=15):
-    return wait_for(
-        lambda: certs.is_ready(api_client, namespace, name),
-        timeout=timeout,
-        what=f"Certificate {namespace}/{name} Ready",
-    )
+ready = certs.wait_ready
 
 
 def condition_with(api_client, namespace, name, reason, timeout=15, kind="Ready", saying=""):
