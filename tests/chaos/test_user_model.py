@@ -2,13 +2,15 @@
 
 A hypothesis `RuleBasedStateMachine` creates, deletes and re-points Certificates, edits
 their `secretTemplate`, pre-creates Secrets by hand, adds its own labels and data keys to
-certsmith's Secrets, deletes Secrets and trust bundles, toggles a namespace's grant, asks
+certsmith's Secrets, restores one Secret's certificate into another, deletes Secrets and
+trust bundles, toggles a namespace's grant, asks
 for renewals, and creates, rotates and deletes a CertificateAuthority. The machine keeps a
 model of what each Certificate should be (Ready, or Ready=False for a reason) and of what
 belongs to whom. After every step it waits for the cluster to agree, then checks:
 
 - every Certificate that should be Ready is, with a Secret whose chain verifies to its
-  `ca.crt` and whose key matches, and a status serial equal to the Secret's;
+  `ca.crt`, whose key matches, whose leaf names what the spec names, and a status serial
+  equal to the Secret's;
 - every Certificate that should not be Ready says why (SecretConflict, PolicyDenied,
   IssuerNotReady), and never claims Ready;
 - a Secret certsmith did not create is never modified; what a user added to one of
@@ -35,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography import x509
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -251,6 +254,28 @@ class UserModel(RuleBasedStateMachine):
         del self.foreign[secret]
         FIGURES["hand-made Secret deleted"] += 1
 
+    @precondition(lambda self: len(self.owners) >= 2)
+    @rule(data=st.data())
+    def restore_wrong_backup(self, data: st.DataObject) -> None:
+        """tls.crt and tls.key of one certsmith Secret copied into another (a backup restored
+        into the wrong place): the wrong leaf must be replaced, not reported Ready."""
+        source, target = data.draw(
+            st.lists(st.sampled_from(sorted(self.owners)), min_size=2, max_size=2, unique=True)
+        )
+        copied = self._secret(source)
+        if copied is None or not copied.data:
+            return
+        keys = {key: copied.data[key] for key in ("tls.crt", "tls.key") if key in copied.data}
+        try:
+            self.core.patch_namespaced_secret(target, self.namespace, {"data": keys})
+        except client.ApiException as error:
+            assert error.status == 404, error
+            return
+        owner = self.owners[target]
+        if owner in self.certs and self.certs[owner].secret_name == target:
+            self.certs[owner].triggers += 1
+        FIGURES["wrong backup restored"] += 1
+
     @precondition(lambda self: self.owners)
     @rule(data=st.data())
     def user_adds_to_secret(self, data: st.DataObject) -> None:
@@ -446,6 +471,10 @@ class UserModel(RuleBasedStateMachine):
         problems = []
         if view.problem is not None:
             problems.append(f"{name}: Ready but its Secret {view.problem}")
+        names = _leaf_dns_names(secret)
+        wanted = self._certificate_body(name, "", model.granted_names, "", {})["spec"]["dnsNames"]
+        if view.problem is None and names != sorted(wanted):
+            problems.append(f"{name}: Ready but its leaf names {names}, not {sorted(wanted)}")
         honoured = (secret.metadata.annotations or {}).get(RENEW_ANNOTATION)
         if model.renewal_request is not None and honoured != model.renewal_request:
             problems.append(f"{name}: renewal asked at {model.renewal_request} not honoured")
@@ -572,6 +601,16 @@ class UserModel(RuleBasedStateMachine):
             )
         except client.ApiException as error:
             assert error.status == 404, error
+
+
+def _leaf_dns_names(secret: client.V1Secret) -> list[str]:
+    pem = base64.b64decode((secret.data or {}).get("tls.crt", ""))
+    try:
+        leaf = x509.load_pem_x509_certificates(pem)[0]
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, IndexError, x509.ExtensionNotFound):
+        return []
+    return sorted(san.get_values_for_type(x509.DNSName))
 
 
 def _brief(condition: dict[str, Any]) -> str:
