@@ -56,9 +56,6 @@ class Input:
     """The Certificate's renew-requested-at annotation (set by `kubectl certsmith renew`)."""
     claimant_exists: bool = True
     """Whether the other Certificate the Secret was issued for (if any) still exists."""
-    reserved_by: str | None = None
-    """Set when spec.secretName is the name of a CertificateAuthority's own Secret in the
-    operator's namespace (e.g. "the intermediate of CertificateAuthority cluster-root")."""
 
 
 Check = Callable[[Input], Decision | None]
@@ -74,18 +71,6 @@ def secret_missing(i: Input) -> Decision | None:
     if i.secret is None:
         return _issue("SecretMissing", f"Secret {i.spec.secret_name} does not exist")
     return None
-
-
-def secret_name_reserved(i: Input) -> Decision | None:
-    """A CA's Secret name is refused even before the CA writes it (a rotation's next root)."""
-    if i.reserved_by is None:
-        return None
-    return Decision(
-        Action.CONFLICT,
-        "SecretConflict",
-        f"Secret {i.spec.secret_name} is reserved for {i.reserved_by}; certsmith never "
-        "writes a CA's Secret: choose another spec.secretName",
-    )
 
 
 def secret_owned_by_another(i: Input) -> Decision | None:
@@ -241,7 +226,6 @@ VALIDITY_CHECKS: Sequence[Check] = (
 )
 
 ISSUANCE_CHAIN: Sequence[Check] = (
-    secret_name_reserved,
     secret_missing,
     secret_owned_by_another,
     *VALIDITY_CHECKS,

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import (
-    authority,
     conditions,
     isolation,
     metrics,
@@ -226,6 +225,11 @@ class Reconciler:
         status = dict(body.get("status") or {})
         generation = metadata.get("generation")
 
+        refusal = isolation.operator_namespace_refusal(namespace, self._config.namespace)
+        if refusal is not None:
+            # Before the spec and any Secret: nothing of this Certificate is ever written.
+            return self._not_ready(body, status, "PolicyDenied", refusal, now, retry=None)
+
         try:
             spec = model.parse_certificate_spec(body.get("spec") or {})
         except model.InvalidSpec as invalid:
@@ -255,11 +259,6 @@ class Reconciler:
         optimistic = not status.get("revision") and not status.get("serialNumber")
         judged: policies.Input | None = None
         write_conflicts = 0
-        reserved_by = (
-            authority.reserved_secret(spec.secret_name, (m.name for m in self._authorities.all()))
-            if namespace == self._config.namespace
-            else None
-        )
         try:
             while True:
                 judged = None
@@ -278,7 +277,6 @@ class Reconciler:
                     now=now,
                     renewal_request=_renewal_request(body),
                     claimant_exists=self._claimant_exists(namespace, name, contents),
-                    reserved_by=reserved_by,
                 )
                 decision = policies.decide(judged)
                 if decision.action is Action.CONFLICT:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from kubernetes import client
 
 from tests.integration import certs
+from tests.integration.conftest import OPERATOR_NAMESPACE
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -137,6 +140,39 @@ def test_bad_annotations_are_refused_with_the_annotation_named(
         )
     assert "certsmith.dev/certificate" in refused.value.body
     assert "does not exist" in refused.value.body
+
+
+def test_a_pod_in_the_operator_namespace_gets_no_certificate(api_client, running_operator):
+    """The operator's namespace holds CA keys only: a pod there asking for its identity is
+    refused before any Certificate is made for it."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod(
+                OPERATOR_NAMESPACE,
+                pod(
+                    "wants-identity",
+                    labels={"certsmith.dev/inject": "true"},
+                    annotations={"certsmith.dev/identity": "service-account"},
+                ),
+            )
+        assert refused.value.status == 403
+        assert (
+            "label certsmith.dev/inject: metadata.namespace: 'certsmith' is certsmith's own "
+            "namespace" in refused.value.body
+        )
+        listed = objects.list_namespaced_custom_object(
+            certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL
+        )
+        assert listed["items"] == []
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_pod("wants-identity", OPERATOR_NAMESPACE)
+        with contextlib.suppress(client.ApiException):
+            objects.delete_namespaced_custom_object(
+                certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, "default-identity"
+            )
 
 
 def test_pods_that_did_not_opt_in_are_never_blocked(api_client, namespace, running_operator):

@@ -286,7 +286,7 @@ def test_secret_of_a_deleted_certificate_of_the_same_name_is_adopted(root, inter
     assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
 
 
-def test_ca_secret_is_never_taken_even_under_its_reserved_name(root, intermediate):
+def test_ca_secret_is_never_taken(root, intermediate):
     spec = spec_of(secretName="cluster-root-intermediate")
     secret = issued_secret(spec, intermediate, root)
     secret["metadata"]["labels"] = {
@@ -298,11 +298,6 @@ def test_ca_secret_is_never_taken_even_under_its_reserved_name(root, intermediat
     decision = policies.decide(judge(spec, secret, root))
     assert decision.action is Action.CONFLICT
     assert "intermediate of CertificateAuthority cluster-root" in decision.message
-    # Not written yet (a rotation's next root): the name is refused all the same.
-    reserved = policies.decide(
-        judge(spec, None, root, reserved_by="the next root of CertificateAuthority cluster-root")
-    )
-    assert reserved.action is Action.CONFLICT and "reserved for the next root" in reserved.message
 
 
 def test_expired_and_not_yet_valid_leaves_are_named_as_such(root, intermediate):

@@ -336,16 +336,6 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def test_ca_secret_names_are_reserved_in_the_operator_namespace():
-    assert authority.reserved_secret("team-root-next", ["cluster-root", "team"]) == (
-        "the next root of CertificateAuthority team"
-    )
-    assert authority.reserved_secret("cluster-root-intermediate", ["cluster-root"]) == (
-        "the intermediate of CertificateAuthority cluster-root"
-    )
-    assert authority.reserved_secret("web-tls", ["cluster-root"]) is None
-
-
 def test_an_authority_uses_only_secrets_labelled_for_its_role(root):
     stored = authority.key_pair_secret(
         authority="team",
