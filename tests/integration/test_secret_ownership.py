@@ -431,6 +431,31 @@ def test_secret_template_changes_apply_without_reissue(api_client, namespace, ru
     assert (status["serialNumber"], status["revision"]) == (first["serialNumber"], 1)
 
 
+def test_template_keys_that_claim_the_secret_are_refused_at_apply(
+    api_client, namespace, running_operator
+):
+    """A template key the ownership rule reads would lock certsmith out of its own Secret
+    (cert-manager's annotation: SecretConflict at the next renewal) or be dropped silently
+    (another managed-by): refused at apply, naming the field; no Secret is written."""
+    refused_keys = {
+        "annotations": "cert-manager.io/certificate-name",
+        "labels": "app.kubernetes.io/managed-by",
+    }
+    for kind, key in refused_keys.items():
+        body = certs.certificate(
+            "claims", dnsNames=["web.example.com"], secretTemplate={kind: {key: "Helm"}}
+        )
+        with pytest.raises(client.ApiException) as refused:
+            certs.create(api_client, namespace, body)
+        assert refused.value.status == 422
+        assert f"spec.secretTemplate.{kind}[{key}]: says whose the Secret is" in (
+            refused.value.body
+        )
+    with pytest.raises(client.ApiException) as missing:
+        certs.secret(api_client, namespace, "claims-tls")
+    assert missing.value.status == 404
+
+
 def test_expired_certificate_in_an_immutable_secret_is_not_ready(
     api_client, namespace, running_operator
 ):

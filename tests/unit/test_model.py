@@ -434,6 +434,22 @@ INVALID = [
         "spec.secretTemplate.annotations[certsmith.dev/certificate-name]",
         "certsmith's own",
     ),
+    # Nor another tool's: certsmith would refuse its own Secret (SecretConflict) for ever.
+    (
+        {"secretTemplate": {"annotations": {"cert-manager.io/certificate-name": "x"}}},
+        "spec.secretTemplate.annotations[cert-manager.io/certificate-name]",
+        "mark a Secret as cert-manager's",
+    ),
+    (
+        {"secretTemplate": {"annotations": {"cert-manager.io/issuer-name": "x"}}},
+        "spec.secretTemplate.annotations[cert-manager.io/issuer-name]",
+        "mark a Secret as cert-manager's",
+    ),
+    (
+        {"secretTemplate": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}},
+        "spec.secretTemplate.labels[app.kubernetes.io/managed-by]",
+        "says which tool owns the Secret",
+    ),
 ]
 
 
@@ -583,3 +599,16 @@ def test_fingerprint_counts_a_common_name_among_the_san_dns_names() -> None:
 )
 def test_fingerprint_ignores_what_does_not(unchanged: dict[str, Any]) -> None:
     assert fingerprint(**unchanged) == fingerprint()
+
+
+def test_template_keys_that_say_nothing_about_ownership_are_accepted():
+    parsed = parse_certificate_spec(
+        spec(
+            secretTemplate={
+                "labels": {"cert-manager.io/x": "y", "app.kubernetes.io/name": "web"},
+                "annotations": {"app.kubernetes.io/managed-by": "Helm", "example.com/a": "b"},
+            }
+        )
+    )
+    assert parsed.secret_labels["app.kubernetes.io/name"] == "web"
+    assert parsed.secret_annotations["app.kubernetes.io/managed-by"] == "Helm"
