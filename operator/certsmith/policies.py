@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from certsmith import conditions, model, renewal, tls_secret
-from certsmith.pki import ca, inspect, keys
+from certsmith.pki import ca, inspect, issue, keys
 from certsmith.tls_secret import SecretContents
 
 
@@ -61,6 +61,9 @@ class Input:
 Check = Callable[[Input], Decision | None]
 ROOT_ROTATION = "RootRotation"
 """The reason of re-issues that move leaves to a new root (paced at the authority's rate)."""
+CERTIFICATE_MISMATCH = "CertificateMismatch"
+"""The reason of re-issues of a certificate or key that does not match the spec, whatever
+the Secret's annotations recorded."""
 
 
 def _issue(reason: str, message: str) -> Decision:
@@ -151,14 +154,24 @@ def issuer_not_trusted(i: Input) -> Decision | None:
 
 
 def spec_changed(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.key is not None
+    """The spec's fingerprint recorded at issuance differs (it covers what the certificate
+    cannot show, such as the requested duration), or the certificate and key themselves do
+    not match the spec: checked whatever the annotations say, since a Secret may hold a
+    leaf copied in by hand or restored from a backup while keeping this one's annotations."""
+    assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
     recorded = i.secret.annotations.get(tls_secret.SPEC_FINGERPRINT_ANNOTATION)
     if recorded is not None and recorded != model.issuance_fingerprint(i.spec):
         return _issue("SpecChanged", "the spec changed since the certificate was issued")
-    if recorded is None and not names_match(i.secret, i.spec):
-        return _issue("SpecChanged", "the certificate's names differ from the spec")
+    mismatch = issue.leaf_mismatch(i.secret.leaf, i.spec)
+    if mismatch is not None:
+        return _issue(
+            CERTIFICATE_MISMATCH,
+            f"the certificate in Secret {i.spec.secret_name} does not match the spec: {mismatch}",
+        )
     if not keys.key_matches_spec(i.secret.key, i.spec.private_key):
-        return _issue("SpecChanged", "the private key's algorithm or size differs from the spec")
+        return _issue(
+            CERTIFICATE_MISMATCH, "the private key's algorithm or size differs from the spec"
+        )
     return None
 
 
@@ -271,25 +284,3 @@ def leaf_renewal_time(
         renew_before_percentage=spec.renew_before_percentage,
         jitter_key=jitter_key,
     )
-
-
-def names_match(secret: SecretContents, spec: model.CertificateSpec) -> bool:
-    """Whether the certificate in the Secret carries exactly the names the spec asks for."""
-    assert secret.leaf is not None
-    try:
-        san = secret.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
-    issued = (
-        sorted(san.get_values_for_type(x509.DNSName)),
-        sorted(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
-        sorted(san.get_values_for_type(x509.UniformResourceIdentifier)),
-        sorted(san.get_values_for_type(x509.RFC822Name)),
-    )
-    wanted = (
-        sorted(model.leaf_dns_names(spec)),
-        sorted(spec.ip_addresses),
-        sorted(spec.uris),
-        sorted(spec.email_addresses),
-    )
-    return issued == wanted
