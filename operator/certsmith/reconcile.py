@@ -56,6 +56,10 @@ STATUS_FIELDS = (
 )
 
 
+# The status fields that describe the certificate in the Secret.
+CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: dict[str, Any] | None
@@ -282,8 +286,15 @@ class Reconciler:
                 if decision.action is Action.CONFLICT:
                     self._conflict_on(namespace, spec.secret_name, name)
                     delay = conflict_recheck_delay(_conflict_age(status, now))
+                    # The Secret is not this Certificate's: its certificate is not either.
                     return self._not_ready(
-                        body, status, decision.reason, decision.message, now, retry=now + delay
+                        body,
+                        status,
+                        decision.reason,
+                        decision.message,
+                        now,
+                        retry=now + delay,
+                        forget_certificate=True,
                     )
                 self._conflict_on(namespace, None, name)
                 if (
@@ -599,8 +610,12 @@ class Reconciler:
         now: datetime,
         *,
         retry: datetime | None,
+        forget_certificate: bool = False,
     ) -> Outcome:
-        desired = {
+        """Ready=False for `reason`. `forget_certificate`: the Certificate has no Secret of
+        its own (SecretConflict), so the notBefore, notAfter, renewalTime and serialNumber
+        of a certificate it had (printer columns EXPIRES, SERIAL) are removed from status."""
+        desired: dict[str, Any] = {
             "conditions": conditions.merge_conditions(
                 status.get("conditions"),
                 [
@@ -611,6 +626,8 @@ class Reconciler:
                 now=now,
             )
         }
+        if forget_certificate:
+            desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))  # null: merge patch removes
         # The gauge follows every judgement (also after a restart); counts only on change.
         metrics.certificate_not_ready(body["metadata"]["namespace"], body["metadata"]["name"])
         if not _status_changed(status, desired):

@@ -456,6 +456,32 @@ def test_template_keys_that_claim_the_secret_are_refused_at_apply(
     assert missing.value.status == 404
 
 
+def test_a_secret_name_changed_into_a_conflict_shows_no_old_certificate(
+    api_client, namespace, running_operator
+):
+    """The old Secret's notAfter and serial (printer columns EXPIRES, SERIAL) leave status
+    while the Certificate has no Secret of its own; they come back once it has one."""
+    core = client.CoreV1Api(api_client)
+    certs.create(api_client, namespace, certs.certificate("moving", dnsNames=["m.example.com"]))
+    before = ready(api_client, namespace, "moving")["status"]
+    assert before["serialNumber"] and before["notAfter"]
+    core.create_namespaced_secret(namespace, tls_secret("taken"))
+    certs.patch_spec(api_client, namespace, "moving", {"secretName": "taken"})
+    condition_with(api_client, namespace, "moving", "SecretConflict")
+    status = wait_for(
+        lambda: (s := certs.get(api_client, namespace, "moving")["status"]).get("notAfter") is None
+        and s,
+        timeout=10,
+        what="the old certificate gone from status",
+    )
+    for key in ("notBefore", "notAfter", "renewalTime", "serialNumber"):
+        assert key not in status
+    assert status["revision"] == before["revision"]
+    core.delete_namespaced_secret("taken", namespace)
+    after = ready(api_client, namespace, "moving", timeout=45)["status"]
+    assert after["serialNumber"] != before["serialNumber"] and after["notAfter"]
+
+
 def test_expired_certificate_in_an_immutable_secret_is_not_ready(
     api_client, namespace, running_operator
 ):
