@@ -165,6 +165,9 @@ def inject_certificate(
 
     # Shown by kubectl; a pod made by a controller only gets the unreadable file.
     warnings.extend(
+        injection.ignored_annotation_warnings(body["metadata"].get("annotations") or {})
+    )
+    warnings.extend(
         injection.unreadable_key_warnings(
             body["spec"], mount_path=request.mount_path, key_mode=request.key_mode
         )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 
 import pytest
 from kubernetes import client
 
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE
-from tests.support import wait_for
+from tests.support import kubectl_path, wait_for
 
 pytestmark = pytest.mark.integration
 MOUNT = "/var/run/certsmith/tls"
@@ -173,6 +175,35 @@ def test_a_pod_in_the_operator_namespace_gets_no_certificate(api_client, running
             objects.delete_namespaced_custom_object(
                 certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, "default-identity"
             )
+
+
+def test_dns_names_without_identity_are_warned_about(
+    api_client, namespace, kubeconfig, running_operator
+):
+    certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
+    manifest = json.dumps(
+        api_client.sanitize_for_serialization(
+            pod(
+                "named",
+                labels={"certsmith.dev/inject": "true"},
+                annotations={
+                    "certsmith.dev/certificate": "web",
+                    "certsmith.dev/dns-names": "extra.example.com",
+                },
+            )
+        )
+    )
+    created = subprocess.run(
+        [kubectl_path(), "--kubeconfig", kubeconfig, "create", "-n", namespace, "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        "Warning: annotation certsmith.dev/dns-names is ignored: it adds names only to the "
+        "certificate of certsmith.dev/identity: service-account" in created.stderr
+    )
 
 
 def test_pods_that_did_not_opt_in_are_never_blocked(api_client, namespace, running_operator):
