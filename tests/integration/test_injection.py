@@ -181,18 +181,16 @@ def test_dns_names_without_identity_are_warned_about(
     api_client, namespace, kubeconfig, running_operator
 ):
     certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
-    manifest = json.dumps(
-        api_client.sanitize_for_serialization(
-            pod(
-                "named",
-                labels={"certsmith.dev/inject": "true"},
-                annotations={
-                    "certsmith.dev/certificate": "web",
-                    "certsmith.dev/dns-names": "extra.example.com",
-                },
-            )
-        )
+    named = pod(
+        "named",
+        labels={"certsmith.dev/inject": "true"},
+        annotations={
+            "certsmith.dev/certificate": "web",
+            "certsmith.dev/dns-names": "extra.example.com",
+        },
     )
+    named.api_version, named.kind = "v1", "Pod"
+    manifest = json.dumps(api_client.sanitize_for_serialization(named))
     created = subprocess.run(
         [kubectl_path(), "--kubeconfig", kubeconfig, "create", "-n", namespace, "-f", "-"],
         input=manifest,
