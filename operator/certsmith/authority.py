@@ -8,7 +8,7 @@ a renewed intermediate needs no change to any trust bundle.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -71,20 +71,6 @@ def root_renewal_time(root: x509.Certificate) -> datetime:
 
 def intermediate_secret_name(authority: str) -> str:
     return f"{authority}-intermediate"
-
-
-def reserved_secret(secret_name: str, authorities: Iterable[str]) -> str | None:
-    """What a Secret name in the operator's namespace is kept for, e.g. "the intermediate of
-    CertificateAuthority cluster-root", or None; no Certificate may take such a name."""
-    for name in authorities:
-        for role, reserved in (
-            ("root", root_secret_name(name)),
-            ("next root", next_root_secret_name(name)),
-            ("intermediate", intermediate_secret_name(name)),
-        ):
-            if secret_name == reserved:
-                return f"the {role} of CertificateAuthority {name}"
-    return None
 
 
 def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> None:

@@ -87,6 +87,20 @@ def parse_request(annotations: Mapping[str, str]) -> InjectionRequest:
     )
 
 
+def ignored_annotation_warnings(annotations: Mapping[str, str]) -> list[str]:
+    """Annotations the pod carries that change nothing, for the admission warnings kubectl
+    shows: dns-names is read only with the identity annotation."""
+    if (
+        annotations.get(DNS_NAMES_ANNOTATION, "").strip()
+        and not annotations.get(IDENTITY_ANNOTATION, "").strip()
+    ):
+        return [
+            f"annotation {DNS_NAMES_ANNOTATION} is ignored: it adds names only to the "
+            f"certificate of {IDENTITY_ANNOTATION}: {SERVICE_ACCOUNT_IDENTITY}"
+        ]
+    return []
+
+
 def _segments(path: str) -> list[str]:
     return [s for s in path.split("/") if s not in ("", ".")]
 

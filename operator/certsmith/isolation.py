@@ -226,6 +226,19 @@ def _in_range(address: ipaddress.IPv4Address | ipaddress.IPv6Address, text: str)
         return False  # a malformed grant grants nothing
 
 
+def operator_namespace_refusal(namespace: str, operator_namespace: str) -> str | None:
+    """Why no Certificate may live in `namespace`, or None: the operator's own namespace
+    (CERTSMITH_NAMESPACE) holds CA keys and nothing else, so a leaf is never written there
+    and no Secret name there is ever contested between a Certificate and an authority."""
+    if namespace != operator_namespace:
+        return None
+    return (
+        f"metadata.namespace: {namespace!r} is certsmith's own namespace, which holds only the "
+        "keys of CertificateAuthorities; no Certificate is signed there: create it in another "
+        "namespace"
+    )
+
+
 def evaluate(
     *,
     namespace: str,

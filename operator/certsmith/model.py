@@ -33,6 +33,23 @@ ALLOWED_USAGES = frozenset(
 )
 DEFAULT_ISSUER = "cluster-root"
 
+# The metadata keys by which a Secret says whose it is (tls_secret.foreign_claim and
+# authority.check_role read them, and take their names from here). spec.secretTemplate may
+# set none of them: certsmith would then refuse to write its own Secret, or hand it to another.
+CERTSMITH_PREFIX = "certsmith.dev/"
+CERT_MANAGER_PREFIX = "cert-manager.io/"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+_OWNERSHIP_MARKS = {  # (is a label) → ((key or prefix ending in "/", why), ...)
+    True: (
+        (CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
+        (MANAGED_BY_LABEL, "it says which tool owns the Secret, and certsmith sets it"),
+    ),
+    False: (
+        (CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
+        (CERT_MANAGER_PREFIX, "keys under cert-manager.io/ mark a Secret as cert-manager's"),
+    ),
+}
+
 # usage → (the key algorithm that can honour it, why). RFC 8813 section 3 forbids
 # keyEncipherment and dataEncipherment for ECDSA keys, RFC 8410 section 5 every
 # encryption and agreement bit for Ed25519; RSA keys cannot agree on keys.
@@ -253,6 +270,15 @@ def is_dns_name(text: str) -> bool:
     return len(text) <= 253 and _is_hostname(text.removeprefix("*."))
 
 
+def ownership_mark(key: str, *, label: bool) -> str | None:
+    """Why a Secret label (`label` True) or annotation `key` says whose the Secret is, or
+    None when it does not (and spec.secretTemplate may set it)."""
+    for mark, why in _OWNERSHIP_MARKS[label]:
+        if key == mark or (mark.endswith("/") and key.startswith(mark)):
+            return why
+    return None
+
+
 def leaf_dns_names(spec: CertificateSpec) -> tuple[str, ...]:
     """The DNS names of the leaf's SAN: a commonName that is a DNS name comes first, unless
     spec.dnsNames has it already (RFC 9525 dropped the commonName fallback: Go, browsers and
@@ -420,8 +446,12 @@ def _string_map(spec: Mapping[str, Any], key: str, *, label: bool) -> Mapping[st
         prefix, slash, short = name.rpartition("/")
         key_ok = _QUALIFIED_NAME.fullmatch(short) and (not slash or _is_dns1123(prefix))
         _check(key_ok, entry, "key must be [dns-prefix/]name with a name of at most 63 characters")
-        # certsmith's own keys say whose a Secret is (a CA's, which Certificate's).
-        _check(prefix != "certsmith.dev", entry, "keys under certsmith.dev/ are certsmith's own")
+        mark = ownership_mark(name, label=label)
+        _check(
+            mark is None,
+            entry,
+            f"says whose the Secret is ({mark}): certsmith would no longer write it as its own",
+        )
         if label:
             value_ok = value == "" or _QUALIFIED_NAME.fullmatch(value)
             _check(value_ok, entry, "value must be at most 63 letters, digits, '-', '_' or '.'")

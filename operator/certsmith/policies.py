@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from certsmith import conditions, model, renewal, tls_secret
-from certsmith.pki import ca, inspect, keys
+from certsmith.pki import ca, inspect, issue, keys
 from certsmith.tls_secret import SecretContents
 
 
@@ -56,14 +56,14 @@ class Input:
     """The Certificate's renew-requested-at annotation (set by `kubectl certsmith renew`)."""
     claimant_exists: bool = True
     """Whether the other Certificate the Secret was issued for (if any) still exists."""
-    reserved_by: str | None = None
-    """Set when spec.secretName is the name of a CertificateAuthority's own Secret in the
-    operator's namespace (e.g. "the intermediate of CertificateAuthority cluster-root")."""
 
 
 Check = Callable[[Input], Decision | None]
 ROOT_ROTATION = "RootRotation"
 """The reason of re-issues that move leaves to a new root (paced at the authority's rate)."""
+CERTIFICATE_MISMATCH = "CertificateMismatch"
+"""The reason of re-issues of a certificate or key that does not match the spec, whatever
+the Secret's annotations recorded."""
 
 
 def _issue(reason: str, message: str) -> Decision:
@@ -74,18 +74,6 @@ def secret_missing(i: Input) -> Decision | None:
     if i.secret is None:
         return _issue("SecretMissing", f"Secret {i.spec.secret_name} does not exist")
     return None
-
-
-def secret_name_reserved(i: Input) -> Decision | None:
-    """A CA's Secret name is refused even before the CA writes it (a rotation's next root)."""
-    if i.reserved_by is None:
-        return None
-    return Decision(
-        Action.CONFLICT,
-        "SecretConflict",
-        f"Secret {i.spec.secret_name} is reserved for {i.reserved_by}; certsmith never "
-        "writes a CA's Secret: choose another spec.secretName",
-    )
 
 
 def secret_owned_by_another(i: Input) -> Decision | None:
@@ -166,14 +154,24 @@ def issuer_not_trusted(i: Input) -> Decision | None:
 
 
 def spec_changed(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.key is not None
+    """The spec's fingerprint recorded at issuance differs (it covers what the certificate
+    cannot show, such as the requested duration), or the certificate and key themselves do
+    not match the spec: checked whatever the annotations say, since a Secret may hold a
+    leaf copied in by hand or restored from a backup while keeping this one's annotations."""
+    assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
     recorded = i.secret.annotations.get(tls_secret.SPEC_FINGERPRINT_ANNOTATION)
     if recorded is not None and recorded != model.issuance_fingerprint(i.spec):
         return _issue("SpecChanged", "the spec changed since the certificate was issued")
-    if recorded is None and not names_match(i.secret, i.spec):
-        return _issue("SpecChanged", "the certificate's names differ from the spec")
+    mismatch = issue.leaf_mismatch(i.secret.leaf, i.spec)
+    if mismatch is not None:
+        return _issue(
+            CERTIFICATE_MISMATCH,
+            f"the certificate in Secret {i.spec.secret_name} does not match the spec: {mismatch}",
+        )
     if not keys.key_matches_spec(i.secret.key, i.spec.private_key):
-        return _issue("SpecChanged", "the private key's algorithm or size differs from the spec")
+        return _issue(
+            CERTIFICATE_MISMATCH, "the private key's algorithm or size differs from the spec"
+        )
     return None
 
 
@@ -241,7 +239,6 @@ VALIDITY_CHECKS: Sequence[Check] = (
 )
 
 ISSUANCE_CHAIN: Sequence[Check] = (
-    secret_name_reserved,
     secret_missing,
     secret_owned_by_another,
     *VALIDITY_CHECKS,
@@ -287,25 +284,3 @@ def leaf_renewal_time(
         renew_before_percentage=spec.renew_before_percentage,
         jitter_key=jitter_key,
     )
-
-
-def names_match(secret: SecretContents, spec: model.CertificateSpec) -> bool:
-    """Whether the certificate in the Secret carries exactly the names the spec asks for."""
-    assert secret.leaf is not None
-    try:
-        san = secret.leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = x509.SubjectAlternativeName([])
-    issued = (
-        sorted(san.get_values_for_type(x509.DNSName)),
-        sorted(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
-        sorted(san.get_values_for_type(x509.UniformResourceIdentifier)),
-        sorted(san.get_values_for_type(x509.RFC822Name)),
-    )
-    wanted = (
-        sorted(model.leaf_dns_names(spec)),
-        sorted(spec.ip_addresses),
-        sorted(spec.uris),
-        sorted(spec.email_addresses),
-    )
-    return issued == wanted

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import (
-    authority,
     conditions,
     isolation,
     metrics,
@@ -55,6 +54,10 @@ STATUS_FIELDS = (
     "lastFailureTime",
     "failedIssuanceAttempts",
 )
+
+
+# The status fields that describe the certificate in the Secret.
+CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,11 @@ class Reconciler:
         status = dict(body.get("status") or {})
         generation = metadata.get("generation")
 
+        refusal = isolation.operator_namespace_refusal(namespace, self._config.namespace)
+        if refusal is not None:
+            # Before the spec and any Secret: nothing of this Certificate is ever written.
+            return self._not_ready(body, status, "PolicyDenied", refusal, now, retry=None)
+
         try:
             spec = model.parse_certificate_spec(body.get("spec") or {})
         except model.InvalidSpec as invalid:
@@ -255,11 +263,6 @@ class Reconciler:
         optimistic = not status.get("revision") and not status.get("serialNumber")
         judged: policies.Input | None = None
         write_conflicts = 0
-        reserved_by = (
-            authority.reserved_secret(spec.secret_name, (m.name for m in self._authorities.all()))
-            if namespace == self._config.namespace
-            else None
-        )
         try:
             while True:
                 judged = None
@@ -278,14 +281,20 @@ class Reconciler:
                     now=now,
                     renewal_request=_renewal_request(body),
                     claimant_exists=self._claimant_exists(namespace, name, contents),
-                    reserved_by=reserved_by,
                 )
                 decision = policies.decide(judged)
                 if decision.action is Action.CONFLICT:
                     self._conflict_on(namespace, spec.secret_name, name)
                     delay = conflict_recheck_delay(_conflict_age(status, now))
+                    # The Secret is not this Certificate's: its certificate is not either.
                     return self._not_ready(
-                        body, status, decision.reason, decision.message, now, retry=now + delay
+                        body,
+                        status,
+                        decision.reason,
+                        decision.message,
+                        now,
+                        retry=now + delay,
+                        forget_certificate=True,
                     )
                 self._conflict_on(namespace, None, name)
                 if (
@@ -601,8 +610,12 @@ class Reconciler:
         now: datetime,
         *,
         retry: datetime | None,
+        forget_certificate: bool = False,
     ) -> Outcome:
-        desired = {
+        """Ready=False for `reason`. `forget_certificate`: the Certificate has no Secret of
+        its own (SecretConflict), so the notBefore, notAfter, renewalTime and serialNumber
+        of a certificate it had (printer columns EXPIRES, SERIAL) are removed from status."""
+        desired: dict[str, Any] = {
             "conditions": conditions.merge_conditions(
                 status.get("conditions"),
                 [
@@ -613,6 +626,8 @@ class Reconciler:
                 now=now,
             )
         }
+        if forget_certificate:
+            desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))  # null: merge patch removes
         # The gauge follows every judgement (also after a restart); counts only on change.
         metrics.certificate_not_ready(body["metadata"]["namespace"], body["metadata"]["name"])
         if not _status_changed(status, desired):

@@ -20,10 +20,10 @@ from typing import Any
 
 from cryptography import x509
 
-from certsmith import conditions
+from certsmith import conditions, model
 from certsmith.pki import inspect, keys
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_LABEL = model.MANAGED_BY_LABEL
 MANAGED_BY_VALUE = "certsmith"
 CERTIFICATE_LABEL = "certsmith.dev/certificate"
 
@@ -46,8 +46,8 @@ TEMPLATE_RECORDS = (TEMPLATE_LABELS_ANNOTATION, TEMPLATE_ANNOTATIONS_ANNOTATION)
 CA_AUTHORITY_LABEL = "certsmith.dev/authority"
 CA_ROLE_LABEL = "certsmith.dev/role"
 # What other controllers and tools mark their Secrets with.
-CERT_MANAGER_CERTIFICATE_ANNOTATION = "cert-manager.io/certificate-name"
-CERT_MANAGER_PREFIX = "cert-manager.io/"
+CERT_MANAGER_PREFIX = model.CERT_MANAGER_PREFIX
+CERT_MANAGER_CERTIFICATE_ANNOTATION = f"{CERT_MANAGER_PREFIX}certificate-name"
 
 OWNED_ANNOTATIONS = (
     CERTIFICATE_NAME_ANNOTATION,
@@ -189,11 +189,22 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
     (either is enough, so a removed one is restored), of type kubernetes.io/tls. Explicit
     claims of others win even then: the labels of a CertificateAuthority's own Secret, a
     controller ownerReference to anything but this Certificate, cert-manager's
-    certificate-name annotation, another `app.kubernetes.io/managed-by`. Any other Secret
-    (hand-made, another Certificate's, another tool's) is never written.
+    certificate-name annotation, another `app.kubernetes.io/managed-by` (model.ownership_mark
+    keeps every key read here out of spec.secretTemplate), except annotations this
+    Certificate's own template record lists. Any other Secret (hand-made, another
+    Certificate's, another tool's) is never written.
     """
-    labels, annotations = contents.labels, contents.annotations
+    labels, annotations = contents.labels, dict(contents.annotations)
     choose_another = "choose another spec.secretName"
+    if certificate_name in (
+        labels.get(CERTIFICATE_LABEL),
+        annotations.get(CERTIFICATE_NAME_ANNOTATION),
+    ):
+        # Marks this Certificate's own secretTemplate put there (before model refused such
+        # keys) are no one else's claim; they go once they left the template.
+        for key in recorded_template_keys(annotations, TEMPLATE_ANNOTATIONS_ANNOTATION):
+            if not key.startswith(model.CERTSMITH_PREFIX):
+                annotations.pop(key, None)
     authority = labels.get(CA_AUTHORITY_LABEL)
     role = labels.get(CA_ROLE_LABEL)
     if authority is not None or role is not None:

@@ -126,6 +126,10 @@ def inject_certificate(
 ) -> None:
     runtime: Runtime = memo.runtime
     namespace = body["metadata"].get("namespace") or ""
+    refusal = isolation.operator_namespace_refusal(namespace, runtime.config.namespace)
+    if refusal is not None:
+        # Neither an identity Certificate nor a named one can exist there.
+        raise kopf.AdmissionError(f"label {injection.INJECT_LABEL}: {refusal}", code=403)
     try:
         request = injection.parse_request(body["metadata"].get("annotations") or {})
     except injection.InjectionError as error:
@@ -161,6 +165,9 @@ def inject_certificate(
 
     # Shown by kubectl; a pod made by a controller only gets the unreadable file.
     warnings.extend(
+        injection.ignored_annotation_warnings(body["metadata"].get("annotations") or {})
+    )
+    warnings.extend(
         injection.unreadable_key_warnings(
             body["spec"], mount_path=request.mount_path, key_mode=request.key_mode
         )
@@ -194,18 +201,22 @@ def _mounted(
 def validate_certificate(
     spec: kopf.Spec, old: kopf.Body | None, namespace: str, memo: kopf.Memo, **_: Any
 ) -> None:
-    """Refuse at apply time what the operator would otherwise report as InvalidSpec.
+    """Refuse at apply time what the operator would otherwise report as InvalidSpec or
+    PolicyDenied.
 
     Only a new or changed spec is judged: metadata edits (labels, a renewal request) must
     stay possible on a Certificate admitted while the webhook was down.
     """
     if old is not None and dict(old.get("spec") or {}) == dict(spec):
         return
+    runtime: Runtime = memo.runtime
+    refusal = isolation.operator_namespace_refusal(namespace, runtime.config.namespace)
+    if refusal is not None:
+        raise kopf.AdmissionError(refusal, code=403)
     try:
         parsed = model.parse_certificate_spec(dict(spec))
     except model.InvalidSpec as invalid:
         raise kopf.AdmissionError(str(invalid), code=422) from None
-    runtime: Runtime = memo.runtime
     # Read the authority and the namespace fresh: a standby replica sees no watch events,
     # and grants and labels change.
     authority_body = runtime.kube.get_authority(name=parsed.issuer_name)

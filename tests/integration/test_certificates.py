@@ -223,6 +223,50 @@ def test_secret_is_kept_valid_and_repaired(api_client, namespace, running_operat
     ) == ["kept2.example.com"]
 
 
+def test_a_leaf_copied_from_another_certificate_is_reissued(
+    api_client, namespace, running_operator
+):
+    """Another Certificate's valid leaf copied into this one's Secret (same authority, same
+    key type; this Secret's annotations kept, as after a hand copy or a restore) is
+    re-issued for this spec at once, not reported Ready under the other's serial."""
+    core = client.CoreV1Api(api_client)
+    suffix = f".{namespace}.svc"
+    common_name = "a" * (64 - len(suffix)) + suffix
+    certs.create(api_client, namespace, certs.certificate("f", dnsNames=[f"*.{namespace}"]))
+    certs.create(api_client, namespace, certs.certificate("cn64", commonName=common_name))
+    foreign = ready(api_client, namespace, "f")["status"]["serialNumber"]
+    own = ready(api_client, namespace, "cn64")["status"]
+    assert own["revision"] == 1
+    source = certs.secret(api_client, namespace, "f-tls")
+    core.patch_namespaced_secret(
+        "cn64-tls",
+        namespace,
+        {"data": {key: source.data[key] for key in ("tls.crt", "tls.key")}},
+    )
+
+    def reissued() -> dict | None:
+        body = certs.is_ready(api_client, namespace, "cn64")
+        status = (body or {}).get("status") or {}
+        return status if status.get("revision") == 2 else None
+
+    status = wait_for(reissued, timeout=15, what="cn64 re-issued after the copy")
+    assert status["serialNumber"] not in (foreign, own["serialNumber"])
+    leaf = certs.leaf_of(certs.secret(api_client, namespace, "cn64-tls"))
+    assert inspect.serial_hex(leaf) == status["serialNumber"]
+    assert leaf.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).value.get_values_for_type(x509.DNSName) == [common_name]
+    assert {e.reason: e.message for e in certs.events_for(api_client, namespace, "cn64")}[
+        "Renewed"
+    ].endswith(
+        f"(the certificate in Secret cn64-tls does not match the spec: its subject is "
+        f"empty, the spec asks for CN={common_name})"
+    )
+    # Nothing more: the re-issued leaf matches, so it stays at revision 2.
+    time.sleep(2)
+    assert certs.get(api_client, namespace, "cn64")["status"]["revision"] == 2
+
+
 def test_invalid_names_are_refused_at_admission(api_client, namespace, running_operator):
     with pytest.raises(client.ApiException) as refused:
         certs.create(

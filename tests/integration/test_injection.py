@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+
 import pytest
 from kubernetes import client
 
 from tests.integration import certs
-from tests.support import wait_for
+from tests.integration.conftest import OPERATOR_NAMESPACE
+from tests.support import kubectl_path, wait_for
 
 pytestmark = pytest.mark.integration
 MOUNT = "/var/run/certsmith/tls"
@@ -137,6 +142,66 @@ def test_bad_annotations_are_refused_with_the_annotation_named(
         )
     assert "certsmith.dev/certificate" in refused.value.body
     assert "does not exist" in refused.value.body
+
+
+def test_a_pod_in_the_operator_namespace_gets_no_certificate(api_client, running_operator):
+    """The operator's namespace holds CA keys only: a pod there asking for its identity is
+    refused before any Certificate is made for it."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod(
+                OPERATOR_NAMESPACE,
+                pod(
+                    "wants-identity",
+                    labels={"certsmith.dev/inject": "true"},
+                    annotations={"certsmith.dev/identity": "service-account"},
+                ),
+            )
+        assert refused.value.status == 403
+        assert (
+            "label certsmith.dev/inject: metadata.namespace: 'certsmith' is certsmith's own "
+            "namespace" in refused.value.body
+        )
+        listed = objects.list_namespaced_custom_object(
+            certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL
+        )
+        assert listed["items"] == []
+    finally:
+        with contextlib.suppress(client.ApiException):
+            core.delete_namespaced_pod("wants-identity", OPERATOR_NAMESPACE)
+        with contextlib.suppress(client.ApiException):
+            objects.delete_namespaced_custom_object(
+                certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, "default-identity"
+            )
+
+
+def test_dns_names_without_identity_are_warned_about(
+    api_client, namespace, kubeconfig, running_operator
+):
+    certs.create(api_client, namespace, certs.certificate("web", dnsNames=["web.example.com"]))
+    named = pod(
+        "named",
+        labels={"certsmith.dev/inject": "true"},
+        annotations={
+            "certsmith.dev/certificate": "web",
+            "certsmith.dev/dns-names": "extra.example.com",
+        },
+    )
+    named.api_version, named.kind = "v1", "Pod"
+    manifest = json.dumps(api_client.sanitize_for_serialization(named))
+    created = subprocess.run(
+        [kubectl_path(), "--kubeconfig", kubeconfig, "create", "-n", namespace, "-f", "-"],
+        input=manifest,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        "Warning: annotation certsmith.dev/dns-names is ignored: it adds names only to the "
+        "certificate of certsmith.dev/identity: service-account" in created.stderr
+    )
 
 
 def test_pods_that_did_not_opt_in_are_never_blocked(api_client, namespace, running_operator):

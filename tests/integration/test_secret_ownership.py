@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from tests.integration import certs
-from tests.integration.conftest import OPERATOR_NAMESPACE
+from tests.integration.conftest import OPERATOR_NAMESPACE, authority_ready
 from tests.integration.test_operability import scrape, value
 from tests.support import wait_for
 
@@ -43,58 +43,124 @@ def tls_secret(name: str, **metadata) -> client.V1Secret:
     )
 
 
-def test_a_certificate_never_overwrites_a_ca_secret(api_client, running_operator):
+def test_a_certificate_in_the_operator_namespace_is_refused_at_apply(api_client, running_operator):
+    """The operator's namespace holds CA keys only: no Certificate is admitted there, under a
+    CA's Secret name or any other (a name reserved by an authority created later included)."""
     core = client.CoreV1Api(api_client)
     before = core.read_namespaced_secret("cluster-root-intermediate", OPERATOR_NAMESPACE)
-    names = {"steal": "cluster-root-intermediate", "next": "cluster-root-root-next"}
+    for name, secret_name in {
+        "steal": "cluster-root-intermediate",
+        "next": "cluster-root-root-next",
+        "future": "future-intermediate",
+        "web": "web-tls",
+    }.items():
+        body = certs.certificate(
+            name, secretName=secret_name, dnsNames=[f"web.{OPERATOR_NAMESPACE}.svc"]
+        )
+        with pytest.raises(client.ApiException) as refused:
+            certs.create(api_client, OPERATOR_NAMESPACE, body)
+        assert refused.value.status == 403
+        assert (
+            "metadata.namespace: 'certsmith' is certsmith's own namespace, which holds only the "
+            "keys of CertificateAuthorities" in refused.value.body
+        )
+    after = core.read_namespaced_secret("cluster-root-intermediate", OPERATOR_NAMESPACE)
+    assert after.metadata.resource_version == before.metadata.resource_version
+
+
+def test_a_certificate_admitted_in_the_operator_namespace_is_never_signed(
+    api_client, running_operator, validating_webhook_down
+):
+    """Admitted while the webhook was down (or before an upgrade), a Certificate in the
+    operator's namespace is PolicyDenied: no Secret is written, not even on a renew, so an
+    authority created later always gets its Secret name."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    authority = f"t-ca-{uuid.uuid4().hex[:8]}"
+    before = core.read_namespaced_secret("cluster-root-intermediate", OPERATOR_NAMESPACE)
+    names = {"steal": "cluster-root-intermediate", "early": f"{authority}-intermediate"}
     for name, secret_name in names.items():
         certs.create(
             api_client,
             OPERATOR_NAMESPACE,
             certs.certificate(
-                name, secretName=secret_name, dnsNames=[f"web.{OPERATOR_NAMESPACE}.svc"]
+                name, secretName=secret_name, dnsNames=[f"{name}.{OPERATOR_NAMESPACE}.svc"]
             ),
         )
     try:
-        stolen = condition_with(api_client, OPERATOR_NAMESPACE, "steal", "SecretConflict")
-        assert stolen["status"] == "False"
-        assert "the intermediate of CertificateAuthority cluster-root" in stolen["message"]
-        # The next root does not exist until a rotation starts; its name is refused anyway.
-        reserved = condition_with(api_client, OPERATOR_NAMESPACE, "next", "SecretConflict")
-        assert (
-            "reserved for the next root of CertificateAuthority cluster-root"
-            in (reserved["message"])
+        for name in names:
+            denied = condition_with(api_client, OPERATOR_NAMESPACE, name, "PolicyDenied")
+            assert denied["status"] == "False"
+            assert (
+                "metadata.namespace: 'certsmith' is certsmith's own namespace"
+                in (denied["message"])
+            )
+        objects.create_cluster_custom_object(
+            certs.GROUP,
+            certs.VERSION,
+            "certificateauthorities",
+            {
+                "apiVersion": "certsmith.dev/v1alpha1",
+                "kind": "CertificateAuthority",
+                "metadata": {"name": authority},
+                "spec": {},
+            },
         )
-        time.sleep(3)  # a re-check (every 2 s at first) that wrongly wrote would show by now
-        after = core.read_namespaced_secret("cluster-root-intermediate", OPERATOR_NAMESPACE)
-        assert after.metadata.resource_version == before.metadata.resource_version
-        with pytest.raises(client.ApiException) as missing:
-            core.read_namespaced_secret("cluster-root-root-next", OPERATOR_NAMESPACE)
-        assert missing.value.status == 404
+        wait_for(
+            lambda: authority_ready(api_client, authority), timeout=30, what=f"{authority} Ready"
+        )
+        created = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
+        assert created.metadata.labels["certsmith.dev/role"] == "intermediate"
+        # A renewal request changes nothing: still denied, the CA's Secrets untouched.
+        objects.patch_namespaced_custom_object(
+            certs.GROUP,
+            certs.VERSION,
+            OPERATOR_NAMESPACE,
+            certs.PLURAL,
+            "early",
+            {"metadata": {"annotations": {"certsmith.dev/renew-requested-at": "now"}}},
+        )
+        time.sleep(3)
+        assert certs.condition(certs.get(api_client, OPERATOR_NAMESPACE, "early"))["reason"] == (
+            "PolicyDenied"
+        )
+        for secret_name, earlier in (
+            (f"{authority}-intermediate", created),
+            ("cluster-root-intermediate", before),
+        ):
+            now = core.read_namespaced_secret(secret_name, OPERATOR_NAMESPACE)
+            assert now.metadata.resource_version == earlier.metadata.resource_version
+        status = certs.get(api_client, OPERATOR_NAMESPACE, "early").get("status") or {}
+        assert "serialNumber" not in status and "revision" not in status
     finally:
         for name in names:
-            client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+            objects.delete_namespaced_custom_object(
                 certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, name
             )
+        with contextlib.suppress(client.ApiException):
+            objects.delete_cluster_custom_object(
+                certs.GROUP, certs.VERSION, "certificateauthorities", authority
+            )
+        core.delete_collection_namespaced_secret(
+            OPERATOR_NAMESPACE, label_selector=f"certsmith.dev/authority={authority}"
+        )
 
 
-def test_an_authority_created_later_never_takes_a_certificates_secret(api_client, running_operator):
-    """The mirror case: a Certificate in `certsmith` got `<ca>-intermediate` before the
-    authority existed; the authority neither signs with that leaf nor overwrites it."""
+def test_an_authority_never_takes_a_secret_left_by_an_earlier_certificate(
+    api_client, running_operator
+):
+    """The upgrade case: an earlier version signed a Certificate in `certsmith` into
+    `<ca>-intermediate` (simulated by a Secret labelled as its); an authority created later
+    neither signs with that leaf nor overwrites it, and says whose it is."""
     core = client.CoreV1Api(api_client)
     objects = client.CustomObjectsApi(api_client)
     authority = f"t-ca-{uuid.uuid4().hex[:8]}"
-    certs.create(
-        api_client,
-        OPERATOR_NAMESPACE,
-        certs.certificate(
-            "early",
-            secretName=f"{authority}-intermediate",
-            dnsNames=[f"early.{OPERATOR_NAMESPACE}.svc"],
-        ),
+    left = tls_secret(
+        f"{authority}-intermediate",
+        labels={"app.kubernetes.io/managed-by": "certsmith", "certsmith.dev/certificate": "early"},
     )
+    core.create_namespaced_secret(OPERATOR_NAMESPACE, left)
     try:
-        ready(api_client, OPERATOR_NAMESPACE, "early")
         before = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
         objects.create_cluster_custom_object(
             certs.GROUP,
@@ -121,9 +187,6 @@ def test_an_authority_created_later_never_takes_a_certificates_secret(api_client
         after = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
         assert after.metadata.resource_version == before.metadata.resource_version
     finally:
-        objects.delete_namespaced_custom_object(
-            certs.GROUP, certs.VERSION, OPERATOR_NAMESPACE, certs.PLURAL, "early"
-        )
         with contextlib.suppress(client.ApiException):
             objects.delete_cluster_custom_object(
                 certs.GROUP, certs.VERSION, "certificateauthorities", authority
@@ -366,6 +429,57 @@ def test_secret_template_changes_apply_without_reissue(api_client, namespace, ru
     assert secret.metadata.labels["backup"] == "daily"  # set by hand, never in the template
     status = ready(api_client, namespace, "web")["status"]
     assert (status["serialNumber"], status["revision"]) == (first["serialNumber"], 1)
+
+
+def test_template_keys_that_claim_the_secret_are_refused_at_apply(
+    api_client, namespace, running_operator
+):
+    """A template key the ownership rule reads would lock certsmith out of its own Secret
+    (cert-manager's annotation: SecretConflict at the next renewal) or be dropped silently
+    (another managed-by): refused at apply, naming the field; no Secret is written."""
+    refused_keys = {
+        "annotations": "cert-manager.io/certificate-name",
+        "labels": "app.kubernetes.io/managed-by",
+    }
+    for kind, key in refused_keys.items():
+        body = certs.certificate(
+            "claims", dnsNames=["web.example.com"], secretTemplate={kind: {key: "Helm"}}
+        )
+        with pytest.raises(client.ApiException) as refused:
+            certs.create(api_client, namespace, body)
+        assert refused.value.status == 422
+        assert f"spec.secretTemplate.{kind}[{key}]: says whose the Secret is" in (
+            refused.value.body
+        )
+    with pytest.raises(client.ApiException) as missing:
+        certs.secret(api_client, namespace, "claims-tls")
+    assert missing.value.status == 404
+
+
+def test_a_secret_name_changed_into_a_conflict_shows_no_old_certificate(
+    api_client, namespace, running_operator
+):
+    """The old Secret's notAfter and serial (printer columns EXPIRES, SERIAL) leave status
+    while the Certificate has no Secret of its own; they come back once it has one."""
+    core = client.CoreV1Api(api_client)
+    certs.create(api_client, namespace, certs.certificate("moving", dnsNames=["m.example.com"]))
+    before = ready(api_client, namespace, "moving")["status"]
+    assert before["serialNumber"] and before["notAfter"]
+    core.create_namespaced_secret(namespace, tls_secret("taken"))
+    certs.patch_spec(api_client, namespace, "moving", {"secretName": "taken"})
+    condition_with(api_client, namespace, "moving", "SecretConflict")
+    status = wait_for(
+        lambda: (s := certs.get(api_client, namespace, "moving")["status"]).get("notAfter") is None
+        and s,
+        timeout=10,
+        what="the old certificate gone from status",
+    )
+    for key in ("notBefore", "notAfter", "renewalTime", "serialNumber"):
+        assert key not in status
+    assert status["revision"] == before["revision"]
+    core.delete_namespaced_secret("taken", namespace)
+    after = ready(api_client, namespace, "moving", timeout=45)["status"]
+    assert after["serialNumber"] != before["serialNumber"] and after["notAfter"]
 
 
 def test_expired_certificate_in_an_immutable_secret_is_not_ready(

@@ -210,3 +210,14 @@ def test_injected_certificate_of_a_template(labels, annotations, service_account
     spec = {"serviceAccountName": service_account} if service_account else {}
     metadata = {"labels": labels, "annotations": annotations}
     assert injection.injected_certificate(metadata, spec) == certificate
+
+
+def test_dns_names_without_identity_are_named_as_ignored():
+    (warning,) = injection.ignored_annotation_warnings(
+        {"certsmith.dev/certificate": "web", "certsmith.dev/dns-names": "a.example.com"}
+    )
+    assert warning.startswith("annotation certsmith.dev/dns-names is ignored")
+    assert "certsmith.dev/identity: service-account" in warning
+    both = {"certsmith.dev/identity": "service-account", "certsmith.dev/dns-names": "a.x"}
+    assert injection.ignored_annotation_warnings(both) == []
+    assert injection.ignored_annotation_warnings({"certsmith.dev/certificate": "web"}) == []

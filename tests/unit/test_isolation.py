@@ -270,3 +270,12 @@ def test_a_grant_with_a_bad_selector_is_refused_naming_the_grant(selector, field
     with pytest.raises(model.InvalidSpec) as raised:
         isolation.parse_grants(policy)
     assert raised.value.field.endswith(field) and words in str(raised.value)
+
+
+def test_the_operator_namespace_holds_no_certificate():
+    refusal = isolation.operator_namespace_refusal("certsmith", "certsmith")
+    assert refusal is not None
+    assert refusal.startswith("metadata.namespace: 'certsmith' is certsmith's own namespace")
+    assert isolation.operator_namespace_refusal("ops", "ops") is not None
+    assert isolation.operator_namespace_refusal("certsmith", "ops") is None
+    assert isolation.operator_namespace_refusal("team-a", "certsmith") is None

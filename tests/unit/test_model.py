@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -434,6 +436,22 @@ INVALID = [
         "spec.secretTemplate.annotations[certsmith.dev/certificate-name]",
         "certsmith's own",
     ),
+    # Nor another tool's: certsmith would refuse its own Secret (SecretConflict) for ever.
+    (
+        {"secretTemplate": {"annotations": {"cert-manager.io/certificate-name": "x"}}},
+        "spec.secretTemplate.annotations[cert-manager.io/certificate-name]",
+        "mark a Secret as cert-manager's",
+    ),
+    (
+        {"secretTemplate": {"annotations": {"cert-manager.io/issuer-name": "x"}}},
+        "spec.secretTemplate.annotations[cert-manager.io/issuer-name]",
+        "mark a Secret as cert-manager's",
+    ),
+    (
+        {"secretTemplate": {"labels": {"app.kubernetes.io/managed-by": "Helm"}}},
+        "spec.secretTemplate.labels[app.kubernetes.io/managed-by]",
+        "says which tool owns the Secret",
+    ),
 ]
 
 
@@ -583,3 +601,58 @@ def test_fingerprint_counts_a_common_name_among_the_san_dns_names() -> None:
 )
 def test_fingerprint_ignores_what_does_not(unchanged: dict[str, Any]) -> None:
     assert fingerprint(**unchanged) == fingerprint()
+
+
+def test_template_keys_that_say_nothing_about_ownership_are_accepted():
+    parsed = parse_certificate_spec(
+        spec(
+            secretTemplate={
+                "labels": {"cert-manager.io/x": "y", "app.kubernetes.io/name": "web"},
+                "annotations": {"app.kubernetes.io/managed-by": "Helm", "example.com/a": "b"},
+            }
+        )
+    )
+    assert parsed.secret_labels["app.kubernetes.io/name"] == "web"
+    assert parsed.secret_annotations["app.kubernetes.io/managed-by"] == "Helm"
+
+
+ACCEPTED_USAGES = (
+    *("digital signature", "content commitment", "key encipherment", "data encipherment"),
+    *("key agreement", "encipher only", "decipher only", "crl sign", "server auth"),
+    *("client auth", "code signing", "email protection", "timestamping", "ocsp signing"),
+)
+
+
+@pytest.mark.parametrize("usage", ACCEPTED_USAGES)
+def test_each_usage_the_readme_lists_is_accepted(usage):
+    algorithm = "RSA" if "encipherment" in usage else "ECDSA"
+    usages = [usage, "key agreement"] if usage.endswith(" only") else [usage]
+    parsed = parse_certificate_spec(spec(usages=usages, privateKey={"algorithm": algorithm}))
+    assert usage in parsed.usages
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        "any",
+        "signing",
+        "cert sign",
+        "s/mime",
+        "ipsec end system",
+        "ipsec tunnel",
+        "ipsec user",
+        "microsoft sgc",
+        "netscape sgc",
+    ],
+)
+def test_cert_manager_usages_the_readme_names_as_refused_are_refused(usage):
+    with pytest.raises(InvalidSpec) as refused:
+        parse_certificate_spec(spec(usages=[usage]))
+    assert refused.value.field == "spec.usages[0]"
+
+
+def test_the_readme_lists_exactly_the_accepted_usages():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `usages` |"))
+    listed = row.split("| one of ", 1)[1].split(" (cert-manager's spelling", 1)[0]
+    assert set(re.findall(r"`([^`]+)`", listed)) == set(ACCEPTED_USAGES)

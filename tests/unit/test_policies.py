@@ -161,12 +161,87 @@ def test_removed_label_is_repaired_not_reissued(root, intermediate):
     assert decide(spec, secret, root).action is Action.REPAIR
 
 
-def test_missing_fingerprint_annotation_falls_back_to_comparing_names(root, intermediate):
+def test_missing_fingerprint_annotation_is_repaired_and_names_still_compared(root, intermediate):
     spec = spec_of()
     secret = issued_secret(spec, intermediate, root)
     del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
     assert decide(spec, secret, root).action is Action.REPAIR
-    assert decide(spec_of(dnsNames=["x.shop.svc"]), secret, root).reason == "SpecChanged"
+    other = decide(spec_of(dnsNames=["x.shop.svc"]), secret, root)
+    assert (other.action, other.reason) == (Action.ISSUE, policies.CERTIFICATE_MISMATCH)
+    assert "its names are DNS web.shop.svc, the spec asks for DNS x.shop.svc" in other.message
+
+
+def copied(secret: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
+    """`secret` with tls.crt and tls.key of `source`, its annotations (fingerprint, serial)
+    kept: a Secret restored from a backup or copied by hand."""
+    for key in ("tls.crt", "tls.key"):
+        secret["data"][key] = source["data"][key]
+    return secret
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "says"),
+    [
+        # Same authority and key type; only the names differ (the tester's case).
+        (
+            {"dnsNames": [], "commonName": "a" * 50 + ".shop.svc"},
+            {"dnsNames": ["*.shop"]},
+            "its subject is empty, the spec asks for CN=aaaa",
+        ),
+        ({}, {"dnsNames": ["web.shop.svc", "x.shop.svc"]}, "its names are DNS web.shop.svc, DNS x"),
+        ({"ipAddresses": ["10.0.0.1"]}, {"ipAddresses": ["10.0.0.2"]}, "IPAddress 10.0.0.2"),
+        (
+            {"uris": ["spiffe://cluster.local/ns/shop/sa/a"]},
+            {"uris": ["spiffe://cluster.local/ns/shop/sa/b"]},
+            "UniformResourceIdentifier spiffe://cluster.local/ns/shop/sa/b",
+        ),
+        ({"emailAddresses": ["a@x.com"]}, {"emailAddresses": ["b@x.com"]}, "RFC822 b@x.com"),
+        (
+            {"subject": {"organizations": ["a"]}, "commonName": "web.shop.svc"},
+            {"subject": {"organizations": ["b"]}, "commonName": "web.shop.svc"},
+            "O=b",
+        ),
+        ({"usages": ["server auth"]}, {"usages": ["server auth", "client auth"]}, "extended key"),
+        (
+            {"usages": ["digital signature", "content commitment", "server auth"]},
+            {"usages": ["digital signature", "server auth"]},
+            "key usages",
+        ),
+        (
+            {"privateKey": {"algorithm": "RSA", "size": 3072}},
+            {"privateKey": {"algorithm": "RSA"}},
+            "algorithm or size",
+        ),
+    ],
+)
+def test_a_leaf_copied_from_another_certificate_is_reissued_whatever_the_annotations(
+    root, intermediate, mine, theirs, says
+):
+    spec = spec_of(**mine)
+    source = issued_secret(spec_of(**theirs), intermediate, root)
+    secret = copied(issued_secret(spec, intermediate, root), source)
+    assert secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION] == (
+        model.issuance_fingerprint(spec)
+    )
+    decision = decide(spec, secret, root)
+    assert (decision.action, decision.reason) == (Action.ISSUE, policies.CERTIFICATE_MISMATCH)
+    assert says in decision.message
+
+
+def test_a_leaf_matching_in_another_order_is_not_reissued(root, intermediate):
+    """Names and subject attributes compare as sets: no re-issue for order alone."""
+    spec = spec_of(
+        dnsNames=["a.shop.svc", "b.shop.svc"],
+        subject={"organizations": ["x", "y"]},
+        commonName="a.shop.svc",
+    )
+    reordered = spec_of(
+        dnsNames=["b.shop.svc", "a.shop.svc"],
+        subject={"organizations": ["y", "x"]},
+        commonName="a.shop.svc",
+    )
+    secret = issued_secret(reordered, intermediate, root)
+    assert issue.leaf_mismatch(tls_secret.parse_secret(secret).leaf, spec) is None
 
 
 def test_leaf_without_its_common_name_in_the_san_is_reissued(root, intermediate):
@@ -183,9 +258,8 @@ def test_leaf_without_its_common_name_in_the_san_is_reissued(root, intermediate)
     secret["data"]["tls.crt"] = base64.b64encode(
         inspect.certificates_to_pem([old_leaf, intermediate.certificate])
     ).decode()
-    del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
     decision = decide(spec, secret, root)
-    assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
+    assert (decision.action, decision.reason) == (Action.ISSUE, policies.CERTIFICATE_MISMATCH)
 
 
 def test_expired_leaf_is_reissued_even_if_everything_else_matches(root, intermediate):
@@ -286,7 +360,7 @@ def test_secret_of_a_deleted_certificate_of_the_same_name_is_adopted(root, inter
     assert (decision.action, decision.reason) == (Action.ISSUE, "SpecChanged")
 
 
-def test_ca_secret_is_never_taken_even_under_its_reserved_name(root, intermediate):
+def test_ca_secret_is_never_taken(root, intermediate):
     spec = spec_of(secretName="cluster-root-intermediate")
     secret = issued_secret(spec, intermediate, root)
     secret["metadata"]["labels"] = {
@@ -298,11 +372,6 @@ def test_ca_secret_is_never_taken_even_under_its_reserved_name(root, intermediat
     decision = policies.decide(judge(spec, secret, root))
     assert decision.action is Action.CONFLICT
     assert "intermediate of CertificateAuthority cluster-root" in decision.message
-    # Not written yet (a rotation's next root): the name is refused all the same.
-    reserved = policies.decide(
-        judge(spec, None, root, reserved_by="the next root of CertificateAuthority cluster-root")
-    )
-    assert reserved.action is Action.CONFLICT and "reserved for the next root" in reserved.message
 
 
 def test_expired_and_not_yet_valid_leaves_are_named_as_such(root, intermediate):

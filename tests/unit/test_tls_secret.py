@@ -180,6 +180,58 @@ def test_secrets_certsmith_created_for_this_certificate_are_its_own(
     assert tls_secret.foreign_claim(contents, NAME) is None
 
 
+def _marks(kind: str) -> list[str]:
+    """Every label or annotation key tls_secret and authority name, and one key under each
+    prefix they name: the keys the Secret ownership rule could read."""
+    names = [
+        value
+        for module in (tls_secret, authority)
+        for attribute, value in vars(module).items()
+        if isinstance(value, str) and attribute.endswith(("_LABEL", "_ANNOTATION", "_PREFIX"))
+    ]
+    return [*sorted({f"{n}x" if n.endswith("/") else n for n in names}), f"{kind}.example/x"]
+
+
+@pytest.mark.parametrize("label", [True, False])
+def test_every_key_that_claims_a_secret_is_refused_in_a_template(label):
+    """Derived from behaviour, so the ownership rule and the template check cannot drift:
+    a key that turns certsmith's own Secret into someone else's is refused by the model."""
+    kind = "labels" if label else "annotations"
+    claiming = []
+    for key in _marks(kind):
+        metadata = {"labels": {"certsmith.dev/certificate": NAME}, "annotations": {}}
+        metadata[kind][key] = "someone-else"
+        if tls_secret.foreign_claim(secret_with(**metadata), NAME) is not None:
+            claiming.append(key)
+            with pytest.raises(model.InvalidSpec) as refused:
+                model.parse_certificate_spec(
+                    {"secretName": "s", "commonName": "a.b", "secretTemplate": {kind: {key: "v"}}}
+                )
+            assert refused.value.field == f"spec.secretTemplate.{kind}[{key}]"
+    assert claiming  # the rule reads some keys of each kind
+    assert (tls_secret.MANAGED_BY_LABEL in claiming) is label
+    assert (tls_secret.CERT_MANAGER_CERTIFICATE_ANNOTATION in claiming) is not label
+
+
+def test_a_mark_this_certificates_own_template_put_there_is_no_claim():
+    """Written by a template before such keys were refused: once the template is fixed the
+    Secret is still this Certificate's, and the key goes as any key that left the template."""
+    templated = {
+        "cert-manager.io/certificate-name": "x",
+        tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: "cert-manager.io/certificate-name",
+    }
+    mine = secret_with(labels={"certsmith.dev/certificate": NAME}, annotations=templated)
+    assert tls_secret.foreign_claim(mine, NAME) is None
+    # Only on a Secret named for this Certificate, and only for keys the record lists.
+    other = secret_with(labels={"certsmith.dev/certificate": "other"}, annotations=templated)
+    assert "cert-manager" in tls_secret.foreign_claim(other, NAME).who
+    unlisted = secret_with(
+        labels={"certsmith.dev/certificate": NAME},
+        annotations={"cert-manager.io/certificate-name": "x"},
+    )
+    assert "cert-manager" in tls_secret.foreign_claim(unlisted, NAME).who
+
+
 def test_a_secret_of_ours_whose_type_is_not_tls_cannot_be_written():
     contents = secret_with(labels={"certsmith.dev/certificate": NAME}, secret_type="Opaque")
     claim = tls_secret.foreign_claim(contents, NAME)
@@ -334,16 +386,6 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
         else:
             result[key] = value
     return result
-
-
-def test_ca_secret_names_are_reserved_in_the_operator_namespace():
-    assert authority.reserved_secret("team-root-next", ["cluster-root", "team"]) == (
-        "the next root of CertificateAuthority team"
-    )
-    assert authority.reserved_secret("cluster-root-intermediate", ["cluster-root"]) == (
-        "the intermediate of CertificateAuthority cluster-root"
-    )
-    assert authority.reserved_secret("web-tls", ["cluster-root"]) is None
 
 
 def test_an_authority_uses_only_secrets_labelled_for_its_role(root):

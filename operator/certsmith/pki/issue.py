@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -60,6 +62,53 @@ def build_leaf(
     if extended:
         builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
     return builder.sign(issuer.key, signature_hash(issuer.key))
+
+
+def leaf_mismatch(leaf: x509.Certificate, spec: CertificateSpec) -> str | None:
+    """What of `leaf` differs from what build_leaf makes of `spec`, or None: its subject, its
+    SAN (DNS, IP, URI, email), its keyUsage bits and its extended key usages.
+
+    Read from the certificate itself, whatever a Secret's annotations say (a leaf copied in
+    by hand, or restored from a backup of another Certificate). Names and attributes compare
+    as sets, so a leaf that differs only in their order is not re-issued. A few parsed
+    extensions per reconcile: no signature is checked, nothing is built.
+    """
+    issued_subject = sorted((a.oid.dotted_string, str(a.value)) for a in leaf.subject)
+    wanted_subject = sorted((a.oid.dotted_string, str(a.value)) for a in _subject(spec))
+    if issued_subject != wanted_subject:
+        return (
+            f"its subject is {leaf.subject.rfc4514_string() or 'empty'}, the spec asks for "
+            f"{_subject(spec).rfc4514_string() or 'an empty one'}"
+        )
+    issued_names = _general_names(_extension(leaf, x509.SubjectAlternativeName) or [])
+    wanted_names = _general_names(_alternative_names(spec))
+    if issued_names != wanted_names:
+        return (
+            f"its names are {_describe(issued_names)}, the spec asks for {_describe(wanted_names)}"
+        )
+    if _extension(leaf, x509.KeyUsage) != _key_usage(spec.usages, leaf.public_key()):
+        return "its key usages differ from spec.usages"
+    issued_extended = set(_extension(leaf, x509.ExtendedKeyUsage) or [])
+    if issued_extended != {oid for usage, oid in _EXTENDED_USAGES.items() if usage in spec.usages}:
+        return "its extended key usages differ from spec.usages"
+    return None
+
+
+def _extension(leaf: x509.Certificate, kind: type[x509.ExtensionType]) -> Any:
+    try:
+        return leaf.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _general_names(names: Iterable[x509.GeneralName]) -> frozenset[tuple[str, str]]:
+    return frozenset((type(name).__name__, str(name.value)) for name in names)
+
+
+def _describe(names: frozenset[tuple[str, str]]) -> str:
+    return ", ".join(f"{kind.removesuffix('Name')} {value}" for kind, value in sorted(names)) or (
+        "none"
+    )
 
 
 def _subject(spec: CertificateSpec) -> x509.Name:
