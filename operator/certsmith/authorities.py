@@ -122,8 +122,8 @@ def _store_new(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
         )
         if existing is None:
             raise
-        labels = body["metadata"]["labels"]
-        return _claim(kube, existing, labels[authority.AUTHORITY_LABEL], labels[authority.ROLE_LABEL])
+        marks = body["metadata"]["labels"]
+        return _claim(kube, existing, marks[authority.AUTHORITY_LABEL], marks[authority.ROLE_LABEL])
 
 
 def _replace(
@@ -386,7 +386,7 @@ def finish_rotation(kube: Kube, config: Config, name: str) -> None:
     if next_secret is None:
         return  # already finished
     root_secret = kube.get_secret(namespace=config.namespace, name=authority.root_secret_name(name))
-    body = {key: value for key, value in next_secret.items() if key not in ("metadata", "immutable")}
+    body = {k: v for k, v in next_secret.items() if k not in ("metadata", "immutable")}
     body["metadata"] = {
         "name": authority.root_secret_name(name),
         "namespace": config.namespace,

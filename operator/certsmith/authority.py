@@ -156,9 +156,7 @@ def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
 def marks_patch(*, authority: str, role: str) -> dict[str, Any]:
     """A merge patch putting back every CA mark (labels and annotations) on a CA Secret."""
     marks = {AUTHORITY_LABEL: authority, ROLE_LABEL: role}
-    return {
-        "metadata": {"labels": {MANAGED_BY_LABEL: MANAGED_BY, **marks}, "annotations": marks}
-    }
+    return {"metadata": {"labels": {MANAGED_BY_LABEL: MANAGED_BY, **marks}, "annotations": marks}}
 
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:

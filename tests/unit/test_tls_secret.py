@@ -423,6 +423,4 @@ def test_a_mark_naming_another_authority_or_role_disowns_it(root):
     with pytest.raises(ValueError, match="carries no certsmith CA mark"):
         authority.check_role(bare, authority="team", role="intermediate")
     assert authority.describe_ca_secret(bare) is None
-    assert authority.describe_ca_secret(stored) == (
-        "the intermediate of CertificateAuthority team"
-    )
+    assert authority.describe_ca_secret(stored) == ("the intermediate of CertificateAuthority team")
