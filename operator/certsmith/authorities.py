@@ -66,6 +66,11 @@ class AuthorityRegistry:
             failing = (n for n, p in self._problems.items() if p != does_not_exist(n))
             return sorted({*self._materials, *failing})
 
+    def problem(self, name: str) -> str | None:
+        """Why `name` was last refused (None if it never was, or is loaded since)."""
+        with self._lock:
+            return self._problems.get(name)
+
     def remove(self, name: str, problem: str) -> None:
         """Stop signing for `name`; Certificates naming it are told `problem`."""
         with self._lock:

@@ -42,6 +42,9 @@ class Runtime:
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
     serving_state: serving.ServingState = field(default_factory=serving.ServingState)
+    serving_problem: str | None = None
+    """Why the webhook's certificate could not be taken from the default authority last
+    time, or None; shown by /readyz."""
     last_apiserver_answer: float = field(default_factory=time.monotonic)
     watch_health: WatchHealth = field(default_factory=lambda: WatchHealth(clock=time.monotonic))
     leading: bool = False
@@ -118,11 +121,74 @@ class Runtime:
 
     # --- the webhook's serving certificate -----------------------------------------------
 
+    def default_authority_problem(self) -> str | None:
+        """Why the default authority cannot sign now (for /readyz), or None when it can."""
+        name = self.config.default_authority
+        if self.registry.get(name) is not None and self.serving_problem is None:
+            return None
+        return (
+            self.serving_problem
+            or self.registry.problem(name)
+            or f"CertificateAuthority {name} is not loaded yet"
+        )
+
+    def prepare_serving(self) -> None:
+        """Before the webhook server starts: its certificate from the default authority.
+
+        When that authority cannot give one (its root Secret gone, the apiserver down), the
+        process must still start, so that its probes answer and it retries (the serving
+        follower, every serving.CHECK_PERIOD): the files an earlier run wrote are served
+        if still valid (the registered caBundle still trusts them), else a placeholder
+        nobody trusts. A broken authority signs nothing new, the webhook's certificate
+        included."""
+        try:
+            self.refresh_serving()
+            return
+        except (ApiError, authorities.AuthorityNotReady) as error:
+            self.serving_problem = (
+                f"CertificateAuthority {self.config.default_authority} is not ready: {error}"
+            )
+        directory = Path(self.config.webhook_cert_dir)
+        now = self.clock()
+        try:
+            until = serving.usable_files_until((directory / "tls.crt").read_bytes(), now)
+        except OSError:
+            until = None
+        if until is not None and (directory / "tls.key").exists():
+            logger.error(
+                "webhook certificate not renewed (%s): serving the one written before, valid "
+                "until %s; retrying every %.0f s",
+                self.serving_problem,
+                until,
+                serving.CHECK_PERIOD,
+            )
+            return
+        chain, key = serving.placeholder_certificate(
+            dns_names=serving.webhook_dns_names(self.config.webhook_service, self.config.namespace),
+            now=now,
+        )
+        self._write_serving_files(chain, key)
+        logger.error(
+            "webhook has no certificate the apiserver trusts (%s): admission requests fail "
+            "until it does; retrying every %.0f s",
+            self.serving_problem,
+            serving.CHECK_PERIOD,
+        )
+
     def refresh_serving(self) -> None:
         """Keep the webhook's certificate and caBundle with the default authority: through a
         root rotation they move like every leaf, with no restart (every replica, every
         serving.CHECK_PERIOD)."""
-        self.load_material_for_serving()
+        try:
+            self.load_material_for_serving()
+        except authorities.AuthorityNotReady as error:
+            # (An ApiError leaves the problem as it was: the apiserver's silence is a
+            # readiness problem of its own.)
+            self.serving_problem = (
+                f"CertificateAuthority {self.config.default_authority} is not ready: {error}"
+            )
+            raise
+        self.serving_problem = None
         material = self.serving_material
         assert material is not None
         step = serving.plan(self.serving_state, material=material, now=self.clock())
@@ -146,6 +212,11 @@ class Runtime:
             dns_names=serving.webhook_dns_names(self.config.webhook_service, self.config.namespace),
             now=self.clock(),
         )
+        self._write_serving_files(chain, key)
+        return renew_at
+
+    def _write_serving_files(self, chain: bytes, key: bytes) -> None:
+        """Atomically, so kopf's server never reloads half a pair."""
         directory = Path(self.config.webhook_cert_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, content in (("tls.key", key), ("tls.crt", chain)):
@@ -153,7 +224,6 @@ class Runtime:
             temporary.write_bytes(content)
             temporary.chmod(0o600)
             temporary.replace(directory / name)
-        return renew_at
 
     def load_material_for_serving(self) -> None:
         """The default authority's material, without driving it (that is the leader's job)."""
