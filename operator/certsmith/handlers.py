@@ -215,7 +215,8 @@ def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
     ) == metadata.get("resourceVersion"):
         return
     try:
-        runtime.bundle_needed(metadata["namespace"], metadata["labels"][trust_bundle.BUNDLE_LABEL])
+        for authority_name in runtime.bundle_candidates(body):
+            runtime.bundle_needed(metadata["namespace"], authority_name)
     except ApiError as error:
         logger.warning("trust bundle %s/%s deferred: %s", *key, error)
         runtime.step_authorities_soon()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, isolation, rotation, serving, webhook_config
+from certsmith import authorities, isolation, rotation, serving, trust_bundle, webhook_config
 from certsmith.authority import AuthorityMaterial
 from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
@@ -361,12 +361,29 @@ class Runtime:
         if planned is None or planned > soon:  # never postpone a rotation's next step
             self.scheduler.schedule(key, soon)
 
+    def bundle_candidates(self, configmap: Mapping[str, Any]) -> list[str]:
+        """Every authority that could own a bundle ConfigMap: the ones its label and its
+        annotation name (they may disagree after a hand edit) and every one whose bundle
+        has its name. Each judges it (trust_bundle.judge): its owner repairs it, another
+        reports a BundleConflict."""
+        metadata = configmap["metadata"]
+        named = {
+            (metadata.get("labels") or {}).get(trust_bundle.BUNDLE_LABEL),
+            (metadata.get("annotations") or {}).get(trust_bundle.BUNDLE_ANNOTATION),
+        }
+        same_name = {m.name for m in self.registry.all() if m.bundle_config_map == metadata["name"]}
+        return sorted(n for n in named | same_name if n)
+
     def bundle_needed(self, namespace: str, authority_name: str) -> None:
         """Create or repair one bundle (found by name: its label may be gone); a bundle that
         cannot be written has its authority step soon, which reports it in status."""
         material = self.registry.get(authority_name)
         if material is None or material.bundle_config_map is None:
             return
+        if not isolation.selector_matches(
+            material.bundle_selector, self.namespace_labels(namespace)
+        ):
+            return  # not one of its namespaces: a ConfigMap of that name there is not its
         existing = self.kube.get_configmap(namespace=namespace, name=material.bundle_config_map)
         problem = self.authorities.put_bundle(material, namespace, existing)
         if problem is not None:
