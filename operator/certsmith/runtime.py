@@ -361,18 +361,22 @@ class Runtime:
         if planned is None or planned > soon:  # never postpone a rotation's next step
             self.scheduler.schedule(key, soon)
 
-    def bundle_candidates(self, configmap: Mapping[str, Any]) -> list[str]:
-        """Every authority that could own a bundle ConfigMap: the ones its label and its
-        annotation name (they may disagree after a hand edit) and every one whose bundle
-        has its name. Each judges it (trust_bundle.judge): its owner repairs it, another
-        reports a BundleConflict."""
+    def bundle_changed(self, configmap: Mapping[str, Any]) -> None:
+        """A bundle ConfigMap was edited or deleted by someone else. Every authority that could
+        own it looks at it: the ones its label and its annotation name (they may disagree
+        after a hand edit) and every one whose bundle has its name. Each judges it
+        (trust_bundle.judge): its owner repairs it, another reports a BundleConflict; each
+        steps soon, so BundlesSynced says what is true now, not before the edit."""
         metadata = configmap["metadata"]
         named = {
             (metadata.get("labels") or {}).get(trust_bundle.BUNDLE_LABEL),
             (metadata.get("annotations") or {}).get(trust_bundle.BUNDLE_ANNOTATION),
         }
         same_name = {m.name for m in self.registry.all() if m.bundle_config_map == metadata["name"]}
-        return sorted(n for n in named | same_name if n)
+        for name in sorted(n for n in named | same_name if n):
+            self.bundle_needed(metadata["namespace"], name)
+            if name in same_name:
+                self.step_authority_soon(name)
 
     def bundle_needed(self, namespace: str, authority_name: str) -> None:
         """Create or repair one bundle (found by name: its label may be gone); a bundle that
