@@ -471,7 +471,8 @@ def test_a_relabelled_bundle_is_repaired_by_the_authority_its_annotation_names(
         def conflict() -> dict[str, Any] | None:
             found = get_authority(api_client, "cluster-root")
             synced = certs.condition(found, "BundlesSynced")
-            return synced if synced and synced["status"] == "False" else None
+            named = synced and f"{namespace}/certsmith-ca" in synced["message"]
+            return synced if named and synced["status"] == "False" else None
 
         synced = wait_for(conflict, timeout=20, what="BundlesSynced=False")
         assert synced["reason"] == "BundleConflict"
@@ -483,14 +484,13 @@ def test_a_relabelled_bundle_is_repaired_by_the_authority_its_annotation_names(
             namespace,
             {"metadata": {"annotations": {"certsmith.dev/trust-bundle": "cluster-root"}}},
         )
-    wait_for(
-        lambda: (
-            certs.condition(get_authority(api_client, "cluster-root"), "BundlesSynced") or {}
-        ).get("status")
-        == "True",
-        timeout=20,
-        what="BundlesSynced=True again",
-    )
+
+    def cleared() -> bool:
+        # Other tests' namespaces being deleted may hold the condition False meanwhile.
+        synced = certs.condition(get_authority(api_client, "cluster-root"), "BundlesSynced")
+        return synced is not None and f"{namespace}/certsmith-ca" not in synced["message"]
+
+    wait_for(cleared, timeout=20, what="BundlesSynced no longer naming the bundle")
 
 
 def test_a_lost_default_root_at_start_leaves_probes_and_the_webhook_answering(
