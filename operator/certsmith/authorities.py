@@ -22,6 +22,10 @@ from certsmith.pki import ca, inspect
 logger = logging.getLogger(__name__)
 
 
+CA_SECRET_CONFLICT = "CASecretConflict"
+CA_SECRET_WRITE_FAILED = "CASecretWriteFailed"
+
+
 class AuthorityNotReady(Exception):
     """The CertificateAuthority cannot sign; the message says why, `reason` is the condition's."""
 
@@ -62,6 +66,11 @@ class AuthorityRegistry:
             failing = (n for n, p in self._problems.items() if p != does_not_exist(n))
             return sorted({*self._materials, *failing})
 
+    def problem(self, name: str) -> str | None:
+        """Why `name` was last refused (None if it never was, or is loaded since)."""
+        with self._lock:
+            return self._problems.get(name)
+
     def remove(self, name: str, problem: str) -> None:
         """Stop signing for `name`; Certificates naming it are told `problem`."""
         with self._lock:
@@ -90,28 +99,92 @@ class AuthorityRegistry:
             return self._problems.setdefault(name, does_not_exist(name))
 
 
+def _transient(error: ApiError) -> bool:
+    """The apiserver could not answer (or asked us to wait): retry soon, it may pass. Any
+    other refusal (422 immutable, 403 RBAC, a webhook's denial, a quota) is the answer."""
+    return error.status == 0 or error.status == 429 or error.status >= 500
+
+
+def _write_failed(body: Mapping[str, Any], error: ApiError) -> AuthorityNotReady:
+    metadata = body["metadata"]
+    return AuthorityNotReady(
+        f"Secret {metadata['namespace']}/{metadata['name']} could not be written: {error}",
+        reason=CA_SECRET_WRITE_FAILED,
+    )
+
+
 def _store_new(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
     """Create a Secret; if another attempt created it first, keep that one."""
     try:
         return kube.create_secret(body=body)
     except ApiError as error:
         if not error.conflict:
-            raise
+            if _transient(error):
+                raise
+            raise _write_failed(body, error) from None
         existing = kube.get_secret(
             namespace=body["metadata"]["namespace"], name=body["metadata"]["name"]
         )
         if existing is None:
             raise
-        labels = body["metadata"]["labels"]
-        _check_role(existing, labels[authority.AUTHORITY_LABEL], labels[authority.ROLE_LABEL])
-        return existing
+        marks = body["metadata"]["labels"]
+        return _claim(kube, existing, marks[authority.AUTHORITY_LABEL], marks[authority.ROLE_LABEL])
 
 
-def _check_role(secret: Mapping[str, Any], name: str, role: str) -> None:
+def _replace(
+    kube: Kube, body: dict[str, Any], existing: Mapping[str, Any], *, recreate: bool
+) -> dict[str, Any]:
+    """Write `body` over the CA Secret `existing` (certsmith's, checked by the caller).
+
+    An immutable Secret cannot be updated (the apiserver answers 422). With `recreate` (an
+    intermediate: losing it only means a new one is issued, so a crash between the two
+    calls leaves nothing the next step does not rebuild) it is deleted and created again;
+    otherwise (a root) the refusal is reported: a root Secret is never deleted by certsmith.
+    """
+    metadata = existing["metadata"]
     try:
-        authority.check_role(secret, authority=name, role=role)
+        if existing.get("immutable") and recreate:
+            logger.warning(
+                "Secret %s/%s is immutable: deleting it to store its replacement",
+                metadata["namespace"],
+                metadata["name"],
+            )
+            kube.delete_secret(namespace=metadata["namespace"], name=metadata["name"])
+            return kube.create_secret(body=body)
+        body["metadata"]["resourceVersion"] = metadata["resourceVersion"]
+        return kube.replace_secret(body=body)
+    except ApiError as error:
+        if _transient(error) or error.conflict:
+            raise
+        raise _write_failed(body, error) from None
+
+
+def _claim(kube: Kube, secret: dict[str, Any], name: str, role: str) -> dict[str, Any]:
+    """The Secret if it is `name`'s `role` CA Secret, its removed marks put back;
+    AuthorityNotReady (CASecretConflict) when certsmith did not create it for that."""
+    try:
+        incomplete = authority.check_role(secret, authority=name, role=role)
     except ValueError as error:
-        raise AuthorityNotReady(str(error)) from None
+        raise AuthorityNotReady(str(error), reason=CA_SECRET_CONFLICT) from None
+    if not incomplete:
+        return secret
+    metadata = secret["metadata"]
+    logger.info(
+        "Secret %s/%s: putting back the CA marks of CertificateAuthority %s",
+        metadata["namespace"],
+        metadata["name"],
+        name,
+    )
+    try:
+        return kube.patch_secret(
+            namespace=metadata["namespace"],
+            name=metadata["name"],
+            patch=authority.marks_patch(authority=name, role=role),
+        )
+    except ApiError as error:
+        if _transient(error) or error.not_found:
+            raise
+        raise _write_failed(secret, error) from None
 
 
 def _intermediate_lifetime(config: Config, spec: Mapping[str, Any]) -> timedelta:
@@ -134,6 +207,15 @@ def _load_supplied_root(
     secret = kube.get_secret(namespace=config.namespace, name=user_root)
     if secret is None:
         raise AuthorityNotReady(f"{where} does not exist")
+    whose = authority.describe_ca_secret(secret)
+    if whose is not None:
+        # Sharing another authority's key would make two authorities one, and its rotation
+        # would silently swap this one's root.
+        raise AuthorityNotReady(
+            f"{where} is {whose}, created by certsmith: a supplied root must be a Secret of "
+            "your own (copy the root into a Secret of another name if you mean to share it)",
+            reason=CA_SECRET_CONFLICT,
+        )
     try:
         pair = authority.parse_key_pair(secret)
     except ValueError as error:
@@ -170,7 +252,7 @@ def _load_root(
             reason="RootMissing",
         )
     if secret is not None:
-        _check_role(secret, name, "root")
+        secret = _claim(kube, secret, name, "root")
     if secret is None:
         lifetime = config.root_lifetime
         if spec.get("rootLifetime"):
@@ -214,7 +296,7 @@ def _load_intermediate(
     secret_name = authority.intermediate_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
     if secret is not None:
-        _check_role(secret, name, "intermediate")
+        secret = _claim(kube, secret, name, "intermediate")
         try:
             pair = authority.parse_key_pair(secret)
         except ValueError:
@@ -234,8 +316,7 @@ def _load_intermediate(
     if secret is None:
         stored = _store_new(kube, body)
     else:
-        body["metadata"]["resourceVersion"] = secret["metadata"]["resourceVersion"]
-        stored = kube.replace_secret(body=body)
+        stored = _replace(kube, body, secret, recreate=True)
     logger.info("issued a new intermediate for CertificateAuthority %s", name)
     return authority.parse_key_pair(stored)
 
@@ -244,7 +325,7 @@ def _load_next_root(kube: Kube, config: Config, name: str) -> ca.CAKeyPair | Non
     secret = kube.get_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
     if secret is None:
         return None
-    _check_role(secret, name, "next-root")
+    secret = _claim(kube, secret, name, "next-root")
     try:
         return authority.parse_key_pair(secret)
     except ValueError as error:
@@ -310,17 +391,16 @@ def finish_rotation(kube: Kube, config: Config, name: str) -> None:
     if next_secret is None:
         return  # already finished
     root_secret = kube.get_secret(namespace=config.namespace, name=authority.root_secret_name(name))
-    body = {**next_secret, "metadata": {**next_secret["metadata"]}}
+    body = {k: v for k, v in next_secret.items() if k not in ("metadata", "immutable")}
     body["metadata"] = {
         "name": authority.root_secret_name(name),
         "namespace": config.namespace,
-        "labels": {**next_secret["metadata"].get("labels", {}), authority.ROLE_LABEL: "root"},
+        **authority.marks_patch(authority=name, role="root")["metadata"],
     }
     if root_secret is None:
-        kube.create_secret(body=body)
+        _store_new(kube, body)
     else:
-        body["metadata"]["resourceVersion"] = root_secret["metadata"]["resourceVersion"]
-        kube.replace_secret(body=body)
+        _replace(kube, body, root_secret, recreate=False)
     kube.delete_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
 
 

@@ -21,6 +21,8 @@ from certsmith.policies import AuthorityView
 
 AUTHORITY_LABEL = tls_secret.CA_AUTHORITY_LABEL
 ROLE_LABEL = tls_secret.CA_ROLE_LABEL
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "certsmith"
 
 
 @dataclass(frozen=True)
@@ -73,23 +75,74 @@ def intermediate_secret_name(authority: str) -> str:
     return f"{authority}-intermediate"
 
 
-def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> None:
-    """ValueError unless the Secret carries the labels certsmith gives `authority`'s `role`
-    Secret ("root", "next-root", "intermediate"): a Secret of that name made by anyone else
-    (a Certificate's, a hand-made one) is neither used as CA material nor overwritten."""
+def ca_marks(secret: Mapping[str, Any]) -> dict[str, str]:
+    """The CA marks a Secret carries, label or annotation (`certsmith.dev/authority`,
+    `certsmith.dev/role`); the annotation wins when both exist and disagree. Empty: certsmith
+    did not create it for any authority."""
     metadata = secret.get("metadata") or {}
     labels = metadata.get("labels") or {}
-    if labels.get(AUTHORITY_LABEL) == authority and labels.get(ROLE_LABEL) == role:
-        return
+    annotations = metadata.get("annotations") or {}
+    marks = {}
+    for key in (AUTHORITY_LABEL, ROLE_LABEL):
+        value = annotations.get(key) or labels.get(key)
+        if value:
+            marks[key] = value
+    return marks
+
+
+def describe_ca_secret(secret: Mapping[str, Any]) -> str | None:
+    """Whose CA Secret this is, e.g. "the root of CertificateAuthority cluster-root", or None
+    when it carries no CA mark."""
+    marks = ca_marks(secret)
+    if not marks:
+        return None
+    role = marks.get(ROLE_LABEL, "key material")
+    return f"the {role} of CertificateAuthority {marks.get(AUTHORITY_LABEL, '?')}"
+
+
+def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
+    """Whether the Secret is `authority`'s `role` Secret ("root", "next-root", "intermediate")
+    as certsmith created it; ValueError when it is not.
+
+    certsmith marks its CA Secrets with labels and annotations `certsmith.dev/authority` and
+    `certsmith.dev/role`; any one of them is enough (a removed label does not disown it) as
+    long as none names another authority or role. A Secret with no CA mark at all (a
+    Certificate's, a hand-made one) is neither used as CA material nor overwritten.
+    Returns True when a mark is missing, so the caller puts the marks back (`marks_patch`).
+    """
+    metadata = secret.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    wanted = {AUTHORITY_LABEL: authority, ROLE_LABEL: role}
+    found = [
+        (key, value)
+        for source in (labels, annotations)
+        for key, value in source.items()
+        if key in wanted
+    ]
+    where = f"Secret {metadata.get('namespace', '?')}/{metadata.get('name', '?')}"
+    if found and all(wanted[key] == value for key, value in found):
+        return len(found) < 2 * len(wanted) or labels.get(MANAGED_BY_LABEL) != MANAGED_BY
+    if found:
+        raise ValueError(
+            f"{where} is {describe_ca_secret(secret)}, not the {role} of CertificateAuthority "
+            f"{authority}; certsmith neither uses nor overwrites it: delete it or move it away"
+        )
     whose = ""
     certificate = labels.get(tls_secret.CERTIFICATE_LABEL)
     if certificate:
         whose = f" (it holds the certificate of Certificate {certificate})"
     raise ValueError(
-        f"Secret {metadata.get('namespace', '?')}/{metadata.get('name', '?')} is not labelled "
-        f"{AUTHORITY_LABEL}={authority}, {ROLE_LABEL}={role}{whose}; certsmith neither uses "
-        "nor overwrites it: delete it or move it away"
+        f"{where} carries no certsmith CA mark (label or annotation {AUTHORITY_LABEL}="
+        f"{authority}, {ROLE_LABEL}={role}){whose}; certsmith neither uses nor overwrites it: "
+        "delete it or move it away"
     )
+
+
+def marks_patch(*, authority: str, role: str) -> dict[str, Any]:
+    """A merge patch putting back every CA mark (labels and annotations) on a CA Secret."""
+    marks = {AUTHORITY_LABEL: authority, ROLE_LABEL: role}
+    return {"metadata": {"labels": {MANAGED_BY_LABEL: MANAGED_BY, **marks}, "annotations": marks}}
 
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
@@ -140,11 +193,7 @@ def key_pair_secret(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "certsmith",
-                AUTHORITY_LABEL: authority,
-                ROLE_LABEL: role,
-            },
+            **marks_patch(authority=authority, role=role)["metadata"],
         },
         "data": {
             "tls.crt": base64.b64encode(inspect.certificates_to_pem([pair.certificate])).decode(),

@@ -134,18 +134,7 @@ class AuthorityController:
                 logger.info("CertificateAuthority %s: root rotation started", name)
                 material = authorities.ensure_material(self._kube, self._config, body, now, state)
         except (authorities.AuthorityNotReady, model.InvalidSpec) as error:
-            self._registry.remove(name, f"CertificateAuthority {name} is not ready: {error}")
-            self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
-            reason = (
-                error.reason if isinstance(error, authorities.AuthorityNotReady) else "InvalidSpec"
-            )
-            ready = conditions.find_condition(current.get("conditions"), conditions.READY)
-            if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
-                logger.warning("CertificateAuthority %s is not ready: %s", name, error)
-                self._event(body, reason, str(error))
-            return authority.failed_status(
-                reason, str(error), current=current, generation=generation, now=now
-            )
+            return self._not_ready(body, error, now)
         self._registry.put(material)
         for (namespace, certificate), when in self._pacer.set_rate(
             name, settings.reissue_rate, now=now
@@ -162,12 +151,17 @@ class AuthorityController:
                     state.phase.value,
                     advanced.phase.value,
                 )
-                if advanced.phase is rotation.Phase.READY:
-                    authorities.finish_rotation(self._kube, self._config, name)
-                    self._pacer.reset(name)
-                material = authorities.ensure_material(
-                    self._kube, self._config, body, now, advanced
-                )
+                try:
+                    if advanced.phase is rotation.Phase.READY:
+                        authorities.finish_rotation(self._kube, self._config, name)
+                        self._pacer.reset(name)
+                    material = authorities.ensure_material(
+                        self._kube, self._config, body, now, advanced
+                    )
+                except authorities.AuthorityNotReady as error:
+                    # Its keys changed under the step (a Secret deleted, unwritable): it
+                    # stops signing now, as at the start of a step.
+                    return self._not_ready(body, error, now)
                 self._registry.put(material)
                 progress, bundle_problems = self._observe_and_push(
                     material, settings.reissue_rate, now
@@ -201,6 +195,31 @@ class AuthorityController:
         )
         self._report(body, current, status, blocking)
         return status
+
+    def _not_ready(
+        self,
+        body: Mapping[str, Any],
+        error: authorities.AuthorityNotReady | model.InvalidSpec,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Stop signing, retry in 30 s; Ready=False with the reason, and a Warning event
+        only when the reason or message changed (not every retry)."""
+        name = body["metadata"]["name"]
+        current = body.get("status") or {}
+        self._registry.remove(name, f"CertificateAuthority {name} is not ready: {error}")
+        self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
+        reason = error.reason if isinstance(error, authorities.AuthorityNotReady) else "InvalidSpec"
+        ready = conditions.find_condition(current.get("conditions"), conditions.READY)
+        if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
+            logger.warning("CertificateAuthority %s is not ready: %s", name, error)
+            self._event(body, reason, str(error))
+        return authority.failed_status(
+            reason,
+            str(error),
+            current=current,
+            generation=body["metadata"].get("generation"),
+            now=now,
+        )
 
     def _report(
         self,

@@ -215,7 +215,7 @@ def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, *
     ) == metadata.get("resourceVersion"):
         return
     try:
-        runtime.bundle_needed(metadata["namespace"], metadata["labels"][trust_bundle.BUNDLE_LABEL])
+        runtime.bundle_changed(body)
     except ApiError as error:
         logger.warning("trust bundle %s/%s deferred: %s", *key, error)
         runtime.step_authorities_soon()

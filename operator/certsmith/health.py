@@ -1,10 +1,11 @@
 """`/readyz`: ready only when certsmith can do its job.
 
-Liveness is kopf's own probe (`--liveness`); readiness here means the default authority is
-loaded (so Certificates can be signed), the apiserver answered within the last 10 s (the
-Lease campaign asks it every 2 s), the leader's watch streams deliver (watch_health.py),
-and, when webhooks are on, the webhook accepts connections (so the apiserver's calls will
-be answered).
+Liveness is kopf's own probe (`--liveness`); it answers even when the default authority is
+broken (the process starts anyway and retries). Readiness here means the default authority
+is loaded (so Certificates can be signed; else /readyz names why, e.g. its root Secret is
+gone), the apiserver answered within the last 10 s (the Lease campaign asks it every 2 s),
+the leader's watch streams deliver (watch_health.py), and, when webhooks are on, the
+webhook accepts connections (so the apiserver's calls will be answered).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ APISERVER_SILENCE_LIMIT = 10.0
 async def serve(
     *,
     port: int,
-    authority_loaded: Callable[[], bool],
+    authority_problem: Callable[[], str | None],
     webhook_port: int | None,
     apiserver_silence: Callable[[], float],
     controller_problem: Callable[[], str | None],
@@ -43,8 +44,9 @@ async def serve(
         controller = controller_problem()
         if controller is not None:
             problems.append(controller)
-        if not authority_loaded():
-            problems.append("the default CertificateAuthority is not loaded")
+        authority = authority_problem()
+        if authority is not None:
+            problems.append(authority)
         if webhook_port is not None and not await _port_open(webhook_port):
             problems.append("the admission webhook is not serving")
         if problems:

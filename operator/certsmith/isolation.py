@@ -29,9 +29,10 @@ from certsmith import model
 CLUSTER_DOMAIN = "cluster.local"
 # Single-label names reserved for special use, that no namespace owns: RFC 6761 (test,
 # localhost, invalid, example), RFC 6762 (local; appendix G: intranet, internal, private,
-# corp, home, lan), RFC 7686 (onion), RFC 9476 (alt), RFC 3172 (arpa).
+# corp, home, lan), RFC 7686 (onion), RFC 9476 (alt), RFC 3172 (arpa); localdomain, the
+# zone of `localhost.localdomain` in /etc/hosts of many systems (resolving to loopback).
 SPECIAL_USE_NAMES = frozenset(
-    {"test", "localhost", "invalid", "example", "local", "onion", "alt", "arpa"}
+    {"test", "localhost", "invalid", "example", "local", "onion", "alt", "arpa", "localdomain"}
     | {"intranet", "internal", "private", "corp", "home", "lan"}
 )
 
@@ -93,14 +94,61 @@ def check_label_selector(selector: Any, field: str) -> None:
             raise model.InvalidSpec(f"{where}.values", f"{operator} {needs}")
 
 
+_DNS_PATTERN_LABEL = re.compile(r"^[a-z0-9*]([a-z0-9*-]{0,61}[a-z0-9*])?$")
+
+
+def _check_patterns(entry: Mapping[str, Any], where: str) -> None:
+    """Each dnsNames, uris and ipRanges entry of one grant is well-formed, or InvalidSpec
+    naming it (`spec.policy.grants[i].ipRanges[j]`): a typo must be an error the user sees,
+    not a grant that silently allows nothing."""
+    for key, problem in (
+        ("dnsNames", _dns_pattern_problem),
+        ("uris", _uri_pattern_problem),
+        ("ipRanges", _ip_range_problem),
+    ):
+        values = entry.get(key) or []
+        if not isinstance(values, list):
+            raise model.InvalidSpec(f"{where}.{key}", "must be a list of strings")
+        for index, value in enumerate(values):
+            found = problem(value) if isinstance(value, str) else "must be a string"
+            if found is not None:
+                raise model.InvalidSpec(f"{where}.{key}[{index}]", f"{value!r}: {found}")
+
+
+def _dns_pattern_problem(pattern: str) -> str | None:
+    labels = pattern.lower().split(".")
+    if len(pattern) > 253 or not all(_DNS_PATTERN_LABEL.match(label) for label in labels):
+        return "not a DNS name pattern (labels of a-z, 0-9, '-' and '*', separated by dots)"
+    return None
+
+
+def _uri_pattern_problem(pattern: str) -> str | None:
+    try:
+        parts = urlsplit(pattern)
+    except ValueError as error:
+        return f"not a URI pattern ({error})"
+    if not parts.scheme or not (parts.netloc or parts.path):
+        return "not a URI pattern (a scheme and a host or path, e.g. spiffe://cluster.local/ns/*)"
+    return None
+
+
+def _ip_range_problem(text: str) -> str | None:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return "not an IP address or CIDR range (e.g. 10.0.0.0/8)"
+    return None
+
+
 def parse_grants(policy: Mapping[str, Any] | None) -> tuple[Grant, ...]:
     """spec.policy.grants of a CertificateAuthority; model.InvalidSpec naming the grant's
     field when a namespaceSelector is not a label selector (a grant is never widened by a
-    selector read wrongly)."""
+    selector read wrongly) or a dnsNames, uris or ipRanges entry is malformed."""
     grants = []
     for index, entry in enumerate((policy or {}).get("grants") or []):
         selector = entry.get("namespaceSelector") or {}
         check_label_selector(selector, f"spec.policy.grants[{index}].namespaceSelector")
+        _check_patterns(entry, f"spec.policy.grants[{index}]")
         grants.append(
             Grant(
                 selector=selector,

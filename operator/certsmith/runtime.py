@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, isolation, rotation, serving, webhook_config
+from certsmith import authorities, isolation, rotation, serving, trust_bundle, webhook_config
 from certsmith.authority import AuthorityMaterial
 from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
@@ -42,6 +42,9 @@ class Runtime:
     namespaces: dict[str, Mapping[str, str]] = field(default_factory=dict)
     serving_material: AuthorityMaterial | None = None
     serving_state: serving.ServingState = field(default_factory=serving.ServingState)
+    serving_problem: str | None = None
+    """Why the webhook's certificate could not be taken from the default authority last
+    time, or None; shown by /readyz."""
     last_apiserver_answer: float = field(default_factory=time.monotonic)
     watch_health: WatchHealth = field(default_factory=lambda: WatchHealth(clock=time.monotonic))
     leading: bool = False
@@ -118,11 +121,74 @@ class Runtime:
 
     # --- the webhook's serving certificate -----------------------------------------------
 
+    def default_authority_problem(self) -> str | None:
+        """Why the default authority cannot sign now (for /readyz), or None when it can."""
+        name = self.config.default_authority
+        if self.registry.get(name) is not None and self.serving_problem is None:
+            return None
+        return (
+            self.serving_problem
+            or self.registry.problem(name)
+            or f"CertificateAuthority {name} is not loaded yet"
+        )
+
+    def prepare_serving(self) -> None:
+        """Before the webhook server starts: its certificate from the default authority.
+
+        When that authority cannot give one (its root Secret gone, the apiserver down), the
+        process must still start, so that its probes answer and it retries (the serving
+        follower, every serving.CHECK_PERIOD): the files an earlier run wrote are served
+        if still valid (the registered caBundle still trusts them), else a placeholder
+        nobody trusts. A broken authority signs nothing new, the webhook's certificate
+        included."""
+        try:
+            self.refresh_serving()
+            return
+        except (ApiError, authorities.AuthorityNotReady) as error:
+            self.serving_problem = (
+                f"CertificateAuthority {self.config.default_authority} is not ready: {error}"
+            )
+        directory = Path(self.config.webhook_cert_dir)
+        now = self.clock()
+        try:
+            until = serving.usable_files_until((directory / "tls.crt").read_bytes(), now)
+        except OSError:
+            until = None
+        if until is not None and (directory / "tls.key").exists():
+            logger.error(
+                "webhook certificate not renewed (%s): serving the one written before, valid "
+                "until %s; retrying every %.0f s",
+                self.serving_problem,
+                until,
+                serving.CHECK_PERIOD,
+            )
+            return
+        chain, key = serving.placeholder_certificate(
+            dns_names=serving.webhook_dns_names(self.config.webhook_service, self.config.namespace),
+            now=now,
+        )
+        self._write_serving_files(chain, key)
+        logger.error(
+            "webhook has no certificate the apiserver trusts (%s): admission requests fail "
+            "until it does; retrying every %.0f s",
+            self.serving_problem,
+            serving.CHECK_PERIOD,
+        )
+
     def refresh_serving(self) -> None:
         """Keep the webhook's certificate and caBundle with the default authority: through a
         root rotation they move like every leaf, with no restart (every replica, every
         serving.CHECK_PERIOD)."""
-        self.load_material_for_serving()
+        try:
+            self.load_material_for_serving()
+        except authorities.AuthorityNotReady as error:
+            # (An ApiError leaves the problem as it was: the apiserver's silence is a
+            # readiness problem of its own.)
+            self.serving_problem = (
+                f"CertificateAuthority {self.config.default_authority} is not ready: {error}"
+            )
+            raise
+        self.serving_problem = None
         material = self.serving_material
         assert material is not None
         step = serving.plan(self.serving_state, material=material, now=self.clock())
@@ -146,6 +212,11 @@ class Runtime:
             dns_names=serving.webhook_dns_names(self.config.webhook_service, self.config.namespace),
             now=self.clock(),
         )
+        self._write_serving_files(chain, key)
+        return renew_at
+
+    def _write_serving_files(self, chain: bytes, key: bytes) -> None:
+        """Atomically, so kopf's server never reloads half a pair."""
         directory = Path(self.config.webhook_cert_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, content in (("tls.key", key), ("tls.crt", chain)):
@@ -153,7 +224,6 @@ class Runtime:
             temporary.write_bytes(content)
             temporary.chmod(0o600)
             temporary.replace(directory / name)
-        return renew_at
 
     def load_material_for_serving(self) -> None:
         """The default authority's material, without driving it (that is the leader's job)."""
@@ -291,12 +361,33 @@ class Runtime:
         if planned is None or planned > soon:  # never postpone a rotation's next step
             self.scheduler.schedule(key, soon)
 
+    def bundle_changed(self, configmap: Mapping[str, Any]) -> None:
+        """A bundle ConfigMap was edited or deleted by someone else. Every authority that could
+        own it looks at it: the ones its label and its annotation name (they may disagree
+        after a hand edit) and every one whose bundle has its name. Each judges it
+        (trust_bundle.judge): its owner repairs it, another reports a BundleConflict; each
+        steps soon, so BundlesSynced says what is true now, not before the edit."""
+        metadata = configmap["metadata"]
+        named = {
+            (metadata.get("labels") or {}).get(trust_bundle.BUNDLE_LABEL),
+            (metadata.get("annotations") or {}).get(trust_bundle.BUNDLE_ANNOTATION),
+        }
+        same_name = {m.name for m in self.registry.all() if m.bundle_config_map == metadata["name"]}
+        for name in sorted(n for n in named | same_name if n):
+            self.bundle_needed(metadata["namespace"], name)
+            if name in same_name:
+                self.step_authority_soon(name)
+
     def bundle_needed(self, namespace: str, authority_name: str) -> None:
         """Create or repair one bundle (found by name: its label may be gone); a bundle that
         cannot be written has its authority step soon, which reports it in status."""
         material = self.registry.get(authority_name)
         if material is None or material.bundle_config_map is None:
             return
+        if not isolation.selector_matches(
+            material.bundle_selector, self.namespace_labels(namespace)
+        ):
+            return  # not one of its namespaces: a ConfigMap of that name there is not its
         existing = self.kube.get_configmap(namespace=namespace, name=material.bundle_config_map)
         problem = self.authorities.put_bundle(material, namespace, existing)
         if problem is not None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cryptography import x509
 
 from certsmith import model
 from certsmith.authority import AuthorityMaterial
-from certsmith.pki import inspect, issue, keys
+from certsmith.pki import ca, inspect, issue, keys
 
 SERVING_LIFETIME = "720h"
 # How often every replica looks at the default authority. Within a root rotation's
@@ -78,3 +78,36 @@ def serving_certificate(
         leaf.not_valid_before_utc + (leaf.not_valid_after_utc - leaf.not_valid_before_utc) * 2 / 3
     )
     return chain, keys.encode_private_key(key, "PKCS8"), renew_at
+
+
+def usable_files_until(chain_pem: bytes, now: datetime) -> datetime | None:
+    """When the serving certificate an earlier run wrote (`chain_pem`, leaf first) stops
+    being valid, or None if it is unreadable or not valid at `now`."""
+    try:
+        chain = inspect.load_pem_certificates(chain_pem)
+    except ValueError:
+        return None
+    until = min(certificate.not_valid_after_utc for certificate in chain)
+    if any(now < certificate.not_valid_before_utc for certificate in chain) or now >= until:
+        return None
+    return until
+
+
+def placeholder_certificate(*, dns_names: Sequence[str], now: datetime) -> tuple[bytes, bytes]:
+    """(chain PEM, key PEM) under a throwaway CA nobody trusts: the webhook server needs a
+    certificate to start, and the apiserver (which trusts only the default authority's
+    roots) refuses this one, as it would a closed port, until the authority can issue the
+    real one. Nothing is signed with an authority that cannot sign."""
+    throwaway = ca.build_root(
+        common_name="certsmith webhook placeholder (trusted by nobody)",
+        now=now,
+        lifetime=timedelta(days=1),
+    )
+    material = AuthorityMaterial(
+        name="placeholder",
+        root=throwaway,
+        intermediate=throwaway,
+        trusted_roots=(throwaway.certificate,),
+    )
+    chain, key, _ = serving_certificate(material, dns_names=dns_names, now=now)
+    return chain, key

@@ -3,7 +3,10 @@
 certsmith writes only the bundles it created: a ConfigMap of the bundle's name is certsmith's
 when it carries the label or the annotation `certsmith.dev/trust-bundle` naming the
 authority (certsmith sets both, so removing one does not disown it), or when certsmith
-itself created that very object (same uid). Any other ConfigMap of that name, pre-created by
+itself created that very object (same uid). When the label and the annotation name
+different authorities (a `kubectl label --overwrite`), the annotation decides, for every
+authority alike (`owner`): that authority repairs it (label included), any other reports a
+BundleConflict; never both, never neither. Any other ConfigMap of that name, pre-created by
 a person or another tool, is a conflict: never overwritten, reported by name.
 """
 

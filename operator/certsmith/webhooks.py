@@ -54,8 +54,9 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     settings.execution.executor = runtime.executor
     loop = asyncio.get_running_loop()
     if cfg.webhooks:
-        # The serving certificate comes from the default authority's current intermediate.
-        await loop.run_in_executor(runtime.executor, runtime.refresh_serving)
+        # The serving certificate comes from the default authority's current intermediate;
+        # a broken authority does not stop the start (probes, retries): see prepare_serving.
+        await loop.run_in_executor(runtime.executor, runtime.prepare_serving)
         directory = Path(cfg.webhook_cert_dir)
         settings.admission.server = kopf.WebhookServer(
             addr="0.0.0.0",
@@ -87,7 +88,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     if cfg.health_port:
         memo.health = await health.serve(
             port=cfg.health_port,
-            authority_loaded=lambda: runtime.registry.get(cfg.default_authority) is not None,
+            authority_problem=runtime.default_authority_problem,
             webhook_port=cfg.webhook_port if cfg.webhooks else None,
             apiserver_silence=runtime.apiserver_silence,
             controller_problem=runtime.controller_problem,

@@ -41,6 +41,7 @@ class OperatorProcess:
         self.webhook_port = _free_port()
         self.metrics_port = _free_port()
         self.health_port = _free_port()
+        self.liveness_port = _free_port()
         self.webhook_dir = log_path.parent / "webhook"
 
     def start(self) -> None:
@@ -61,7 +62,15 @@ class OperatorProcess:
             env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_pki / "client-ca.crt")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "certsmith"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [
+                sys.executable,
+                "-m",
+                "certsmith",
+                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_serving(self, api_client: client.ApiClient) -> None:
@@ -71,14 +80,23 @@ class OperatorProcess:
 
     def readyz(self) -> int | None:
         """The status code of /readyz, or None while nothing answers on its port."""
-        url = f"http://127.0.0.1:{self.health_port}/readyz"
+        return self.probe(self.health_port, "readyz")[0]
+
+    def healthz(self) -> int | None:
+        """The status code of kopf's liveness probe, or None while nothing answers."""
+        return self.probe(self.liveness_port, "healthz")[0]
+
+    @staticmethod
+    def probe(port: int, path: str) -> tuple[int | None, str]:
+        """(status code, body) of a probe endpoint; (None, "") while nothing answers."""
+        url = f"http://127.0.0.1:{port}/{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                return int(answer.status)
+                return int(answer.status), answer.read().decode()
         except urllib.error.HTTPError as error:
-            return error.code
+            return error.code, error.read().decode()
         except OSError:
-            return None
+            return None, ""
 
     def _webhook_listening(self) -> bool:
         with socket.socket() as probe:

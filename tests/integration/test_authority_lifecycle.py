@@ -328,6 +328,214 @@ def test_lost_or_edited_ca_secrets_never_sign(api_client, namespace, authority_n
     assert get_authority(api_client, team)["status"]["trustedRoots"] == first["trustedRoots"]
 
 
+# --- CA Secrets edited, immutable, borrowed; a broken default authority at start -------
+
+
+def ready_with(api_client: client.ApiClient, name: str, status: str, reason: str):
+    cond = authority_ready(api_client, name)
+    return cond if cond and (cond["status"], cond["reason"]) == (status, reason) else None
+
+
+def test_a_ca_secret_missing_a_mark_is_still_used_and_marked_again(
+    api_client, namespace, authority_name
+):
+    team = authority_name
+    core = client.CoreV1Api(api_client)
+    create_authority(api_client, team)
+    wait_for(lambda: ready_with(api_client, team, "True", "Ready"), timeout=20, what="Ready")
+    before = ca_secret(api_client, f"{team}-intermediate")
+
+    core.patch_namespaced_secret(
+        f"{team}-intermediate",
+        OPERATOR_NAMESPACE,
+        {"metadata": {"labels": {"certsmith.dev/role": None}}},
+    )
+
+    def marked_again() -> client.V1Secret | None:
+        found = ca_secret(api_client, f"{team}-intermediate")
+        return found if (found.metadata.labels or {}).get("certsmith.dev/role") else None
+
+    restored = wait_for(marked_again, timeout=15, what="the removed label put back")
+    assert restored.metadata.labels["certsmith.dev/role"] == "intermediate"
+    assert restored.metadata.annotations["certsmith.dev/authority"] == team
+    assert restored.data == before.data  # the same intermediate, nothing re-issued
+    cond = authority_ready(api_client, team)
+    assert (cond["status"], cond["reason"]) == ("True", "Ready")
+
+    # A Secret of that name with no CA mark at all is not certsmith's: CASecretConflict.
+    core.delete_namespaced_secret(f"{team}-intermediate", OPERATOR_NAMESPACE)
+    wait_for(lambda: ca_secret(api_client, f"{team}-intermediate"), timeout=15, what="reissued")
+    core.patch_namespaced_secret(
+        f"{team}-intermediate",
+        OPERATOR_NAMESPACE,
+        {
+            "metadata": {
+                "labels": {"certsmith.dev/role": None, "certsmith.dev/authority": None},
+                "annotations": {"certsmith.dev/role": None, "certsmith.dev/authority": None},
+            }
+        },
+    )
+    cond = wait_for(
+        lambda: ready_with(api_client, team, "False", "CASecretConflict"),
+        timeout=15,
+        what="CASecretConflict",
+    )
+    assert "carries no certsmith CA mark" in cond["message"]
+    assert f"{OPERATOR_NAMESPACE}/{team}-intermediate" in cond["message"]
+
+
+def test_a_supplied_root_may_not_be_another_authoritys_secret(api_client, authority_name):
+    create_authority(api_client, authority_name, rootSecretRef={"name": "cluster-root-root"})
+    cond = wait_for(
+        lambda: ready_with(api_client, authority_name, "False", "CASecretConflict"),
+        timeout=20,
+        what="the borrowed root refused",
+    )
+    assert cond["message"].startswith(
+        f"spec.rootSecretRef: Secret {OPERATOR_NAMESPACE}/cluster-root-root is the root of "
+        "CertificateAuthority cluster-root, created by certsmith"
+    )
+    assert "trustedRoots" not in (get_authority(api_client, authority_name)["status"] or {})
+
+
+def test_an_immutable_intermediate_is_replaced_when_due(api_client, authority_name):
+    team = authority_name
+    core = client.CoreV1Api(api_client)
+    create_authority(api_client, team, rotation={"propagationDelay": "1s"})
+    wait_for(lambda: ready_with(api_client, team, "True", "Ready"), timeout=20, what="Ready")
+    first = get_authority(api_client, team)["status"]["intermediate"]["fingerprint"]
+    core.patch_namespaced_secret(f"{team}-intermediate", OPERATOR_NAMESPACE, {"immutable": True})
+
+    # A rotation moves signing to the new root: the intermediate must be replaced.
+    client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+        *CA_API,
+        team,
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/rotate-requested-at": "2030-01-01T00:00:00Z"}
+            }
+        },
+    )
+
+    def replaced() -> client.V1Secret | None:
+        found = ca_secret(api_client, f"{team}-intermediate")
+        if found is None or fingerprint(base64.b64decode(found.data["tls.crt"])) == first:
+            return None
+        return found
+
+    stored = wait_for(replaced, timeout=60, what="the immutable intermediate replaced")
+    assert not stored.immutable
+    wait_for(
+        lambda: get_authority(api_client, team)["status"].get("phase") == "Ready"
+        and ready_with(api_client, team, "True", "Ready"),
+        timeout=60,
+        what="rotation finished, Ready",
+    )
+    assert not [e for e in authority_events(api_client, team) if e.reason == "CASecretWriteFailed"]
+
+
+def test_a_relabelled_bundle_is_repaired_by_the_authority_its_annotation_names(
+    api_client, namespace, authority_name
+):
+    core = client.CoreV1Api(api_client)
+    create_authority(api_client, authority_name)
+
+    def bundle() -> client.V1ConfigMap | None:
+        try:
+            return core.read_namespaced_config_map("certsmith-ca", namespace)
+        except client.ApiException:
+            return None
+
+    good = wait_for(lambda: bundle(), timeout=20, what="bundle").data["ca.crt"]
+    core.patch_namespaced_config_map(
+        "certsmith-ca",
+        namespace,
+        {"metadata": {"labels": {"certsmith.dev/trust-bundle": authority_name}}},
+    )
+    core.patch_namespaced_config_map("certsmith-ca", namespace, {"data": {"ca.crt": "garbage"}})
+    repaired = wait_for(
+        lambda: (b := bundle()) is not None and b.data["ca.crt"] == good and b,
+        timeout=15,
+        what="bundle repaired",
+    )
+    assert repaired.metadata.labels["certsmith.dev/trust-bundle"] == "cluster-root"
+
+    # The annotation handed to another authority: cluster-root says so, never Synced.
+    try:
+        core.patch_namespaced_config_map(
+            "certsmith-ca",
+            namespace,
+            {"metadata": {"annotations": {"certsmith.dev/trust-bundle": authority_name}}},
+        )
+
+        def conflict() -> dict[str, Any] | None:
+            found = get_authority(api_client, "cluster-root")
+            synced = certs.condition(found, "BundlesSynced")
+            named = synced and f"{namespace}/certsmith-ca" in synced["message"]
+            return synced if named and synced["status"] == "False" else None
+
+        synced = wait_for(conflict, timeout=20, what="BundlesSynced=False")
+        assert synced["reason"] == "BundleConflict"
+        assert f"{namespace}/certsmith-ca" in synced["message"]
+        assert f"trust bundle of CertificateAuthority {authority_name}" in synced["message"]
+    finally:
+        core.patch_namespaced_config_map(
+            "certsmith-ca",
+            namespace,
+            {"metadata": {"annotations": {"certsmith.dev/trust-bundle": "cluster-root"}}},
+        )
+
+    def cleared() -> bool:
+        # Other tests' namespaces being deleted may hold the condition False meanwhile.
+        synced = certs.condition(get_authority(api_client, "cluster-root"), "BundlesSynced")
+        return synced is not None and f"{namespace}/certsmith-ca" not in synced["message"]
+
+    wait_for(cleared, timeout=20, what="BundlesSynced no longer naming the bundle")
+
+
+def test_a_lost_default_root_at_start_leaves_probes_and_the_webhook_answering(
+    api_client, namespace, running_operator
+):
+    core = client.CoreV1Api(api_client)
+    saved = ca_secret(api_client, "cluster-root-root")
+    running_operator.kill()
+    core.delete_namespaced_secret("cluster-root-root", OPERATOR_NAMESPACE)
+    try:
+        running_operator.start()
+        wait_for(lambda: running_operator.healthz() == 200, timeout=30, what="/healthz 200")
+        _, text = wait_for(
+            lambda: (answer := running_operator.probe(running_operator.health_port, "readyz"))[0]
+            == 503
+            and "cluster-root-root" in answer[1]
+            and answer,
+            timeout=30,
+            what="/readyz 503 naming the lost root",
+        )
+        assert "CertificateAuthority cluster-root is not ready: Secret " in text
+        assert "holding the root this authority trusts is gone" in text
+        # The webhook still answers with the certificate written before: a Certificate
+        # passes the validating webhook (failurePolicy Fail) instead of being refused.
+        certs.create(
+            api_client, namespace, certs.certificate("web", dnsNames=[f"web.{namespace}.svc"])
+        )
+        assert running_operator.healthz() == 200
+    finally:
+        core.create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name="cluster-root-root",
+                    labels=saved.metadata.labels,
+                    annotations=saved.metadata.annotations,
+                ),
+                type=saved.type,
+                data=saved.data,
+            ),
+        )
+    wait_for(lambda: running_operator.readyz() == 200, timeout=60, what="/readyz 200 again")
+    wait_for(lambda: certs.is_ready(api_client, namespace, "web"), timeout=30, what="web Ready")
+
+
 # --- item 15: roots users bring ---------------------------------------------------------
 
 OPENSSL_CA_CONFIG = """

@@ -72,6 +72,7 @@ NOT_A_ZONE_OF_ITS_OWN = [
     ("alt", "special-use domain name"),
     ("internal", "special-use domain name"),
     ("lan", "special-use domain name"),
+    ("localdomain", "special-use domain name"),  # localhost.localdomain
     ("svc", "label of the cluster's own zones"),
     ("cluster", "label of the cluster's own zones"),
 ]
@@ -279,3 +280,34 @@ def test_the_operator_namespace_holds_no_certificate():
     assert isolation.operator_namespace_refusal("ops", "ops") is not None
     assert isolation.operator_namespace_refusal("certsmith", "ops") is None
     assert isolation.operator_namespace_refusal("team-a", "certsmith") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("ipRanges", "garbage", "not an IP address or CIDR range"),
+        ("ipRanges", "10.0.0.0/33", "not an IP address or CIDR range"),
+        ("dnsNames", "bad name.example.com", "not a DNS name pattern"),
+        ("dnsNames", "a..example.com", "not a DNS name pattern"),
+        ("dnsNames", "-a.example.com", "not a DNS name pattern"),
+        ("uris", "no-scheme/path", "not a URI pattern"),
+        ("uris", "https://[::1", "not a URI pattern"),
+    ],
+)
+def test_a_malformed_grant_pattern_is_refused_naming_it(key, value, words):
+    valid = {"dnsNames": "*.example.com", "uris": "spiffe://cluster.local/ns/*", "ipRanges": "::1"}
+    policy = {
+        "grants": [
+            {
+                "namespaceSelector": {},
+                "dnsNames": ["*.example.org"],
+                "uris": ["spiffe://cluster.local/ns/*/sa/*"],
+                "ipRanges": ["10.0.0.0/8", "fd00::/8", "10.1.2.3"],
+            },
+            {"namespaceSelector": {}, key: [valid[key], value]},
+        ]
+    }
+    with pytest.raises(model.InvalidSpec) as raised:
+        isolation.parse_grants(policy)
+    assert raised.value.field == f"spec.policy.grants[1].{key}[1]"
+    assert words in str(raised.value) and repr(value) in str(raised.value)

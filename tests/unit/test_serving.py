@@ -76,3 +76,26 @@ def test_renewal_is_due(root, intermediate) -> None:
         issuer=intermediate.certificate, renew_at=NOW, registered_bundle=current.bundle_pem
     )
     assert serving.plan(state, material=current, now=NOW) == serving.ServingPlan(True, False)
+
+
+def test_files_an_earlier_run_wrote_are_reused_only_while_valid(root, intermediate) -> None:
+    chain, _, _ = serving.serving_certificate(
+        material(root, intermediate), dns_names=["certsmith-webhook"], now=NOW
+    )
+    until = serving.usable_files_until(chain, NOW)
+    assert until == min(c.not_valid_after_utc for c in inspect.load_pem_certificates(chain))
+    assert serving.usable_files_until(chain, until) is None
+    assert serving.usable_files_until(chain, NOW - timedelta(days=2)) is None
+    assert serving.usable_files_until(b"garbage", NOW) is None
+
+
+def test_the_placeholder_is_trusted_by_no_authority(root, intermediate) -> None:
+    chain, key = serving.placeholder_certificate(dns_names=["certsmith-webhook"], now=NOW)
+    leaf = inspect.load_pem_certificates(chain)[0]
+    assert b"PRIVATE KEY" in key
+    assert not inspect.chain_is_valid(
+        leaf=leaf,
+        intermediates=[intermediate.certificate],
+        roots=[root.certificate],
+        now=NOW,
+    )

@@ -142,3 +142,29 @@ def test_an_intermediate_that_is_not_a_ca_is_replaced() -> None:
     assert not authority.intermediate_is_current(
         ca.CAKeyPair(certificate=leaf, key=key), root, now=NOW
     )
+
+
+# `openssl req -x509 -sha1 -newkey ec ...` (cryptography refuses to sign with SHA-1).
+SHA1_ROOT = b"""\
+-----BEGIN CERTIFICATE-----
+MIIBjDCCATSgAwIBAgIUfqIeVRB6wFQqNkkKu4Vke0wkLcIwCQYHKoZIzj0EATAU
+MRIwEAYDVQQDDAlzaGExLXJvb3QwIBcNMjYxMTMwMDIwNTM0WhgPMjEyNjExMDYw
+MjA1MzRaMBQxEjAQBgNVBAMMCXNoYTEtcm9vdDBZMBMGByqGSM49AgEGCCqGSM49
+AwEHA0IABM2Me7lmaRJq08ZHpnaJVsNK/KBxoOY4ZK2Dtg3VHBBXWAkVI/nZzjTS
+ZM2M7Gg3Rl7uvVBSLOF8/Qpmn+fBwTejYzBhMB0GA1UdDgQWBBSTCbotQtPo+mu1
+L5yTQtgQGIuISjAfBgNVHSMEGDAWgBSTCbotQtPo+mu1L5yTQtgQGIuISjAPBgNV
+HRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwICBDAJBgcqhkjOPQQBA0cAMEQCIGgp
+JvvtR5g6LFFnCB9S3sD/YxIYvlEbX0HjcEdVShbYAiAwjBnkv7Bzvf8lal/I4/wF
+eoeTXzStXGzs/xe98ym3+w==
+-----END CERTIFICATE-----
+"""
+
+
+def test_a_sha1_signed_root_is_refused_for_its_algorithm_not_as_not_self_signed() -> None:
+    certificate = x509.load_pem_x509_certificate(SHA1_ROOT)
+    now = certificate.not_valid_before_utc + YEAR
+    found = ca.root_problems(certificate, now=now, intermediate_lifetime=YEAR)
+    assert found == [
+        "signed with sha1, a signature algorithm verifiers refuse as weak: re-sign the root "
+        "with SHA-256 or stronger"
+    ]

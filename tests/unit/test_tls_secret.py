@@ -388,7 +388,7 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def test_an_authority_uses_only_secrets_labelled_for_its_role(root):
+def test_an_authority_uses_only_secrets_marked_for_its_role(root):
     stored = authority.key_pair_secret(
         authority="team",
         role="intermediate",
@@ -396,8 +396,8 @@ def test_an_authority_uses_only_secrets_labelled_for_its_role(root):
         namespace="certsmith",
         pair=root,
     )
-    authority.check_role(stored, authority="team", role="intermediate")
-    with pytest.raises(ValueError, match=r"certsmith\.dev/role=root"):
+    assert authority.check_role(stored, authority="team", role="intermediate") is False
+    with pytest.raises(ValueError, match="is the intermediate of CertificateAuthority team, not"):
         authority.check_role(stored, authority="team", role="root")
     leaf = {
         "metadata": {
@@ -408,3 +408,61 @@ def test_an_authority_uses_only_secrets_labelled_for_its_role(root):
     }
     with pytest.raises(ValueError, match="it holds the certificate of Certificate web"):
         authority.check_role(leaf, authority="team", role="intermediate")
+
+
+def _without(secret, *, labels=(), annotations=()):
+    metadata = secret["metadata"]
+    return {
+        **secret,
+        "metadata": {
+            **metadata,
+            "labels": {k: v for k, v in metadata["labels"].items() if k not in labels},
+            "annotations": {
+                k: v for k, v in metadata["annotations"].items() if k not in annotations
+            },
+        },
+    }
+
+
+def test_a_ca_secret_with_a_mark_removed_is_still_certsmiths_and_is_marked_again(root):
+    stored = authority.key_pair_secret(
+        authority="team", role="intermediate", name="team-intermediate", namespace="c", pair=root
+    )
+    assert stored["metadata"]["annotations"] == {
+        "certsmith.dev/authority": "team",
+        "certsmith.dev/role": "intermediate",
+    }
+    for edited in (
+        _without(stored, labels=["certsmith.dev/role"]),
+        _without(stored, labels=["certsmith.dev/role", "certsmith.dev/authority"]),
+        _without(stored, annotations=["certsmith.dev/authority", "certsmith.dev/role"]),
+        _without(stored, labels=["app.kubernetes.io/managed-by"]),
+    ):
+        assert authority.check_role(edited, authority="team", role="intermediate") is True
+    patch = authority.marks_patch(authority="team", role="intermediate")
+    assert patch["metadata"]["labels"] == stored["metadata"]["labels"]
+    assert patch["metadata"]["annotations"] == stored["metadata"]["annotations"]
+
+
+def test_a_mark_naming_another_authority_or_role_disowns_it(root):
+    stored = authority.key_pair_secret(
+        authority="team", role="intermediate", name="team-intermediate", namespace="c", pair=root
+    )
+    relabelled = {
+        **stored,
+        "metadata": {
+            **stored["metadata"],
+            "labels": {**stored["metadata"]["labels"], "certsmith.dev/authority": "other"},
+        },
+    }
+    with pytest.raises(ValueError, match="certsmith neither uses nor overwrites it"):
+        authority.check_role(relabelled, authority="team", role="intermediate")
+    bare = _without(
+        stored,
+        labels=["certsmith.dev/role", "certsmith.dev/authority"],
+        annotations=["certsmith.dev/authority", "certsmith.dev/role"],
+    )
+    with pytest.raises(ValueError, match="carries no certsmith CA mark"):
+        authority.check_role(bare, authority="team", role="intermediate")
+    assert authority.describe_ca_secret(bare) is None
+    assert authority.describe_ca_secret(stored) == ("the intermediate of CertificateAuthority team")

@@ -147,3 +147,17 @@ def test_a_bad_namespace_selector_names_the_field(selector, field, words):
         trust_bundle.check_selector(selector)
     assert raised.value.field.startswith("spec.trustBundle.namespaceSelector")
     assert raised.value.field.endswith(field) and words in str(raised.value)
+
+
+def test_a_relabelled_bundle_has_exactly_one_owner_the_annotation_names():
+    relabelled = ours(data={"ca.crt": "garbage"})
+    relabelled["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] = "team"
+    assert trust_bundle.owner(relabelled) == "cluster-root"
+    assert judge(relabelled).action is Action.WRITE  # cluster-root repairs it, label too
+    by_team = trust_bundle.judge(relabelled, authority="team", pem=PEM, created_here=True)
+    assert by_team.action is Action.CONFLICT
+    assert "trust bundle of CertificateAuthority cluster-root" in by_team.why
+    repaired = trust_bundle.bundle_configmap(
+        name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM, existing=relabelled
+    )
+    assert repaired["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] == "cluster-root"

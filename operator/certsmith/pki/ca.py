@@ -163,6 +163,13 @@ def root_problems(
             f"not self-signed: issued by '{certificate.issuer.rfc4514_string()}' (supply a "
             "root, not an intermediate)"
         )
+    elif weak := _weak_signature(certificate):
+        # Checked before the signature: the verifier refuses these outright, which would
+        # read as "does not verify with its own key".
+        problems.append(
+            f"signed with {weak}, a signature algorithm verifiers refuse as weak: re-sign the "
+            "root with SHA-256 or stronger"
+        )
     elif not inspect.issued_by(certificate, certificate):
         problems.append("not self-signed: its signature does not verify with its own key")
     not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
@@ -177,6 +184,20 @@ def root_problems(
             "lower spec.intermediateLifetime"
         )
     return problems
+
+
+WEAK_SIGNATURE_HASHES = ("md5", "sha1")
+"""RFC 6151 (MD5), RFC 9155 and the CA/Browser Forum (SHA-1): refused by current verifiers."""
+
+
+def _weak_signature(certificate: x509.Certificate) -> str | None:
+    """The name of the weak hash the certificate is signed with, or None."""
+    try:
+        algorithm = certificate.signature_hash_algorithm
+    except Exception:  # an algorithm cryptography does not know: the verifier says so
+        return None
+    name = algorithm.name if algorithm is not None else None
+    return name if name in WEAK_SIGNATURE_HASHES else None
 
 
 def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datetime) -> str | None:
