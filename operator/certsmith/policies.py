@@ -224,9 +224,21 @@ def metadata_drifted(i: Input) -> Decision | None:
         ),
     )
     missing = [k for k in tls_secret.OWNED_ANNOTATIONS if k not in i.secret.annotations]
-    if spec_only is not None or missing:
+    if spec_only is not None or missing or _leaf_annotations_stale(i.secret):
         return Decision(Action.REPAIR, "Repaired", "restored the Secret's labels and annotations")
     return None
+
+
+def _leaf_annotations_stale(secret: SecretContents) -> bool:
+    """The serial and notAfter annotations describe another leaf than tls.crt holds (an
+    older certificate of this Certificate restored from a backup, a hand edit)."""
+    assert secret.leaf is not None
+    annotations = secret.annotations
+    return annotations.get(tls_secret.SERIAL_ANNOTATION) != inspect.serial_hex(
+        secret.leaf
+    ) or annotations.get(tls_secret.NOT_AFTER_ANNOTATION) != conditions.format_time(
+        secret.leaf.not_valid_after_utc
+    )
 
 
 # What makes the certificate in an existing Secret unusable (so never Ready), in order.

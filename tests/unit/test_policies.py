@@ -154,6 +154,18 @@ def test_removed_annotation_is_repaired_not_reissued(root, intermediate):
     assert decide(spec, secret, root).action is Action.REPAIR
 
 
+def test_an_older_leaf_of_the_same_certificate_is_kept_and_its_annotations_repaired(
+    root, intermediate
+):
+    # A backup restored: tls.crt/tls.key of an earlier issuance, annotations of the later one.
+    spec = spec_of()
+    older = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=1))
+    secret = issued_secret(spec, intermediate, root)
+    secret["data"] = {**secret["data"], **{k: older["data"][k] for k in ("tls.crt", "tls.key")}}
+    decision = decide(spec, secret, root)
+    assert (decision.action, decision.reason) == (Action.REPAIR, "Repaired")
+
+
 def test_removed_label_is_repaired_not_reissued(root, intermediate):
     spec = spec_of(secretTemplate={"labels": {"team": "shop"}})
     secret = issued_secret(spec, intermediate, root)
