@@ -43,6 +43,9 @@ class Runtime:
     serving_material: AuthorityMaterial | None = None
     serving_state: serving.ServingState = field(default_factory=serving.ServingState)
     serving_problem: str | None = None
+    serving_reload: Callable[[], object] | None = None
+    """Loads the serving files just written into the running webhook server (set by the
+    webhook start-up); None before it runs."""
     """Why the webhook's certificate could not be taken from the default authority last
     time, or None; shown by /readyz."""
     last_apiserver_answer: float = field(default_factory=time.monotonic)
@@ -202,7 +205,7 @@ class Runtime:
             self.serving_state = replace(self.serving_state, registered_bundle=material.bundle_pem)
 
     def write_serving_certificate(self) -> datetime:
-        """Issue the webhook's certificate into files kopf's server reloads when they change;
+        """Issue the webhook's certificate into its files, loaded by the running server;
         return when to renew it."""
         material = self.serving_material
         if material is None:
@@ -216,7 +219,7 @@ class Runtime:
         return renew_at
 
     def _write_serving_files(self, chain: bytes, key: bytes) -> None:
-        """Atomically, so kopf's server never reloads half a pair."""
+        """Atomically, then into the running server (serving_reload): never half a pair."""
         directory = Path(self.config.webhook_cert_dir)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         for name, content in (("tls.key", key), ("tls.crt", chain)):
@@ -224,6 +227,8 @@ class Runtime:
             temporary.write_bytes(content)
             temporary.chmod(0o600)
             temporary.replace(directory / name)
+        if self.serving_reload is not None:
+            self.serving_reload()
 
     def load_material_for_serving(self) -> None:
         """The default authority's material, without driving it (that is the leader's job)."""

@@ -31,6 +31,8 @@ from certsmith.kube import ApiError
 from certsmith.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+NEVER_RESTART_SECONDS = 10.0**9
+"""kopf's file check interval: its server is never restarted for new files (see serving_reload)."""
 # Admission handlers and their server; every replica runs them, leader or not.
 REGISTRY = kopf.OperatorRegistry()
 # The same minus the admission handlers, for CERTSMITH_WEBHOOKS=off: metrics and health only.
@@ -58,12 +60,21 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         # a broken authority does not stop the start (probes, retries): see prepare_serving.
         await loop.run_in_executor(runtime.executor, runtime.prepare_serving)
         directory = Path(cfg.webhook_cert_dir)
+        certfile, keyfile = str(directory / "tls.crt"), str(directory / "tls.key")
+        # kopf would restart its server when the files change, dropping requests in flight
+        # (an admission failing with EOF mid-rotation). The server keeps running instead, and
+        # a new certificate is loaded into its context, on the loop that does the handshakes.
+        context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+        runtime.serving_reload = lambda: loop.call_soon_threadsafe(
+            context.load_cert_chain, certfile, keyfile
+        )
         settings.admission.server = kopf.WebhookServer(
             addr="0.0.0.0",
             port=cfg.webhook_port,
-            certfile=str(directory / "tls.crt"),
-            pkeyfile=str(directory / "tls.key"),
-            file_check_interval=10,
+            context=context,
+            certfile=certfile,
+            pkeyfile=keyfile,
+            file_check_interval=NEVER_RESTART_SECONDS,
             # Only the apiserver holds a certificate from this CA (its AdmissionConfiguration):
             # anyone else in the cluster cannot even complete the handshake.
             verify_mode=ssl.CERT_REQUIRED if cfg.webhook_client_ca else None,

@@ -182,7 +182,7 @@ def test_an_authority_never_takes_a_secret_left_by_an_earlier_certificate(
             return found if found and found["status"] == "False" else None
 
         found = wait_for(refused, timeout=15, what=f"CertificateAuthority {authority} refused")
-        assert f"{authority}-intermediate is not labelled" in found["message"]
+        assert f"{authority}-intermediate carries no certsmith CA mark" in found["message"]
         assert "it holds the certificate of Certificate early" in found["message"]
         after = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
         assert after.metadata.resource_version == before.metadata.resource_version
