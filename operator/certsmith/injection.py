@@ -184,6 +184,27 @@ def identity_certificate(
     }
 
 
+def identity_conflict(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> str | None:
+    """Why an existing Certificate of the identity's name cannot serve as that identity
+    (someone else made it, or it names other things), or None when it is certsmith's own
+    identity certificate: a pod must never get a Secret that lacks its SPIFFE ID."""
+    labels = (stored.get("metadata") or {}).get("labels") or {}
+    account = wanted["metadata"]["labels"][IDENTITY_LABEL]
+    spec, expected = stored.get("spec") or {}, wanted["spec"]
+    if labels.get(IDENTITY_LABEL) == account and all(
+        sorted(spec.get(key) or ()) == sorted(expected.get(key) or ())
+        for key in ("uris", "dnsNames")
+    ):
+        return None
+    name = f"{wanted['metadata']['namespace']}/{wanted['metadata']['name']}"
+    return (
+        f"{IDENTITY_ANNOTATION}: Certificate {name} exists and is not certsmith's identity "
+        f"certificate for service account {account} (it must carry only "
+        f"{', '.join(expected['uris'])}{' and the dns-names' if expected.get('dnsNames') else ''}"
+        f" and the label {IDENTITY_LABEL}={account}): rename or delete it"
+    )
+
+
 def secret_volume(*, secret_name: str, key_mode: int) -> dict[str, Any]:
     """The volume certsmith adds: exactly tls.crt, ca.crt (0444) and tls.key (`key_mode`),
     which every Secret certsmith writes holds."""

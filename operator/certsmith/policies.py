@@ -64,6 +64,8 @@ ROOT_ROTATION = "RootRotation"
 CERTIFICATE_MISMATCH = "CertificateMismatch"
 """The reason of re-issues of a certificate or key that does not match the spec, whatever
 the Secret's annotations recorded."""
+CERTIFICATE_REPLACED = "CertificateReplaced"
+"""The reason of re-issues of a leaf other than the one certsmith wrote into the Secret."""
 
 
 def _issue(reason: str, message: str) -> Decision:
@@ -175,6 +177,22 @@ def spec_changed(i: Input) -> Decision | None:
     return None
 
 
+def leaf_not_the_one_issued(i: Input) -> Decision | None:
+    """tls.crt holds another leaf than the one certsmith wrote with these annotations: a
+    twin Certificate's (same names, so spec_changed cannot tell) or an older one restored
+    from a backup. Its key may be shared with another Secret: issue a new one."""
+    assert i.secret is not None and i.secret.leaf is not None
+    recorded = i.secret.annotations.get(tls_secret.SERIAL_ANNOTATION)
+    serial = inspect.serial_hex(i.secret.leaf)
+    if recorded is not None and recorded != serial:
+        return _issue(
+            CERTIFICATE_REPLACED,
+            f"the certificate in Secret {i.spec.secret_name} (serial {serial}) is not the one "
+            f"certsmith issued for this Certificate (serial {recorded})",
+        )
+    return None
+
+
 def renewal_requested(i: Input) -> Decision | None:
     assert i.secret is not None
     honoured = i.secret.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
@@ -230,15 +248,11 @@ def metadata_drifted(i: Input) -> Decision | None:
 
 
 def _leaf_annotations_stale(secret: SecretContents) -> bool:
-    """The serial and notAfter annotations describe another leaf than tls.crt holds (an
-    older certificate of this Certificate restored from a backup, a hand edit)."""
+    """The notAfter annotation (a hand edit) no longer describes the leaf in tls.crt; a
+    serial that does not is leaf_not_the_one_issued's."""
     assert secret.leaf is not None
-    annotations = secret.annotations
-    return annotations.get(tls_secret.SERIAL_ANNOTATION) != inspect.serial_hex(
-        secret.leaf
-    ) or annotations.get(tls_secret.NOT_AFTER_ANNOTATION) != conditions.format_time(
-        secret.leaf.not_valid_after_utc
-    )
+    recorded = secret.annotations.get(tls_secret.NOT_AFTER_ANNOTATION)
+    return recorded != conditions.format_time(secret.leaf.not_valid_after_utc)
 
 
 # What makes the certificate in an existing Secret unusable (so never Ready), in order.
@@ -255,6 +269,7 @@ ISSUANCE_CHAIN: Sequence[Check] = (
     secret_owned_by_another,
     *VALIDITY_CHECKS,
     spec_changed,
+    leaf_not_the_one_issued,
     renewal_requested,
     renewal_due,
     issued_under_retiring_root,

@@ -168,8 +168,17 @@ def inject_certificate(
             )
             # Judged before the Certificate is created: a refused pod leaves nothing behind.
             mounted = _mounted(body, request, certificate)
-            if not dryrun:
-                stored = runtime.ensure_certificate(certificate)
+            stored = (
+                runtime.kube.get_certificate(
+                    namespace=namespace, name=certificate["metadata"]["name"]
+                )
+                if dryrun
+                else runtime.ensure_certificate(certificate)
+            )
+            if stored is not None:
+                conflict = injection.identity_conflict(stored, certificate)
+                if conflict is not None:
+                    raise kopf.AdmissionError(conflict, code=409)
                 if stored["spec"]["secretName"] != certificate["spec"]["secretName"]:
                     mounted = _mounted(body, request, stored)
     except ApiError as error:

@@ -267,6 +267,33 @@ def test_a_leaf_copied_from_another_certificate_is_reissued(
     assert certs.get(api_client, namespace, "cn64")["status"]["revision"] == 2
 
 
+def test_a_twin_certificates_leaf_copied_in_is_replaced(api_client, namespace, running_operator):
+    """Two Certificates with the same names: one's leaf and key copied into the other's
+    Secret match the spec, yet it is not the leaf certsmith wrote there, and its key now
+    sits in two Secrets: re-issued, never reported Ready with the twin's serial."""
+    core = client.CoreV1Api(api_client)
+    names = [f"twin.{namespace}.svc"]
+    certs.create(api_client, namespace, certs.certificate("twina", dnsNames=names))
+    certs.create(api_client, namespace, certs.certificate("twinb", dnsNames=names))
+    twin = ready(api_client, namespace, "twina")["status"]["serialNumber"]
+    own = ready(api_client, namespace, "twinb")["status"]["serialNumber"]
+    source = certs.secret(api_client, namespace, "twina-tls")
+    core.patch_namespaced_secret(
+        "twinb-tls", namespace, {"data": {k: source.data[k] for k in ("tls.crt", "tls.key")}}
+    )
+
+    def reissued() -> dict | None:
+        body = certs.is_ready(api_client, namespace, "twinb")
+        status = (body or {}).get("status") or {}
+        return status if status.get("revision") == 2 else None
+
+    status = wait_for(reissued, timeout=15, what="twinb re-issued after the copy")
+    assert status["serialNumber"] not in (twin, own)
+    secret = certs.secret(api_client, namespace, "twinb-tls")
+    assert inspect.serial_hex(certs.leaf_of(secret)) == status["serialNumber"]
+    assert certs.public_key_der(secret) != certs.public_key_der(source)
+
+
 def test_invalid_names_are_refused_at_admission(api_client, namespace, running_operator):
     with pytest.raises(client.ApiException) as refused:
         certs.create(

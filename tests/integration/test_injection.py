@@ -109,6 +109,36 @@ def test_pod_asking_for_its_identity_gets_a_spiffe_certificate(
     assert certs.secret(api_client, namespace, secret_name).type == "kubernetes.io/tls"
 
 
+def test_a_users_certificate_named_like_the_identity_is_never_mounted(
+    api_client, namespace, running_operator
+):
+    """A Certificate `web-identity` the user made (no SPIFFE ID) must not stand in for the
+    service account's identity: the pod is refused naming it, dry run or not."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="web"))
+    )
+    own = certs.certificate(
+        "web-identity", secretName="my-own-web", dnsNames=[f"mine.{namespace}.svc"]
+    )
+    certs.create(api_client, namespace, own)
+    wants = pod(
+        "p1",
+        labels={"certsmith.dev/inject": "true"},
+        annotations={"certsmith.dev/identity": "service-account"},
+        service_account="web",
+    )
+    for dry_run in ("All", None):
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod(namespace, wants, dry_run=dry_run)
+        assert refused.value.status == 409, refused.value.body
+        assert f"Certificate {namespace}/web-identity exists and is not certsmith's identity" in (
+            refused.value.body
+        )
+    stored = certs.get(api_client, namespace, "web-identity")
+    assert stored["spec"]["secretName"] == "my-own-web" and "uris" not in stored["spec"]
+
+
 def test_dry_run_creates_no_certificate(api_client, namespace, running_operator):
     core = client.CoreV1Api(api_client)
     created = core.create_namespaced_pod(

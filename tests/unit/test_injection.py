@@ -221,3 +221,15 @@ def test_dns_names_without_identity_are_named_as_ignored():
     both = {"certsmith.dev/identity": "service-account", "certsmith.dev/dns-names": "a.x"}
     assert injection.ignored_annotation_warnings(both) == []
     assert injection.ignored_annotation_warnings({"certsmith.dev/certificate": "web"}) == []
+
+
+def test_only_certsmiths_identity_certificate_stands_for_the_identity():
+    wanted = injection.identity_certificate(
+        namespace="t1", service_account="web", dns_names=(), trust_domain="cluster.local"
+    )
+    assert injection.identity_conflict(wanted, wanted) is None
+    users = {"metadata": {"name": "web-identity"}, "spec": {"dnsNames": ["mine.t1.svc"]}}
+    message = injection.identity_conflict(users, wanted)
+    assert message is not None and "Certificate t1/web-identity exists" in message
+    edited = {**wanted, "spec": {**wanted["spec"], "dnsNames": ["extra.t1.svc"]}}
+    assert injection.identity_conflict(edited, wanted) is not None

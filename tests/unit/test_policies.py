@@ -154,16 +154,23 @@ def test_removed_annotation_is_repaired_not_reissued(root, intermediate):
     assert decide(spec, secret, root).action is Action.REPAIR
 
 
-def test_an_older_leaf_of_the_same_certificate_is_kept_and_its_annotations_repaired(
-    root, intermediate
-):
-    # A backup restored: tls.crt/tls.key of an earlier issuance, annotations of the later one.
+def test_a_leaf_other_than_the_one_issued_is_replaced_even_with_the_same_names(root, intermediate):
+    # A twin Certificate's leaf (same spec) or an older one restored from a backup, under
+    # the annotations of the leaf certsmith wrote: its key may live in another Secret too.
     spec = spec_of()
-    older = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=1))
+    twin = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=1))
     secret = issued_secret(spec, intermediate, root)
-    secret["data"] = {**secret["data"], **{k: older["data"][k] for k in ("tls.crt", "tls.key")}}
+    secret["data"] = {**secret["data"], **{k: twin["data"][k] for k in ("tls.crt", "tls.key")}}
     decision = decide(spec, secret, root)
-    assert (decision.action, decision.reason) == (Action.REPAIR, "Repaired")
+    assert (decision.action, decision.reason) == (Action.ISSUE, "CertificateReplaced")
+    assert "is not the one certsmith issued for this Certificate" in decision.message
+
+
+def test_an_edited_not_after_annotation_is_repaired(root, intermediate):
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    secret["metadata"]["annotations"][tls_secret.NOT_AFTER_ANNOTATION] = "2099-01-01T00:00:00Z"
+    assert decide(spec, secret, root).action is Action.REPAIR
 
 
 def test_removed_label_is_repaired_not_reissued(root, intermediate):
