@@ -267,6 +267,11 @@ class Kube:
 
     # --- admission configuration -------------------------------------------------------
 
+    def get_webhook_configuration(self, *, kind: str, name: str) -> dict[str, Any] | None:
+        """A Mutating/ValidatingWebhookConfiguration, or None if there is none; ApiError."""
+        plural = kind.lower() + "s"
+        return self._get_or_none(f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
+
     def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace a Mutating/ValidatingWebhookConfiguration."""
         plural = body["kind"].lower() + "s"

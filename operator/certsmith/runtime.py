@@ -203,6 +203,8 @@ class Runtime:
         if step.register:
             self.register_webhooks()
             self.serving_state = replace(self.serving_state, registered_bundle=material.bundle_pem)
+        else:
+            self.repair_webhooks()
 
     def write_serving_certificate(self) -> datetime:
         """Issue the webhook's certificate into its files, loaded by the running server;
@@ -240,7 +242,7 @@ class Runtime:
             self.registry.put(material)
         self.serving_material = material
 
-    def register_webhooks(self) -> None:
+    def _webhook_configurations(self) -> tuple[dict[str, Any], dict[str, Any]]:
         material = self.serving_material
         assert material is not None
         endpoint = webhook_config.Endpoint(
@@ -249,8 +251,26 @@ class Runtime:
             service_name=self.config.webhook_service,
             service_namespace=self.config.namespace,
         )
-        self.kube.put_webhook_configuration(body=webhook_config.mutating_configuration(endpoint))
-        self.kube.put_webhook_configuration(body=webhook_config.validating_configuration(endpoint))
+        return (
+            webhook_config.mutating_configuration(endpoint),
+            webhook_config.validating_configuration(endpoint),
+        )
+
+    def register_webhooks(self) -> None:
+        for body in self._webhook_configurations():
+            self.kube.put_webhook_configuration(body=body)
+
+    def repair_webhooks(self) -> None:
+        """Put back a registered configuration someone edited (every serving.CHECK_PERIOD).
+        One that was deleted stays deleted until the next start: deleting them is how an
+        admin switches certsmith's admission off."""
+        for body in self._webhook_configurations():
+            live = self.kube.get_webhook_configuration(
+                kind=body["kind"], name=body["metadata"]["name"]
+            )
+            if live is not None and webhook_config.drifted(live, body):
+                logger.warning("%s %s was edited: put back", body["kind"], body["metadata"]["name"])
+                self.kube.put_webhook_configuration(body=body)
 
     # --- CertificateAuthorities ----------------------------------------------------------
 

@@ -7,6 +7,7 @@ so a certsmith outage can never block a pod that did not ask for a certificate.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +99,26 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
             }
         ],
     }
+
+
+def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a registered configuration no longer says what certsmith registered: a
+    webhook gone, or any field certsmith sets changed (a caBundle edited to junk, a
+    selector or failurePolicy changed). Fields the apiserver fills in by default are not
+    compared."""
+    registered = {hook.get("name"): hook for hook in live.get("webhooks") or []}
+    return any(not _contains(registered.get(hook["name"]), hook) for hook in desired["webhooks"])
+
+
+def _contains(live: Any, desired: Any) -> bool:
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            _contains(live.get(key), value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(_contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)

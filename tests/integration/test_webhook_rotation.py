@@ -116,3 +116,26 @@ def test_the_webhook_follows_a_root_rotation_without_a_restart(
     )
     assert running_operator.process.pid == pid_before, "the operator restarted"
     assert admitted > 0 and not failures, failures[:3]
+
+
+def test_an_edited_webhook_configuration_is_put_back(api_client, running_operator):
+    """A caBundle edited to junk (every opted-in pod would fail) and a failurePolicy
+    loosened are put back within a serving check (15 s) by every replica."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    before = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
+    admission.patch_mutating_webhook_configuration(
+        "certsmith.dev",
+        [
+            {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "anVuaw=="},
+            {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"},
+        ],
+    )
+
+    def restored() -> bool:
+        hook = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
+        return (
+            hook.client_config.ca_bundle == before.client_config.ca_bundle
+            and hook.failure_policy == before.failure_policy
+        )
+
+    wait_for(restored, timeout=30, what="the mutating webhook configuration put back")
