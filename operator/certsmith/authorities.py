@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import authority, isolation, model, rotation
+from certsmith import authority, isolation, model, rotation, trust_bundle
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import ca, inspect
@@ -435,7 +435,6 @@ def ensure_material(
     if problem is not None:
         raise AuthorityNotReady(f"a certificate signed under this root would not verify: {problem}")
     bundle = spec.get("trustBundle") or {}
-    default_bundle = "certsmith-ca" if name == config.default_authority else None
     return authority.AuthorityMaterial(
         name=name,
         root=signing,
@@ -443,7 +442,9 @@ def ensure_material(
         trusted_roots=trusted,
         rotation=state,
         grants=isolation.parse_grants(spec.get("policy")),
-        bundle_config_map=bundle.get("configMapName") or default_bundle,
+        bundle_config_map=trust_bundle.bundle_name(
+            name, spec, default_authority=config.default_authority
+        ),
         bundle_selector=bundle.get("namespaceSelector") or {},
     )
 

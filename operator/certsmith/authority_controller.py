@@ -284,7 +284,7 @@ class AuthorityController:
         """Write bundles, look at every Secret this authority is responsible for, schedule
         what must change (spread at `rate` per second); return the progress and the bundles
         that could not be written."""
-        bundle_problems = self.sync_bundles(material)
+        bundle_problems, awaited_bundles = self.sync_bundles(material)
         new_root = next(
             (
                 root
@@ -294,7 +294,7 @@ class AuthorityController:
             material.root.certificate,
         )
         certificates = self._certificates_of(material.name)
-        behind: list[rotation.Lagging] = list(bundle_problems)
+        behind: list[rotation.Lagging] = list(awaited_bundles)
         on_old_root: list[rotation.Lagging] = []
         pending: list[tuple[str, str]] = []
         total = 0
@@ -355,39 +355,66 @@ class AuthorityController:
                 found[(metadata["namespace"], secret_name, metadata["name"])] = item
         return found
 
-    def _selected_namespaces(self, material: authority.AuthorityMaterial) -> list[str]:
-        return [
-            namespace["metadata"]["name"]
-            for namespace in self._kube.list_namespaces()
-            if not namespace["metadata"].get("deletionTimestamp")
-            and isolation.selector_matches(
-                material.bundle_selector, namespace["metadata"].get("labels") or {}
-            )
-        ]
+    def _selected_namespaces(self, material: authority.AuthorityMaterial) -> dict[str, Any]:
+        """The labels of every namespace the authority's bundle selector selects, by name."""
+        found = {}
+        for namespace in self._kube.list_namespaces():
+            labels = namespace["metadata"].get("labels") or {}
+            if not namespace["metadata"].get("deletionTimestamp") and isolation.selector_matches(
+                material.bundle_selector, labels
+            ):
+                found[namespace["metadata"]["name"]] = labels
+        return found
 
-    def sync_bundles(self, material: authority.AuthorityMaterial) -> tuple[rotation.Lagging, ...]:
-        """Write the authority's trust bundle wherever it is missing, stale or edited (found
-        by name, labelled or not); return the ones that could not be written."""
+    def bundle_claims(self) -> list[trust_bundle.Claim]:
+        """Every authority's claim on a bundle name, read now (trust_bundle.rightful_owner)."""
+        return trust_bundle.claims(
+            self._kube.list_authorities(), default_authority=self._config.default_authority
+        )
+
+    def sync_bundles(
+        self, material: authority.AuthorityMaterial
+    ) -> tuple[tuple[rotation.Lagging, ...], tuple[rotation.Lagging, ...]]:
+        """Write the authority's trust bundle wherever it is the rightful owner and the
+        ConfigMap is missing, stale or edited (found by name, labelled or not). Returns what
+        could not be written, and the part of it a rotation waits for: a namespace where
+        another authority owns the name is reported (BundleConflict) but never waited on."""
         if material.bundle_config_map is None:
-            return ()
+            return (), ()
+        found = self.bundle_claims()
         existing = {
             item["metadata"]["namespace"]: item
             for item in self._kube.list_configmaps(name=material.bundle_config_map)
         }
-        problems = []
-        for namespace in self._selected_namespaces(material):
-            problem = self.put_bundle(material, namespace, existing.get(namespace))
+        problems, awaited = [], []
+        for namespace, labels in self._selected_namespaces(material).items():
+            contenders = trust_bundle.candidates(
+                found, config_map=material.bundle_config_map, namespace_labels=labels
+            )
+            # None: the listing predates this authority's own spec; it is the only claimant.
+            owner = (
+                trust_bundle.rightful_owner(
+                    contenders, default_authority=self._config.default_authority
+                )
+                or material.name
+            )
+            problem = self.put_bundle(material, namespace, existing.get(namespace), owner=owner)
             if problem is not None:
                 problems.append(problem)
-        return tuple(problems)
+                if owner == material.name:
+                    awaited.append(problem)
+        return tuple(problems), tuple(awaited)
 
     def put_bundle(
         self,
         material: authority.AuthorityMaterial,
         namespace: str,
         existing: Mapping[str, Any] | None,
+        *,
+        owner: str,
     ) -> rotation.Lagging | None:
-        """Create or repair one bundle ConfigMap if it is certsmith's; what stopped it, or None.
+        """Create or repair one bundle ConfigMap if `material` is its rightful `owner`
+        (trust_bundle.rightful_owner) and it is certsmith's; what stopped it, or None.
 
         ApiErrors are returned as problems (named, for status), not raised.
         """
@@ -398,6 +425,7 @@ class AuthorityController:
             verdict = trust_bundle.judge(
                 existing,
                 authority=material.name,
+                owner=owner,
                 pem=material.bundle_pem,
                 created_here=uid is not None and self._bundle_uids.get(key) == uid,
             )

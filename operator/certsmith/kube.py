@@ -235,6 +235,10 @@ class Kube:
     def get_authority(self, *, name: str) -> dict[str, Any] | None:
         return self._get_or_none(f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}")
 
+    def list_authorities(self) -> list[dict[str, Any]]:
+        path = f"/apis/{GROUP}/{VERSION}/certificateauthorities"
+        return list(self._call("GET", path).get("items") or [])
+
     def create_authority(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("POST", f"/apis/{GROUP}/{VERSION}/certificateauthorities", body=body)
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, isolation, rotation, serving, trust_bundle, webhook_config
+from certsmith import authorities, rotation, serving, trust_bundle, webhook_config
 from certsmith.authority import AuthorityMaterial
 from certsmith.authority_controller import AuthorityController
 from certsmith.config import Config
@@ -361,11 +361,7 @@ class Runtime:
             self.certificate_due_now(name, item["metadata"]["name"])
         if metadata.get("deletionTimestamp"):
             return
-        for material in self.registry.all():
-            if material.bundle_config_map and isolation.selector_matches(
-                material.bundle_selector, metadata.get("labels") or {}
-            ):
-                self.bundle_needed(metadata["name"], material.name)
+        self.bundles_needed(metadata["name"])
 
     def namespace_deleted(self, name: str) -> None:
         """Forget what was cached about it (its labels, our bundle writes there)."""
@@ -387,37 +383,49 @@ class Runtime:
             self.scheduler.schedule(key, soon)
 
     def bundle_changed(self, configmap: Mapping[str, Any]) -> None:
-        """A bundle ConfigMap was edited or deleted by someone else. Every authority that could
-        own it looks at it: the ones its label and its annotation name (they may disagree
-        after a hand edit) and every one whose bundle has its name. Each judges it
-        (trust_bundle.judge): its owner repairs it, another reports a BundleConflict; each
-        steps soon, so BundlesSynced says what is true now, not before the edit."""
+        """A bundle ConfigMap was edited or deleted by someone else: its rightful owner
+        (trust_bundle.rightful_owner, whatever authority the ConfigMap's marks name) repairs
+        it, and every authority that claims its name steps soon, so BundlesSynced says what
+        is true now, not before the edit."""
         metadata = configmap["metadata"]
-        named = {
-            (metadata.get("labels") or {}).get(trust_bundle.BUNDLE_LABEL),
-            (metadata.get("annotations") or {}).get(trust_bundle.BUNDLE_ANNOTATION),
-        }
-        same_name = {m.name for m in self.registry.all() if m.bundle_config_map == metadata["name"]}
-        for name in sorted(n for n in named | same_name if n):
-            self.bundle_needed(metadata["namespace"], name)
-            if name in same_name:
-                self.step_authority_soon(name)
+        self.bundles_needed(metadata["namespace"], only=metadata["name"], step=True)
 
-    def bundle_needed(self, namespace: str, authority_name: str) -> None:
-        """Create or repair one bundle (found by name: its label may be gone); a bundle that
-        cannot be written has its authority step soon, which reports it in status."""
-        material = self.registry.get(authority_name)
-        if material is None or material.bundle_config_map is None:
+    def bundles_needed(
+        self, namespace: str, *, only: str | None = None, step: bool = False
+    ) -> None:
+        """Create or repair the bundles of a namespace (the one called `only`, else all), each
+        by its rightful owner alone. An owner that cannot write has its authority step soon,
+        which reports it in status; so do the other claimants (their BundleConflict) when
+        `step`. The authorities are read now: the default one, or the oldest, must win even
+        before the operator has loaded it, or a younger one would write first."""
+        labels = self.namespace_labels(namespace)
+        found = self.authorities.bundle_claims()
+        for config_map in sorted({c.config_map for c in found if only in (None, c.config_map)}):
+            contenders = trust_bundle.candidates(
+                found, config_map=config_map, namespace_labels=labels
+            )
+            owner = trust_bundle.rightful_owner(
+                contenders, default_authority=self.config.default_authority
+            )
+            if owner is None:
+                continue  # not selected here by any authority: the ConfigMap is nobody's
+            self.bundle_needed(namespace, owner, config_map)
+            for claim in contenders:
+                if step or claim.authority != owner:
+                    self.step_authority_soon(claim.authority)
+
+    def bundle_needed(self, namespace: str, owner: str, config_map: str) -> None:
+        """Create or repair one bundle (found by name: its label may be gone) by its rightful
+        owner, if that authority is loaded with this bundle name (else its own step, due
+        after any change of its spec, writes it)."""
+        material = self.registry.get(owner)
+        if material is None or material.bundle_config_map != config_map:
             return
-        if not isolation.selector_matches(
-            material.bundle_selector, self.namespace_labels(namespace)
-        ):
-            return  # not one of its namespaces: a ConfigMap of that name there is not its
-        existing = self.kube.get_configmap(namespace=namespace, name=material.bundle_config_map)
-        problem = self.authorities.put_bundle(material, namespace, existing)
+        existing = self.kube.get_configmap(namespace=namespace, name=config_map)
+        problem = self.authorities.put_bundle(material, namespace, existing, owner=owner)
         if problem is not None:
             logger.warning("trust bundle %s", problem)
-            self.step_authority_soon(authority_name)
+            self.step_authority_soon(owner)
 
     # --- the scheduler's action ----------------------------------------------------------
 

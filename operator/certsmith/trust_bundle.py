@@ -1,23 +1,29 @@
 """Trust-bundle ConfigMaps: every root an authority trusts, in the namespaces it serves.
 
-certsmith writes only the bundles it created: a ConfigMap of the bundle's name is certsmith's
-when it carries the label or the annotation `certsmith.dev/trust-bundle` naming the
-authority (certsmith sets both, so removing one does not disown it), or when certsmith
-itself created that very object (same uid). When the label and the annotation name
-different authorities (a `kubectl label --overwrite`), the annotation decides, for every
-authority alike (`owner`): that authority repairs it (label included), any other reports a
-BundleConflict; never both, never neither. Any other ConfigMap of that name, pre-created by
-a person or another tool, is a conflict: never overwritten, reported by name.
+Each ConfigMap has one rightful owner (`rightful_owner`): of the authorities whose bundle has
+its name and whose namespaceSelector selects its namespace (the candidates), the default
+authority if it is one, else the oldest (creationTimestamp, then name). Only that authority
+writes it; every other candidate reports a BundleConflict naming it. The rule depends on
+the authorities alone, never on event order or on what the ConfigMap says.
+
+certsmith writes only bundles that are certsmith's: a ConfigMap carrying the label or the
+annotation `certsmith.dev/trust-bundle` (whatever authority it names: a mark naming a
+non-candidate, e.g. after a `kubectl label --overwrite`, still only says "certsmith's"), or
+the very object certsmith created (same uid, markers removed). The rightful owner repairs
+such a ConfigMap (label, annotation and ca.crt set to its own). Any other ConfigMap of that
+name, pre-created by a person or another tool, is a conflict: never overwritten, reported
+by name.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from certsmith import conditions, isolation
+from certsmith import conditions, isolation, model
 from certsmith.rotation import Lagging
 
 BUNDLES_SYNCED = "BundlesSynced"
@@ -52,31 +58,114 @@ def check_selector(selector: Any) -> None:
     isolation.check_label_selector(selector, SELECTOR_FIELD)
 
 
-def owner(configmap: Mapping[str, Any]) -> str | None:
-    """The authority a ConfigMap's marker names: the annotation, else the label."""
+DEFAULT_CONFIG_MAP = "certsmith-ca"
+
+
+def bundle_name(authority: str, spec: Mapping[str, Any], *, default_authority: str) -> str | None:
+    """The ConfigMap name of an authority's bundle: spec.trustBundle.configMapName, else
+    DEFAULT_CONFIG_MAP for the default authority; None: it writes no bundle."""
+    name = (spec.get("trustBundle") or {}).get("configMapName")
+    if name:
+        return str(name)
+    return DEFAULT_CONFIG_MAP if authority == default_authority else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An authority's bundle as its spec declares it: what `rightful_owner` weighs."""
+
+    authority: str
+    config_map: str
+    selector: Mapping[str, Any]
+    created: datetime
+    """metadata.creationTimestamp (whole seconds, RFC 3339); ties go to the name."""
+
+
+def claims(authorities: Iterable[Mapping[str, Any]], *, default_authority: str) -> list[Claim]:
+    """The Claim of every CertificateAuthority object that writes a bundle. One with an
+    invalid namespaceSelector writes nothing (its steps fail with InvalidSpec), so claims
+    nothing."""
+    found = []
+    for body in authorities:
+        metadata = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        config_map = bundle_name(metadata["name"], spec, default_authority=default_authority)
+        selector = (spec.get("trustBundle") or {}).get("namespaceSelector") or {}
+        if config_map is None or metadata.get("deletionTimestamp"):
+            continue
+        try:
+            check_selector(selector)
+        except model.InvalidSpec:
+            continue
+        stamp = str(metadata.get("creationTimestamp") or "9999-12-31T23:59:59Z")
+        found.append(
+            Claim(
+                authority=metadata["name"],
+                config_map=config_map,
+                selector=selector,
+                created=datetime.fromisoformat(stamp.replace("Z", "+00:00")),
+            )
+        )
+    return found
+
+
+def candidates(
+    found: Iterable[Claim], *, config_map: str, namespace_labels: Mapping[str, str]
+) -> list[Claim]:
+    """The claims on ConfigMap `config_map` in a namespace with these labels."""
+    return [
+        claim
+        for claim in found
+        if claim.config_map == config_map
+        and isolation.selector_matches(claim.selector, namespace_labels)
+    ]
+
+
+def rightful_owner(contenders: Iterable[Claim], *, default_authority: str) -> str | None:
+    """Who writes the ConfigMap the `contenders` (its candidates) claim: the default
+    authority if it is one, else the oldest (creationTimestamp, then name); None if none."""
+    ordered = sorted(
+        contenders,
+        key=lambda c: (c.authority != default_authority, c.created, c.authority),
+    )
+    return ordered[0].authority if ordered else None
+
+
+def marked(configmap: Mapping[str, Any]) -> bool:
+    """Whether it carries certsmith's label or annotation `certsmith.dev/trust-bundle`,
+    whatever authority (or none) the value names."""
     metadata = configmap.get("metadata") or {}
-    annotations = metadata.get("annotations") or {}
-    labels = metadata.get("labels") or {}
-    return annotations.get(BUNDLE_ANNOTATION) or labels.get(BUNDLE_LABEL) or None
+    return BUNDLE_LABEL in (metadata.get("labels") or {}) or BUNDLE_ANNOTATION in (
+        metadata.get("annotations") or {}
+    )
+
+
+def not_owner_why(owner: str) -> str:
+    """A non-owner's BundleConflict message."""
+    return (
+        f"ConfigMap is the trust bundle of CertificateAuthority {owner}; give this "
+        "authority another spec.trustBundle.configMapName"
+    )
 
 
 def judge(
-    existing: Mapping[str, Any] | None, *, authority: str, pem: bytes, created_here: bool
+    existing: Mapping[str, Any] | None,
+    *,
+    authority: str,
+    owner: str,
+    pem: bytes,
+    created_here: bool,
 ) -> Verdict:
-    """What to do with the ConfigMap found under the bundle's name (None: none exists).
+    """What `authority` does with the ConfigMap found under its bundle's name (None: none
+    exists), `owner` being its rightful owner (`rightful_owner`).
 
     `created_here`: certsmith created this object (its uid), even if its markers were removed.
     """
+    if authority != owner:
+        return Verdict(Action.CONFLICT, not_owner_why(owner))
     if existing is None:
         return Verdict(Action.WRITE)
-    marked = owner(existing)
-    if marked is not None and marked != authority:
-        return Verdict(
-            Action.CONFLICT,
-            f"ConfigMap is the trust bundle of CertificateAuthority {marked}; give this "
-            "authority another spec.trustBundle.configMapName",
-        )
-    if marked is None and not created_here:
+    if not marked(existing) and not created_here:
         return Verdict(
             Action.CONFLICT,
             "ConfigMap was not created by certsmith and is left untouched; delete it (certsmith "

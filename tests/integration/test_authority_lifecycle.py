@@ -434,63 +434,170 @@ def test_an_immutable_intermediate_is_replaced_when_due(api_client, authority_na
     assert not [e for e in authority_events(api_client, team) if e.reason == "CASecretWriteFailed"]
 
 
+def bundle_of(core: client.CoreV1Api, namespace: str) -> client.V1ConfigMap | None:
+    try:
+        return core.read_namespaced_config_map("certsmith-ca", namespace)
+    except client.ApiException:
+        return None
+
+
+def held_by_cluster_root(
+    core: client.CoreV1Api, namespace: str, good: str
+) -> client.V1ConfigMap | None:
+    """The bundle once it holds cluster-root's roots under cluster-root's label and annotation."""
+    found = bundle_of(core, namespace)
+    if (
+        found is not None
+        and (found.data or {}).get("ca.crt") == good
+        and (found.metadata.labels or {}).get("certsmith.dev/trust-bundle") == "cluster-root"
+        and (found.metadata.annotations or {}).get("certsmith.dev/trust-bundle") == "cluster-root"
+    ):
+        return found
+    return None
+
+
+def bundle_conflict(api_client, authority: str, namespace: str) -> dict[str, Any] | None:
+    """The authority's BundlesSynced condition once it is a BundleConflict naming the bundle."""
+    synced = certs.condition(get_authority(api_client, authority), "BundlesSynced")
+    if (
+        synced
+        and synced["status"] == "False"
+        and synced["reason"] == "BundleConflict"
+        and f"{namespace}/certsmith-ca" in synced["message"]
+    ):
+        return synced
+    return None
+
+
+def not_naming(api_client, authority: str, namespace: str) -> bool:
+    synced = certs.condition(get_authority(api_client, authority), "BundlesSynced")
+    return synced is None or f"{namespace}/certsmith-ca" not in synced["message"]
+
+
 def test_a_relabelled_bundle_is_repaired_by_the_authority_its_annotation_names(
     api_client, namespace, authority_name
 ):
+    """A mark naming an authority that is no candidate for the name (here one with no
+    bundle at all) says only "certsmith's": cluster-root repairs label, annotation and data."""
     core = client.CoreV1Api(api_client)
     create_authority(api_client, authority_name)
-
-    def bundle() -> client.V1ConfigMap | None:
-        try:
-            return core.read_namespaced_config_map("certsmith-ca", namespace)
-        except client.ApiException:
-            return None
-
-    good = wait_for(lambda: bundle(), timeout=20, what="bundle").data["ca.crt"]
+    good = wait_for(lambda: bundle_of(core, namespace), timeout=20, what="bundle").data["ca.crt"]
     core.patch_namespaced_config_map(
         "certsmith-ca",
         namespace,
         {"metadata": {"labels": {"certsmith.dev/trust-bundle": authority_name}}},
     )
     core.patch_namespaced_config_map("certsmith-ca", namespace, {"data": {"ca.crt": "garbage"}})
-    repaired = wait_for(
-        lambda: (b := bundle()) is not None and b.data["ca.crt"] == good and b,
-        timeout=15,
-        what="bundle repaired",
+    wait_for(lambda: held_by_cluster_root(core, namespace, good), timeout=15, what="repaired")
+
+    core.patch_namespaced_config_map(
+        "certsmith-ca",
+        namespace,
+        {
+            "metadata": {"annotations": {"certsmith.dev/trust-bundle": authority_name}},
+            "data": {"ca.crt": "garbage"},
+        },
     )
-    assert repaired.metadata.labels["certsmith.dev/trust-bundle"] == "cluster-root"
+    wait_for(
+        lambda: held_by_cluster_root(core, namespace, good),
+        timeout=15,
+        what="bundle annotated for an authority without bundles repaired",
+    )
+    wait_for(
+        lambda: not_naming(api_client, "cluster-root", namespace),
+        timeout=20,
+        what="cluster-root's BundlesSynced not naming the bundle",
+    )
 
-    # The annotation handed to another authority: cluster-root says so, never Synced.
-    try:
-        core.patch_namespaced_config_map(
-            "certsmith-ca",
-            namespace,
-            {"metadata": {"annotations": {"certsmith.dev/trust-bundle": authority_name}}},
-        )
 
-        def conflict() -> dict[str, Any] | None:
-            found = get_authority(api_client, "cluster-root")
-            synced = certs.condition(found, "BundlesSynced")
-            named = synced and f"{namespace}/certsmith-ca" in synced["message"]
-            return synced if named and synced["status"] == "False" else None
+def test_a_bundle_relabelled_to_an_authority_with_another_bundle_is_repaired(
+    api_client, namespace, authority_name
+):
+    """tb writes tb-ca, in namespaces other than this one: a certsmith-ca marked for tb is
+    still cluster-root's to repair, and tb claims nothing here."""
+    core = client.CoreV1Api(api_client)
+    create_authority(
+        api_client,
+        authority_name,
+        trustBundle={
+            "configMapName": "tb-ca",
+            "namespaceSelector": {"matchLabels": {"certsmith-test/never": "selected"}},
+        },
+    )
+    wait_for(
+        lambda: (authority_ready(api_client, authority_name) or {}).get("status") == "True",
+        timeout=30,
+        what=f"{authority_name} Ready",
+    )
+    good = wait_for(lambda: bundle_of(core, namespace), timeout=20, what="bundle").data["ca.crt"]
+    marks = {"certsmith.dev/trust-bundle": authority_name}
+    core.patch_namespaced_config_map(
+        "certsmith-ca",
+        namespace,
+        {"metadata": {"labels": marks, "annotations": marks}, "data": {"ca.crt": "junk"}},
+    )
+    wait_for(lambda: held_by_cluster_root(core, namespace, good), timeout=15, what="repaired")
+    wait_for(
+        lambda: not_naming(api_client, "cluster-root", namespace),
+        timeout=20,
+        what="cluster-root's BundlesSynced not naming the bundle",
+    )
+    assert not_naming(api_client, authority_name, namespace)
+    assert bundle_of(core, namespace) is not None
+    assert (
+        core.list_namespaced_config_map(namespace, field_selector="metadata.name=tb-ca").items == []
+    )
 
-        synced = wait_for(conflict, timeout=20, what="BundlesSynced=False")
-        assert synced["reason"] == "BundleConflict"
-        assert f"{namespace}/certsmith-ca" in synced["message"]
-        assert f"trust bundle of CertificateAuthority {authority_name}" in synced["message"]
-    finally:
-        core.patch_namespaced_config_map(
-            "certsmith-ca",
-            namespace,
-            {"metadata": {"annotations": {"certsmith.dev/trust-bundle": "cluster-root"}}},
-        )
 
-    def cleared() -> bool:
-        # Other tests' namespaces being deleted may hold the condition False meanwhile.
-        synced = certs.condition(get_authority(api_client, "cluster-root"), "BundlesSynced")
-        return synced is not None and f"{namespace}/certsmith-ca" not in synced["message"]
+def test_a_second_authority_claiming_certsmith_ca_never_takes_cluster_roots_bundles(
+    api_client, namespace, authority_name
+):
+    """Two candidates for certsmith-ca in a namespace: the default authority is its rightful
+    owner whatever the order of events; the other reports the conflict and never writes."""
+    core = client.CoreV1Api(api_client)
+    good = wait_for(lambda: bundle_of(core, namespace), timeout=20, what="bundle").data["ca.crt"]
+    # Selecting this namespace alone keeps the conflict among the three BundlesSynced shows.
+    core.patch_namespace(namespace, {"metadata": {"labels": {"certsmith-test/cc": "yes"}}})
+    create_authority(
+        api_client,
+        authority_name,
+        trustBundle={
+            "configMapName": "certsmith-ca",
+            "namespaceSelector": {"matchLabels": {"certsmith-test/cc": "yes"}},
+        },
+    )
+    synced = wait_for(
+        lambda: bundle_conflict(api_client, authority_name, namespace),
+        timeout=30,
+        what=f"{authority_name} BundleConflict",
+    )
+    assert "trust bundle of CertificateAuthority cluster-root" in synced["message"]
+    assert "another spec.trustBundle.configMapName" in synced["message"]
+    in_bundle = {
+        root.fingerprint(hashes.SHA256()).hex()
+        for root in x509.load_pem_x509_certificates(good.encode())
+    }
+    trusted = get_authority(api_client, "cluster-root")["status"]["trustedRoots"]
+    assert {fingerprint.replace(":", "").lower() for fingerprint in trusted} == in_bundle
+    others = get_authority(api_client, authority_name)["status"]["trustedRoots"]
+    assert others and not {f.replace(":", "").lower() for f in others} & in_bundle
 
-    wait_for(cleared, timeout=20, what="BundlesSynced no longer naming the bundle")
+    core.delete_namespaced_config_map("certsmith-ca", namespace)
+    wait_for(lambda: held_by_cluster_root(core, namespace, good), timeout=15, what="recreated")
+
+    stripped = {"labels": {"certsmith.dev/trust-bundle": None}, "annotations": None}
+    core.patch_namespaced_config_map(
+        "certsmith-ca", namespace, {"metadata": stripped, "data": {"ca.crt": "junk"}}
+    )
+    repaired = wait_for(
+        lambda: held_by_cluster_root(core, namespace, good), timeout=15, what="repaired"
+    )
+    time.sleep(3)  # the other authority has stepped meanwhile: it wrote nothing
+    now = bundle_of(core, namespace)
+    assert now is not None
+    assert now.metadata.resource_version == repaired.metadata.resource_version
+    assert not_naming(api_client, "cluster-root", namespace)
+    assert bundle_conflict(api_client, authority_name, namespace) is not None
 
 
 def test_a_lost_default_root_at_start_leaves_probes_and_the_webhook_answering(

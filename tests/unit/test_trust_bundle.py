@@ -25,7 +25,7 @@ def ours(**changes: Any) -> dict[str, Any]:
 
 def judge(existing: dict[str, Any] | None, created_here: bool = False) -> trust_bundle.Verdict:
     return trust_bundle.judge(
-        existing, authority="cluster-root", pem=PEM, created_here=created_here
+        existing, authority="cluster-root", owner="cluster-root", pem=PEM, created_here=created_here
     )
 
 
@@ -62,10 +62,6 @@ def test_a_configmap_certsmith_did_not_create_is_a_conflict_naming_the_way_out()
     assert verdict.action is Action.CONFLICT
     assert "not created by certsmith" in verdict.why
     assert "certsmith.dev/trust-bundle=cluster-root" in verdict.why
-    another = ours()
-    another["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] = "team"
-    verdict = judge(another, created_here=True)
-    assert verdict.action is Action.CONFLICT and "CertificateAuthority team" in verdict.why
     # Labelling it hands it over.
     foreign["metadata"]["labels"] = {trust_bundle.BUNDLE_LABEL: "cluster-root"}
     assert judge(foreign).action is Action.WRITE
@@ -149,15 +145,111 @@ def test_a_bad_namespace_selector_names_the_field(selector, field, words):
     assert raised.value.field.endswith(field) and words in str(raised.value)
 
 
-def test_a_relabelled_bundle_has_exactly_one_owner_the_annotation_names():
+def test_any_certsmith_mark_lets_the_rightful_owner_repair_and_no_other_authority_write():
     relabelled = ours(data={"ca.crt": "garbage"})
-    relabelled["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] = "team"
-    assert trust_bundle.owner(relabelled) == "cluster-root"
-    assert judge(relabelled).action is Action.WRITE  # cluster-root repairs it, label too
-    by_team = trust_bundle.judge(relabelled, authority="team", pem=PEM, created_here=True)
-    assert by_team.action is Action.CONFLICT
-    assert "trust bundle of CertificateAuthority cluster-root" in by_team.why
+    relabelled["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] = "tb"
+    relabelled["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] = "tb"
+    assert judge(relabelled).action is Action.WRITE  # cluster-root repairs it, marks too
+    empty_mark = {"metadata": {"annotations": {trust_bundle.BUNDLE_ANNOTATION: ""}}}
+    assert judge(empty_mark).action is Action.WRITE
+    for existing in (relabelled, ours(), None):
+        by_tb = trust_bundle.judge(
+            existing, authority="tb", owner="cluster-root", pem=PEM, created_here=True
+        )
+        assert by_tb.action is Action.CONFLICT
+        assert "trust bundle of CertificateAuthority cluster-root" in by_tb.why
+        assert "another spec.trustBundle.configMapName" in by_tb.why
     repaired = trust_bundle.bundle_configmap(
         name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM, existing=relabelled
     )
     assert repaired["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] == "cluster-root"
+    assert repaired["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] == "cluster-root"
+
+
+def authority_body(
+    name: str, created: str, bundle: dict[str, Any] | None = None, **metadata: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "creationTimestamp": created, **metadata},
+        "spec": {} if bundle is None else {"trustBundle": bundle},
+    }
+
+
+DEFAULT = authority_body("cluster-root", "2024-05-01T00:00:00Z")
+OLD_CC = authority_body("cc", "2024-01-01T00:00:00Z", {"configMapName": "certsmith-ca"})
+NEW_DD = authority_body("dd", "2024-02-01T00:00:00Z", {"configMapName": "certsmith-ca"})
+TWIN_AA = authority_body("aa", "2024-02-01T00:00:00Z", {"configMapName": "certsmith-ca"})
+TEAM_ONLY = authority_body(
+    "cc",
+    "2024-01-01T00:00:00Z",
+    {"configMapName": "certsmith-ca", "namespaceSelector": {"matchLabels": {"team": "a"}}},
+)
+DEFAULT_ELSEWHERE = authority_body(
+    "cluster-root", "2024-05-01T00:00:00Z", {"namespaceSelector": {"matchLabels": {"x": "y"}}}
+)
+TB = authority_body("tb", "2023-01-01T00:00:00Z", {"configMapName": "tb-ca"})
+NO_BUNDLE = authority_body("plain", "2023-01-01T00:00:00Z")
+BAD_SELECTOR = authority_body(
+    "bad",
+    "2020-01-01T00:00:00Z",
+    {
+        "configMapName": "certsmith-ca",
+        "namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "in"}]},
+    },
+)
+DELETING = authority_body(
+    "gone",
+    "2020-01-01T00:00:00Z",
+    {"configMapName": "certsmith-ca"},
+    deletionTimestamp="2024-06-01T00:00:00Z",
+)
+
+
+@pytest.mark.parametrize(
+    ("authorities", "config_map", "labels", "owner", "candidates"),
+    [
+        # The default authority wins wherever it is a candidate, however old the others.
+        ([OLD_CC, DEFAULT], "certsmith-ca", {}, "cluster-root", {"cc", "cluster-root"}),
+        ([DEFAULT, OLD_CC, NEW_DD], "certsmith-ca", {}, "cluster-root", None),
+        # Where it selects nothing, the oldest candidate; same age: the name decides.
+        ([DEFAULT_ELSEWHERE, NEW_DD, OLD_CC], "certsmith-ca", {}, "cc", {"cc", "dd"}),
+        ([DEFAULT_ELSEWHERE, NEW_DD, TWIN_AA], "certsmith-ca", {}, "aa", {"aa", "dd"}),
+        # Only authorities selecting the namespace are candidates.
+        ([DEFAULT_ELSEWHERE, TEAM_ONLY, NEW_DD], "certsmith-ca", {}, "dd", {"dd"}),
+        ([DEFAULT_ELSEWHERE, TEAM_ONLY, NEW_DD], "certsmith-ca", {"team": "a"}, "cc", None),
+        ([DEFAULT_ELSEWHERE], "certsmith-ca", {}, None, set()),
+        # Another bundle name, no bundle, an invalid selector, being deleted: no candidate.
+        (
+            [DEFAULT, TB, NO_BUNDLE, BAD_SELECTOR, DELETING],
+            "certsmith-ca",
+            {},
+            "cluster-root",
+            {"cluster-root"},
+        ),
+        ([DEFAULT, TB, NO_BUNDLE], "tb-ca", {}, "tb", {"tb"}),
+        ([DEFAULT, TB], "plain-ca", {}, None, set()),
+    ],
+)
+def test_the_rightful_owner_of_a_bundle_configmap(
+    authorities, config_map, labels, owner, candidates
+):
+    found = trust_bundle.claims(authorities, default_authority="cluster-root")
+    contenders = trust_bundle.candidates(found, config_map=config_map, namespace_labels=labels)
+    if candidates is not None:
+        assert {c.authority for c in contenders} == candidates
+    assert trust_bundle.rightful_owner(contenders, default_authority="cluster-root") == owner
+    # The order the authorities are seen in never matters.
+    backwards = trust_bundle.claims(reversed(authorities), default_authority="cluster-root")
+    contenders = trust_bundle.candidates(backwards, config_map=config_map, namespace_labels=labels)
+    assert trust_bundle.rightful_owner(contenders, default_authority="cluster-root") == owner
+
+
+def test_the_bundle_name_is_the_spec_s_else_certsmith_ca_for_the_default_authority_alone():
+    assert trust_bundle.bundle_name("cluster-root", {}, default_authority="cluster-root") == (
+        "certsmith-ca"
+    )
+    assert trust_bundle.bundle_name("cc", {}, default_authority="cluster-root") is None
+    spec = {"trustBundle": {"configMapName": "mine"}}
+    assert (
+        trust_bundle.bundle_name("cluster-root", spec, default_authority="cluster-root") == "mine"
+    )
