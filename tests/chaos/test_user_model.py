@@ -419,12 +419,16 @@ class UserModel(RuleBasedStateMachine):
                 continue
             rivals = contenders[model.secret_name]
             if len(rivals) > 1 and model.secret_name not in self.owners:
-                # Two Certificates asked for a free Secret: either may get it, not both.
-                winners = [r for r in rivals if self._is_ready(r)]
-                if len(winners) != 1:
-                    problems.append(f"{rivals} share {model.secret_name}: {winners} Ready")
+                # Two Certificates asked for a free Secret: either may get it, not both. The
+                # Secret's label says which (a Ready status may still be from before).
+                written = self._secret(model.secret_name)
+                winner = ((written.metadata.labels or {}) if written else {}).get(
+                    "certsmith.dev/certificate"
+                )
+                if winner not in rivals:
+                    problems.append(f"{rivals} share {model.secret_name}, not yet written")
                     continue
-                self.owners[model.secret_name] = winners[0]
+                self.owners[model.secret_name] = winner
                 return [*problems, "ownership settled; checking again"]
             problems.extend(self._ready_problems(name, model, body, ready, status))
         problems.extend(self._bundle_problems())
