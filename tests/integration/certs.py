@@ -66,6 +66,21 @@ def is_ready(api_client: client.ApiClient, namespace: str, name: str) -> dict[st
     return None
 
 
+def create_authority(api_client: client.ApiClient, name: str, **spec: Any) -> None:
+    """A CertificateAuthority `name` with `spec` (cluster-scoped)."""
+    client.CustomObjectsApi(api_client).create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "certificateauthorities",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
 def wait_ready(
     api_client: client.ApiClient, namespace: str, name: str, timeout: float = 15
 ) -> dict[str, Any]:

@@ -44,16 +44,7 @@ def authority_ready(api_client: client.ApiClient, name: str) -> dict[str, str] |
     return certs.condition(body) if body else None
 
 
-def create_authority(api_client: client.ApiClient, name: str, **spec: Any) -> None:
-    client.CustomObjectsApi(api_client).create_cluster_custom_object(
-        *CA_API,
-        {
-            "apiVersion": "certsmith.dev/v1alpha1",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": name},
-            "spec": spec,
-        },
-    )
+create_authority = certs.create_authority
 
 
 def delete_authority(api_client: client.ApiClient, name: str) -> None:

@@ -307,17 +307,7 @@ def spare_authority(api_client: client.ApiClient, running_operator) -> Iterator[
     """An authority of the test's own: a rotation request must not touch cluster-root."""
     name = f"t-rotate-{uuid.uuid4().hex[:8]}"
     objects = client.CustomObjectsApi(api_client)
-    objects.create_cluster_custom_object(
-        certs.GROUP,
-        certs.VERSION,
-        "certificateauthorities",
-        {
-            "apiVersion": "certsmith.dev/v1alpha1",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": name},
-            "spec": {},
-        },
-    )
+    certs.create_authority(api_client, name)
     yield name
     objects.delete_cluster_custom_object(certs.GROUP, certs.VERSION, "certificateauthorities", name)
     client.CoreV1Api(api_client).delete_collection_namespaced_secret(

@@ -95,17 +95,7 @@ def test_a_certificate_admitted_in_the_operator_namespace_is_never_signed(
                 "metadata.namespace: 'certsmith' is certsmith's own namespace"
                 in (denied["message"])
             )
-        objects.create_cluster_custom_object(
-            certs.GROUP,
-            certs.VERSION,
-            "certificateauthorities",
-            {
-                "apiVersion": "certsmith.dev/v1alpha1",
-                "kind": "CertificateAuthority",
-                "metadata": {"name": authority},
-                "spec": {},
-            },
-        )
+        certs.create_authority(api_client, authority)
         wait_for(
             lambda: authority_ready(api_client, authority), timeout=30, what=f"{authority} Ready"
         )
@@ -162,17 +152,7 @@ def test_an_authority_never_takes_a_secret_left_by_an_earlier_certificate(
     core.create_namespaced_secret(OPERATOR_NAMESPACE, left)
     try:
         before = core.read_namespaced_secret(f"{authority}-intermediate", OPERATOR_NAMESPACE)
-        objects.create_cluster_custom_object(
-            certs.GROUP,
-            certs.VERSION,
-            "certificateauthorities",
-            {
-                "apiVersion": "certsmith.dev/v1alpha1",
-                "kind": "CertificateAuthority",
-                "metadata": {"name": authority},
-                "spec": {},
-            },
-        )
+        certs.create_authority(api_client, authority)
 
         def refused():
             body = objects.get_cluster_custom_object(
