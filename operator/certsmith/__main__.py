@@ -2,7 +2,7 @@
 
 Two kopf operators share one process and one Runtime: the admission webhooks run in every
 replica; the controller (watches, issuance, renewals, rotations) runs only in the replica
-holding the Lease (leadership.py), and stops if that replica loses it.
+holding the Lease (replicas/leadership.py), and stops if that replica loses it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ import threading
 
 import kopf
 
-from certsmith import authorities, config, handlers, kube, leadership, runtime, webhooks
+from certsmith import config, kube, runtime
+from certsmith.admission import handlers as admission
+from certsmith.authorities import store
+from certsmith.controller import handlers as controller
+from certsmith.replicas import leadership
 
 logger = logging.getLogger("certsmith")
 CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
@@ -85,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
         shared.leading = True
         try:
             await kopf.operator(
-                registry=handlers.REGISTRY,
+                registry=controller.REGISTRY,
                 memo=memo,
                 clusterwide=True,
                 standalone=True,
@@ -98,7 +102,7 @@ async def run(args: argparse.Namespace) -> None:
 
     serving = asyncio.create_task(
         kopf.operator(
-            registry=webhooks.REGISTRY if cfg.webhooks else webhooks.SERVING_ONLY,
+            registry=admission.REGISTRY if cfg.webhooks else admission.SERVING_ONLY,
             memo=memo,
             clusterwide=True,
             standalone=True,
@@ -125,7 +129,7 @@ async def run(args: argparse.Namespace) -> None:
         daemon=True,
     ).start()
     threading.Thread(
-        target=authorities.follow_ca_secrets,
+        target=store.follow_ca_secrets,
         args=(shared.kube,),
         kwargs={"namespace": cfg.namespace, "changed": shared.ca_secret_changed},
         name="ca-secrets",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from certsmith import model
+from certsmith.api import model
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from certsmith import authorities, rotation, serving, trust_bundle, webhook_config
-from certsmith.authority import AuthorityMaterial
-from certsmith.authority_controller import AuthorityController
+from certsmith.admission import serving, webhook_config
+from certsmith.authorities import rotation, store, trust_bundle
+from certsmith.authorities.authority import AuthorityMaterial
+from certsmith.authorities.controller import AuthorityController
+from certsmith.certificates.reconcile import Outcome, Reconciler
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube, new_api_client
-from certsmith.reconcile import Outcome, Reconciler
+from certsmith.replicas.watch_health import WatchHealth
 from certsmith.scheduler import Scheduler
-from certsmith.watch_health import WatchHealth
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ AUTHORITY = "CertificateAuthority"
 class Runtime:
     config: Config
     kube: Kube
-    registry: authorities.AuthorityRegistry
+    registry: store.AuthorityRegistry
     reconciler: Reconciler
     scheduler: Scheduler
     executor: ThreadPoolExecutor
@@ -147,7 +148,7 @@ class Runtime:
         try:
             self.refresh_serving()
             return
-        except (ApiError, authorities.AuthorityNotReady) as error:
+        except (ApiError, store.AuthorityNotReady) as error:
             self.serving_problem = (
                 f"CertificateAuthority {self.config.default_authority} is not ready: {error}"
             )
@@ -184,7 +185,7 @@ class Runtime:
         serving.CHECK_PERIOD)."""
         try:
             self.load_material_for_serving()
-        except authorities.AuthorityNotReady as error:
+        except store.AuthorityNotReady as error:
             # (An ApiError leaves the problem as it was: the apiserver's silence is a
             # readiness problem of its own.)
             self.serving_problem = (
@@ -234,8 +235,8 @@ class Runtime:
 
     def load_material_for_serving(self) -> None:
         """The default authority's material, without driving it (that is the leader's job)."""
-        body = authorities.ensure_default_authority(self.kube, self.config)
-        material = authorities.ensure_material(
+        body = store.ensure_default_authority(self.kube, self.config)
+        material = store.ensure_material(
             self.kube, self.config, body, self.clock(), rotation.from_status(body.get("status"))
         )
         if self.registry.get(material.name) is None:
@@ -295,7 +296,7 @@ class Runtime:
         certificate and every default Certificate depend on it."""
         if name == self.config.default_authority:
             logger.warning("CertificateAuthority %s was deleted: recreating it", name)
-            body = authorities.ensure_default_authority(self.kube, self.config)
+            body = store.ensure_default_authority(self.kube, self.config)
             status = self.load_authority(body)
             if status is not None:
                 self.kube.patch_authority_status(name=name, status=status)
@@ -453,7 +454,7 @@ def utc_now() -> datetime:
 def build(cfg: Config) -> Runtime:
     """Every long-lived part, wired; nothing runs until the operators start."""
     client = Kube(new_api_client(kubeconfig=cfg.kubeconfig, pool_size=cfg.workers))
-    registry = authorities.AuthorityRegistry()
+    registry = store.AuthorityRegistry()
     holder: list[Runtime] = []
     pacer = rotation.ReissuePacer()
 

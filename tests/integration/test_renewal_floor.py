@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from certsmith import renewal
+from certsmith.certificates import renewal
 from tests.integration import certs
 from tests.support import wait_for
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
-from certsmith import rollout
+from certsmith.pods import rollout
 from tests.integration import certs
 from tests.support import wait_for
 

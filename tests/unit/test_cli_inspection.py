@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certsmith import model, tls_secret
+from certsmith.api import model
+from certsmith.certificates import tls_secret
 from certsmith.cli import inspection
 from certsmith.pki import ca, inspect, issue, keys
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certsmith.conditions import READY, Condition, merge_conditions
+from certsmith.api.conditions import READY, Condition, merge_conditions
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certsmith import injection
+from certsmith.pods import injection
 
 NAMED = {injection.CERTIFICATE_ANNOTATION: "web"}
 MOUNT = injection.DEFAULT_MOUNT_PATH

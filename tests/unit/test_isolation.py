@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from certsmith import isolation, model
+from certsmith.api import model
+from certsmith.certificates import isolation
 
 
 def spec(**fields) -> model.CertificateSpec:

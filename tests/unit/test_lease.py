@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certsmith import lease
-from certsmith.lease import Holding, Move
+from certsmith.replicas import lease
+from certsmith.replicas.lease import Holding, Move
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

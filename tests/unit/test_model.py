@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from certsmith import model
-from certsmith.model import InvalidSpec, parse_certificate_spec, parse_duration
+from certsmith.api import model
+from certsmith.api.model import InvalidSpec, parse_certificate_spec, parse_duration
 
 
 def spec(**fields: Any) -> dict[str, Any]:

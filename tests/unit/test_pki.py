@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 
-from certsmith.model import CertificateSpec, PrivateKeySpec, parse_certificate_spec
+from certsmith.api.model import CertificateSpec, PrivateKeySpec, parse_certificate_spec
 from certsmith.pki import ca, inspect, issue, keys
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 250_000, tzinfo=UTC)

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certsmith import model, policies, renewal, tls_secret
+from certsmith.api import model
+from certsmith.certificates import policies, renewal, tls_secret
+from certsmith.certificates.policies import Action
 from certsmith.pki import ca, inspect, issue, keys
-from certsmith.policies import Action
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NAME, NAMESPACE = "web", "shop"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from certsmith.renewal import MIN_IN_USE, renewal_time
+from certsmith.certificates.renewal import MIN_IN_USE, renewal_time
 
 ISSUED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NINETY_DAYS = ISSUED_AT + timedelta(days=90)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from certsmith import rollout
+from certsmith.pods import rollout
 
 
 def workload(*, annotated=True, pod_spec=None, rotated=None, labels=None, annotations=None) -> dict:

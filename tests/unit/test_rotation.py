@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certsmith import model, rotation
-from certsmith.rotation import Lagging, Phase, Progress, ReissuePacer, RotationState
+from certsmith.api import model
+from certsmith.authorities import rotation
+from certsmith.authorities.rotation import Lagging, Phase, Progress, ReissuePacer, RotationState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DELAY = timedelta(seconds=60)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from certsmith import serving
-from certsmith.authority import AuthorityMaterial
+from certsmith.admission import serving
+from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.pki import ca, inspect
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

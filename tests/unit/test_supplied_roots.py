@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from certsmith import authority
+from certsmith.authorities import authority
 from certsmith.pki import ca
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

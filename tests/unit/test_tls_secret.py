@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from certsmith import authority, model, tls_secret
+from certsmith.api import model
+from certsmith.authorities import authority
+from certsmith.certificates import tls_secret
 from certsmith.pki import ca, issue, keys
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -71,7 +73,7 @@ CONTROLLER = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "con
 @pytest.mark.parametrize(
     ("labels", "annotations", "owner_references", "who"),
     [
-        # A CertificateAuthority's own Secret (labels authorities.py writes).
+        # A CertificateAuthority's own Secret (labels authorities/store.py writes).
         (
             {**CERTSMITH, "certsmith.dev/authority": "cluster-root", "certsmith.dev/role": "root"},
             {},

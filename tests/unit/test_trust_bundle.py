@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from certsmith import model, trust_bundle
-from certsmith.rotation import Lagging
-from certsmith.trust_bundle import Action
+from certsmith.api import model
+from certsmith.authorities import trust_bundle
+from certsmith.authorities.rotation import Lagging
+from certsmith.authorities.trust_bundle import Action
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certsmith.watch_health import RECOVERY, STALL_GRACE, WatchHealth
+from certsmith.replicas.watch_health import RECOVERY, STALL_GRACE, WatchHealth
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

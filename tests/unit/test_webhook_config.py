@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from certsmith import webhook_config
+from certsmith.admission import webhook_config
 
 ENDPOINT = webhook_config.Endpoint(ca_bundle=b"bundle", url="https://127.0.0.1:9443")
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from certsmith import conditions
+from certsmith.api import conditions
 from certsmith.cli import output
 from certsmith.cli.renew import request_value
 

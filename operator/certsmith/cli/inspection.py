@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certsmith import tls_secret
+from certsmith.certificates import tls_secret
 from certsmith.cli import output, status
 from certsmith.cli.api import CliError, NotFound
 from certsmith.pki import inspect

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from certsmith import model
+from certsmith.api import model
 from certsmith.cli import api, ca, inspection, output, renew, status
 
 EXAMPLES = """\

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from certsmith import conditions
+from certsmith.api import conditions
+from certsmith.certificates.tls_secret import RENEWAL_REQUEST_ANNOTATION
 from certsmith.cli import status
 from certsmith.cli.api import CliError, NotFound
-from certsmith.tls_secret import RENEWAL_REQUEST_ANNOTATION
 
 if TYPE_CHECKING:
     from certsmith.cli.api import Api

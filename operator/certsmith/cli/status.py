@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from certsmith import conditions
+from certsmith.api import conditions
 from certsmith.cli import output
 
 if TYPE_CHECKING:  # for the hint only: the report logic is tested without a client

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certsmith.model import CertificateSpec, leaf_dns_names
+from certsmith.api.model import CertificateSpec, leaf_dns_names
 from certsmith.pki.ca import BACKDATE, CAKeyPair
 from certsmith.pki.keys import signature_hash
 

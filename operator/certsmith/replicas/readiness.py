@@ -4,7 +4,7 @@ Liveness is kopf's own probe (`--liveness`); it answers even when the default au
 broken (the process starts anyway and retries). Readiness here means the default authority
 is loaded (so Certificates can be signed; else /readyz names why, e.g. its root Secret is
 gone), the apiserver answered within the last 10 s (the Lease campaign asks it every 2 s),
-the leader's watch streams deliver (watch_health.py), and, when webhooks are on, the
+the leader's watch streams deliver (replicas/watch_health.py), and, when webhooks are on, the
 webhook accepts connections (so the apiserver's calls will be answered).
 """
 

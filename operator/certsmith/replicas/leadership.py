@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import config, lease
+from certsmith import config
 from certsmith.kube import ApiError, Kube
+from certsmith.replicas import lease
 
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"

@@ -23,17 +23,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import (
-    authorities,
-    authority,
-    conditions,
-    isolation,
-    metrics,
-    model,
-    rotation,
-    tls_secret,
-    trust_bundle,
-)
+from certsmith import metrics
+from certsmith.api import conditions, model
+from certsmith.authorities import authority, rotation, store, trust_bundle
+from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect
@@ -55,7 +48,7 @@ class AuthorityController:
         *,
         kube: Kube,
         config: Config,
-        registry: authorities.AuthorityRegistry,
+        registry: store.AuthorityRegistry,
         scheduler: Scheduler,
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
@@ -98,7 +91,7 @@ class AuthorityController:
             self._forget(name)
 
     def _forget(self, name: str) -> None:
-        self._registry.remove(name, authorities.does_not_exist(name))
+        self._registry.remove(name, store.does_not_exist(name))
         self._scheduler.cancel((AUTHORITY, "", name))
         metrics.authority_forgotten(name)
 
@@ -114,8 +107,8 @@ class AuthorityController:
             trust_bundle.check_selector(
                 ((body.get("spec") or {}).get("trustBundle") or {}).get("namespaceSelector")
             )
-            material = authorities.ensure_material(self._kube, self._config, body, now, state)
-            if authorities.supplied_root_name(body.get("spec") or {}):
+            material = store.ensure_material(self._kube, self._config, body, now, state)
+            if store.supplied_root_name(body.get("spec") or {}):
                 state = self._refuse_rotation(body, state, request)
             elif rotation.should_start(
                 state,
@@ -123,7 +116,7 @@ class AuthorityController:
                 root_renewal=authority.root_renewal_time(material.trusted_roots[0]),
                 now=now,
             ):
-                next_root = authorities.create_next_root(self._kube, self._config, body, now)
+                next_root = store.create_next_root(self._kube, self._config, body, now)
                 state = rotation.start(
                     state,
                     old_root=inspect.fingerprint_sha256(material.trusted_roots[0]),
@@ -132,8 +125,8 @@ class AuthorityController:
                     now=now,
                 )
                 logger.info("CertificateAuthority %s: root rotation started", name)
-                material = authorities.ensure_material(self._kube, self._config, body, now, state)
-        except (authorities.AuthorityNotReady, model.InvalidSpec) as error:
+                material = store.ensure_material(self._kube, self._config, body, now, state)
+        except (store.AuthorityNotReady, model.InvalidSpec) as error:
             return self._not_ready(body, error, now)
         self._registry.put(material)
         for (namespace, certificate), when in self._pacer.set_rate(
@@ -153,12 +146,10 @@ class AuthorityController:
                 )
                 try:
                     if advanced.phase is rotation.Phase.READY:
-                        authorities.finish_rotation(self._kube, self._config, name)
+                        store.finish_rotation(self._kube, self._config, name)
                         self._pacer.reset(name)
-                    material = authorities.ensure_material(
-                        self._kube, self._config, body, now, advanced
-                    )
-                except authorities.AuthorityNotReady as error:
+                    material = store.ensure_material(self._kube, self._config, body, now, advanced)
+                except store.AuthorityNotReady as error:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
@@ -199,7 +190,7 @@ class AuthorityController:
     def _not_ready(
         self,
         body: Mapping[str, Any],
-        error: authorities.AuthorityNotReady | model.InvalidSpec,
+        error: store.AuthorityNotReady | model.InvalidSpec,
         now: datetime,
     ) -> dict[str, Any]:
         """Stop signing, retry in 30 s; Ready=False with the reason, and a Warning event
@@ -208,7 +199,7 @@ class AuthorityController:
         current = body.get("status") or {}
         self._registry.remove(name, f"CertificateAuthority {name} is not ready: {error}")
         self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
-        reason = error.reason if isinstance(error, authorities.AuthorityNotReady) else "InvalidSpec"
+        reason = error.reason if isinstance(error, store.AuthorityNotReady) else "InvalidSpec"
         ready = conditions.find_condition(current.get("conditions"), conditions.READY)
         if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
             logger.warning("CertificateAuthority %s is not ready: %s", name, error)
@@ -252,7 +243,7 @@ class AuthorityController:
         it nears its end: a request is answered once, with a Warning event, and recorded."""
         if request is None or request == state.honoured_request or state.rotating:
             return state
-        secret = authorities.supplied_root_name(body.get("spec") or {})
+        secret = store.supplied_root_name(body.get("spec") or {})
         message = (
             f"root rotation requested at {request} refused: the root is supplied by "
             f"spec.rootSecretRef (Secret {self._config.namespace}/{secret}) and certsmith never "

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 
-from certsmith import model
-from certsmith.authority import AuthorityMaterial
+from certsmith.api import model
+from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.pki import ca, inspect, issue, keys
 
 SERVING_LIFETIME = "720h"

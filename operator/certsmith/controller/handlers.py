@@ -16,7 +16,9 @@ from typing import Any
 
 import kopf
 
-from certsmith import authorities, kube, tls_secret, trust_bundle
+from certsmith import kube
+from certsmith.authorities import store, trust_bundle
+from certsmith.certificates import tls_secret
 from certsmith.kube import ApiError
 from certsmith.runtime import AUTHORITY, Runtime
 
@@ -61,7 +63,7 @@ def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, wor
     # kopf's own calls (status patches) wait 5 min by default on a dead connection.
     settings.networking.request_timeout = 15
     settings.networking.connect_timeout = 5
-    # One replica acts, chosen by a Lease (leadership.py), not by kopf's peering.
+    # One replica acts, chosen by a Lease (replicas/leadership.py), not by kopf's peering.
     settings.peering.standalone = True
 
 
@@ -80,7 +82,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     loop = asyncio.get_running_loop()
     try:
         body = await loop.run_in_executor(
-            runtime.executor, authorities.ensure_default_authority, runtime.kube, runtime.config
+            runtime.executor, store.ensure_default_authority, runtime.kube, runtime.config
         )
         status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
         if status is not None:

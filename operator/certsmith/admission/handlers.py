@@ -2,7 +2,7 @@
 
 Thin like the watch handlers: parse with pure functions, look up what they need through
 the Runtime, answer. They run only for requests the webhook configurations route here
-(see webhook_config.py).
+(see webhook_config.py in this folder).
 """
 
 from __future__ import annotations
@@ -17,17 +17,14 @@ from typing import Any
 
 import kopf
 
-from certsmith import (
-    authorities,
-    health,
-    injection,
-    isolation,
-    metrics,
-    model,
-    serving,
-    webhook_config,
-)
+from certsmith import metrics
+from certsmith.admission import serving, webhook_config
+from certsmith.api import model
+from certsmith.authorities import store
+from certsmith.certificates import isolation
 from certsmith.kube import ApiError
+from certsmith.pods import injection
+from certsmith.replicas import readiness
 from certsmith.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -97,7 +94,7 @@ async def start_serving(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port, lambda: len(runtime.scheduler))
     if cfg.health_port:
-        memo.health = await health.serve(
+        memo.health = await readiness.serve(
             port=cfg.health_port,
             authority_problem=runtime.default_authority_problem,
             webhook_port=cfg.webhook_port if cfg.webhooks else None,
@@ -111,7 +108,7 @@ def _follow_authority(runtime: Runtime) -> None:
         time.sleep(serving.CHECK_PERIOD)
         try:
             runtime.refresh_serving()
-        except (ApiError, authorities.AuthorityNotReady) as error:
+        except (ApiError, store.AuthorityNotReady) as error:
             logger.warning("webhook certificate not checked against the authority: %s", error)
         except Exception:
             # This loop is what moves the webhook through a root rotation: it must outlive

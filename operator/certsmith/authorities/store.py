@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import authority, isolation, model, rotation, trust_bundle
+from certsmith.api import model
+from certsmith.authorities import authority, rotation, trust_bundle
+from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import ca, inspect

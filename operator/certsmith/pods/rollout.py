@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from certsmith import injection
+from certsmith.pods import injection
 
 RESTART_ANNOTATION = "certsmith.dev/restart-on-rotation"
 ROTATED_ANNOTATION = "certsmith.dev/rotated-secret"

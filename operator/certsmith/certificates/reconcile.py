@@ -16,22 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import (
-    conditions,
-    isolation,
-    metrics,
-    model,
-    policies,
-    rollout,
-    tls_secret,
-)
-from certsmith.authorities import AuthorityRegistry
-from certsmith.authority import AuthorityMaterial
+from certsmith import metrics
+from certsmith.api import conditions, model
+from certsmith.authorities.authority import AuthorityMaterial
+from certsmith.authorities.rotation import ReissuePacer
+from certsmith.authorities.store import AuthorityRegistry
+from certsmith.certificates import isolation, policies, tls_secret
+from certsmith.certificates.policies import Action, Decision
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect, issue, keys
-from certsmith.policies import Action, Decision
-from certsmith.rotation import ReissuePacer
+from certsmith.pods import rollout
 
 logger = logging.getLogger(__name__)
 

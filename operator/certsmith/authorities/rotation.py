@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith import conditions, model
+from certsmith.api import conditions, model
 
 ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 ROTATION_BLOCKED = "RotationBlocked"

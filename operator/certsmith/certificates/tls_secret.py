@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography import x509
 
-from certsmith import conditions, model
+from certsmith.api import conditions, model
 from certsmith.pki import inspect, keys
 
 MANAGED_BY_LABEL = model.MANAGED_BY_LABEL

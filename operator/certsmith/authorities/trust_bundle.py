@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from certsmith import conditions, isolation, model
-from certsmith.rotation import Lagging
+from certsmith.api import conditions, model
+from certsmith.authorities.rotation import Lagging
+from certsmith.certificates import isolation
 
 BUNDLES_SYNCED = "BundlesSynced"
 CONFLICT = "BundleConflict"

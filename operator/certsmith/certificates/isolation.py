@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import publicsuffixlist
 
-from certsmith import model
+from certsmith.api import model
 
 CLUSTER_DOMAIN = "cluster.local"
 # Single-label names reserved for special use, that no namespace owns: RFC 6761 (test,

@@ -13,9 +13,10 @@ from datetime import datetime
 
 from cryptography import x509
 
-from certsmith import conditions, model, renewal, tls_secret
+from certsmith.api import conditions, model
+from certsmith.certificates import renewal, tls_secret
+from certsmith.certificates.tls_secret import SecretContents
 from certsmith.pki import ca, inspect, issue, keys
-from certsmith.tls_secret import SecretContents
 
 
 class Action(enum.Enum):

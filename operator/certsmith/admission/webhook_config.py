@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from certsmith.injection import INJECT_LABEL
+from certsmith.pods.injection import INJECT_LABEL
 
 CONFIGURATION_NAME = "certsmith.dev"
 INJECT_POD_PATH = "inject-pod"

@@ -5,17 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+from certsmith.api.model import MIN_IN_USE
+
 _MAX_JITTER = timedelta(minutes=5)
-
-MIN_IN_USE = timedelta(seconds=30)
-"""The least time a certificate is in use between its issuance and its renewal.
-
-Half the shortest `spec.duration` (1m), so every duration keeps the default renewal at
-2/3 (40 s for 1m). It is an order of magnitude above one issuance (an RSA-4096 key took
-0.1-1 s on 2 shared cores, then a signature and three API writes) and above the clock
-skew between replicas, and it bounds the re-issues of one Certificate to two a minute
-whatever its spec or its authority.
-"""
 
 
 def renewal_time(

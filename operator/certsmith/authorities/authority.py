@@ -15,9 +15,11 @@ from typing import Any
 
 from cryptography import x509
 
-from certsmith import conditions, isolation, renewal, rotation, tls_secret
+from certsmith.api import conditions
+from certsmith.authorities import rotation
+from certsmith.certificates import isolation, renewal, tls_secret
+from certsmith.certificates.policies import AuthorityView
 from certsmith.pki import ca, inspect, keys
-from certsmith.policies import AuthorityView
 
 AUTHORITY_LABEL = tls_secret.CA_AUTHORITY_LABEL
 ROLE_LABEL = tls_secret.CA_ROLE_LABEL
