@@ -15,8 +15,8 @@ from typing import Any
 import urllib3
 from kubernetes import client, config
 
-GROUP = "certsmith.dev"
-VERSION = "v1alpha1"
+from certsmith.api import names
+
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 # (connect, read) seconds: a connection that died silently must fail a call, not hang a
@@ -223,38 +223,44 @@ class Kube:
     # --- certsmith resources -------------------------------------------------------------
 
     def get_certificate(self, *, namespace: str, name: str) -> dict[str, Any] | None:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates/{name}"
+        path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates/{name}"
         return self._get_or_none(path)
 
     def patch_certificate_status(
         self, *, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates/{name}/status"
+        path = (
+            f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates/{name}/status"
+        )
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     def get_authority(self, *, name: str) -> dict[str, Any] | None:
-        return self._get_or_none(f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}")
+        return self._get_or_none(
+            f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}"
+        )
 
     def list_authorities(self) -> list[dict[str, Any]]:
-        path = f"/apis/{GROUP}/{VERSION}/certificateauthorities"
+        path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities"
         return list(self._call("GET", path).get("items") or [])
 
     def create_authority(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/apis/{GROUP}/{VERSION}/certificateauthorities", body=body)
+        return self._call(
+            "POST", f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities", body=body
+        )
 
     def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-        path = f"/apis/{GROUP}/{VERSION}/certificateauthorities/{name}/status"
+        path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     def list_certificates(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every Certificate, or those of `namespace`; raises ApiError."""
         where = f"namespaces/{namespace}/" if namespace else ""
-        path = f"/apis/{GROUP}/{VERSION}/{where}certificates"
+        path = f"/apis/{names.GROUP}/{names.VERSION}/{where}certificates"
         return list(self._call("GET", path).get("items") or [])
 
     def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates"
+        path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates"
         return self._call("POST", path, body=body)
 
     # --- workloads ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from certsmith.api import times
 from certsmith.cli import output
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -67,8 +68,8 @@ def test_until_says_expired_once_the_moment_has_passed():
 
 
 def test_api_timestamps_round_trip():
-    moment = output.parse_time("2026-06-01T12:00:00Z")
+    moment = times.parse_time("2026-06-01T12:00:00Z")
     assert moment == NOW
     assert output.format_time(moment) == "2026-06-01T12:00:00Z"
-    assert output.parse_time("not a time") is None
-    assert output.parse_time(None) is None
+    assert times.parse_time("not a time") is None
+    assert times.parse_time(None) is None

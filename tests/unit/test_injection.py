@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from certsmith.api import names
 from certsmith.pods import injection
 
-NAMED = {injection.CERTIFICATE_ANNOTATION: "web"}
+NAMED = {names.INJECT_CERTIFICATE_ANNOTATION: "web"}
 MOUNT = injection.DEFAULT_MOUNT_PATH
 
 
@@ -38,7 +39,7 @@ def test_key_is_0440_and_certificates_0444_by_default():
 
 @pytest.mark.parametrize(("text", "mode"), [("0400", 0o400), ("600", 0o600), ("0640", 0o640)])
 def test_key_mode_annotation_chooses_the_key_mode(text, mode):
-    parsed = request(**{injection.KEY_MODE_ANNOTATION: text})
+    parsed = request(**{names.KEY_MODE_ANNOTATION: text})
     (volume,) = mutate(pod_spec(), key_mode=parsed.key_mode)["volumes"]
     assert modes(volume)["tls.key"] == mode
     assert modes(volume)["tls.crt"] == 0o444
@@ -61,11 +62,11 @@ def test_key_mode_annotation_chooses_the_key_mode(text, mode):
 )
 def test_bad_key_modes_are_refused_naming_the_annotation(text, says):
     if says is None:
-        assert request(**{injection.KEY_MODE_ANNOTATION: text}).key_mode == 0o440
+        assert request(**{names.KEY_MODE_ANNOTATION: text}).key_mode == 0o440
         return
     with pytest.raises(injection.InjectionError) as refused:
-        request(**{injection.KEY_MODE_ANNOTATION: text})
-    assert injection.KEY_MODE_ANNOTATION in str(refused.value)
+        request(**{names.KEY_MODE_ANNOTATION: text})
+    assert names.KEY_MODE_ANNOTATION in str(refused.value)
     assert says in str(refused.value)
 
 
@@ -74,13 +75,13 @@ def test_bad_key_modes_are_refused_naming_the_annotation(text, says):
     [("/etc/tls", "/etc/tls"), ("/etc/tls/", "/etc/tls"), ("//etc/./tls", "/etc/tls")],
 )
 def test_mount_path_is_normalised(text, path):
-    assert request(**{injection.MOUNT_PATH_ANNOTATION: text}).mount_path == path
+    assert request(**{names.MOUNT_PATH_ANNOTATION: text}).mount_path == path
 
 
 @pytest.mark.parametrize("text", ["etc/tls", "/", "/etc/../root", "/etc/tls/..", "C:/tls", ""])
 def test_bad_mount_paths_are_refused_naming_the_annotation(text):
-    with pytest.raises(injection.InjectionError, match=injection.MOUNT_PATH_ANNOTATION):
-        request(**{injection.MOUNT_PATH_ANNOTATION: text})
+    with pytest.raises(injection.InjectionError, match=names.MOUNT_PATH_ANNOTATION):
+        request(**{names.MOUNT_PATH_ANNOTATION: text})
 
 
 def test_every_container_and_init_container_gets_the_mount():
@@ -130,7 +131,7 @@ def test_another_mount_at_the_path_is_refused_naming_the_annotation():
     )
     with pytest.raises(injection.InjectionError) as refused:
         mutate(spec)
-    assert injection.MOUNT_PATH_ANNOTATION in str(refused.value)
+    assert names.MOUNT_PATH_ANNOTATION in str(refused.value)
     assert "'app' already mounts volume 'own'" in str(refused.value)
     # Elsewhere it is fine, and a mount below the certificate's directory is left alone.
     assert mutate(spec, mount_path="/etc/tls")["containers"][0]["volumeMounts"][0] == {
@@ -146,7 +147,7 @@ def test_a_mount_of_certsmiths_volume_elsewhere_is_refused():
     with pytest.raises(injection.InjectionError) as refused:
         mutate(spec)
     assert "mounts volume certsmith-tls at /a" in str(refused.value)
-    assert injection.MOUNT_PATH_ANNOTATION in str(refused.value)
+    assert names.MOUNT_PATH_ANNOTATION in str(refused.value)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certsmith.api import model
+from certsmith.api import model, names
 from certsmith.certificates import policies, renewal, tls_secret
 from certsmith.certificates.policies import Action
 from certsmith.pki import ca, inspect, issue, keys
@@ -151,7 +151,7 @@ def test_renewal_time_reached_is_reissued(root, intermediate):
 def test_removed_annotation_is_repaired_not_reissued(root, intermediate):
     spec = spec_of()
     secret = issued_secret(spec, intermediate, root)
-    del secret["metadata"]["annotations"][tls_secret.SERIAL_ANNOTATION]
+    del secret["metadata"]["annotations"][names.SERIAL_ANNOTATION]
     assert decide(spec, secret, root).action is Action.REPAIR
 
 
@@ -170,7 +170,7 @@ def test_a_leaf_other_than_the_one_issued_is_replaced_even_with_the_same_names(r
 def test_an_edited_not_after_annotation_is_repaired(root, intermediate):
     spec = spec_of()
     secret = issued_secret(spec, intermediate, root)
-    secret["metadata"]["annotations"][tls_secret.NOT_AFTER_ANNOTATION] = "2099-01-01T00:00:00Z"
+    secret["metadata"]["annotations"][names.NOT_AFTER_ANNOTATION] = "2099-01-01T00:00:00Z"
     assert decide(spec, secret, root).action is Action.REPAIR
 
 
@@ -184,7 +184,7 @@ def test_removed_label_is_repaired_not_reissued(root, intermediate):
 def test_missing_fingerprint_annotation_is_repaired_and_names_still_compared(root, intermediate):
     spec = spec_of()
     secret = issued_secret(spec, intermediate, root)
-    del secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION]
+    del secret["metadata"]["annotations"][names.SPEC_FINGERPRINT_ANNOTATION]
     assert decide(spec, secret, root).action is Action.REPAIR
     other = decide(spec_of(dnsNames=["x.shop.svc"]), secret, root)
     assert (other.action, other.reason) == (Action.ISSUE, policies.CERTIFICATE_MISMATCH)
@@ -240,7 +240,7 @@ def test_a_leaf_copied_from_another_certificate_is_reissued_whatever_the_annotat
     spec = spec_of(**mine)
     source = issued_secret(spec_of(**theirs), intermediate, root)
     secret = copied(issued_secret(spec, intermediate, root), source)
-    assert secret["metadata"]["annotations"][tls_secret.SPEC_FINGERPRINT_ANNOTATION] == (
+    assert secret["metadata"]["annotations"][names.SPEC_FINGERPRINT_ANNOTATION] == (
         model.issuance_fingerprint(spec)
     )
     decision = decide(spec, secret, root)

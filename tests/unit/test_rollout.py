@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from certsmith.api import names
 from certsmith.pods import rollout
 
 
 def workload(*, annotated=True, pod_spec=None, rotated=None, labels=None, annotations=None) -> dict:
     template_annotations = dict(annotations or {})
     if rotated:
-        template_annotations[rollout.ROTATED_ANNOTATION] = rotated
+        template_annotations[names.ROTATED_ANNOTATION] = rotated
     return {
         "metadata": {
             "name": "w",
-            "annotations": {rollout.RESTART_ANNOTATION: "true"} if annotated else {},
+            "annotations": {names.RESTART_ANNOTATION: "true"} if annotated else {},
         },
         "spec": {
             "template": {
@@ -105,7 +106,7 @@ def test_each_secret_keeps_its_own_serial():
     w = workload(pod_spec=both, rotated="api-tls@01")
     assert needs(w, serial="ab")
     patch = rollout.restart_patch(w, "web-tls", "ab")
-    value = patch["spec"]["template"]["metadata"]["annotations"][rollout.ROTATED_ANNOTATION]
+    value = patch["spec"]["template"]["metadata"]["annotations"][names.ROTATED_ANNOTATION]
     assert value == "api-tls@01,web-tls@ab"
     rolled = workload(pod_spec=both, rotated=value)
     assert not needs(rolled, serial="ab")

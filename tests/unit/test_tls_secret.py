@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from certsmith.api import model
+from certsmith.api import model, names
 from certsmith.authorities import authority
 from certsmith.certificates import tls_secret
 from certsmith.pki import ca, issue, keys
@@ -183,15 +183,14 @@ def test_secrets_certsmith_created_for_this_certificate_are_its_own(
 
 
 def _marks(kind: str) -> list[str]:
-    """Every label or annotation key tls_secret and authority name, and one key under each
-    prefix they name: the keys the Secret ownership rule could read."""
-    names = [
+    """Every label or annotation key certsmith names (api.names), and one key under each
+    prefix there: the keys the Secret ownership rule could read."""
+    keys = [
         value
-        for module in (tls_secret, authority)
-        for attribute, value in vars(module).items()
+        for attribute, value in vars(names).items()
         if isinstance(value, str) and attribute.endswith(("_LABEL", "_ANNOTATION", "_PREFIX"))
     ]
-    return [*sorted({f"{n}x" if n.endswith("/") else n for n in names}), f"{kind}.example/x"]
+    return [*sorted({f"{k}x" if k.endswith("/") else k for k in keys}), f"{kind}.example/x"]
 
 
 @pytest.mark.parametrize("label", [True, False])
@@ -211,8 +210,8 @@ def test_every_key_that_claims_a_secret_is_refused_in_a_template(label):
                 )
             assert refused.value.field == f"spec.secretTemplate.{kind}[{key}]"
     assert claiming  # the rule reads some keys of each kind
-    assert (tls_secret.MANAGED_BY_LABEL in claiming) is label
-    assert (tls_secret.CERT_MANAGER_CERTIFICATE_ANNOTATION in claiming) is not label
+    assert (names.MANAGED_BY_LABEL in claiming) is label
+    assert (names.CERT_MANAGER_CERTIFICATE_ANNOTATION in claiming) is not label
 
 
 def test_a_mark_this_certificates_own_template_put_there_is_no_claim():
@@ -220,7 +219,7 @@ def test_a_mark_this_certificates_own_template_put_there_is_no_claim():
     Secret is still this Certificate's, and the key goes as any key that left the template."""
     templated = {
         "cert-manager.io/certificate-name": "x",
-        tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: "cert-manager.io/certificate-name",
+        names.TEMPLATE_ANNOTATIONS_ANNOTATION: "cert-manager.io/certificate-name",
     }
     mine = secret_with(labels={"certsmith.dev/certificate": NAME}, annotations=templated)
     assert tls_secret.foreign_claim(mine, NAME) is None
@@ -250,11 +249,11 @@ def test_secret_template_keys_are_recorded_but_never_certsmiths_own(intermediate
     secret = ours(
         intermediate,
         labels={"team": "shop", "app.kubernetes.io/managed-by": "me"},
-        annotations={"b/x": "1", "a/y": "2", tls_secret.TEMPLATE_LABELS_ANNOTATION: "backup"},
+        annotations={"b/x": "1", "a/y": "2", names.TEMPLATE_LABELS_ANNOTATION: "backup"},
     )
     annotations = secret["metadata"]["annotations"]
-    assert annotations[tls_secret.TEMPLATE_LABELS_ANNOTATION] == "team"
-    assert annotations[tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION] == "a/y,b/x"
+    assert annotations[names.TEMPLATE_LABELS_ANNOTATION] == "team"
+    assert annotations[names.TEMPLATE_ANNOTATIONS_ANNOTATION] == "a/y,b/x"
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "certsmith"
 
 
@@ -285,8 +284,8 @@ def test_reissue_changes_only_what_certsmith_owns(intermediate):
     assert labels["team"] == "payments" and labels["gone"] is None
     assert labels["certsmith.dev/certificate"] == NAME
     assert "backup" not in labels and "example.com/owner" not in annotations
-    assert annotations[tls_secret.REVISION_ANNOTATION] == "2"
-    assert annotations[tls_secret.TEMPLATE_LABELS_ANNOTATION] == "team"
+    assert annotations[names.REVISION_ANNOTATION] == "2"
+    assert annotations[names.TEMPLATE_LABELS_ANNOTATION] == "team"
 
     merged = merge_patch(secret, patch)
     assert merged["metadata"]["labels"]["backup"] == "daily"
@@ -320,8 +319,8 @@ def test_keys_that_leave_the_template_are_removed_and_hand_set_keys_are_not(inte
             "labels": {"tier": None},
             "annotations": {
                 "example.com/b": None,
-                tls_secret.TEMPLATE_LABELS_ANNOTATION: "team",
-                tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: "example.com/a",
+                names.TEMPLATE_LABELS_ANNOTATION: "team",
+                names.TEMPLATE_ANNOTATIONS_ANNOTATION: "example.com/a",
             },
         }
     }
@@ -343,8 +342,8 @@ def test_emptied_template_removes_its_keys_and_its_records(intermediate):
             "labels": {"team": None},
             "annotations": {
                 "example.com/a": None,
-                tls_secret.TEMPLATE_LABELS_ANNOTATION: None,
-                tls_secret.TEMPLATE_ANNOTATIONS_ANNOTATION: None,
+                names.TEMPLATE_LABELS_ANNOTATION: None,
+                names.TEMPLATE_ANNOTATIONS_ANNOTATION: None,
             },
         }
     }
@@ -361,7 +360,7 @@ def test_changed_template_value_is_updated(intermediate):
 def test_a_secret_without_records_loses_nothing(intermediate):
     """Secrets written before the records existed: no key is known to be the template's."""
     secret = ours(intermediate, labels={"team": "shop"})
-    del secret["metadata"]["annotations"][tls_secret.TEMPLATE_LABELS_ANNOTATION]
+    del secret["metadata"]["annotations"][names.TEMPLATE_LABELS_ANNOTATION]
     patch = tls_secret.metadata_patch(tls_secret.parse_secret(secret), **desired({}, {}))
     assert patch is None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from certsmith.api import model
+from certsmith.api import model, names
 from certsmith.authorities import trust_bundle
 from certsmith.authorities.rotation import Lagging
 from certsmith.authorities.trust_bundle import Action
@@ -39,7 +39,7 @@ def test_every_edit_of_certsmiths_own_bundle_is_repaired():
     edited_data = ours(data={"ca.crt": "hand-edited"})
     assert judge(edited_data).action is Action.WRITE
     no_label = ours()
-    del no_label["metadata"]["labels"][trust_bundle.BUNDLE_LABEL]
+    del no_label["metadata"]["labels"][names.BUNDLE_LABEL]
     no_label["data"] = {"ca.crt": "hand-edited"}
     assert judge(no_label).action is Action.WRITE  # the annotation still says whose it is
     no_annotation = ours()
@@ -50,7 +50,7 @@ def test_every_edit_of_certsmiths_own_bundle_is_repaired():
     stripped["metadata"]["annotations"] = {}
     assert judge(stripped, created_here=True).action is Action.WRITE
     other_managed_by = ours()
-    other_managed_by["metadata"]["labels"][trust_bundle.MANAGED_BY_LABEL] = "helm"
+    other_managed_by["metadata"]["labels"][names.MANAGED_BY_LABEL] = "helm"
     assert judge(other_managed_by).action is Action.WRITE
 
 
@@ -64,7 +64,7 @@ def test_a_configmap_certsmith_did_not_create_is_a_conflict_naming_the_way_out()
     assert "not created by certsmith" in verdict.why
     assert "certsmith.dev/trust-bundle=cluster-root" in verdict.why
     # Labelling it hands it over.
-    foreign["metadata"]["labels"] = {trust_bundle.BUNDLE_LABEL: "cluster-root"}
+    foreign["metadata"]["labels"] = {names.BUNDLE_LABEL: "cluster-root"}
     assert judge(foreign).action is Action.WRITE
 
 
@@ -148,10 +148,10 @@ def test_a_bad_namespace_selector_names_the_field(selector, field, words):
 
 def test_any_certsmith_mark_lets_the_rightful_owner_repair_and_no_other_authority_write():
     relabelled = ours(data={"ca.crt": "garbage"})
-    relabelled["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] = "tb"
-    relabelled["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] = "tb"
+    relabelled["metadata"]["labels"][names.BUNDLE_LABEL] = "tb"
+    relabelled["metadata"]["annotations"][names.BUNDLE_ANNOTATION] = "tb"
     assert judge(relabelled).action is Action.WRITE  # cluster-root repairs it, marks too
-    empty_mark = {"metadata": {"annotations": {trust_bundle.BUNDLE_ANNOTATION: ""}}}
+    empty_mark = {"metadata": {"annotations": {names.BUNDLE_ANNOTATION: ""}}}
     assert judge(empty_mark).action is Action.WRITE
     for existing in (relabelled, ours(), None):
         by_tb = trust_bundle.judge(
@@ -163,8 +163,8 @@ def test_any_certsmith_mark_lets_the_rightful_owner_repair_and_no_other_authorit
     repaired = trust_bundle.bundle_configmap(
         name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM, existing=relabelled
     )
-    assert repaired["metadata"]["labels"][trust_bundle.BUNDLE_LABEL] == "cluster-root"
-    assert repaired["metadata"]["annotations"][trust_bundle.BUNDLE_ANNOTATION] == "cluster-root"
+    assert repaired["metadata"]["labels"][names.BUNDLE_LABEL] == "cluster-root"
+    assert repaired["metadata"]["annotations"][names.BUNDLE_ANNOTATION] == "cluster-root"
 
 
 def authority_body(

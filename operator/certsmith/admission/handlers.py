@@ -19,7 +19,7 @@ import kopf
 
 from certsmith import metrics
 from certsmith.admission import serving, webhook_config
-from certsmith.api import model
+from certsmith.api import model, names
 from certsmith.authorities import store
 from certsmith.certificates import isolation
 from certsmith.kube import ApiError
@@ -122,7 +122,7 @@ def _follow_authority(runtime: Runtime) -> None:
     id=webhook_config.INJECT_POD_PATH,
     operations=["CREATE"],
     side_effects=True,
-    labels={injection.INJECT_LABEL: "true"},
+    labels={names.INJECT_LABEL: "true"},
     registry=REGISTRY,
 )
 def inject_certificate(
@@ -138,7 +138,7 @@ def inject_certificate(
     refusal = isolation.operator_namespace_refusal(namespace, runtime.config.namespace)
     if refusal is not None:
         # Neither an identity Certificate nor a named one can exist there.
-        raise kopf.AdmissionError(f"label {injection.INJECT_LABEL}: {refusal}", code=403)
+        raise kopf.AdmissionError(f"label {names.INJECT_LABEL}: {refusal}", code=403)
     try:
         request = injection.parse_request(body["metadata"].get("annotations") or {})
     except injection.InjectionError as error:
@@ -151,7 +151,7 @@ def inject_certificate(
             )
             if certificate is None:
                 raise kopf.AdmissionError(
-                    f"annotation {injection.CERTIFICATE_ANNOTATION}: Certificate "
+                    f"annotation {names.INJECT_CERTIFICATE_ANNOTATION}: Certificate "
                     f"{namespace}/{request.certificate} does not exist",
                     code=400,
                 )
@@ -209,9 +209,9 @@ def _mounted(
 
 
 @kopf.on.validate(
-    "certsmith.dev",
-    "v1alpha1",
-    "certificates",
+    names.GROUP,
+    names.VERSION,
+    names.CERTIFICATES,
     id=webhook_config.VALIDATE_CERTIFICATE_PATH,
     operations=["CREATE", "UPDATE"],
     registry=REGISTRY,

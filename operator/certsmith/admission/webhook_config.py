@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from certsmith.pods.injection import INJECT_LABEL
+from certsmith.api import names
 
 CONFIGURATION_NAME = "certsmith.dev"
 INJECT_POD_PATH = "inject-pod"
@@ -60,7 +60,7 @@ def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
                         "scope": "Namespaced",
                     }
                 ],
-                "objectSelector": {"matchLabels": {INJECT_LABEL: "true"}},
+                "objectSelector": {"matchLabels": {names.INJECT_LABEL: "true"}},
                 # An opted-in pod without its certificate is worse than a pod that waits.
                 "failurePolicy": "Fail",
                 "sideEffects": "NoneOnDryRun",
@@ -83,10 +83,10 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
                 "clientConfig": endpoint.client_config(VALIDATE_CERTIFICATE_PATH),
                 "rules": [
                     {
-                        "apiGroups": ["certsmith.dev"],
-                        "apiVersions": ["v1alpha1"],
+                        "apiGroups": [names.GROUP],
+                        "apiVersions": [names.VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["certificates"],
+                        "resources": [names.CERTIFICATES],
                         "scope": "Namespaced",
                     }
                 ],

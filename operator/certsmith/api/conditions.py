@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from certsmith.api import times
+
 READY = "Ready"
 ISSUING = "Issuing"
 
@@ -21,11 +23,6 @@ class Condition:
     status: bool
     reason: str
     message: str
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes timestamps."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def merge_conditions(
@@ -46,9 +43,9 @@ def merge_conditions(
             "status": status,
             "reason": condition.reason,
             "message": condition.message,
-            "lastTransitionTime": format_time(now)
+            "lastTransitionTime": times.format_time(now)
             if changed
-            else previous.get("lastTransitionTime", format_time(now)),
+            else previous.get("lastTransitionTime", times.format_time(now)),
         }
         if generation is not None:
             entry["observedGeneration"] = generation

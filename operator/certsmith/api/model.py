@@ -15,6 +15,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from certsmith.api import names
+
 MIN_IN_USE = timedelta(seconds=30)
 """The least time a certificate is in use between its issuance and its renewal.
 
@@ -44,17 +46,14 @@ DEFAULT_ISSUER = "cluster-root"
 # The metadata keys by which a Secret says whose it is (tls_secret.foreign_claim and
 # authority.check_role read them, and take their names from here). spec.secretTemplate may
 # set none of them: certsmith would then refuse to write its own Secret, or hand it to another.
-CERTSMITH_PREFIX = "certsmith.dev/"
-CERT_MANAGER_PREFIX = "cert-manager.io/"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 _OWNERSHIP_MARKS = {  # (is a label) → ((key or prefix ending in "/", why), ...)
     True: (
-        (CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
-        (MANAGED_BY_LABEL, "it says which tool owns the Secret, and certsmith sets it"),
+        (names.CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
+        (names.MANAGED_BY_LABEL, "it says which tool owns the Secret, and certsmith sets it"),
     ),
     False: (
-        (CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
-        (CERT_MANAGER_PREFIX, "keys under cert-manager.io/ mark a Secret as cert-manager's"),
+        (names.CERTSMITH_PREFIX, "keys under certsmith.dev/ are certsmith's own"),
+        (names.CERT_MANAGER_PREFIX, "keys under cert-manager.io/ mark a Secret as cert-manager's"),
     ),
 }
 

@@ -15,16 +15,11 @@ from typing import Any
 
 from cryptography import x509
 
-from certsmith.api import conditions
+from certsmith.api import conditions, names, times
 from certsmith.authorities import rotation
-from certsmith.certificates import isolation, renewal, tls_secret
+from certsmith.certificates import isolation, renewal
 from certsmith.certificates.policies import AuthorityView
 from certsmith.pki import ca, inspect, keys
-
-AUTHORITY_LABEL = tls_secret.CA_AUTHORITY_LABEL
-ROLE_LABEL = tls_secret.CA_ROLE_LABEL
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "certsmith"
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,7 @@ def ca_marks(secret: Mapping[str, Any]) -> dict[str, str]:
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
     marks = {}
-    for key in (AUTHORITY_LABEL, ROLE_LABEL):
+    for key in (names.CA_AUTHORITY_LABEL, names.CA_ROLE_LABEL):
         value = annotations.get(key) or labels.get(key)
         if value:
             marks[key] = value
@@ -98,8 +93,8 @@ def describe_ca_secret(secret: Mapping[str, Any]) -> str | None:
     marks = ca_marks(secret)
     if not marks:
         return None
-    role = marks.get(ROLE_LABEL, "key material")
-    return f"the {role} of CertificateAuthority {marks.get(AUTHORITY_LABEL, '?')}"
+    role = marks.get(names.CA_ROLE_LABEL, "key material")
+    return f"the {role} of CertificateAuthority {marks.get(names.CA_AUTHORITY_LABEL, '?')}"
 
 
 def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
@@ -115,7 +110,7 @@ def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
     metadata = secret.get("metadata") or {}
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
-    wanted = {AUTHORITY_LABEL: authority, ROLE_LABEL: role}
+    wanted = {names.CA_AUTHORITY_LABEL: authority, names.CA_ROLE_LABEL: role}
     found = [
         (key, value)
         for source in (labels, annotations)
@@ -124,27 +119,36 @@ def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
     ]
     where = f"Secret {metadata.get('namespace', '?')}/{metadata.get('name', '?')}"
     if found and all(wanted[key] == value for key, value in found):
-        return len(found) < 2 * len(wanted) or labels.get(MANAGED_BY_LABEL) != MANAGED_BY
+        return (
+            len(found) < 2 * len(wanted)
+            or labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_VALUE
+        )
     if found:
         raise ValueError(
             f"{where} is {describe_ca_secret(secret)}, not the {role} of CertificateAuthority "
             f"{authority}; certsmith neither uses nor overwrites it: delete it or move it away"
         )
     whose = ""
-    certificate = labels.get(tls_secret.CERTIFICATE_LABEL)
+    certificate = labels.get(names.CERTIFICATE_LABEL)
     if certificate:
         whose = f" (it holds the certificate of Certificate {certificate})"
     raise ValueError(
-        f"{where} carries no certsmith CA mark (label or annotation {AUTHORITY_LABEL}="
-        f"{authority}, {ROLE_LABEL}={role}){whose}; certsmith neither uses nor overwrites it: "
+        f"{where} carries no certsmith CA mark (label or annotation {names.CA_AUTHORITY_LABEL}="
+        f"{authority}, {names.CA_ROLE_LABEL}={role}){whose}; certsmith neither uses nor "
+        "overwrites it: "
         "delete it or move it away"
     )
 
 
 def marks_patch(*, authority: str, role: str) -> dict[str, Any]:
     """A merge patch putting back every CA mark (labels and annotations) on a CA Secret."""
-    marks = {AUTHORITY_LABEL: authority, ROLE_LABEL: role}
-    return {"metadata": {"labels": {MANAGED_BY_LABEL: MANAGED_BY, **marks}, "annotations": marks}}
+    marks = {names.CA_AUTHORITY_LABEL: authority, names.CA_ROLE_LABEL: role}
+    return {
+        "metadata": {
+            "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE, **marks},
+            "annotations": marks,
+        }
+    }
 
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
@@ -207,7 +211,7 @@ def key_pair_secret(
 def _describe(certificate: x509.Certificate) -> dict[str, str]:
     return {
         "fingerprint": inspect.fingerprint_sha256(certificate),
-        "notAfter": conditions.format_time(certificate.not_valid_after_utc),
+        "notAfter": times.format_time(certificate.not_valid_after_utc),
         "subject": certificate.subject.rfc4514_string(),
     }
 
@@ -220,7 +224,7 @@ def ready_status(
     now: datetime,
 ) -> dict[str, Any]:
     intermediate = _describe(material.intermediate.certificate)
-    intermediate["renewalTime"] = conditions.format_time(
+    intermediate["renewalTime"] = times.format_time(
         intermediate_renewal_time(material.intermediate.certificate)
     )
     return {

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import metrics
-from certsmith.api import conditions, model
+from certsmith.api import conditions, model, names, times
 from certsmith.authorities import authority, rotation, store, trust_bundle
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
@@ -101,7 +101,7 @@ class AuthorityController:
         current = body.get("status") or {}
         generation = body["metadata"].get("generation")
         state = rotation.from_status(current)
-        request = (body["metadata"].get("annotations") or {}).get(rotation.ROTATE_ANNOTATION)
+        request = (body["metadata"].get("annotations") or {}).get(names.ROTATE_ANNOTATION)
         try:
             settings = rotation.parse_rotation(body.get("spec") or {})
             trust_bundle.check_selector(
@@ -261,7 +261,7 @@ class AuthorityController:
                 event_type="Warning",
                 reason=reason,
                 message=message,
-                now=conditions.format_time(self._clock()),
+                now=times.format_time(self._clock()),
                 component=self._config.component,
             )
         except ApiError as error:  # an event lost must not stop the step
@@ -289,7 +289,7 @@ class AuthorityController:
         on_old_root: list[rotation.Lagging] = []
         pending: list[tuple[str, str]] = []
         total = 0
-        for secret in self._kube.list_secrets(label_selector=tls_secret.CERTIFICATE_LABEL):
+        for secret in self._kube.list_secrets(label_selector=names.CERTIFICATE_LABEL):
             namespace, secret_name = secret["metadata"]["namespace"], secret["metadata"]["name"]
             contents = tls_secret.parse_secret(secret)
             certificate = certificates.get((namespace, secret_name, contents.owner or ""))

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith.api import conditions, model
+from certsmith.api import conditions, model, times
 
-ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 ROTATION_BLOCKED = "RotationBlocked"
 DEFAULT_PROPAGATION_DELAY = timedelta(minutes=5)
 DEFAULT_REISSUE_RATE = 20
@@ -149,14 +148,8 @@ class Progress:
         return ()
 
 
-def _parse_time(text: Any) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
 def _format(moment: datetime | None) -> str | None:
-    return None if moment is None else conditions.format_time(moment)
+    return None if moment is None else times.format_time(moment)
 
 
 def from_status(status: Mapping[str, Any] | None) -> RotationState:
@@ -171,13 +164,13 @@ def from_status(status: Mapping[str, Any] | None) -> RotationState:
     awaited = rotation.get(counted[phase]) if phase in counted else None
     return RotationState(
         phase=phase,
-        waiting_since=_parse_time(rotation.get("waitingSince")),
+        waiting_since=times.parse_time(rotation.get("waitingSince")),
         old_root=rotation.get("oldRootFingerprint"),
         new_root=rotation.get("newRootFingerprint"),
         honoured_request=rotation.get("lastRequest"),
-        started_at=_parse_time(rotation.get("startedAt")),
+        started_at=times.parse_time(rotation.get("startedAt")),
         awaited=awaited if isinstance(awaited, int) else None,
-        progressed_at=_parse_time(rotation.get("lastProgressTime")),
+        progressed_at=times.parse_time(rotation.get("lastProgressTime")),
     )
 
 

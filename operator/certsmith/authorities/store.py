@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith.api import model
+from certsmith.api import model, names
 from certsmith.authorities import authority, rotation, trust_bundle
 from certsmith.certificates import isolation
 from certsmith.config import Config
@@ -130,7 +130,7 @@ def _store_new(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
         if existing is None:
             raise
         marks = body["metadata"]["labels"]
-        return _claim(kube, existing, marks[authority.AUTHORITY_LABEL], marks[authority.ROLE_LABEL])
+        return _claim(kube, existing, marks[names.CA_AUTHORITY_LABEL], marks[names.CA_ROLE_LABEL])
 
 
 def _replace(
@@ -459,7 +459,7 @@ def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
     try:
         return kube.create_authority(
             body={
-                "apiVersion": "certsmith.dev/v1alpha1",
+                "apiVersion": names.API_VERSION,
                 "kind": "CertificateAuthority",
                 "metadata": {"name": config.default_authority},
                 "spec": {},

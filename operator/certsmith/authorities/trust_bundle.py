@@ -20,21 +20,18 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from certsmith.api import conditions, model
+from certsmith.api import conditions, model, names, times
 from certsmith.authorities.rotation import Lagging
 from certsmith.certificates import isolation
 
 BUNDLES_SYNCED = "BundlesSynced"
 CONFLICT = "BundleConflict"
 WRITE_FAILED = "BundleWriteFailed"
-BUNDLE_LABEL = "certsmith.dev/trust-bundle"
-BUNDLE_ANNOTATION = BUNDLE_LABEL
+BUNDLE_ANNOTATION = names.BUNDLE_LABEL
 BUNDLE_KEY = "ca.crt"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "certsmith"
 
 
 class Action(enum.Enum):
@@ -71,6 +68,10 @@ def bundle_name(authority: str, spec: Mapping[str, Any], *, default_authority: s
     return DEFAULT_CONFIG_MAP if authority == default_authority else None
 
 
+NOT_YET_CREATED = datetime.max.replace(tzinfo=UTC)
+"""The creation time of an authority without one (not stored yet): it ranks last."""
+
+
 @dataclass(frozen=True)
 class Claim:
     """An authority's bundle as its spec declares it: what `rightful_owner` weighs."""
@@ -98,13 +99,12 @@ def claims(authorities: Iterable[Mapping[str, Any]], *, default_authority: str) 
             check_selector(selector)
         except model.InvalidSpec:
             continue
-        stamp = str(metadata.get("creationTimestamp") or "9999-12-31T23:59:59Z")
         found.append(
             Claim(
                 authority=metadata["name"],
                 config_map=config_map,
                 selector=selector,
-                created=datetime.fromisoformat(stamp.replace("Z", "+00:00")),
+                created=times.parse_time(metadata.get("creationTimestamp")) or NOT_YET_CREATED,
             )
         )
     return found
@@ -136,7 +136,7 @@ def marked(configmap: Mapping[str, Any]) -> bool:
     """Whether it carries certsmith's label or annotation `certsmith.dev/trust-bundle`,
     whatever authority (or none) the value names."""
     metadata = configmap.get("metadata") or {}
-    return BUNDLE_LABEL in (metadata.get("labels") or {}) or BUNDLE_ANNOTATION in (
+    return names.BUNDLE_LABEL in (metadata.get("labels") or {}) or names.BUNDLE_ANNOTATION in (
         metadata.get("annotations") or {}
     )
 
@@ -170,7 +170,7 @@ def judge(
         return Verdict(
             Action.CONFLICT,
             "ConfigMap was not created by certsmith and is left untouched; delete it (certsmith "
-            f"then writes its own) or label it {BUNDLE_LABEL}={authority} to hand it over",
+            f"then writes its own) or label it {names.BUNDLE_LABEL}={authority} to hand it over",
         )
     if is_current(existing, pem, authority):
         return Verdict(Action.NOTHING)
@@ -193,10 +193,10 @@ def bundle_configmap(
         "namespace": namespace,
         "labels": {
             **(previous.get("labels") or {}),
-            MANAGED_BY_LABEL: MANAGED_BY_VALUE,
-            BUNDLE_LABEL: authority,
+            names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+            names.BUNDLE_LABEL: authority,
         },
-        "annotations": {**(previous.get("annotations") or {}), BUNDLE_ANNOTATION: authority},
+        "annotations": {**(previous.get("annotations") or {}), names.BUNDLE_ANNOTATION: authority},
     }
     if previous.get("resourceVersion"):
         metadata["resourceVersion"] = previous["resourceVersion"]
@@ -224,9 +224,9 @@ def is_current(configmap: Mapping[str, Any], pem: bytes, authority: str) -> bool
     annotations = metadata.get("annotations") or {}
     data = configmap.get("data") or {}
     return (
-        labels.get(BUNDLE_LABEL) == authority
-        and labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
-        and annotations.get(BUNDLE_ANNOTATION) == authority
+        labels.get(names.BUNDLE_LABEL) == authority
+        and labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
+        and annotations.get(names.BUNDLE_ANNOTATION) == authority
         and data.get(BUNDLE_KEY) == pem.decode()
     )
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from certsmith.api import conditions, model
+from certsmith.api import model, names, times
 from certsmith.certificates import renewal, tls_secret
 from certsmith.certificates.tls_secret import SecretContents
 from certsmith.pki import ca, inspect, issue, keys
@@ -123,7 +123,7 @@ def leaf_expired(i: Input) -> Decision | None:
         return _issue(
             "Expired",
             f"the certificate in Secret {i.spec.secret_name} expired at "
-            f"{conditions.format_time(not_after)}",
+            f"{times.format_time(not_after)}",
         )
     return None
 
@@ -135,7 +135,7 @@ def leaf_not_yet_valid(i: Input) -> Decision | None:
         return _issue(
             "NotYetValid",
             f"the certificate in Secret {i.spec.secret_name} is not valid before "
-            f"{conditions.format_time(not_before)}",
+            f"{times.format_time(not_before)}",
         )
     return None
 
@@ -162,7 +162,7 @@ def spec_changed(i: Input) -> Decision | None:
     not match the spec: checked whatever the annotations say, since a Secret may hold a
     leaf copied in by hand or restored from a backup while keeping this one's annotations."""
     assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
-    recorded = i.secret.annotations.get(tls_secret.SPEC_FINGERPRINT_ANNOTATION)
+    recorded = i.secret.annotations.get(names.SPEC_FINGERPRINT_ANNOTATION)
     if recorded is not None and recorded != model.issuance_fingerprint(i.spec):
         return _issue("SpecChanged", "the spec changed since the certificate was issued")
     mismatch = issue.leaf_mismatch(i.secret.leaf, i.spec)
@@ -183,7 +183,7 @@ def leaf_not_the_one_issued(i: Input) -> Decision | None:
     twin Certificate's (same names, so spec_changed cannot tell) or an older one restored
     from a backup. Its key may be shared with another Secret: issue a new one."""
     assert i.secret is not None and i.secret.leaf is not None
-    recorded = i.secret.annotations.get(tls_secret.SERIAL_ANNOTATION)
+    recorded = i.secret.annotations.get(names.SERIAL_ANNOTATION)
     serial = inspect.serial_hex(i.secret.leaf)
     if recorded is not None and recorded != serial:
         return _issue(
@@ -196,7 +196,7 @@ def leaf_not_the_one_issued(i: Input) -> Decision | None:
 
 def renewal_requested(i: Input) -> Decision | None:
     assert i.secret is not None
-    honoured = i.secret.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
+    honoured = i.secret.annotations.get(names.RENEWAL_REQUEST_ANNOTATION)
     if i.renewal_request and i.renewal_request != honoured:
         return _issue("RenewalRequested", f"renewal requested at {i.renewal_request}")
     return None
@@ -252,8 +252,8 @@ def _leaf_annotations_stale(secret: SecretContents) -> bool:
     """The notAfter annotation (a hand edit) no longer describes the leaf in tls.crt; a
     serial that does not is leaf_not_the_one_issued's."""
     assert secret.leaf is not None
-    recorded = secret.annotations.get(tls_secret.NOT_AFTER_ANNOTATION)
-    return recorded != conditions.format_time(secret.leaf.not_valid_after_utc)
+    recorded = secret.annotations.get(names.NOT_AFTER_ANNOTATION)
+    return recorded != times.format_time(secret.leaf.not_valid_after_utc)
 
 
 # What makes the certificate in an existing Secret unusable (so never Ready), in order.

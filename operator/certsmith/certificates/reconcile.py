@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import metrics
-from certsmith.api import conditions, model
+from certsmith.api import conditions, model, names, times
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.authorities.rotation import ReissuePacer
 from certsmith.authorities.store import AuthorityRegistry
@@ -77,19 +77,12 @@ def conflict_recheck_delay(age: timedelta) -> timedelta:
     return min(max(age / 10, CONFLICT_RECHECK_MIN), CONFLICT_RECHECK_MAX)
 
 
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
-    except ValueError:
-        return None
-
-
 def _conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
     """How long the Certificate has been Ready=False for a SecretConflict (0 if it is not)."""
     ready = conditions.find_condition(status.get("conditions"), conditions.READY)
     if ready is None or ready.get("status") != "False" or ready.get("reason") != "SecretConflict":
         return timedelta(0)
-    since = _parse_time(ready.get("lastTransitionTime"))
+    since = times.parse_time(ready.get("lastTransitionTime"))
     return timedelta(0) if since is None else max(now - since, timedelta(0))
 
 
@@ -109,7 +102,7 @@ def failure_readiness(
     if problem is None:
         assert secret is not None and secret.valid_until is not None
         message = (
-            f"the certificate is valid until {conditions.format_time(secret.valid_until)}; "
+            f"the certificate is valid until {times.format_time(secret.valid_until)}; "
             f"re-issuing it failed (see the Issuing condition): {failure}"
         )
         ready = conditions.Condition(conditions.READY, True, "Issued", message)
@@ -125,7 +118,7 @@ def unread_readiness(
 ) -> tuple[conditions.Condition | None, datetime | None]:
     """Like failure_readiness when the Secret could not even be read: status.notAfter stands
     for its certificate. Ready is left as it is (None) while that has not passed."""
-    not_after = _parse_time(status.get("notAfter"))
+    not_after = times.parse_time(status.get("notAfter"))
     if not_after is None:
         return conditions.Condition(conditions.READY, False, "IssuanceFailed", failure), None
     if now > not_after:
@@ -148,9 +141,9 @@ def _trigger_time(
             spec, previous.leaf, jitter_key=f"{metadata['namespace']}/{metadata['name']}"
         )
     if previous is None and not (body.get("status") or {}).get("revision"):
-        created = metadata.get("creationTimestamp")
-        if created:
-            return datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        created = times.parse_time(metadata.get("creationTimestamp"))
+        if created is not None:
+            return created
     return now
 
 
@@ -162,7 +155,7 @@ def _revision(status: Mapping[str, Any] | None, secret: tls_secret.SecretContent
 
 def _renewal_request(body: Mapping[str, Any]) -> str | None:
     annotations = (body.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION)
+    return annotations.get(names.RENEWAL_REQUEST_ANNOTATION)
 
 
 def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -461,7 +454,7 @@ class Reconciler:
             "Normal",
             "Renewed" if renewed else "Issued",
             f"issued serial {inspect.serial_hex(leaf)} valid until "
-            f"{conditions.format_time(leaf.not_valid_after_utc)} ({decision.message})",
+            f"{times.format_time(leaf.not_valid_after_utc)} ({decision.message})",
         )
         logger.info(
             "%s/%s: issued serial %s (%s)",
@@ -524,7 +517,7 @@ class Reconciler:
                 spec_fingerprint=model.issuance_fingerprint(spec),
                 revision=_revision(body.get("status"), contents),
                 authority=material.name,
-                renewal_request=contents.annotations.get(tls_secret.RENEWAL_REQUEST_ANNOTATION),
+                renewal_request=contents.annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
             ),
             ca_pem=material.bundle_pem,
         )
@@ -583,9 +576,9 @@ class Reconciler:
                 generation=generation,
                 now=now,
             ),
-            "notBefore": conditions.format_time(leaf.not_valid_before_utc),
-            "notAfter": conditions.format_time(leaf.not_valid_after_utc),
-            "renewalTime": conditions.format_time(renewal_at),
+            "notBefore": times.format_time(leaf.not_valid_before_utc),
+            "notAfter": times.format_time(leaf.not_valid_after_utc),
+            "renewalTime": times.format_time(renewal_at),
             "serialNumber": inspect.serial_hex(leaf),
             "revision": _revision(status, contents),
             "failedIssuanceAttempts": 0,
@@ -662,7 +655,7 @@ class Reconciler:
                 generation=metadata.get("generation"),
                 now=now,
             ),
-            "lastFailureTime": conditions.format_time(now),
+            "lastFailureTime": times.format_time(now),
             "failedIssuanceAttempts": attempts,
         }
         if conditions.is_true(desired["conditions"], conditions.READY):
@@ -689,7 +682,7 @@ class Reconciler:
                 event_type=event_type,
                 reason=reason,
                 message=message,
-                now=conditions.format_time(self._clock()),
+                now=times.format_time(self._clock()),
                 component=self._config.component,
             )
         except ApiError as error:

@@ -20,43 +20,25 @@ from typing import Any
 
 from cryptography import x509
 
-from certsmith.api import conditions, model
+from certsmith.api import names, times
 from certsmith.pki import inspect, keys
 
-MANAGED_BY_LABEL = model.MANAGED_BY_LABEL
-MANAGED_BY_VALUE = "certsmith"
-CERTIFICATE_LABEL = "certsmith.dev/certificate"
-
-CERTIFICATE_NAME_ANNOTATION = "certsmith.dev/certificate-name"
-SERIAL_ANNOTATION = "certsmith.dev/serial-number"
-NOT_AFTER_ANNOTATION = "certsmith.dev/not-after"
-ISSUER_ANNOTATION = "certsmith.dev/issuer-fingerprint"
-SPEC_FINGERPRINT_ANNOTATION = "certsmith.dev/spec-fingerprint"
-REVISION_ANNOTATION = "certsmith.dev/revision"
-AUTHORITY_ANNOTATION = "certsmith.dev/authority"
 # On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
-RENEWAL_REQUEST_ANNOTATION = "certsmith.dev/renew-requested-at"
 # The keys spec.secretTemplate put on the Secret, comma-separated: when one leaves the
 # template it is removed; keys never listed here are never removed.
-TEMPLATE_LABELS_ANNOTATION = "certsmith.dev/template-labels"
-TEMPLATE_ANNOTATIONS_ANNOTATION = "certsmith.dev/template-annotations"
-TEMPLATE_RECORDS = (TEMPLATE_LABELS_ANNOTATION, TEMPLATE_ANNOTATIONS_ANNOTATION)
+TEMPLATE_RECORDS = (names.TEMPLATE_LABELS_ANNOTATION, names.TEMPLATE_ANNOTATIONS_ANNOTATION)
 
 # The labels a CertificateAuthority's own Secrets (root, next root, intermediate) carry.
-CA_AUTHORITY_LABEL = "certsmith.dev/authority"
-CA_ROLE_LABEL = "certsmith.dev/role"
 # What other controllers and tools mark their Secrets with.
-CERT_MANAGER_PREFIX = model.CERT_MANAGER_PREFIX
-CERT_MANAGER_CERTIFICATE_ANNOTATION = f"{CERT_MANAGER_PREFIX}certificate-name"
 
 OWNED_ANNOTATIONS = (
-    CERTIFICATE_NAME_ANNOTATION,
-    SERIAL_ANNOTATION,
-    NOT_AFTER_ANNOTATION,
-    ISSUER_ANNOTATION,
-    SPEC_FINGERPRINT_ANNOTATION,
-    REVISION_ANNOTATION,
-    AUTHORITY_ANNOTATION,
+    names.CERTIFICATE_NAME_ANNOTATION,
+    names.SERIAL_ANNOTATION,
+    names.NOT_AFTER_ANNOTATION,
+    names.ISSUER_ANNOTATION,
+    names.SPEC_FINGERPRINT_ANNOTATION,
+    names.REVISION_ANNOTATION,
+    names.AUTHORITY_ANNOTATION,
 )
 
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -84,8 +66,8 @@ class SecretContents:
     @property
     def owner(self) -> str | None:
         """The Certificate this Secret was issued for, by label or annotation."""
-        return self.labels.get(CERTIFICATE_LABEL) or self.annotations.get(
-            CERTIFICATE_NAME_ANNOTATION
+        return self.labels.get(names.CERTIFICATE_LABEL) or self.annotations.get(
+            names.CERTIFICATE_NAME_ANNOTATION
         )
 
     @property
@@ -98,7 +80,7 @@ class SecretContents:
     @property
     def revision(self) -> int:
         try:
-            return int(self.annotations.get(REVISION_ANNOTATION, "0"))
+            return int(self.annotations.get(names.REVISION_ANNOTATION, "0"))
         except ValueError:
             return 0
 
@@ -197,16 +179,16 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
     labels, annotations = contents.labels, dict(contents.annotations)
     choose_another = "choose another spec.secretName"
     if certificate_name in (
-        labels.get(CERTIFICATE_LABEL),
-        annotations.get(CERTIFICATE_NAME_ANNOTATION),
+        labels.get(names.CERTIFICATE_LABEL),
+        annotations.get(names.CERTIFICATE_NAME_ANNOTATION),
     ):
         # Marks this Certificate's own secretTemplate put there (before model refused such
         # keys) are no one else's claim; they go once they left the template.
-        for key in recorded_template_keys(annotations, TEMPLATE_ANNOTATIONS_ANNOTATION):
-            if not key.startswith(model.CERTSMITH_PREFIX):
+        for key in recorded_template_keys(annotations, names.TEMPLATE_ANNOTATIONS_ANNOTATION):
+            if not key.startswith(names.CERTSMITH_PREFIX):
                 annotations.pop(key, None)
-    authority = labels.get(CA_AUTHORITY_LABEL)
-    role = labels.get(CA_ROLE_LABEL)
+    authority = labels.get(names.CA_AUTHORITY_LABEL)
+    role = labels.get(names.CA_ROLE_LABEL)
     if authority is not None or role is not None:
         return Claim(
             f"holds the {role or 'key material'} of CertificateAuthority {authority or '?'}",
@@ -222,20 +204,23 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
             f"is controlled by {_owner_reference(controllers[0])} (ownerReferences)",
             f"certsmith never writes another controller's Secret: {choose_another}",
         )
-    cert_manager = annotations.get(CERT_MANAGER_CERTIFICATE_ANNOTATION)
+    cert_manager = annotations.get(names.CERT_MANAGER_CERTIFICATE_ANNOTATION)
     if cert_manager is not None:
         return Claim(
             f"was issued by cert-manager for its Certificate {cert_manager} "
-            f"(annotation {CERT_MANAGER_CERTIFICATE_ANNOTATION})",
+            f"(annotation {names.CERT_MANAGER_CERTIFICATE_ANNOTATION})",
             f"{choose_another}, or delete the cert-manager Certificate and this Secret",
         )
-    managed_by = labels.get(MANAGED_BY_LABEL)
-    if managed_by is not None and managed_by != MANAGED_BY_VALUE:
+    managed_by = labels.get(names.MANAGED_BY_LABEL)
+    if managed_by is not None and managed_by != names.MANAGED_BY_VALUE:
         return Claim(
-            f"is managed by {managed_by} (label {MANAGED_BY_LABEL}={managed_by})",
+            f"is managed by {managed_by} (label {names.MANAGED_BY_LABEL}={managed_by})",
             f"certsmith never writes another tool's Secret: {choose_another}",
         )
-    named = {labels.get(CERTIFICATE_LABEL), annotations.get(CERTIFICATE_NAME_ANNOTATION)}
+    named = {
+        labels.get(names.CERTIFICATE_LABEL),
+        annotations.get(names.CERTIFICATE_NAME_ANNOTATION),
+    }
     named.discard(None)
     others = sorted(n for n in named if n != certificate_name)
     if others:
@@ -244,23 +229,25 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
             choose_another,
             other_certificate=others[0],
         )
-    hand_over = f"label it {CERTIFICATE_LABEL}={certificate_name} to hand it over"
+    hand_over = f"label it {names.CERTIFICATE_LABEL}={certificate_name} to hand it over"
     if not named:
         if contents.owner_references:
             return Claim(
                 f"is owned by {_owner_reference(contents.owner_references[0])} (ownerReferences)",
                 f"{choose_another}, or {hand_over}",
             )
-        foreign_marks = sorted(k for k in annotations if k.startswith(CERT_MANAGER_PREFIX))
+        foreign_marks = sorted(k for k in annotations if k.startswith(names.CERT_MANAGER_PREFIX))
         if foreign_marks:
             return Claim(
                 f"carries cert-manager's annotation {foreign_marks[0]}",
                 f"{choose_another}, or {hand_over}",
             )
-        if managed_by == MANAGED_BY_VALUE:
+        if managed_by == names.MANAGED_BY_VALUE:
             return Claim(
-                f"is labelled {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} but names no Certificate "
-                f"(no label {CERTIFICATE_LABEL}, no annotation {CERTIFICATE_NAME_ANNOTATION})",
+                f"is labelled {names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE} but names no "
+                "Certificate "
+                f"(no label {names.CERTIFICATE_LABEL}, no annotation "
+                f"{names.CERTIFICATE_NAME_ANNOTATION})",
                 f"{hand_over}, delete it to have certsmith issue a new one, or {choose_another}",
             )
         return Claim(
@@ -301,11 +288,17 @@ class IssuedMaterial:
 
 def desired_labels(certificate_name: str, template: Mapping[str, str]) -> dict[str, str]:
     # Ours are applied last: a template must not be able to hide a Secret from the operator.
-    return {**template, MANAGED_BY_LABEL: MANAGED_BY_VALUE, CERTIFICATE_LABEL: certificate_name}
+    return {
+        **template,
+        names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+        names.CERTIFICATE_LABEL: certificate_name,
+    }
 
 
-_OWN_LABELS = frozenset((MANAGED_BY_LABEL, CERTIFICATE_LABEL))
-_OWN_ANNOTATIONS = frozenset((*OWNED_ANNOTATIONS, *TEMPLATE_RECORDS, RENEWAL_REQUEST_ANNOTATION))
+_OWN_LABELS = frozenset((names.MANAGED_BY_LABEL, names.CERTIFICATE_LABEL))
+_OWN_ANNOTATIONS = frozenset(
+    (*OWNED_ANNOTATIONS, *TEMPLATE_RECORDS, names.RENEWAL_REQUEST_ANNOTATION)
+)
 
 
 def _record(keys: Iterable[str], own: frozenset[str]) -> str:
@@ -327,13 +320,13 @@ def template_annotations(
     # A template cannot set certsmith's own annotations (records included): ours win.
     chosen = {k: v for k, v in annotations_template.items() if k not in _OWN_ANNOTATIONS}
     records = {
-        TEMPLATE_LABELS_ANNOTATION: _record(labels_template, _OWN_LABELS),
-        TEMPLATE_ANNOTATIONS_ANNOTATION: _record(annotations_template, _OWN_ANNOTATIONS),
+        names.TEMPLATE_LABELS_ANNOTATION: _record(labels_template, _OWN_LABELS),
+        names.TEMPLATE_ANNOTATIONS_ANNOTATION: _record(annotations_template, _OWN_ANNOTATIONS),
     }
     return {
         **chosen,
         **{k: v for k, v in records.items() if v},
-        CERTIFICATE_NAME_ANNOTATION: certificate_name,
+        names.CERTIFICATE_NAME_ANNOTATION: certificate_name,
     }
 
 
@@ -349,16 +342,16 @@ def desired_annotations(
     authority: str,
     renewal_request: str | None = None,
 ) -> dict[str, str]:
-    honoured = {RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
+    honoured = {names.RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
     return {
         **template_annotations(certificate_name, labels_template, template),
         **honoured,
-        SERIAL_ANNOTATION: inspect.serial_hex(leaf),
-        NOT_AFTER_ANNOTATION: conditions.format_time(leaf.not_valid_after_utc),
-        ISSUER_ANNOTATION: issuer_fingerprint,
-        SPEC_FINGERPRINT_ANNOTATION: spec_fingerprint,
-        REVISION_ANNOTATION: str(revision),
-        AUTHORITY_ANNOTATION: authority,
+        names.SERIAL_ANNOTATION: inspect.serial_hex(leaf),
+        names.NOT_AFTER_ANNOTATION: times.format_time(leaf.not_valid_after_utc),
+        names.ISSUER_ANNOTATION: issuer_fingerprint,
+        names.SPEC_FINGERPRINT_ANNOTATION: spec_fingerprint,
+        names.REVISION_ANNOTATION: str(revision),
+        names.AUTHORITY_ANNOTATION: authority,
     }
 
 
@@ -443,7 +436,7 @@ def _metadata_changes(
         **wanted(contents.labels, desired_labels),
         **_removals(
             contents.labels,
-            recorded_template_keys(contents.annotations, TEMPLATE_LABELS_ANNOTATION),
+            recorded_template_keys(contents.annotations, names.TEMPLATE_LABELS_ANNOTATION),
             desired_labels,
         ),
     }
@@ -451,7 +444,7 @@ def _metadata_changes(
         **wanted(contents.annotations, desired_annotations),
         **_removals(
             contents.annotations,
-            recorded_template_keys(contents.annotations, TEMPLATE_ANNOTATIONS_ANNOTATION)
+            recorded_template_keys(contents.annotations, names.TEMPLATE_ANNOTATIONS_ANNOTATION)
             | frozenset(TEMPLATE_RECORDS),
             desired_annotations,
         ),

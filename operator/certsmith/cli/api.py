@@ -15,9 +15,9 @@ from urllib.parse import quote
 import urllib3
 from kubernetes import client, config
 
-GROUP = "certsmith.dev"
-VERSION = "v1alpha1"
-GROUP_PATH = f"/apis/{GROUP}/{VERSION}"
+from certsmith.api import names
+
+GROUP_PATH = f"/apis/{names.GROUP}/{names.VERSION}"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = 30.0

@@ -10,14 +10,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from certsmith.api import conditions
+from certsmith.api import conditions, names
 from certsmith.cli import output
 from certsmith.cli.renew import request_value
 
 if TYPE_CHECKING:
     from certsmith.cli.api import Api
 
-ROTATION_REQUEST_ANNOTATION = "certsmith.dev/rotate-requested-at"
 DEFAULT_AUTHORITY = "cluster-root"
 SHORT_FINGERPRINT = 16  # hex digits: enough to tell roots apart at a glance
 
@@ -37,7 +36,7 @@ def authority_row(body: Mapping[str, Any]) -> dict[str, Any]:
         "root": root,
         "intermediate": intermediate,
         "rotation": status.get("rotation"),
-        "rotationRequestedAt": (metadata.get("annotations") or {}).get(ROTATION_REQUEST_ANNOTATION),
+        "rotationRequestedAt": (metadata.get("annotations") or {}).get(names.ROTATE_ANNOTATION),
     }
 
 
@@ -106,7 +105,7 @@ def run_status(api: Api, *, json_output: bool, color: bool) -> int:
 def run_rotate(api: Api, *, name: str, now: datetime) -> int:
     api.get_authority(name)  # a clear "not found" before anything is written
     value = request_value(now)
-    api.annotate_authority(name, {ROTATION_REQUEST_ANNOTATION: value})
+    api.annotate_authority(name, {names.ROTATE_ANNOTATION: value})
     print(
         f"CertificateAuthority {name}: root rotation requested at {value}; "
         "follow it with `kubectl certsmith ca status`"

@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from certsmith.certificates import tls_secret
+from certsmith.api import names, times
 from certsmith.cli import output, status
 from certsmith.cli.api import CliError, NotFound
 from certsmith.pki import inspect
@@ -258,7 +258,7 @@ def build_report(
         },
         "secret": {
             "name": secret_name,
-            "revision": annotations.get(tls_secret.REVISION_ANNOTATION),
+            "revision": annotations.get(names.REVISION_ANNOTATION),
             "problems": [p for p in (chain_problem, roots_problem) if p],
         },
         "chain": [
@@ -288,7 +288,7 @@ def _fields(pairs: Sequence[tuple[str, str]], indent: str) -> list[str]:
 
 
 def _certificate_lines(entry: Mapping[str, Any], now: datetime, indent: str) -> list[str]:
-    expires = output.until(output.parse_time(entry["notAfter"]), now)
+    expires = output.until(times.parse_time(entry["notAfter"]), now)
     return _fields(
         (
             ("Subject", entry["subject"]),

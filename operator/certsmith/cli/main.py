@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         return renew.run(
             client,
             namespace=_namespace(args, client),
-            names=args.certificates,
+            certificates=args.certificates,
             every=args.every,
             wait=args.wait,
             timeout=args.timeout,

@@ -10,8 +10,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TextIO
+
+from certsmith.api import times
 
 COLUMN_GAP = "   "  # kubectl's tabwriter pads columns with three spaces
 NONE = "<none>"
@@ -57,21 +59,10 @@ def table(
     return "\n".join(lines)
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp from the API as an aware datetime; None if absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def format_time(moment: datetime | None) -> str:
     if moment is None:
         return NONE
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times.format_time(moment)
 
 
 def short_duration(delta: timedelta) -> str:

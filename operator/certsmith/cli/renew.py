@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from certsmith.api import conditions
-from certsmith.certificates.tls_secret import RENEWAL_REQUEST_ANNOTATION
+from certsmith.api import conditions, names, times
 from certsmith.cli import status
 from certsmith.cli.api import CliError, NotFound
 
@@ -27,7 +26,7 @@ POLL_INTERVAL = 0.5
 
 def request_value(now: datetime) -> str:
     """RFC 3339 UTC with microseconds: two requests a moment apart still differ."""
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return times.format_micro_time(now)
 
 
 def serial_of(body: Mapping[str, Any]) -> str | None:
@@ -59,19 +58,19 @@ class Requested:
 
 
 def _select(
-    api: Api, *, namespace: str | None, names: Sequence[str], every: bool
+    api: Api, *, namespace: str | None, certificates: Sequence[str], every: bool
 ) -> list[dict[str, Any]]:
     if every:
         return api.list_certificates(namespace)
     assert namespace is not None, "a named Certificate needs a namespace"
-    return [api.get_certificate(namespace, name) for name in names]
+    return [api.get_certificate(namespace, name) for name in certificates]
 
 
 def run(
     api: Api,
     *,
     namespace: str | None,
-    names: Sequence[str],
+    certificates: Sequence[str],
     every: bool,
     wait: bool,
     timeout: timedelta,
@@ -79,7 +78,7 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """`namespace` None with `every` renews in all namespaces (-A)."""
-    bodies = _select(api, namespace=namespace, names=names, every=every)
+    bodies = _select(api, namespace=namespace, certificates=certificates, every=every)
     if not bodies:
         print(f"No Certificates found in {status.describe_scope(namespace)}.")
         return 0
@@ -90,7 +89,7 @@ def run(
         entry = Requested(metadata["namespace"], metadata["name"], serial_of(body))
         try:
             api.annotate_certificate(
-                entry.namespace, entry.name, {RENEWAL_REQUEST_ANNOTATION: value}
+                entry.namespace, entry.name, {names.RENEWAL_REQUEST_ANNOTATION: value}
             )
         except CliError as error:
             # One refusal (say, by admission) must not stop the rest of an --all.

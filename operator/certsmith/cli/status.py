@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from certsmith.api import conditions
+from certsmith.api import conditions, times
 from certsmith.cli import output
 
 if TYPE_CHECKING:  # for the hint only: the report logic is tested without a client
@@ -58,7 +58,7 @@ def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateStat
     """
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
-    not_after = output.parse_time(status.get("notAfter"))
+    not_after = times.parse_time(status.get("notAfter"))
     ready = conditions.find_condition(status.get("conditions"), conditions.READY)
     generation = metadata.get("generation")
 
@@ -70,7 +70,7 @@ def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateStat
             reason=reason,
             message=message,
             not_after=not_after,
-            renewal_time=output.parse_time(status.get("renewalTime")),
+            renewal_time=times.parse_time(status.get("renewalTime")),
             serial_number=status.get("serialNumber"),
         )
 

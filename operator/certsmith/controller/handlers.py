@@ -16,15 +16,13 @@ from typing import Any
 
 import kopf
 
-from certsmith import kube
-from certsmith.authorities import store, trust_bundle
-from certsmith.certificates import tls_secret
+from certsmith.api import names
+from certsmith.authorities import store
 from certsmith.kube import ApiError
 from certsmith.runtime import AUTHORITY, Runtime
 
 logger = logging.getLogger(__name__)
 
-GROUP, VERSION = kube.GROUP, kube.VERSION
 RETRY_DELAY = 2.0
 
 
@@ -50,8 +48,8 @@ def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, wor
     # Events are posted by the reconciler, only for decisions a person cares about.
     settings.posting.enabled = False
     # Watch only certsmith's own Secrets, filtered by the apiserver, not every Secret.
-    settings.watching.label_selectors["secrets"] = tls_secret.CERTIFICATE_LABEL
-    settings.watching.label_selectors["configmaps"] = trust_bundle.BUNDLE_LABEL
+    settings.watching.label_selectors["secrets"] = names.CERTIFICATE_LABEL
+    settings.watching.label_selectors["configmaps"] = names.BUNDLE_LABEL
     settings.execution.executor = executor
     settings.execution.max_workers = workers
     # A watch that silently stops (a dropped connection without a FIN, kopf #1276, #996)
@@ -104,14 +102,14 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
 
 
-@kopf.on.resume(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
+@kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
 def authority_resumed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     with _retry_soon():
         patch.status.update(memo.runtime.load_authority(body) or {})
 
 
-@kopf.on.create(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
-@kopf.on.update(GROUP, VERSION, "certificateauthorities", registry=REGISTRY)
+@kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
+@kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
 def authority_changed(
     body: kopf.Body, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -134,7 +132,7 @@ def _deleted(type: str, **_: Any) -> bool:
     return type == "DELETED"
 
 
-@kopf.on.event(GROUP, VERSION, "certificateauthorities", when=_deleted, registry=REGISTRY)
+@kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=REGISTRY)
 def authority_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     try:
@@ -144,9 +142,9 @@ def authority_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
         runtime.scheduler.schedule((AUTHORITY, "", name), runtime.clock())
 
 
-@kopf.on.resume(GROUP, VERSION, "certificates", registry=REGISTRY)
-@kopf.on.create(GROUP, VERSION, "certificates", registry=REGISTRY)
-@kopf.on.update(GROUP, VERSION, "certificates", registry=REGISTRY)
+@kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
+@kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
+@kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
 def certificate_changed(
     body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -158,15 +156,13 @@ def certificate_changed(
     runtime.after_certificate(namespace, name, outcome)
 
 
-@kopf.on.event(GROUP, VERSION, "certificates", when=_deleted, registry=REGISTRY)
+@kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=REGISTRY)
 def certificate_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
     memo.runtime.forget_certificate(namespace, name)
 
 
-@kopf.on.event(
-    "v1", "secrets", labels={tls_secret.CERTIFICATE_LABEL: kopf.PRESENT}, registry=REGISTRY
-)
+@kopf.on.event("v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=REGISTRY)
 async def certsmith_secret_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -183,7 +179,7 @@ async def certsmith_secret_event(
         namespace, secret_name, metadata.get("resourceVersion", "")
     ):
         return
-    runtime.certificate_due_now(namespace, metadata["labels"][tls_secret.CERTIFICATE_LABEL])
+    runtime.certificate_due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
 
 
 @kopf.on.event("v1", "namespaces", registry=REGISTRY)
@@ -201,9 +197,7 @@ def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
         memo.runtime.step_authorities_soon()
 
 
-@kopf.on.event(
-    "v1", "configmaps", labels={trust_bundle.BUNDLE_LABEL: kopf.PRESENT}, registry=REGISTRY
-)
+@kopf.on.event("v1", "configmaps", labels={names.BUNDLE_LABEL: kopf.PRESENT}, registry=REGISTRY)
 def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A trust bundle was edited or deleted by someone else: put it back. Removing its label
     arrives as DELETED (the watch selects by label); the repair finds it by name."""

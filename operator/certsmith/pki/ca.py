@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from certsmith.api import times
 from certsmith.pki import inspect
 from certsmith.pki.keys import PrivateKey, signature_hash
 
@@ -109,10 +110,6 @@ def _sign_ca(
     return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
-def _format(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def ca_problems(certificate: x509.Certificate) -> list[str]:
     """Why `certificate` may not sign certificates; empty when it may.
 
@@ -174,13 +171,13 @@ def root_problems(
         problems.append("not self-signed: its signature does not verify with its own key")
     not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     if now < not_before:
-        problems.append(f"not valid before {_format(not_before)}")
+        problems.append(f"not valid before {times.format_time(not_before)}")
     elif now >= not_after:
-        problems.append(f"expired at {_format(not_after)}")
+        problems.append(f"expired at {times.format_time(not_after)}")
     elif not_after < now + intermediate_lifetime:
         problems.append(
-            f"expires at {_format(not_after)}, before an intermediate issued now would "
-            f"({_format(now + intermediate_lifetime)}): supply a root valid longer, or "
+            f"expires at {times.format_time(not_after)}, before an intermediate issued now would "
+            f"({times.format_time(now + intermediate_lifetime)}): supply a root valid longer, or "
             "lower spec.intermediateLifetime"
         )
     return problems

@@ -27,12 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-INJECT_LABEL = "certsmith.dev/inject"
-CERTIFICATE_ANNOTATION = "certsmith.dev/certificate"
-IDENTITY_ANNOTATION = "certsmith.dev/identity"
-DNS_NAMES_ANNOTATION = "certsmith.dev/dns-names"
-MOUNT_PATH_ANNOTATION = "certsmith.dev/mount-path"
-KEY_MODE_ANNOTATION = "certsmith.dev/key-mode"
+from certsmith.api import names
+
 DEFAULT_MOUNT_PATH = "/var/run/certsmith/tls"
 DEFAULT_KEY_MODE = 0o440
 CERTIFICATE_FILE_MODE = 0o444
@@ -40,7 +36,6 @@ KEY_FILE = "tls.key"
 CERTIFICATE_FILES = ("tls.crt", "ca.crt")
 VOLUME_NAME = "certsmith-tls"
 SERVICE_ACCOUNT_IDENTITY = "service-account"
-IDENTITY_LABEL = "certsmith.dev/service-account"
 
 
 class InjectionError(ValueError):
@@ -59,27 +54,34 @@ class InjectionRequest:
 
 
 def parse_request(annotations: Mapping[str, str]) -> InjectionRequest:
-    certificate = annotations.get(CERTIFICATE_ANNOTATION, "").strip() or None
-    identity = annotations.get(IDENTITY_ANNOTATION, "").strip() or None
+    certificate = annotations.get(names.INJECT_CERTIFICATE_ANNOTATION, "").strip() or None
+    identity = annotations.get(names.IDENTITY_ANNOTATION, "").strip() or None
     if certificate and identity:
         raise InjectionError(
-            f"annotations {CERTIFICATE_ANNOTATION} and {IDENTITY_ANNOTATION} are mutually exclusive"
+            f"annotations {names.INJECT_CERTIFICATE_ANNOTATION} and {names.IDENTITY_ANNOTATION} "
+            "are mutually exclusive"
         )
     if not certificate and not identity:
         raise InjectionError(
-            f"label {INJECT_LABEL} is set but neither annotation {CERTIFICATE_ANNOTATION} "
-            f"nor {IDENTITY_ANNOTATION} says which certificate to mount"
+            f"label {names.INJECT_LABEL} is set but neither annotation "
+            f"{names.INJECT_CERTIFICATE_ANNOTATION} "
+            f"nor {names.IDENTITY_ANNOTATION} says which certificate to mount"
         )
     if identity is not None and identity != SERVICE_ACCOUNT_IDENTITY:
         raise InjectionError(
-            f"annotation {IDENTITY_ANNOTATION}: {identity!r} is not supported "
+            f"annotation {names.IDENTITY_ANNOTATION}: {identity!r} is not supported "
             f"(use {SERVICE_ACCOUNT_IDENTITY!r})"
         )
-    mount_path = _mount_path(annotations.get(MOUNT_PATH_ANNOTATION, DEFAULT_MOUNT_PATH).strip())
-    key_mode = _key_mode(annotations.get(KEY_MODE_ANNOTATION, f"{DEFAULT_KEY_MODE:04o}").strip())
+    mount_path = _mount_path(
+        annotations.get(names.MOUNT_PATH_ANNOTATION, DEFAULT_MOUNT_PATH).strip()
+    )
+    key_mode = _key_mode(
+        annotations.get(names.KEY_MODE_ANNOTATION, f"{DEFAULT_KEY_MODE:04o}").strip()
+    )
     dns_names = tuple(
         sorted(
-            {n.strip().lower() for n in annotations.get(DNS_NAMES_ANNOTATION, "").split(",")} - {""}
+            {n.strip().lower() for n in annotations.get(names.DNS_NAMES_ANNOTATION, "").split(",")}
+            - {""}
         )
     )
     return InjectionRequest(
@@ -91,12 +93,12 @@ def ignored_annotation_warnings(annotations: Mapping[str, str]) -> list[str]:
     """Annotations the pod carries that change nothing, for the admission warnings kubectl
     shows: dns-names is read only with the identity annotation."""
     if (
-        annotations.get(DNS_NAMES_ANNOTATION, "").strip()
-        and not annotations.get(IDENTITY_ANNOTATION, "").strip()
+        annotations.get(names.DNS_NAMES_ANNOTATION, "").strip()
+        and not annotations.get(names.IDENTITY_ANNOTATION, "").strip()
     ):
         return [
-            f"annotation {DNS_NAMES_ANNOTATION} is ignored: it adds names only to the "
-            f"certificate of {IDENTITY_ANNOTATION}: {SERVICE_ACCOUNT_IDENTITY}"
+            f"annotation {names.DNS_NAMES_ANNOTATION} is ignored: it adds names only to the "
+            f"certificate of {names.IDENTITY_ANNOTATION}: {SERVICE_ACCOUNT_IDENTITY}"
         ]
     return []
 
@@ -110,7 +112,7 @@ def _mount_path(text: str) -> str:
     # `..` would let the mount land outside the directory the annotation names.
     if not text.startswith("/") or ":" in text or ".." in segments or not segments:
         raise InjectionError(
-            f"annotation {MOUNT_PATH_ANNOTATION}: {text!r} must be an absolute path below / "
+            f"annotation {names.MOUNT_PATH_ANNOTATION}: {text!r} must be an absolute path below / "
             "without '..' or ':'"
         )
     return "/" + "/".join(segments)
@@ -120,17 +122,18 @@ def _key_mode(text: str) -> int:
     """An octal mode such as "0440" or "400": owner read at least, nothing for others."""
     if not re.fullmatch(r"0?[0-7]{3}", text):
         raise InjectionError(
-            f'annotation {KEY_MODE_ANNOTATION}: {text!r} is not an octal file mode like "0440"'
+            f"annotation {names.KEY_MODE_ANNOTATION}: {text!r} is not an octal file mode "
+            'like "0440"'
         )
     mode = int(text, 8)
     if mode & 0o007:
         raise InjectionError(
-            f"annotation {KEY_MODE_ANNOTATION}: {text!r} gives other users access to the "
+            f"annotation {names.KEY_MODE_ANNOTATION}: {text!r} gives other users access to the "
             "private key (the last digit must be 0); give access through the group (fsGroup)"
         )
     if not mode & 0o400:
         raise InjectionError(
-            f"annotation {KEY_MODE_ANNOTATION}: {text!r} does not let the owner read the key"
+            f"annotation {names.KEY_MODE_ANNOTATION}: {text!r} does not let the owner read the key"
         )
     return mode
 
@@ -143,7 +146,7 @@ def service_account(pod_spec: Mapping[str, Any]) -> str:
 def injected_certificate(metadata: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> str | None:
     """The Certificate whose Secret the webhook mounts in pods made from this template, or
     None: no opt-in label, or annotations the webhook refuses (such pods are never created)."""
-    if (metadata.get("labels") or {}).get(INJECT_LABEL) != "true":
+    if (metadata.get("labels") or {}).get(names.INJECT_LABEL) != "true":
         return None
     try:
         request = parse_request(metadata.get("annotations") or {})
@@ -173,12 +176,12 @@ def identity_certificate(
     if dns_names:
         spec["dnsNames"] = list(dns_names)
     return {
-        "apiVersion": "certsmith.dev/v1alpha1",
+        "apiVersion": names.API_VERSION,
         "kind": "Certificate",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {IDENTITY_LABEL: service_account},
+            "labels": {names.IDENTITY_LABEL: service_account},
         },
         "spec": spec,
     }
@@ -189,19 +192,19 @@ def identity_conflict(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> s
     (someone else made it, or it names other things), or None when it is certsmith's own
     identity certificate: a pod must never get a Secret that lacks its SPIFFE ID."""
     labels = (stored.get("metadata") or {}).get("labels") or {}
-    account = wanted["metadata"]["labels"][IDENTITY_LABEL]
+    account = wanted["metadata"]["labels"][names.IDENTITY_LABEL]
     spec, expected = stored.get("spec") or {}, wanted["spec"]
-    if labels.get(IDENTITY_LABEL) == account and all(
+    if labels.get(names.IDENTITY_LABEL) == account and all(
         sorted(spec.get(key) or ()) == sorted(expected.get(key) or ())
         for key in ("uris", "dnsNames")
     ):
         return None
     name = f"{wanted['metadata']['namespace']}/{wanted['metadata']['name']}"
     return (
-        f"{IDENTITY_ANNOTATION}: Certificate {name} exists and is not certsmith's identity "
+        f"{names.IDENTITY_ANNOTATION}: Certificate {name} exists and is not certsmith's identity "
         f"certificate for service account {account} (it must carry only "
         f"{', '.join(expected['uris'])}{' and the dns-names' if expected.get('dnsNames') else ''}"
-        f" and the label {IDENTITY_LABEL}={account}): rename or delete it"
+        f" and the label {names.IDENTITY_LABEL}={account}): rename or delete it"
     )
 
 
@@ -225,13 +228,15 @@ def _with_mount(container: Mapping[str, Any], mount_path: str) -> dict[str, Any]
             if path != mount_path:
                 raise InjectionError(
                     f"container {name!r} mounts volume {VOLUME_NAME} at {path} but annotation "
-                    f"{MOUNT_PATH_ANNOTATION} asks for {mount_path}: remove that mount or set "
+                    f"{names.MOUNT_PATH_ANNOTATION} asks for {mount_path}: remove that mount or "
+                    "set "
                     "the annotation to its path"
                 )
             continue  # ours, from an earlier call (reinvocation): added again below
         if path == mount_path:
             raise InjectionError(
-                f"annotation {MOUNT_PATH_ANNOTATION}: container {name!r} already mounts volume "
+                f"annotation {names.MOUNT_PATH_ANNOTATION}: container {name!r} already mounts "
+                "volume "
                 f"{mount.get('name')!r} at {mount_path}; choose another path"
             )
         mounts.append(mount)

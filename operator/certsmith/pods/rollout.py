@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from certsmith.api import names
 from certsmith.pods import injection
 
-RESTART_ANNOTATION = "certsmith.dev/restart-on-rotation"
-ROTATED_ANNOTATION = "certsmith.dev/rotated-secret"
 WORKLOAD_KINDS = ("deployments", "statefulsets", "daemonsets")
 
 
@@ -39,7 +38,7 @@ def uses_secret(pod_spec: Mapping[str, Any], secret_name: str) -> bool:
 
 def rotated(template_annotations: Mapping[str, str]) -> dict[str, str]:
     """The serial each Secret was last rolled for: `name@serial` entries, comma-separated."""
-    entries = template_annotations.get(ROTATED_ANNOTATION, "")
+    entries = template_annotations.get(names.ROTATED_ANNOTATION, "")
     return dict(entry.rsplit("@", 1) for entry in entries.split(",") if "@" in entry)
 
 
@@ -51,7 +50,7 @@ def needs_restart(
     Certificate by name, or its service account's identity Certificate), and were not
     already rolled for this serial."""
     metadata = workload.get("metadata") or {}
-    if (metadata.get("annotations") or {}).get(RESTART_ANNOTATION) != "true":
+    if (metadata.get("annotations") or {}).get(names.RESTART_ANNOTATION) != "true":
         return False
     template = (workload.get("spec") or {}).get("template") or {}
     template_metadata = template.get("metadata") or {}
@@ -70,4 +69,4 @@ def restart_patch(workload: Mapping[str, Any], secret_name: str, serial: str) ->
     template_metadata = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
     entries = rotated(template_metadata.get("annotations") or {}) | {secret_name: serial}
     value = ",".join(f"{name}@{entries[name]}" for name in sorted(entries))
-    return {"spec": {"template": {"metadata": {"annotations": {ROTATED_ANNOTATION: value}}}}}
+    return {"spec": {"template": {"metadata": {"annotations": {names.ROTATED_ANNOTATION: value}}}}}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from certsmith.api import times
+
 DURATION = timedelta(seconds=10)
 RENEW_PERIOD = timedelta(seconds=2)
 GIVE_UP = timedelta(seconds=8)
@@ -36,23 +38,13 @@ class Holding:
     transitions: int
 
 
-def _micro_time(text: Any) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
-def format_micro_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def holding(lease: Mapping[str, Any] | None) -> Holding | None:
     if lease is None:
         return None
     spec = lease.get("spec") or {}
     return Holding(
         holder=spec.get("holderIdentity"),
-        renewed=_micro_time(spec.get("renewTime")),
+        renewed=times.parse_time(spec.get("renewTime")),
         duration=timedelta(seconds=int(spec.get("leaseDurationSeconds") or DURATION.seconds)),
         transitions=int(spec.get("leaseTransitions") or 0),
     )
@@ -77,9 +69,9 @@ def lease_spec(current: Holding | None, *, me: str, now: datetime) -> dict[str, 
     spec: dict[str, Any] = {
         "holderIdentity": me,
         "leaseDurationSeconds": int(DURATION.total_seconds()),
-        "renewTime": format_micro_time(now),
+        "renewTime": times.format_micro_time(now),
         "leaseTransitions": transitions,
     }
     if taking:
-        spec["acquireTime"] = format_micro_time(now)
+        spec["acquireTime"] = times.format_micro_time(now)
     return spec

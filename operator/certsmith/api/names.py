@@ -1,0 +1,57 @@
+"""certsmith's names in the Kubernetes API: group, version, and every label and annotation key.
+
+Defined here once; every module (and the CLI) reads them from here. Keys under
+`certsmith.dev/` are certsmith's own; `app.kubernetes.io/managed-by` is the well-known label
+(Kubernetes "Recommended Labels"); `cert-manager.io/` is cert-manager's, read only to tell
+its Secrets apart.
+"""
+
+from __future__ import annotations
+
+GROUP = "certsmith.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CERTIFICATES = "certificates"
+AUTHORITIES = "certificateauthorities"
+
+CERTSMITH_PREFIX = f"{GROUP}/"
+CERT_MANAGER_PREFIX = "cert-manager.io/"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "certsmith"
+
+# --- a Certificate's Secret ---------------------------------------------------------------
+CERTIFICATE_LABEL = "certsmith.dev/certificate"
+CERTIFICATE_NAME_ANNOTATION = "certsmith.dev/certificate-name"
+SERIAL_ANNOTATION = "certsmith.dev/serial-number"
+NOT_AFTER_ANNOTATION = "certsmith.dev/not-after"
+ISSUER_ANNOTATION = "certsmith.dev/issuer-fingerprint"
+SPEC_FINGERPRINT_ANNOTATION = "certsmith.dev/spec-fingerprint"
+REVISION_ANNOTATION = "certsmith.dev/revision"
+AUTHORITY_ANNOTATION = "certsmith.dev/authority"
+# On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
+RENEWAL_REQUEST_ANNOTATION = "certsmith.dev/renew-requested-at"
+# The keys spec.secretTemplate put on the Secret, comma-separated: when one leaves the
+# template it is removed; keys never listed here are never removed.
+TEMPLATE_LABELS_ANNOTATION = "certsmith.dev/template-labels"
+TEMPLATE_ANNOTATIONS_ANNOTATION = "certsmith.dev/template-annotations"
+CERT_MANAGER_CERTIFICATE_ANNOTATION = f"{CERT_MANAGER_PREFIX}certificate-name"
+
+# --- a CertificateAuthority's own Secrets (root, next root, intermediate) and bundles ------
+CA_AUTHORITY_LABEL = "certsmith.dev/authority"
+CA_ROLE_LABEL = "certsmith.dev/role"
+# On a CertificateAuthority: start a root rotation now.
+ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
+BUNDLE_LABEL = "certsmith.dev/trust-bundle"
+BUNDLE_ANNOTATION = BUNDLE_LABEL
+
+# --- pods and workloads ------------------------------------------------------------------
+INJECT_LABEL = "certsmith.dev/inject"
+INJECT_CERTIFICATE_ANNOTATION = "certsmith.dev/certificate"
+IDENTITY_ANNOTATION = "certsmith.dev/identity"
+DNS_NAMES_ANNOTATION = "certsmith.dev/dns-names"
+MOUNT_PATH_ANNOTATION = "certsmith.dev/mount-path"
+KEY_MODE_ANNOTATION = "certsmith.dev/key-mode"
+# On an identity Certificate: the service account it was made for.
+IDENTITY_LABEL = "certsmith.dev/service-account"
+RESTART_ANNOTATION = "certsmith.dev/restart-on-rotation"
+ROTATED_ANNOTATION = "certsmith.dev/rotated-secret"
