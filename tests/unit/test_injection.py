@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from certsmith.pods import injection
+from tests import builders
 
 NAMED = {injection.CERTIFICATE_ANNOTATION: "web"}
 MOUNT = injection.DEFAULT_MOUNT_PATH
@@ -228,7 +229,7 @@ def test_only_certsmiths_identity_certificate_stands_for_the_identity():
         namespace="t1", service_account="web", dns_names=(), trust_domain="cluster.local"
     )
     assert injection.identity_conflict(wanted, wanted) is None
-    users = {"metadata": {"name": "web-identity"}, "spec": {"dnsNames": ["mine.t1.svc"]}}
+    users = builders.certificate("web-identity", dnsNames=["mine.t1.svc"])
     message = injection.identity_conflict(users, wanted)
     assert message is not None and "Certificate t1/web-identity exists" in message
     edited = {**wanted, "spec": {**wanted["spec"], "dnsNames": ["extra.t1.svc"]}}
