@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
 from certsmith.scheduler import DueQueue, Scheduler
@@ -51,14 +52,14 @@ class StillClock:
         return self.now
 
 
-def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones():
-    ran: list[str] = []
+def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones() -> None:
+    ran: list[Hashable] = []
 
     async def scenario() -> None:
         clock = StillClock(T0)
         done = asyncio.Event()
 
-        async def action(key):
+        async def action(key: Hashable) -> None:
             ran.append(key)
             done.set()
 
