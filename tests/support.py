@@ -13,8 +13,21 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T], *, timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
+def wait_for(
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
+) -> T:
+    """Poll `probe` every `interval` seconds until it returns something truthy, and return
+    that; raise AssertionError naming `what` after `timeout` seconds.
+
+    An exception of a `retry_on` type counts as "not yet" (a probe may fail while the state
+    converges, e.g. through an apiserver restart); any other propagates at once: pass
+    `retry_on=()` when a failing probe is a failure, or a probe acts as well as reads.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -22,7 +35,7 @@ def wait_for(probe: Callable[[], T], *, timeout: float, what: str, interval: flo
             result = probe()
             if result:
                 return result
-        except Exception as error:  # a probe may fail while the state converges
+        except retry_on as error:
             last_error = error
         time.sleep(interval)
     raise AssertionError(

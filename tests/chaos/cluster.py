@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client, config
 
 from certsmith.pki import inspect
+from tests.builders import GROUP, VERSION
 from tests.support import REPO_ROOT, wait_for
 
-GROUP, VERSION = "certsmith.dev", "v1alpha1"
 CERTIFICATE_LABEL = "certsmith.dev/certificate"
 SERIAL_ANNOTATION = "certsmith.dev/serial-number"
 REVISION_ANNOTATION = "certsmith.dev/revision"

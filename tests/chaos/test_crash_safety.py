@@ -32,6 +32,7 @@ import pytest
 import urllib3
 from kubernetes import client
 
+from tests import builders
 from tests.chaos.cluster import (
     GROUP,
     VERSION,
@@ -44,6 +45,7 @@ from tests.chaos.cluster import (
     restart_apiserver,
 )
 from tests.integration.conftest import OperatorProcess
+from tests.support import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -103,36 +105,37 @@ class Creator:
             self.create(namespace, f"chaos-{index:05d}", privateKey=key)
 
     def create(self, namespace: str, name: str, **spec: object) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Certificate",
-            "metadata": {"name": name},
-            "spec": {
-                "secretName": f"{name}-tls",
-                "dnsNames": [f"{name}.{namespace}.svc"],
-                **{k: v for k, v in spec.items() if v},
-            },
-        }
+        body = builders.certificate(
+            name, dnsNames=[f"{name}.{namespace}.svc"], **{k: v for k, v in spec.items() if v}
+        )
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/certificates"
-        deadline = time.monotonic() + CREATE_TIMEOUT
-        while True:
+
+        def posted() -> bool:
             try:
                 self.api.call("POST", path, body=body, timeout=20)
-                break
             except ApiStatus as error:
-                if error.status == 409:
-                    break  # an earlier attempt landed before its answer was lost
-                if error.status < 500 and error.status != 429:
-                    with self.lock:
-                        self.errors.append(f"{namespace}/{name}: {error}")
-                    return
-            except (urllib3.exceptions.HTTPError, OSError):
-                pass  # the apiserver is restarting
-            if time.monotonic() > deadline:
-                with self.lock:
-                    self.errors.append(f"{namespace}/{name}: not created in {CREATE_TIMEOUT}s")
-                return
-            time.sleep(0.2)
+                if error.status < 500 and error.status not in (409, 429):
+                    raise  # refused: retrying would not change the answer
+                # 409: an earlier attempt landed before its answer was lost.
+                return error.status == 409
+            return True
+
+        try:
+            wait_for(
+                posted,
+                timeout=CREATE_TIMEOUT,
+                what=f"{namespace}/{name} created",
+                interval=0.2,
+                retry_on=(urllib3.exceptions.HTTPError, OSError),  # the apiserver is restarting
+            )
+        except ApiStatus as error:
+            with self.lock:
+                self.errors.append(f"{namespace}/{name}: {error}")
+            return
+        except AssertionError:
+            with self.lock:
+                self.errors.append(f"{namespace}/{name}: not created in {CREATE_TIMEOUT}s")
+            return
         with self.lock:
             self.created.append((namespace, name))
 
@@ -168,16 +171,26 @@ def wait_all_ready(
     """Seconds until every wanted Certificate is Ready; fails naming a few stragglers."""
     started = time.monotonic()
     missing: set[tuple[str, str]] = set(wanted)
-    while time.monotonic() - started < timeout:
-        # The apiserver may still be warming up its caches: keep the last answer.
-        with contextlib.suppress(ApiStatus, urllib3.exceptions.HTTPError, OSError):
-            missing = wanted - ready_names(api, namespaces)
-        if not missing:
-            return time.monotonic() - started
-        time.sleep(interval)
-    raise AssertionError(
-        f"{len(missing)} Certificates not Ready after {timeout}s: {sorted(missing)[:5]}"
-    )
+
+    def all_ready() -> bool:
+        nonlocal missing
+        missing = wanted - ready_names(api, namespaces)
+        return not missing
+
+    try:
+        wait_for(
+            all_ready,
+            timeout=timeout,
+            what=f"{len(wanted)} Certificates Ready",
+            interval=interval,
+            # The apiserver may still be warming up its caches: keep the last answer.
+            retry_on=(ApiStatus, urllib3.exceptions.HTTPError, OSError),
+        )
+    except AssertionError:
+        raise AssertionError(
+            f"{len(missing)} Certificates not Ready after {timeout}s: {sorted(missing)[:5]}"
+        ) from None
+    return time.monotonic() - started
 
 
 @pytest.fixture

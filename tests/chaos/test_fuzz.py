@@ -16,6 +16,7 @@ Each half has a fixed hypothesis seed: the same size gives the same corpus on ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import string
 import threading
@@ -30,9 +31,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from tests import builders
 from tests.chaos.cluster import GROUP, VERSION, ApiStatus, RawApi, judge_secret, ready_condition
 from tests.chaos.cluster import rss_mib as process_rss_mib
 from tests.integration.conftest import OperatorProcess
+from tests.support import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -343,21 +346,21 @@ class Steady:
 
     def _one(self, name: str) -> None:
         collection = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/certificates"
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Certificate",
-            "metadata": {"name": name},
-            "spec": {"secretName": f"{name}-tls", "dnsNames": [f"{name}.{self.namespace}.svc"]},
-        }
+        body = builders.certificate(name, dnsNames=[f"{name}.{self.namespace}.svc"])
         self.api.call("POST", collection, body=body)
         created = time.monotonic()
-        while time.monotonic() - created < STEADY_DEADLINE:
-            ready = ready_condition(self.api.call("GET", f"{collection}/{name}"))
-            if ready is not None and ready["status"] == "True":
-                self.latencies.append(time.monotonic() - created)
-                return
-            time.sleep(0.1)
-        self.late.append(f"{name}: not Ready within {STEADY_DEADLINE}s")
+
+        def ready() -> bool:
+            condition = ready_condition(self.api.call("GET", f"{collection}/{name}"))
+            return condition is not None and condition["status"] == "True"
+
+        try:
+            # An API error is not retried: _run counts it as late.
+            wait_for(ready, timeout=STEADY_DEADLINE, what=f"{name} Ready", retry_on=())
+        except AssertionError:
+            self.late.append(f"{name}: not Ready within {STEADY_DEADLINE}s")
+            return
+        self.latencies.append(time.monotonic() - created)
 
 
 def post_corpus(api: RawApi, namespace: str, examples: int, ledger: Ledger, *, seed: int) -> None:
@@ -383,12 +386,7 @@ def post_corpus(api: RawApi, namespace: str, examples: int, ledger: Ledger, *, s
         name = f"fuzz-{ledger.counter:05d}"
         if isinstance(spec, dict):
             spec.setdefault("secretName", f"{name}-tls")
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Certificate",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
+        body = {**builders.certificate(name), "spec": spec}  # the spec as drawn, of any type
         try:
             api.call("POST", collection, body=body, timeout=30)
         except ApiStatus as refused:
@@ -419,16 +417,21 @@ def outcomes(api: RawApi, namespace: str, names: set[str]) -> dict[str, tuple[st
 
 
 def settle(api: RawApi, namespace: str, names: set[str], timeout: float) -> dict[str, Any]:
-    """Wait until every admitted Certificate has an answer: Ready, or a reported reason."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Wait until every admitted Certificate has an answer: Ready, or a reported reason.
+    After `timeout`, what has an answer by then: the caller names what has none."""
+    found: dict[str, tuple[str, str, str]] = {}
+
+    def all_answered() -> bool:
+        nonlocal found
         found = outcomes(api, namespace, names)
         answered = {
             n for n, (status, reason, _) in found.items() if status == "True" or reason in REPORTED
         }
-        if answered == names or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+        return answered == names
+
+    with contextlib.suppress(AssertionError):
+        wait_for(all_answered, timeout=timeout, what="every answer", interval=0.5, retry_on=())
+    return found
 
 
 @pytest.fixture

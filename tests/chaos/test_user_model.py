@@ -50,6 +50,7 @@ from hypothesis.stateful import (
 )
 from kubernetes import client
 
+from tests import builders
 from tests.chaos.cluster import GROUP, VERSION, judge_secret, ready_condition
 from tests.support import wait_for
 
@@ -321,12 +322,7 @@ class UserModel(RuleBasedStateMachine):
     @precondition(lambda self: not self.authority_exists)
     @rule()
     def create_authority(self) -> None:
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": self.authority},
-            "spec": {"rotation": {"propagationDelay": "2s"}},
-        }
+        body = builders.authority(self.authority, rotation={"propagationDelay": "2s"})
         self.objects.create_cluster_custom_object(GROUP, VERSION, "certificateauthorities", body)
         self.authority_exists = True
         for model in self.certs.values():
@@ -541,18 +537,14 @@ class UserModel(RuleBasedStateMachine):
         self, name: str, secret: str, granted: bool, issuer: str, template: dict[str, str]
     ) -> dict[str, Any]:
         dns = [f"{name}.example.com"] if granted else [f"{name}.{self.namespace}.svc"]
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Certificate",
-            "metadata": {"name": name},
-            "spec": {
-                "secretName": secret,
-                "dnsNames": dns,
-                "duration": "1h",
-                "issuerRef": {"name": issuer},
-                "secretTemplate": {"labels": template},
-            },
-        }
+        return builders.certificate(
+            name,
+            secretName=secret,
+            dnsNames=dns,
+            duration="1h",
+            issuerRef={"name": issuer},
+            secretTemplate={"labels": template},
+        )
 
     def _patch_certificate(self, name: str, patch: dict[str, Any]) -> None:
         self.objects.patch_namespaced_custom_object(

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
+from tests import builders
+from tests.builders import GROUP, VERSION
 from tests.e2e.pods import opted_in_curl_pod, pod_ready
 from tests.support import REPO_ROOT, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "certsmith.dev", "v1alpha1"
 KUBELET_REFRESH_TIMEOUT = 240  # kubelet refreshed mounted Secrets in 74-86 s here
 LINE = re.compile(r"^\S+ (ok|fail) ?(.*)$")
 
@@ -130,15 +131,7 @@ def test_certificate_from_another_authority_is_refused(certsmith_installed, e2e_
     objects = client.CustomObjectsApi(e2e_client)
     authority = f"other-{namespace}"
     objects.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "certificateauthorities",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": authority},
-            "spec": {},
-        },
+        GROUP, VERSION, "certificateauthorities", builders.authority(authority)
     )
     try:
         objects.create_namespaced_custom_object(
@@ -146,16 +139,9 @@ def test_certificate_from_another_authority_is_refused(certsmith_installed, e2e_
             VERSION,
             namespace,
             "certificates",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Certificate",
-                "metadata": {"name": "rogue"},
-                "spec": {
-                    "secretName": "rogue-tls",
-                    "commonName": f"rogue.{namespace}.svc",
-                    "issuerRef": {"name": authority},
-                },
-            },
+            builders.certificate(
+                "rogue", commonName=f"rogue.{namespace}.svc", issuerRef={"name": authority}
+            ),
         )
         wait_for(
             lambda: serial_of(e2e_client, namespace, "rogue"),

@@ -12,19 +12,19 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests import builders
+from tests.builders import GROUP, VERSION
 from tests.e2e.pods import opted_in_curl_pod, pod_ready
 from tests.support import REPO_ROOT, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "certsmith.dev", "v1alpha1"
 WEBHOOK = "https://certsmith-webhook.certsmith.svc:443/validate-certificate"
 TLS = "/var/run/certsmith/tls"
 APISERVER_TLS = "/var/run/apiserver-client"
@@ -50,27 +50,10 @@ def apiserver_identity(certsmith_installed: str) -> Path:
 
 
 def review(namespace: str) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": {"group": GROUP, "version": VERSION, "kind": "Certificate"},
-                "resource": {"group": GROUP, "version": VERSION, "resource": "certificates"},
-                "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "intruder"},
-                "object": {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "Certificate",
-                    "metadata": {"name": "direct", "namespace": namespace},
-                    "spec": {"secretName": "direct-tls", "dnsNames": [f"direct.{namespace}.svc"]},
-                },
-                "dryRun": False,
-            },
-        }
+    certificate = builders.certificate(
+        "direct", namespace=namespace, dnsNames=[f"direct.{namespace}.svc"]
     )
+    return json.dumps(builders.admission_review(certificate, username="intruder"))
 
 
 def test_only_the_apiserver_reaches_the_webhook(
@@ -162,11 +145,6 @@ def test_only_the_apiserver_reaches_the_webhook(
             VERSION,
             namespace,
             "certificates",
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Certificate",
-                "metadata": {"name": "bad"},
-                "spec": {"secretName": "bad-tls", "dnsNames": [f"ok.{namespace}.svc", "bad..name"]},
-            },
+            builders.certificate("bad", dnsNames=[f"ok.{namespace}.svc", "bad..name"]),
         )
     assert "'bad..name' is not a valid DNS name" in refused.value.body

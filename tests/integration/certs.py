@@ -1,4 +1,7 @@
-"""Builders and readers for Certificates and their Secrets in integration tests."""
+"""Certificates and their Secrets in integration tests: create, read, wait, decode.
+
+The bodies come from tests.builders, shared by every tier; `certificate` is its builder.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
+from tests import builders
+from tests.builders import GROUP, VERSION
+from tests.builders import certificate as certificate
 from tests.support import kubectl_path, wait_for
 
-GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
-
-
-def certificate(name: str, **spec: Any) -> dict[str, Any]:
-    spec.setdefault("secretName", f"{name}-tls")
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Certificate",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+PLURAL = "certificates"
 
 
 def create(api_client: client.ApiClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -69,15 +65,7 @@ def is_ready(api_client: client.ApiClient, namespace: str, name: str) -> dict[st
 def create_authority(api_client: client.ApiClient, name: str, **spec: Any) -> None:
     """A CertificateAuthority `name` with `spec` (cluster-scoped)."""
     client.CustomObjectsApi(api_client).create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "certificateauthorities",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": name},
-            "spec": spec,
-        },
+        GROUP, VERSION, "certificateauthorities", builders.authority(name, **spec)
     )
 
 

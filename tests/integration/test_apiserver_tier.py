@@ -8,7 +8,6 @@ import json
 import queue
 import ssl
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,13 +58,12 @@ def _create_widget_crd(api_client: client.ApiClient, group: str) -> None:
     }
     extensions = client.ApiextensionsV1Api(api_client)
     extensions.create_custom_resource_definition(crd)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def established() -> bool:
         status = extensions.read_custom_resource_definition(f"widgets.{group}").status
-        if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
-            return
-        time.sleep(0.1)
-    raise AssertionError("CRD was not established within 30 s")
+        return any(c.type == "Established" and c.status == "True" for c in status.conditions or [])
+
+    wait_for(established, timeout=30, what="the CRD established")
 
 
 def test_cel_rule_refuses_object_with_its_message(api_client, namespace):
@@ -213,17 +213,20 @@ def test_apiserver_calls_webhook_on_host(api_client, namespace, denying_webhook)
         denied = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(name="denied", labels={"deny": "yes"})
         )
-        # The apiserver picks up new webhook configurations asynchronously.
-        deadline = time.monotonic() + 30
-        while True:
+
+        def refusal() -> ApiException | None:
             try:
                 core.create_namespaced_config_map(namespace, denied)
-            except ApiException as refusal:
-                assert "labelled deny=yes by the test" in refusal.body
-                break
+            except ApiException as refused:
+                return refused
             core.delete_namespaced_config_map("denied", namespace)
-            assert time.monotonic() < deadline, "the webhook never refused the object"
-            time.sleep(0.2)
+            return None
+
+        # The apiserver picks up new webhook configurations asynchronously.
+        refused = wait_for(
+            refusal, timeout=30, what="the webhook refusing the object", interval=0.2, retry_on=()
+        )
+        assert "labelled deny=yes by the test" in refused.body
 
         review = reviews.get(timeout=5)
         assert review["kind"] == "AdmissionReview"
@@ -245,27 +248,29 @@ def test_deleted_namespace_terminates_and_disappears(api_client):
         name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="content"))
     )
     core.delete_namespace(name)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def status_once_unreadable() -> int | None:
         try:
             core.read_namespace(name)
         except ApiException as gone:
-            assert gone.status == 404
-            return
-        time.sleep(0.5)
-    raise AssertionError("namespace still present 60 s after deletion")
+            return gone.status
+        return None
+
+    status = wait_for(
+        status_once_unreadable, timeout=60, what="the namespace gone", interval=0.5, retry_on=()
+    )
+    assert status == 404
 
 
 def test_service_account_gets_tokens(api_client, namespace):
     core = client.CoreV1Api(api_client)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            core.read_namespaced_service_account("default", namespace)
-            break
-        except ApiException:
-            assert time.monotonic() < deadline, "no default service account after 30 s"
-            time.sleep(0.2)
+    wait_for(
+        lambda: core.read_namespaced_service_account("default", namespace),
+        timeout=30,
+        what="the default service account",
+        interval=0.2,
+        retry_on=(ApiException,),
+    )
     token = core.create_namespaced_service_account_token(
         "default",
         namespace,

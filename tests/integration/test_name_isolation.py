@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from kubernetes import client
 
+from tests import builders
 from tests.integration import certs
 from tests.support import wait_for
 
@@ -186,12 +187,7 @@ def test_a_grant_whose_selector_is_misspelt_is_refused_naming_the_field(
         },
         "dnsNames": ["*.payments.example.org"],
     }
-    body = {
-        "apiVersion": "certsmith.dev/v1alpha1",
-        "kind": "CertificateAuthority",
-        "metadata": {"name": f"typo-{uuid.uuid4().hex[:6]}"},
-        "spec": {"policy": {"grants": [grant]}},
-    }
+    body = builders.authority(f"typo-{uuid.uuid4().hex[:6]}", policy={"grants": [grant]})
     with pytest.raises(client.ApiException) as caught:
         objects.create_cluster_custom_object(
             "certsmith.dev", "v1alpha1", "certificateauthorities", body

@@ -8,6 +8,7 @@ every bundle trusted it, and the old root left no bundle while a leaf still chai
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 import time
 import uuid
@@ -173,18 +174,26 @@ def test_root_rotation_is_ordered_and_survives_a_kill_in_every_phase(
     def phase() -> str:
         return (objects.get_cluster_custom_object(*CA).get("status") or {}).get("phase", "")
 
-    deadline = time.monotonic() + 240
     seen_rotating = False
-    while time.monotonic() < deadline:
+
+    def ready_after_a_kill_in_every_phase() -> bool:
+        nonlocal seen_rotating
         current = phase()
         if current in ("Distributing", "Reissuing", "Retiring") and current not in killed_in:
             seen_rotating = True
             running_operator.kill()
             killed_in.append(current)
             running_operator.start()
-        if seen_rotating and current == "Ready":
-            break
-        time.sleep(0.2)
+        return seen_rotating and current == "Ready"
+
+    with contextlib.suppress(AssertionError):  # the assertions below say what went wrong
+        wait_for(
+            ready_after_a_kill_in_every_phase,
+            timeout=240,
+            what="the rotation, killed in every phase",
+            interval=0.2,
+            retry_on=(),
+        )
     duration = time.monotonic() - started
     assert phase() == "Ready", f"rotation stuck; operator log:\n{running_operator.log_tail()}"
     assert killed_in == ["Distributing", "Reissuing", "Retiring"]
@@ -317,18 +326,12 @@ class Team:
 def team(api_client, running_operator) -> Iterator[Team]:
     name = f"team-{uuid.uuid4().hex[:6]}"
     made = Team(api_client, name)
-    made.objects.create_cluster_custom_object(
-        *AUTHORITIES,
-        {
-            "apiVersion": "certsmith.dev/v1alpha1",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": name},
-            "spec": {
-                "trustBundle": {
-                    "configMapName": TEAM_BUNDLE,
-                    "namespaceSelector": {"matchLabels": {SELECT_LABEL: name}},
-                }
-            },
+    certs.create_authority(
+        api_client,
+        name,
+        trustBundle={
+            "configMapName": TEAM_BUNDLE,
+            "namespaceSelector": {"matchLabels": {SELECT_LABEL: name}},
         },
     )
     wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from certsmith.pki import ca
+from tests import builders
 from tests.integration.conftest import webhook_client_pki
 
 pytestmark = pytest.mark.integration
@@ -51,30 +51,10 @@ def _context(client_cert: Path | None = None, client_key: Path | None = None) ->
 
 
 def _review(namespace: str) -> dict:
-    certificate = {
-        "apiVersion": "certsmith.dev/v1alpha1",
-        "kind": "Certificate",
-        "metadata": {"name": "direct", "namespace": namespace},
-        "spec": {"secretName": "direct-tls", "dnsNames": ["direct.example.com"]},
-    }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "certsmith.dev", "version": "v1alpha1", "kind": "Certificate"},
-            "resource": {
-                "group": "certsmith.dev",
-                "version": "v1alpha1",
-                "resource": "certificates",
-            },
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "test"},
-            "object": certificate,
-            "dryRun": False,
-        },
-    }
+    certificate = builders.certificate(
+        "direct", namespace=namespace, dnsNames=["direct.example.com"]
+    )
+    return builders.admission_review(certificate, username="test")
 
 
 @pytest.fixture

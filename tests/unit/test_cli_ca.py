@@ -6,17 +6,18 @@ import re
 from typing import Any
 
 from certsmith.cli import ca
+from tests import builders
 
 FINGERPRINT = "b75ef26f20bdd2294d36b6f6ddd66f3ff019974712ca0a4e002f3413b2631a5e"
 
 
 def authority(name: str, *, ready: bool = True, **status: Any) -> dict[str, Any]:
     condition = (
-        {"type": "Ready", "status": "True", "reason": "Ready", "message": "loaded"}
+        builders.condition("True", reason="Ready", message="loaded")
         if ready
-        else {"type": "Ready", "status": "False", "reason": "InvalidRoot", "message": "no Secret"}
+        else builders.condition("False", reason="InvalidRoot", message="no Secret")
     )
-    return {"metadata": {"name": name}, "status": {"conditions": [condition], **status}}
+    return builders.authority(name, status={"conditions": [condition], **status})
 
 
 READY = authority(

@@ -11,6 +11,7 @@ from certsmith.api import model
 from certsmith.certificates import tls_secret
 from certsmith.cli import inspection
 from certsmith.pki import ca, inspect, issue, keys
+from tests import builders
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -19,7 +20,7 @@ def make_secret(
     intermediate: ca.CAKeyPair, roots: list[ca.CAKeyPair], **spec: Any
 ) -> tuple[dict[str, Any], bytes]:
     """A Secret as the operator writes it, and the PEM of its private key."""
-    parsed = model.parse_certificate_spec({"secretName": "web-tls", **spec})
+    parsed = model.parse_certificate_spec(builders.spec({"secretName": "web-tls"}, **spec))
     key = keys.generate_private_key(parsed.private_key)
     leaf = issue.build_leaf(
         spec=parsed, public_key=key.public_key(), issuer=intermediate, now=NOW - timedelta(hours=1)
@@ -45,21 +46,16 @@ def make_secret(
     return secret, key_pem
 
 
-CERTIFICATE = {
-    "metadata": {"name": "web", "namespace": "shop", "generation": 1},
-    "spec": {"secretName": "web-tls"},
-    "status": {
+CERTIFICATE = builders.certificate(
+    "web",
+    namespace="shop",
+    generation=1,
+    status={
         "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "Issued",
-                "message": "ok",
-                "observedGeneration": 1,
-            }
+            builders.condition("True", reason="Issued", message="ok", observed_generation=1)
         ]
     },
-}
+)
 
 
 def pod(name: str, volumes: list[dict[str, Any]], mounts: dict[str, str]) -> dict[str, Any]:

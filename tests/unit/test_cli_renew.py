@@ -9,6 +9,7 @@ import pytest
 
 from certsmith.cli import renew
 from certsmith.cli.api import CliError
+from tests import builders
 
 
 def test_request_value_is_rfc3339_utc_with_microseconds():
@@ -20,13 +21,14 @@ def test_request_value_is_rfc3339_utc_with_microseconds():
 def body(
     serial: str | None, ready: str, *, generation: int = 1, observed: int = 1
 ) -> dict[str, Any]:
-    return {
-        "metadata": {"generation": generation},
-        "status": {
+    return builders.certificate(
+        "web",
+        generation=generation,
+        status={
             "serialNumber": serial,
-            "conditions": [{"type": "Ready", "status": ready, "observedGeneration": observed}],
+            "conditions": [builders.condition(ready, observed_generation=observed)],
         },
-    }
+    )
 
 
 def test_done_only_with_a_new_serial_and_ready():

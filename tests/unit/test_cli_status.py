@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from certsmith.cli import output, status
+from tests import builders
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -21,25 +22,16 @@ def certificate(
     generation: int = 1,
     observed: int = 1,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace, "generation": generation},
-        "status": {},
-    }
+    reported: dict[str, Any] = {}
     if ready is not None:
-        body["status"]["conditions"] = [
-            {
-                "type": "Ready",
-                "status": ready,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": observed,
-            }
+        reported["conditions"] = [
+            builders.condition(ready, reason=reason, message=message, observed_generation=observed)
         ]
     if not_after is not None:
-        body["status"]["notAfter"] = output.format_time(not_after)
-        body["status"]["renewalTime"] = output.format_time(not_after - timedelta(days=30))
-        body["status"]["serialNumber"] = "abc"
-    return body
+        reported["notAfter"] = output.format_time(not_after)
+        reported["renewalTime"] = output.format_time(not_after - timedelta(days=30))
+        reported["serialNumber"] = "abc"
+    return builders.certificate(name, namespace=namespace, generation=generation, status=reported)
 
 
 def test_a_broken_certificate_is_listed_with_its_reason_and_fails_the_exit_code():

@@ -6,6 +6,7 @@ import pytest
 
 from certsmith.api import names
 from certsmith.pods import injection
+from tests import builders
 
 NAMED = {names.INJECT_CERTIFICATE_ANNOTATION: "web"}
 MOUNT = injection.DEFAULT_MOUNT_PATH
@@ -229,7 +230,7 @@ def test_only_certsmiths_identity_certificate_stands_for_the_identity():
         namespace="t1", service_account="web", dns_names=(), trust_domain="cluster.local"
     )
     assert injection.identity_conflict(wanted, wanted) is None
-    users = {"metadata": {"name": "web-identity"}, "spec": {"dnsNames": ["mine.t1.svc"]}}
+    users = builders.certificate("web-identity", dnsNames=["mine.t1.svc"])
     message = injection.identity_conflict(users, wanted)
     assert message is not None and "Certificate t1/web-identity exists" in message
     edited = {**wanted, "spec": {**wanted["spec"], "dnsNames": ["extra.t1.svc"]}}

@@ -6,10 +6,11 @@ import pytest
 
 from certsmith.api import model
 from certsmith.certificates import isolation
+from tests import builders
 
 
 def spec(**fields) -> model.CertificateSpec:
-    return model.parse_certificate_spec({"secretName": "s", **fields})
+    return model.parse_certificate_spec(builders.spec({"secretName": "s"}, **fields))
 
 
 def violations(namespace="a", labels=None, grants=(), **fields) -> list[str]:

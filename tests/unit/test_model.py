@@ -12,13 +12,7 @@ import pytest
 
 from certsmith.api import model
 from certsmith.api.model import InvalidSpec, parse_certificate_spec, parse_duration
-
-
-def spec(**fields: Any) -> dict[str, Any]:
-    """A minimal valid spec with `fields` merged in; a value of None removes the key."""
-    base: dict[str, Any] = {"secretName": "web-tls", "dnsNames": ["web.example.com"]}
-    base.update(fields)
-    return {k: v for k, v in base.items() if v is not None}
+from tests.builders import spec
 
 
 def test_minimal_spec_gets_documented_defaults() -> None:

@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 
 from certsmith.api.model import CertificateSpec, PrivateKeySpec, parse_certificate_spec
 from certsmith.pki import ca, inspect, issue, keys
+from tests import builders
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 250_000, tzinfo=UTC)
 START = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)  # NOW without its microseconds
@@ -46,9 +47,7 @@ def rsa_key() -> keys.PrivateKey:
 
 
 def make_spec(**fields: Any) -> CertificateSpec:
-    body: dict[str, Any] = {"secretName": "web-tls", "dnsNames": ["web.example.com"]}
-    body.update(fields)
-    return parse_certificate_spec({k: v for k, v in body.items() if v is not None})
+    return parse_certificate_spec(builders.spec(**fields))
 
 
 def issue_leaf(
@@ -607,7 +606,7 @@ def test_pkilint_accepts_a_leaf_with_an_empty_subject(
 
 
 def test_serials_print_whole_bytes_as_openssl_and_nginx_do(intermediate: ca.CAKeyPair) -> None:
-    spec = parse_certificate_spec({"secretName": "s", "dnsNames": ["a.example.com"]})
+    spec = make_spec(secretName="s", dnsNames=["a.example.com"])
     for _ in range(64):  # about one serial in 16 has a leading zero nibble
         key = keys.generate_private_key(spec.private_key)
         leaf = issue.build_leaf(

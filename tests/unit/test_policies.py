@@ -14,15 +14,15 @@ from certsmith.api import model, names
 from certsmith.certificates import policies, renewal, tls_secret
 from certsmith.certificates.policies import Action
 from certsmith.pki import ca, inspect, issue, keys
+from tests import builders
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NAME, NAMESPACE = "web", "shop"
+SPEC = builders.spec(dnsNames=["web.shop.svc"])
 
 
 def spec_of(**fields: Any) -> model.CertificateSpec:
-    return model.parse_certificate_spec(
-        {"secretName": "web-tls", "dnsNames": ["web.shop.svc"], **fields}
-    )
+    return model.parse_certificate_spec(builders.spec(SPEC, **fields))
 
 
 def issued_secret(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 
 from certsmith.scheduler import DueQueue, Scheduler
@@ -38,23 +39,37 @@ def test_cancelled_keys_never_come_due():
     assert queue.next_due() is None
 
 
-def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones():
-    ran: list[str] = []
+class StillClock:
+    """The scheduler's clock, standing still at `now`: nothing comes due by time passing.
+    `read` is set whenever the scheduler reads it, i.e. just before it goes to sleep."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.read = asyncio.Event()
+
+    def __call__(self) -> datetime:
+        self.read.set()
+        return self.now
+
+
+def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones() -> None:
+    ran: list[Hashable] = []
 
     async def scenario() -> None:
-        async def action(key):
-            ran.append(key)
+        clock = StillClock(T0)
+        done = asyncio.Event()
 
-        scheduler = Scheduler(clock=lambda: datetime.now(UTC), action=action, concurrency=2)
+        async def action(key: Hashable) -> None:
+            ran.append(key)
+            done.set()
+
+        scheduler = Scheduler(clock=clock, action=action, concurrency=2)
         task = asyncio.create_task(scheduler.run())
-        scheduler.schedule("later", datetime.now(UTC) + timedelta(hours=1))
-        await asyncio.sleep(0.05)
+        scheduler.schedule("later", T0 + timedelta(hours=1))
+        await clock.read.wait()  # the scheduler found nothing due: it sleeps for an hour
         # An earlier key must not wait behind the hour-long sleep.
-        scheduler.schedule("now", datetime.now(UTC))
-        for _ in range(100):
-            if ran:
-                break
-            await asyncio.sleep(0.01)
+        scheduler.schedule("now", T0)
+        await asyncio.wait_for(done.wait(), timeout=5)  # a bound for a failure only
         task.cancel()
 
     asyncio.run(scenario())

@@ -12,13 +12,14 @@ from certsmith.api import model, names
 from certsmith.authorities import authority
 from certsmith.certificates import tls_secret
 from certsmith.pki import ca, issue, keys
+from tests import builders
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 NAME = "web"
 
 
 def material(intermediate: ca.CAKeyPair, *, revision: int = 2) -> tls_secret.IssuedMaterial:
-    spec = model.parse_certificate_spec({"secretName": "web-tls", "dnsNames": ["web.shop.svc"]})
+    spec = model.parse_certificate_spec(builders.spec(dnsNames=["web.shop.svc"]))
     key = keys.generate_private_key(spec.private_key)
     leaf = issue.build_leaf(spec=spec, public_key=key.public_key(), issuer=intermediate, now=NOW)
     return tls_secret.IssuedMaterial(
@@ -206,7 +207,10 @@ def test_every_key_that_claims_a_secret_is_refused_in_a_template(label):
             claiming.append(key)
             with pytest.raises(model.InvalidSpec) as refused:
                 model.parse_certificate_spec(
-                    {"secretName": "s", "commonName": "a.b", "secretTemplate": {kind: {key: "v"}}}
+                    builders.spec(
+                        {"secretName": "s", "commonName": "a.b"},
+                        secretTemplate={kind: {key: "v"}},
+                    )
                 )
             assert refused.value.field == f"spec.secretTemplate.{kind}[{key}]"
     assert claiming  # the rule reads some keys of each kind

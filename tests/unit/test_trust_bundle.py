@@ -11,6 +11,7 @@ from certsmith.api import model, names
 from certsmith.authorities import trust_bundle
 from certsmith.authorities.rotation import Lagging
 from certsmith.authorities.trust_bundle import Action
+from tests import builders
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -170,10 +171,10 @@ def test_any_certsmith_mark_lets_the_rightful_owner_repair_and_no_other_authorit
 def authority_body(
     name: str, created: str, bundle: dict[str, Any] | None = None, **metadata: Any
 ) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "creationTimestamp": created, **metadata},
-        "spec": {} if bundle is None else {"trustBundle": bundle},
-    }
+    spec = {} if bundle is None else {"trustBundle": bundle}
+    body = builders.authority(name, **spec)
+    body["metadata"].update(creationTimestamp=created, **metadata)
+    return body
 
 
 DEFAULT = authority_body("cluster-root", "2024-05-01T00:00:00Z")
