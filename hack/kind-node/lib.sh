@@ -26,6 +26,13 @@ DEBIAN_BASE_IMAGE="certsmith/debian:${DEBIAN_SUITE}"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 PYTHON_BASE_IMAGE="certsmith/python:3.11-slim-local"
 
+# The label of every image built here: the hash of its inputs, so an image is rebuilt only
+# when they change, and an image without it is not ours.
+HASH_LABEL="dev.certsmith.inputs"
+
+# image_hash IMAGE: its HASH_LABEL, empty for an image not built here (or no image).
+image_hash() { docker image inspect --format "{{index .Config.Labels \"${HASH_LABEL}\"}}" "$1" 2>/dev/null || true; }
+
 # go_tool NAME PACKAGE VERSION: `go install`s PACKAGE@VERSION (static) into
 # ${TOOLS_DIR}/NAME-VERSION once, prints the binary's path.
 go_tool() {
