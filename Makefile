@@ -12,10 +12,15 @@ deps:
 binaries:
 	hack/build-binaries >/dev/null
 
+# Shell scripts are found by their shebang (sourced libraries by their `# shellcheck shell=`
+# line), so a new script in hack/ or .ci/ is checked without being listed here.
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/lint-imports
+	find hack .ci -type f \
+	  -exec awk 'FNR == 1 && /^#!.*[\/ ](ba)?sh( |$$)/ || /^# shellcheck shell=/ { print FILENAME; nextfile }' {} + | \
+	  sort | xargs shellcheck --severity=style --external-sources
 
 test-unit: deps
 	$(PYTEST) -m unit

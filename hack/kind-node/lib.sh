@@ -1,12 +1,12 @@
-# Shared by hack/kind-node/* and hack/kind-cluster: pinned versions, cache paths, tools.
-# Source it; it defines variables and functions and runs nothing.
+# Shared by hack/kind-node/* and hack/kind-cluster, on top of hack/lib.sh: what the node
+# image carries, its cache paths, Go-built tools. Source it; it defines variables and
+# functions and runs nothing.
 # shellcheck shell=bash
 
 shopt -s inherit_errexit
 KIND_NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-REPO_ROOT="$(cd "${KIND_NODE_DIR}/../.." && pwd -P)"
-# shellcheck source=hack/versions.env
-source "${REPO_ROOT}/hack/versions.env"
+# shellcheck source=hack/lib.sh
+source "${KIND_NODE_DIR}/../lib.sh"
 
 # Versions of what the node image carries beyond hack/versions.env (kubeadm v1.34 expects
 # CoreDNS v1.12.1, etcd 3.6.5-0 and pause 3.10.1; kind's containerd config names pause 3.10).
@@ -16,25 +16,22 @@ ETCD_IMAGE_VERSION="${ETCD_IMAGE_VERSION:-v3.6.5}"
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-# shellcheck disable=SC2034 # used by the scripts that source this file
-CACHE_ROOT="${CERTSMITH_CACHE:-${HOME}/.cache/certsmith}"
 TOOLS_DIR="${CACHE_ROOT}/tools"
-# shellcheck disable=SC2034
+# shellcheck disable=SC2034 # used by the scripts that source this file
 ROOTS_DIR="${CACHE_ROOT}/kind-node/roots"
 
 # Local base images (no registry is reachable, so every FROM names one of these).
-# shellcheck disable=SC2034
+# shellcheck disable=SC2034 # used by the scripts that source this file
 DEBIAN_BASE_IMAGE="certsmith/debian:${DEBIAN_SUITE}"
-# shellcheck disable=SC2034
+# shellcheck disable=SC2034 # used by the scripts that source this file
 PYTHON_BASE_IMAGE="certsmith/python:3.11-slim-local"
 
-log() { echo "${LOG_PREFIX:-kind-node}: $*" >&2; }
+# The label of every image built here: the hash of its inputs, so an image is rebuilt only
+# when they change, and an image without it is not ours.
+HASH_LABEL="dev.certsmith.inputs"
 
-lacks_sys_resource() {
-  local capbnd
-  capbnd="$(awk '/^CapBnd:/ {print $2}' /proc/self/status)"
-  (((16#${capbnd} >> 24 & 1) == 0))
-}
+# image_hash IMAGE: its HASH_LABEL, empty for an image not built here (or no image).
+image_hash() { docker image inspect --format "{{index .Config.Labels \"${HASH_LABEL}\"}}" "$1" 2>/dev/null || true; }
 
 # go_tool NAME PACKAGE VERSION: `go install`s PACKAGE@VERSION (static) into
 # ${TOOLS_DIR}/NAME-VERSION once, prints the binary's path.
@@ -59,6 +56,3 @@ kind_module_dir() {
   (cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@${KIND_VERSION}") |
     jq -r .Dir
 }
-
-# Kubernetes binaries from hack/build-binaries (its last stdout line is the directory).
-kube_bin_dir() { "${REPO_ROOT}/hack/build-binaries" | tail -n 1; }
