@@ -160,9 +160,8 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             now=now,
         )
-    if args.command == "inspect":
-        namespace = _namespace(args, client)
-        assert namespace is not None
+    if args.command == "inspect":  # one Certificate: it has no -A
+        namespace = args.namespace or client.default_namespace
         return inspection.run(
             client, namespace=namespace, name=args.certificate, json_output=json_output, now=now
         )
