@@ -55,6 +55,8 @@ class ServingCertificate(NamedTuple):
 
 
 class PlaceholderCertificate(NamedTuple):
+    """A certificate nobody trusts, and its key, as PEM files (`placeholder_certificate`)."""
+
     chain_pem: bytes
     key_pem: bytes
 

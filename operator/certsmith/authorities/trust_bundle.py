@@ -35,6 +35,8 @@ BUNDLE_KEY = "ca.crt"
 
 
 class Action(enum.Enum):
+    """What an authority does with a bundle ConfigMap (`judge`)."""
+
     NOTHING = "Nothing"
     WRITE = "Write"
     CONFLICT = "Conflict"
@@ -42,6 +44,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
+    """`judge`'s answer."""
+
     action: Action
     why: str = ""
     """For a conflict: whose it is and what to do, for status and events."""

@@ -50,6 +50,8 @@ _EXTENDED_USAGES = {
 
 
 class CertificateSummary(TypedDict):
+    """The Certificate as `status` judges it (cli.status.certificate_state)."""
+
     namespace: str
     name: str
     secretName: str
@@ -60,6 +62,8 @@ class CertificateSummary(TypedDict):
 
 
 class SecretSummary(TypedDict):
+    """The Secret named by spec.secretName."""
+
     name: str
     revision: str | None
     """The Secret's certsmith.dev/revision annotation: how many times it was issued."""
@@ -68,6 +72,8 @@ class SecretSummary(TypedDict):
 
 
 class CertificateDescription(TypedDict):
+    """One X.509 certificate of the chain or of ca.crt."""
+
     subject: str
     """RFC 4514, "<empty>" for an empty name; so is `issuer`."""
     issuer: str
@@ -81,15 +87,21 @@ class CertificateDescription(TypedDict):
 
 
 class ChainEntry(CertificateDescription):
+    """A certificate of tls.crt, in order."""
+
     role: str
     """"leaf", "intermediate" or "root" (self-signed), by position in tls.crt."""
 
 
 class TrustedRoot(CertificateDescription):
+    """A root of ca.crt; `anchorsChain` when the chain leads to it."""
+
     anchorsChain: bool
 
 
 class LeafDescription(TypedDict):
+    """The leaf's SAN, key and usages."""
+
     dnsNames: list[str]
     ipAddresses: list[str]
     uris: list[str]
@@ -105,6 +117,8 @@ class LeafDescription(TypedDict):
 
 
 class Verification(TypedDict):
+    """The verdict on the chain (`verify`)."""
+
     verifies: bool
     anchor: str | None
     """The SHA-256 fingerprint of the ca.crt root the chain leads to, if any."""
@@ -115,6 +129,8 @@ class Verification(TypedDict):
 
 
 class Mount(TypedDict):
+    """A pod volume holding the Secret (`pods_mounting`)."""
+
     pod: str | None
     phase: str
     volume: str | None
@@ -140,6 +156,8 @@ class Report(TypedDict):
 
 
 class KeyDescription(NamedTuple):
+    """A public key as `inspect` shows it (`key_description`)."""
+
     type: str
     """"ECDSA P-256", "RSA", "Ed25519", "Ed448", else the key class's name."""
     size_bits: int | None
@@ -504,6 +522,8 @@ def render(report: Report, now: datetime) -> str:
 
 
 def run(api: Api, *, namespace: str, name: str, json_output: bool, now: datetime) -> int:
+    """`inspect`: print the report of Certificate `name`; exit code 0 when its chain
+    verifies, else 1. CliError when the Certificate or its Secret does not exist."""
     certificate = api.get_certificate(namespace, name)
     secret_name = (certificate.get("spec") or {}).get("secretName", "")
     try:

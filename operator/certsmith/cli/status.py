@@ -60,6 +60,7 @@ class CertificateState:
         return self.ready == "True"
 
     def to_json(self, now: datetime) -> CertificateStateJson:
+        """The `-o json` form; `expiresInSeconds` is counted from `now`."""
         expires_in = None if self.not_after is None else (self.not_after - now).total_seconds()
         return {
             "namespace": self.namespace,
@@ -121,6 +122,8 @@ def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateStat
 
 @dataclass(frozen=True)
 class Summary:
+    """Every Certificate looked at, as `status` reports them (`summarize`)."""
+
     total: int
     not_ready: tuple[CertificateState, ...]
     expiring: tuple[CertificateState, ...]
@@ -182,6 +185,7 @@ def render(summary: Summary, now: datetime, *, where: str, color: bool = False) 
 
 
 def to_json(summary: Summary, now: datetime) -> SummaryJson:
+    """`status -o json`."""
     return {
         "allReady": summary.all_ready,
         "total": summary.total,

@@ -44,6 +44,8 @@ class InjectionError(ValueError):
 
 @dataclass(frozen=True)
 class InjectionRequest:
+    """What a pod's annotations ask for (`parse_request`)."""
+
     certificate: str | None
     """A named Certificate to mount; None when the pod asks for its service-account identity."""
     dns_names: tuple[str, ...]
