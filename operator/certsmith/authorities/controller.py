@@ -393,9 +393,11 @@ class AuthorityController:
                 found[(metadata["namespace"], secret_name, metadata["name"])] = item
         return found
 
-    def _selected_namespaces(self, material: authority.AuthorityMaterial) -> dict[str, Any]:
+    def _selected_namespaces(
+        self, material: authority.AuthorityMaterial
+    ) -> dict[str, Mapping[str, str]]:
         """The labels of every namespace the authority's bundle selector selects, by name."""
-        found = {}
+        found: dict[str, Mapping[str, str]] = {}
         for namespace in self._kube.list_namespaces():
             labels = namespace["metadata"].get("labels") or {}
             if not namespace["metadata"].get("deletionTimestamp") and isolation.selector_matches(

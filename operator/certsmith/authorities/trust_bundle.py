@@ -54,7 +54,7 @@ class Verdict:
 SELECTOR_FIELD = "spec.trustBundle.namespaceSelector"
 
 
-def check_selector(selector: Any) -> None:
+def check_selector(selector: object) -> None:
     """spec.trustBundle.namespaceSelector is a label selector, or InvalidSpec naming the bad
     part (see isolation.check_label_selector)."""
     isolation.check_label_selector(selector, SELECTOR_FIELD)
