@@ -3,6 +3,34 @@
 Bodies stay dicts: decoding into the client library's generated models costs more CPU
 than issuing a certificate. The connection pool size is set deliberately (Config) so a
 burst of issuances queues here instead of opening hundreds of connections.
+
+Conventions of every `Kube` method (each method's docstring says only what is its own):
+
+- Bodies are Kubernetes objects as JSON: `Mapping[str, Any]` in, `dict[str, Any]` out
+  (a fresh dict the caller owns). A write returns the object as the apiserver stored it,
+  with its new `metadata.resourceVersion`.
+- `get_*` return the object, or None when the apiserver answers 404 (the object, or its
+  namespace, does not exist). `list_*` return the list's `items`, possibly empty.
+- Any other answer outside 2xx raises `ApiError` carrying the HTTP status and the
+  apiserver's Status `reason` and `message`: 403 (RBAC), 404 (writes to something absent),
+  409 (`AlreadyExists` on create, `Conflict` on a stale resourceVersion), 422 (`Invalid`,
+  also an update of an immutable Secret or ConfigMap), 429 and 5xx (overloaded, an admission
+  webhook failing).
+- `ApiError.status == 0` (reason "Unreachable") means no answer came: connection refused or
+  reset, TLS failure, or a connect or read timeout (`Timeout`). The pool's idle connections
+  are dropped, so the caller's retry dials anew. Whether the request reached the apiserver
+  is unknown: a write may have happened. Only connection setup is retried here (`RETRIES`);
+  every other retry is the caller's.
+- Writes: `create_*` POST (409 `AlreadyExists` when the name is taken). `replace_*` PUT the
+  whole object, with the body's `metadata.resourceVersion` as the precondition (409
+  `Conflict` when the object changed since it was read; without one, Secrets, ConfigMaps
+  and webhook configurations are written unconditionally). `patch_*` send a JSON merge
+  patch (RFC 7386: a key replaces, `null` deletes, a list is replaced whole), unconditional
+  unless the patch itself carries `metadata.resourceVersion`. `*_status` patches go to the
+  status subresource: the spec and `metadata.generation` stay as they are.
+- Watches yield watch events, `{"type": "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" |
+  "ERROR", "object": {...}}`, until the apiserver ends the stream (`timeoutSeconds`), or
+  raise ApiError (status 0) once the stream is silent for longer than the read timeout.
 """
 
 from __future__ import annotations
@@ -10,26 +38,41 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.client import rest
 
 from certsmith.api import names
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-# (connect, read) seconds: a connection that died silently must fail a call, not hang a
-# worker thread forever (the client has no timeout by default). The read timeout bounds the
-# wait for the next bytes, not the whole response, so a long list still streams in.
-REQUEST_TIMEOUT = (5.0, 15.0)
+
+
+class Timeout(NamedTuple):
+    """How long one call may wait, in seconds: to connect, and for the next bytes of the
+    answer (not for the whole answer, so a long list still streams in)."""
+
+    connect_seconds: float
+    read_seconds: float
+
+
+# A connection that died silently must fail a call, not hang a worker thread forever (the
+# client has no timeout by default).
+REQUEST_TIMEOUT = Timeout(connect_seconds=5.0, read_seconds=15.0)
 # Connections may be retried (nothing was sent yet); reads may not: a read that timed out
 # went over a dead path, and the next pooled connection most likely took the same one.
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
 
 
 class ApiError(Exception):
-    """A non-2xx answer from the apiserver."""
+    """A non-2xx answer from the apiserver, or none at all (`status` 0, reason "Unreachable").
+
+    `status` is the HTTP status; `reason` and `message` are those of the Status object the
+    apiserver sent (e.g. "Conflict", "AlreadyExists", "Forbidden"), else the HTTP reason
+    and the first 200 bytes of the answer.
+    """
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
@@ -39,15 +82,22 @@ class ApiError(Exception):
 
     @property
     def not_found(self) -> bool:
+        """404: the object (or its namespace) does not exist."""
         return self.status == 404
 
     @property
     def conflict(self) -> bool:
+        """409: a create found the name taken, or a precondition found a newer version."""
         return self.status == 409
 
 
 def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClient:
-    """An ApiClient for in-cluster use, or for the given/default kubeconfig."""
+    """An ApiClient for in-cluster use, or for the given/default kubeconfig.
+
+    `kubeconfig` None: the pod's service account, else the default kubeconfig
+    (`$KUBECONFIG`, `~/.kube/config`). At most `pool_size` connections are kept open.
+    Raises the client's ConfigException when neither can be loaded.
+    """
     configuration = client.Configuration()
     if kubeconfig is None:
         try:
@@ -62,13 +112,16 @@ def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClien
 
 
 class Kube:
-    def __init__(
-        self, api_client: client.ApiClient, *, timeout: tuple[float, float] = REQUEST_TIMEOUT
-    ) -> None:
+    """The operator's API calls, each bounded by `timeout`; the conventions are the module's.
+
+    Thread-safe: calls share the ApiClient's connection pool.
+    """
+
+    def __init__(self, api_client: client.ApiClient, *, timeout: Timeout = REQUEST_TIMEOUT) -> None:
         self._api = api_client
         self._timeout = timeout
 
-    def with_timeout(self, timeout: tuple[float, float]) -> Kube:
+    def with_timeout(self, timeout: Timeout) -> Kube:
         """The same client and connections, with a shorter fuse (the Lease campaign)."""
         return Kube(self._api, timeout=timeout)
 
@@ -77,11 +130,11 @@ class Kube:
         method: str,
         path: str,
         *,
-        body: Any = None,
+        body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
-    ) -> Any:
-        """The response, its body not read yet; raise for an error status."""
+    ) -> rest.RESTResponse:
+        """The response, its body not read yet; ApiError for a status outside 2xx."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
@@ -106,6 +159,7 @@ class Kube:
 
     @contextlib.contextmanager
     def _unreachable_is_an_api_error(self) -> Iterator[None]:
+        """Turn a transport failure inside the block into ApiError status 0."""
         try:
             yield
         except (urllib3.exceptions.HTTPError, OSError) as error:
@@ -121,14 +175,21 @@ class Kube:
         method: str,
         path: str,
         *,
-        body: Any = None,
+        body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """The JSON object answered (`{}` for an empty answer); ApiError as the module says,
+        ValueError for a 2xx answer that is not JSON."""
         with self._unreachable_is_an_api_error():
             response = self._send(method, path, body=body, content_type=content_type, query=query)
             data = response.read()
-        return json.loads(data or b"{}")
+        answer: dict[str, Any] = json.loads(data or b"{}")
+        return answer
+
+    def _items(self, path: str, query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """The `items` of a list answer, [] when it has none."""
+        return list(self._call("GET", path, query=query).get("items") or [])
 
     def _watch(self, path: str, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
         """Watch events until the apiserver ends the stream; a silence longer than the read
@@ -137,9 +198,11 @@ class Kube:
             response = self._send("GET", path, query={**query, "watch": "true"})
             for line in response.response:
                 if line.strip():
-                    yield json.loads(line)
+                    event: dict[str, Any] = json.loads(line)
+                    yield event
 
     def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        """GET `path`; None for 404."""
         try:
             return self._call("GET", path)
         except ApiError as error:
@@ -150,19 +213,31 @@ class Kube:
     # --- Secrets ---------------------------------------------------------------------
 
     def get_secret(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Secret (its `data` base64-encoded, as stored), or None."""
         return self._get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{name}")
 
     def create_secret(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST into `body.metadata.namespace`; 409 AlreadyExists when the name is taken."""
         namespace = body["metadata"]["namespace"]
         return self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", body=body)
 
     def replace_secret(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        """PUT with the body's resourceVersion: fails with 409 if someone wrote in between."""
+        """PUT with the body's resourceVersion: 409 Conflict if someone wrote in between,
+        422 if the stored Secret is immutable."""
         metadata = body["metadata"]
         path = f"/api/v1/namespaces/{metadata['namespace']}/secrets/{metadata['name']}"
         return self._call("PUT", path, body=body)
 
+    def patch_secret(
+        self, *, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the Secret (a `metadata.resourceVersion` in `patch` is a precondition:
+        409 Conflict if it changed); 404 ApiError if it does not exist."""
+        path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
+        return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
     def delete_secret(self, *, namespace: str, name: str) -> None:
+        """Delete without precondition; a Secret already gone (404) is not an error."""
         try:
             self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except ApiError as error:
@@ -170,120 +245,129 @@ class Kube:
                 raise
 
     def list_secrets(self, *, label_selector: str) -> list[dict[str, Any]]:
-        """Secrets in every namespace carrying a label; certsmith never lists all Secrets."""
-        return list(
-            self._call("GET", "/api/v1/secrets", query={"labelSelector": label_selector}).get(
-                "items"
-            )
-            or []
-        )
+        """Secrets in every namespace matching `label_selector` (e.g. a bare key: carrying
+        that label); certsmith never lists all Secrets."""
+        return self._items("/api/v1/secrets", {"labelSelector": label_selector})
 
     def watch_secrets(
         self, *, namespace: str, resource_version: str | None, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
-        """Watch events of the Secrets in one namespace (the operator's: CA keys only)."""
+        """Watch events of the Secrets in one namespace (the operator's: CA keys only), from
+        `resource_version` (None: the current state as ADDED events first). The apiserver
+        ends the stream after `timeout_seconds`; a version too old for it is an ERROR event
+        (410 Gone), after which the caller starts again from None."""
         query = {"timeoutSeconds": str(timeout_seconds)}
         if resource_version:
             query["resourceVersion"] = resource_version
         return self._watch(f"/api/v1/namespaces/{namespace}/secrets", query)
 
-    # --- namespaces and trust-bundle ConfigMaps ---------------------------------------
+    # --- namespaces, CRDs and trust-bundle ConfigMaps -----------------------------------
 
     def list_namespaces(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/api/v1/namespaces").get("items") or [])
+        """Every namespace, those being deleted included (`metadata.deletionTimestamp`)."""
+        return self._items("/api/v1/namespaces")
 
     def get_namespace(self, *, name: str) -> dict[str, Any] | None:
+        """The namespace (its labels are what grants and bundle selectors match), or None."""
         return self._get_or_none(f"/api/v1/namespaces/{name}")
 
     def get_crd(self, *, name: str) -> dict[str, Any] | None:
+        """A CustomResourceDefinition by its name (`<plural>.<group>`), or None."""
         return self._get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
 
     def list_configmaps(self, *, name: str) -> list[dict[str, Any]]:
         """The ConfigMaps called `name` in every namespace, whatever their labels."""
-        query = {"fieldSelector": f"metadata.name={name}"}
-        return list(self._call("GET", "/api/v1/configmaps", query=query).get("items") or [])
+        return self._items("/api/v1/configmaps", {"fieldSelector": f"metadata.name={name}"})
 
     def get_configmap(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap, or None."""
         return self._get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
     def put_configmap(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create, or replace (with the body's resourceVersion if it has one)."""
+        """Create (POST, when the body has no resourceVersion: 409 AlreadyExists if one was
+        created meanwhile), or replace (PUT with the body's resourceVersion: 409 Conflict if
+        it changed meanwhile)."""
         metadata = body["metadata"]
         collection = f"/api/v1/namespaces/{metadata['namespace']}/configmaps"
         if metadata.get("resourceVersion"):
             return self._call("PUT", f"{collection}/{metadata['name']}", body=body)
         return self._call("POST", collection, body=body)
 
-    def patch_secret(
-        self, *, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
-        return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
-
     # --- certsmith resources -------------------------------------------------------------
 
     def get_certificate(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Certificate, or None."""
         path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates/{name}"
         return self._get_or_none(path)
+
+    def list_certificates(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every Certificate, or those of `namespace`."""
+        where = f"namespaces/{namespace}/" if namespace else ""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{where}certificates")
+
+    def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST into `body.metadata.namespace`; 409 AlreadyExists when the name is taken."""
+        namespace = body["metadata"]["namespace"]
+        path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates"
+        return self._call("POST", path, body=body)
 
     def patch_certificate_status(
         self, *, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Merge `status` into the Certificate's status subresource (a key set to None is
+        removed); 404 ApiError if the Certificate is gone."""
         path = (
             f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates/{name}/status"
         )
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
     def get_authority(self, *, name: str) -> dict[str, Any] | None:
+        """The CertificateAuthority (cluster-scoped), or None."""
         return self._get_or_none(
             f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}"
         )
 
     def list_authorities(self) -> list[dict[str, Any]]:
-        path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities"
-        return list(self._call("GET", path).get("items") or [])
+        """Every CertificateAuthority."""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities")
 
     def create_authority(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a CertificateAuthority; 409 AlreadyExists when the name is taken."""
         return self._call(
             "POST", f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities", body=body
         )
 
     def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `status` into the CertificateAuthority's status subresource (a key set to
+        None is removed); 404 ApiError if it is gone."""
         path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
-
-    def list_certificates(self, *, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Every Certificate, or those of `namespace`; raises ApiError."""
-        where = f"namespaces/{namespace}/" if namespace else ""
-        path = f"/apis/{names.GROUP}/{names.VERSION}/{where}certificates"
-        return list(self._call("GET", path).get("items") or [])
-
-    def create_certificate(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        namespace = body["metadata"]["namespace"]
-        path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates"
-        return self._call("POST", path, body=body)
 
     # --- workloads ---------------------------------------------------------------------
 
     def list_workloads(self, *, namespace: str, plural: str) -> list[dict[str, Any]]:
-        path = f"/apis/apps/v1/namespaces/{namespace}/{plural}"
-        return list(self._call("GET", path).get("items") or [])
+        """The apps/v1 `plural` ("deployments", "statefulsets", "daemonsets") of a namespace."""
+        return self._items(f"/apis/apps/v1/namespaces/{namespace}/{plural}")
 
     def patch_workload(
         self, *, namespace: str, plural: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Merge-patch an apps/v1 workload (a pod-template change rolls its pods)."""
         path = f"/apis/apps/v1/namespaces/{namespace}/{plural}/{name}"
         return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
     # --- admission configuration -------------------------------------------------------
 
     def get_webhook_configuration(self, *, kind: str, name: str) -> dict[str, Any] | None:
-        """A Mutating/ValidatingWebhookConfiguration, or None if there is none; ApiError."""
+        """The `kind` (MutatingWebhookConfiguration or ValidatingWebhookConfiguration) called
+        `name`, or None."""
         plural = kind.lower() + "s"
         return self._get_or_none(f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
 
     def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or replace a Mutating/ValidatingWebhookConfiguration."""
+        """Create or replace the webhook configuration `body` (its `kind` says which),
+        whatever another writer put there: read, then POST or PUT with the version read,
+        again on 409, at most 5 times; then ApiError 409 ("kept changing")."""
         plural = body["kind"].lower() + "s"
         collection = f"/apis/admissionregistration.k8s.io/v1/{plural}"
         name = body["metadata"]["name"]
@@ -311,24 +395,30 @@ class Kube:
     # --- leader election --------------------------------------------------------------
 
     def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The coordination.k8s.io/v1 Lease, or None."""
         path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         return self._get_or_none(path)
 
     def watch_lease(
         self, *, namespace: str, name: str, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
+        """Watch events of the one Lease `name`, starting with its current state (ADDED);
+        the apiserver ends the stream after `timeout_seconds`."""
         return self._watch(
             f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
             {"fieldSelector": f"metadata.name={name}", "timeoutSeconds": str(timeout_seconds)},
         )
 
     def create_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST the Lease; 409 AlreadyExists when another replica created it first."""
         namespace = body["metadata"]["namespace"]
         return self._call(
             "POST", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", body=body
         )
 
     def replace_lease(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT the Lease with the body's resourceVersion: 409 Conflict when another replica
+        wrote it since it was read (the campaign's compare-and-swap)."""
         metadata = body["metadata"]
         path = (
             f"/apis/coordination.k8s.io/v1/namespaces/{metadata['namespace']}"
@@ -348,6 +438,12 @@ class Kube:
         now: str,
         component: str,
     ) -> None:
+        """Create a core/v1 Event about the object `involved` (as read: its apiVersion, kind
+        and metadata name it), in its namespace ("default" for a cluster-scoped object), as
+        `kubectl describe` shows them. `event_type` is "Normal" or "Warning"; `reason` one
+        CamelCase word; `message` is cut to 1024 characters; `now` an RFC 3339 time
+        (`api.times.format_time`); `component` the reporting controller. Not deduplicated:
+        each call creates one Event."""
         metadata = involved.get("metadata") or {}
         namespace = metadata.get("namespace") or "default"
         body = {

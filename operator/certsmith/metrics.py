@@ -62,26 +62,32 @@ PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
 
 def serve(port: int, queue_depth: Callable[[], int]) -> None:
+    """Serve /metrics on `port` (all interfaces) from a daemon thread; QUEUE_DEPTH reads
+    `queue_depth()` at each scrape. OSError when the port is taken."""
     QUEUE_DEPTH.set_function(lambda: float(queue_depth()))
     start_http_server(port)
 
 
 def certificate_ready(namespace: str, name: str, not_after: datetime, renewal: datetime) -> None:
+    """The Certificate is Ready: its expiry and renewal times (as Unix seconds), READY 1."""
     EXPIRATION.labels(namespace, name).set(not_after.timestamp())
     RENEWAL.labels(namespace, name).set(renewal.timestamp())
     READY.labels(namespace, name).set(1)
 
 
 def certificate_not_ready(namespace: str, name: str) -> None:
+    """READY 0; the expiry and renewal series keep the last certificate's times."""
     READY.labels(namespace, name).set(0)
 
 
 def issued(reason: str, latency_seconds: float) -> None:
+    """One issuance and its latency (a negative latency, from clock skew, counts as 0)."""
     ISSUANCES.labels(reason).inc()
     ISSUANCE_LATENCY.observe(max(0.0, latency_seconds))
 
 
 def certificate_forgotten(namespace: str, name: str) -> None:
+    """A deleted Certificate leaves no series behind."""
     for gauge in (EXPIRATION, RENEWAL, READY):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
@@ -90,6 +96,8 @@ def certificate_forgotten(namespace: str, name: str) -> None:
 def authority_state(
     name: str, root_expiry: datetime, intermediate_expiry: datetime, phase: str
 ) -> None:
+    """The authority's root and intermediate expiry (Unix seconds) and its rotation phase
+    (one of PHASES set to 1, the others 0)."""
     AUTHORITY_EXPIRATION.labels(name, "root").set(root_expiry.timestamp())
     AUTHORITY_EXPIRATION.labels(name, "intermediate").set(intermediate_expiry.timestamp())
     for candidate in PHASES:

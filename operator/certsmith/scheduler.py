@@ -15,32 +15,42 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
+Key = tuple[str, str, str]
+"""What an action is scheduled for: (kind, namespace, name), e.g. ("Certificate", "shop",
+"web"); the namespace is "" for a cluster-scoped object (a CertificateAuthority)."""
+
 
 class DueQueue:
-    """A heap of due times by key; not thread-safe on its own."""
+    """A heap of due times (aware datetimes) by key; not thread-safe on its own."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, int, Hashable]] = []
-        self._entries: dict[Hashable, tuple[datetime, int]] = {}
+        # The sequence number breaks ties in order of scheduling and tells a current entry
+        # from a superseded one.
+        self._heap: list[tuple[datetime, int, Key]] = []
+        self._entries: dict[Key, tuple[datetime, int]] = {}
         self._sequence = itertools.count()
 
     def __len__(self) -> int:
+        """How many keys are scheduled."""
         return len(self._entries)
 
-    def schedule(self, key: Hashable, when: datetime) -> None:
+    def schedule(self, key: Key, when: datetime) -> None:
+        """Make `key` due at `when`, replacing the time it had."""
         sequence = next(self._sequence)
         self._entries[key] = (when, sequence)
         heapq.heappush(self._heap, (when, sequence, key))
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: Key) -> None:
+        """`key` is no longer due (nothing happens if it was not scheduled)."""
         self._entries.pop(key, None)
 
-    def when(self, key: Hashable) -> datetime | None:
+    def when(self, key: Key) -> datetime | None:
+        """When `key` is due, or None if it is not scheduled."""
         entry = self._entries.get(key)
         return None if entry is None else entry[0]
 
@@ -53,10 +63,12 @@ class DueQueue:
             heapq.heappop(self._heap)
 
     def next_due(self) -> datetime | None:
+        """The earliest due time, or None when nothing is scheduled."""
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: datetime) -> list[Hashable]:
+    def pop_due(self, now: datetime) -> list[Key]:
+        """Unschedule and return every key due at `now` or before, earliest first."""
         due = []
         while (when := self.next_due()) is not None and when <= now:
             _, _, key = heapq.heappop(self._heap)
@@ -66,13 +78,15 @@ class DueQueue:
 
 
 class Scheduler:
-    """Runs `action(key)` when a key comes due. `schedule` may be called from any thread."""
+    """Runs `action(key)` when a key comes due, at most `concurrency` at once, on the event
+    loop that runs `run()`. `schedule`, `cancel` and `when` may be called from any thread.
+    An action that raises is logged, not retried: it schedules its own retry."""
 
     def __init__(
         self,
         *,
         clock: Callable[[], datetime],
-        action: Callable[[Hashable], Awaitable[None]],
+        action: Callable[[Key], Awaitable[None]],
         concurrency: int,
     ) -> None:
         self._clock = clock
@@ -85,21 +99,25 @@ class Scheduler:
         self._running: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
+        """How many keys are scheduled (not those running now)."""
         with self._lock:
             return len(self._queue)
 
-    def schedule(self, key: Hashable, when: datetime) -> None:
+    def schedule(self, key: Key, when: datetime) -> None:
+        """Run `key`'s action at `when` (now if it is past), replacing the time it had."""
         with self._lock:
             earlier = self._queue.next_due()
             self._queue.schedule(key, when)
         if earlier is None or when < earlier:
             self._wake()
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: Key) -> None:
+        """Do not run `key`'s action (one already running carries on)."""
         with self._lock:
             self._queue.cancel(key)
 
-    def when(self, key: Hashable) -> datetime | None:
+    def when(self, key: Key) -> datetime | None:
+        """When `key`'s action is due, or None if it is not scheduled."""
         with self._lock:
             return self._queue.when(key)
 
@@ -108,6 +126,7 @@ class Scheduler:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
     async def run(self) -> None:
+        """Run due actions forever (until cancelled), sleeping until the next due time."""
         self._loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()
@@ -126,7 +145,7 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
 
-    async def _run_one(self, key: Hashable) -> None:
+    async def _run_one(self, key: Key) -> None:
         try:
             await self._action(key)
         except Exception:

@@ -99,3 +99,17 @@ def test_the_placeholder_is_trusted_by_no_authority(root, intermediate) -> None:
         roots=[root.certificate],
         now=NOW,
     )
+
+
+def test_the_serving_certificate_lives_30_days_and_renews_at_two_thirds(root, intermediate) -> None:
+    issued = serving.serving_certificate(
+        material(root, intermediate), dns_names=["certsmith-webhook"], now=NOW
+    )
+    leaf = inspect.load_pem_certificates(issued.chain_pem)[0]
+    assert leaf.not_valid_before_utc == NOW - timedelta(minutes=1)  # backdated (pki.ca)
+    assert leaf.not_valid_after_utc == NOW + timedelta(days=30)  # the intermediate lives longer
+    assert issued.renew_at == NOW - timedelta(minutes=1) + timedelta(days=30, minutes=1) * 2 / 3
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["certsmith-webhook"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert b"PRIVATE KEY" in issued.key_pem

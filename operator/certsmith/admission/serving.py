@@ -1,10 +1,17 @@
-"""The webhook's own serving certificate, issued from certsmith's authority."""
+"""The webhook's own serving certificate, issued from certsmith's authority.
+
+Every replica serves the webhook, so each issues its own serving certificate from the
+default authority's intermediate (the key never leaves the replica) and registers the
+authority's trusted roots as the webhook configurations' caBundle. Pure: the caller
+writes the files and the configurations.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from cryptography import x509
 
@@ -12,10 +19,10 @@ from certsmith.api import model
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.pki import ca, inspect, issue, keys
 
-SERVING_LIFETIME = "720h"
-# How often every replica looks at the default authority. Within a root rotation's
-# propagationDelay (default 5 min) each has moved its certificate to the new intermediate,
-# and the caBundle already trusted the new root before that.
+SERVING_LIFETIME = timedelta(days=30)
+# How often every replica looks at the default authority, in seconds. Within a root
+# rotation's propagationDelay (default 5 min) each has moved its certificate to the new
+# intermediate, and the caBundle already trusted the new root before that.
 CHECK_PERIOD = 15.0
 
 
@@ -30,8 +37,28 @@ class ServingState:
 
 @dataclass(frozen=True)
 class ServingPlan:
+    """What to do now: issue a new serving certificate, register the webhooks again."""
+
     reissue: bool
     register: bool
+
+
+class ServingCertificate(NamedTuple):
+    """A serving certificate as the webhook server loads it (PEM files)."""
+
+    chain_pem: bytes
+    """The leaf, then the intermediate that signed it."""
+    key_pem: bytes
+    """The leaf's unencrypted PKCS#8 private key."""
+    renew_at: datetime
+    """2/3 into the leaf's validity."""
+
+
+class PlaceholderCertificate(NamedTuple):
+    """A certificate nobody trusts, and its key, as PEM files (`placeholder_certificate`)."""
+
+    chain_pem: bytes
+    key_pem: bytes
 
 
 def plan(state: ServingState, *, material: AuthorityMaterial, now: datetime) -> ServingPlan:
@@ -47,6 +74,7 @@ def plan(state: ServingState, *, material: AuthorityMaterial, now: datetime) -> 
 
 
 def webhook_dns_names(service: str, namespace: str) -> list[str]:
+    """The names the apiserver may dial the webhook Service by (and localhost)."""
     return [
         service,
         f"{service}.{namespace}",
@@ -58,14 +86,16 @@ def webhook_dns_names(service: str, namespace: str) -> list[str]:
 
 def serving_certificate(
     material: AuthorityMaterial, *, dns_names: Sequence[str], now: datetime
-) -> tuple[bytes, bytes, datetime]:
-    """(chain PEM, key PEM, renewal time) of a server certificate for the webhook."""
+) -> ServingCertificate:
+    """A fresh ECDSA P-256 server certificate for the webhook, for `dns_names` and
+    127.0.0.1, valid SERVING_LIFETIME (never longer than the intermediate), signed by the
+    authority's intermediate."""
     spec = model.parse_certificate_spec(
         {
             "secretName": "certsmith-webhook",
             "dnsNames": list(dns_names),
             "ipAddresses": ["127.0.0.1"],
-            "duration": SERVING_LIFETIME,
+            "duration": model.format_duration(SERVING_LIFETIME),
             "usages": ["digital signature", "server auth"],
         }
     )
@@ -77,7 +107,7 @@ def serving_certificate(
     renew_at = (
         leaf.not_valid_before_utc + (leaf.not_valid_after_utc - leaf.not_valid_before_utc) * 2 / 3
     )
-    return chain, keys.encode_private_key(key, "PKCS8"), renew_at
+    return ServingCertificate(chain, keys.encode_private_key(key, "PKCS8"), renew_at)
 
 
 def usable_files_until(chain_pem: bytes, now: datetime) -> datetime | None:
@@ -93,8 +123,8 @@ def usable_files_until(chain_pem: bytes, now: datetime) -> datetime | None:
     return until
 
 
-def placeholder_certificate(*, dns_names: Sequence[str], now: datetime) -> tuple[bytes, bytes]:
-    """(chain PEM, key PEM) under a throwaway CA nobody trusts: the webhook server needs a
+def placeholder_certificate(*, dns_names: Sequence[str], now: datetime) -> PlaceholderCertificate:
+    """A serving certificate under a throwaway CA nobody trusts: the webhook server needs a
     certificate to start, and the apiserver (which trusts only the default authority's
     roots) refuses this one, as it would a closed port, until the authority can issue the
     real one. Nothing is signed with an authority that cannot sign."""
@@ -109,5 +139,5 @@ def placeholder_certificate(*, dns_names: Sequence[str], now: datetime) -> tuple
         intermediate=throwaway,
         trusted_roots=(throwaway.certificate,),
     )
-    chain, key, _ = serving_certificate(material, dns_names=dns_names, now=now)
-    return chain, key
+    issued = serving_certificate(material, dns_names=dns_names, now=now)
+    return PlaceholderCertificate(issued.chain_pem, issued.key_pem)

@@ -29,6 +29,8 @@ class Endpoint:
     url: str | None = None
 
     def client_config(self, path: str) -> dict[str, Any]:
+        """The webhook's `clientConfig`: the caBundle (base64 PEM) and the Service (port,
+        `/path`) or `<url>/path` (admissionregistration.k8s.io/v1 WebhookClientConfig)."""
         config: dict[str, Any] = {"caBundle": base64.b64encode(self.ca_bundle).decode()}
         if self.url is not None:
             config["url"] = f"{self.url.rstrip('/')}/{path}"
@@ -43,6 +45,8 @@ class Endpoint:
 
 
 def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration that sends the CREATE of opted-in pods to
+    INJECT_POD_PATH; failurePolicy Fail, reinvoked when a later webhook changes the pod."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -73,6 +77,8 @@ def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+    """The ValidatingWebhookConfiguration that sends the CREATE and UPDATE of Certificates
+    to VALIDATE_CERTIFICATE_PATH; failurePolicy Ignore (the operator checks again)."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -110,7 +116,8 @@ def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return any(not _contains(registered.get(hook["name"]), hook) for hook in desired["webhooks"])
 
 
-def _contains(live: Any, desired: Any) -> bool:
+def _contains(live: object, desired: object) -> bool:
+    """Whether `live` holds every field of `desired` with the same value (lists whole)."""
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
             _contains(live.get(key), value) for key, value in desired.items()

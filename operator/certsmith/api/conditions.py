@@ -19,6 +19,9 @@ ISSUING = "Issuing"
 
 @dataclass(frozen=True)
 class Condition:
+    """A condition to set: `status` True or False is written "True" or "False"; `reason` is
+    one CamelCase word, `message` a sentence for people (metav1.Condition)."""
+
     type: str
     status: bool
     reason: str
@@ -32,20 +35,22 @@ def merge_conditions(
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The conditions list after applying `desired`; other condition types are kept."""
+    """The conditions list after applying `desired`, sorted by type; other condition types
+    are kept. `lastTransitionTime` is `now` when a condition's status changed (or it is new),
+    else the one it had; `observedGeneration` is set when `generation` is given."""
     by_type = {str(c.get("type")): dict(c) for c in current or ()}
     for condition in desired:
         status = "True" if condition.status else "False"
         previous = by_type.get(condition.type)
-        changed = previous is None or previous.get("status") != status
+        transition = times.format_time(now)
+        if previous is not None and previous.get("status") == status:
+            transition = previous.get("lastTransitionTime", transition)
         entry: dict[str, Any] = {
             "type": condition.type,
             "status": status,
             "reason": condition.reason,
             "message": condition.message,
-            "lastTransitionTime": times.format_time(now)
-            if changed
-            else previous.get("lastTransitionTime", times.format_time(now)),
+            "lastTransitionTime": transition,
         }
         if generation is not None:
             entry["observedGeneration"] = generation
@@ -56,6 +61,7 @@ def merge_conditions(
 def find_condition(
     conditions: Sequence[Mapping[str, Any]] | None, condition_type: str
 ) -> Mapping[str, Any] | None:
+    """The first condition of `condition_type` in a status's list, or None."""
     for condition in conditions or ():
         if condition.get("type") == condition_type:
             return condition
@@ -63,5 +69,6 @@ def find_condition(
 
 
 def is_true(conditions: Sequence[Mapping[str, Any]] | None, condition_type: str) -> bool:
+    """Whether a condition of `condition_type` is there with status "True"."""
     found = find_condition(conditions, condition_type)
     return found is not None and found.get("status") == "True"

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from certsmith.api import names
+
+_T = TypeVar("_T")
 
 MIN_IN_USE = timedelta(seconds=30)
 """The least time a certificate is in use between its issuance and its renewal.
@@ -121,6 +123,8 @@ class InvalidSpec(ValueError):
 
 @dataclass(frozen=True)
 class Subject:
+    """spec.subject: X.520 attributes of the distinguished name besides the commonName."""
+
     organizations: tuple[str, ...] = ()
     organizational_units: tuple[str, ...] = ()
     countries: tuple[str, ...] = ()
@@ -155,7 +159,12 @@ class PrivateKeySpec:
 
 @dataclass(frozen=True)
 class CertificateSpec:
-    """secret_labels/secret_annotations are read-only MappingProxyType views, left out of hash()."""
+    """A validated spec, defaults resolved (`parse_certificate_spec`).
+
+    Names keep the spec's order (IP addresses in their canonical text form); `duration` and
+    `renew_before` are timedeltas; secret_labels/secret_annotations (spec.secretTemplate)
+    are read-only MappingProxyType views, left out of hash().
+    """
 
     secret_name: str
     common_name: str | None
@@ -197,29 +206,19 @@ def parse_duration(text: str, field: str) -> timedelta:
 
 
 def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
-    """Validate `spec`; raise InvalidSpec naming the first bad field."""
-    _expect(spec, Mapping, "spec")
+    """Validate a Certificate's `spec` (the JSON object, as the apiserver stores it) and
+    resolve its defaults; raise InvalidSpec naming the first bad field (checked in this
+    order: secretName, issuerRef, commonName and the SANs, subject, duration and renewal,
+    privateKey, usages, secretTemplate)."""
+    _expect_object(spec, "spec")
     _check(spec.get("secretName") is not None, "spec.secretName", "is required")
     secret_name = _expect(spec["secretName"], str, "spec.secretName")
     _check_dns1123(secret_name, "spec.secretName")
-    issuer_ref = _expect(spec.get("issuerRef", {}), Mapping, "spec.issuerRef")
+    issuer_ref = _expect_object(spec.get("issuerRef", {}), "spec.issuerRef")
     issuer_name = _expect(issuer_ref.get("name", DEFAULT_ISSUER), str, "spec.issuerRef.name")
     _check_dns1123(issuer_name, "spec.issuerRef.name")
-    common_name = spec.get("commonName")
-    if common_name is not None:
-        _expect(common_name, str, "spec.commonName")
-        _check(0 < len(common_name) <= 64, "spec.commonName", "must be 1 to 64 characters long")
-    sans: dict[str, tuple[str, ...]] = {}
-    for key, check in (
-        ("dnsNames", _dns_name),
-        ("ipAddresses", _ip_address),
-        ("uris", _uri),
-        ("emailAddresses", _email),
-    ):
-        values = tuple(map(check, *_strings(spec, key, _MAX_SANS)))
-        sans[key] = _unique(f"spec.{key}", values, fold_case=key == "dnsNames")
-        total = sum(map(len, sans.values()))
-        _check(total <= _MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {_MAX_SANS})")
+    common_name = _common_name(spec)
+    sans = _sans(spec)
     needs_name = "needs a commonName, dnsNames, ipAddresses, uris or emailAddresses"
     _check(common_name or any(sans.values()), "spec", needs_name)
     _check_single_svid_uri(sans["uris"])
@@ -237,21 +236,8 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
     duration = _optional_duration(spec, "duration") or DEFAULT_DURATION
     in_range = MIN_DURATION <= duration <= _MAX_DURATION
     _check(in_range, "spec.duration", "must be from 1m to 100 years (876000h)")
-    renew_before = _optional_duration(spec, "renewBefore")
-    if renew_before is not None:
-        shorter = f"must be shorter than spec.duration ({format_duration(duration)})"
-        _check(renew_before < duration, "spec.renewBefore", shorter)
-        _check_in_use(duration, duration - renew_before, "spec.renewBefore", spec["renewBefore"])
-    percentage = spec.get("renewBeforePercentage")
-    if percentage is not None:
-        _expect(percentage, int, "spec.renewBeforePercentage")
-        _check(1 <= percentage <= 99, "spec.renewBeforePercentage", "must be from 1 to 99")
-        both = "cannot be combined with spec.renewBefore"
-        _check(renew_before is None, "spec.renewBeforePercentage", both)
-        # In whole milliseconds, as the CRD's CEL rule computes it, so both judge alike.
-        millisecond = timedelta(milliseconds=1)
-        in_use = duration // millisecond * (100 - percentage) * millisecond / 100
-        _check_in_use(duration, in_use, "spec.renewBeforePercentage", str(percentage))
+    renew_before = _renew_before(spec, duration)
+    percentage = _renew_before_percentage(spec, duration, renew_before)
     private_key = _private_key(spec)
     return CertificateSpec(
         secret_name=secret_name,
@@ -270,6 +256,56 @@ def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
         secret_annotations=_string_map(spec, "annotations", label=False),
         issuer_name=issuer_name,
     )
+
+
+def _common_name(spec: Mapping[str, Any]) -> str | None:
+    common_name: str | None = spec.get("commonName")
+    if common_name is not None:
+        _expect(common_name, str, "spec.commonName")
+        _check(0 < len(common_name) <= 64, "spec.commonName", "must be 1 to 64 characters long")
+    return common_name
+
+
+def _sans(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """spec.dnsNames, ipAddresses, uris and emailAddresses by key, each name checked, the
+    first duplicate or the name beyond _MAX_SANS in all refused."""
+    sans: dict[str, tuple[str, ...]] = {}
+    for key, check in (
+        ("dnsNames", _dns_name),
+        ("ipAddresses", _ip_address),
+        ("uris", _uri),
+        ("emailAddresses", _email),
+    ):
+        values = tuple(map(check, *_strings(spec, key, _MAX_SANS)))
+        sans[key] = _unique(f"spec.{key}", values, fold_case=key == "dnsNames")
+        total = sum(map(len, sans.values()))
+        _check(total <= _MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {_MAX_SANS})")
+    return sans
+
+
+def _renew_before(spec: Mapping[str, Any], duration: timedelta) -> timedelta | None:
+    renew_before = _optional_duration(spec, "renewBefore")
+    if renew_before is not None:
+        shorter = f"must be shorter than spec.duration ({format_duration(duration)})"
+        _check(renew_before < duration, "spec.renewBefore", shorter)
+        _check_in_use(duration, duration - renew_before, "spec.renewBefore", spec["renewBefore"])
+    return renew_before
+
+
+def _renew_before_percentage(
+    spec: Mapping[str, Any], duration: timedelta, renew_before: timedelta | None
+) -> int | None:
+    percentage: int | None = spec.get("renewBeforePercentage")
+    if percentage is not None:
+        _expect(percentage, int, "spec.renewBeforePercentage")
+        _check(1 <= percentage <= 99, "spec.renewBeforePercentage", "must be from 1 to 99")
+        both = "cannot be combined with spec.renewBefore"
+        _check(renew_before is None, "spec.renewBeforePercentage", both)
+        # In whole milliseconds, as the CRD's CEL rule computes it, so both judge alike.
+        millisecond = timedelta(milliseconds=1)
+        in_use = duration // millisecond * (100 - percentage) * millisecond / 100
+        _check_in_use(duration, in_use, "spec.renewBeforePercentage", str(percentage))
+    return percentage
 
 
 def is_dns_name(text: str) -> bool:
@@ -386,7 +422,7 @@ def _optional_duration(spec: Mapping[str, Any], key: str) -> timedelta | None:
 
 
 def _subject(spec: Mapping[str, Any]) -> Subject:
-    raw = _expect(spec.get("subject", {}), Mapping, "spec.subject")
+    raw = _expect_object(spec.get("subject", {}), "spec.subject")
     values: dict[str, tuple[str, ...]] = {}
     for key, attribute, limit in _SUBJECT_FIELDS:
         items, fields = _strings(raw, key, _MAX_SUBJECT_VALUES, prefix="spec.subject")
@@ -424,7 +460,7 @@ def _usages(spec: Mapping[str, Any], algorithm: str) -> tuple[str, ...]:
 
 
 def _private_key(spec: Mapping[str, Any]) -> PrivateKeySpec:
-    raw = _expect(spec.get("privateKey", {}), Mapping, "spec.privateKey")
+    raw = _expect_object(spec.get("privateKey", {}), "spec.privateKey")
     chosen = {}
     for key, allowed in _KEY_ENUMS.items():
         value = raw.get(key, allowed[0])
@@ -442,9 +478,9 @@ def _private_key(spec: Mapping[str, Any]) -> PrivateKeySpec:
 
 
 def _string_map(spec: Mapping[str, Any], key: str, *, label: bool) -> Mapping[str, str]:
-    template = _expect(spec.get("secretTemplate", {}), Mapping, "spec.secretTemplate")
+    template = _expect_object(spec.get("secretTemplate", {}), "spec.secretTemplate")
     path = f"spec.secretTemplate.{key}"
-    raw = _expect(template.get(key, {}), Mapping, path)
+    raw = _expect_object(template.get(key, {}), path)
     for name, value in raw.items():
         _expect(name, str, path)
         entry = f"{path}[{name}]"
@@ -576,13 +612,25 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _expect(value: Any, kind: type, path: str) -> Any:
+def _expect(value: object, kind: type[_T], path: str) -> _T:
+    """`value` if it is a `kind` (str, int, list), else InvalidSpec naming its JSON type."""
     # bool is an int subclass in Python, but `true` is never a valid integer in a spec.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        found = (name for t, name in _JSON_TYPES.items() if isinstance(value, t))
-        actual = next(found, type(value).__name__)
-        raise InvalidSpec(path, f"must be {_JSON_TYPES[kind]}, not {actual}")
+        raise _wrong_type(value, _JSON_TYPES[kind], path)
     return value
+
+
+def _expect_object(value: object, path: str) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else InvalidSpec naming its JSON type."""
+    if not isinstance(value, Mapping):
+        raise _wrong_type(value, _JSON_TYPES[Mapping], path)
+    return value
+
+
+def _wrong_type(value: object, expected: str, path: str) -> InvalidSpec:
+    found = (name for t, name in _JSON_TYPES.items() if isinstance(value, t))
+    actual = next(found, type(value).__name__)
+    return InvalidSpec(path, f"must be {expected}, not {actual}")
 
 
 def _check(ok: object, path: str, message: str) -> None:

@@ -24,6 +24,8 @@ from certsmith.pki import ca, inspect, keys
 
 @dataclass(frozen=True)
 class AuthorityMaterial:
+    """What an authority signs with and what it trusts, loaded by `store.ensure_material`."""
+
     name: str
     root: ca.CAKeyPair
     """The root that signs the intermediate now (the new one from Reissuing on)."""
@@ -37,6 +39,7 @@ class AuthorityMaterial:
     bundle_selector: Mapping[str, Any] = field(default_factory=dict)
 
     def view(self) -> AuthorityView:
+        """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""
         return AuthorityView(
             name=self.name,
             trusted_roots=self.trusted_roots,
@@ -51,10 +54,12 @@ class AuthorityMaterial:
 
     @property
     def issuer_fingerprint(self) -> str:
+        """The intermediate's SHA-256 fingerprint, recorded on each Secret it signs."""
         return inspect.fingerprint_sha256(self.intermediate.certificate)
 
 
 def root_secret_name(authority: str) -> str:
+    """The Secret (in the operator's namespace) holding the authority's root."""
     return f"{authority}-root"
 
 
@@ -69,6 +74,7 @@ def root_renewal_time(root: x509.Certificate) -> datetime:
 
 
 def intermediate_secret_name(authority: str) -> str:
+    """The Secret (in the operator's namespace) holding the authority's intermediate."""
     return f"{authority}-intermediate"
 
 
@@ -152,6 +158,7 @@ def marks_patch(*, authority: str, role: str) -> dict[str, Any]:
 
 
 def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
+    """2/3 into its lifetime, counted from when certsmith signed it (`renewal.renewal_time`)."""
     return renewal.renewal_time(
         issued_at=ca.signed_at(intermediate),
         not_after=intermediate.not_valid_after_utc,
@@ -192,6 +199,8 @@ def parse_key_pair(secret: Mapping[str, Any]) -> ca.CAKeyPair:
 def key_pair_secret(
     *, authority: str, role: str, name: str, namespace: str, pair: ca.CAKeyPair
 ) -> dict[str, Any]:
+    """The kubernetes.io/tls Secret storing `pair` (tls.crt, PKCS#8 tls.key) with the CA
+    marks of `authority`'s `role`."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -223,6 +232,9 @@ def ready_status(
     generation: int | None,
     now: datetime,
 ) -> dict[str, Any]:
+    """The status of an authority that can sign: Ready=True, the root and intermediate
+    (fingerprint, notAfter, subject; the intermediate's renewalTime) and the fingerprints of
+    every trusted root. `current` is the status as read, for the conditions' transitions."""
     intermediate = _describe(material.intermediate.certificate)
     intermediate["renewalTime"] = times.format_time(
         intermediate_renewal_time(material.intermediate.certificate)
@@ -248,6 +260,8 @@ def failed_status(
     generation: int | None,
     now: datetime,
 ) -> dict[str, Any]:
+    """The status of an authority that cannot sign: Ready=False with `reason` and `message`
+    (a merge patch: the rest of the status stays as it was)."""
     return {
         "conditions": conditions.merge_conditions(
             (current or {}).get("conditions"),

@@ -19,9 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
+
+from cryptography import x509
 
 from certsmith import metrics
 from certsmith.api import conditions, model, names, times
@@ -42,7 +44,36 @@ BUNDLE_RETRY = timedelta(seconds=30)
 going away produces no event certsmith watches)."""
 
 
+NOT_READY_RETRY = timedelta(seconds=30)
+"""How soon an authority that cannot sign is looked at again."""
+
+
+class BundleSync(NamedTuple):
+    """What `sync_bundles` could not write."""
+
+    problems: tuple[rotation.Lagging, ...]
+    """Every bundle ConfigMap not written, with the reason (BundleConflict first in status)."""
+    awaited: tuple[rotation.Lagging, ...]
+    """The part of `problems` this authority owns, which a rotation waits for."""
+
+
+class Observation(NamedTuple):
+    """What one look at the cluster found for an authority."""
+
+    progress: rotation.Progress
+    bundle_problems: tuple[rotation.Lagging, ...]
+
+
+class _Loaded(NamedTuple):
+    settings: rotation.Rotation
+    material: authority.AuthorityMaterial
+    state: rotation.RotationState
+
+
 class AuthorityController:
+    """Steps each CertificateAuthority (one step at a time per authority, from any thread)
+    and writes its trust bundles; runs in the Lease holder only."""
+
     def __init__(
         self,
         *,
@@ -96,72 +127,110 @@ class AuthorityController:
         metrics.authority_forgotten(name)
 
     def _step(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        name = body["metadata"]["name"]
+        """Gather the authority's material (bootstrapping or rotating it), push bundles and
+        re-issues, advance a rotation, schedule the next step; the status to write."""
         now = self._clock()
-        current = body.get("status") or {}
-        generation = body["metadata"].get("generation")
-        state = rotation.from_status(current)
-        request = (body["metadata"].get("annotations") or {}).get(names.ROTATE_ANNOTATION)
+        state = rotation.from_status(body.get("status") or {})
         try:
-            settings = rotation.parse_rotation(body.get("spec") or {})
-            trust_bundle.check_selector(
-                ((body.get("spec") or {}).get("trustBundle") or {}).get("namespaceSelector")
-            )
-            material = store.ensure_material(self._kube, self._config, body, now, state)
-            if store.supplied_root_name(body.get("spec") or {}):
-                state = self._refuse_rotation(body, state, request)
-            elif rotation.should_start(
-                state,
-                request=request,
-                root_renewal=authority.root_renewal_time(material.trusted_roots[0]),
-                now=now,
-            ):
-                next_root = store.create_next_root(self._kube, self._config, body, now)
-                state = rotation.start(
-                    state,
-                    old_root=inspect.fingerprint_sha256(material.trusted_roots[0]),
-                    new_root=inspect.fingerprint_sha256(next_root.certificate),
-                    request=request,
-                    now=now,
-                )
-                logger.info("CertificateAuthority %s: root rotation started", name)
-                material = store.ensure_material(self._kube, self._config, body, now, state)
+            settings, material, state = self._load(body, state, now)
         except (store.AuthorityNotReady, model.InvalidSpec) as error:
             return self._not_ready(body, error, now)
         self._registry.put(material)
-        for (namespace, certificate), when in self._pacer.set_rate(
-            name, settings.reissue_rate, now=now
-        ).items():
-            self._scheduler.schedule((CERTIFICATE, namespace, certificate), when)
-
-        progress, bundle_problems = self._observe_and_push(material, settings.reissue_rate, now)
+        self._apply_rate(material.name, settings.reissue_rate, now)
+        observed = self._observe_and_push(material, settings.reissue_rate, now)
         if state.rotating:
-            advanced = rotation.advance(state, progress, now=now, delay=settings.propagation_delay)
+            advanced = rotation.advance(
+                state, observed.progress, now=now, delay=settings.propagation_delay
+            )
             if advanced.phase is not state.phase:
-                logger.info(
-                    "CertificateAuthority %s: %s → %s",
-                    name,
-                    state.phase.value,
-                    advanced.phase.value,
-                )
                 try:
-                    if advanced.phase is rotation.Phase.READY:
-                        store.finish_rotation(self._kube, self._config, name)
-                        self._pacer.reset(name)
-                    material = store.ensure_material(self._kube, self._config, body, now, advanced)
+                    material = self._enter_phase(body, state, advanced, now)
                 except store.AuthorityNotReady as error:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
-                self._registry.put(material)
-                progress, bundle_problems = self._observe_and_push(
-                    material, settings.reissue_rate, now
-                )
+                observed = self._observe_and_push(material, settings.reissue_rate, now)
             state = advanced
-        state = rotation.track(state, progress, now=now)
-        blocking = rotation.blockers(state, progress, now=now)
+        state = rotation.track(state, observed.progress, now=now)
+        blocking = rotation.blockers(state, observed.progress, now=now)
+        self._schedule_next_step(material, state, observed.bundle_problems, now)
+        metrics.authority_state(
+            material.name,
+            material.trusted_roots[0].not_valid_after_utc,
+            material.intermediate.certificate.not_valid_after_utc,
+            state.phase.value,
+        )
+        status = _step_status(body, material, state, observed, blocking, now)
+        self._report(body, body.get("status") or {}, status, blocking)
+        return status
+
+    def _load(
+        self, body: Mapping[str, Any], state: rotation.RotationState, now: datetime
+    ) -> _Loaded:
+        """The validated settings, the material to sign with, and the rotation state (a
+        rotation started when requested or due, a request refused for a supplied root).
+        AuthorityNotReady or InvalidSpec when the authority cannot sign."""
+        spec = body.get("spec") or {}
+        request = (body["metadata"].get("annotations") or {}).get(names.ROTATE_ANNOTATION)
+        settings = rotation.parse_rotation(spec)
+        trust_bundle.check_selector((spec.get("trustBundle") or {}).get("namespaceSelector"))
+        material = store.ensure_material(self._kube, self._config, body, now, state)
+        if store.supplied_root_name(spec):
+            state = self._refuse_rotation(body, state, request)
+        elif rotation.should_start(
+            state,
+            request=request,
+            root_renewal=authority.root_renewal_time(material.trusted_roots[0]),
+            now=now,
+        ):
+            next_root = store.create_next_root(self._kube, self._config, body, now)
+            state = rotation.start(
+                state,
+                old_root=inspect.fingerprint_sha256(material.trusted_roots[0]),
+                new_root=inspect.fingerprint_sha256(next_root.certificate),
+                request=request,
+                now=now,
+            )
+            logger.info("CertificateAuthority %s: root rotation started", material.name)
+            material = store.ensure_material(self._kube, self._config, body, now, state)
+        return _Loaded(settings, material, state)
+
+    def _apply_rate(self, name: str, rate: int, now: datetime) -> None:
+        """Apply the authority's reissueRate; re-issues whose slot moved run at their new one."""
+        for (namespace, certificate), when in self._pacer.set_rate(name, rate, now=now).items():
+            self._scheduler.schedule((CERTIFICATE, namespace, certificate), when)
+
+    def _enter_phase(
+        self,
+        body: Mapping[str, Any],
+        state: rotation.RotationState,
+        advanced: rotation.RotationState,
+        now: datetime,
+    ) -> authority.AuthorityMaterial:
+        """Move the rotation to `advanced`'s phase (at Ready: the new root becomes the root)
+        and load the material it signs with; AuthorityNotReady if it cannot."""
+        name = body["metadata"]["name"]
+        logger.info(
+            "CertificateAuthority %s: %s → %s", name, state.phase.value, advanced.phase.value
+        )
+        if advanced.phase is rotation.Phase.READY:
+            store.finish_rotation(self._kube, self._config, name)
+            self._pacer.reset(name)
+        material = store.ensure_material(self._kube, self._config, body, now, advanced)
+        self._registry.put(material)
+        return material
+
+    def _schedule_next_step(
+        self,
+        material: authority.AuthorityMaterial,
+        state: rotation.RotationState,
+        bundle_problems: tuple[rotation.Lagging, ...],
+        now: datetime,
+    ) -> None:
+        """ROTATION_STEP while rotating; else when the intermediate or the root is due, or
+        BUNDLE_RETRY when a bundle could not be written."""
         if state.rotating:
-            self._scheduler.schedule((AUTHORITY, "", name), now + ROTATION_STEP)
+            next_step = now + ROTATION_STEP
         else:
             next_step = min(
                 authority.intermediate_renewal_time(material.intermediate.certificate),
@@ -169,23 +238,7 @@ class AuthorityController:
             )
             if bundle_problems:
                 next_step = min(next_step, now + BUNDLE_RETRY)
-            self._scheduler.schedule((AUTHORITY, "", name), next_step)
-        metrics.authority_state(
-            name,
-            material.trusted_roots[0].not_valid_after_utc,
-            material.intermediate.certificate.not_valid_after_utc,
-            state.phase.value,
-        )
-        status = authority.ready_status(material, current=current, generation=generation, now=now)
-        status.update(rotation.to_status(state, progress, blocking))
-        reported = [rotation.blocked_condition(state, blocking)]
-        if material.bundle_config_map is not None:
-            reported.append(trust_bundle.synced_condition(bundle_problems))
-        status["conditions"] = conditions.merge_conditions(
-            status["conditions"], reported, generation=generation, now=now
-        )
-        self._report(body, current, status, blocking)
-        return status
+        self._scheduler.schedule((AUTHORITY, "", material.name), next_step)
 
     def _not_ready(
         self,
@@ -193,12 +246,12 @@ class AuthorityController:
         error: store.AuthorityNotReady | model.InvalidSpec,
         now: datetime,
     ) -> dict[str, Any]:
-        """Stop signing, retry in 30 s; Ready=False with the reason, and a Warning event
+        """Stop signing, retry in NOT_READY_RETRY; Ready=False with the reason, and a Warning event
         only when the reason or message changed (not every retry)."""
         name = body["metadata"]["name"]
         current = body.get("status") or {}
         self._registry.remove(name, f"CertificateAuthority {name} is not ready: {error}")
-        self._scheduler.schedule((AUTHORITY, "", name), now + timedelta(seconds=30))
+        self._scheduler.schedule((AUTHORITY, "", name), now + NOT_READY_RETRY)
         reason = error.reason if isinstance(error, store.AuthorityNotReady) else "InvalidSpec"
         ready = conditions.find_condition(current.get("conditions"), conditions.READY)
         if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
@@ -271,11 +324,22 @@ class AuthorityController:
 
     def _observe_and_push(
         self, material: authority.AuthorityMaterial, rate: int, now: datetime
-    ) -> tuple[rotation.Progress, tuple[rotation.Lagging, ...]]:
+    ) -> Observation:
         """Write bundles, look at every Secret this authority is responsible for, schedule
-        what must change (spread at `rate` per second); return the progress and the bundles
-        that could not be written."""
-        bundle_problems, awaited_bundles = self.sync_bundles(material)
+        what must change (spread at `rate` per second); the progress, and the bundles that
+        could not be written."""
+        bundles = self.sync_bundles(material)
+        leaves = self._observe_leaves(material)
+        self._push(material.name, leaves.pending, rate, now)
+        progress = rotation.Progress(
+            behind=(*bundles.awaited, *leaves.behind),
+            on_old_root=tuple(leaves.on_old_root),
+            total_leaves=leaves.total,
+        )
+        return Observation(progress, bundles.problems)
+
+    def _observe_leaves(self, material: authority.AuthorityMaterial) -> _Leaves:
+        """Judge the Secret of each of the authority's Certificates (`_Leaves.judge`)."""
         new_root = next(
             (
                 root
@@ -285,10 +349,7 @@ class AuthorityController:
             material.root.certificate,
         )
         certificates = self._certificates_of(material.name)
-        behind: list[rotation.Lagging] = list(awaited_bundles)
-        on_old_root: list[rotation.Lagging] = []
-        pending: list[tuple[str, str]] = []
-        total = 0
+        leaves = _Leaves()
         for secret in self._kube.list_secrets(label_selector=names.CERTIFICATE_LABEL):
             namespace, secret_name = secret["metadata"]["namespace"], secret["metadata"]["name"]
             contents = tls_secret.parse_secret(secret)
@@ -297,42 +358,28 @@ class AuthorityController:
                 # Left behind (its Certificate deleted or pointing elsewhere), or another
                 # authority's: not maintained by this authority, so nothing to wait for.
                 continue
-            total += 1
-            trouble = _trouble(certificate)
-            on_old = not contents.intermediates or not inspect.issued_by(
-                contents.intermediates[0], new_root
+            leaves.judge(
+                (namespace, secret_name),
+                contents,
+                certificate,
+                material=material,
+                new_root=new_root,
             )
-            if on_old:
-                on_old_root.append(
-                    rotation.Lagging(
-                        namespace,
-                        secret_name,
-                        f"Secret's leaf still chains to the old root{trouble}",
-                    )
-                )
-            bundle_ok = contents.ca_pem == material.bundle_pem
-            if not bundle_ok:
-                behind.append(
-                    rotation.Lagging(
-                        namespace,
-                        secret_name,
-                        f"Secret's ca.crt does not hold the trusted roots yet{trouble}",
-                    )
-                )
-            if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
-                pending.append((namespace, certificate["metadata"]["name"]))
+        return leaves
+
+    def _push(
+        self, authority_name: str, pending: list[rotation.CertificateKey], rate: int, now: datetime
+    ) -> None:
+        """Schedule the re-issue of each pending Certificate, `rate` per second from `now`
+        (sooner if it is scheduled sooner already), unless the pacer holds a slot for it."""
         spacing = timedelta(seconds=1 / rate)
         for index, key in enumerate(pending):
-            if self._pacer.holds(material.name, key, now=now):
+            if self._pacer.holds(authority_name, key, now=now):
                 continue  # it comes back at its reserved slot
             due = now + index * spacing
             scheduled = self._scheduler.when((CERTIFICATE, *key))
             if scheduled is None or scheduled > due:
                 self._scheduler.schedule((CERTIFICATE, *key), due)
-        progress = rotation.Progress(
-            behind=tuple(behind), on_old_root=tuple(on_old_root), total_leaves=total
-        )
-        return progress, bundle_problems
 
     def _certificates_of(self, authority_name: str) -> dict[tuple[str, str, str], dict[str, Any]]:
         """This authority's Certificates by (namespace, secretName, name)."""
@@ -346,9 +393,11 @@ class AuthorityController:
                 found[(metadata["namespace"], secret_name, metadata["name"])] = item
         return found
 
-    def _selected_namespaces(self, material: authority.AuthorityMaterial) -> dict[str, Any]:
+    def _selected_namespaces(
+        self, material: authority.AuthorityMaterial
+    ) -> dict[str, Mapping[str, str]]:
         """The labels of every namespace the authority's bundle selector selects, by name."""
-        found = {}
+        found: dict[str, Mapping[str, str]] = {}
         for namespace in self._kube.list_namespaces():
             labels = namespace["metadata"].get("labels") or {}
             if not namespace["metadata"].get("deletionTimestamp") and isolation.selector_matches(
@@ -363,15 +412,13 @@ class AuthorityController:
             self._kube.list_authorities(), default_authority=self._config.default_authority
         )
 
-    def sync_bundles(
-        self, material: authority.AuthorityMaterial
-    ) -> tuple[tuple[rotation.Lagging, ...], tuple[rotation.Lagging, ...]]:
+    def sync_bundles(self, material: authority.AuthorityMaterial) -> BundleSync:
         """Write the authority's trust bundle wherever it is the rightful owner and the
         ConfigMap is missing, stale or edited (found by name, labelled or not). Returns what
         could not be written, and the part of it a rotation waits for: a namespace where
         another authority owns the name is reported (BundleConflict) but never waited on."""
         if material.bundle_config_map is None:
-            return (), ()
+            return BundleSync((), ())
         found = self.bundle_claims()
         existing = {
             item["metadata"]["namespace"]: item
@@ -394,7 +441,7 @@ class AuthorityController:
                 problems.append(problem)
                 if owner == material.name:
                     awaited.append(problem)
-        return tuple(problems), tuple(awaited)
+        return BundleSync(tuple(problems), tuple(awaited))
 
     def put_bundle(
         self,
@@ -407,9 +454,11 @@ class AuthorityController:
         """Create or repair one bundle ConfigMap if `material` is its rightful `owner`
         (trust_bundle.rightful_owner) and it is certsmith's; what stopped it, or None.
 
-        ApiErrors are returned as problems (named, for status), not raised.
+        ApiErrors are returned as problems (named, for status), not raised. None too when the
+        authority writes no bundle.
         """
-        assert material.bundle_config_map is not None
+        if material.bundle_config_map is None:
+            return None
         key = (namespace, material.bundle_config_map)
         for _ in range(3):
             uid = ((existing or {}).get("metadata") or {}).get("uid")
@@ -423,7 +472,8 @@ class AuthorityController:
             if verdict.action is trust_bundle.Action.CONFLICT:
                 return rotation.Lagging(*key, verdict.why, trust_bundle.CONFLICT)
             if verdict.action is trust_bundle.Action.NOTHING:
-                self._bundle_uids[key] = uid
+                if uid is not None:
+                    self._bundle_uids[key] = uid
                 return None
             try:
                 stored = self._kube.put_configmap(
@@ -458,6 +508,69 @@ class AuthorityController:
         return rotation.Lagging(
             *key, "ConfigMap kept changing while certsmith wrote it", trust_bundle.WRITE_FAILED
         )
+
+
+@dataclass
+class _Leaves:
+    """The Secrets of an authority's Certificates, as a rotation sees them."""
+
+    behind: list[rotation.Lagging] = field(default_factory=list)
+    """Secrets whose ca.crt does not hold the trusted roots yet."""
+    on_old_root: list[rotation.Lagging] = field(default_factory=list)
+    """Secrets whose leaf does not chain to the new root yet."""
+    pending: list[rotation.CertificateKey] = field(default_factory=list)
+    """Certificates whose Secret must change now."""
+    total: int = 0
+
+    def judge(
+        self,
+        secret: tuple[str, str],
+        contents: tls_secret.SecretContents,
+        certificate: Mapping[str, Any],
+        *,
+        material: authority.AuthorityMaterial,
+        new_root: x509.Certificate,
+    ) -> None:
+        """Count the Secret (namespace, name) of `certificate`; note it if its leaf is not
+        under `new_root` or its ca.crt lacks a trusted root, and whether to re-issue now."""
+        namespace, secret_name = secret
+        self.total += 1
+        trouble = _trouble(certificate)
+        on_old = not contents.intermediates or not inspect.issued_by(
+            contents.intermediates[0], new_root
+        )
+        if on_old:
+            why = f"Secret's leaf still chains to the old root{trouble}"
+            self.on_old_root.append(rotation.Lagging(namespace, secret_name, why))
+        bundle_ok = contents.ca_pem == material.bundle_pem
+        if not bundle_ok:
+            why = f"Secret's ca.crt does not hold the trusted roots yet{trouble}"
+            self.behind.append(rotation.Lagging(namespace, secret_name, why))
+        if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
+            self.pending.append((namespace, certificate["metadata"]["name"]))
+
+
+def _step_status(
+    body: Mapping[str, Any],
+    material: authority.AuthorityMaterial,
+    state: rotation.RotationState,
+    observed: Observation,
+    blocking: tuple[rotation.Lagging, ...],
+    now: datetime,
+) -> dict[str, Any]:
+    """The status after a step: Ready with the material, the rotation, RotationBlocked and
+    (for an authority that writes a bundle) BundlesSynced."""
+    current = body.get("status") or {}
+    generation = body["metadata"].get("generation")
+    status = authority.ready_status(material, current=current, generation=generation, now=now)
+    status.update(rotation.to_status(state, observed.progress, blocking))
+    reported = [rotation.blocked_condition(state, blocking)]
+    if material.bundle_config_map is not None:
+        reported.append(trust_bundle.synced_condition(observed.bundle_problems))
+    status["conditions"] = conditions.merge_conditions(
+        status["conditions"], reported, generation=generation, now=now
+    )
+    return status
 
 
 def _trouble(certificate: Mapping[str, Any]) -> str:

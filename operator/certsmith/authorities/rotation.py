@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +36,8 @@ BLOCKERS_SHOWN = 20
 
 
 class Phase(enum.Enum):
+    """`status.phase` of a CertificateAuthority (the module's state machine)."""
+
     READY = "Ready"
     DISTRIBUTING = "Distributing"
     REISSUING = "Reissuing"
@@ -44,6 +46,10 @@ class Phase(enum.Enum):
 
 @dataclass(frozen=True)
 class RotationState:
+    """The rotation as `status.phase` and `status.rotation` record it (`from_status`,
+    `to_status`); fingerprints are SHA-256 hex, `honoured_request` the last value of the
+    rotate-requested-at annotation acted upon."""
+
     phase: Phase
     waiting_since: datetime | None = None
     """When the phase's condition was met (Distributing, Retiring); the delay runs from here."""
@@ -153,6 +159,8 @@ def _format(moment: datetime | None) -> str | None:
 
 
 def from_status(status: Mapping[str, Any] | None) -> RotationState:
+    """The rotation state a CertificateAuthority's status records; Ready when it records
+    none or an unknown phase."""
     status = status or {}
     rotation = status.get("rotation") or {}
     try:
@@ -209,6 +217,8 @@ def describe_blockers(blockers: tuple[Lagging, ...]) -> list[str]:
 def should_start(
     state: RotationState, *, request: str | None, root_renewal: datetime, now: datetime
 ) -> bool:
+    """Whether a rotation starts now: none is under way, and a new rotate request came
+    (`request` differs from the one honoured) or the root is due (`root_renewal`)."""
     if state.rotating:
         return False
     requested = request is not None and request != state.honoured_request
@@ -218,6 +228,7 @@ def should_start(
 def start(
     state: RotationState, *, old_root: str, new_root: str, request: str | None, now: datetime
 ) -> RotationState:
+    """Distributing, from the root `old_root` to `new_root` (fingerprints), `request` honoured."""
     return RotationState(
         phase=Phase.DISTRIBUTING,
         old_root=old_root,
@@ -308,13 +319,16 @@ def blocked_condition(state: RotationState, blocking: tuple[Lagging, ...]) -> co
 
 # --- pacing the re-issues of a rotation ---------------------------------------------------
 
+CertificateKey = tuple[str, str]
+"""A Certificate paced by the ReissuePacer: (namespace, name)."""
+
 
 @dataclass
 class _Lane:
     interval: timedelta
     admitted_at: datetime | None = None
     next_free: datetime | None = None
-    reserved: dict[Hashable, datetime] = field(default_factory=dict)
+    reserved: dict[CertificateKey, datetime] = field(default_factory=dict)
 
 
 class ReissuePacer:
@@ -335,7 +349,9 @@ class ReissuePacer:
             lane = self._lanes[authority] = _Lane(timedelta(seconds=1 / DEFAULT_REISSUE_RATE))
         return lane
 
-    def set_rate(self, authority: str, rate: int, *, now: datetime) -> dict[Hashable, datetime]:
+    def set_rate(
+        self, authority: str, rate: int, *, now: datetime
+    ) -> dict[CertificateKey, datetime]:
         """Apply a (new) rate; reservations are spaced again. Returns the keys whose slot
         moved and their new slot, so the caller can reschedule them."""
         interval = timedelta(seconds=1 / rate)
@@ -345,7 +361,7 @@ class ReissuePacer:
                 return {}
             lane.interval = interval
             start = now if lane.admitted_at is None else max(now, lane.admitted_at + interval)
-            moved: dict[Hashable, datetime] = {}
+            moved: dict[CertificateKey, datetime] = {}
             for index, (key, when) in enumerate(
                 sorted(lane.reserved.items(), key=lambda item: item[1])
             ):
@@ -355,7 +371,7 @@ class ReissuePacer:
             lane.next_free = start + len(lane.reserved) * interval if lane.reserved else None
             return moved
 
-    def slot(self, authority: str, key: Hashable, *, now: datetime) -> datetime:
+    def slot(self, authority: str, key: CertificateKey, *, now: datetime) -> datetime:
         """When `key` may re-issue: `now` means now (the slot is taken), a later time means
         come back then (the slot is reserved for `key`)."""
         with self._lock:
@@ -379,13 +395,13 @@ class ReissuePacer:
                 lane.admitted_at = now
             return when
 
-    def holds(self, authority: str, key: Hashable, *, now: datetime) -> bool:
+    def holds(self, authority: str, key: CertificateKey, *, now: datetime) -> bool:
         """Whether `key` waits for a reserved slot still to come."""
         with self._lock:
             lane = self._lanes.get(authority)
             return lane is not None and lane.reserved.get(key, now) > now
 
-    def forget(self, key: Hashable) -> None:
+    def forget(self, key: CertificateKey) -> None:
         """The Certificate is gone: free its reservations."""
         with self._lock:
             for lane in self._lanes.values():

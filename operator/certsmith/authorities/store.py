@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from certsmith.api import model, names
 from certsmith.authorities import authority, rotation, trust_bundle
 from certsmith.certificates import isolation
@@ -26,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 CA_SECRET_CONFLICT = "CASecretConflict"
 CA_SECRET_WRITE_FAILED = "CASecretWriteFailed"
+# The watch of the operator's namespace: how long the apiserver keeps one stream open, and
+# the pause before the next one after a stream failed.
+CA_WATCH_TIMEOUT_SECONDS = 60
+CA_WATCH_RETRY_SECONDS = 1.0
 
 
 class AuthorityNotReady(Exception):
@@ -37,6 +43,7 @@ class AuthorityNotReady(Exception):
 
 
 def does_not_exist(name: str) -> str:
+    """The problem of an authority that does not exist, as its Certificates show it."""
     return f"CertificateAuthority {name} does not exist"
 
 
@@ -202,9 +209,10 @@ def supplied_root_name(spec: Mapping[str, Any]) -> str | None:
 
 
 def _load_supplied_root(
-    kube: Kube, config: Config, spec: Mapping[str, Any], now: datetime
+    kube: Kube, config: Config, spec: Mapping[str, Any], user_root: str, now: datetime
 ) -> ca.CAKeyPair:
-    user_root = supplied_root_name(spec)
+    """The root in Secret `user_root` of the operator's namespace (spec.rootSecretRef), if
+    it can serve as a root (`ca.root_problems`); AuthorityNotReady saying why not."""
     where = f"spec.rootSecretRef: Secret {config.namespace}/{user_root}"
     secret = kube.get_secret(namespace=config.namespace, name=user_root)
     if secret is None:
@@ -241,8 +249,9 @@ def _load_root(
     """The root; generated only for a new authority (`trusted`, the fingerprints its status
     lists, is empty). A root Secret that vanished or holds another root stops the authority:
     a new root would be trusted nowhere, and silently swapping it would break every chain."""
-    if supplied_root_name(spec):
-        return _load_supplied_root(kube, config, spec, now)
+    user_root = supplied_root_name(spec)
+    if user_root:
+        return _load_supplied_root(kube, config, spec, user_root, now)
 
     secret_name = authority.root_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
@@ -422,7 +431,7 @@ def ensure_material(
     known = frozenset((body.get("status") or {}).get("trustedRoots") or ())
     try:
         root = _load_root(kube, config, name, spec, now, known)
-        trusted = (root.certificate,)
+        trusted: tuple[x509.Certificate, ...] = (root.certificate,)
         signing = root
         if state.rotating:
             next_root = _rotation_next_root(kube, config, name, root, state)
@@ -452,7 +461,11 @@ def ensure_material(
 
 
 def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
-    """Create the default CertificateAuthority object if it does not exist; return it."""
+    """Create the default CertificateAuthority object if it does not exist; return it.
+
+    Another replica creating it first is no error (409, then read); ApiError otherwise, also
+    the 409 itself when it was deleted again before it could be read.
+    """
     existing = kube.get_authority(name=config.default_authority)
     if existing is not None:
         return existing
@@ -469,7 +482,8 @@ def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
         if not error.conflict:
             raise
         found = kube.get_authority(name=config.default_authority)
-        assert found is not None
+        if found is None:
+            raise
         return found
 
 
@@ -481,7 +495,9 @@ def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], No
     while True:
         try:
             for event in kube.watch_secrets(
-                namespace=namespace, resource_version=resource_version, timeout_seconds=60
+                namespace=namespace,
+                resource_version=resource_version,
+                timeout_seconds=CA_WATCH_TIMEOUT_SECONDS,
             ):
                 if event.get("type") == "ERROR":  # e.g. 410: the version is too old
                     resource_version = None
@@ -493,4 +509,4 @@ def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], No
             # A quiet namespace ends the stream by read timeout: not news.
             if not (error.status == 0 and "timed out" in error.message.lower()):
                 logger.warning("watch of Secrets in %s ended: %s", namespace, error)
-            time.sleep(1)
+            time.sleep(CA_WATCH_RETRY_SECONDS)

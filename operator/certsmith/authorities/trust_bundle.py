@@ -35,6 +35,8 @@ BUNDLE_KEY = "ca.crt"
 
 
 class Action(enum.Enum):
+    """What an authority does with a bundle ConfigMap (`judge`)."""
+
     NOTHING = "Nothing"
     WRITE = "Write"
     CONFLICT = "Conflict"
@@ -42,6 +44,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Verdict:
+    """`judge`'s answer."""
+
     action: Action
     why: str = ""
     """For a conflict: whose it is and what to do, for status and events."""
@@ -50,7 +54,7 @@ class Verdict:
 SELECTOR_FIELD = "spec.trustBundle.namespaceSelector"
 
 
-def check_selector(selector: Any) -> None:
+def check_selector(selector: object) -> None:
     """spec.trustBundle.namespaceSelector is a label selector, or InvalidSpec naming the bad
     part (see isolation.check_label_selector)."""
     isolation.check_label_selector(selector, SELECTOR_FIELD)

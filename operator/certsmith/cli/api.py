@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import urllib3
@@ -20,7 +20,7 @@ from certsmith.api import names
 GROUP_PATH = f"/apis/{names.GROUP}/{names.VERSION}"
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT_SECONDS = 30.0  # the whole call, connect and read: a person is waiting
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
 
@@ -29,7 +29,7 @@ class CliError(Exception):
 
 
 class NotFound(CliError):
-    pass
+    """The apiserver answered 404 for the object named in the message."""
 
 
 def _segment(name: str) -> str:
@@ -48,10 +48,20 @@ def _context_namespace(kubeconfig: str, context: str | None) -> str | None:
     return ((chosen or {}).get("context") or {}).get("namespace") or None
 
 
-def connect(*, kubeconfig: str | None, context: str | None) -> tuple[client.ApiClient, str]:
-    """An ApiClient and the default namespace, from --kubeconfig, KUBECONFIG or ~/.kube/config.
+class Connection(NamedTuple):
+    """What `connect` found: a client, and the namespace commands act in without -n."""
+
+    api_client: client.ApiClient
+    namespace: str
+
+
+def connect(*, kubeconfig: str | None, context: str | None) -> Connection:
+    """An ApiClient and the default namespace, from --kubeconfig, KUBECONFIG or ~/.kube/config
+    (KUBECONFIG may list several files, the first existing one is read), with `context` or
+    the current context; the namespace is the context's, else "default".
 
     Inside a pod without any kubeconfig, the pod's service account is used, as kubectl does.
+    CliError when no kubeconfig exists or it cannot be loaded.
     """
     path = kubeconfig or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
     existing = [p for p in path.split(os.pathsep) if p and os.path.exists(os.path.expanduser(p))]
@@ -59,7 +69,7 @@ def connect(*, kubeconfig: str | None, context: str | None) -> tuple[client.ApiC
     if not existing:
         if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration), _incluster_namespace()
+            return Connection(client.ApiClient(configuration), _incluster_namespace())
         raise CliError(f"no kubeconfig found at {path}; pass --kubeconfig or set KUBECONFIG")
     try:
         config.load_kube_config(
@@ -71,10 +81,11 @@ def connect(*, kubeconfig: str | None, context: str | None) -> tuple[client.ApiC
         namespace = _context_namespace(path, context) or "default"
     except config.ConfigException as error:
         raise CliError(f"kubeconfig {path}: {error}") from None
-    return client.ApiClient(configuration), namespace
+    return Connection(client.ApiClient(configuration), namespace)
 
 
 def _incluster_namespace() -> str:
+    """The pod's namespace, as its service account token's mount states it."""
     try:
         with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as handle:
             return handle.read().strip() or "default"
@@ -83,7 +94,13 @@ def _incluster_namespace() -> str:
 
 
 class Api:
-    """The handful of reads and annotation patches the plugin's commands need."""
+    """The handful of reads and annotation patches the plugin's commands need.
+
+    Bodies are the apiserver's JSON objects. Every failure is a CliError naming the object:
+    NotFound for 404, CliError for any other refusal, or when the apiserver cannot be
+    reached within REQUEST_TIMEOUT_SECONDS. Annotations are written with a JSON merge patch
+    (RFC 7386): other annotations stay, no resourceVersion precondition.
+    """
 
     def __init__(self, api_client: client.ApiClient, default_namespace: str) -> None:
         self._api = api_client
@@ -95,7 +112,7 @@ class Api:
         path: str,
         *,
         what: str,
-        body: Any = None,
+        body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
     ) -> dict[str, Any]:
         """One API call; `what` names the object for error messages ("Certificate web in ...")."""
@@ -107,13 +124,14 @@ class Api:
             auth_settings=["BearerToken"],
         )
         try:
-            response = self._api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
+            response = self._api.call_api(*request, _request_timeout=REQUEST_TIMEOUT_SECONDS)
             data = response.read()
         except (urllib3.exceptions.HTTPError, client.ApiException) as error:
             host = self._api.configuration.host
             raise CliError(f"cannot reach the apiserver at {host}: {_first_line(error)}") from None
         if 200 <= response.status < 300:
-            return json.loads(data or b"{}")
+            answer: dict[str, Any] = json.loads(data or b"{}")
+            return answer
         try:
             detail = json.loads(data or b"{}")
         except ValueError:
@@ -133,7 +151,7 @@ class Api:
             path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates"
             where = f"in namespace {namespace}"
         try:
-            return self._request("GET", path, what=f"Certificates {where}").get("items") or []
+            return _items(self._request("GET", path, what=f"Certificates {where}"))
         except NotFound:
             raise CliError(
                 "the apiserver does not serve certificates.certsmith.dev: "
@@ -141,12 +159,14 @@ class Api:
             ) from None
 
     def get_certificate(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Certificate; NotFound if there is none."""
         path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
         return self._request("GET", path, what=f'Certificate "{name}" in namespace {namespace}')
 
     def annotate_certificate(
         self, namespace: str, name: str, annotations: Mapping[str, str]
     ) -> dict[str, Any]:
+        """Set `annotations` on the Certificate; the stored Certificate is returned."""
         path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
         return self._request(
             "PATCH",
@@ -159,9 +179,10 @@ class Api:
     # --- CertificateAuthorities ----------------------------------------------------------
 
     def list_authorities(self) -> list[dict[str, Any]]:
+        """Every CertificateAuthority; CliError if the CRD is not installed."""
         try:
             path = f"{GROUP_PATH}/certificateauthorities"
-            return self._request("GET", path, what="CertificateAuthorities").get("items") or []
+            return _items(self._request("GET", path, what="CertificateAuthorities"))
         except NotFound:
             raise CliError(
                 "the apiserver does not serve certificateauthorities.certsmith.dev: "
@@ -169,10 +190,12 @@ class Api:
             ) from None
 
     def get_authority(self, name: str) -> dict[str, Any]:
+        """The CertificateAuthority; NotFound if there is none."""
         path = f"{GROUP_PATH}/certificateauthorities/{_segment(name)}"
         return self._request("GET", path, what=f'CertificateAuthority "{name}"')
 
     def annotate_authority(self, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
+        """Set `annotations` on the CertificateAuthority; the stored one is returned."""
         return self._request(
             "PATCH",
             f"{GROUP_PATH}/certificateauthorities/{_segment(name)}",
@@ -184,14 +207,22 @@ class Api:
     # --- core objects --------------------------------------------------------------------
 
     def get_secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """The Secret (data base64-encoded); NotFound if there is none."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
         return self._request("GET", path, what=f'Secret "{name}" in namespace {namespace}')
 
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's Pods (CliError when RBAC forbids listing them)."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/pods"
-        return self._request("GET", path, what=f"Pods in namespace {namespace}").get("items") or []
+        return _items(self._request("GET", path, what=f"Pods in namespace {namespace}"))
+
+
+def _items(listing: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `items` of a list answer, [] when it has none."""
+    return list(listing.get("items") or [])
 
 
 def _first_line(error: Exception) -> str:
+    """The first line of the error's reason (urllib3 errors nest long explanations)."""
     text = str(getattr(error, "reason", None) or error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from certsmith.api import conditions, names
 from certsmith.cli import output
@@ -21,7 +21,28 @@ DEFAULT_AUTHORITY = "cluster-root"
 SHORT_FINGERPRINT = 16  # hex digits: enough to tell roots apart at a glance
 
 
-def authority_row(body: Mapping[str, Any]) -> dict[str, Any]:
+class AuthorityRow(TypedDict):
+    """One CertificateAuthority as `ca status` shows it (`-o json`: `{"items": [rows]}`)."""
+
+    name: str
+    ready: str
+    """The Ready condition's status: "True", "False", or "Unknown" when there is none."""
+    reason: str | None
+    message: str | None
+    phase: str | None
+    """status.phase: Ready, Distributing, Reissuing or Retiring (a root rotation)."""
+    root: Mapping[str, Any]
+    """status.root as the operator reports it: fingerprint, notAfter, subject."""
+    intermediate: Mapping[str, Any]
+    """status.intermediate: the same, and renewalTime."""
+    rotation: Mapping[str, Any] | None
+    """status.rotation as the operator reports it, shown field by field."""
+    rotationRequestedAt: str | None
+    """The certsmith.dev/rotate-requested-at annotation: the last rotation asked for."""
+
+
+def authority_row(body: Mapping[str, Any]) -> AuthorityRow:
+    """The row of a CertificateAuthority as the apiserver returns it."""
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
     ready = conditions.find_condition(status.get("conditions"), conditions.READY) or {}
@@ -40,7 +61,7 @@ def authority_row(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _flatten(value: Any, prefix: str = "") -> list[str]:
+def _flatten(value: object, prefix: str = "") -> list[str]:
     """`rotation` is reported by the operator; show whatever fields it has as key=value."""
     if isinstance(value, Mapping):
         return [
@@ -51,7 +72,9 @@ def _flatten(value: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}={value}"]
 
 
-def render(rows: Iterable[Mapping[str, Any]], *, color: bool = False) -> str:
+def render(rows: Iterable[AuthorityRow], *, color: bool = False) -> str:
+    """The table `ca status` prints, a MESSAGE column when one is not Ready, then one line of
+    rotation fields for each authority that reports any."""
     rows = list(rows)
     if not rows:
         return "No CertificateAuthorities found: is the certsmith operator running?"
@@ -88,12 +111,14 @@ def render(rows: Iterable[Mapping[str, Any]], *, color: bool = False) -> str:
     return "\n".join(lines)
 
 
-def exit_code(rows: Iterable[Mapping[str, Any]]) -> int:
+def exit_code(rows: Iterable[AuthorityRow]) -> int:
+    """0 when there are authorities and all are Ready, else 1."""
     rows = list(rows)
     return 0 if rows and all(row["ready"] == "True" for row in rows) else 1
 
 
 def run_status(api: Api, *, json_output: bool, color: bool) -> int:
+    """`ca status`: every CertificateAuthority by name; the exit code as `exit_code`."""
     rows = sorted((authority_row(b) for b in api.list_authorities()), key=lambda r: r["name"])
     if json_output:
         output.print_json({"items": rows})
@@ -103,6 +128,7 @@ def run_status(api: Api, *, json_output: bool, color: bool) -> int:
 
 
 def run_rotate(api: Api, *, name: str, now: datetime) -> int:
+    """`ca rotate`: ask the operator to rotate `name`'s root (NotFound if it does not exist)."""
     api.get_authority(name)  # a clear "not found" before anything is written
     value = request_value(now)
     api.annotate_authority(name, {names.ROTATE_ANNOTATION: value})

@@ -10,7 +10,7 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -46,6 +46,123 @@ _EXTENDED_USAGES = {
 }
 
 
+# --- the report's shape (what `-o json` prints) -------------------------------------------
+
+
+class CertificateSummary(TypedDict):
+    """The Certificate as `status` judges it (cli.status.certificate_state)."""
+
+    namespace: str
+    name: str
+    secretName: str
+    ready: str
+    """"True", "False" or "Unknown" (cli.status.certificate_state)."""
+    reason: str
+    message: str
+
+
+class SecretSummary(TypedDict):
+    """The Secret named by spec.secretName."""
+
+    name: str
+    revision: str | None
+    """The Secret's certsmith.dev/revision annotation: how many times it was issued."""
+    problems: list[str]
+    """Why tls.crt or ca.crt could not be read."""
+
+
+class CertificateDescription(TypedDict):
+    """One X.509 certificate of the chain or of ca.crt."""
+
+    subject: str
+    """RFC 4514, "<empty>" for an empty name; so is `issuer`."""
+    issuer: str
+    serialNumber: str
+    """Lowercase hex, as openssl prints it."""
+    notBefore: str
+    """RFC 3339 UTC; so is `notAfter`."""
+    notAfter: str
+    sha256Fingerprint: str
+    """Lowercase hex of the SHA-256 of the DER certificate."""
+
+
+class ChainEntry(CertificateDescription):
+    """A certificate of tls.crt, in order."""
+
+    role: str
+    """"leaf", "intermediate" or "root" (self-signed), by position in tls.crt."""
+
+
+class TrustedRoot(CertificateDescription):
+    """A root of ca.crt; `anchorsChain` when the chain leads to it."""
+
+    anchorsChain: bool
+
+
+class LeafDescription(TypedDict):
+    """The leaf's SAN, key and usages."""
+
+    dnsNames: list[str]
+    ipAddresses: list[str]
+    uris: list[str]
+    emailAddresses: list[str]
+    keyType: str
+    """"ECDSA P-256", "RSA", "Ed25519", …"""
+    keySize: int | None
+    """In bits; None for a key type this plugin does not know."""
+    keyUsage: list[str]
+    """As spec.usages names them ("digital signature", …)."""
+    extendedKeyUsage: list[str]
+    """As spec.usages names them ("server auth", …), else the OID."""
+
+
+class Verification(TypedDict):
+    """The verdict on the chain (`verify`)."""
+
+    verifies: bool
+    anchor: str | None
+    """The SHA-256 fingerprint of the ca.crt root the chain leads to, if any."""
+    at: str
+    """The RFC 3339 time it was checked at."""
+    problem: str | None
+    """Why it does not verify; None when it does."""
+
+
+class Mount(TypedDict):
+    """A pod volume holding the Secret (`pods_mounting`)."""
+
+    pod: str | None
+    phase: str
+    volume: str | None
+    via: str
+    """"secret" (a secret volume) or "projected" (a projected volume's source)."""
+    mounts: list[str]
+    """`container:mountPath` for each container mounting the volume."""
+
+
+class Report(TypedDict):
+    """Everything `inspect` shows; `-o json` prints it as is."""
+
+    certificate: CertificateSummary
+    secret: SecretSummary
+    chain: list[ChainEntry]
+    leaf: LeafDescription | None
+    """None when tls.crt holds no certificate."""
+    trustedRoots: list[TrustedRoot]
+    verification: Verification
+    mountedBy: list[Mount] | None
+    """None when the Pods could not be listed (`mountedByUnknownBecause` says why)."""
+    mountedByUnknownBecause: str | None
+
+
+class KeyDescription(NamedTuple):
+    """A public key as `inspect` shows it (`key_description`)."""
+
+    type: str
+    """"ECDSA P-256", "RSA", "Ed25519", "Ed448", else the key class's name."""
+    size_bits: int | None
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 
@@ -70,7 +187,8 @@ def _role(index: int, cert: x509.Certificate) -> str:
     return "root" if cert.subject == cert.issuer else "intermediate"
 
 
-def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
+def describe_certificate(cert: x509.Certificate) -> CertificateDescription:
+    """What `inspect` shows of every certificate in the chain and in ca.crt."""
     return {
         "subject": _name(cert.subject),
         "issuer": _name(cert.issuer),
@@ -81,21 +199,23 @@ def describe_certificate(cert: x509.Certificate) -> dict[str, Any]:
     }
 
 
-def key_description(cert: x509.Certificate) -> tuple[str, int | None]:
+def key_description(cert: x509.Certificate) -> KeyDescription:
     """The public key's type ("ECDSA P-256", "RSA", "Ed25519") and size in bits."""
     key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ECDSA {_CURVES.get(key.curve.name, key.curve.name)}", key.curve.key_size
+        curve = _CURVES.get(key.curve.name, key.curve.name)
+        return KeyDescription(f"ECDSA {curve}", key.curve.key_size)
     if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
+        return KeyDescription("RSA", key.key_size)
     if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
+        return KeyDescription("Ed25519", 256)
     if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    return type(key).__name__, None
+        return KeyDescription("Ed448", 456)
+    return KeyDescription(type(key).__name__, None)
 
 
 def key_usages(cert: x509.Certificate) -> list[str]:
+    """The keyUsage bits set (RFC 5280 4.2.1.3), named as spec.usages names them."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
@@ -109,6 +229,7 @@ def key_usages(cert: x509.Certificate) -> list[str]:
 
 
 def extended_key_usages(cert: x509.Certificate) -> list[str]:
+    """The extendedKeyUsage purposes (RFC 5280 4.2.1.12), named as spec.usages names them."""
     try:
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
@@ -116,19 +237,20 @@ def extended_key_usages(cert: x509.Certificate) -> list[str]:
     return [_EXTENDED_USAGES.get(oid, oid.dotted_string) for oid in usage]
 
 
-def describe_leaf(cert: x509.Certificate) -> dict[str, Any]:
+def describe_leaf(cert: x509.Certificate) -> LeafDescription:
+    """The leaf's names (its SAN), key and usages."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
-    key_type, key_size = key_description(cert)
+    key = key_description(cert)
     return {
         "dnsNames": san.get_values_for_type(x509.DNSName),
         "ipAddresses": [str(ip) for ip in san.get_values_for_type(x509.IPAddress)],
         "uris": san.get_values_for_type(x509.UniformResourceIdentifier),
         "emailAddresses": san.get_values_for_type(x509.RFC822Name),
-        "keyType": key_type,
-        "keySize": key_size,
+        "keyType": key.type,
+        "keySize": key.size_bits,
         "keyUsage": key_usages(cert),
         "extendedKeyUsage": extended_key_usages(cert),
     }
@@ -155,11 +277,16 @@ def _validity_problem(role: str, cert: x509.Certificate, now: datetime) -> str |
 
 def verify(
     chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate], now: datetime
-) -> dict[str, Any]:
-    """Whether the chain verifies against `roots` now, which root anchors it, and if not, why."""
+) -> Verification:
+    """Whether the chain verifies against `roots` now, which root anchors it, and if not, why.
+
+    The check is certsmith's own (`pki.inspect.chain_is_valid`: RFC 5280 path validation
+    with the WebPKI profile, any SAN and EKU allowed); the problem named is the first
+    certificate out of its validity period, else a missing root or an invalid chain.
+    """
     top = chain[-1] if chain else None
     anchor = next((r for r in roots if top is not None and (r == top or _issued_by(top, r))), None)
-    result: dict[str, Any] = {
+    result: Verification = {
         "verifies": False,
         "anchor": None if anchor is None else inspect.fingerprint_sha256(anchor),
         "at": output.format_time(now),
@@ -188,6 +315,7 @@ def verify(
 
 
 def _mounts(pod_spec: Mapping[str, Any], volume: str) -> list[str]:
+    """`container:mountPath` of every container (init and ephemeral too) mounting `volume`."""
     containers = [
         *(pod_spec.get("initContainers") or []),
         *(pod_spec.get("containers") or []),
@@ -201,9 +329,9 @@ def _mounts(pod_spec: Mapping[str, Any], volume: str) -> list[str]:
     ]
 
 
-def pods_mounting(pods: Sequence[Mapping[str, Any]], secret_name: str) -> list[dict[str, Any]]:
-    """Each (pod, volume) whose volume is the Secret or projects it."""
-    found = []
+def pods_mounting(pods: Sequence[Mapping[str, Any]], secret_name: str) -> list[Mount]:
+    """Each (pod, volume) whose volume is the Secret or projects it, by pod and volume name."""
+    found: list[Mount] = []
     for pod in pods:
         spec = pod.get("spec") or {}
         for volume in spec.get("volumes") or []:
@@ -235,7 +363,7 @@ def build_report(
     secret: Mapping[str, Any],
     pods: Sequence[Mapping[str, Any]] | str,
     now: datetime,
-) -> dict[str, Any]:
+) -> Report:
     """Everything `inspect` shows, as JSON-ready data; the text view is rendered from it.
 
     `pods` is the namespace's Pods, or why they could not be listed (mountedBy is then None).
@@ -283,11 +411,12 @@ def _list(values: Sequence[str]) -> str:
 
 
 def _fields(pairs: Sequence[tuple[str, str]], indent: str) -> list[str]:
+    """`label: value` lines, the values aligned."""
     width = max(len(label) for label, _ in pairs) + 2
     return [f"{indent}{label + ':':<{width}}{value}" for label, value in pairs]
 
 
-def _certificate_lines(entry: Mapping[str, Any], now: datetime, indent: str) -> list[str]:
+def _certificate_lines(entry: CertificateDescription, now: datetime, indent: str) -> list[str]:
     expires = output.until(times.parse_time(entry["notAfter"]), now)
     return _fields(
         (
@@ -302,7 +431,7 @@ def _certificate_lines(entry: Mapping[str, Any], now: datetime, indent: str) -> 
     )
 
 
-def render(report: Mapping[str, Any], now: datetime) -> str:
+def _header_lines(report: Report) -> list[str]:
     cert, secret = report["certificate"], report["secret"]
     ready = cert["ready"] + (f" ({cert['reason']}: {cert['message']})" if cert["reason"] else "")
     revision = f" (revision {secret['revision']})" if secret["revision"] else ""
@@ -314,18 +443,25 @@ def render(report: Mapping[str, Any], now: datetime) -> str:
         ),
         "",
     )
-    lines += [f"Problem: {problem}" for problem in secret["problems"]]
+    return lines + [f"Problem: {problem}" for problem in secret["problems"]]
 
-    lines += ["", "Chain (tls.crt):"]
+
+def _chain_lines(report: Report, now: datetime) -> list[str]:
+    lines = ["", "Chain (tls.crt):"]
     for index, entry in enumerate(report["chain"]):
         lines.append(f"  [{index}] {entry['role']}")
         lines += _certificate_lines(entry, now, "      ")
+    return lines
 
-    leaf = report["leaf"]
-    if leaf is not None:
-        size = f" ({leaf['keySize']} bits)" if leaf["keySize"] else ""
-        lines += ["", "Leaf:"]
-        lines += _fields(
+
+def _leaf_lines(leaf: LeafDescription | None) -> list[str]:
+    if leaf is None:
+        return []
+    size = f" ({leaf['keySize']} bits)" if leaf["keySize"] else ""
+    return [
+        "",
+        "Leaf:",
+        *_fields(
             (
                 ("DNS names", _list(leaf["dnsNames"])),
                 ("IP addresses", _list(leaf["ipAddresses"])),
@@ -336,37 +472,58 @@ def render(report: Mapping[str, Any], now: datetime) -> str:
                 ("Extended key usage", _list(leaf["extendedKeyUsage"])),
             ),
             "  ",
-        )
+        ),
+    ]
 
-    lines += ["", "Trusted roots (ca.crt):"]
+
+def _roots_lines(report: Report, now: datetime) -> list[str]:
+    lines = ["", "Trusted roots (ca.crt):"]
     for index, root in enumerate(report["trustedRoots"]):
         anchor = " (anchors the chain)" if root["anchorsChain"] else ""
         lines.append(f"  [{index}] {root['subject']}{anchor}")
         lines += _certificate_lines(root, now, "      ")
     if not report["trustedRoots"]:
         lines.append(f"  {output.NONE}")
-
     verification = report["verification"]
     verdict = "yes" if verification["verifies"] else f"no: {verification['problem']}"
-    lines += ["", f"Chain verifies: {verdict} (checked against ca.crt at {verification['at']})"]
+    return [
+        *lines,
+        "",
+        f"Chain verifies: {verdict} (checked against ca.crt at {verification['at']})",
+    ]
 
-    lines += [""]
+
+def _mounted_lines(report: Report) -> list[str]:
     mounted = report["mountedBy"]
     if mounted is None:
-        lines.append(f"Mounted by: unknown ({report['mountedByUnknownBecause']})")
-    elif mounted:
-        lines.append("Mounted by:")
-        rows = [(m["pod"], m["phase"], m["volume"], m["via"], _list(m["mounts"])) for m in mounted]
-        table = output.table(("POD", "PHASE", "VOLUME", "VIA", "MOUNTS"), rows)
-        lines += [f"  {line}" for line in table.splitlines()]
-    else:
-        lines.append(
-            f"Mounted by: no pod in namespace {cert['namespace']} mounts Secret {secret['name']}"
-        )
-    return "\n".join(lines)
+        return ["", f"Mounted by: unknown ({report['mountedByUnknownBecause']})"]
+    if not mounted:
+        namespace, secret = report["certificate"]["namespace"], report["secret"]["name"]
+        return ["", f"Mounted by: no pod in namespace {namespace} mounts Secret {secret}"]
+    rows = [
+        (str(m["pod"]), m["phase"], str(m["volume"]), m["via"], _list(m["mounts"])) for m in mounted
+    ]
+    table = output.table(("POD", "PHASE", "VOLUME", "VIA", "MOUNTS"), rows)
+    return ["", "Mounted by:", *(f"  {line}" for line in table.splitlines())]
+
+
+def render(report: Report, now: datetime) -> str:
+    """The text `inspect` prints: the Certificate, the chain, the leaf, the trusted roots,
+    the verdict and the pods mounting the Secret."""
+    return "\n".join(
+        [
+            *_header_lines(report),
+            *_chain_lines(report, now),
+            *_leaf_lines(report["leaf"]),
+            *_roots_lines(report, now),
+            *_mounted_lines(report),
+        ]
+    )
 
 
 def run(api: Api, *, namespace: str, name: str, json_output: bool, now: datetime) -> int:
+    """`inspect`: print the report of Certificate `name`; exit code 0 when its chain
+    verifies, else 1. CliError when the Certificate or its Secret does not exist."""
     certificate = api.get_certificate(namespace, name)
     secret_name = (certificate.get("spec") or {}).get("secretName", "")
     try:

@@ -66,6 +66,7 @@ def _output_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The plugin's commands and flags; argparse exits 2 on bad usage."""
     parser = argparse.ArgumentParser(
         prog="kubectl certsmith",
         description="See and act on certsmith Certificates and CertificateAuthorities.",
@@ -142,6 +143,7 @@ def _namespace(args: argparse.Namespace, client: api.Api) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the command `args` name; its exit code. CliError for what to tell the user."""
     if args.command == "renew":
         renew.check_arguments(args.certificates, args.every)
         if args.all_namespaces and not args.every:
@@ -160,9 +162,8 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             now=now,
         )
-    if args.command == "inspect":
-        namespace = _namespace(args, client)
-        assert namespace is not None
+    if args.command == "inspect":  # one Certificate: it has no -A
+        namespace = args.namespace or client.default_namespace
         return inspection.run(
             client, namespace=namespace, name=args.certificate, json_output=json_output, now=now
         )
@@ -182,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `kubectl-certsmith` entry point: 0 all is well, 1 not Ready / not found / failed
+    (one line on stderr), 2 bad usage, 130 interrupted."""
     for stream in (sys.stdout, sys.stderr):
         # A terminal that cannot show "→" or a non-ASCII subject gets "?" instead of a crash.
         if isinstance(stream, io.TextIOWrapper):

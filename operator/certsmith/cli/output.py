@@ -22,6 +22,7 @@ _COLORS = {"True": "32", "False": "31", "Unknown": "33"}  # green, red, yellow
 
 
 def use_color(stream: TextIO) -> bool:
+    """Color for a terminal only, and never with NO_COLOR (no-color.org) or TERM=dumb."""
     return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
 
 
@@ -60,6 +61,7 @@ def table(
 
 
 def format_time(moment: datetime | None) -> str:
+    """RFC 3339 UTC, whole seconds, as the API writes times; "<none>" for None."""
     if moment is None:
         return NONE
     return times.format_time(moment)
@@ -97,5 +99,6 @@ def until(moment: datetime | None, now: datetime) -> str:
 
 
 def print_json(document: Mapping[str, Any] | Sequence[Any], stream: TextIO = sys.stdout) -> None:
+    """Indented JSON, keys in the order given, and a final newline."""
     json.dump(document, stream, indent=2, sort_keys=False)
     stream.write("\n")

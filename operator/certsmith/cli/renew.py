@@ -21,7 +21,7 @@ from certsmith.cli.api import CliError, NotFound
 if TYPE_CHECKING:
     from certsmith.cli.api import Api
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL_SECONDS = 0.5
 
 
 def request_value(now: datetime) -> str:
@@ -30,6 +30,7 @@ def request_value(now: datetime) -> str:
 
 
 def serial_of(body: Mapping[str, Any]) -> str | None:
+    """The Certificate's status.serialNumber (lowercase hex), None before its first issue."""
     return (body.get("status") or {}).get("serialNumber")
 
 
@@ -48,6 +49,8 @@ def reissued(body: Mapping[str, Any], old_serial: str | None) -> bool:
 
 @dataclass
 class Requested:
+    """A Certificate whose renewal was requested, and its serial before the request."""
+
     namespace: str
     name: str
     old_serial: str | None
@@ -60,9 +63,12 @@ class Requested:
 def _select(
     api: Api, *, namespace: str | None, certificates: Sequence[str], every: bool
 ) -> list[dict[str, Any]]:
+    """The Certificates to renew: every one in `namespace` (None: all namespaces) with
+    `every`, else each named one of `namespace` (CliError if it does not exist)."""
     if every:
         return api.list_certificates(namespace)
-    assert namespace is not None, "a named Certificate needs a namespace"
+    if namespace is None:
+        raise CliError("-A/--all-namespaces goes with --all")
     return [api.get_certificate(namespace, name) for name in certificates]
 
 
@@ -77,7 +83,9 @@ def run(
     clock: Callable[[], datetime],
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """`namespace` None with `every` renews in all namespaces (-A)."""
+    """Request a renewal of each Certificate selected (`namespace` None with `every`: in
+    all namespaces, -A), and with `wait` wait up to `timeout` for each to be re-issued.
+    Exit code 1 when a request was refused or a wait failed, else 0."""
     bodies = _select(api, namespace=namespace, certificates=certificates, every=every)
     if not bodies:
         print(f"No Certificates found in {status.describe_scope(namespace)}.")
@@ -105,6 +113,8 @@ def run(
 def _wait(
     api: Api, requested: list[Requested], *, timeout: timedelta, sleep: Callable[[float], None]
 ) -> int:
+    """Poll every POLL_INTERVAL_SECONDS until each is re-issued (`reissued`); 1 when one was
+    deleted meanwhile or `timeout` passed first (each still pending is named), else 0."""
     deadline = time.monotonic() + timeout.total_seconds()
     pending = list(requested)
     failed = 0
@@ -136,7 +146,7 @@ def _wait(
                 )
             return 1
         if pending:
-            sleep(POLL_INTERVAL)
+            sleep(POLL_INTERVAL_SECONDS)
     return 1 if failed else 0
 
 
@@ -145,6 +155,7 @@ def _seconds(delta: timedelta) -> str:
 
 
 def check_arguments(names: Sequence[str], every: bool) -> None:
+    """Certificate names or --all, exactly one of them; CliError otherwise."""
     if every and names:
         raise CliError("give Certificate names or --all, not both")
     if not every and not names:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from certsmith.api import conditions, times
 from certsmith.cli import output
@@ -17,8 +17,34 @@ if TYPE_CHECKING:  # for the hint only: the report logic is tested without a cli
     from certsmith.cli.api import Api
 
 
+class CertificateStateJson(TypedDict):
+    """One Certificate in `status -o json`; times RFC 3339 UTC."""
+
+    namespace: str
+    name: str
+    ready: str
+    reason: str
+    message: str
+    notAfter: str | None
+    renewalTime: str | None
+    expiresInSeconds: int | None
+    """Whole seconds from now to notAfter, negative once expired."""
+    serialNumber: str | None
+
+
+class SummaryJson(TypedDict):
+    """`status -o json`."""
+
+    allReady: bool
+    total: int
+    notReady: list[CertificateStateJson]
+    expiringSoonest: list[CertificateStateJson]
+
+
 @dataclass(frozen=True)
 class CertificateState:
+    """A Certificate as `status` judges it (`certificate_state`)."""
+
     namespace: str
     name: str
     ready: str
@@ -33,7 +59,8 @@ class CertificateState:
     def is_ready(self) -> bool:
         return self.ready == "True"
 
-    def to_json(self, now: datetime) -> dict[str, Any]:
+    def to_json(self, now: datetime) -> CertificateStateJson:
+        """The `-o json` form; `expiresInSeconds` is counted from `now`."""
         expires_in = None if self.not_after is None else (self.not_after - now).total_seconds()
         return {
             "namespace": self.namespace,
@@ -95,6 +122,8 @@ def certificate_state(body: Mapping[str, Any], now: datetime) -> CertificateStat
 
 @dataclass(frozen=True)
 class Summary:
+    """Every Certificate looked at, as `status` reports them (`summarize`)."""
+
     total: int
     not_ready: tuple[CertificateState, ...]
     expiring: tuple[CertificateState, ...]
@@ -106,6 +135,7 @@ class Summary:
 
 
 def summarize(bodies: Iterable[Mapping[str, Any]], now: datetime, *, limit: int) -> Summary:
+    """Judge every Certificate; `limit` bounds the expiring list (0 or less: no bound)."""
     states = [certificate_state(body, now) for body in bodies]
     not_ready = sorted((s for s in states if not s.is_ready), key=lambda s: (s.namespace, s.name))
     issued = sorted(
@@ -154,7 +184,8 @@ def render(summary: Summary, now: datetime, *, where: str, color: bool = False) 
     return "\n\n".join(sections)
 
 
-def to_json(summary: Summary, now: datetime) -> dict[str, Any]:
+def to_json(summary: Summary, now: datetime) -> SummaryJson:
+    """`status -o json`."""
     return {
         "allReady": summary.all_ready,
         "total": summary.total,
@@ -164,10 +195,12 @@ def to_json(summary: Summary, now: datetime) -> dict[str, Any]:
 
 
 def exit_code(summary: Summary) -> int:
+    """0 when every Certificate is Ready (or there is none), else 1."""
     return 0 if summary.all_ready else 1
 
 
 def describe_scope(namespace: str | None) -> str:
+    """ "namespace shop", or "all namespaces" for None."""
     return "all namespaces" if namespace is None else f"namespace {namespace}"
 
 

@@ -37,6 +37,8 @@ _CA_KEY_USAGE = x509.KeyUsage(
 
 @dataclass(frozen=True)
 class CAKeyPair:
+    """A CA certificate and its private key (the key of the certificate's public key)."""
+
     certificate: x509.Certificate
     key: PrivateKey
 

@@ -27,10 +27,13 @@ def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
 
 
 def certificates_to_pem(certs: Iterable[x509.Certificate]) -> bytes:
+    """The certificates as one PEM bundle, in order (RFC 7468 CERTIFICATE blocks)."""
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in certs)
 
 
 def fingerprint_sha256(cert: x509.Certificate) -> str:
+    """Lowercase hex of the SHA-256 of the DER certificate (as `openssl x509 -fingerprint
+    -sha256` prints it, without colons)."""
     return cert.fingerprint(hashes.SHA256()).hex()
 
 

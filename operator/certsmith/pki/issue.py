@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -15,6 +15,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from certsmith.api.model import CertificateSpec, leaf_dns_names
 from certsmith.pki.ca import BACKDATE, CAKeyPair
 from certsmith.pki.keys import signature_hash
+
+_Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
 # In canonical order, so the EKU extension does not depend on the order of spec.usages.
 _EXTENDED_USAGES = {
@@ -94,7 +96,8 @@ def leaf_mismatch(leaf: x509.Certificate, spec: CertificateSpec) -> str | None:
     return None
 
 
-def _extension(leaf: x509.Certificate, kind: type[x509.ExtensionType]) -> Any:
+def _extension(leaf: x509.Certificate, kind: type[_Extension]) -> _Extension | None:
+    """The leaf's extension of type `kind`, or None when it has none."""
     try:
         return leaf.extensions.get_extension_for_class(kind).value
     except x509.ExtensionNotFound:

@@ -44,6 +44,8 @@ class InjectionError(ValueError):
 
 @dataclass(frozen=True)
 class InjectionRequest:
+    """What a pod's annotations ask for (`parse_request`)."""
+
     certificate: str | None
     """A named Certificate to mount; None when the pod asks for its service-account identity."""
     dns_names: tuple[str, ...]
@@ -54,6 +56,9 @@ class InjectionRequest:
 
 
 def parse_request(annotations: Mapping[str, str]) -> InjectionRequest:
+    """What an opted-in pod's annotations ask for (see the module); InjectionError naming
+    the annotation when they cannot be honoured. dns-names are lowercased, deduplicated and
+    sorted."""
     certificate = annotations.get(names.INJECT_CERTIFICATE_ANNOTATION, "").strip() or None
     identity = annotations.get(names.IDENTITY_ANNOTATION, "").strip() or None
     if certificate and identity:
@@ -168,6 +173,9 @@ def identity_certificate_name(service_account: str, dns_names: Sequence[str]) ->
 def identity_certificate(
     *, namespace: str, service_account: str, dns_names: Sequence[str], trust_domain: str
 ) -> dict[str, Any]:
+    """The Certificate object of a service account's identity: its SPIFFE ID
+    (`spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`, X.509-SVID) and the
+    extra DNS names, labelled with the service account; its Secret is `<name>-tls`."""
     name = identity_certificate_name(service_account, dns_names)
     spec: dict[str, Any] = {
         "secretName": f"{name}-tls",
@@ -211,7 +219,7 @@ def identity_conflict(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> s
 def secret_volume(*, secret_name: str, key_mode: int) -> dict[str, Any]:
     """The volume certsmith adds: exactly tls.crt, ca.crt (0444) and tls.key (`key_mode`),
     which every Secret certsmith writes holds."""
-    items = [{"key": name, "path": name} for name in CERTIFICATE_FILES]
+    items: list[dict[str, str | int]] = [{"key": name, "path": name} for name in CERTIFICATE_FILES]
     items.append({"key": KEY_FILE, "path": KEY_FILE, "mode": key_mode})
     return {
         "name": VOLUME_NAME,
