@@ -66,17 +66,11 @@ class DueQueue:
 
 
 class Scheduler:
-    """Runs `action(key)` when a key comes due. `schedule` may be called from any thread."""
+    """Runs `action(key)` (given to `run`) when a key comes due. `schedule` may be called
+    from any thread, before `run` too."""
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], datetime],
-        action: Callable[[Hashable], Awaitable[None]],
-        concurrency: int,
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], datetime], concurrency: int) -> None:
         self._clock = clock
-        self._action = action
         self._queue = DueQueue()
         self._lock = threading.Lock()
         self._limit = asyncio.Semaphore(concurrency)
@@ -107,7 +101,8 @@ class Scheduler:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
-    async def run(self) -> None:
+    async def run(self, action: Callable[[Hashable], Awaitable[None]]) -> None:
+        """Hand due keys to `action` until cancelled."""
         self._loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()
@@ -117,7 +112,7 @@ class Scheduler:
                 next_due = self._queue.next_due()
             for key in due:
                 await self._limit.acquire()
-                task = asyncio.create_task(self._run_one(key))
+                task = asyncio.create_task(self._run_one(action, key))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if due:
@@ -126,9 +121,9 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
 
-    async def _run_one(self, key: Hashable) -> None:
+    async def _run_one(self, action: Callable[[Hashable], Awaitable[None]], key: Hashable) -> None:
         try:
-            await self._action(key)
+            await action(key)
         except Exception:
             logger.exception("scheduled action for %s failed", key)
         finally:

@@ -45,8 +45,8 @@ def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones():
         async def action(key):
             ran.append(key)
 
-        scheduler = Scheduler(clock=lambda: datetime.now(UTC), action=action, concurrency=2)
-        task = asyncio.create_task(scheduler.run())
+        scheduler = Scheduler(clock=lambda: datetime.now(UTC), concurrency=2)
+        task = asyncio.create_task(scheduler.run(action))
         scheduler.schedule("later", datetime.now(UTC) + timedelta(hours=1))
         await asyncio.sleep(0.05)
         # An earlier key must not wait behind the hour-long sleep.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from certsmith.replicas import lease
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"
 # (connect, read) seconds for the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
-CALL_TIMEOUT = (2.0, 3.0)
+CALL_TIMEOUT_SECONDS = (2.0, 3.0)
 
 
 class NamespaceGone(Exception):
@@ -36,13 +36,13 @@ class Elector:
         namespace: str,
         identity: str,
         clock: Callable[[], datetime],
-        lead: Callable[[asyncio.Event], Awaitable[Any]],
+        lead: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
         on_contact: Callable[[], None] = lambda: None,
         on_read: Callable[[datetime | None], None] = lambda _: None,
     ) -> None:
         self._on_contact = on_contact
         self._on_read = on_read
-        self._kube = kube.with_timeout(CALL_TIMEOUT)
+        self._kube = kube.with_timeout(CALL_TIMEOUT_SECONDS)
         self._namespace = namespace
         self._me = identity
         self._clock = clock
@@ -57,7 +57,7 @@ class Elector:
         move = lease.next_move(current, me=self._me, now=now)
         if move is lease.Move.WAIT:
             return None
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": LEASE_NAME, "namespace": self._namespace},
