@@ -118,46 +118,48 @@ def build(config: Config) -> Parts:
 
 
 def _controller(shared: Shared) -> ControllerParts:
-    config, kube, registry = shared.config, shared.kube, shared.registry
+    """The controller's parts, bottom up: the caches, the reconciler and the queue of
+    Certificates first."""
     # Shared by the reconciler and the authorities: rotation re-issues at most reissueRate
     # per second.
     pacer = rotation.ReissuePacer()
-    labels = NamespaceLabels(kube=kube)
+    labels = NamespaceLabels(kube=shared.kube)
     authority_controller = AuthorityController(
-        kube=kube,
-        config=config,
-        registry=registry,
+        kube=shared.kube,
+        config=shared.config,
+        registry=shared.registry,
         scheduler=shared.scheduler,
         clock=utc_now,
         namespace_labels=labels.labels,
         pacer=pacer,
     )
     reconciler = Reconciler(
-        kube=kube,
-        config=config,
-        authorities=registry,
+        kube=shared.kube,
+        config=shared.config,
+        authorities=shared.registry,
         clock=utc_now,
         namespace_labels=labels.labels,
         pacer=pacer,
     )
     certificates = CertificateQueue(
-        kube=kube,
+        kube=shared.kube,
         reconciler=reconciler,
         scheduler=shared.scheduler,
         pacer=pacer,
         clock=utc_now,
-        default_authority=config.default_authority,
+        default_authority=shared.config.default_authority,
     )
-    return _controller_dispatch(shared, labels, authority_controller, reconciler, certificates)
+    return _controller_steps(shared, labels, authority_controller, reconciler, certificates)
 
 
-def _controller_dispatch(
+def _controller_steps(
     shared: Shared,
     labels: NamespaceLabels,
     authority_controller: AuthorityController,
     reconciler: Reconciler,
     certificates: CertificateQueue,
 ) -> ControllerParts:
+    """Then the authorities' steps and bundle repair."""
     authorities = AuthoritySteps(
         kube=shared.kube,
         config=shared.config,
@@ -176,6 +178,21 @@ def _controller_dispatch(
         steps=authorities,
         namespaces=labels,
     )
+    return _controller_parts(
+        shared, labels, authority_controller, reconciler, certificates, authorities, bundles
+    )
+
+
+def _controller_parts(
+    shared: Shared,
+    labels: NamespaceLabels,
+    authority_controller: AuthorityController,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+    authorities: AuthoritySteps,
+    bundles: BundleRepair,
+) -> ControllerParts:
+    """Last, what dispatches to them: namespace events and the scheduler's action."""
     return ControllerParts(
         namespace_labels=labels,
         authority_controller=authority_controller,

@@ -109,21 +109,23 @@ async def _start_webhook(
         verify_mode=ssl.CERT_REQUIRED if config.webhook_client_ca else None,
         verify_cafile=config.webhook_client_ca,
     )
-    if config.webhook_client_ca:
-        logger.info(
-            "webhook callers must present a certificate signed by %s", config.webhook_client_ca
-        )
-    else:
-        logger.warning(
-            "webhook callers are not authenticated: set "
-            "CERTSMITH_WEBHOOK_CLIENT_CA (README: Hardening the webhook)"
-        )
+    _log_caller_authentication(config.webhook_client_ca)
     threading.Thread(
         target=serving.follow,
         args=(lambda: loop.call_soon_threadsafe(context.load_cert_chain, certfile, keyfile),),
         name="serving-follower",
         daemon=True,
     ).start()
+
+
+def _log_caller_authentication(client_ca: str | None) -> None:
+    if client_ca:
+        logger.info("webhook callers must present a certificate signed by %s", client_ca)
+    else:
+        logger.warning(
+            "webhook callers are not authenticated: set "
+            "CERTSMITH_WEBHOOK_CLIENT_CA (README: Hardening the webhook)"
+        )
 
 
 def current_namespace_labels(kube: Kube, namespace: str) -> Mapping[str, str]:
@@ -202,15 +204,29 @@ def _certificate_mount(
     the pod's identity Certificate's (created unless `dryrun`). AdmissionError when the pod
     cannot have it; ApiError when the apiserver does not answer."""
     namespace = body["metadata"].get("namespace") or ""
-    if request.certificate is not None:
-        named = kube.get_certificate(namespace=namespace, name=request.certificate)
-        if named is None:
-            raise kopf.AdmissionError(
-                f"annotation {names.INJECT_CERTIFICATE_ANNOTATION}: Certificate "
-                f"{namespace}/{request.certificate} does not exist",
-                code=400,
-            )
-        return _mounted(body, request, named)
+    if request.certificate is None:
+        return _identity_mount(body, request, config, kube, dryrun=dryrun)
+    named = kube.get_certificate(namespace=namespace, name=request.certificate)
+    if named is None:
+        raise kopf.AdmissionError(
+            f"annotation {names.INJECT_CERTIFICATE_ANNOTATION}: Certificate "
+            f"{namespace}/{request.certificate} does not exist",
+            code=400,
+        )
+    return _mounted(body, request, named)
+
+
+def _identity_mount(
+    body: kopf.Body,
+    request: injection.InjectionRequest,
+    config: Config,
+    kube: Kube,
+    *,
+    dryrun: bool,
+) -> dict[str, Any]:
+    """The pod's identity Certificate (its service account's SPIFFE ID), created unless it
+    exists or `dryrun`; the pod spec fields that mount its Secret."""
+    namespace = body["metadata"].get("namespace") or ""
     identity = injection.identity_certificate(
         namespace=namespace,
         service_account=injection.service_account(body["spec"]),
