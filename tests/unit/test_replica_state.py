@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from certsmith.replicas.state import ReplicaState
 from certsmith.replicas.watch_health import STALL_GRACE_SECONDS
 
@@ -46,9 +48,6 @@ def test_a_stall_is_the_leaders_problem_only_while_it_leads() -> None:
 
 def test_a_term_that_fails_still_ends_leadership() -> None:
     replica = ReplicaState(clock=Clock())
-    try:
-        with replica.leading_term():
-            raise RuntimeError("the controller crashed")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError), replica.leading_term():
+        raise RuntimeError("the controller crashed")
     assert replica.leading is False
