@@ -1,8 +1,9 @@
 """`python -m certsmith`: run the operator (settings come from the environment, see config.py).
 
-Two kopf operators share one process and one Runtime: the admission webhooks run in every
-replica; the controller (watches, issuance, renewals, rotations) runs only in the replica
-holding the Lease (replicas/leadership.py), and stops if that replica loses it.
+Two kopf operators share one process and one set of parts (wiring.py): the admission
+webhooks run in every replica; the controller (watches, issuance, renewals, rotations) runs
+only in the replica holding the Lease (replicas/leadership.py), and stops if that replica
+loses it.
 """
 
 from __future__ import annotations
@@ -10,24 +11,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
 import threading
+from collections.abc import Sequence
 
 import kopf
 
-from certsmith import config, kube, runtime
-from certsmith.admission import handlers as admission
+from certsmith import config, kube, wiring
 from certsmith.authorities import store
-from certsmith.controller import handlers as controller
 from certsmith.replicas import leadership
 
 logger = logging.getLogger("certsmith")
 CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
-# Exit status when the cluster lacks what certsmith needs: retrying cannot help.
-EXIT_MISSING = 2
+EXIT_CANNOT_RUN = 2
+"""Exit status when a setting or the cluster makes certsmith unable to run: retrying cannot
+help (a ConfigError, missing prerequisites, the operator's namespace deleted)."""
+
+
+class MissingPrerequisites(Exception):
+    """What the cluster lacks for certsmith to run, each with how to fix it."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__("; ".join(missing))
+        self.missing = tuple(missing)
 
 
 def missing_prerequisites(client: kube.Kube, cfg: config.Config) -> list[str]:
@@ -46,95 +56,111 @@ def missing_prerequisites(client: kube.Kube, cfg: config.Config) -> list[str]:
 
 
 async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> None:
-    """Exit (EXIT_MISSING) naming what is missing, once, instead of failing every round for
-    ever; wait while the apiserver does not answer (it may be starting)."""
+    """MissingPrerequisites naming what is missing, once, instead of failing every round
+    for ever; wait while the apiserver does not answer (it may be starting)."""
     loop = asyncio.get_running_loop()
-    pause = 1.0
+    pause_seconds = 1.0
     while True:
         try:
             missing = await loop.run_in_executor(None, missing_prerequisites, client, cfg)
             break
         except kube.ApiError as error:
-            logger.warning("apiserver not answering (%s); trying again in %.0f s", error, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 30.0)
-    if missing:
-        for message in missing:
-            logger.error("cannot start: %s", message)
-        raise SystemExit(EXIT_MISSING)
-
-
-async def run(args: argparse.Namespace) -> None:
-    cfg = config.from_env()
-    shared = runtime.build(cfg)
-    await check_prerequisites(shared.kube, cfg)
-    memo = kopf.Memo(runtime=shared)
-    # Stable across restarts of the same replica (the pod name in a cluster), so a restarted
-    # leader renews its own Lease at once instead of waiting for it to expire.
-    identity = os.environ.get("CERTSMITH_IDENTITY") or socket.gethostname()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    async def lead(term_over: asyncio.Event) -> None:
-        stop_term = asyncio.Event()
-
-        async def relay() -> None:
-            await asyncio.wait(
-                [asyncio.create_task(stop.wait()), asyncio.create_task(term_over.wait())],
-                return_when=asyncio.FIRST_COMPLETED,
+            logger.warning(
+                "apiserver not answering (%s); trying again in %.0f s", error, pause_seconds
             )
-            stop_term.set()
+            await asyncio.sleep(pause_seconds)
+            pause_seconds = min(pause_seconds * 2, 30.0)
+    if missing:
+        raise MissingPrerequisites(missing)
 
-        relay_task = asyncio.create_task(relay())
-        shared.leading = True
-        try:
+
+async def lead(parts: wiring.Parts, stop: asyncio.Event, term_over: asyncio.Event) -> None:
+    """Run the controller until the term is over (the Lease lost) or the process stops."""
+    stop_term = asyncio.Event()
+
+    async def relay() -> None:
+        await asyncio.wait(
+            [asyncio.create_task(stop.wait()), asyncio.create_task(term_over.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop_term.set()
+
+    relay_task = asyncio.create_task(relay())
+    try:
+        with parts.shared.replica.leading_term():
+            # (No kopf identity: kopf uses one only for its peering, off here.)
             await kopf.operator(
-                registry=controller.REGISTRY,
-                memo=memo,
+                registry=parts.controller_handlers,
                 clusterwide=True,
                 standalone=True,
-                identity=f"certsmith-controller@{identity}",
                 stop_flag=stop_term,
             )
-        finally:
-            shared.leading = False
+    finally:
         relay_task.cancel()
 
-    serving = asyncio.create_task(
-        kopf.operator(
-            registry=admission.REGISTRY if cfg.webhooks else admission.SERVING_ONLY,
-            memo=memo,
-            clusterwide=True,
-            standalone=True,
-            identity=f"certsmith-webhooks@{identity}",
-            liveness_endpoint=args.liveness,
-            stop_flag=stop,
-        )
-    )
-    elector = leadership.Elector(
-        kube=shared.kube,
-        namespace=cfg.namespace,
-        identity=identity,
-        clock=runtime.utc_now,
-        lead=lead,
-        on_contact=shared.apiserver_answered,
-        on_read=shared.watch_health.read,
-    )
-    campaign = asyncio.create_task(elector.run())
+
+def start_watch_threads(parts: wiring.Parts) -> None:
+    """The Lease canary (replicas/watch_health.py) and the CA Secrets' watch, in every
+    replica, for the life of the process."""
+    shared = parts.shared
     threading.Thread(
         target=leadership.follow_lease,
         args=(shared.kube,),
-        kwargs={"namespace": cfg.namespace, "delivered": shared.watch_health.delivered},
+        kwargs={
+            "namespace": shared.config.namespace,
+            "delivered": shared.replica.watch_health.delivered,
+        },
         name="lease-canary",
         daemon=True,
     ).start()
     threading.Thread(
         target=store.follow_ca_secrets,
         args=(shared.kube,),
-        kwargs={"namespace": cfg.namespace, "changed": shared.ca_secret_changed},
+        kwargs={
+            "namespace": shared.config.namespace,
+            "changed": parts.controller.authorities.ca_secret_changed,
+        },
         name="ca-secrets",
         daemon=True,
     ).start()
+
+
+async def run(args: argparse.Namespace) -> None:
+    parts = wiring.build(config.from_env())
+    shared = parts.shared
+    await check_prerequisites(shared.kube, shared.config)
+    stop = asyncio.Event()
+    serving = asyncio.create_task(
+        kopf.operator(
+            registry=parts.admission_handlers,
+            clusterwide=True,
+            standalone=True,
+            liveness_endpoint=args.liveness,
+            stop_flag=stop,
+        )
+    )
+    elector = leadership.Elector(
+        kube=shared.kube,
+        namespace=shared.config.namespace,
+        # Stable across restarts of the same replica (the pod name in a cluster), so a
+        # restarted leader renews its own Lease at once instead of waiting for it to expire.
+        identity=os.environ.get("CERTSMITH_IDENTITY") or socket.gethostname(),
+        clock=wiring.utc_now,
+        lead=functools.partial(lead, parts, stop),
+        on_contact=shared.replica.apiserver_answered,
+        on_read=shared.replica.watch_health.read,
+    )
+    campaign = asyncio.create_task(elector.run())
+    start_watch_threads(parts)
+    await until_stopped(stop, serving=serving, campaign=campaign)
+
+
+async def until_stopped(
+    stop: asyncio.Event, *, serving: asyncio.Task[None], campaign: asyncio.Task[None]
+) -> None:
+    """Until a signal, or either operator ends; then stop both. Raises what ended the
+    campaign (leadership.NamespaceGone)."""
+    loop = asyncio.get_running_loop()
     # Each kopf operator installs its own signal handlers; ours must win so that a
     # SIGTERM stops both operators, not only the last one started.
     while not stop.is_set() and not serving.done() and not campaign.done():
@@ -147,25 +173,36 @@ async def run(args: argparse.Namespace) -> None:
     await serving
     if campaign.done() and not campaign.cancelled():
         error = campaign.exception()
-        if isinstance(error, leadership.NamespaceGone):
-            logger.error("stopping: %s", error)
-            raise SystemExit(EXIT_MISSING)
         if error is not None:
             raise error
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="certsmith", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> None:
+    """Exits with EXIT_CANNOT_RUN, the reason logged, when a setting or the cluster cannot
+    work; a ConfigError, MissingPrerequisites or NamespaceGone raised anywhere below ends
+    up here."""
+    parser = argparse.ArgumentParser(prog="certsmith", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     # One handler for every logger, kopf's included (kopf.configure would add a second one,
     # printing each line twice).
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(run(args))
+    try:
+        asyncio.run(run(args))
+    except config.ConfigError as error:
+        logger.error("cannot start: %s", error)
+    except MissingPrerequisites as error:
+        for message in error.missing:
+            logger.error("cannot start: %s", message)
+    except leadership.NamespaceGone as error:
+        logger.error("stopping: %s", error)
+    else:
+        return
+    raise SystemExit(EXIT_CANNOT_RUN)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ from pathlib import Path
 from certsmith.api import model
 
 
+class ConfigError(Exception):
+    """A setting cannot be used; the message names the variable and why. `python -m
+    certsmith` reports it and exits with status 2."""
+
+
 @dataclass(frozen=True)
 class Config:
     namespace: str = "certsmith"
@@ -47,9 +52,9 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise SystemExit(f"{key}={raw!r} is not an integer") from None
+        raise ConfigError(f"{key}={raw!r} is not an integer") from None
     if value < 1:
-        raise SystemExit(f"{key}={raw!r} must be at least 1")
+        raise ConfigError(f"{key}={raw!r} must be at least 1")
     return value
 
 
@@ -58,7 +63,7 @@ def _port(env: Mapping[str, str], key: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or int(raw) > 65535:
-        raise SystemExit(f"{key}={raw!r} is not a port number (0 turns it off)")
+        raise ConfigError(f"{key}={raw!r} is not a port number (0 turns it off)")
     return int(raw)
 
 
@@ -69,9 +74,9 @@ def _pem_file(env: Mapping[str, str], key: str) -> str | None:
     try:
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
-        raise SystemExit(f"{key}={path!r} cannot be read: {error}") from None
+        raise ConfigError(f"{key}={path!r} cannot be read: {error}") from None
     if "-----BEGIN CERTIFICATE-----" not in text:
-        raise SystemExit(f"{key}={path!r} holds no PEM certificate")
+        raise ConfigError(f"{key}={path!r} holds no PEM certificate")
     return path
 
 
@@ -82,13 +87,15 @@ def _trust_domain(env: Mapping[str, str]) -> str:
     try:
         spiffe = model.parse_spiffe_id(f"{model.SPIFFE_PREFIX}{value}/ns")
     except ValueError as error:
-        raise SystemExit(f"{refused}: {error}") from None
+        raise ConfigError(f"{refused}: {error}") from None
     if spiffe.trust_domain != value:
-        raise SystemExit(f"{refused}: a path is not part of it")
+        raise ConfigError(f"{refused}: a path is not part of it")
     return value
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Config:
+    """The settings from `env` (default: the process environment), defaults for those unset.
+    ConfigError naming the first variable that cannot be used."""
     env = os.environ if env is None else env
     return Config(
         namespace=env.get("CERTSMITH_NAMESPACE") or Config.namespace,

@@ -78,19 +78,13 @@ class DueQueue:
 
 
 class Scheduler:
-    """Runs `action(key)` when a key comes due, at most `concurrency` at once, on the event
-    loop that runs `run()`. `schedule`, `cancel` and `when` may be called from any thread.
-    An action that raises is logged, not retried: it schedules its own retry."""
+    """Runs `action(key)` (given to `run`) when a key comes due, at most `concurrency` at
+    once, on the event loop that runs `run()`. `schedule`, `cancel` and `when` may be called
+    from any thread, before `run` too. An action that raises is logged, not retried: it
+    schedules its own retry."""
 
-    def __init__(
-        self,
-        *,
-        clock: Callable[[], datetime],
-        action: Callable[[Key], Awaitable[None]],
-        concurrency: int,
-    ) -> None:
+    def __init__(self, *, clock: Callable[[], datetime], concurrency: int) -> None:
         self._clock = clock
-        self._action = action
         self._queue = DueQueue()
         self._lock = threading.Lock()
         self._limit = asyncio.Semaphore(concurrency)
@@ -125,8 +119,9 @@ class Scheduler:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wakeup.set)
 
-    async def run(self) -> None:
-        """Run due actions forever (until cancelled), sleeping until the next due time."""
+    async def run(self, action: Callable[[Key], Awaitable[None]]) -> None:
+        """Hand due keys to `action` forever (until cancelled), sleeping until the next due
+        time."""
         self._loop = asyncio.get_running_loop()
         while True:
             self._wakeup.clear()
@@ -136,7 +131,7 @@ class Scheduler:
                 next_due = self._queue.next_due()
             for key in due:
                 await self._limit.acquire()
-                task = asyncio.create_task(self._run_one(key))
+                task = asyncio.create_task(self._run_one(action, key))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             if due:
@@ -145,9 +140,9 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
 
-    async def _run_one(self, key: Key) -> None:
+    async def _run_one(self, action: Callable[[Key], Awaitable[None]], key: Key) -> None:
         try:
-            await self._action(key)
+            await action(key)
         except Exception:
             logger.exception("scheduled action for %s failed", key)
         finally:

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,11 @@ class OperatorProcess:
         identity: str = "replica-0",
         *,
         connect_via: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
+        # Settings of this replica's own (e.g. CERTSMITH_WEBHOOKS=off), over the defaults.
+        self.env = dict(env or {})
         # The kubeconfig the operator itself uses, when its path to the apiserver differs.
         self.connect_via = connect_via or kubeconfig
         self.identity = identity
@@ -56,6 +59,7 @@ class OperatorProcess:
             "CERTSMITH_WEBHOOK_CERT_DIR": str(self.webhook_dir),
             "CERTSMITH_METRICS_PORT": str(self.metrics_port),
             "CERTSMITH_HEALTH_PORT": str(self.health_port),
+            **self.env,
         }
         client_pki = webhook_client_pki(self.kubeconfig)
         if client_pki is not None:

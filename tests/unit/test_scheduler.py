@@ -63,8 +63,8 @@ def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones() -> None:
             ran.append(key)
             done.set()
 
-        scheduler = Scheduler(clock=clock, action=action, concurrency=2)
-        task = asyncio.create_task(scheduler.run())
+        scheduler = Scheduler(clock=clock, concurrency=2)
+        task = asyncio.create_task(scheduler.run(action))
         scheduler.schedule("later", T0 + timedelta(hours=1))
         await clock.read.wait()  # the scheduler found nothing due: it sleeps for an hour
         # An earlier key must not wait behind the hour-long sleep.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from certsmith.replicas.watch_health import RECOVERY, STALL_GRACE, WatchHealth
+from certsmith.replicas.watch_health import RECOVERY_SECONDS, STALL_GRACE_SECONDS, WatchHealth
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -38,7 +38,7 @@ def test_a_renewal_never_delivered_is_reported_after_the_grace() -> None:
     health = WatchHealth(clock=clock)
     health.delivered(renewal(0))
     health.read(renewal(2))  # the stream is silent from here on
-    clock.now += STALL_GRACE - 0.5
+    clock.now += STALL_GRACE_SECONDS - 0.5
     assert health.problem() is None
     clock.now += 1
     assert "stopped delivering" in (health.problem() or "")
@@ -49,10 +49,10 @@ def test_the_report_lasts_until_kopf_streams_have_reconnected() -> None:
     health = WatchHealth(clock=clock)
     health.delivered(renewal(0))
     health.read(renewal(2))
-    clock.now += STALL_GRACE + 1
+    clock.now += STALL_GRACE_SECONDS + 1
     assert health.problem() is not None
     health.delivered(renewal(8))  # the canary reconnected: it alone recovered so far
-    clock.now += RECOVERY - 1
+    clock.now += RECOVERY_SECONDS - 1
     assert health.problem() is not None
     clock.now += 2
     assert health.problem() is None
@@ -63,7 +63,7 @@ def test_a_late_delivery_within_the_grace_is_no_stall() -> None:
     health = WatchHealth(clock=clock)
     health.delivered(renewal(0))
     health.read(renewal(2))
-    clock.now += STALL_GRACE - 1
+    clock.now += STALL_GRACE_SECONDS - 1
     health.delivered(renewal(4))  # newer than what was read: it covers it
     clock.now += 10
     assert health.problem() is None
@@ -82,7 +82,7 @@ def test_a_delivery_later_than_the_grace_was_still_a_stall() -> None:
     health = WatchHealth(clock=clock)
     health.delivered(renewal(0))
     health.read(renewal(2))
-    clock.now += STALL_GRACE + 1
+    clock.now += STALL_GRACE_SECONDS + 1
     health.delivered(renewal(8))  # the stream came back by itself, late
     clock.now += 1
     assert health.problem() is not None

@@ -94,10 +94,23 @@ class AuthorityController:
         self._namespace_labels = namespace_labels
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.own_bundle_versions: dict[tuple[str, str], str] = {}
+        # The resourceVersion of every bundle ConfigMap write, to tell our own writes' watch
+        # events from others' edits.
+        self._bundle_versions: dict[tuple[str, str], str] = {}
         # The uid of every bundle ConfigMap certsmith created or wrote: still certsmith's if
         # someone strips both its label and its annotation while the operator runs.
         self._bundle_uids: dict[tuple[str, str], str] = {}
+
+    def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether a bundle ConfigMap's watch event only echoes a write made here."""
+        return self._bundle_versions.get((namespace, name)) == resource_version
+
+    def forget_namespace(self, namespace: str) -> None:
+        """The namespace was deleted: drop what was remembered of bundle writes there."""
+        for cache in (self._bundle_versions, self._bundle_uids):
+            for key in list(cache):  # a copy: bundle writes add entries from other threads
+                if key[0] == namespace:
+                    cache.pop(key, None)
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -503,7 +516,7 @@ class AuthorityController:
                     )
                 continue
             self._bundle_uids[key] = stored["metadata"]["uid"]
-            self.own_bundle_versions[key] = stored["metadata"]["resourceVersion"]
+            self._bundle_versions[key] = stored["metadata"]["resourceVersion"]
             return None
         return rotation.Lagging(
             *key, "ConfigMap kept changing while certsmith wrote it", trust_bundle.WRITE_FAILED

@@ -1,5 +1,8 @@
 """The controller: runs only in the replica holding the Lease.
 
 kopf watch handlers for Certificates, CertificateAuthorities, their Secrets, trust bundles
-and namespaces.
+and namespaces (`handlers`), and what they dispatch to: when each Certificate is looked at
+(`certificates`), when each authority steps (`authorities`), trust bundle repair
+(`bundles`), namespace events (`namespaces`) with the leader's cache of namespace labels
+(`namespace_labels`), and the scheduler's action (`dispatch`).
 """

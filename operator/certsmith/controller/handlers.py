@@ -1,8 +1,9 @@
-"""kopf handlers: thin adapters from watch events to the Runtime.
+"""kopf handlers: thin adapters from watch events to the controller's parts.
 
-They gather what kopf hands them and call the reconciler; the status a handler returns
-travels in kopf's own status patch, so an issuance costs one Secret write and one
-status write.
+`registry(...)` builds them around the collaborators they use. They run only in the replica
+holding the Lease. They gather what kopf hands them and call the reconciler; the status a
+handler returns travels in kopf's own status patch, so an issuance costs one Secret write
+and one status write.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from typing import Any
 import kopf
 
 from certsmith.api import names
-from certsmith.authorities import store
+from certsmith.certificates.reconcile import Reconciler
+from certsmith.config import Config
+from certsmith.controller.authorities import AuthoritySteps
+from certsmith.controller.bundles import BundleRepair
+from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.dispatch import ScheduledActions
+from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.controller.namespaces import NamespaceEvents
 from certsmith.kube import ApiError
-from certsmith.runtime import AUTHORITY, Runtime
+from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
-RETRY_DELAY = 2.0
+RETRY_DELAY_SECONDS = 2.0
 
 
 @contextlib.contextmanager
@@ -32,11 +40,14 @@ def _retry_soon() -> Iterator[None]:
     try:
         yield
     except ApiError as error:
-        raise kopf.TemporaryError(str(error), delay=RETRY_DELAY) from None
+        raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from None
 
 
-# The controller's handlers; they run only in the replica holding the Lease.
-REGISTRY = kopf.OperatorRegistry()
+def _namespaced(namespace: str | None, kind: str) -> str:
+    """kopf types every handler's namespace as optional; certsmith's namespaced kinds have one."""
+    if namespace is None:
+        raise kopf.PermanentError(f"a {kind} without a namespace")
+    return namespace
 
 
 def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, workers: int) -> None:
@@ -65,60 +76,73 @@ def configure(settings: kopf.OperatorSettings, executor: ThreadPoolExecutor, wor
     settings.peering.standalone = True
 
 
-@kopf.on.login(registry=REGISTRY)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    # A registry of our own has none of kopf's default login handlers.
-    return kopf.login_via_client(**kwargs)
+def registry(
+    *,
+    config: Config,
+    executor: ThreadPoolExecutor,
+    scheduler: Scheduler,
+    actions: ScheduledActions,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+    authorities: AuthoritySteps,
+    namespace_labels: NamespaceLabels,
+    namespaces: NamespaceEvents,
+    bundles: BundleRepair,
+) -> kopf.OperatorRegistry:
+    """The controller's handlers, each bound to the parts it uses; run by one kopf operator
+    per term (while this replica holds the Lease)."""
+    handlers = kopf.OperatorRegistry()
+    _lifecycle(
+        handlers,
+        config=config,
+        executor=executor,
+        scheduler=scheduler,
+        actions=actions,
+        authorities=authorities,
+        namespace_labels=namespace_labels,
+    )
+    _authority_handlers(handlers, authorities)
+    _certificate_handlers(handlers, reconciler, certificates)
+    _namespace_handlers(handlers, namespaces, authorities)
+    _bundle_handlers(handlers, bundles, authorities)
+    return handlers
 
 
-@kopf.on.startup(registry=REGISTRY)
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
-    configure(settings, runtime.executor, runtime.config.workers)
-    runtime.new_term()
-    # The default authority is ready before any Certificate is handled.
-    loop = asyncio.get_running_loop()
-    try:
-        body = await loop.run_in_executor(
-            runtime.executor, store.ensure_default_authority, runtime.kube, runtime.config
-        )
-        status = await loop.run_in_executor(runtime.executor, runtime.load_authority, body)
-        if status is not None:
-            await loop.run_in_executor(
-                runtime.executor,
-                lambda: runtime.kube.patch_authority_status(
-                    name=runtime.config.default_authority, status=status
-                ),
-            )
-    except ApiError as error:
-        raise kopf.TemporaryError(f"apiserver not ready: {error}", delay=RETRY_DELAY) from None
-    memo.scheduler_task = asyncio.create_task(runtime.scheduler.run())
-
-
-@kopf.on.cleanup(registry=REGISTRY)
-async def stop(memo: kopf.Memo, **_: Any) -> None:
-    task = memo.get("scheduler_task")
-    if task is not None:
-        task.cancel()
-
-
-@kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
-def authority_resumed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    with _retry_soon():
-        patch.status.update(memo.runtime.load_authority(body) or {})
-
-
-@kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
-@kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=REGISTRY)
-def authority_changed(
-    body: kopf.Body, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+def _lifecycle(
+    handlers: kopf.OperatorRegistry,
+    *,
+    config: Config,
+    executor: ThreadPoolExecutor,
+    scheduler: Scheduler,
+    actions: ScheduledActions,
+    authorities: AuthoritySteps,
+    namespace_labels: NamespaceLabels,
 ) -> None:
-    """Created (perhaps again, after a deletion), or a new policy, bundle setting or rotation
-    request: step now, and re-judge its leaves."""
-    runtime: Runtime = memo.runtime
-    with _retry_soon():
-        patch.status.update(runtime.load_authority(body) or {})
-        runtime.reconcile_authority_certificates(name)
+    @kopf.on.login(registry=handlers)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A registry of our own has none of kopf's default login handlers.
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=handlers)
+    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings, executor, config.workers)
+        # What an earlier term cached may be stale: the watches' first listing refills it.
+        authorities.start_term()
+        namespace_labels.clear()
+        # The default authority is ready before any Certificate is handled.
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, authorities.ensure_default)
+        except ApiError as error:
+            raise kopf.TemporaryError(
+                f"apiserver not ready: {error}", delay=RETRY_DELAY_SECONDS
+            ) from None
+        memo.scheduler_task = asyncio.create_task(scheduler.run(actions))
+
+    @kopf.on.cleanup(registry=handlers)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("scheduler_task")
+        if task is not None:
+            task.cancel()
 
 
 # Deletions are taken from the watch's DELETED events, not from on.delete handlers: without
@@ -132,86 +156,103 @@ def _deleted(type: str, **_: Any) -> bool:
     return type == "DELETED"
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=REGISTRY)
-def authority_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
-    runtime: Runtime = memo.runtime
-    try:
-        runtime.authority_deleted(name)
-    except ApiError as error:  # event handlers are not retried: the scheduled step finishes it
-        logger.warning("CertificateAuthority %s deleted, follow-up deferred: %s", name, error)
-        runtime.scheduler.schedule((AUTHORITY, "", name), runtime.clock())
+def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
+    @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
+    def authority_resumed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        with _retry_soon():
+            patch.status.update(authorities.step(body) or {})
+
+    @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
+    @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
+    def authority_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        """Created (perhaps again, after a deletion), or a new policy, bundle setting or
+        rotation request: step now, and re-judge its leaves."""
+        with _retry_soon():
+            patch.status.update(authorities.changed(body) or {})
+
+    @kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=handlers)
+    def authority_deleted(name: str, **_: Any) -> None:
+        try:
+            authorities.deleted(name)
+        except ApiError as error:  # event handlers are not retried: the scheduled step ends it
+            logger.warning("CertificateAuthority %s deleted, follow-up deferred: %s", name, error)
+            authorities.step_now(name)
 
 
-@kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
-@kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
-@kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=REGISTRY)
-def certificate_changed(
-    body: kopf.Body, namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+def _certificate_handlers(
+    handlers: kopf.OperatorRegistry, reconciler: Reconciler, certificates: CertificateQueue
 ) -> None:
-    runtime: Runtime = memo.runtime
-    with _retry_soon():
-        outcome = runtime.reconciler.reconcile(body)
-    if outcome.status is not None:
-        patch.status.update(outcome.status)
-    runtime.after_certificate(namespace, name, outcome)
+    @kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
+    @kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
+    @kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
+    def certificate_changed(
+        body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, **_: Any
+    ) -> None:
+        with _retry_soon():
+            outcome = reconciler.reconcile(body)
+        if outcome.status is not None:
+            patch.status.update(outcome.status)
+        certificates.after(_namespaced(namespace, "Certificate"), name, outcome)
+
+    @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
+    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
+        # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
+        certificates.forget(_namespaced(namespace, "Certificate"), name)
+
+    @kopf.on.event(
+        "v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=handlers
+    )
+    def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        """A Secret of ours changed or vanished: have its Certificate looked at now, and any
+        Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
+        if event["type"] is None:
+            return  # the initial listing; resume handlers cover existing Certificates
+        metadata = body["metadata"]
+        namespace, secret_name = metadata["namespace"], metadata["name"]
+        for waiting in reconciler.waiting_on_secret(namespace, secret_name):
+            certificates.due_now(namespace, waiting)
+        if event["type"] != "DELETED" and reconciler.is_own_write(
+            namespace, secret_name, metadata.get("resourceVersion", "")
+        ):
+            return
+        certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=REGISTRY)
-def certificate_deleted(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
-    memo.runtime.forget_certificate(namespace, name)
-
-
-@kopf.on.event("v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=REGISTRY)
-async def certsmith_secret_event(
-    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+def _namespace_handlers(
+    handlers: kopf.OperatorRegistry, namespaces: NamespaceEvents, authorities: AuthoritySteps
 ) -> None:
-    """A Secret of ours changed or vanished: have its Certificate looked at now, and any
-    Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
-    if event["type"] is None:
-        return  # the initial listing; resume handlers cover existing Certificates
-    runtime: Runtime = memo.runtime
-    metadata = body["metadata"]
-    namespace, secret_name = metadata["namespace"], metadata["name"]
-    for waiting in runtime.reconciler.waiting_on_secret(namespace, secret_name):
-        runtime.certificate_due_now(namespace, waiting)
-    if event["type"] != "DELETED" and runtime.reconciler.is_own_write(
-        namespace, secret_name, metadata.get("resourceVersion", "")
-    ):
-        return
-    runtime.certificate_due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
+    @kopf.on.event("v1", "namespaces", registry=handlers)
+    def namespace_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        """New namespaces get their trust bundles; labels are cached for the isolation policy."""
+        if event["type"] == "DELETED":
+            namespaces.deleted(body["metadata"]["name"])
+            return
+        try:
+            namespaces.seen(body)
+        except ApiError as error:  # event handlers are not retried: let the authorities catch up
+            logger.warning(
+                "trust bundle for namespace %s deferred: %s", body["metadata"]["name"], error
+            )
+            authorities.all_step_soon()
 
 
-@kopf.on.event("v1", "namespaces", registry=REGISTRY)
-def namespace_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """New namespaces get their trust bundles; labels are cached for the isolation policy."""
-    if event["type"] == "DELETED":
-        memo.runtime.namespace_deleted(body["metadata"]["name"])
-        return
-    try:
-        memo.runtime.namespace_seen(body)
-    except ApiError as error:  # event handlers are not retried: let the authorities catch up
-        logger.warning(
-            "trust bundle for namespace %s deferred: %s", body["metadata"]["name"], error
-        )
-        memo.runtime.step_authorities_soon()
-
-
-@kopf.on.event("v1", "configmaps", labels={names.BUNDLE_LABEL: kopf.PRESENT}, registry=REGISTRY)
-def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A trust bundle was edited or deleted by someone else: put it back. Removing its label
-    arrives as DELETED (the watch selects by label); the repair finds it by name."""
-    if event["type"] is None:
-        return
-    runtime: Runtime = memo.runtime
-    metadata = body["metadata"]
-    key = (metadata["namespace"], metadata["name"])
-    if event["type"] != "DELETED" and runtime.authorities.own_bundle_versions.get(
-        key
-    ) == metadata.get("resourceVersion"):
-        return
-    try:
-        runtime.bundle_changed(body)
-    except ApiError as error:
-        logger.warning("trust bundle %s/%s deferred: %s", *key, error)
-        runtime.step_authorities_soon()
+def _bundle_handlers(
+    handlers: kopf.OperatorRegistry, bundles: BundleRepair, authorities: AuthoritySteps
+) -> None:
+    @kopf.on.event("v1", "configmaps", labels={names.BUNDLE_LABEL: kopf.PRESENT}, registry=handlers)
+    def trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        """A trust bundle was edited or deleted by someone else: put it back. Removing its
+        label arrives as DELETED (the watch selects by label); the repair finds it by name."""
+        if event["type"] is None:
+            return
+        metadata = body["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        if event["type"] != "DELETED" and bundles.is_own_write(
+            namespace, name, metadata.get("resourceVersion", "")
+        ):
+            return
+        try:
+            bundles.changed(body)
+        except ApiError as error:
+            logger.warning("trust bundle %s/%s deferred: %s", namespace, name, error)
+            authorities.all_step_soon()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from certsmith.replicas import lease
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"
 # (connect, read) seconds for the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
-CALL_TIMEOUT = (2.0, 3.0)
+CALL_TIMEOUT_SECONDS = (2.0, 3.0)
 
 
 class NamespaceGone(Exception):
@@ -36,17 +36,21 @@ class Elector:
         namespace: str,
         identity: str,
         clock: Callable[[], datetime],
-        lead: Callable[[asyncio.Event], Awaitable[Any]],
+        lead: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
         on_contact: Callable[[], None] = lambda: None,
         on_read: Callable[[datetime | None], None] = lambda _: None,
     ) -> None:
         self._on_contact = on_contact
         self._on_read = on_read
-        self._kube = kube.with_timeout(CALL_TIMEOUT)
+        self._kube = kube.with_timeout(CALL_TIMEOUT_SECONDS)
         self._namespace = namespace
         self._me = identity
         self._clock = clock
         self._lead = lead
+        self._term: asyncio.Task[None] | None = None
+        self._stop_term = asyncio.Event()
+        self._give_up_at: datetime | None = None
+        """While leading: when to stop acting unless a renewal succeeds first."""
 
     def _try(self) -> datetime | None:
         """One round: the renewTime written when this replica holds the Lease, else None."""
@@ -57,7 +61,7 @@ class Elector:
         move = lease.next_move(current, me=self._me, now=now)
         if move is lease.Move.WAIT:
             return None
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {"name": LEASE_NAME, "namespace": self._namespace},
@@ -80,56 +84,62 @@ class Elector:
         return now
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        term: asyncio.Task[Any] | None = None
-        stop_term = asyncio.Event()
-        # While leading: when to stop acting unless a renewal succeeds first.
-        give_up_at: datetime | None = None
+        """Campaign forever (a round every lease.RENEW_PERIOD), running `lead` for each term
+        this replica holds the Lease. NamespaceGone when the operator's namespace is gone
+        (the term stopped first)."""
         while True:
-            budget = lease.ROUND_TIMEOUT
-            if give_up_at is not None:
-                # A round stuck on a dead connection must not outlast our claim on the Lease.
-                budget = min(budget, give_up_at - self._clock())
-            renewed_at: datetime | None = None
-            try:
-                renewed_at = await asyncio.wait_for(
-                    loop.run_in_executor(None, self._try), max(0.0, budget.total_seconds())
-                )
-                self._on_contact()
-            except TimeoutError:
-                logger.warning("Lease round got no answer within %.1f s", budget.total_seconds())
-            except NamespaceGone:
-                if term is not None and not term.done():
-                    stop_term.set()
-                    await term
-                raise
-            except Exception as error:  # apiserver unreachable: keep trying, keep the clock
-                logger.warning("Lease round failed: %s", error)
+            renewed_at = await self._round()
             now = self._clock()
             if renewed_at is not None:
                 # What the other replicas see is the renewTime written, not when it was
                 # acknowledged: the give-up clock starts there.
-                give_up_at = renewed_at + lease.GIVE_UP
-                if term is None or term.done():
-                    stop_term = asyncio.Event()
-                    term = asyncio.create_task(self._lead(stop_term))
-            elif (
-                give_up_at is not None
-                and now >= give_up_at
-                and term is not None
-                and not term.done()
-            ):
+                self._give_up_at = renewed_at + lease.GIVE_UP
+                if not self._leading():
+                    self._stop_term = asyncio.Event()
+                    self._term = asyncio.create_task(self._lead(self._stop_term))
+            elif self._give_up_at is not None and now >= self._give_up_at and self._leading():
                 logger.warning("%s lost the Lease: the controller stops", self._me)
-                stop_term.set()
-                await term
-                term = None
-            if term is None or term.done():
-                give_up_at = None
+                await self._end_term()
+            if not self._leading():
+                self._give_up_at = None
             pause = lease.RENEW_PERIOD
-            if give_up_at is not None:
+            if self._give_up_at is not None:
                 # Wake for the give-up deadline even when it falls inside the pause.
-                pause = min(pause, max(timedelta(0), give_up_at - now))
+                pause = min(pause, max(timedelta(0), self._give_up_at - now))
             await asyncio.sleep(pause.total_seconds())
+
+    async def _round(self) -> datetime | None:
+        """One round within its time budget: the renewTime written, or None (not holding the
+        Lease, or no answer)."""
+        budget = lease.ROUND_TIMEOUT
+        if self._give_up_at is not None:
+            # A round stuck on a dead connection must not outlast our claim on the Lease.
+            budget = min(budget, self._give_up_at - self._clock())
+        try:
+            renewed_at = await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(None, self._try),
+                max(0.0, budget.total_seconds()),
+            )
+        except TimeoutError:
+            logger.warning("Lease round got no answer within %.1f s", budget.total_seconds())
+        except NamespaceGone:
+            await self._end_term()
+            raise
+        except Exception as error:  # apiserver unreachable: keep trying, keep the clock
+            logger.warning("Lease round failed: %s", error)
+        else:
+            self._on_contact()
+            return renewed_at
+        return None
+
+    def _leading(self) -> bool:
+        return self._term is not None and not self._term.done()
+
+    async def _end_term(self) -> None:
+        if self._term is not None and not self._term.done():
+            self._stop_term.set()
+            await self._term
+        self._term = None
 
 
 def follow_lease(

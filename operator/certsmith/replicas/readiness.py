@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from certsmith.replicas.state import ReplicaState
+
 
 async def _port_open(port: int) -> bool:
     try:
@@ -25,23 +27,27 @@ async def _port_open(port: int) -> bool:
     return True
 
 
-APISERVER_SILENCE_LIMIT = 10.0
+APISERVER_SILENCE_LIMIT_SECONDS = 10.0
 
 
 async def serve(
     *,
     port: int,
+    replica: ReplicaState,
     authority_problem: Callable[[], str | None],
     webhook_port: int | None,
-    apiserver_silence: Callable[[], float],
-    controller_problem: Callable[[], str | None],
 ) -> web.AppRunner:
+    """Serve `/readyz` on `port` (every address) until the returned runner is cleaned up.
+
+    `authority_problem`: why the default authority cannot sign, or None; `webhook_port`:
+    the port the webhook must accept connections on, or None when webhooks are off."""
+
     async def readyz(_: web.Request) -> web.Response:
         problems = []
-        silence = apiserver_silence()
-        if silence > APISERVER_SILENCE_LIMIT:
+        silence = replica.apiserver_silence_seconds()
+        if silence > APISERVER_SILENCE_LIMIT_SECONDS:
             problems.append(f"the apiserver has not answered for {silence:.0f} s")
-        controller = controller_problem()
+        controller = replica.controller_problem()
         if controller is not None:
             problems.append(controller)
         authority = authority_problem()

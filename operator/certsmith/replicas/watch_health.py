@@ -4,9 +4,9 @@ kopf's watch streams say nothing about their health, and a connection that died 
 looks exactly like a quiet cluster. The Lease is never quiet: the leader renews it every
 2 s and every replica's campaign reads it every 2 s over fresh requests. certsmith also
 watches it; when a renewal the campaign has read is not delivered by that watch within
-`STALL_GRACE`, long-lived connections are dying silently. kopf's streams opened before then
-reconnect within their client timeout, so until `RECOVERY` after the stall was noticed the
-controller may be missing changes, and readiness says so.
+`STALL_GRACE_SECONDS`, long-lived connections are dying silently. kopf's streams opened
+before then reconnect within their client timeout, so until `RECOVERY_SECONDS` after the
+stall was noticed the controller may be missing changes, and readiness says so.
 """
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import NamedTuple
 
-STALL_GRACE = 4.0
+STALL_GRACE_SECONDS = 4.0
 # kopf's watch client timeout (handlers.configure) plus a re-list.
-RECOVERY = 30.0
+RECOVERY_SECONDS = 30.0
+
+
+class _Awaited(NamedTuple):
+    renewed: datetime
+    """The renewal read by the campaign and not yet delivered by the watch."""
+    read_at: float
+    """When the campaign read it (the clock's seconds)."""
 
 
 class WatchHealth:
@@ -26,7 +34,7 @@ class WatchHealth:
         self._lock = threading.Lock()
         self._delivered: datetime | None = None
         # The oldest renewal read but not yet delivered, and when it was read.
-        self._awaited: tuple[datetime, float] | None = None
+        self._awaited: _Awaited | None = None
         self._stalled_at: float | None = None
 
     def delivered(self, renewed: datetime | None) -> None:
@@ -37,7 +45,7 @@ class WatchHealth:
             self._judge()  # a delivery after the grace was a stall all the same
             if self._delivered is None or renewed > self._delivered:
                 self._delivered = renewed
-            if self._awaited is not None and self._awaited[0] <= self._delivered:
+            if self._awaited is not None and self._awaited.renewed <= self._delivered:
                 self._awaited = None
 
     def read(self, renewed: datetime | None) -> None:
@@ -47,14 +55,14 @@ class WatchHealth:
             if renewed is None or self._delivered is None:
                 return  # nothing to owe yet: the watch has not delivered anything so far
             if renewed > self._delivered and self._awaited is None:
-                self._awaited = (renewed, self._clock())
+                self._awaited = _Awaited(renewed, self._clock())
 
     def problem(self) -> str | None:
         """What readiness should report, or None while watches deliver."""
         now = self._clock()
         with self._lock:
             self._judge()
-            if self._stalled_at is None or now - self._stalled_at > RECOVERY:
+            if self._stalled_at is None or now - self._stalled_at > RECOVERY_SECONDS:
                 return None
             return (
                 f"watch streams stopped delivering {now - self._stalled_at:.0f} s ago "
@@ -64,5 +72,5 @@ class WatchHealth:
     def _judge(self) -> None:
         """Called with the lock held, at every read (2 s), delivery and probe."""
         now = self._clock()
-        if self._awaited is not None and now - self._awaited[1] > STALL_GRACE:
+        if self._awaited is not None and now - self._awaited.read_at > STALL_GRACE_SECONDS:
             self._stalled_at = now

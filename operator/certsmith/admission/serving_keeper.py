@@ -1,0 +1,201 @@
+"""Keep the webhook served and registered: its certificate from the default authority, the
+webhook configurations pointing at it with that authority's roots. Runs in every replica,
+leader or not (every replica serves admission); the pure decisions are in serving.py and
+webhook_config.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from certsmith.admission import serving, webhook_config
+from certsmith.authorities import rotation, store
+from certsmith.authorities.authority import AuthorityMaterial
+from certsmith.config import Config
+from certsmith.kube import ApiError, Kube
+
+logger = logging.getLogger(__name__)
+
+Reload = Callable[[], object]
+"""Loads the serving files just written into the running webhook server."""
+
+
+class ServingKeeper:
+    """The webhook's serving certificate (files in `config.webhook_cert_dir`) and the
+    webhook configurations. `prepare` once before the server starts, then `follow` in a
+    thread of its own."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        config: Config,
+        registry: store.AuthorityRegistry,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._kube = kube
+        self._config = config
+        self._registry = registry
+        self._clock = clock
+        self._state = serving.ServingState()
+        self._problem: str | None = None
+        """Why the webhook's certificate could not be taken from the default authority
+        last time, or None; shown by /readyz."""
+
+    def default_authority_problem(self) -> str | None:
+        """Why the default authority cannot sign now (for /readyz), or None when it can."""
+        name = self._config.default_authority
+        if self._registry.get(name) is not None and self._problem is None:
+            return None
+        return (
+            self._problem
+            or self._registry.problem(name)
+            or f"CertificateAuthority {name} is not loaded yet"
+        )
+
+    def prepare(self) -> None:
+        """Before the webhook server starts: its certificate from the default authority.
+
+        When that authority cannot give one (its root Secret gone, the apiserver down), the
+        process must still start, so that its probes answer and it retries (`follow`, every
+        serving.CHECK_PERIOD): the files an earlier run wrote are served if still valid (the
+        registered caBundle still trusts them), else a placeholder nobody trusts. A broken
+        authority signs nothing new, the webhook's certificate included."""
+        try:
+            self._refresh(reload=None)
+            return
+        except (ApiError, store.AuthorityNotReady) as error:
+            self._problem = (
+                f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
+            )
+        now = self._clock()
+        until = self._earlier_files_until(now)
+        if until is not None:
+            logger.error(
+                "webhook certificate not renewed (%s): serving the one written before, valid "
+                "until %s; retrying every %.0f s",
+                self._problem,
+                until,
+                serving.CHECK_PERIOD,
+            )
+            return
+        chain, key = serving.placeholder_certificate(dns_names=self._dns_names(), now=now)
+        self._write_files(chain, key, reload=None)
+        logger.error(
+            "webhook has no certificate the apiserver trusts (%s): admission requests fail "
+            "until it does; retrying every %.0f s",
+            self._problem,
+            serving.CHECK_PERIOD,
+        )
+
+    def follow(self, reload: Reload) -> None:
+        """Forever, every serving.CHECK_PERIOD: keep the certificate and caBundle with the
+        default authority (through a root rotation they move like every leaf, with no
+        restart), loading new files with `reload`. Run in a thread: when the controller's
+        kopf operator stops (the Lease lost), kopf cancels every task created after it
+        started, whoever owns it."""
+        while True:
+            time.sleep(serving.CHECK_PERIOD)
+            try:
+                self._refresh(reload=reload)
+            except (ApiError, store.AuthorityNotReady) as error:
+                logger.warning("webhook certificate not checked against the authority: %s", error)
+            except Exception:
+                # This loop is what moves the webhook through a root rotation: it must
+                # outlive any single failure, and say what it was.
+                logger.exception("webhook certificate not checked against the authority")
+
+    def _refresh(self, *, reload: Reload | None) -> None:
+        """Re-issue the certificate and register the configurations when the authority's
+        material asks for it (serving.plan); else put back edited configurations."""
+        try:
+            material = self._load_material()
+        except store.AuthorityNotReady as error:
+            # (An ApiError leaves the problem as it was: the apiserver's silence is a
+            # readiness problem of its own.)
+            self._problem = (
+                f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
+            )
+            raise
+        self._problem = None
+        step = serving.plan(self._state, material=material, now=self._clock())
+        if step.reissue:
+            chain, key, renew_at = serving.serving_certificate(
+                material, dns_names=self._dns_names(), now=self._clock()
+            )
+            self._write_files(chain, key, reload=reload)
+            self._state = replace(
+                self._state, issuer=material.intermediate.certificate, renew_at=renew_at
+            )
+        configurations = self._configurations(material)
+        if step.register:
+            for body in configurations:
+                self._kube.put_webhook_configuration(body=body)
+            self._state = replace(self._state, registered_bundle=material.bundle_pem)
+        else:
+            self._repair(configurations)
+
+    def _load_material(self) -> AuthorityMaterial:
+        """The default authority's material, without driving it (that is the leader's job)."""
+        body = store.ensure_default_authority(self._kube, self._config)
+        material = store.ensure_material(
+            self._kube, self._config, body, self._clock(), rotation.from_status(body.get("status"))
+        )
+        if self._registry.get(material.name) is None:
+            self._registry.put(material)
+        return material
+
+    def _dns_names(self) -> list[str]:
+        return serving.webhook_dns_names(self._config.webhook_service, self._config.namespace)
+
+    def _earlier_files_until(self, now: datetime) -> datetime | None:
+        """Until when the files an earlier run wrote stay valid; None when unusable."""
+        directory = Path(self._config.webhook_cert_dir)
+        try:
+            until = serving.usable_files_until((directory / "tls.crt").read_bytes(), now)
+        except OSError:
+            return None
+        return until if (directory / "tls.key").exists() else None
+
+    def _write_files(self, chain: bytes, key: bytes, *, reload: Reload | None) -> None:
+        """Atomically, then into the running server: never half a pair."""
+        directory = Path(self._config.webhook_cert_dir)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for name, content in (("tls.key", key), ("tls.crt", chain)):
+            temporary = directory / f".{name}.tmp"
+            temporary.write_bytes(content)
+            temporary.chmod(0o600)
+            temporary.replace(directory / name)
+        if reload is not None:
+            reload()
+
+    def _configurations(self, material: AuthorityMaterial) -> list[dict[str, Any]]:
+        """The mutating and validating configurations, trusting `material`'s roots."""
+        endpoint = webhook_config.Endpoint(
+            ca_bundle=material.bundle_pem,
+            url=self._config.webhook_url,
+            service_name=self._config.webhook_service,
+            service_namespace=self._config.namespace,
+        )
+        return [
+            webhook_config.mutating_configuration(endpoint),
+            webhook_config.validating_configuration(endpoint),
+        ]
+
+    def _repair(self, configurations: list[dict[str, Any]]) -> None:
+        """Put back a registered configuration someone edited (every serving.CHECK_PERIOD).
+        One that was deleted stays deleted until the next start: deleting them is how an
+        admin switches certsmith's admission off."""
+        for body in configurations:
+            live = self._kube.get_webhook_configuration(
+                kind=body["kind"], name=body["metadata"]["name"]
+            )
+            if live is not None and webhook_config.drifted(live, body):
+                logger.warning("%s %s was edited: put back", body["kind"], body["metadata"]["name"])
+                self._kube.put_webhook_configuration(body=body)

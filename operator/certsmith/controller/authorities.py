@@ -1,0 +1,124 @@
+"""When each CertificateAuthority steps (authorities/controller.py does one step): after a
+watch event, when the scheduler says so, soon after a failed bundle write, now when a CA
+Secret changed; and what follows its deletion. Runs only in the Lease holder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from certsmith.authorities import store
+from certsmith.authorities.controller import AUTHORITY, AuthorityController
+from certsmith.config import Config
+from certsmith.controller.certificates import CertificateQueue
+from certsmith.kube import Kube
+from certsmith.replicas.state import ReplicaState
+from certsmith.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+SOON = timedelta(seconds=5)
+"""How soon an authority steps again after a bundle it owns could not be written."""
+
+
+class AuthoritySteps:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        config: Config,
+        controller: AuthorityController,
+        registry: store.AuthorityRegistry,
+        scheduler: Scheduler,
+        certificates: CertificateQueue,
+        replica: ReplicaState,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._kube = kube
+        self._config = config
+        self._controller = controller
+        self._registry = registry
+        self._scheduler = scheduler
+        self._certificates = certificates
+        self._replica = replica
+        self._clock = clock
+
+    def start_term(self) -> None:
+        """A replica that starts leading forgets the authorities it loaded in an earlier
+        term (another replica saw the deletions and changes since); the watches' first
+        listing reloads them. The default one stays: the webhook serves with it."""
+        self._registry.keep_only(self._config.default_authority)
+
+    def step(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One step of the authority (bootstrap, renewal, bundles, rotation); its status, or
+        None when it no longer exists. ApiError when the apiserver does not answer."""
+        return self._controller.step(body)
+
+    def ensure_default(self) -> None:
+        """Create the default authority unless it exists, step it and write its status."""
+        body = store.ensure_default_authority(self._kube, self._config)
+        self._step_and_write(body)
+
+    def changed(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Created, or a new policy, bundle setting or rotation request: step now, and
+        re-judge its Certificates. Its status, or None when it no longer exists."""
+        status = self.step(body)
+        self._certificates.of_authority_due_now(body["metadata"]["name"])
+        return status
+
+    def step_by_name(self, name: str) -> None:
+        """The scheduler's path: read the authority fresh, step it, write its status."""
+        body = self._kube.get_authority(name=name)
+        if body is None:
+            self.deleted(name)
+            return
+        self._step_and_write(body)
+
+    def deleted(self, name: str) -> None:
+        """It signs nothing more; its Certificates are told so (their Secrets stay as they
+        are). Its CA Secrets and trust bundles are kept: recreating it resumes with the same
+        root. The default authority is recreated at once, from those Secrets: the webhook's
+        certificate and every default Certificate depend on it."""
+        if name == self._config.default_authority:
+            logger.warning("CertificateAuthority %s was deleted: recreating it", name)
+            self.ensure_default()
+            return
+        logger.info("CertificateAuthority %s was deleted: it signs nothing more", name)
+        self._controller.forget(name)
+        self._certificates.of_authority_due_now(name)
+
+    def step_now(self, name: str) -> None:
+        self._scheduler.schedule((AUTHORITY, "", name), self._clock())
+
+    def step_soon(self, name: str) -> None:
+        """Within SOON; never later than a step already planned (a rotation's next one)."""
+        key, soon = (AUTHORITY, "", name), self._clock() + SOON
+        planned = self._scheduler.when(key)
+        if planned is None or planned > soon:
+            self._scheduler.schedule(key, soon)
+
+    def all_step_soon(self) -> None:
+        """Have every authority write its bundles again shortly (after a failed write)."""
+        for material in self._registry.all():
+            self.step_soon(material.name)
+
+    def ca_secret_changed(self, secret_name: str) -> None:
+        """A Secret in the operator's namespace changed or vanished: every authority checks
+        its material now, so none signs with keys that are gone or were edited. Called in
+        every replica (the Secrets' watch thread); acts only in the leader."""
+        if not self._replica.leading:
+            return
+        logger.info(
+            "Secret %s/%s changed: authorities check their keys",
+            self._config.namespace,
+            secret_name,
+        )
+        for name in self._registry.names():
+            self.step_now(name)
+
+    def _step_and_write(self, body: Mapping[str, Any]) -> None:
+        status = self.step(body)
+        if status is not None:
+            self._kube.patch_authority_status(name=body["metadata"]["name"], status=status)

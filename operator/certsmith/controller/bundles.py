@@ -1,0 +1,87 @@
+"""Trust bundle ConfigMaps repaired as soon as a namespace appears or a bundle is edited,
+each by its rightful owner alone (trust_bundle.rightful_owner); the authorities' own steps
+write them too. Runs only in the Lease holder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from certsmith.authorities import store, trust_bundle
+from certsmith.authorities.controller import AuthorityController
+from certsmith.controller.authorities import AuthoritySteps
+from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.kube import Kube
+
+logger = logging.getLogger(__name__)
+
+
+class BundleRepair:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        default_authority: str,
+        controller: AuthorityController,
+        registry: store.AuthorityRegistry,
+        steps: AuthoritySteps,
+        namespaces: NamespaceLabels,
+    ) -> None:
+        self._kube = kube
+        self._default_authority = default_authority
+        self._controller = controller
+        self._registry = registry
+        self._steps = steps
+        self._namespaces = namespaces
+
+    def is_own_write(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether a bundle ConfigMap's watch event only echoes certsmith's own write."""
+        return self._controller.is_own_bundle_write(namespace, name, resource_version)
+
+    def forget_namespace(self, namespace: str) -> None:
+        """The namespace was deleted: forget the bundle writes made there."""
+        self._controller.forget_namespace(namespace)
+
+    def changed(self, configmap: Mapping[str, Any]) -> None:
+        """A bundle ConfigMap was edited or deleted by someone else: its rightful owner
+        (whatever authority the ConfigMap's marks name) repairs it, and every authority that
+        claims its name steps soon, so BundlesSynced says what is true now, not before the
+        edit. ApiError when the apiserver does not answer."""
+        metadata = configmap["metadata"]
+        self.needed(metadata["namespace"], only=metadata["name"], step=True)
+
+    def needed(self, namespace: str, *, only: str | None = None, step: bool = False) -> None:
+        """Create or repair the bundles of a namespace (the one called `only`, else all), each
+        by its rightful owner alone. An owner that cannot write has its authority step soon,
+        which reports it in status; so do the other claimants (their BundleConflict) when
+        `step`. The authorities are read now: the default one, or the oldest, must win even
+        before the operator has loaded it, or a younger one would write first."""
+        labels = self._namespaces.labels(namespace)
+        found = self._controller.bundle_claims()
+        for config_map in sorted({c.config_map for c in found if only in (None, c.config_map)}):
+            contenders = trust_bundle.candidates(
+                found, config_map=config_map, namespace_labels=labels
+            )
+            owner = trust_bundle.rightful_owner(
+                contenders, default_authority=self._default_authority
+            )
+            if owner is None:
+                continue  # not selected here by any authority: the ConfigMap is nobody's
+            self._put(namespace, owner, config_map)
+            for claim in contenders:
+                if step or claim.authority != owner:
+                    self._steps.step_soon(claim.authority)
+
+    def _put(self, namespace: str, owner: str, config_map: str) -> None:
+        """Create or repair one bundle (found by name: its label may be gone) by its rightful
+        owner, if that authority is loaded with this bundle name (else its own step, due
+        after any change of its spec, writes it)."""
+        material = self._registry.get(owner)
+        if material is None or material.bundle_config_map != config_map:
+            return
+        existing = self._kube.get_configmap(namespace=namespace, name=config_map)
+        problem = self._controller.put_bundle(material, namespace, existing, owner=owner)
+        if problem is not None:
+            logger.warning("trust bundle %s", problem)
+            self._steps.step_soon(owner)

@@ -1,0 +1,77 @@
+"""When each Certificate is reconciled next: after a watch event, at its renewal or retry
+time (the scheduler), or now because something it depends on changed. Runs only in the
+Lease holder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from certsmith.authorities.controller import CERTIFICATE
+from certsmith.authorities.rotation import ReissuePacer
+from certsmith.certificates.reconcile import Outcome, Reconciler
+from certsmith.kube import ApiError, Kube
+from certsmith.scheduler import Scheduler
+
+
+class CertificateQueue:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        reconciler: Reconciler,
+        scheduler: Scheduler,
+        pacer: ReissuePacer,
+        clock: Callable[[], datetime],
+        default_authority: str,
+    ) -> None:
+        """`default_authority`: the issuer of a Certificate that names none."""
+        self._default_authority = default_authority
+        self._kube = kube
+        self._reconciler = reconciler
+        self._scheduler = scheduler
+        self._pacer = pacer
+        self._clock = clock
+
+    def after(self, namespace: str, name: str, outcome: Outcome) -> None:
+        """Schedule the next look a reconciliation asked for (none: wait for a change)."""
+        key = (CERTIFICATE, namespace, name)
+        if outcome.next_check is None:
+            self._scheduler.cancel(key)
+        else:
+            self._scheduler.schedule(key, outcome.next_check)
+
+    def due_now(self, namespace: str, name: str) -> None:
+        self._scheduler.schedule((CERTIFICATE, namespace, name), self._clock())
+
+    def reconcile_by_name(self, namespace: str, name: str) -> None:
+        """The scheduler's path: read the Certificate fresh, reconcile, write status directly.
+        ApiError when the apiserver does not answer."""
+        body = self._kube.get_certificate(namespace=namespace, name=name)
+        if body is None:
+            self.forget(namespace, name)
+            return
+        outcome = self._reconciler.reconcile(body)
+        if outcome.status is not None:
+            try:
+                self._kube.patch_certificate_status(
+                    namespace=namespace, name=name, status=outcome.status
+                )
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+        self.after(namespace, name, outcome)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The Certificate was deleted: nothing is scheduled or remembered for it."""
+        self._scheduler.cancel((CERTIFICATE, namespace, name))
+        self._pacer.forget((namespace, name))
+        self._reconciler.forget(namespace, name)
+
+    def of_authority_due_now(self, authority_name: str) -> None:
+        """Look again at every Certificate of an authority (its policy changed, or it is
+        gone). ApiError when they cannot be listed."""
+        for item in self._kube.list_certificates():
+            issuer = ((item.get("spec") or {}).get("issuerRef") or {}).get("name")
+            if (issuer or self._default_authority) == authority_name:
+                self.due_now(item["metadata"]["namespace"], item["metadata"]["name"])

@@ -1,0 +1,213 @@
+"""Every long-lived part of the operator, built once in dependency order (`build`).
+
+`Parts` only holds them: behaviour lives in the parts, each owned by the folder of the place
+it runs (controller/: only in the Lease holder; admission/: in every replica; replicas/:
+this replica's own state). Nothing runs until `__main__` starts the kopf operators.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import kopf
+
+from certsmith.admission.handlers import registry as admission_registry
+from certsmith.admission.serving_keeper import ServingKeeper
+from certsmith.authorities import rotation, store
+from certsmith.authorities.controller import AuthorityController
+from certsmith.certificates.reconcile import Reconciler
+from certsmith.config import Config
+from certsmith.controller.authorities import AuthoritySteps
+from certsmith.controller.bundles import BundleRepair
+from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.dispatch import ScheduledActions
+from certsmith.controller.handlers import registry as controller_registry
+from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.controller.namespaces import NamespaceEvents
+from certsmith.kube import Kube, new_api_client
+from certsmith.replicas.state import ReplicaState
+from certsmith.scheduler import Scheduler
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Parts both the controller and admission use."""
+
+    config: Config
+    kube: Kube
+    executor: ThreadPoolExecutor
+    """The worker threads: certificate building, authority steps, blocking API calls."""
+    scheduler: Scheduler
+    """Every timed action; run (Scheduler.run) only while this replica leads."""
+    registry: store.AuthorityRegistry
+    """The authorities' loaded material: the controller's, and the default one for the webhook."""
+    replica: ReplicaState
+    """This replica: apiserver contact, watch health, whether it leads."""
+
+
+@dataclass(frozen=True)
+class ControllerParts:
+    """What runs only in the Lease holder."""
+
+    namespace_labels: NamespaceLabels
+    authority_controller: AuthorityController
+    reconciler: Reconciler
+    certificates: CertificateQueue
+    authorities: AuthoritySteps
+    bundles: BundleRepair
+    namespaces: NamespaceEvents
+    actions: ScheduledActions
+
+
+@dataclass(frozen=True)
+class Parts:
+    shared: Shared
+    controller: ControllerParts
+    serving: ServingKeeper
+    """The webhook's certificate and configurations, kept in every replica."""
+    controller_handlers: kopf.OperatorRegistry
+    """The watch handlers, run only while this replica holds the Lease."""
+    admission_handlers: kopf.OperatorRegistry
+    """The webhook server and its handlers, metrics and /readyz, run in every replica."""
+
+
+def build(config: Config) -> Parts:
+    """Every long-lived part, wired; nothing runs until the operators start."""
+    kube = Kube(new_api_client(kubeconfig=config.kubeconfig, pool_size=config.workers))
+    shared = Shared(
+        config=config,
+        kube=kube,
+        executor=ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="certsmith"),
+        scheduler=Scheduler(clock=utc_now, concurrency=config.workers),
+        registry=store.AuthorityRegistry(),
+        replica=ReplicaState(),
+    )
+    controller = _controller(shared)
+    serving = ServingKeeper(kube=kube, config=config, registry=shared.registry, clock=utc_now)
+    return Parts(
+        shared=shared,
+        controller=controller,
+        serving=serving,
+        controller_handlers=controller_registry(
+            config=config,
+            executor=shared.executor,
+            scheduler=shared.scheduler,
+            actions=controller.actions,
+            reconciler=controller.reconciler,
+            certificates=controller.certificates,
+            authorities=controller.authorities,
+            namespace_labels=controller.namespace_labels,
+            namespaces=controller.namespaces,
+            bundles=controller.bundles,
+        ),
+        admission_handlers=admission_registry(
+            config=config,
+            kube=kube,
+            executor=shared.executor,
+            serving=serving,
+            replica=shared.replica,
+            scheduler=shared.scheduler,
+        ),
+    )
+
+
+def _controller(shared: Shared) -> ControllerParts:
+    """The controller's parts, bottom up: the caches, the reconciler and the queue of
+    Certificates first."""
+    # Shared by the reconciler and the authorities: rotation re-issues at most reissueRate
+    # per second.
+    pacer = rotation.ReissuePacer()
+    labels = NamespaceLabels(kube=shared.kube)
+    authority_controller = AuthorityController(
+        kube=shared.kube,
+        config=shared.config,
+        registry=shared.registry,
+        scheduler=shared.scheduler,
+        clock=utc_now,
+        namespace_labels=labels.labels,
+        pacer=pacer,
+    )
+    reconciler = Reconciler(
+        kube=shared.kube,
+        config=shared.config,
+        authorities=shared.registry,
+        clock=utc_now,
+        namespace_labels=labels.labels,
+        pacer=pacer,
+    )
+    certificates = CertificateQueue(
+        kube=shared.kube,
+        reconciler=reconciler,
+        scheduler=shared.scheduler,
+        pacer=pacer,
+        clock=utc_now,
+        default_authority=shared.config.default_authority,
+    )
+    return _controller_steps(shared, labels, authority_controller, reconciler, certificates)
+
+
+def _controller_steps(
+    shared: Shared,
+    labels: NamespaceLabels,
+    authority_controller: AuthorityController,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+) -> ControllerParts:
+    """Then the authorities' steps and bundle repair."""
+    authorities = AuthoritySteps(
+        kube=shared.kube,
+        config=shared.config,
+        controller=authority_controller,
+        registry=shared.registry,
+        scheduler=shared.scheduler,
+        certificates=certificates,
+        replica=shared.replica,
+        clock=utc_now,
+    )
+    bundles = BundleRepair(
+        kube=shared.kube,
+        default_authority=shared.config.default_authority,
+        controller=authority_controller,
+        registry=shared.registry,
+        steps=authorities,
+        namespaces=labels,
+    )
+    return _controller_parts(
+        shared, labels, authority_controller, reconciler, certificates, authorities, bundles
+    )
+
+
+def _controller_parts(
+    shared: Shared,
+    labels: NamespaceLabels,
+    authority_controller: AuthorityController,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+    authorities: AuthoritySteps,
+    bundles: BundleRepair,
+) -> ControllerParts:
+    """Last, what dispatches to them: namespace events and the scheduler's action."""
+    return ControllerParts(
+        namespace_labels=labels,
+        authority_controller=authority_controller,
+        reconciler=reconciler,
+        certificates=certificates,
+        authorities=authorities,
+        bundles=bundles,
+        namespaces=NamespaceEvents(
+            kube=shared.kube, labels=labels, certificates=certificates, bundles=bundles
+        ),
+        actions=ScheduledActions(
+            executor=shared.executor,
+            certificates=certificates,
+            authorities=authorities,
+            scheduler=shared.scheduler,
+            clock=utc_now,
+        ),
+    )

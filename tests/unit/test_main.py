@@ -1,0 +1,35 @@
+"""`python -m certsmith` with a setting it cannot use: the variable named, exit status 2,
+before anything talks to a cluster."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from certsmith import __main__ as entry
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("CERTSMITH_WORKERS", "0", "CERTSMITH_WORKERS='0' must be at least 1"),
+        ("CERTSMITH_METRICS_PORT", "http", "CERTSMITH_METRICS_PORT='http' is not a port number"),
+        ("CERTSMITH_TRUST_DOMAIN", "a/b", "CERTSMITH_TRUST_DOMAIN='a/b' is no SPIFFE trust domain"),
+    ],
+)
+def test_a_config_error_exits_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    # Where the operator would connect if it got that far: nowhere.
+    monkeypatch.setenv("CERTSMITH_OPERATOR_KUBECONFIG", "/nonexistent/kubeconfig")
+    with caplog.at_level(logging.ERROR, logger="certsmith"), pytest.raises(SystemExit) as exited:
+        entry.main([])
+    assert exited.value.code == entry.EXIT_CANNOT_RUN == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith(f"cannot start: {said}"), errors
