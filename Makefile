@@ -18,6 +18,7 @@ lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	find hack .ci -type f \
 	  -exec awk 'FNR == 1 && /^#!.*[\/ ](ba)?sh( |$$)/ || /^# shellcheck shell=/ { print FILENAME; nextfile }' {} + | \
 	  sort | xargs shellcheck --severity=style --external-sources

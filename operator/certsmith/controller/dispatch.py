@@ -14,7 +14,7 @@ from certsmith.authorities.controller import AUTHORITY, CERTIFICATE
 from certsmith.controller.authorities import AuthoritySteps
 from certsmith.controller.certificates import CertificateQueue
 from certsmith.kube import ApiError
-from certsmith.scheduler import Scheduler
+from certsmith.scheduler import Key, Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class ScheduledActions:
         self._scheduler = scheduler
         self._clock = clock
 
-    async def __call__(self, key: Hashable) -> None:
+    async def __call__(self, key: Key) -> None:
         due = parse_key(key)
         loop = asyncio.get_running_loop()
         try:

@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, Kube, Timeout
 from certsmith.replicas import lease
 
 logger = logging.getLogger(__name__)
 LEASE_NAME = "certsmith-leader"
-# (connect, read) seconds for the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
-CALL_TIMEOUT_SECONDS = (2.0, 3.0)
+# For the Lease calls: a round must fit in lease.ROUND_TIMEOUT.
+CALL_TIMEOUT = Timeout(connect_seconds=2.0, read_seconds=3.0)
 
 
 class NamespaceGone(Exception):
@@ -42,7 +42,7 @@ class Elector:
     ) -> None:
         self._on_contact = on_contact
         self._on_read = on_read
-        self._kube = kube.with_timeout(CALL_TIMEOUT_SECONDS)
+        self._kube = kube.with_timeout(CALL_TIMEOUT)
         self._namespace = namespace
         self._me = identity
         self._clock = clock
