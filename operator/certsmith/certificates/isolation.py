@@ -39,6 +39,9 @@ SPECIAL_USE_NAMES = frozenset(
 
 @dataclass(frozen=True)
 class Violation:
+    """A name the namespace may not carry: `field` is its path in the spec (e.g.
+    `spec.dnsNames[1]`), `rule` why not."""
+
     field: str
     value: str
     rule: str

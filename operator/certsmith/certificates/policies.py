@@ -35,6 +35,8 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with the Secret, and why, in the words the user reads."""
+
     action: Action
     reason: str
     """The condition reason and Event reason shown to the user, e.g. "RenewalDue"."""
@@ -138,12 +140,14 @@ def readable(i: Input) -> Held | Decision:
 
 
 def key_does_not_match_certificate(h: Held) -> Decision | None:
+    """KeyMismatch: tls.key is not the key of the certificate in tls.crt."""
     if not keys.key_matches_certificate(h.key, h.leaf):
         return _issue("KeyMismatch", "tls.key does not match the certificate in tls.crt")
     return None
 
 
 def leaf_expired(h: Held) -> Decision | None:
+    """Expired: `now` is past the leaf's notAfter (which is itself still valid, RFC 5280)."""
     not_after = h.leaf.not_valid_after_utc
     if h.input.now > not_after:
         return _issue(
@@ -155,6 +159,7 @@ def leaf_expired(h: Held) -> Decision | None:
 
 
 def leaf_not_yet_valid(h: Held) -> Decision | None:
+    """NotYetValid: `now` is before the leaf's notBefore (a clock set back, a restored Secret)."""
     not_before = h.leaf.not_valid_before_utc
     if h.input.now < not_before:
         return _issue(
@@ -166,6 +171,8 @@ def leaf_not_yet_valid(h: Held) -> Decision | None:
 
 
 def issuer_not_trusted(h: Held) -> Decision | None:
+    """IssuerNotTrusted: the chain in tls.crt does not verify up to a root the authority
+    trusts now, or one of its certificates is outside its validity period."""
     authority = h.input.authority
     if not inspect.chain_is_valid(
         leaf=h.leaf,
@@ -219,6 +226,8 @@ def leaf_not_the_one_issued(h: Held) -> Decision | None:
 
 
 def renewal_requested(h: Held) -> Decision | None:
+    """RenewalRequested: the Certificate's renew-requested-at annotation differs from the
+    request the Secret records as honoured."""
     requested = h.input.renewal_request
     honoured = h.secret.annotations.get(names.RENEWAL_REQUEST_ANNOTATION)
     if requested and requested != honoured:
@@ -227,6 +236,7 @@ def renewal_requested(h: Held) -> Decision | None:
 
 
 def renewal_due(h: Held) -> Decision | None:
+    """RenewalDue: `now` reached leaf_renewal_time."""
     i = h.input
     due = leaf_renewal_time(i.spec, h.leaf, jitter_key=f"{i.namespace}/{i.certificate_name}")
     if i.now >= due:
@@ -246,6 +256,7 @@ def issued_under_retiring_root(h: Held) -> Decision | None:
 
 
 def trust_bundle_outdated(h: Held) -> Decision | None:
+    """TrustBundleUpdated (a repair): ca.crt differs from the authority's trusted roots."""
     bundle = h.input.authority.bundle_pem
     if bundle is not None and h.secret.ca_pem != bundle:
         return Decision(Action.REPAIR, "TrustBundleUpdated", "ca.crt updated to the trusted roots")

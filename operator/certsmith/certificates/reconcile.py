@@ -64,6 +64,13 @@ class Admitted:
 
 
 class Reconciler:
+    """Reconciles Certificates, each under its own lock, different ones in parallel threads;
+    remembers its own Secret writes and which Certificates wait on which Secret.
+
+    `clock` gives aware UTC datetimes; `namespace_labels` a namespace's labels (for grants);
+    `authorities` and `pacer` are the authorities' registry and re-issue pacer.
+    """
+
     def __init__(
         self,
         *,

@@ -47,6 +47,8 @@ CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumb
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a reconcile ends: what to write into the Certificate's status, when to come back."""
+
     status: dict[str, Any] | None
     """Status fields to write (a merge patch: None values remove), or None when the stored
     status is already right."""
@@ -118,6 +120,8 @@ def _merged(
 
 @dataclass(frozen=True)
 class ReadyStatus:
+    """`ready`'s result."""
+
     outcome: Outcome
     """Ready=True, Issuing=False (UpToDate), the certificate's fields, attempts reset to 0;
     next check at renewal_time."""
@@ -307,6 +311,8 @@ def unread_readiness(status: Mapping[str, Any], now: datetime, failure: str) -> 
 
 @dataclass(frozen=True)
 class FailedStatus:
+    """`failed`'s result."""
+
     outcome: Outcome
     """Issuing=False with the failure, Ready per Readiness, lastFailureTime, the attempts;
     always written (lastFailureTime changes)."""

@@ -318,6 +318,7 @@ class IssuedMaterial:
 
 
 def desired_labels(certificate_name: str, template: Mapping[str, str]) -> dict[str, str]:
+    """The template's labels plus certsmith's (managed-by, certificate), which win."""
     # Ours are applied last: a template must not be able to hide a Secret from the operator.
     return {
         **template,
@@ -373,6 +374,9 @@ def desired_annotations(
     authority: str,
     renewal_request: str | None = None,
 ) -> dict[str, str]:
+    """Every annotation certsmith owns on a Secret holding `leaf`: the template's and its
+    records, the Certificate's name, serial, notAfter, issuer and spec fingerprints,
+    revision, authority, and the renewal request honoured (when there was one)."""
     honoured = {names.RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
     return {
         **template_annotations(certificate_name, labels_template, template),
