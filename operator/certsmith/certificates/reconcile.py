@@ -421,12 +421,12 @@ class Reconciler:
         final: policies.Input,
         now: datetime,
     ) -> Outcome:
-        """Ready on the Secret as it now is (`final`); a failure if it holds no readable
-        certificate, which a decision other than ISSUE rules out."""
+        """Ready on the Secret as it now is (`final`). Judged (or just written) without an
+        ISSUE decision, it holds a readable certificate; were it not so, that is reported
+        as a failed issuance rather than Ready."""
         held = policies.readable(final)
         if isinstance(held, Decision):
-            message = status.reissued_at_once(held)
-            return self._failed(body, observed, message, now, final)
+            return self._failed(body, observed, f"{held.reason}: {held.message}", now, final)
         ready = status.ready(observed, spec, held, now)
         metrics.certificate_ready(
             observed.namespace, observed.name, held.leaf.not_valid_after_utc, ready.renewal_time
