@@ -9,8 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-
 from certsmith.api import model
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.certificates import policies, status, tls_secret
@@ -34,16 +32,6 @@ def signer(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMaterial:
     )
 
 
-def leaf_of(
-    spec: model.CertificateSpec, intermediate: ca.CAKeyPair, issued_at: datetime
-) -> tuple[x509.Certificate, keys.PrivateKey]:
-    key = keys.generate_private_key(spec.private_key)
-    leaf = issue.build_leaf(
-        spec=spec, public_key=key.public_key(), issuer=intermediate, now=issued_at
-    )
-    return leaf, key
-
-
 def secret_body(
     spec: model.CertificateSpec,
     root: ca.CAKeyPair,
@@ -53,7 +41,10 @@ def secret_body(
     revision: int = 1,
 ) -> dict[str, Any]:
     """The Secret certsmith writes for shop/web, as the apiserver returns it."""
-    leaf, key = leaf_of(spec, intermediate, issued_at)
+    key = keys.generate_private_key(spec.private_key)
+    leaf = issue.build_leaf(
+        spec=spec, public_key=key.public_key(), issuer=intermediate, now=issued_at
+    )
     body = tls_secret.build_secret(
         name=spec.secret_name,
         namespace=NAMESPACE,
