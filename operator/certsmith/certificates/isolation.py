@@ -39,6 +39,9 @@ SPECIAL_USE_NAMES = frozenset(
 
 @dataclass(frozen=True)
 class Violation:
+    """A name the namespace may not carry: `field` is its path in the spec (e.g.
+    `spec.dnsNames[1]`), `rule` why not."""
+
     field: str
     value: str
     rule: str
@@ -298,19 +301,30 @@ def evaluate(
     """Every name the spec carries that the namespace may not have; empty means allowed.
 
     `spec` comes from model.parse_certificate_spec, so a commonName that is not a DNS name
-    is one of its other names, judged as that name.
+    is one of its other names, judged as that name. Violations come in the order of the
+    spec's fields: DNS names (the commonName last), URIs, email addresses, IP addresses.
     """
     applicable = [g for g in grants if selector_matches(g.selector, namespace_labels)]
-    violations: list[Violation] = []
     own_rule = f"namespace {namespace} may name its own services and SPIFFE IDs only"
-    refusal = short_form_refusal(namespace)
+    return [
+        *_dns_violations(namespace, spec, applicable, own_rule),
+        *_uri_violations(namespace, spec, applicable, own_rule, trust_domain),
+        *_email_violations(spec, applicable),
+        *_ip_violations(spec, applicable),
+    ]
 
-    dns_candidates = [(f"spec.dnsNames[{i}]", n) for i, n in enumerate(spec.dns_names)]
+
+def _dns_violations(
+    namespace: str, spec: model.CertificateSpec, applicable: Sequence[Grant], own_rule: str
+) -> list[Violation]:
+    refusal = short_form_refusal(namespace)
+    candidates = [(f"spec.dnsNames[{i}]", n) for i, n in enumerate(spec.dns_names)]
     leaf_names = model.leaf_dns_names(spec)
     if len(leaf_names) > len(spec.dns_names):
         # A DNS-name commonName goes into the SAN too; it is judged like spec.dnsNames.
-        dns_candidates.append(("spec.commonName", leaf_names[0]))
-    for field, name in dns_candidates:
+        candidates.append(("spec.commonName", leaf_names[0]))
+    violations = []
+    for field, name in candidates:
         if _own_dns_name(name, namespace):
             continue
         if any(_dns_pattern_matches(p, name) for g in applicable for p in g.dns_names):
@@ -319,30 +333,42 @@ def evaluate(
         if refusal and name.lower().endswith(f".{namespace}"):
             rule += f"; {namespace} is no zone of its own: {refusal}"
         violations.append(Violation(field, name, rule))
+    return violations
 
-    for index, uri in enumerate(spec.uris):
-        if _own_uri(uri, namespace, trust_domain):
-            continue
-        if any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris):
-            continue
-        violations.append(Violation(f"spec.uris[{index}]", uri, own_rule))
 
-    for index, email in enumerate(spec.email_addresses):
-        if any(
+def _uri_violations(
+    namespace: str,
+    spec: model.CertificateSpec,
+    applicable: Sequence[Grant],
+    own_rule: str,
+    trust_domain: str,
+) -> list[Violation]:
+    return [
+        Violation(f"spec.uris[{index}]", uri, own_rule)
+        for index, uri in enumerate(spec.uris)
+        if not _own_uri(uri, namespace, trust_domain)
+        and not any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris)
+    ]
+
+
+def _email_violations(spec: model.CertificateSpec, applicable: Sequence[Grant]) -> list[Violation]:
+    return [
+        Violation(f"spec.emailAddresses[{index}]", email, "email addresses need a grant")
+        for index, email in enumerate(spec.email_addresses)
+        if not any(
             fnmatch.fnmatchcase(email.lower(), p.lower())
             for g in applicable
             for p in g.email_addresses
-        ):
-            continue
-        violations.append(
-            Violation(f"spec.emailAddresses[{index}]", email, "email addresses need a grant")
         )
+    ]
 
+
+def _ip_violations(spec: model.CertificateSpec, applicable: Sequence[Grant]) -> list[Violation]:
+    violations = []
     for index, text in enumerate(spec.ip_addresses):
         address = ipaddress.ip_address(text)
-        if any(_in_range(address, r) for g in applicable for r in g.ip_ranges):
-            continue
-        violations.append(
-            Violation(f"spec.ipAddresses[{index}]", text, "IP addresses need a grant")
-        )
+        if not any(_in_range(address, r) for g in applicable for r in g.ip_ranges):
+            violations.append(
+                Violation(f"spec.ipAddresses[{index}]", text, "IP addresses need a grant")
+            )
     return violations

@@ -1,7 +1,9 @@
 """Decide what a Certificate needs: a chain of small checks over gathered state.
 
 Gather (the Secret, the authority, the clock) happens elsewhere; these functions only
-judge. The first check that fires decides, so the order below is the order of priority.
+judge. The first check that fires decides, so the order below is the order of priority:
+whether the Secret exists and is this Certificate's (`Input`), whether its tls.crt and
+tls.key can be read (`readable`), then the checks of a certificate and key in hand (`Held`).
 """
 
 from __future__ import annotations
@@ -20,16 +22,24 @@ from certsmith.pki import ca, inspect, issue, keys
 
 
 class Action(enum.Enum):
+    """What the reconciler does with the Certificate's Secret."""
+
     NOTHING = "Nothing"
     ISSUE = "Issue"
+    """Sign a new certificate (and usually a new key) into the Secret."""
     REPAIR = "Repair"
+    """Patch labels, annotations or ca.crt; the certificate and key stay."""
     CONFLICT = "Conflict"
+    """The Secret is someone else's: leave it untouched, report SecretConflict."""
 
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with the Secret, and why, in the words the user reads."""
+
     action: Action
     reason: str
+    """The condition reason and Event reason shown to the user, e.g. "RenewalDue"."""
     message: str
 
 
@@ -47,10 +57,13 @@ class AuthorityView:
 
 @dataclass(frozen=True)
 class Input:
+    """Everything a decision is made on, gathered before: no check reads anything else."""
+
     certificate_name: str
     namespace: str
     spec: model.CertificateSpec
     secret: SecretContents | None
+    """The Secret spec.secretName names, parsed; None when it does not exist."""
     authority: AuthorityView
     now: datetime
     renewal_request: str | None = None
@@ -59,7 +72,24 @@ class Input:
     """Whether the other Certificate the Secret was issued for (if any) still exists."""
 
 
-Check = Callable[[Input], Decision | None]
+@dataclass(frozen=True)
+class Held:
+    """An Input whose Secret exists and whose tls.crt and tls.key parsed: what every check
+    after SecretInvalid judges."""
+
+    input: Input
+    secret: SecretContents
+    leaf: x509.Certificate
+    """The first certificate of tls.crt."""
+    key: keys.PrivateKey
+
+    @property
+    def valid_until(self) -> datetime:
+        """When the chain in tls.crt stops being valid (UTC): its earliest notAfter."""
+        return tls_secret.chain_valid_until(self.leaf, self.secret.intermediates)
+
+
+Check = Callable[[Held], Decision | None]
 ROOT_ROTATION = "RootRotation"
 """The reason of re-issues that move leaves to a new root (paced at the authority's rate)."""
 CERTIFICATE_MISMATCH = "CertificateMismatch"
@@ -73,16 +103,9 @@ def _issue(reason: str, message: str) -> Decision:
     return Decision(Action.ISSUE, reason, message)
 
 
-def secret_missing(i: Input) -> Decision | None:
-    if i.secret is None:
-        return _issue("SecretMissing", f"Secret {i.spec.secret_name} does not exist")
-    return None
-
-
-def secret_owned_by_another(i: Input) -> Decision | None:
+def secret_owned_by_another(i: Input, secret: SecretContents) -> Decision | None:
     """Only a Secret certsmith created for this Certificate is written (see foreign_claim)."""
-    assert i.secret is not None
-    claim = tls_secret.foreign_claim(i.secret, i.certificate_name)
+    claim = tls_secret.foreign_claim(secret, i.certificate_name)
     if claim is None:
         return None
     who, remedy = claim.who, claim.remedy
@@ -102,163 +125,173 @@ def secret_owned_by_another(i: Input) -> Decision | None:
     )
 
 
-def secret_data_invalid(i: Input) -> Decision | None:
-    assert i.secret is not None
-    if i.secret.problems:
-        return _issue("SecretInvalid", "; ".join(i.secret.problems))
-    return None
+def readable(i: Input) -> Held | Decision:
+    """The Secret's certificate and key, or the re-issue a Secret without them needs:
+    SecretMissing (no Secret) or SecretInvalid (tls.crt or tls.key missing or unreadable;
+    the message lists each problem). Whose the Secret is is not judged here."""
+    secret = i.secret
+    if secret is None:
+        return _issue("SecretMissing", f"Secret {i.spec.secret_name} does not exist")
+    if secret.problems or secret.leaf is None or secret.key is None:
+        return _issue(
+            "SecretInvalid", "; ".join(secret.problems) or "tls.crt or tls.key could not be read"
+        )
+    return Held(input=i, secret=secret, leaf=secret.leaf, key=secret.key)
 
 
-def key_does_not_match_certificate(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
-    if not keys.key_matches_certificate(i.secret.key, i.secret.leaf):
+def key_does_not_match_certificate(h: Held) -> Decision | None:
+    """KeyMismatch: tls.key is not the key of the certificate in tls.crt."""
+    if not keys.key_matches_certificate(h.key, h.leaf):
         return _issue("KeyMismatch", "tls.key does not match the certificate in tls.crt")
     return None
 
 
-def leaf_expired(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.leaf is not None
-    not_after = i.secret.leaf.not_valid_after_utc
-    if i.now > not_after:
+def leaf_expired(h: Held) -> Decision | None:
+    """Expired: `now` is past the leaf's notAfter (which is itself still valid, RFC 5280)."""
+    not_after = h.leaf.not_valid_after_utc
+    if h.input.now > not_after:
         return _issue(
             "Expired",
-            f"the certificate in Secret {i.spec.secret_name} expired at "
+            f"the certificate in Secret {h.input.spec.secret_name} expired at "
             f"{times.format_time(not_after)}",
         )
     return None
 
 
-def leaf_not_yet_valid(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.leaf is not None
-    not_before = i.secret.leaf.not_valid_before_utc
-    if i.now < not_before:
+def leaf_not_yet_valid(h: Held) -> Decision | None:
+    """NotYetValid: `now` is before the leaf's notBefore (a clock set back, a restored Secret)."""
+    not_before = h.leaf.not_valid_before_utc
+    if h.input.now < not_before:
         return _issue(
             "NotYetValid",
-            f"the certificate in Secret {i.spec.secret_name} is not valid before "
+            f"the certificate in Secret {h.input.spec.secret_name} is not valid before "
             f"{times.format_time(not_before)}",
         )
     return None
 
 
-def issuer_not_trusted(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.leaf is not None
+def issuer_not_trusted(h: Held) -> Decision | None:
+    """IssuerNotTrusted: the chain in tls.crt does not verify up to a root the authority
+    trusts now, or one of its certificates is outside its validity period."""
+    authority = h.input.authority
     if not inspect.chain_is_valid(
-        leaf=i.secret.leaf,
-        intermediates=i.secret.intermediates,
-        roots=i.authority.trusted_roots,
-        now=i.now,
+        leaf=h.leaf,
+        intermediates=h.secret.intermediates,
+        roots=authority.trusted_roots,
+        now=h.input.now,
     ):
         return _issue(
             "IssuerNotTrusted",
-            f"the certificate does not chain to a root trusted by {i.authority.name} "
+            f"the certificate does not chain to a root trusted by {authority.name} "
             "or is outside its validity period",
         )
     return None
 
 
-def spec_changed(i: Input) -> Decision | None:
+def spec_changed(h: Held) -> Decision | None:
     """The spec's fingerprint recorded at issuance differs (it covers what the certificate
     cannot show, such as the requested duration), or the certificate and key themselves do
     not match the spec: checked whatever the annotations say, since a Secret may hold a
     leaf copied in by hand or restored from a backup while keeping this one's annotations."""
-    assert i.secret is not None and i.secret.key is not None and i.secret.leaf is not None
-    recorded = i.secret.annotations.get(names.SPEC_FINGERPRINT_ANNOTATION)
-    if recorded is not None and recorded != model.issuance_fingerprint(i.spec):
+    spec = h.input.spec
+    recorded = h.secret.annotations.get(names.SPEC_FINGERPRINT_ANNOTATION)
+    if recorded is not None and recorded != model.issuance_fingerprint(spec):
         return _issue("SpecChanged", "the spec changed since the certificate was issued")
-    mismatch = issue.leaf_mismatch(i.secret.leaf, i.spec)
+    mismatch = issue.leaf_mismatch(h.leaf, spec)
     if mismatch is not None:
         return _issue(
             CERTIFICATE_MISMATCH,
-            f"the certificate in Secret {i.spec.secret_name} does not match the spec: {mismatch}",
+            f"the certificate in Secret {spec.secret_name} does not match the spec: {mismatch}",
         )
-    if not keys.key_matches_spec(i.secret.key, i.spec.private_key):
+    if not keys.key_matches_spec(h.key, spec.private_key):
         return _issue(
             CERTIFICATE_MISMATCH, "the private key's algorithm or size differs from the spec"
         )
     return None
 
 
-def leaf_not_the_one_issued(i: Input) -> Decision | None:
+def leaf_not_the_one_issued(h: Held) -> Decision | None:
     """tls.crt holds another leaf than the one certsmith wrote with these annotations: a
     twin Certificate's (same names, so spec_changed cannot tell) or an older one restored
     from a backup. Its key may be shared with another Secret: issue a new one."""
-    assert i.secret is not None and i.secret.leaf is not None
-    recorded = i.secret.annotations.get(names.SERIAL_ANNOTATION)
-    serial = inspect.serial_hex(i.secret.leaf)
+    recorded = h.secret.annotations.get(names.SERIAL_ANNOTATION)
+    serial = inspect.serial_hex(h.leaf)
     if recorded is not None and recorded != serial:
         return _issue(
             CERTIFICATE_REPLACED,
-            f"the certificate in Secret {i.spec.secret_name} (serial {serial}) is not the one "
-            f"certsmith issued for this Certificate (serial {recorded})",
+            f"the certificate in Secret {h.input.spec.secret_name} (serial {serial}) is not "
+            f"the one certsmith issued for this Certificate (serial {recorded})",
         )
     return None
 
 
-def renewal_requested(i: Input) -> Decision | None:
-    assert i.secret is not None
-    honoured = i.secret.annotations.get(names.RENEWAL_REQUEST_ANNOTATION)
-    if i.renewal_request and i.renewal_request != honoured:
-        return _issue("RenewalRequested", f"renewal requested at {i.renewal_request}")
+def renewal_requested(h: Held) -> Decision | None:
+    """RenewalRequested: the Certificate's renew-requested-at annotation differs from the
+    request the Secret records as honoured."""
+    requested = h.input.renewal_request
+    honoured = h.secret.annotations.get(names.RENEWAL_REQUEST_ANNOTATION)
+    if requested and requested != honoured:
+        return _issue("RenewalRequested", f"renewal requested at {requested}")
     return None
 
 
-def renewal_due(i: Input) -> Decision | None:
-    assert i.secret is not None and i.secret.leaf is not None
-    due = leaf_renewal_time(i.spec, i.secret.leaf, jitter_key=f"{i.namespace}/{i.certificate_name}")
+def renewal_due(h: Held) -> Decision | None:
+    """RenewalDue: `now` reached leaf_renewal_time."""
+    i = h.input
+    due = leaf_renewal_time(i.spec, h.leaf, jitter_key=f"{i.namespace}/{i.certificate_name}")
     if i.now >= due:
         return _issue("RenewalDue", f"renewal time {due.isoformat()} has been reached")
     return None
 
 
-def issued_under_retiring_root(i: Input) -> Decision | None:
+def issued_under_retiring_root(h: Held) -> Decision | None:
     """During a root rotation, leaves move to the new root once it is in every bundle."""
-    assert i.secret is not None
-    root = i.authority.signing_root
+    authority = h.input.authority
+    root = authority.signing_root
     if root is None:
         return None
-    if i.secret.intermediates and inspect.issued_by(i.secret.intermediates[0], root):
+    if h.secret.intermediates and inspect.issued_by(h.secret.intermediates[0], root):
         return None
-    return _issue(ROOT_ROTATION, f"moving to the current root of {i.authority.name}")
+    return _issue(ROOT_ROTATION, f"moving to the current root of {authority.name}")
 
 
-def trust_bundle_outdated(i: Input) -> Decision | None:
-    assert i.secret is not None
-    if i.authority.bundle_pem is not None and i.secret.ca_pem != i.authority.bundle_pem:
+def trust_bundle_outdated(h: Held) -> Decision | None:
+    """TrustBundleUpdated (a repair): ca.crt differs from the authority's trusted roots."""
+    bundle = h.input.authority.bundle_pem
+    if bundle is not None and h.secret.ca_pem != bundle:
         return Decision(Action.REPAIR, "TrustBundleUpdated", "ca.crt updated to the trusted roots")
     return None
 
 
-def metadata_drifted(i: Input) -> Decision | None:
+def metadata_drifted(h: Held) -> Decision | None:
     """Checked last, and only for a Secret whose content is fine: repair, don't re-issue.
 
     A label or annotation of certsmith or the template removed or changed, or a template
     key that left spec.secretTemplate still on the Secret.
     """
-    assert i.secret is not None
+    i, secret = h.input, h.secret
     spec_only = tls_secret.metadata_patch(
-        i.secret,
+        secret,
         desired_labels=tls_secret.desired_labels(i.certificate_name, i.spec.secret_labels),
         desired_annotations=tls_secret.template_annotations(
             i.certificate_name, i.spec.secret_labels, i.spec.secret_annotations
         ),
     )
-    missing = [k for k in tls_secret.OWNED_ANNOTATIONS if k not in i.secret.annotations]
-    if spec_only is not None or missing or _leaf_annotations_stale(i.secret):
+    missing = [k for k in tls_secret.OWNED_ANNOTATIONS if k not in secret.annotations]
+    if spec_only is not None or missing or _leaf_annotations_stale(h):
         return Decision(Action.REPAIR, "Repaired", "restored the Secret's labels and annotations")
     return None
 
 
-def _leaf_annotations_stale(secret: SecretContents) -> bool:
+def _leaf_annotations_stale(h: Held) -> bool:
     """The notAfter annotation (a hand edit) no longer describes the leaf in tls.crt; a
     serial that does not is leaf_not_the_one_issued's."""
-    assert secret.leaf is not None
-    recorded = secret.annotations.get(names.NOT_AFTER_ANNOTATION)
-    return recorded != times.format_time(secret.leaf.not_valid_after_utc)
+    recorded = h.secret.annotations.get(names.NOT_AFTER_ANNOTATION)
+    return recorded != times.format_time(h.leaf.not_valid_after_utc)
 
 
-# What makes the certificate in an existing Secret unusable (so never Ready), in order.
+# What makes a readable certificate unusable (so never Ready), in order.
 VALIDITY_CHECKS: Sequence[Check] = (
-    secret_data_invalid,
     key_does_not_match_certificate,
     leaf_expired,
     leaf_not_yet_valid,
@@ -266,8 +299,6 @@ VALIDITY_CHECKS: Sequence[Check] = (
 )
 
 ISSUANCE_CHAIN: Sequence[Check] = (
-    secret_missing,
-    secret_owned_by_another,
     *VALIDITY_CHECKS,
     spec_changed,
     leaf_not_the_one_issued,
@@ -279,25 +310,49 @@ ISSUANCE_CHAIN: Sequence[Check] = (
 )
 
 
-def decide(i: Input) -> Decision:
-    for check in ISSUANCE_CHAIN:
-        decision = check(i)
-        if decision is not None:
-            return decision
-    return Decision(Action.NOTHING, "UpToDate", "the certificate is valid and matches its spec")
-
-
-def leaf_problem(i: Input) -> Decision | None:
-    """Why the Secret holds no certificate that may be called Ready (missing, unreadable,
-    mismatched, expired, not yet valid, untrusted), or None when it holds a usable one.
-
-    Used when an issuance failed: Ready stays True only while the old certificate is usable.
-    """
-    for check in (secret_missing, *VALIDITY_CHECKS):
-        decision = check(i)
+def _first(checks: Sequence[Check], held: Held) -> Decision | None:
+    for check in checks:
+        decision = check(held)
         if decision is not None:
             return decision
     return None
+
+
+def decide(i: Input) -> Decision:
+    """The first check that fires, in order: SecretMissing, SecretConflict, SecretInvalid,
+    then ISSUANCE_CHAIN; NOTHING ("UpToDate") when none does."""
+    if i.secret is not None:
+        conflict = secret_owned_by_another(i, i.secret)
+        if conflict is not None:
+            return conflict
+    held = readable(i)
+    if isinstance(held, Decision):
+        return held
+    decision = _first(ISSUANCE_CHAIN, held)
+    if decision is not None:
+        return decision
+    return Decision(Action.NOTHING, "UpToDate", "the certificate is valid and matches its spec")
+
+
+def usable(i: Input) -> Held | Decision:
+    """The Secret's certificate and key when they may be called Ready, else why not
+    (missing, unreadable, mismatched, expired, not yet valid, untrusted). Whose the Secret
+    is, and whether the certificate is due for renewal or matches the spec, is not judged.
+
+    Used when an issuance failed: Ready stays True only while the old certificate is usable.
+    """
+    held = readable(i)
+    if isinstance(held, Decision):
+        return held
+    problem = _first(VALIDITY_CHECKS, held)
+    return held if problem is None else problem
+
+
+def leaf_problem(i: Input) -> Decision | None:
+    """Why the Secret holds no certificate that may be called Ready (see `usable`), or None
+    when it holds a usable one."""
+    found = usable(i)
+    return found if isinstance(found, Decision) else None
 
 
 def leaf_renewal_time(

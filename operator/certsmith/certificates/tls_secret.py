@@ -23,14 +23,11 @@ from cryptography import x509
 from certsmith.api import names, times
 from certsmith.pki import inspect, keys
 
-# On a Certificate: ask for a re-issue now. On its Secret: the last request honoured.
 # The keys spec.secretTemplate put on the Secret, comma-separated: when one leaves the
 # template it is removed; keys never listed here are never removed.
 TEMPLATE_RECORDS = (names.TEMPLATE_LABELS_ANNOTATION, names.TEMPLATE_ANNOTATIONS_ANNOTATION)
 
-# The labels a CertificateAuthority's own Secrets (root, next root, intermediate) carry.
-# What other controllers and tools mark their Secrets with.
-
+# What certsmith records on every Secret it issued into (checked by policies.metadata_drifted).
 OWNED_ANNOTATIONS = (
     names.CERTIFICATE_NAME_ANNOTATION,
     names.SERIAL_ANNOTATION,
@@ -72,17 +69,25 @@ class SecretContents:
 
     @property
     def valid_until(self) -> datetime | None:
-        """When the chain in tls.crt stops being valid: the earliest notAfter in it."""
+        """When the chain in tls.crt stops being valid (UTC), or None without a leaf."""
         if self.leaf is None:
             return None
-        return min(c.not_valid_after_utc for c in (self.leaf, *self.intermediates))
+        return chain_valid_until(self.leaf, self.intermediates)
 
     @property
     def revision(self) -> int:
+        """The revision annotation (1 for the first issuance); 0 when absent or not a number."""
         try:
             return int(self.annotations.get(names.REVISION_ANNOTATION, "0"))
         except ValueError:
             return 0
+
+
+def chain_valid_until(
+    leaf: x509.Certificate, intermediates: Iterable[x509.Certificate]
+) -> datetime:
+    """When a chain stops being valid (UTC): the earliest notAfter of its certificates."""
+    return min(c.not_valid_after_utc for c in (leaf, *intermediates))
 
 
 def _decode(data: Mapping[str, str], key: str) -> bytes | None:
@@ -176,23 +181,61 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
     Certificate's own template record lists. Any other Secret (hand-made, another
     Certificate's, another tool's) is never written.
     """
-    labels, annotations = contents.labels, dict(contents.annotations)
-    choose_another = "choose another spec.secretName"
+    annotations = _claiming_annotations(contents, certificate_name)
+    explicit = _explicit_claim(contents, annotations, certificate_name)
+    if explicit is not None:
+        return explicit
+    named = {
+        contents.labels.get(names.CERTIFICATE_LABEL),
+        annotations.get(names.CERTIFICATE_NAME_ANNOTATION),
+    }
+    others = sorted(n for n in named if n is not None and n != certificate_name)
+    if others:
+        return Claim(
+            f"was issued by certsmith for Certificate {others[0]}",
+            _CHOOSE_ANOTHER,
+            other_certificate=others[0],
+        )
+    if named == {None}:
+        return _unnamed_claim(contents, annotations, certificate_name)
+    if contents.secret_type != TLS_SECRET_TYPE:
+        return Claim(
+            f"has type {contents.secret_type or 'Opaque'}, and a Secret's type cannot change",
+            f"certsmith writes only {TLS_SECRET_TYPE} Secrets: delete it or {_CHOOSE_ANOTHER}",
+        )
+    return None
+
+
+_CHOOSE_ANOTHER = "choose another spec.secretName"
+
+
+def _claiming_annotations(contents: SecretContents, certificate_name: str) -> dict[str, str]:
+    """The Secret's annotations that may claim it: without the marks this Certificate's own
+    secretTemplate put there (before model refused such keys), which are no one else's
+    claim; they go once they left the template."""
+    annotations = dict(contents.annotations)
     if certificate_name in (
-        labels.get(names.CERTIFICATE_LABEL),
+        contents.labels.get(names.CERTIFICATE_LABEL),
         annotations.get(names.CERTIFICATE_NAME_ANNOTATION),
     ):
-        # Marks this Certificate's own secretTemplate put there (before model refused such
-        # keys) are no one else's claim; they go once they left the template.
         for key in recorded_template_keys(annotations, names.TEMPLATE_ANNOTATIONS_ANNOTATION):
             if not key.startswith(names.CERTSMITH_PREFIX):
                 annotations.pop(key, None)
+    return annotations
+
+
+def _explicit_claim(
+    contents: SecretContents, annotations: Mapping[str, str], certificate_name: str
+) -> Claim | None:
+    """Claims that win whatever certsmith's own marks say: a CA's Secret, another
+    controller's, cert-manager's, another tool's."""
+    labels = contents.labels
     authority = labels.get(names.CA_AUTHORITY_LABEL)
     role = labels.get(names.CA_ROLE_LABEL)
     if authority is not None or role is not None:
         return Claim(
             f"holds the {role or 'key material'} of CertificateAuthority {authority or '?'}",
-            f"certsmith never writes a CA's Secret: {choose_another}",
+            f"certsmith never writes a CA's Secret: {_CHOOSE_ANOTHER}",
         )
     controllers = [
         r
@@ -202,64 +245,52 @@ def foreign_claim(contents: SecretContents, certificate_name: str) -> Claim | No
     if controllers:
         return Claim(
             f"is controlled by {_owner_reference(controllers[0])} (ownerReferences)",
-            f"certsmith never writes another controller's Secret: {choose_another}",
+            f"certsmith never writes another controller's Secret: {_CHOOSE_ANOTHER}",
         )
     cert_manager = annotations.get(names.CERT_MANAGER_CERTIFICATE_ANNOTATION)
     if cert_manager is not None:
         return Claim(
             f"was issued by cert-manager for its Certificate {cert_manager} "
             f"(annotation {names.CERT_MANAGER_CERTIFICATE_ANNOTATION})",
-            f"{choose_another}, or delete the cert-manager Certificate and this Secret",
+            f"{_CHOOSE_ANOTHER}, or delete the cert-manager Certificate and this Secret",
         )
     managed_by = labels.get(names.MANAGED_BY_LABEL)
     if managed_by is not None and managed_by != names.MANAGED_BY_VALUE:
         return Claim(
             f"is managed by {managed_by} (label {names.MANAGED_BY_LABEL}={managed_by})",
-            f"certsmith never writes another tool's Secret: {choose_another}",
-        )
-    named = {
-        labels.get(names.CERTIFICATE_LABEL),
-        annotations.get(names.CERTIFICATE_NAME_ANNOTATION),
-    }
-    named.discard(None)
-    others = sorted(n for n in named if n != certificate_name)
-    if others:
-        return Claim(
-            f"was issued by certsmith for Certificate {others[0]}",
-            choose_another,
-            other_certificate=others[0],
-        )
-    hand_over = f"label it {names.CERTIFICATE_LABEL}={certificate_name} to hand it over"
-    if not named:
-        if contents.owner_references:
-            return Claim(
-                f"is owned by {_owner_reference(contents.owner_references[0])} (ownerReferences)",
-                f"{choose_another}, or {hand_over}",
-            )
-        foreign_marks = sorted(k for k in annotations if k.startswith(names.CERT_MANAGER_PREFIX))
-        if foreign_marks:
-            return Claim(
-                f"carries cert-manager's annotation {foreign_marks[0]}",
-                f"{choose_another}, or {hand_over}",
-            )
-        if managed_by == names.MANAGED_BY_VALUE:
-            return Claim(
-                f"is labelled {names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE} but names no "
-                "Certificate "
-                f"(no label {names.CERTIFICATE_LABEL}, no annotation "
-                f"{names.CERTIFICATE_NAME_ANNOTATION})",
-                f"{hand_over}, delete it to have certsmith issue a new one, or {choose_another}",
-            )
-        return Claim(
-            "was created by hand (not labelled by certsmith)",
-            f"delete it to have certsmith issue one, {choose_another}, or {hand_over}",
-        )
-    if contents.secret_type != TLS_SECRET_TYPE:
-        return Claim(
-            f"has type {contents.secret_type or 'Opaque'}, and a Secret's type cannot change",
-            f"certsmith writes only {TLS_SECRET_TYPE} Secrets: delete it or {choose_another}",
+            f"certsmith never writes another tool's Secret: {_CHOOSE_ANOTHER}",
         )
     return None
+
+
+def _unnamed_claim(
+    contents: SecretContents, annotations: Mapping[str, str], certificate_name: str
+) -> Claim:
+    """Whose a Secret naming no Certificate is, and how to hand it over."""
+    hand_over = f"label it {names.CERTIFICATE_LABEL}={certificate_name} to hand it over"
+    if contents.owner_references:
+        return Claim(
+            f"is owned by {_owner_reference(contents.owner_references[0])} (ownerReferences)",
+            f"{_CHOOSE_ANOTHER}, or {hand_over}",
+        )
+    foreign_marks = sorted(k for k in annotations if k.startswith(names.CERT_MANAGER_PREFIX))
+    if foreign_marks:
+        return Claim(
+            f"carries cert-manager's annotation {foreign_marks[0]}",
+            f"{_CHOOSE_ANOTHER}, or {hand_over}",
+        )
+    if contents.labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE:
+        return Claim(
+            f"is labelled {names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE} but names no "
+            "Certificate "
+            f"(no label {names.CERTIFICATE_LABEL}, no annotation "
+            f"{names.CERTIFICATE_NAME_ANNOTATION})",
+            f"{hand_over}, delete it to have certsmith issue a new one, or {_CHOOSE_ANOTHER}",
+        )
+    return Claim(
+        "was created by hand (not labelled by certsmith)",
+        f"delete it to have certsmith issue one, {_CHOOSE_ANOTHER}, or {hand_over}",
+    )
 
 
 def immutable_message(secret_name: str) -> str:
@@ -287,6 +318,7 @@ class IssuedMaterial:
 
 
 def desired_labels(certificate_name: str, template: Mapping[str, str]) -> dict[str, str]:
+    """The template's labels plus certsmith's (managed-by, certificate), which win."""
     # Ours are applied last: a template must not be able to hide a Secret from the operator.
     return {
         **template,
@@ -342,6 +374,9 @@ def desired_annotations(
     authority: str,
     renewal_request: str | None = None,
 ) -> dict[str, str]:
+    """Every annotation certsmith owns on a Secret holding `leaf`: the template's and its
+    records, the Certificate's name, serial, notAfter, issuer and spec fingerprints,
+    revision, authority, and the renewal request honoured (when there was one)."""
     honoured = {names.RENEWAL_REQUEST_ANNOTATION: renewal_request} if renewal_request else {}
     return {
         **template_annotations(certificate_name, labels_template, template),
@@ -355,12 +390,20 @@ def desired_annotations(
     }
 
 
+@dataclass(frozen=True)
+class OwnedMetadata:
+    """The labels and annotations certsmith writes on a Secret it issued into."""
+
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
 def _owned_metadata(
     certificate_name: str,
     labels_template: Mapping[str, str],
     annotations_template: Mapping[str, str],
     material: IssuedMaterial,
-) -> tuple[dict[str, str], dict[str, str]]:
+) -> OwnedMetadata:
     labels = desired_labels(certificate_name, labels_template)
     annotations = desired_annotations(
         certificate_name=certificate_name,
@@ -373,7 +416,7 @@ def _owned_metadata(
         authority=material.authority,
         renewal_request=material.renewal_request,
     )
-    return labels, annotations
+    return OwnedMetadata(labels=labels, annotations=annotations)
 
 
 def _owned_data(material: IssuedMaterial) -> dict[str, str]:
@@ -395,9 +438,7 @@ def build_secret(
     material: IssuedMaterial,
 ) -> dict[str, Any]:
     """The body of a new Secret (POST), for a Certificate whose Secret does not exist."""
-    labels, annotations = _owned_metadata(
-        certificate_name, labels_template, annotations_template, material
-    )
+    owned = _owned_metadata(certificate_name, labels_template, annotations_template, material)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -405,8 +446,8 @@ def build_secret(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": labels,
-            "annotations": annotations,
+            "labels": owned.labels,
+            "annotations": owned.annotations,
         },
         "data": _owned_data(material),
     }
@@ -470,13 +511,12 @@ def metadata_patch(
     every other key someone added is left alone.
     """
     metadata = _metadata_changes(contents, desired_labels, desired_annotations, only_drifted=True)
-    stale_bundle = ca_pem is not None and contents.ca_pem != ca_pem
-    if not metadata and not stale_bundle:
+    stale_bundle = ca_pem if ca_pem is not None and contents.ca_pem != ca_pem else None
+    if not metadata and stale_bundle is None:
         return None
     patch: dict[str, Any] = {"metadata": metadata}
-    if stale_bundle:
-        assert ca_pem is not None
-        patch["data"] = {"ca.crt": base64.b64encode(ca_pem).decode()}
+    if stale_bundle is not None:
+        patch["data"] = {"ca.crt": base64.b64encode(stale_bundle).decode()}
     return patch
 
 
@@ -495,9 +535,7 @@ def issue_patch(
     Secret's resourceVersion goes along as a precondition: if anyone wrote the Secret since
     it was read and judged, the apiserver answers 409 and the caller judges it again.
     """
-    labels, annotations = _owned_metadata(
-        certificate_name, labels_template, annotations_template, material
-    )
-    metadata = _metadata_changes(contents, labels, annotations, only_drifted=False)
+    owned = _owned_metadata(certificate_name, labels_template, annotations_template, material)
+    metadata = _metadata_changes(contents, owned.labels, owned.annotations, only_drifted=False)
     metadata["resourceVersion"] = contents.resource_version
     return {"metadata": metadata, "data": _owned_data(material)}

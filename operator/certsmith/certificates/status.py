@@ -1,0 +1,369 @@
+"""The status a Certificate gets: Ready, not Ready, or a failed issuance, and when to look
+at it again. Pure: functions of the Certificate as read, what was judged and the clock.
+
+What a user sees comes from here: `kubectl get certificates` shows the Ready condition
+(READY, REASON), status.notAfter (EXPIRES) and status.serialNumber (SERIAL); the Issuing
+condition, renewalTime, revision, lastFailureTime and failedIssuanceAttempts are in
+`kubectl describe`. Times are RFC 3339 UTC strings in whole seconds (api.times).
+
+Every builder returns an `Outcome`: the status fields to write (None when the stored
+status already says it) and the next check (None: wait for a change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+
+from certsmith.api import conditions, model, names, times
+from certsmith.certificates import policies, tls_secret
+from certsmith.pki import inspect
+
+RETRY_BASE = timedelta(seconds=2)
+RETRY_CAP = timedelta(minutes=5)
+_MAX_DOUBLINGS = 16  # RETRY_BASE · 2¹⁶ is 36 hours, well past RETRY_CAP
+AUTHORITY_RETRY = timedelta(seconds=5)
+"""How soon a Certificate whose CertificateAuthority cannot sign is looked at again."""
+CONFLICT_RECHECK_MIN = timedelta(seconds=2)
+CONFLICT_RECHECK_MAX = timedelta(seconds=30)
+# Fields of status this module owns; anything else (kopf's bookkeeping) is left alone.
+STATUS_FIELDS = (
+    "conditions",
+    "notBefore",
+    "notAfter",
+    "renewalTime",
+    "serialNumber",
+    "revision",
+    "lastFailureTime",
+    "failedIssuanceAttempts",
+)
+# The status fields that describe the certificate in the Secret.
+CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a reconcile ends: what to write into the Certificate's status, when to come back."""
+
+    status: dict[str, Any] | None
+    """Status fields to write (a merge patch: None values remove), or None when the stored
+    status is already right."""
+    next_check: datetime | None
+    """When to reconcile again (renewal or retry); None to wait for a change."""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What status building reads of a Certificate as the apiserver returned it."""
+
+    namespace: str
+    name: str
+    generation: int | None
+    """metadata.generation, copied into each condition's observedGeneration."""
+    status: Mapping[str, Any]
+    renewal_request: str | None
+    """The renew-requested-at annotation (`kubectl certsmith renew`), if any."""
+    created: datetime | None
+    """metadata.creationTimestamp."""
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Observed:
+        """From a Certificate object (metadata.namespace and metadata.name required:
+        KeyError without them, as the apiserver always sets them)."""
+        metadata = body["metadata"]
+        annotations = metadata.get("annotations") or {}
+        return cls(
+            namespace=metadata["namespace"],
+            name=metadata["name"],
+            generation=metadata.get("generation"),
+            status=dict(body.get("status") or {}),
+            renewal_request=annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
+            created=times.parse_time(metadata.get("creationTimestamp")),
+        )
+
+    @property
+    def jitter_key(self) -> str:
+        """ "namespace/name": what renewal jitter is derived from (see renewal.renewal_time)."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def never_issued(self) -> bool:
+        """Whether status records no issuance (no revision, no serial number)."""
+        return not self.status.get("revision") and not self.status.get("serialNumber")
+
+
+def revision(status: Mapping[str, Any], secret: tls_secret.SecretContents | None) -> int:
+    """The latest revision issued (0: none): status.revision or the Secret's revision
+    annotation, whichever is higher, since either may be the one a crash left behind."""
+    recorded = int(status.get("revision") or 0)
+    return max(recorded, secret.revision if secret is not None else 0)
+
+
+def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return any(current.get(key) != desired.get(key) for key in STATUS_FIELDS if key in desired)
+
+
+def _merged(
+    observed: Observed, desired: list[conditions.Condition], now: datetime
+) -> list[dict[str, Any]]:
+    return conditions.merge_conditions(
+        observed.status.get("conditions"), desired, generation=observed.generation, now=now
+    )
+
+
+# --- Ready -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadyStatus:
+    """`ready`'s result."""
+
+    outcome: Outcome
+    """Ready=True, Issuing=False (UpToDate), the certificate's fields, attempts reset to 0;
+    next check at renewal_time."""
+    renewal_time: datetime
+    """When the certificate falls due, rounded up to a whole second (status.renewalTime)."""
+
+
+def renewal_check_time(
+    spec: model.CertificateSpec, leaf: x509.Certificate, *, jitter_key: str
+) -> datetime:
+    """policies.leaf_renewal_time rounded up to whole seconds, as status shows it, so status,
+    metrics and the schedule agree and the check never comes before the renewal is due."""
+    exact = policies.leaf_renewal_time(spec, leaf, jitter_key=jitter_key)
+    rounded = exact.replace(microsecond=0)
+    return rounded if rounded == exact else rounded + timedelta(seconds=1)
+
+
+def ready(
+    observed: Observed, spec: model.CertificateSpec, held: policies.Held, now: datetime
+) -> ReadyStatus:
+    """The status of a Certificate whose Secret holds `held`, a certificate that needs
+    nothing more (or was just issued or repaired)."""
+    leaf = held.leaf
+    renewal_at = renewal_check_time(spec, leaf, jitter_key=observed.jitter_key)
+    desired: dict[str, Any] = {
+        "conditions": _merged(
+            observed,
+            [
+                conditions.Condition(
+                    conditions.READY, True, "Issued", "the certificate is valid and up to date"
+                ),
+                conditions.Condition(
+                    conditions.ISSUING, False, "UpToDate", "no issuance in progress"
+                ),
+            ],
+            now,
+        ),
+        "notBefore": times.format_time(leaf.not_valid_before_utc),
+        "notAfter": times.format_time(leaf.not_valid_after_utc),
+        "renewalTime": times.format_time(renewal_at),
+        "serialNumber": inspect.serial_hex(leaf),
+        "revision": revision(observed.status, held.secret),
+        "failedIssuanceAttempts": 0,
+    }
+    changed = _status_changed(observed.status, desired)
+    return ReadyStatus(Outcome(desired if changed else None, renewal_at), renewal_at)
+
+
+# --- not Ready -------------------------------------------------------------------------
+
+
+def not_ready(
+    observed: Observed,
+    reason: str,
+    message: str,
+    now: datetime,
+    *,
+    retry: datetime | None,
+    forget_certificate: bool = False,
+) -> Outcome:
+    """Ready=False and Issuing=False, both with `reason` and `message`; next check `retry`.
+
+    `forget_certificate`: the Certificate has no Secret of its own (SecretConflict), so the
+    notBefore, notAfter, renewalTime and serialNumber of a certificate it had (printer
+    columns EXPIRES, SERIAL) are removed from status (null in the merge patch).
+    The status is None when the stored one already says all this.
+    """
+    desired: dict[str, Any] = {
+        "conditions": _merged(
+            observed,
+            [
+                conditions.Condition(conditions.READY, False, reason, message),
+                conditions.Condition(conditions.ISSUING, False, reason, message),
+            ],
+            now,
+        )
+    }
+    if forget_certificate:
+        desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))
+    return Outcome(desired if _status_changed(observed.status, desired) else None, retry)
+
+
+def issuer_not_ready(observed: Observed, message: str, now: datetime) -> Outcome:
+    """Not Ready (IssuerNotReady) while the CertificateAuthority cannot sign; looked at
+    again after AUTHORITY_RETRY, as an authority becoming ready does not wake it."""
+    return not_ready(observed, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY)
+
+
+def conflict_recheck_delay(age: timedelta) -> timedelta:
+    """How soon to look again at a SecretConflict that has lasted `age`: a tenth of its age,
+    from 2 s to 30 s. A blocking Secret that certsmith labelled wakes the Certificate by its
+    watch event at once; a foreign one is not watched (certsmith never watches every
+    Secret), so this bounds how long its deletion goes unnoticed, at a cost of one GET."""
+    return min(max(age / 10, CONFLICT_RECHECK_MIN), CONFLICT_RECHECK_MAX)
+
+
+def conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
+    """How long the Certificate has been Ready=False for a SecretConflict (0 if it is not)."""
+    ready_condition = conditions.find_condition(status.get("conditions"), conditions.READY)
+    if (
+        ready_condition is None
+        or ready_condition.get("status") != "False"
+        or ready_condition.get("reason") != "SecretConflict"
+    ):
+        return timedelta(0)
+    since = times.parse_time(ready_condition.get("lastTransitionTime"))
+    return timedelta(0) if since is None else max(now - since, timedelta(0))
+
+
+def secret_conflict(observed: Observed, conflict: policies.Decision, now: datetime) -> Outcome:
+    """Not Ready for `conflict` (SecretConflict: the Secret is someone else's), without the
+    certificate fields, which described a certificate that is not this Certificate's;
+    looked at again after conflict_recheck_delay."""
+    delay = conflict_recheck_delay(conflict_age(observed.status, now))
+    return not_ready(
+        observed,
+        conflict.reason,
+        conflict.message,
+        now,
+        retry=now + delay,
+        forget_certificate=True,
+    )
+
+
+# --- failed issuance -------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, jitter: float = 1.0) -> timedelta:
+    """Exponential back-off after `attempts` failures in a row: 2 s, 4 s, 8 s … capped at
+    5 minutes, times `jitter` (the caller draws it from 0.9 to 1.1). Any count of attempts
+    gives the cap: the doubling stops once past it (2 s · 2⁴⁶ would overflow timedelta)."""
+    doublings = min(max(0, attempts - 1), _MAX_DOUBLINGS)
+    return min(RETRY_BASE * (1 << doublings), RETRY_CAP) * jitter
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The Ready condition after a failed issuance, and the latest time to look again."""
+
+    condition: conditions.Condition | None
+    """None: leave Ready as it is."""
+    wake: datetime | None
+    """When Ready must be judged again whatever the back-off (None: no such time)."""
+
+
+def failure_readiness(judged: policies.Input, failure: str) -> Readiness:
+    """Ready after a failed issuance, judged on the Secret as read.
+
+    Ready stays True (Issued) only while the certificate already in the Secret is usable
+    (policies.usable); it is then due again one second after its chain's earliest notAfter
+    (X.509 validity includes notAfter itself) whatever the retry back-off, so Ready turns
+    False when it expires. Otherwise Ready is False with the problem's reason (Expired,
+    NotYetValid, KeyMismatch, …; IssuanceFailed for a missing Secret) and the failure in
+    the message; a certificate not yet valid is due again at its notBefore.
+    """
+    found = policies.usable(judged)
+    if isinstance(found, policies.Held):
+        message = (
+            f"the certificate is valid until {times.format_time(found.valid_until)}; "
+            f"re-issuing it failed (see the Issuing condition): {failure}"
+        )
+        condition = conditions.Condition(conditions.READY, True, "Issued", message)
+        return Readiness(condition, found.valid_until + timedelta(seconds=1))
+    reason = "IssuanceFailed" if found.reason == "SecretMissing" else found.reason
+    message = f"{found.message}; issuing a new one failed: {failure}"
+    leaf = None if judged.secret is None else judged.secret.leaf
+    wake = leaf.not_valid_before_utc if leaf is not None and found.reason == "NotYetValid" else None
+    return Readiness(conditions.Condition(conditions.READY, False, reason, message), wake)
+
+
+def unread_readiness(status: Mapping[str, Any], now: datetime, failure: str) -> Readiness:
+    """Like failure_readiness when the Secret could not even be read: status.notAfter stands
+    for its certificate. Ready is left as it is (None) while that has not passed, and due
+    again one second after it."""
+    not_after = times.parse_time(status.get("notAfter"))
+    if not_after is None:
+        return Readiness(
+            conditions.Condition(conditions.READY, False, "IssuanceFailed", failure), None
+        )
+    if now > not_after:
+        message = f"the certificate expired at {status['notAfter']}; issuing a new one failed: "
+        return Readiness(
+            conditions.Condition(conditions.READY, False, "Expired", message + failure), None
+        )
+    return Readiness(None, not_after + timedelta(seconds=1))
+
+
+@dataclass(frozen=True)
+class FailedStatus:
+    """`failed`'s result."""
+
+    outcome: Outcome
+    """Issuing=False with the failure, Ready per Readiness, lastFailureTime, the attempts;
+    always written (lastFailureTime changes)."""
+    attempts: int
+    """status.failedIssuanceAttempts now: failures in a row, this one included."""
+    ready: bool
+    """Whether Ready is True after it (an old certificate still usable)."""
+
+
+def failed(
+    observed: Observed,
+    reason: str,
+    message: str,
+    now: datetime,
+    judged: policies.Input | None,
+    *,
+    jitter: float = 1.0,
+) -> FailedStatus:
+    """The status after an issuance failed for `reason` (IssuanceFailed, SecretConflict).
+
+    `judged` is what the Secret was judged on (None when it could not be read; then
+    status.notAfter stands for it). The next check backs off (retry_delay with `jitter`),
+    but comes no later than Readiness.wake: a usable old certificate is looked at again
+    right after it stops being valid, however long the back-off.
+    """
+    attempts = int(observed.status.get("failedIssuanceAttempts") or 0) + 1
+    if judged is not None:
+        readiness = failure_readiness(judged, message)
+    else:
+        readiness = unread_readiness(observed.status, now, message)
+    desired_conditions = [conditions.Condition(conditions.ISSUING, False, reason, message)]
+    if readiness.condition is not None:
+        desired_conditions.append(readiness.condition)
+    merged = _merged(observed, desired_conditions, now)
+    desired = {
+        "conditions": merged,
+        "lastFailureTime": times.format_time(now),
+        "failedIssuanceAttempts": attempts,
+    }
+    retry = now + retry_delay(attempts, jitter)
+    next_check = retry if readiness.wake is None else min(retry, readiness.wake)
+    return FailedStatus(
+        Outcome(desired, next_check),
+        attempts=attempts,
+        ready=conditions.is_true(merged, conditions.READY),
+    )
+
+
+def reissued_at_once(again: policies.Decision) -> str:
+    """The failure message when the certificate just issued would itself be re-issued (a
+    check that can never pass): reported and backed off instead of issuing in a loop."""
+    return (
+        f"the certificate just issued would be re-issued at once ({again.reason}: {again.message})"
+    )

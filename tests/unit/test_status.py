@@ -1,0 +1,535 @@
+"""The status a Certificate shows (Ready, not Ready, failed) and when it is looked at again.
+
+Each case names the status before, what was judged, and the exact status fields written
+(`kubectl get certificates` shows Ready's status and reason, notAfter and serialNumber).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from certsmith.certificates import policies, status
+from certsmith.pki import ca, inspect
+from tests.unit.certificate_builders import (
+    NOW,
+    contents_of,
+    judged,
+    observed,
+    secret_body,
+    spec_of,
+)
+
+T = "2026-06-01T12:00:00Z"  # NOW as status shows it
+EARLIER = "2026-06-01T09:00:00Z"
+
+
+def condition(kind: str, state: str, reason: str, message: str, since: str = T) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+        "observedGeneration": 3,
+    }
+
+
+def ready_conditions(since: str = T, issuing_since: str | None = None) -> list[dict[str, Any]]:
+    return [
+        condition(
+            "Issuing", "False", "UpToDate", "no issuance in progress", issuing_since or since
+        ),
+        condition("Ready", "True", "Issued", "the certificate is valid and up to date", since),
+    ]
+
+
+# --- not Ready -------------------------------------------------------------------------
+
+DENIED = "spec.dnsNames[0]: 'x.com' is not allowed in this namespace (own names only)"
+
+
+@pytest.mark.parametrize(
+    ("before", "forget", "written"),
+    [
+        pytest.param(
+            {},
+            False,
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED),
+                    condition("Ready", "False", "PolicyDenied", DENIED),
+                ]
+            },
+            id="first judgement",
+        ),
+        pytest.param(
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED, EARLIER),
+                    condition("Ready", "False", "PolicyDenied", DENIED, EARLIER),
+                ]
+            },
+            False,
+            None,
+            id="already says so: nothing written",
+        ),
+        pytest.param(
+            {
+                "conditions": [
+                    condition("Issuing", "False", "InvalidSpec", "old", EARLIER),
+                    condition("Ready", "False", "InvalidSpec", "old", EARLIER),
+                ]
+            },
+            False,
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED, EARLIER),
+                    condition("Ready", "False", "PolicyDenied", DENIED, EARLIER),
+                ]
+            },
+            id="other reason: written, still False since then",
+        ),
+        pytest.param(
+            {"conditions": ready_conditions(EARLIER), "notAfter": "2026-06-02T00:00:00Z"},
+            False,
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED, EARLIER),
+                    condition("Ready", "False", "PolicyDenied", DENIED),
+                ]
+            },
+            id="was Ready: Ready turns False now, notAfter stays",
+        ),
+        pytest.param(
+            {"conditions": ready_conditions(EARLIER), "notAfter": "2026-06-02T00:00:00Z"},
+            True,
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED, EARLIER),
+                    condition("Ready", "False", "PolicyDenied", DENIED),
+                ],
+                "notBefore": None,
+                "notAfter": None,
+                "renewalTime": None,
+                "serialNumber": None,
+            },
+            id="forget the certificate: its fields are removed",
+        ),
+        pytest.param(
+            {
+                "conditions": [
+                    condition("Issuing", "False", "PolicyDenied", DENIED, EARLIER),
+                    condition("Ready", "False", "PolicyDenied", DENIED, EARLIER),
+                ]
+            },
+            True,
+            None,
+            id="forget, but nothing to remove: nothing written",
+        ),
+    ],
+)
+def test_not_ready(before: dict[str, Any], forget: bool, written: dict[str, Any] | None) -> None:
+    retry = NOW + timedelta(seconds=9)
+    outcome = status.not_ready(
+        observed(before), "PolicyDenied", DENIED, NOW, retry=retry, forget_certificate=forget
+    )
+    assert outcome == status.Outcome(status=written, next_check=retry)
+
+
+def test_issuer_not_ready_is_looked_at_again_after_five_seconds() -> None:
+    message = "CertificateAuthority cluster-root does not exist"
+    outcome = status.issuer_not_ready(observed(), message, NOW)
+    assert outcome.next_check == NOW + timedelta(seconds=5)
+    assert outcome.status == {
+        "conditions": [
+            condition("Issuing", "False", "IssuerNotReady", message),
+            condition("Ready", "False", "IssuerNotReady", message),
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("age", "delay"),
+    [
+        (timedelta(0), timedelta(seconds=2)),
+        (timedelta(seconds=19), timedelta(seconds=2)),
+        (timedelta(seconds=100), timedelta(seconds=10)),
+        (timedelta(seconds=300), timedelta(seconds=30)),
+        (timedelta(days=3), timedelta(seconds=30)),
+    ],
+)
+def test_conflict_recheck_delay(age: timedelta, delay: timedelta) -> None:
+    assert status.conflict_recheck_delay(age) == delay
+
+
+CONFLICT = "Secret web-tls was created by hand (not labelled by certsmith); it is left untouched"
+
+
+@pytest.mark.parametrize(
+    ("ready", "age"),
+    [
+        pytest.param(None, timedelta(0), id="no Ready condition"),
+        pytest.param(condition("Ready", "True", "Issued", "ok", EARLIER), timedelta(0), id="Ready"),
+        pytest.param(
+            condition("Ready", "False", "InvalidSpec", "bad", EARLIER), timedelta(0), id="other"
+        ),
+        pytest.param(
+            condition("Ready", "False", "SecretConflict", CONFLICT, EARLIER),
+            timedelta(hours=3),
+            id="in conflict since 09:00",
+        ),
+        pytest.param(
+            condition("Ready", "False", "SecretConflict", CONFLICT, "2026-06-01T13:00:00Z"),
+            timedelta(0),
+            id="transition in the future (clock skew)",
+        ),
+        pytest.param(
+            {"type": "Ready", "status": "False", "reason": "SecretConflict"},
+            timedelta(0),
+            id="no transition time",
+        ),
+    ],
+)
+def test_conflict_age(ready: dict[str, Any] | None, age: timedelta) -> None:
+    before = {"conditions": [] if ready is None else [ready]}
+    assert status.conflict_age(before, NOW) == age
+
+
+def test_secret_conflict_forgets_the_certificate_and_rechecks_by_its_age() -> None:
+    before = {
+        "conditions": [
+            condition("Issuing", "False", "SecretConflict", CONFLICT, "2026-06-01T11:59:00Z"),
+            condition("Ready", "False", "SecretConflict", CONFLICT, "2026-06-01T11:59:00Z"),
+        ],
+        "notAfter": "2026-06-02T00:00:00Z",
+        "serialNumber": "0a",
+    }
+    decision = policies.Decision(policies.Action.CONFLICT, "SecretConflict", CONFLICT)
+    outcome = status.secret_conflict(observed(before), decision, NOW)
+    assert outcome.next_check == NOW + timedelta(seconds=6)  # a tenth of 60 s
+    assert outcome.status == {
+        "conditions": before["conditions"],
+        "notBefore": None,
+        "notAfter": None,
+        "renewalTime": None,
+        "serialNumber": None,
+    }
+
+
+# --- Ready -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "secret_revision", "revision", "conditions"),
+    [
+        pytest.param({}, 1, 1, ready_conditions(), id="first issuance"),
+        pytest.param(
+            {
+                "conditions": [
+                    condition("Issuing", "False", "IssuanceFailed", "boom", EARLIER),
+                    condition("Ready", "False", "IssuanceFailed", "boom", EARLIER),
+                ],
+                "failedIssuanceAttempts": 4,
+                "lastFailureTime": EARLIER,
+                "revision": 2,
+            },
+            1,
+            2,
+            # Issuing was False already: its transition time stays; Ready turns True now.
+            ready_conditions(T, issuing_since=EARLIER),
+            id="after failures: attempts reset, revision kept from status",
+        ),
+        pytest.param(
+            {"conditions": ready_conditions(EARLIER), "revision": 1},
+            5,
+            5,
+            ready_conditions(EARLIER),
+            id="Secret written at a later revision than status (a crash in between)",
+        ),
+    ],
+)
+def test_ready(
+    root: ca.CAKeyPair,
+    intermediate: ca.CAKeyPair,
+    before: dict[str, Any],
+    secret_revision: int,
+    revision: int,
+    conditions: list[dict[str, Any]],
+) -> None:
+    spec = spec_of(duration="1h")
+    body = secret_body(spec, root, intermediate, revision=secret_revision)
+    held = policies.readable(judged(spec, contents_of(body), root))
+    assert isinstance(held, policies.Held)
+    ready = status.ready(observed(before), spec, held, NOW)
+    # Issued at 11:50 for an hour: renewal at 2/3 (12:30) less the stable jitter of
+    # shop/web (21.26 s), rounded up to the second.
+    renewal = NOW + timedelta(minutes=29, seconds=39)
+    assert ready.renewal_time == renewal
+    assert ready.outcome == status.Outcome(
+        status={
+            "conditions": conditions,
+            "notBefore": "2026-06-01T11:49:00Z",
+            "notAfter": "2026-06-01T12:50:00Z",
+            "renewalTime": "2026-06-01T12:29:39Z",
+            "serialNumber": inspect.serial_hex(held.leaf),
+            "revision": revision,
+            "failedIssuanceAttempts": 0,
+        },
+        next_check=renewal,
+    )
+
+
+def test_ready_again_writes_nothing(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> None:
+    spec = spec_of(duration="1h")
+    held = policies.readable(judged(spec, contents_of(secret_body(spec, root, intermediate)), root))
+    assert isinstance(held, policies.Held)
+    first = status.ready(observed(), spec, held, NOW).outcome
+    assert first.status is not None
+    later = status.ready(observed(first.status), spec, held, NOW + timedelta(minutes=5))
+    assert later.outcome == status.Outcome(status=None, next_check=first.next_check)
+
+
+# --- failed issuance -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attempts", "jitter", "delay"),
+    [
+        (0, 1.0, timedelta(seconds=2)),
+        (1, 1.0, timedelta(seconds=2)),
+        (2, 1.0, timedelta(seconds=4)),
+        (3, 1.0, timedelta(seconds=8)),
+        (8, 1.0, timedelta(seconds=256)),
+        (9, 1.0, timedelta(minutes=5)),
+        (47, 1.0, timedelta(minutes=5)),  # 2 s · 2⁴⁶ overflowed timedelta before
+        (10**6, 1.0, timedelta(minutes=5)),
+        (1, 0.9, timedelta(seconds=1.8)),
+        (9, 1.1, timedelta(minutes=5.5)),
+    ],
+)
+def test_retry_delay(attempts: int, jitter: float, delay: timedelta) -> None:
+    assert status.retry_delay(attempts, jitter) == delay
+
+
+FAILURE = "the apiserver answered 503"
+
+
+@pytest.mark.parametrize(
+    ("issued_before", "tamper", "ready", "wake"),
+    [
+        pytest.param(
+            timedelta(minutes=10),
+            None,
+            (
+                "True",
+                "Issued",
+                "the certificate is valid until 2026-06-01T12:50:00Z; re-issuing it failed "
+                f"(see the Issuing condition): {FAILURE}",
+            ),
+            NOW + timedelta(minutes=50, seconds=1),
+            id="usable: Ready stays True until one second past notAfter",
+        ),
+        pytest.param(
+            timedelta(hours=2),
+            None,
+            (
+                "False",
+                "Expired",
+                "the certificate in Secret web-tls expired at 2026-06-01T11:00:00Z; "
+                f"issuing a new one failed: {FAILURE}",
+            ),
+            None,
+            id="expired",
+        ),
+        pytest.param(
+            -timedelta(minutes=5),
+            None,
+            (
+                "False",
+                "NotYetValid",
+                "the certificate in Secret web-tls is not valid before 2026-06-01T12:04:00Z; "
+                f"issuing a new one failed: {FAILURE}",
+            ),
+            NOW + timedelta(minutes=4),
+            id="not yet valid: due again at notBefore",
+        ),
+        pytest.param(
+            timedelta(minutes=10),
+            "tls.key",
+            (
+                "False",
+                "SecretInvalid",
+                f"tls.key does not hold a supported private key; issuing a new one failed: "
+                f"{FAILURE}",
+            ),
+            None,
+            id="unreadable key",
+        ),
+    ],
+)
+def test_failure_readiness(
+    root: ca.CAKeyPair,
+    intermediate: ca.CAKeyPair,
+    issued_before: timedelta,
+    tamper: str | None,
+    ready: tuple[str, str, str],
+    wake: datetime | None,
+) -> None:
+    spec = spec_of(duration="1h")
+    body = secret_body(spec, root, intermediate, issued_at=NOW - issued_before)
+    if tamper is not None:
+        body["data"][tamper] = base64.b64encode(b"garbage").decode()
+    readiness = status.failure_readiness(judged(spec, contents_of(body), root), FAILURE)
+    assert readiness.condition is not None
+    state, reason, message = ready
+    assert (readiness.condition.status, readiness.condition.reason) == (state == "True", reason)
+    assert readiness.condition.message == message
+    assert readiness.wake == wake
+
+
+def test_failure_readiness_without_a_secret(root: ca.CAKeyPair) -> None:
+    readiness = status.failure_readiness(judged(spec_of(), None, root), FAILURE)
+    assert readiness == status.Readiness(
+        status.conditions.Condition(
+            "Ready",
+            False,
+            "IssuanceFailed",
+            f"Secret web-tls does not exist; issuing a new one failed: {FAILURE}",
+        ),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("not_after", "readiness"),
+    [
+        pytest.param(
+            None,
+            status.Readiness(
+                status.conditions.Condition("Ready", False, "IssuanceFailed", FAILURE), None
+            ),
+            id="no certificate recorded",
+        ),
+        pytest.param(
+            "2026-06-01T11:00:00Z",
+            status.Readiness(
+                status.conditions.Condition(
+                    "Ready",
+                    False,
+                    "Expired",
+                    f"the certificate expired at 2026-06-01T11:00:00Z; issuing a new one "
+                    f"failed: {FAILURE}",
+                ),
+                None,
+            ),
+            id="recorded one expired",
+        ),
+        pytest.param(
+            "2026-06-01T12:00:00Z",
+            status.Readiness(None, NOW + timedelta(seconds=1)),
+            id="valid through notAfter itself: Ready left as it is",
+        ),
+        pytest.param(
+            "2026-06-02T00:00:00Z",
+            status.Readiness(None, NOW + timedelta(hours=12, seconds=1)),
+            id="still valid",
+        ),
+    ],
+)
+def test_unread_readiness(not_after: str | None, readiness: status.Readiness) -> None:
+    before = {} if not_after is None else {"notAfter": not_after}
+    assert status.unread_readiness(before, NOW, FAILURE) == readiness
+
+
+def test_failed_without_a_secret_read_counts_attempts_and_backs_off() -> None:
+    before = {
+        "conditions": [
+            condition("Issuing", "False", "IssuanceFailed", FAILURE, EARLIER),
+            condition("Ready", "False", "IssuanceFailed", FAILURE, EARLIER),
+        ],
+        "failedIssuanceAttempts": 3,
+        "lastFailureTime": EARLIER,
+    }
+    failure = status.failed(observed(before), "IssuanceFailed", FAILURE, NOW, None, jitter=1.0)
+    assert failure.attempts == 4 and failure.ready is False
+    assert failure.outcome == status.Outcome(
+        status={
+            "conditions": before["conditions"],
+            "lastFailureTime": T,
+            "failedIssuanceAttempts": 4,
+        },
+        next_check=NOW + timedelta(seconds=16),
+    )
+
+
+def test_failed_with_a_usable_certificate_stays_ready_until_it_expires(
+    root: ca.CAKeyPair, intermediate: ca.CAKeyPair
+) -> None:
+    spec = spec_of(duration="1h")
+    # Issued at 11:00:30 for an hour: notAfter 12:00:30, 30 s from now.
+    body = secret_body(spec, root, intermediate, issued_at=NOW - timedelta(minutes=59, seconds=30))
+    before = {"conditions": ready_conditions(EARLIER), "failedIssuanceAttempts": 9}
+    failure = status.failed(
+        observed(before),
+        "SecretConflict",
+        "Secret web-tls is immutable",
+        NOW,
+        judged(spec, contents_of(body), root),
+        jitter=1.0,
+    )
+    assert failure.attempts == 10 and failure.ready is True
+    assert failure.outcome == status.Outcome(
+        status={
+            "conditions": [
+                condition(
+                    "Issuing", "False", "SecretConflict", "Secret web-tls is immutable", EARLIER
+                ),
+                condition(
+                    "Ready",
+                    "True",
+                    "Issued",
+                    "the certificate is valid until 2026-06-01T12:00:30Z; re-issuing it failed "
+                    "(see the Issuing condition): Secret web-tls is immutable",
+                    EARLIER,
+                ),
+            ],
+            "lastFailureTime": T,
+            "failedIssuanceAttempts": 10,
+        },
+        # The back-off would say 5 minutes; Ready must turn False after notAfter.
+        next_check=NOW + timedelta(seconds=31),
+    )
+
+
+def test_reissued_at_once_names_the_check_that_would_fire() -> None:
+    again = policies.Decision(policies.Action.ISSUE, "SpecChanged", "the spec changed")
+    assert status.reissued_at_once(again) == (
+        "the certificate just issued would be re-issued at once (SpecChanged: the spec changed)"
+    )
+
+
+# --- the Certificate as read -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "never_issued"),
+    [
+        ({}, True),
+        ({"conditions": ready_conditions()}, True),
+        ({"revision": 1}, False),
+        ({"serialNumber": "0a"}, False),
+    ],
+)
+def test_observed(before: dict[str, Any], never_issued: bool) -> None:
+    seen = observed(
+        before, annotations={"certsmith.dev/renew-requested-at": "2026-06-01T10:00:00Z"}
+    )
+    assert (seen.namespace, seen.name, seen.generation) == ("shop", "web", 3)
+    assert seen.jitter_key == "shop/web"
+    assert seen.renewal_request == "2026-06-01T10:00:00Z"
+    assert seen.created == NOW - timedelta(hours=1)
+    assert seen.never_issued is never_issued
