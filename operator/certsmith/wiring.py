@@ -19,13 +19,13 @@ from certsmith.authorities import rotation, store
 from certsmith.authorities.controller import AuthorityController
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
-from certsmith.controller.authorities import AuthoritySteps
-from certsmith.controller.bundles import BundleRepair
-from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.authority_steps import AuthoritySteps
+from certsmith.controller.bundle_repair import BundleRepair
+from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.handlers import registry as controller_registry
+from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
-from certsmith.controller.namespaces import NamespaceEvents
 from certsmith.kube import Kube, new_api_client
 from certsmith.replicas.state import ReplicaState
 from certsmith.scheduler import Scheduler

@@ -2,7 +2,7 @@
 
 kopf watch handlers for Certificates, CertificateAuthorities, their Secrets, trust bundles
 and namespaces (`handlers`), and what they dispatch to: when each Certificate is looked at
-(`certificates`), when each authority steps (`authorities`), trust bundle repair
-(`bundles`), namespace events (`namespaces`) with the leader's cache of namespace labels
+(`certificate_queue`), when each authority steps (`authority_steps`), trust bundle repair
+(`bundle_repair`), namespace events (`namespace_events`) with the leader's cache of namespace labels
 (`namespace_labels`), and the scheduler's action (`dispatch`).
 """

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from certsmith.authorities.controller import AUTHORITY, CERTIFICATE
-from certsmith.controller.authorities import AuthoritySteps
-from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.authority_steps import AuthoritySteps
+from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.kube import ApiError
 from certsmith.scheduler import Key, Scheduler
 

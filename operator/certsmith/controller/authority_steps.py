@@ -12,7 +12,7 @@ from typing import Any
 from certsmith.authorities import store
 from certsmith.authorities.controller import AUTHORITY, AuthorityController
 from certsmith.config import Config
-from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.kube import Kube
 from certsmith.replicas.state import ReplicaState
 from certsmith.scheduler import Scheduler

@@ -10,7 +10,7 @@ from typing import Any
 
 from certsmith.authorities import store, trust_bundle
 from certsmith.authorities.controller import AuthorityController
-from certsmith.controller.authorities import AuthoritySteps
+from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.kube import Kube
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from certsmith.controller.bundles import BundleRepair
-from certsmith.controller.certificates import CertificateQueue
+from certsmith.controller.bundle_repair import BundleRepair
+from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.kube import Kube
 
