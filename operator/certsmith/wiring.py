@@ -119,7 +119,8 @@ def build(config: Config) -> Parts:
 
 def _controller(shared: Shared) -> ControllerParts:
     """The controller's parts, bottom up: the caches, the reconciler and the queue of
-    Certificates first."""
+    Certificates, the authorities' steps and bundle repair, and last what dispatches to them.
+    One straight list of constructions, so the dependency order reads top to bottom."""
     # Shared by the reconciler and the authorities: rotation re-issues at most reissueRate
     # per second.
     pacer = rotation.ReissuePacer()
@@ -130,7 +131,6 @@ def _controller(shared: Shared) -> ControllerParts:
         registry=shared.registry,
         scheduler=shared.scheduler,
         clock=utc_now,
-        namespace_labels=labels.labels,
         pacer=pacer,
     )
     reconciler = Reconciler(
@@ -149,17 +149,6 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         default_authority=shared.config.default_authority,
     )
-    return _controller_steps(shared, labels, authority_controller, reconciler, certificates)
-
-
-def _controller_steps(
-    shared: Shared,
-    labels: NamespaceLabels,
-    authority_controller: AuthorityController,
-    reconciler: Reconciler,
-    certificates: CertificateQueue,
-) -> ControllerParts:
-    """Then the authorities' steps and bundle repair."""
     authorities = AuthoritySteps(
         kube=shared.kube,
         config=shared.config,
@@ -178,21 +167,6 @@ def _controller_steps(
         steps=authorities,
         namespaces=labels,
     )
-    return _controller_parts(
-        shared, labels, authority_controller, reconciler, certificates, authorities, bundles
-    )
-
-
-def _controller_parts(
-    shared: Shared,
-    labels: NamespaceLabels,
-    authority_controller: AuthorityController,
-    reconciler: Reconciler,
-    certificates: CertificateQueue,
-    authorities: AuthoritySteps,
-    bundles: BundleRepair,
-) -> ControllerParts:
-    """Last, what dispatches to them: namespace events and the scheduler's action."""
     return ControllerParts(
         namespace_labels=labels,
         authority_controller=authority_controller,

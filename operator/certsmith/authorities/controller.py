@@ -82,7 +82,6 @@ class AuthorityController:
         registry: store.AuthorityRegistry,
         scheduler: Scheduler,
         clock: Callable[[], datetime],
-        namespace_labels: Callable[[str], Mapping[str, str]],
         pacer: rotation.ReissuePacer,
     ) -> None:
         self._kube = kube
@@ -91,7 +90,6 @@ class AuthorityController:
         self._registry = registry
         self._scheduler = scheduler
         self._clock = clock
-        self._namespace_labels = namespace_labels
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         # The resourceVersion of every bundle ConfigMap write, to tell our own writes' watch
