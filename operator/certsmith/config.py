@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
 
 from certsmith.api import model
+
+MAX_WORKERS = 256
+"""Threads and pooled API connections are made up front: a typo like 10**20 must not
+exhaust the memory of the node (each pooled slot is allocated at start)."""
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SWITCHES = {"on": True, "true": True, "1": True, "yes": True}
+_SWITCHES |= {"off": False, "false": False, "0": False, "no": False}
 
 
 class ConfigError(Exception):
@@ -45,7 +56,7 @@ class Config:
     """`/readyz`: 200 once the default authority is loaded and the webhook serves."""
 
 
-def _int(env: Mapping[str, str], key: str, default: int) -> int:
+def _int(env: Mapping[str, str], key: str, default: int, *, maximum: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
@@ -55,16 +66,80 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         raise ConfigError(f"{key}={raw!r} is not an integer") from None
     if value < 1:
         raise ConfigError(f"{key}={raw!r} must be at least 1")
+    if value > maximum:
+        raise ConfigError(f"{key}={raw!r} must be at most {maximum}")
     return value
 
 
-def _port(env: Mapping[str, str], key: str, default: int) -> int:
+def _port(env: Mapping[str, str], key: str, default: int, *, can_be_off: bool = True) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) > 65535:
-        raise ConfigError(f"{key}={raw!r} is not a port number (0 turns it off)")
+    lowest = 0 if can_be_off else 1
+    if not raw.isdigit() or not lowest <= int(raw) <= 65535:
+        off = " (0 turns it off)" if can_be_off else ""
+        raise ConfigError(f"{key}={raw!r} is not a port number from {lowest} to 65535{off}")
     return int(raw)
+
+
+def _switch(env: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = (env.get(key) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in _SWITCHES:
+        raise ConfigError(f"{key}={env.get(key)!r} is neither on nor off ({', '.join(_SWITCHES)})")
+    return _SWITCHES[raw]
+
+
+def _dns_label(env: Mapping[str, str], key: str, default: str) -> str:
+    """A namespace or Service name: an RFC 1123 label (Kubernetes' rule for both)."""
+    value = env.get(key) or default
+    if not _DNS_LABEL.fullmatch(value):
+        raise ConfigError(
+            f"{key}={value!r} is not a valid name: at most 63 lower-case letters, digits "
+            "and '-', starting and ending with a letter or digit (RFC 1123 label)"
+        )
+    return value
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    """The apiserver calls webhooks over TLS only (admissionregistration.k8s.io/v1)."""
+    value = env.get("CERTSMITH_WEBHOOK_URL") or None
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(
+            f"CERTSMITH_WEBHOOK_URL={value!r} is not an https:// URL with a host "
+            "(no query or fragment): the apiserver calls webhooks over TLS only"
+        )
+    return value
+
+
+def _writable_directory(env: Mapping[str, str], key: str, default: str) -> str:
+    """A directory certsmith may create and write files in (it writes them at start)."""
+    value = env.get(key) or default
+    path = Path(value)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a directory" if path.exists() else "cannot be created"
+        raise ConfigError(f"{key}={value!r} {what} writable by this process")
+    return value
+
+
+def _kubeconfig(env: Mapping[str, str]) -> str | None:
+    path = env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None
+    if path is None:
+        return None
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(
+            f"CERTSMITH_OPERATOR_KUBECONFIG={path!r} cannot be read: {error}"
+        ) from None
+    if not isinstance(loaded, dict) or not loaded.get("clusters"):
+        raise ConfigError(f"CERTSMITH_OPERATOR_KUBECONFIG={path!r} is no kubeconfig (no clusters)")
+    return path
 
 
 def _pem_file(env: Mapping[str, str], key: str) -> str | None:
@@ -97,16 +172,23 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     """The settings from `env` (default: the process environment), defaults for those unset.
     ConfigError naming the first variable that cannot be used."""
     env = os.environ if env is None else env
+    webhooks = _switch(env, "CERTSMITH_WEBHOOKS", Config.webhooks)
     return Config(
-        namespace=env.get("CERTSMITH_NAMESPACE") or Config.namespace,
-        workers=_int(env, "CERTSMITH_WORKERS", Config.workers),
-        kubeconfig=env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None,
+        namespace=_dns_label(env, "CERTSMITH_NAMESPACE", Config.namespace),
+        workers=_int(env, "CERTSMITH_WORKERS", Config.workers, maximum=MAX_WORKERS),
+        kubeconfig=_kubeconfig(env),
         trust_domain=_trust_domain(env),
-        webhooks=(env.get("CERTSMITH_WEBHOOKS") or "on").lower() not in ("off", "false", "0"),
-        webhook_port=_int(env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port),
-        webhook_service=env.get("CERTSMITH_WEBHOOK_SERVICE") or Config.webhook_service,
-        webhook_url=env.get("CERTSMITH_WEBHOOK_URL") or None,
-        webhook_cert_dir=env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir,
+        webhooks=webhooks,
+        webhook_port=_port(
+            env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
+        ),
+        webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
+        webhook_url=_webhook_url(env),
+        webhook_cert_dir=(
+            _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
+            if webhooks
+            else env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir
+        ),
         webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
         metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),

@@ -1,5 +1,6 @@
 """Operator settings from the environment: bad values stop the start with the variable named."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,83 @@ def test_trust_domain_must_be_a_spiffe_trust_domain(value: str) -> None:
     assert config.from_env({"CERTSMITH_TRUST_DOMAIN": "prod_1.example-x"}).trust_domain == (
         "prod_1.example-x"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # Each pooled connection slot is made at start: a typo must not eat the node's memory.
+        ("CERTSMITH_WORKERS", "99999999999999999999", "must be at most 256"),
+        ("CERTSMITH_WORKERS", "257", "must be at most 256"),
+        ("CERTSMITH_WEBHOOK_LISTEN_PORT", "70000", "is not a port number from 1 to 65535"),
+        ("CERTSMITH_WEBHOOK_LISTEN_PORT", "0", "is not a port number from 1 to 65535"),
+        ("CERTSMITH_METRICS_PORT", "65536", "is not a port number from 0 to 65535"),
+        ("CERTSMITH_WEBHOOKS", "maybe", "is neither on nor off"),
+        ("CERTSMITH_NAMESPACE", "Bad_NS", "is not a valid name"),
+        ("CERTSMITH_NAMESPACE", "a/b", "is not a valid name"),
+        ("CERTSMITH_NAMESPACE", "a" * 64, "is not a valid name"),
+        ("CERTSMITH_WEBHOOK_SERVICE", "web hook", "is not a valid name"),
+        ("CERTSMITH_WEBHOOK_URL", "not a url", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", "http://127.0.0.1:9443", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", "https://:9443", "is not an https:// URL"),
+        ("CERTSMITH_OPERATOR_KUBECONFIG", "/nonexistent/kubeconfig", "cannot be read"),
+    ],
+)
+def test_a_setting_certsmith_cannot_use_is_refused_naming_the_variable(
+    variable: str, value: str, message: str
+) -> None:
+    pattern = f"^{re.escape(f'{variable}={value!r} ')}.*{re.escape(message)}"
+    with pytest.raises(config.ConfigError, match=pattern):
+        config.from_env({variable: value})
+
+
+def test_boundary_values_that_work_are_taken() -> None:
+    cfg = config.from_env(
+        {
+            "CERTSMITH_WORKERS": str(config.MAX_WORKERS),
+            "CERTSMITH_WEBHOOK_LISTEN_PORT": "65535",
+            "CERTSMITH_METRICS_PORT": "0",
+            "CERTSMITH_WEBHOOKS": "No",
+            "CERTSMITH_NAMESPACE": "a" * 63,
+            "CERTSMITH_WEBHOOK_URL": "https://127.0.0.1:9443/",
+        }
+    )
+    assert (cfg.workers, cfg.webhook_port, cfg.metrics_port) == (256, 65535, 0)
+    assert cfg.webhooks is False and cfg.namespace == "a" * 63
+    assert cfg.webhook_url == "https://127.0.0.1:9443/"
+
+
+def test_webhook_cert_dir_must_be_a_directory(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(
+        config.ConfigError, match=r"CERTSMITH_WEBHOOK_CERT_DIR=.* is not a directory"
+    ):
+        config.from_env({"CERTSMITH_WEBHOOK_CERT_DIR": str(afile)})
+    with pytest.raises(
+        config.ConfigError, match=r"CERTSMITH_WEBHOOK_CERT_DIR=.* cannot be created"
+    ):
+        config.from_env({"CERTSMITH_WEBHOOK_CERT_DIR": str(afile / "certs")})
+    # Not yet there but creatable (an emptyDir's subfolder): fine.
+    creatable = tmp_path / "new" / "certs"
+    assert config.from_env({"CERTSMITH_WEBHOOK_CERT_DIR": str(creatable)}).webhook_cert_dir == (
+        str(creatable)
+    )
+    # With the webhooks off, it is never written.
+    cfg = config.from_env({"CERTSMITH_WEBHOOKS": "off", "CERTSMITH_WEBHOOK_CERT_DIR": str(afile)})
+    assert cfg.webhooks is False
+
+
+def test_kubeconfig_must_name_a_cluster(tmp_path: Path) -> None:
+    junk = tmp_path / "kubeconfig"
+    junk.write_text("just: [a, list]\n")
+    with pytest.raises(
+        config.ConfigError, match=r"CERTSMITH_OPERATOR_KUBECONFIG=.* is no kubeconf"
+    ):
+        config.from_env({"CERTSMITH_OPERATOR_KUBECONFIG": str(junk)})
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [\n")
+    with pytest.raises(
+        config.ConfigError, match=r"CERTSMITH_OPERATOR_KUBECONFIG=.* cannot be read"
+    ):
+        config.from_env({"CERTSMITH_OPERATOR_KUBECONFIG": str(broken)})
