@@ -4,6 +4,7 @@ before anything talks to a cluster."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -21,13 +22,16 @@ from certsmith import __main__ as entry
 def test_a_config_error_exits_2_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
     variable: str,
     value: str,
     said: str,
 ) -> None:
     monkeypatch.setenv(variable, value)
     # Where the operator would connect if it got that far: nowhere.
-    monkeypatch.setenv("CERTSMITH_OPERATOR_KUBECONFIG", "/nonexistent/kubeconfig")
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("clusters: [{name: nowhere, cluster: {server: 'https://127.0.0.1:1'}}]\n")
+    monkeypatch.setenv("CERTSMITH_OPERATOR_KUBECONFIG", str(kubeconfig))
     with caplog.at_level(logging.ERROR, logger="certsmith"), pytest.raises(SystemExit) as exited:
         entry.main([])
     assert exited.value.code == entry.EXIT_CANNOT_RUN == 2
