@@ -128,3 +128,26 @@ def test_a_standby_judges_grants_on_the_namespaces_current_labels(
             client.CustomObjectsApi(api_client).delete_cluster_custom_object(
                 certs.GROUP, certs.VERSION, "certificateauthorities", authority
             )
+
+
+def test_a_standby_with_webhooks_off_is_ready(api_client, kubeconfig, running_operator, tmp_path):
+    """With CERTSMITH_WEBHOOKS=off a standby serves nothing and signs nothing, so it does not
+    load the default authority; /readyz must not wait for it (it answered 503 "not loaded
+    yet" for ever). Once it leads, the authority counts again."""
+    running_operator.stop()
+    leader = OperatorProcess(kubeconfig, tmp_path / "leader.log", identity="leader")
+    standby = OperatorProcess(
+        kubeconfig, tmp_path / "standby.log", identity="standby", env={"CERTSMITH_WEBHOOKS": "off"}
+    )
+    leader.start()
+    try:
+        wait_for(lambda: holder(api_client) == "leader", timeout=40, what="the leader")
+        standby.start()
+        wait_for(lambda: standby.readyz() == 200, timeout=60, what="the standby ready")
+        assert holder(api_client) == "leader"
+        leader.kill()
+        wait_for(lambda: holder(api_client) == "standby", timeout=40, what="the takeover")
+        wait_for(lambda: standby.readyz() == 200, timeout=60, what="the new leader ready")
+    finally:
+        standby.stop()
+        leader.stop()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ def registry(
             memo.health = await readiness.serve(
                 port=config.health_port,
                 replica=replica,
-                authority_problem=serving.default_authority_problem,
+                authority_problem=_authority_problem(config, serving, replica),
                 webhook_port=config.webhook_port if config.webhooks else None,
             )
 
@@ -78,6 +78,16 @@ def registry(
         _injection_handler(handlers, config=config, kube=kube)
         _validation_handler(handlers, config=config, kube=kube)
     return handlers
+
+
+def _authority_problem(
+    config: Config, serving: ServingKeeper, replica: ReplicaState
+) -> Callable[[], str | None]:
+    """What /readyz asks of the default authority. A replica with webhooks off needs it only
+    while it leads (it signs then); as a standby it loads nothing and waits, ready."""
+    if config.webhooks:
+        return serving.default_authority_problem
+    return lambda: serving.default_authority_problem() if replica.leading else None
 
 
 async def _start_webhook(
