@@ -125,8 +125,30 @@ def start_watch_threads(parts: wiring.Parts) -> None:
     ).start()
 
 
+def check_ports(cfg: config.Config) -> None:
+    """ConfigError naming the first port another process already holds: the webhook server,
+    metrics and /readyz bind them (every address) once the operator runs, where a taken port
+    would only show as a traceback retried every minute."""
+    wanted = [("CERTSMITH_WEBHOOK_LISTEN_PORT", cfg.webhook_port if cfg.webhooks else 0)]
+    wanted += [("CERTSMITH_METRICS_PORT", cfg.metrics_port)]
+    wanted += [("CERTSMITH_HEALTH_PORT", cfg.health_port)]
+    for variable, port in wanted:
+        if not port:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("0.0.0.0", port))
+            except OSError as error:
+                raise config.ConfigError(
+                    f"{variable}={port}: the port is taken ({error.strerror}); choose another"
+                ) from None
+
+
 async def run(args: argparse.Namespace) -> None:
-    parts = wiring.build(config.from_env())
+    settings = config.from_env()
+    check_ports(settings)
+    parts = wiring.build(settings)
     shared = parts.shared
     await check_prerequisites(shared.kube, shared.config)
     stop = asyncio.Event()

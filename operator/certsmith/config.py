@@ -173,26 +173,41 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     ConfigError naming the first variable that cannot be used."""
     env = os.environ if env is None else env
     webhooks = _switch(env, "CERTSMITH_WEBHOOKS", Config.webhooks)
-    return Config(
-        namespace=_dns_label(env, "CERTSMITH_NAMESPACE", Config.namespace),
-        workers=_int(env, "CERTSMITH_WORKERS", Config.workers, maximum=MAX_WORKERS),
-        kubeconfig=_kubeconfig(env),
-        trust_domain=_trust_domain(env),
-        webhooks=webhooks,
-        webhook_port=_port(
-            env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
-        ),
-        webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
-        webhook_url=_webhook_url(env),
-        webhook_cert_dir=(
-            _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
-            if webhooks
-            else env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir
-        ),
-        webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
-        metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
-        health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
+    return _distinct_ports(
+        Config(
+            namespace=_dns_label(env, "CERTSMITH_NAMESPACE", Config.namespace),
+            workers=_int(env, "CERTSMITH_WORKERS", Config.workers, maximum=MAX_WORKERS),
+            kubeconfig=_kubeconfig(env),
+            trust_domain=_trust_domain(env),
+            webhooks=webhooks,
+            webhook_port=_port(
+                env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
+            ),
+            webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
+            webhook_url=_webhook_url(env),
+            webhook_cert_dir=(
+                _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
+                if webhooks
+                else env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir
+            ),
+            webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
+            metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
+            health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
+        )
     )
+
+
+def _distinct_ports(cfg: Config) -> Config:
+    """The webhook, metrics and /readyz servers each bind their own port."""
+    seen: dict[int, str] = {}
+    listening = [("CERTSMITH_WEBHOOK_LISTEN_PORT", cfg.webhook_port if cfg.webhooks else 0)]
+    listening += [("CERTSMITH_METRICS_PORT", cfg.metrics_port)]
+    listening += [("CERTSMITH_HEALTH_PORT", cfg.health_port)]
+    for variable, port in listening:
+        if port and port in seen:
+            raise ConfigError(f"{variable}={port} is also {seen[port]}: each needs its own port")
+        seen[port] = variable
+    return cfg
 
 
 def missing_namespace_message(namespace: str) -> str:

@@ -131,3 +131,17 @@ def test_kubeconfig_must_name_a_cluster(tmp_path: Path) -> None:
         config.ConfigError, match=r"CERTSMITH_OPERATOR_KUBECONFIG=.* cannot be read"
     ):
         config.from_env({"CERTSMITH_OPERATOR_KUBECONFIG": str(broken)})
+
+
+def test_each_server_needs_its_own_port() -> None:
+    with pytest.raises(
+        config.ConfigError,
+        match="CERTSMITH_METRICS_PORT=9443 is also CERTSMITH_WEBHOOK_LISTEN_PORT",
+    ):
+        config.from_env({"CERTSMITH_METRICS_PORT": "9443"})
+    # Off (0) twice, or the webhook's port while webhooks are off: nothing binds twice.
+    cfg = config.from_env(
+        {"CERTSMITH_METRICS_PORT": "0", "CERTSMITH_HEALTH_PORT": "0", "CERTSMITH_WEBHOOKS": "off"}
+    )
+    assert (cfg.metrics_port, cfg.health_port) == (0, 0)
+    assert config.from_env({"CERTSMITH_WEBHOOKS": "off", "CERTSMITH_METRICS_PORT": "9443"})

@@ -4,6 +4,7 @@ before anything talks to a cluster."""
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,27 @@ def test_a_config_error_exits_2_naming_the_variable(
     assert exited.value.code == entry.EXIT_CANNOT_RUN == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith(f"cannot start: {said}"), errors
+
+
+def test_a_taken_port_exits_2_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("0.0.0.0", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        monkeypatch.setenv("CERTSMITH_HEALTH_PORT", str(port))
+        # Only the port under test is checked (the defaults may be taken on a developer's box).
+        monkeypatch.setenv("CERTSMITH_WEBHOOKS", "off")
+        monkeypatch.setenv("CERTSMITH_METRICS_PORT", "0")
+        with (
+            caplog.at_level(logging.ERROR, logger="certsmith"),
+            pytest.raises(SystemExit) as exited,
+        ):
+            entry.main([])
+    assert exited.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"cannot start: CERTSMITH_HEALTH_PORT={port}: the port is taken (Address already in use);"
+        " choose another"
+    ], errors
