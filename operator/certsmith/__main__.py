@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import threading
+import urllib.parse
 from collections.abc import Sequence
 
 import kopf
@@ -125,16 +126,36 @@ def start_watch_threads(parts: wiring.Parts) -> None:
     ).start()
 
 
-def check_ports(cfg: config.Config) -> None:
-    """ConfigError naming the first port another process already holds: the webhook server,
-    metrics and /readyz bind them (every address) once the operator runs, where a taken port
-    would only show as a traceback retried every minute."""
+def liveness_port(liveness: str | None) -> int:
+    """The port of `--liveness` (kopf's probe server), 0 without one; ConfigError when it
+    names none."""
+    if liveness is None:
+        return 0
+    try:
+        port = urllib.parse.urlsplit(liveness).port
+    except ValueError:
+        port = None
+    if not port:
+        raise config.ConfigError(f"--liveness={liveness!r} is not a URL with a port")
+    return port
+
+
+def check_ports(cfg: config.Config, liveness: int) -> None:
+    """ConfigError naming the first port given to two servers or already held by another
+    process: the webhook server, metrics, /readyz and kopf's liveness probe bind them (every
+    address) once the operator runs, where a taken port shows only as a traceback."""
     wanted = [("CERTSMITH_WEBHOOK_LISTEN_PORT", cfg.webhook_port if cfg.webhooks else 0)]
     wanted += [("CERTSMITH_METRICS_PORT", cfg.metrics_port)]
-    wanted += [("CERTSMITH_HEALTH_PORT", cfg.health_port)]
+    wanted += [("CERTSMITH_HEALTH_PORT", cfg.health_port), ("--liveness", liveness)]
+    seen: dict[int, str] = {}
     for variable, port in wanted:
         if not port:
             continue
+        if port in seen:
+            raise config.ConfigError(
+                f"{variable}={port} is also {seen[port]}: each needs its own port"
+            )
+        seen[port] = variable
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -147,7 +168,7 @@ def check_ports(cfg: config.Config) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     settings = config.from_env()
-    check_ports(settings)
+    check_ports(settings, liveness_port(args.liveness))
     parts = wiring.build(settings)
     shared = parts.shared
     await check_prerequisites(shared.kube, shared.config)
@@ -215,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         asyncio.run(run(args))
-    except config.ConfigError as error:
+    except (config.ConfigError, kube.KubeconfigError) as error:
         logger.error("cannot start: %s", error)
     except MissingPrerequisites as error:
         for message in error.missing:

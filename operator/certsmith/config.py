@@ -10,13 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
 from certsmith.api import model
 
 MAX_WORKERS = 256
 """Threads and pooled API connections are made up front: a typo like 10**20 must not
 exhaust the memory of the node (each pooled slot is allocated at start)."""
+_DIGITS = re.compile(r"[0-9]+")
+_SHOWN = 40
+"""At most this many characters of a refused value are echoed back."""
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SWITCHES = {"on": True, "true": True, "1": True, "yes": True}
 _SWITCHES |= {"off": False, "false": False, "0": False, "no": False}
@@ -56,30 +57,48 @@ class Config:
     """`/readyz`: 200 once the default authority is loaded and the webhook serves."""
 
 
-def _int(env: Mapping[str, str], key: str, default: int, *, maximum: int) -> int:
+def _shown(raw: str) -> str:
+    """`raw` quoted for an error message, cut short if long."""
+    return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "…")
+
+
+def _whole_number(env: Mapping[str, str], key: str) -> int | None:
+    """None when unset or empty; else ASCII digits only, surrounding blanks ignored (a
+    sign, `_`, other scripts' digits or a fraction are refused: what the value means must
+    not depend on Python's int())."""
     raw = env.get(key)
-    if raw is None or raw == "":
+    if raw is None or raw.strip() == "":
+        return None
+    if not _DIGITS.fullmatch(raw.strip()):
+        raise ConfigError(f"{key}={_shown(raw)} is not a whole number (digits 0-9)")
+    digits = raw.strip()
+    # Past nine digits a value is beyond every bound here (and int() refuses 4,301 digits).
+    return int(digits) if len(digits) <= 9 else 10**9
+
+
+def _int(env: Mapping[str, str], key: str, default: int, *, maximum: int) -> int:
+    value = _whole_number(env, key)
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ConfigError(f"{key}={raw!r} must be at least 1")
-    if value > maximum:
-        raise ConfigError(f"{key}={raw!r} must be at most {maximum}")
+    if not 1 <= value <= maximum:
+        bound = "at least 1" if value < 1 else f"at most {maximum}"
+        raise ConfigError(f"{key}={_shown(env[key])} must be {bound}")
     return value
 
 
 def _port(env: Mapping[str, str], key: str, default: int, *, can_be_off: bool = True) -> int:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
     lowest = 0 if can_be_off else 1
-    if not raw.isdigit() or not lowest <= int(raw) <= 65535:
-        off = " (0 turns it off)" if can_be_off else ""
-        raise ConfigError(f"{key}={raw!r} is not a port number from {lowest} to 65535{off}")
-    return int(raw)
+    off = " (0 turns it off)" if can_be_off else ""
+    refused = f"is not a port number from {lowest} to 65535{off}"
+    try:
+        value = _whole_number(env, key)
+    except ConfigError:
+        raise ConfigError(f"{key}={_shown(env[key])} {refused}") from None
+    if value is None:
+        return default
+    if not lowest <= value <= 65535:
+        raise ConfigError(f"{key}={_shown(env[key])} {refused}")
+    return value
 
 
 def _switch(env: Mapping[str, str], key: str, default: bool) -> bool:
@@ -107,12 +126,22 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
     value = env.get("CERTSMITH_WEBHOOK_URL") or None
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(
-            f"CERTSMITH_WEBHOOK_URL={value!r} is not an https:// URL with a host "
-            "(no query or fragment): the apiserver calls webhooks over TLS only"
-        )
+    refused = ConfigError(
+        f"CERTSMITH_WEBHOOK_URL={_shown(value)} is not an https:// URL with a host and a "
+        "valid port (no blanks, user, query or fragment): the apiserver calls webhooks "
+        "over TLS only"
+    )
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when out of range
+    except ValueError:
+        raise refused from None
+    if parts.scheme.lower() != "https" or not parts.hostname or port == 0:
+        raise refused
+    if parts.query or parts.fragment or parts.username is not None or value != value.strip():
+        raise refused
+    if any(character.isspace() for character in value):
+        raise refused
     return value
 
 
@@ -120,32 +149,22 @@ def _writable_directory(env: Mapping[str, str], key: str, default: str) -> str:
     """A directory certsmith may create and write files in (it writes them at start)."""
     value = env.get(key) or default
     path = Path(value)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not a directory" if path.exists() else "cannot be created"
-        raise ConfigError(f"{key}={value!r} {what} writable by this process")
+    # lexists: a dangling symlink exists as a name but cannot be made a directory.
+    existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    usable = existing is not None and existing.is_dir()
+    if not usable or not os.access(existing or path, os.W_OK | os.X_OK):
+        what = "is not a directory" if os.path.lexists(path) else "cannot be created"
+        raise ConfigError(f"{key}={_shown(value)} {what} writable by this process")
     return value
-
-
-def _kubeconfig(env: Mapping[str, str]) -> str | None:
-    path = env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None
-    if path is None:
-        return None
-    try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(
-            f"CERTSMITH_OPERATOR_KUBECONFIG={path!r} cannot be read: {error}"
-        ) from None
-    if not isinstance(loaded, dict) or not loaded.get("clusters"):
-        raise ConfigError(f"CERTSMITH_OPERATOR_KUBECONFIG={path!r} is no kubeconfig (no clusters)")
-    return path
 
 
 def _pem_file(env: Mapping[str, str], key: str) -> str | None:
     path = env.get(key) or None
     if path is None:
         return None
+    # The raw string is what TLS opens: "file/" reads as a file through Path, not there.
+    if not os.path.isfile(path):
+        raise ConfigError(f"{key}={_shown(path)} cannot be read: not a file")
     try:
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as error:
@@ -173,41 +192,26 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     ConfigError naming the first variable that cannot be used."""
     env = os.environ if env is None else env
     webhooks = _switch(env, "CERTSMITH_WEBHOOKS", Config.webhooks)
-    return _distinct_ports(
-        Config(
-            namespace=_dns_label(env, "CERTSMITH_NAMESPACE", Config.namespace),
-            workers=_int(env, "CERTSMITH_WORKERS", Config.workers, maximum=MAX_WORKERS),
-            kubeconfig=_kubeconfig(env),
-            trust_domain=_trust_domain(env),
-            webhooks=webhooks,
-            webhook_port=_port(
-                env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
-            ),
-            webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
-            webhook_url=_webhook_url(env),
-            webhook_cert_dir=(
-                _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
-                if webhooks
-                else env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir
-            ),
-            webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
-            metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
-            health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
-        )
+    return Config(
+        namespace=_dns_label(env, "CERTSMITH_NAMESPACE", Config.namespace),
+        workers=_int(env, "CERTSMITH_WORKERS", Config.workers, maximum=MAX_WORKERS),
+        kubeconfig=env.get("CERTSMITH_OPERATOR_KUBECONFIG") or None,
+        trust_domain=_trust_domain(env),
+        webhooks=webhooks,
+        webhook_port=_port(
+            env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
+        ),
+        webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
+        webhook_url=_webhook_url(env),
+        webhook_cert_dir=(
+            _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
+            if webhooks
+            else env.get("CERTSMITH_WEBHOOK_CERT_DIR") or Config.webhook_cert_dir
+        ),
+        webhook_client_ca=_pem_file(env, "CERTSMITH_WEBHOOK_CLIENT_CA"),
+        metrics_port=_port(env, "CERTSMITH_METRICS_PORT", Config.metrics_port),
+        health_port=_port(env, "CERTSMITH_HEALTH_PORT", Config.health_port),
     )
-
-
-def _distinct_ports(cfg: Config) -> Config:
-    """The webhook, metrics and /readyz servers each bind their own port."""
-    seen: dict[int, str] = {}
-    listening = [("CERTSMITH_WEBHOOK_LISTEN_PORT", cfg.webhook_port if cfg.webhooks else 0)]
-    listening += [("CERTSMITH_METRICS_PORT", cfg.metrics_port)]
-    listening += [("CERTSMITH_HEALTH_PORT", cfg.health_port)]
-    for variable, port in listening:
-        if port and port in seen:
-            raise ConfigError(f"{variable}={port} is also {seen[port]}: each needs its own port")
-        seen[port] = variable
-    return cfg
 
 
 def missing_namespace_message(namespace: str) -> str:

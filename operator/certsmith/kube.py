@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -91,21 +92,34 @@ class ApiError(Exception):
         return self.status == 409
 
 
+class KubeconfigError(Exception):
+    """Outside a cluster, no usable kubeconfig: the message says which file and why."""
+
+
 def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClient:
     """An ApiClient for in-cluster use, or for the given/default kubeconfig.
 
     `kubeconfig` None: the pod's service account, else the default kubeconfig
     (`$KUBECONFIG`, `~/.kube/config`). At most `pool_size` connections are kept open.
-    Raises the client's ConfigException when neither can be loaded.
+    Raises KubeconfigError when neither can be loaded (a file missing, a directory, not
+    YAML, no cluster in it).
     """
     configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-    else:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    try:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # The loader fails with whatever the file's contents trip over, not only its own error.
+    except (config.ConfigException, OSError, ValueError, TypeError, AttributeError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise KubeconfigError(
+            f"kubeconfig {where!r} (CERTSMITH_OPERATOR_KUBECONFIG, else KUBECONFIG) cannot "
+            f"be used: {error}"
+        ) from None
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = RETRIES
     return client.ApiClient(configuration)

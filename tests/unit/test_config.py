@@ -70,7 +70,16 @@ def test_trust_domain_must_be_a_spiffe_trust_domain(value: str) -> None:
         ("CERTSMITH_WEBHOOK_URL", "not a url", "is not an https:// URL"),
         ("CERTSMITH_WEBHOOK_URL", "http://127.0.0.1:9443", "is not an https:// URL"),
         ("CERTSMITH_WEBHOOK_URL", "https://:9443", "is not an https:// URL"),
-        ("CERTSMITH_OPERATOR_KUBECONFIG", "/nonexistent/kubeconfig", "cannot be read"),
+        ("CERTSMITH_WORKERS", "+4", "is not a whole number"),
+        ("CERTSMITH_WORKERS", "1_0", "is not a whole number"),
+        ("CERTSMITH_WORKERS", "\uff11\uff12", "is not a whole number"),  # full-width 12
+        ("CERTSMITH_METRICS_PORT", "\u0663", "is not a port number"),  # Arabic-Indic 3
+        ("CERTSMITH_METRICS_PORT", "+9402", "is not a port number"),
+        ("CERTSMITH_WEBHOOK_URL", "https://127.0.0.1:9443 ", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", " https://127.0.0.1:9443", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", "https://127.0.0.1:99999", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", "https://u:p@127.0.0.1:9443", "is not an https:// URL"),
+        ("CERTSMITH_WEBHOOK_URL", "https://[::1", "is not an https:// URL"),
     ],
 )
 def test_a_setting_certsmith_cannot_use_is_refused_naming_the_variable(
@@ -118,30 +127,28 @@ def test_webhook_cert_dir_must_be_a_directory(tmp_path: Path) -> None:
     assert cfg.webhooks is False
 
 
-def test_kubeconfig_must_name_a_cluster(tmp_path: Path) -> None:
-    junk = tmp_path / "kubeconfig"
-    junk.write_text("just: [a, list]\n")
-    with pytest.raises(
-        config.ConfigError, match=r"CERTSMITH_OPERATOR_KUBECONFIG=.* is no kubeconf"
-    ):
-        config.from_env({"CERTSMITH_OPERATOR_KUBECONFIG": str(junk)})
-    broken = tmp_path / "broken"
-    broken.write_text("clusters: [\n")
-    with pytest.raises(
-        config.ConfigError, match=r"CERTSMITH_OPERATOR_KUBECONFIG=.* cannot be read"
-    ):
-        config.from_env({"CERTSMITH_OPERATOR_KUBECONFIG": str(broken)})
+def test_whole_numbers_may_have_blanks_around_them() -> None:
+    cfg = config.from_env({"CERTSMITH_WORKERS": " 4 ", "CERTSMITH_METRICS_PORT": "9400 "})
+    assert (cfg.workers, cfg.metrics_port) == (4, 9400)
+    assert config.from_env({"CERTSMITH_WORKERS": "  "}).workers == config.Config.workers
 
 
-def test_each_server_needs_its_own_port() -> None:
-    with pytest.raises(
-        config.ConfigError,
-        match="CERTSMITH_METRICS_PORT=9443 is also CERTSMITH_WEBHOOK_LISTEN_PORT",
-    ):
-        config.from_env({"CERTSMITH_METRICS_PORT": "9443"})
-    # Off (0) twice, or the webhook's port while webhooks are off: nothing binds twice.
-    cfg = config.from_env(
-        {"CERTSMITH_METRICS_PORT": "0", "CERTSMITH_HEALTH_PORT": "0", "CERTSMITH_WEBHOOKS": "off"}
-    )
-    assert (cfg.metrics_port, cfg.health_port) == (0, 0)
-    assert config.from_env({"CERTSMITH_WEBHOOKS": "off", "CERTSMITH_METRICS_PORT": "9443"})
+def test_a_long_refused_value_is_cut_short_in_the_message() -> None:
+    with pytest.raises(config.ConfigError) as refused:
+        config.from_env({"CERTSMITH_WORKERS": "9" * 5000})
+    assert len(str(refused.value)) < 120, str(refused.value)
+    assert str(refused.value).endswith("must be at most 256")
+
+
+def test_client_ca_with_a_trailing_slash_is_no_file(tmp_path: Path, root: ca.CAKeyPair) -> None:
+    pem = tmp_path / "ca.crt"
+    pem.write_bytes(root.certificate.public_bytes(Encoding.PEM))
+    with pytest.raises(config.ConfigError, match=r"CERTSMITH_WEBHOOK_CLIENT_CA=.* not a file"):
+        config.from_env({"CERTSMITH_WEBHOOK_CLIENT_CA": f"{pem}/"})
+
+
+def test_webhook_cert_dir_that_is_a_dangling_symlink_is_refused(tmp_path: Path) -> None:
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(config.ConfigError, match=r"CERTSMITH_WEBHOOK_CERT_DIR=.* is not a dir"):
+        config.from_env({"CERTSMITH_WEBHOOK_CERT_DIR": str(dangling)})

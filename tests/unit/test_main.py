@@ -62,3 +62,64 @@ def test_a_taken_port_exits_2_naming_its_variable(
         f"cannot start: CERTSMITH_HEALTH_PORT={port}: the port is taken (Address already in use);"
         " choose another"
     ], errors
+
+
+def _exits_2_saying(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    argv: list[str],
+    env: dict[str, str],
+) -> str:
+    """The one error `python -m certsmith argv` logs before exiting 2, with only the
+    servers under test listening (the defaults may be taken on a developer's box)."""
+    caplog.clear()
+    monkeypatch.setenv("CERTSMITH_WEBHOOKS", "off")
+    monkeypatch.setenv("CERTSMITH_METRICS_PORT", "0")
+    monkeypatch.setenv("CERTSMITH_HEALTH_PORT", "0")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.ERROR, logger="certsmith"), pytest.raises(SystemExit) as exited:
+        entry.main(argv)
+    assert exited.value.code == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "empty", "not yaml", "no clusters"])
+def test_a_kubeconfig_that_cannot_be_used_exits_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if kind == "directory":
+        path.mkdir()
+    elif kind != "missing":
+        path.write_text({"empty": "", "not yaml": "clusters: [\n", "no clusters": "a: 1\n"}[kind])
+    monkeypatch.delenv("CERTSMITH_OPERATOR_KUBECONFIG", raising=False)
+    said = _exits_2_saying(monkeypatch, caplog, [], {"KUBECONFIG": str(path)})
+    assert said.startswith(f"cannot start: kubeconfig {str(path)!r} "), said
+    assert "(CERTSMITH_OPERATOR_KUBECONFIG, else KUBECONFIG) cannot be used" in said
+
+
+def test_two_servers_on_one_port_exit_2_naming_both(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    said = _exits_2_saying(
+        monkeypatch,
+        caplog,
+        ["--liveness=http://0.0.0.0:18080/healthz"],
+        {"CERTSMITH_HEALTH_PORT": "18080"},
+    )
+    assert (
+        said
+        == "cannot start: --liveness=18080 is also CERTSMITH_HEALTH_PORT: each needs its own port"
+    )
+    said = _exits_2_saying(
+        monkeypatch, caplog, [], {"CERTSMITH_WEBHOOKS": "on", "CERTSMITH_METRICS_PORT": "9443"}
+    )
+    assert said.endswith(
+        "CERTSMITH_METRICS_PORT=9443 is also CERTSMITH_WEBHOOK_LISTEN_PORT: each needs its own port"
+    )
