@@ -22,6 +22,9 @@ from collections.abc import Sequence
 
 import kopf
 
+# kopf's operator() takes this NewType, which its public namespace does not export.
+from kopf._core.engines.peering import Identity
+
 from certsmith import config, kube, wiring
 from certsmith.authorities import store
 from certsmith.replicas import leadership
@@ -75,7 +78,15 @@ async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> None:
         raise MissingPrerequisites(missing)
 
 
-async def lead(parts: wiring.Parts, stop: asyncio.Event, term_over: asyncio.Event) -> None:
+def kopf_identity(role: str, replica: str) -> Identity:
+    """Given to each kopf operator: without one kopf names itself after the OS user, and
+    the image's user (uid 65532) has no passwd entry, so that lookup fails at start."""
+    return Identity(f"certsmith-{role}@{replica}")
+
+
+async def lead(
+    parts: wiring.Parts, stop: asyncio.Event, replica: str, term_over: asyncio.Event
+) -> None:
     """Run the controller until the term is over (the Lease lost) or the process stops."""
     stop_term = asyncio.Event()
 
@@ -89,11 +100,11 @@ async def lead(parts: wiring.Parts, stop: asyncio.Event, term_over: asyncio.Even
     relay_task = asyncio.create_task(relay())
     try:
         with parts.shared.replica.leading_term():
-            # (No kopf identity: kopf uses one only for its peering, off here.)
             await kopf.operator(
                 registry=parts.controller_handlers,
                 clusterwide=True,
                 standalone=True,
+                identity=kopf_identity("controller", replica),
                 stop_flag=stop_term,
             )
     finally:
@@ -173,11 +184,15 @@ async def run(args: argparse.Namespace) -> None:
     shared = parts.shared
     await check_prerequisites(shared.kube, shared.config)
     stop = asyncio.Event()
+    # Stable across restarts of the same replica (the pod name in a cluster), so a restarted
+    # leader renews its own Lease at once instead of waiting for it to expire.
+    replica = os.environ.get("CERTSMITH_IDENTITY") or socket.gethostname()
     serving = asyncio.create_task(
         kopf.operator(
             registry=parts.admission_handlers,
             clusterwide=True,
             standalone=True,
+            identity=kopf_identity("webhooks", replica),
             liveness_endpoint=args.liveness,
             stop_flag=stop,
         )
@@ -185,11 +200,9 @@ async def run(args: argparse.Namespace) -> None:
     elector = leadership.Elector(
         kube=shared.kube,
         namespace=shared.config.namespace,
-        # Stable across restarts of the same replica (the pod name in a cluster), so a
-        # restarted leader renews its own Lease at once instead of waiting for it to expire.
-        identity=os.environ.get("CERTSMITH_IDENTITY") or socket.gethostname(),
+        identity=replica,
         clock=wiring.utc_now,
-        lead=functools.partial(lead, parts, stop),
+        lead=functools.partial(lead, parts, stop, replica),
         on_contact=shared.replica.apiserver_answered,
         on_read=shared.replica.watch_health.read,
     )
