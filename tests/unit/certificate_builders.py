@@ -39,8 +39,13 @@ def secret_body(
     *,
     issued_at: datetime = NOW - timedelta(minutes=10),
     revision: int = 1,
+    owner: str = NAME,
+    ca_pem: bytes | None = None,
+    issuer_fingerprint: str | None = None,
+    resource_version: str = "7",
 ) -> dict[str, Any]:
-    """The Secret certsmith writes for shop/web, as the apiserver returns it."""
+    """The Secret certsmith writes for Certificate shop/`owner`, as the apiserver returns it;
+    `ca_pem` and `issuer_fingerprint` default to the signer's."""
     key = keys.generate_private_key(spec.private_key)
     leaf = issue.build_leaf(
         spec=spec, public_key=key.public_key(), issuer=intermediate, now=issued_at
@@ -48,21 +53,21 @@ def secret_body(
     body = tls_secret.build_secret(
         name=spec.secret_name,
         namespace=NAMESPACE,
-        certificate_name=NAME,
+        certificate_name=owner,
         labels_template=spec.secret_labels,
         annotations_template=spec.secret_annotations,
         material=tls_secret.IssuedMaterial(
             leaf=leaf,
             intermediates=(intermediate.certificate,),
             key_pem=keys.encode_private_key(key, "PKCS8"),
-            ca_pem=signer(root, intermediate).bundle_pem,
-            issuer_fingerprint=signer(root, intermediate).issuer_fingerprint,
+            ca_pem=signer(root, intermediate).bundle_pem if ca_pem is None else ca_pem,
+            issuer_fingerprint=issuer_fingerprint or signer(root, intermediate).issuer_fingerprint,
             spec_fingerprint=model.issuance_fingerprint(spec),
             revision=revision,
             authority=AUTHORITY,
         ),
     )
-    body["metadata"]["resourceVersion"] = "7"
+    body["metadata"]["resourceVersion"] = resource_version
     return body
 
 

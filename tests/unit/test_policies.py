@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,9 +15,13 @@ from certsmith.certificates import policies, renewal, tls_secret
 from certsmith.certificates.policies import Action
 from certsmith.pki import ca, inspect, issue, keys
 from tests import builders
+from tests.unit import certificate_builders
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-NAME, NAMESPACE = "web", "shop"
+NOW, NAME, NAMESPACE = (
+    certificate_builders.NOW,
+    certificate_builders.NAME,
+    certificate_builders.NAMESPACE,
+)
 SPEC = builders.spec(dnsNames=["web.shop.svc"])
 
 
@@ -33,29 +37,17 @@ def issued_secret(
     issued_at: datetime = NOW - timedelta(days=1),
     owner: str = NAME,
 ) -> dict[str, Any]:
-    key = keys.generate_private_key(spec.private_key)
-    leaf = issue.build_leaf(
-        spec=spec, public_key=key.public_key(), issuer=intermediate, now=issued_at
+    """A Secret issued a day ago, with no ca.crt and a placeholder issuer fingerprint."""
+    return certificate_builders.secret_body(
+        spec,
+        root,
+        intermediate,
+        issued_at=issued_at,
+        owner=owner,
+        ca_pem=b"",
+        issuer_fingerprint="f",
+        resource_version="1",
     )
-    secret = tls_secret.build_secret(
-        name=spec.secret_name,
-        namespace=NAMESPACE,
-        certificate_name=owner,
-        labels_template=spec.secret_labels,
-        annotations_template=spec.secret_annotations,
-        material=tls_secret.IssuedMaterial(
-            leaf=leaf,
-            intermediates=(intermediate.certificate,),
-            key_pem=keys.encode_private_key(key, "PKCS8"),
-            ca_pem=b"",
-            issuer_fingerprint="f",
-            spec_fingerprint=model.issuance_fingerprint(spec),
-            revision=1,
-            authority="cluster-root",
-        ),
-    )
-    secret["metadata"]["resourceVersion"] = "1"
-    return secret
 
 
 def decide(spec, secret, root, *, now=NOW) -> policies.Decision:
