@@ -285,6 +285,11 @@ class Kube:
         """The namespace (its labels are what grants and bundle selectors match), or None."""
         return self._get_or_none(f"/api/v1/namespaces/{name}")
 
+    def get_namespace_labels(self, *, name: str) -> dict[str, str]:
+        """The namespace's labels read now; empty when it has none or does not exist."""
+        found = self.get_namespace(name=name) or {}
+        return dict((found.get("metadata") or {}).get("labels") or {})
+
     def get_crd(self, *, name: str) -> dict[str, Any] | None:
         """A CustomResourceDefinition by its name (`<plural>.<group>`), or None."""
         return self._get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")

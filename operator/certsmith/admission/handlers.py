@@ -138,15 +138,6 @@ def _log_caller_authentication(client_ca: str | None) -> None:
         )
 
 
-def current_namespace_labels(kube: Kube, namespace: str) -> Mapping[str, str]:
-    """Read now, for the webhook: a standby replica sees no namespace events, so a cache
-    there would keep the labels of a namespace since relabelled, or deleted and recreated.
-    ApiError when the read fails."""
-    found = kube.get_namespace(name=namespace)
-    labels: Mapping[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
-    return labels
-
-
 def ensure_certificate(kube: Kube, body: Mapping[str, Any]) -> dict[str, Any]:
     """Create a Certificate unless one of that name exists; return the stored one.
     ApiError when the apiserver refuses or does not answer."""
@@ -312,7 +303,8 @@ def _certificate_violations(
     except model.InvalidSpec as invalid:
         raise kopf.AdmissionError(str(invalid), code=422) from None
     # Read the authority and the namespace fresh: a standby replica sees no watch events,
-    # and grants and labels change.
+    # and grants and labels change (a cache there would keep the labels of a namespace
+    # since relabelled, or deleted and recreated).
     authority_body = kube.get_authority(name=parsed.issuer_name)
     if authority_body is None:
         return []  # judged again at signing, once the authority exists
@@ -322,7 +314,7 @@ def _certificate_violations(
         grants = ()  # the authority reports its own bad policy; here it grants nothing
     violations = isolation.evaluate(
         namespace=namespace,
-        namespace_labels=current_namespace_labels(kube, namespace),
+        namespace_labels=kube.get_namespace_labels(name=namespace),
         spec=parsed,
         grants=grants,
         trust_domain=config.trust_domain,

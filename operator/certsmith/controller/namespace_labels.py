@@ -27,8 +27,7 @@ class NamespaceLabels:
             cached = self._labels.get(namespace)
         if cached is not None:
             return cached
-        found = self._kube.get_namespace(name=namespace)
-        labels: Mapping[str, str] = ((found or {}).get("metadata") or {}).get("labels") or {}
+        labels = self._kube.get_namespace_labels(name=namespace)
         with self._lock:
             return self._labels.setdefault(namespace, labels)
 
