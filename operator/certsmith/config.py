@@ -62,22 +62,21 @@ def _shown(raw: str) -> str:
     return repr(raw if len(raw) <= _SHOWN else raw[:_SHOWN] + "…")
 
 
-def _whole_number(env: Mapping[str, str], key: str) -> int | None:
+def _whole_number(env: Mapping[str, str], key: str, *, refused: str) -> int | None:
     """None when unset or empty; else ASCII digits only, surrounding blanks ignored (a
-    sign, `_`, other scripts' digits or a fraction are refused: what the value means must
-    not depend on Python's int())."""
-    raw = env.get(key)
-    if raw is None or raw.strip() == "":
+    sign, `_`, other scripts' digits or a fraction are refused, saying `refused`: what the
+    value means must not depend on Python's int())."""
+    digits = env.get(key, "").strip()
+    if digits == "":
         return None
-    if not _DIGITS.fullmatch(raw.strip()):
-        raise ConfigError(f"{key}={_shown(raw)} is not a whole number (digits 0-9)")
-    digits = raw.strip()
+    if not _DIGITS.fullmatch(digits):
+        raise ConfigError(f"{key}={_shown(env[key])} {refused}")
     # Past nine digits a value is beyond every bound here (and int() refuses 4,301 digits).
     return int(digits) if len(digits) <= 9 else 10**9
 
 
 def _int(env: Mapping[str, str], key: str, default: int, *, maximum: int) -> int:
-    value = _whole_number(env, key)
+    value = _whole_number(env, key, refused="is not a whole number (digits 0-9)")
     if value is None:
         return default
     if not 1 <= value <= maximum:
@@ -90,10 +89,7 @@ def _port(env: Mapping[str, str], key: str, default: int, *, can_be_off: bool = 
     lowest = 0 if can_be_off else 1
     off = " (0 turns it off)" if can_be_off else ""
     refused = f"is not a port number from {lowest} to 65535{off}"
-    try:
-        value = _whole_number(env, key)
-    except ConfigError:
-        raise ConfigError(f"{key}={_shown(env[key])} {refused}") from None
+    value = _whole_number(env, key, refused=refused)
     if value is None:
         return default
     if not lowest <= value <= 65535:
@@ -138,7 +134,7 @@ def _webhook_url(env: Mapping[str, str]) -> str | None:
         raise refused from None
     if parts.scheme.lower() != "https" or not parts.hostname or port == 0:
         raise refused
-    if parts.query or parts.fragment or parts.username is not None or value != value.strip():
+    if parts.query or parts.fragment or parts.username is not None:
         raise refused
     if any(character.isspace() for character in value):
         raise refused
@@ -151,8 +147,7 @@ def _writable_directory(env: Mapping[str, str], key: str, default: str) -> str:
     path = Path(value)
     # lexists: a dangling symlink exists as a name but cannot be made a directory.
     existing = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
-    usable = existing is not None and existing.is_dir()
-    if not usable or not os.access(existing or path, os.W_OK | os.X_OK):
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         what = "is not a directory" if os.path.lexists(path) else "cannot be created"
         raise ConfigError(f"{key}={_shown(value)} {what} writable by this process")
     return value
