@@ -71,9 +71,7 @@ class ServingKeeper:
             self._refresh(reload=None)
             return
         except (ApiError, store.AuthorityNotReady) as error:
-            self._problem = (
-                f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
-            )
+            self._problem = self._not_ready(error)
         now = self._clock()
         until = self._earlier_files_until(now)
         if until is not None:
@@ -119,9 +117,7 @@ class ServingKeeper:
         except store.AuthorityNotReady as error:
             # (An ApiError leaves the problem as it was: the apiserver's silence is a
             # readiness problem of its own.)
-            self._problem = (
-                f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
-            )
+            self._problem = self._not_ready(error)
             raise
         self._problem = None
         step = serving.plan(self._state, material=material, now=self._clock())
@@ -150,6 +146,9 @@ class ServingKeeper:
         if self._registry.get(material.name) is None:
             self._registry.put(material)
         return material
+
+    def _not_ready(self, error: Exception) -> str:
+        return f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
 
     def _dns_names(self) -> list[str]:
         return serving.webhook_dns_names(self._config.webhook_service, self._config.namespace)
