@@ -111,6 +111,24 @@ condition_true() {
     2>/dev/null)" == True ]]
 }
 
+# pod_certificate_gates: the feature gates that serve and use pod certificates
+# (PodCertificateRequest, ClusterTrustBundle and its projection) on KUBERNETES_VERSION, as one comma-separated list; empty from 1.37, where they are
+# GA and on by default. They are beta and off in 1.35 and 1.36: kube-apiserver and kubelet
+# both need them (kube-apiserver also needs pod_certificate_runtime_config).
+pod_certificate_gates() {
+  local minor
+  minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
+  ((minor < 37)) || return 0
+  echo "PodCertificateRequest=true,ClusterTrustBundle=true,ClusterTrustBundleProjection=true"
+}
+
+# pod_certificate_runtime_config: kube-apiserver's --runtime-config entries that serve the
+# beta pod-certificate APIs on KUBERNETES_VERSION; empty from 1.37 (certificates.k8s.io/v1).
+pod_certificate_runtime_config() {
+  [[ -n "$(pod_certificate_gates)" ]] || return 0
+  echo "certificates.k8s.io/v1beta1/podcertificaterequests=true,certificates.k8s.io/v1beta1/clustertrustbundles=true"
+}
+
 # go_build_etcd VERSION MODULE_DIR OUTPUT: builds etcd's server at VERSION into OUTPUT from
 # a module of our own in MODULE_DIR (its replace directives make `go install @VERSION`
 # refuse it).
