@@ -26,7 +26,9 @@ import kopf
 from kopf._core.engines.peering import Identity
 
 from certsmith import config, kube, wiring
+from certsmith.api import names
 from certsmith.authorities import store
+from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas import leadership
 
 logger = logging.getLogger("certsmith")
@@ -59,14 +61,33 @@ def missing_prerequisites(client: kube.Kube, cfg: config.Config) -> list[str]:
     return missing
 
 
-async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> None:
+def discover_pod_certificate_apis(client: kube.Kube) -> PodCertificateApis:
+    """The served versions of the pod-certificate APIs (preferred first). ApiError when the
+    apiserver does not answer."""
+
+    def served(resource: str) -> str | None:
+        return client.served_version(
+            group=names.CERTIFICATES_GROUP,
+            resource=resource,
+            versions=names.POD_CERTIFICATE_VERSIONS,
+        )
+
+    return PodCertificateApis(
+        requests=served(names.POD_CERTIFICATE_REQUESTS),
+        bundles=served(names.CLUSTER_TRUST_BUNDLES),
+    )
+
+
+async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> PodCertificateApis:
     """MissingPrerequisites naming what is missing, once, instead of failing every round
-    for ever; wait while the apiserver does not answer (it may be starting)."""
+    for ever; wait while the apiserver does not answer (it may be starting). Then the
+    pod-certificate APIs the cluster serves: optional, so their absence is only logged."""
     loop = asyncio.get_running_loop()
     pause_seconds = 1.0
     while True:
         try:
             missing = await loop.run_in_executor(None, missing_prerequisites, client, cfg)
+            apis = await loop.run_in_executor(None, discover_pod_certificate_apis, client)
             break
         except kube.ApiError as error:
             logger.warning(
@@ -76,6 +97,9 @@ async def check_prerequisites(client: kube.Kube, cfg: config.Config) -> None:
             pause_seconds = min(pause_seconds * 2, 30.0)
     if missing:
         raise MissingPrerequisites(missing)
+    for sentence in apis.unserved():
+        logger.warning("%s", sentence)
+    return apis
 
 
 def kopf_identity(role: str, replica: str) -> Identity:
@@ -180,9 +204,10 @@ def check_ports(cfg: config.Config, liveness: int) -> None:
 async def run(args: argparse.Namespace) -> None:
     settings = config.from_env()
     check_ports(settings, liveness_port(args.liveness))
-    parts = wiring.build(settings)
+    client = wiring.new_kube(settings)
+    apis = await check_prerequisites(client, settings)
+    parts = wiring.build(settings, kube=client, pod_certificate_apis=apis)
     shared = parts.shared
-    await check_prerequisites(shared.kube, shared.config)
     stop = asyncio.Event()
     # Stable across restarts of the same replica (the pod name in a cluster), so a restarted
     # leader renews its own Lease at once instead of waiting for it to expire.

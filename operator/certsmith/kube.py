@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import urllib3
@@ -223,6 +223,20 @@ class Kube:
             if error.not_found:
                 return None
             raise
+
+    # --- discovery -------------------------------------------------------------------
+
+    def served_version(self, *, group: str, resource: str, versions: Sequence[str]) -> str | None:
+        """The first of `versions` (preferred first) in which the apiserver serves
+        `resource` of `group` (from `/apis/<group>/<version>` discovery), None if none does:
+        an API behind an off feature gate or runtime-config is simply absent there. Other
+        errors (unreachable, 403) raise ApiError."""
+        for version in versions:
+            found = self._get_or_none(f"/apis/{group}/{version}")
+            resources = (found or {}).get("resources") or []
+            if any(entry.get("name") == resource for entry in resources):
+                return version
+        return None
 
     # --- Secrets ---------------------------------------------------------------------
 

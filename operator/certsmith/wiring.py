@@ -27,6 +27,7 @@ from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.kube import Kube, new_api_client
+from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas.state import ReplicaState
 from certsmith.scheduler import Scheduler
 
@@ -49,6 +50,8 @@ class Shared:
     """The authorities' loaded material: the controller's, and the default one for the webhook."""
     replica: ReplicaState
     """This replica: apiserver contact, watch health, whether it leads."""
+    pod_certificate_apis: PodCertificateApis
+    """The pod-certificate API versions the cluster serves (found at start)."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,18 @@ class Parts:
     """The webhook server and its handlers, metrics and /readyz, run in every replica."""
 
 
-def build(config: Config) -> Parts:
-    """Every long-lived part, wired; nothing runs until the operators start."""
-    kube = Kube(new_api_client(kubeconfig=config.kubeconfig, pool_size=config.workers))
+def new_kube(config: Config) -> Kube:
+    """The one API client of the process, its pool sized for the workers."""
+    return Kube(new_api_client(kubeconfig=config.kubeconfig, pool_size=config.workers))
+
+
+def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApis) -> Parts:
+    """Every long-lived part, wired; nothing runs until the operators start. `kube` is
+    `new_kube(config)`; `pod_certificate_apis` what discovery found at start."""
     shared = Shared(
         config=config,
         kube=kube,
+        pod_certificate_apis=pod_certificate_apis,
         executor=ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="certsmith"),
         scheduler=Scheduler(clock=utc_now, concurrency=config.workers),
         registry=store.AuthorityRegistry(),

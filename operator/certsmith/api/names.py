@@ -55,3 +55,28 @@ KEY_MODE_ANNOTATION = "certsmith.dev/key-mode"
 IDENTITY_LABEL = "certsmith.dev/service-account"
 RESTART_ANNOTATION = "certsmith.dev/restart-on-rotation"
 ROTATED_ANNOTATION = "certsmith.dev/rotated-secret"
+
+# --- Kubernetes pod certificates (KEP-4317) ----------------------------------------------
+CERTIFICATES_GROUP = "certificates.k8s.io"
+POD_CERTIFICATE_REQUESTS = "podcertificaterequests"
+CLUSTER_TRUST_BUNDLES = "clustertrustbundles"
+POD_CERTIFICATE_VERSIONS = ("v1", "v1beta1")
+"""Versions of the two APIs certsmith speaks, preferred first: v1 (GA in Kubernetes 1.37),
+v1beta1 (1.35 and 1.36, behind feature gates)."""
+
+
+def signer_name(authority: str) -> str:
+    """The signerName of CertificateAuthority `authority` in PodCertificateRequests and
+    ClusterTrustBundles: `certsmith.dev/<authority>` (a signer name is `<domain>/<path>`;
+    authority names are RFC 1123 subdomains, so always a valid path)."""
+    return f"{GROUP}/{authority}"
+
+
+def signer_authority(signer: str) -> str | None:
+    """The authority a signerName names (inverse of `signer_name`), None for another signer
+    (`kubernetes.io/...`, another vendor's, or a deeper path certsmith never hands out)."""
+    prefix = f"{GROUP}/"
+    if not signer.startswith(prefix):
+        return None
+    authority = signer[len(prefix) :]
+    return authority if authority and "/" not in authority else None
