@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench \
+.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench bench-pod-certificates \
         cluster-up cluster-down demo demo-down
 
 deps:
@@ -48,6 +48,9 @@ test: lint test-unit test-integration test-chaos test-e2e
 
 bench: deps binaries
 	$(VENV)/bin/python bench/issuance.py
+
+bench-pod-certificates: deps binaries
+	$(VENV)/bin/python bench/pod_certificates.py
 
 cluster-up: deps binaries
 	hack/cluster up apiserver

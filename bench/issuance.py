@@ -12,43 +12,17 @@ Uses the cluster in CERTSMITH_KUBECONFIG, or brings the apiserver profile up (an
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+import harness
+
 GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
-WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
-
-
-def writes_so_far(api: client.ApiClient) -> int:
-    """Mutating requests the apiserver has served, by its own counter."""
-    text = api.call_api("GET", api.configuration.host + "/metrics", header_params={})
-    total = 0
-    for line in text.read().decode().splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        verb = re.search(r'verb="([A-Z]+)"', line)
-        if verb and verb.group(1) in WRITE_VERBS:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def certificate(name: str, namespace: str) -> dict:
@@ -119,14 +93,14 @@ def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -
         )
         applied_at[name] = time.monotonic()
 
-    writes_before = writes_so_far(api)
+    writes_before = harness.writes_so_far(api)
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(apply, names))
     watcher.wait(names, timeout=max(120, count / 10))
     elapsed = max(watcher.ready_at.values()) - started
     time.sleep(2)  # let trailing writes (events) land before counting
-    writes = writes_so_far(api) - writes_before - count  # minus the bench's own creates
+    writes = harness.writes_so_far(api) - writes_before - count  # minus the bench's own creates
     latencies = sorted((watcher.ready_at[n] - applied_at[n]) * 1000 for n in names)
 
     print(f"certificates:            {count}")
@@ -134,10 +108,10 @@ def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -
     print(f"throughput:              {count / elapsed:.1f} certificates/s")
     print(
         f"apply→Ready p50 / p99:   {statistics.median(latencies):.0f} ms / "
-        f"{latencies[int(len(latencies) * 0.99) - 1]:.0f} ms"
+        f"{harness.percentile_ms(latencies, 0.99):.0f} ms"
     )
     print(f"apiserver writes/cert:   {writes / count:.2f}")
-    print(f"operator peak RSS:       {peak_rss_mib(operator_pid):.0f} MiB")
+    print(f"operator peak RSS:       {harness.peak_rss_mib(operator_pid):.0f} MiB")
 
     sequential_ms = []
     for i in range(sequential):
@@ -154,27 +128,6 @@ def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -
     core.delete_namespace(namespace)
 
 
-def wait_for_authority(kubectl: list) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready = subprocess.run(
-            [
-                *kubectl,
-                "get",
-                "ca",
-                "cluster-root",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if ready.stdout == "True":
-            return
-        time.sleep(0.2)
-    raise SystemExit("CertificateAuthority cluster-root not Ready after 60 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
@@ -186,59 +139,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    kubeconfig = os.environ.get("CERTSMITH_KUBECONFIG")
-    started_cluster = kubeconfig is None
-    if started_cluster:
-        out = subprocess.run(
-            [REPO_ROOT / "hack" / "cluster", "up"], check=True, stdout=subprocess.PIPE, text=True
-        ).stdout
-        kubeconfig = out.strip().splitlines()[-1]
-    bin_dir = (
-        subprocess.run(
-            [REPO_ROOT / "hack" / "build-binaries"], check=True, stdout=subprocess.PIPE, text=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    kubectl = [f"{bin_dir}/kubectl", "--kubeconfig", kubeconfig]
-    subprocess.run([*kubectl, "apply", "-f", REPO_ROOT / "crds"], check=True, capture_output=True)
-    subprocess.run([*kubectl, "create", "namespace", "certsmith"], capture_output=True)
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd", "--all"],
-        check=True,
-        capture_output=True,
-    )
-
-    log_path = Path(tempfile.gettempdir()) / "certsmith-bench-operator.log"
-    print(f"operator log:            {log_path}")
-    with log_path.open("w") as log:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "certsmith"],
-            env={
-                **os.environ,
-                "KUBECONFIG": kubeconfig,
-                "CERTSMITH_NAMESPACE": "certsmith",
-                # The apiserver runs on this host: it calls the webhooks on loopback, as users'
-                # clusters call them through the Service, so each create pays for admission.
-                "CERTSMITH_WEBHOOK_URL": "https://127.0.0.1:19443",
-                "CERTSMITH_WEBHOOK_LISTEN_PORT": "19443",
-                "CERTSMITH_WEBHOOK_CERT_DIR": str(Path(tempfile.gettempdir()) / "bench-webhook"),
-                "CERTSMITH_METRICS_PORT": "19402",
-                "CERTSMITH_HEALTH_PORT": "19081",
-                "CERTSMITH_WEBHOOKS": "off" if args.no_webhooks else "on",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        api = config.new_client_from_config(config_file=kubeconfig)
-        wait_for_authority(kubectl)
-        run(api, operator.pid, args.count, args.sequential)
-    finally:
-        operator.terminate()
-        operator.wait()
-        if started_cluster:
-            subprocess.run([REPO_ROOT / "hack" / "cluster", "down"], check=True)
+    with harness.running_operator(webhooks=not args.no_webhooks, name="bench") as running:
+        run(running.api, running.operator_pid, args.count, args.sequential)
 
 
 if __name__ == "__main__":

@@ -45,16 +45,19 @@ def wait_for(
 
 @cache
 def kubectl_path() -> str:
-    """The project's own kubectl (v1.34.4), not whatever kubectl the machine has on PATH."""
+    """The project's own kubectl (hack/versions.env), not the one on PATH."""
     output = subprocess.run(
         [str(REPO_ROOT / "hack" / "build-binaries")], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     return str(Path(output.strip().splitlines()[-1]) / "kubectl")
 
 
-def kubectl(kubeconfig: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: str, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [kubectl_path(), "--kubeconfig", kubeconfig, *args],
+        input=input,
         check=check,
         capture_output=True,
         text=True,

@@ -1,10 +1,13 @@
-"""Pods the e2e tests run: the demo image's curl, opted in to certsmith's injection."""
+"""Pods the e2e tests run: the demo image's curl, opted in to certsmith's injection, and
+the demo manifests (demo/*.yaml)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from kubernetes import client
+
+from tests.support import REPO_ROOT, kubectl
 
 DEMO_IMAGE = "certsmith/mtls-demo:dev"
 
@@ -52,3 +55,10 @@ def opted_in_curl_pod(
 def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
     pod = client.CoreV1Api(api).read_namespaced_pod(name, namespace)
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def apply_demo_manifest(kubeconfig: str, manifest: str, namespace: str) -> None:
+    """`kubectl apply` demo/<manifest> with its NAMESPACE placeholder replaced."""
+    text = (REPO_ROOT / "demo" / manifest).read_text().replace("NAMESPACE", namespace)
+    applied = kubectl(kubeconfig, "apply", "-f", "-", input=text, check=False)
+    assert applied.returncode == 0, applied.stderr

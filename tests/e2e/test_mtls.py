@@ -7,7 +7,6 @@ demo/mtls.yaml with the operator running in-cluster from the Dockerfile and mani
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -16,31 +15,13 @@ from kubernetes import client
 
 from tests import builders
 from tests.builders import GROUP, VERSION
-from tests.e2e.pods import opted_in_curl_pod, pod_ready
-from tests.support import REPO_ROOT, kubectl, wait_for
+from tests.e2e.pods import apply_demo_manifest, opted_in_curl_pod, pod_ready
+from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
 KUBELET_REFRESH_TIMEOUT = 240  # kubelet refreshed mounted Secrets in 74-86 s here
 LINE = re.compile(r"^\S+ (ok|fail) ?(.*)$")
-
-
-def apply_demo(kubeconfig: str, namespace: str) -> None:
-    manifest = (REPO_ROOT / "demo" / "mtls.yaml").read_text().replace("NAMESPACE", namespace)
-    applied = subprocess.run(
-        [*kubectl_cmd(kubeconfig), "apply", "-f", "-"],
-        input=manifest,
-        text=True,
-        check=False,
-        capture_output=True,
-    )
-    assert applied.returncode == 0, applied.stderr
-
-
-def kubectl_cmd(kubeconfig: str) -> list[str]:
-    from tests.support import kubectl_path
-
-    return [kubectl_path(), "--kubeconfig", kubeconfig]
 
 
 def certificate(api: client.ApiClient, namespace: str, name: str) -> dict:
@@ -64,7 +45,7 @@ def exec_in(kubeconfig: str, namespace: str, pod: str, *command: str) -> str:
 
 @pytest.fixture
 def demo(certsmith_installed, e2e_client, e2e_namespace):
-    apply_demo(certsmith_installed, e2e_namespace)
+    apply_demo_manifest(certsmith_installed, "mtls.yaml", e2e_namespace)
     wait_for(
         lambda: pod_ready(e2e_client, e2e_namespace, "mtls-client"),
         timeout=180,

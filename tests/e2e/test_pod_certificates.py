@@ -1,0 +1,171 @@
+"""Kubernetes-native pod certificates on kind: kubelet makes each pod's key and asks
+certsmith to sign it; pods mount only projected podCertificate and clusterTrustBundle
+sources (demo/pod-certificates.yaml): no Secret, no certsmith label.
+
+openssl and curl inside the pods judge the certificates, nginx demands client certificates.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.pods import DEMO_IMAGE, apply_demo_manifest, pod_ready
+from tests.support import kubectl, wait_for
+
+pytestmark = pytest.mark.e2e
+
+SIGNER = "certsmith.dev/cluster-root"
+PEERS = ("pc-a", "pc-b")
+TLS = "/var/run/certsmith/tls"
+# The podCertificate source's userAnnotations key asking for more DNS names (README).
+DNS_NAMES_KEY = "certsmith.dev/dns-names"
+
+
+def client_log(kubeconfig: str, namespace: str, pod: str) -> list[str]:
+    return kubectl(kubeconfig, "-n", namespace, "logs", pod, "-c", "client").stdout.splitlines()
+
+
+def exec_in(kubeconfig: str, namespace: str, pod: str, script: str) -> str:
+    result = kubectl(
+        kubeconfig,
+        "-n",
+        namespace,
+        "exec",
+        pod,
+        "-c",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        script,
+        check=False,
+    )
+    return result.stdout + result.stderr
+
+
+def request_conditions(api: client.ApiClient, namespace: str) -> list[dict]:
+    """The conditions of every PodCertificateRequest in `namespace`."""
+    found = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "certificates.k8s.io", "v1", namespace, "podcertificaterequests"
+    )
+    return [
+        c for item in found["items"] for c in (item.get("status") or {}).get("conditions") or []
+    ]
+
+
+@pytest.fixture
+def peers(certsmith_installed, e2e_client, e2e_namespace):
+    apply_demo_manifest(certsmith_installed, "pod-certificates.yaml", e2e_namespace)
+    for pod in PEERS:
+        wait_for(
+            lambda pod=pod: pod_ready(e2e_client, e2e_namespace, pod),
+            timeout=180,
+            what=f"{pod} Ready with its pod certificate",
+            interval=1,
+        )
+    for pod in PEERS:
+        wait_for(
+            lambda pod=pod: sum(
+                " ok " in f" {line} "
+                for line in client_log(certsmith_installed, e2e_namespace, pod)
+            )
+            >= 3,
+            timeout=90,
+            what=f"{pod} completing mTLS requests",
+            interval=1,
+        )
+    return e2e_namespace
+
+
+def test_pods_with_only_projected_pod_certificates_talk_mutual_tls_both_ways(
+    certsmith_installed, e2e_client, peers
+):
+    namespace, kubeconfig = peers, certsmith_installed
+    core = client.CoreV1Api(e2e_client)
+    for name in PEERS:
+        pod = core.read_namespaced_pod(name, namespace)
+        assert not any(volume.secret for volume in pod.spec.volumes)
+        assert not any(k.startswith("certsmith.dev/") for k in pod.metadata.labels or {})
+        assert not any(k.startswith("certsmith.dev/") for k in pod.metadata.annotations or {})
+    assert [s.metadata.name for s in core.list_namespaced_secret(namespace).items] == []
+
+    for caller, callee in (PEERS, PEERS[::-1]):
+        host = f"{callee}.{namespace}.svc"
+        # The caller verifies the callee by its Service name against the ClusterTrustBundle
+        # and presents its own chain; the callee's nginx verifies the caller's.
+        answer = exec_in(
+            kubeconfig,
+            namespace,
+            caller,
+            f"openssl s_client -connect {host}:8443 -servername {host} -verify_hostname {host} "
+            f"-verify_return_error -CAfile {TLS}/ca.crt -cert {TLS}/tls.crt "
+            f"-cert_chain {TLS}/tls.crt -key {TLS}/tls.key </dev/null 2>/dev/null "
+            "| openssl x509 -noout -ext subjectAltName",
+        )
+        assert f"URI:spiffe://cluster.local/ns/{namespace}/sa/{callee}" in answer, answer
+        assert f"DNS:{host}" in answer and f"DNS:{host}.cluster.local" in answer, answer
+        lines = client_log(kubeconfig, namespace, caller)
+        assert [line for line in lines if " fail " in f" {line} "] == []
+        assert "mtls ok client_serial=" in lines[-1]
+
+    conditions = request_conditions(e2e_client, namespace)
+    assert conditions and all(c["type"] == "Issued" for c in conditions)
+
+
+def test_a_pod_cannot_obtain_a_certificate_naming_another_namespaces_service(
+    certsmith_installed, e2e_client, peers
+):
+    victim = f"pc-a.{peers}.svc"
+    core = client.CoreV1Api(e2e_client)
+    other = f"{peers}-other"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        core.create_namespaced_pod(
+            other,
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name="impostor"),
+                spec=client.V1PodSpec(
+                    termination_grace_period_seconds=1,
+                    containers=[
+                        client.V1Container(
+                            name="client",
+                            image=DEMO_IMAGE,
+                            image_pull_policy="IfNotPresent",
+                            command=["sleep", "infinity"],
+                            volume_mounts=[client.V1VolumeMount(name="tls", mount_path=TLS)],
+                        )
+                    ],
+                    volumes=[
+                        client.V1Volume(
+                            name="tls",
+                            projected=client.V1ProjectedVolumeSource(
+                                sources=[
+                                    {
+                                        "podCertificate": {
+                                            "signerName": SIGNER,
+                                            "keyType": "ECDSAP256",
+                                            "credentialBundlePath": "credentials.pem",
+                                            "userAnnotations": {DNS_NAMES_KEY: victim},
+                                        }
+                                    }
+                                ]
+                            ),
+                        )
+                    ],
+                ),
+            ),
+        )
+        denied = wait_for(
+            lambda: next(
+                (c for c in request_conditions(e2e_client, other) if c["type"] == "Denied"), None
+            ),
+            timeout=60,
+            what="the impostor's request Denied",
+        )
+        assert denied["status"] == "True"
+        assert victim in denied["message"], denied
+        assert not any(c["type"] == "Issued" for c in request_conditions(e2e_client, other))
+        assert not pod_ready(e2e_client, other, "impostor")
+    finally:
+        core.delete_namespace(other)
