@@ -1,5 +1,6 @@
 """Trust bundle ConfigMaps repaired as soon as a namespace appears or a bundle is edited,
-each by its rightful owner alone (trust_bundle.rightful_owner); the authorities' own steps
+each by its rightful owner alone (trust_bundle.rightful_owner), and each authority's
+ClusterTrustBundle as soon as someone else edits or deletes it; the authorities' own steps
 write them too. Runs only in the Lease holder."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from certsmith.authorities import store, trust_bundle
+from certsmith.authorities import cluster_trust_bundle, store, trust_bundle
 from certsmith.authorities.controller import AuthorityController
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.namespace_labels import NamespaceLabels
@@ -85,3 +86,20 @@ class BundleRepair:
         if problem is not None:
             logger.warning("trust bundle %s", problem)
             self._steps.step_soon(owner)
+
+    def is_own_cluster_trust_bundle_write(self, name: str, resource_version: str) -> bool:
+        """Whether a ClusterTrustBundle's watch event only echoes certsmith's own write."""
+        return self._controller.is_own_cluster_trust_bundle_write(name, resource_version)
+
+    def cluster_trust_bundle_changed(self, name: str) -> None:
+        """ClusterTrustBundle `name` was created, edited or deleted by someone else: if it is
+        an authority's (`cluster_trust_bundle.bundle_name`), that authority puts its own
+        back; one it cannot write has the authority step soon, which reports it in status.
+        ApiError when the apiserver does not answer."""
+        authority = cluster_trust_bundle.bundle_authority(name)
+        if authority is None:
+            return
+        problem = self._controller.repair_cluster_trust_bundle(authority)
+        if problem is not None:
+            logger.warning("trust bundle %s", problem)
+            self._steps.step_soon(authority)
