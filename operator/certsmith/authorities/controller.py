@@ -62,7 +62,7 @@ class Observation(NamedTuple):
 
     progress: rotation.Progress
     bundle_problems: tuple[rotation.Lagging, ...]
-    cluster_bundle: rotation.Lagging | None = None
+    cluster_bundle: rotation.Lagging | None
     """Why its ClusterTrustBundle could not be written (None: written, or not served)."""
 
 
