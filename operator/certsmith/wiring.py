@@ -172,10 +172,8 @@ def _controller(shared: Shared) -> ControllerParts:
         pod_certificate_apis=shared.pod_certificate_apis,
     )
     bundles = BundleRepair(
-        kube=shared.kube,
         default_authority=shared.config.default_authority,
         controller=authority_controller,
-        registry=shared.registry,
         steps=authorities,
         namespaces=labels,
     )

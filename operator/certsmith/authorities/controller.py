@@ -485,6 +485,19 @@ class AuthorityController:
                     awaited.append(problem)
         return BundleSync(tuple(problems), tuple(awaited))
 
+    def repair_bundle(self, owner: str, namespace: str, config_map: str) -> rotation.Lagging | None:
+        """Create or repair ConfigMap `config_map` in `namespace` (found by name: its label
+        may be gone) as its rightful `owner`, if that authority is loaded with this bundle
+        name; under the authority's lock, so the roots written are never those of a phase a
+        concurrent step just left. What stopped it, or None. ApiError when the apiserver
+        does not answer the read."""
+        with self._lock(owner):
+            material = self._registry.get(owner)
+            if material is None or material.bundle_config_map != config_map:
+                return None
+            existing = self._kube.get_configmap(namespace=namespace, name=config_map)
+            return self.put_bundle(material, namespace, existing, owner=owner)
+
     def put_bundle(
         self,
         material: authority.AuthorityMaterial,

@@ -9,11 +9,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from certsmith.authorities import cluster_trust_bundle, store, trust_bundle
+from certsmith.authorities import cluster_trust_bundle, trust_bundle
 from certsmith.authorities.controller import AuthorityController
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.namespace_labels import NamespaceLabels
-from certsmith.kube import Kube
 
 logger = logging.getLogger(__name__)
 
@@ -22,17 +21,13 @@ class BundleRepair:
     def __init__(
         self,
         *,
-        kube: Kube,
         default_authority: str,
         controller: AuthorityController,
-        registry: store.AuthorityRegistry,
         steps: AuthoritySteps,
         namespaces: NamespaceLabels,
     ) -> None:
-        self._kube = kube
         self._default_authority = default_authority
         self._controller = controller
-        self._registry = registry
         self._steps = steps
         self._namespaces = namespaces
 
@@ -78,11 +73,7 @@ class BundleRepair:
         """Create or repair one bundle (found by name: its label may be gone) by its rightful
         owner, if that authority is loaded with this bundle name (else its own step, due
         after any change of its spec, writes it)."""
-        material = self._registry.get(owner)
-        if material is None or material.bundle_config_map != config_map:
-            return
-        existing = self._kube.get_configmap(namespace=namespace, name=config_map)
-        problem = self._controller.put_bundle(material, namespace, existing, owner=owner)
+        problem = self._controller.repair_bundle(owner, namespace, config_map)
         if problem is not None:
             logger.warning("trust bundle %s", problem)
             self._steps.step_soon(owner)
