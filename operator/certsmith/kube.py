@@ -326,6 +326,24 @@ class Kube:
             return self._call("PUT", f"{collection}/{metadata['name']}", body=body)
         return self._call("POST", collection, body=body)
 
+    # --- ClusterTrustBundles (cluster-scoped) ---------------------------------------------
+
+    def get_cluster_trust_bundle(self, *, version: str, name: str) -> dict[str, Any] | None:
+        """The ClusterTrustBundle in `certificates.k8s.io/<version>` (the served one), or None."""
+        return self._get_or_none(
+            f"/apis/{names.CERTIFICATES_GROUP}/{version}/{names.CLUSTER_TRUST_BUNDLES}/{name}"
+        )
+
+    def put_cluster_trust_bundle(self, *, version: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Create (POST, when the body has no resourceVersion: 409 AlreadyExists if one was
+        created meanwhile), or replace (PUT with the body's resourceVersion: 409 Conflict if
+        it changed meanwhile). 403 without `attest` on the body's signer name."""
+        collection = f"/apis/{names.CERTIFICATES_GROUP}/{version}/{names.CLUSTER_TRUST_BUNDLES}"
+        metadata = body["metadata"]
+        if metadata.get("resourceVersion"):
+            return self._call("PUT", f"{collection}/{metadata['name']}", body=body)
+        return self._call("POST", collection, body=body)
+
     # --- certsmith resources -------------------------------------------------------------
 
     def get_certificate(self, *, namespace: str, name: str) -> dict[str, Any] | None:

@@ -54,6 +54,12 @@ ROTATION_PHASE = Gauge(
     "1 for the CertificateAuthority's current phase (Ready, Distributing, Reissuing, Retiring).",
     ["authority", "phase"],
 )
+CLUSTER_TRUST_BUNDLE_ROOTS = Gauge(
+    "certsmith_cluster_trust_bundle_roots",
+    "Roots in the CertificateAuthority's ClusterTrustBundle (2 during a root rotation); 0 "
+    "while it cannot be written. Absent when the cluster does not serve ClusterTrustBundles.",
+    ["authority"],
+)
 QUEUE_DEPTH = Gauge(
     "certsmith_scheduled_actions",
     "Renewals, retries and authority steps waiting in the scheduler.",
@@ -104,8 +110,15 @@ def authority_state(
         ROTATION_PHASE.labels(name, candidate).set(1 if candidate == phase else 0)
 
 
+def cluster_trust_bundle_roots(name: str, roots: int) -> None:
+    """How many roots authority `name` publishes in its ClusterTrustBundle (0: none now)."""
+    CLUSTER_TRUST_BUNDLE_ROOTS.labels(name).set(roots)
+
+
 def authority_forgotten(name: str) -> None:
     """A deleted authority leaves no series behind."""
+    with contextlib.suppress(KeyError):
+        CLUSTER_TRUST_BUNDLE_ROOTS.remove(name)
     for role in ("root", "intermediate"):
         with contextlib.suppress(KeyError):
             AUTHORITY_EXPIRATION.remove(name, role)

@@ -114,6 +114,7 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             namespace_labels=controller.namespace_labels,
             namespaces=controller.namespaces,
             bundles=controller.bundles,
+            cluster_trust_bundles=pod_certificate_apis.bundles,
         ),
         admission_handlers=admission_registry(
             config=config,
@@ -141,6 +142,7 @@ def _controller(shared: Shared) -> ControllerParts:
         scheduler=shared.scheduler,
         clock=utc_now,
         pacer=pacer,
+        cluster_trust_bundles=shared.pod_certificate_apis.bundles,
     )
     reconciler = Reconciler(
         kube=shared.kube,
@@ -167,12 +169,11 @@ def _controller(shared: Shared) -> ControllerParts:
         certificates=certificates,
         replica=shared.replica,
         clock=utc_now,
+        pod_certificate_apis=shared.pod_certificate_apis,
     )
     bundles = BundleRepair(
-        kube=shared.kube,
         default_authority=shared.config.default_authority,
         controller=authority_controller,
-        registry=shared.registry,
         steps=authorities,
         namespaces=labels,
     )

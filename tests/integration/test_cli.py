@@ -136,7 +136,8 @@ def test_status_lists_a_broken_certificate_with_its_reason_and_exits_1(
     result = plugin(kubeconfig, "status", "-n", namespace)
 
     assert result.returncode == 1, result.stderr
-    not_ready, expiring = result.stdout.split("\n\n")
+    not_ready, expiring, apis = result.stdout.split("\n\n")
+    assert apis.splitlines()[0] == "Pod-certificate APIs:"
     assert not_ready.splitlines()[0] == (
         f"1 of 2 Certificates in namespace {namespace} are not Ready:"
     )

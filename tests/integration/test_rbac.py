@@ -8,14 +8,20 @@ wildcard anywhere. A namespace editor elsewhere must not reach the CA keys in `c
 
 from __future__ import annotations
 
+import json
+import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
-from tests.support import REPO_ROOT, kubectl, wait_for
+from certsmith.pki import ca, inspect
+from tests.integration.discovery import served_version
+from tests.support import REPO_ROOT, kubectl, kubectl_path, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +133,15 @@ def alice(rbac_applied: str) -> Iterator[str]:
         kubectl(kubeconfig, "delete", "namespace", TEAM_NAMESPACE, "--wait=false", check=False)
 
 
+# The one pattern: every authority's own signer name (authorities are created at run time).
+OWN_SIGNERS = {
+    "apiGroups": ["certificates.k8s.io"],
+    "resources": ["signers"],
+    "resourceNames": ["certsmith.dev/*"],
+    "verbs": ["attest"],
+}
+
+
 def test_roles_name_every_group_resource_and_verb() -> None:
     roles = [doc for doc in manifests() if doc["kind"] in ("ClusterRole", "Role")]
     assert roles, "no roles in manifests/rbac.yaml"
@@ -136,6 +151,9 @@ def test_roles_name_every_group_resource_and_verb() -> None:
                 assert "*" not in (rule.get(key) or []), f"{doc['kind']} {key} wildcard: {rule}"
             assert all("*" not in resource for resource in rule.get("resources") or []), rule
             assert not rule.get("nonResourceURLs"), f"non-resource URLs granted: {rule}"
+            patterns = [name for name in rule.get("resourceNames") or [] if "*" in name]
+            assert not patterns or rule == OWN_SIGNERS, f"a name pattern beyond its signers: {rule}"
+    assert OWN_SIGNERS in rules_of("ClusterRole")
 
 
 @pytest.mark.parametrize("namespace", ["default", OPERATOR_NAMESPACE])
@@ -173,3 +191,55 @@ def test_namespace_editor_can_manage_certificates_in_their_namespace(alice: str)
     for verb in ("create", "get", "list", "patch", "delete"):
         assert can_i(alice, verb, "certificates.certsmith.dev", "-n", TEAM_NAMESPACE, "--as=alice")
     assert not can_i(alice, "create", "certificates.certsmith.dev", "-n", "default", "--as=alice")
+
+
+def as_operator(kubeconfig: str, *args: str, body: dict[str, Any] | None = None):
+    """kubectl as certsmith's ServiceAccount; the answer, not checked."""
+    return subprocess.run(
+        [kubectl_path(), "--kubeconfig", kubeconfig, f"--as={SERVICE_ACCOUNT}", *args],
+        input=None if body is None else json.dumps(body),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_operator_attests_cluster_trust_bundles_of_its_own_signers_only(
+    rbac_applied: str, api_client: client.ApiClient
+) -> None:
+    """`attest` on certsmith.dev/* is what the ClusterTrustBundleAttest admission plugin asks
+    for: certsmith may publish and update bundles linked to its signers, no other signer's,
+    and delete none (the garbage collector removes them with their authority)."""
+    version = served_version(api_client, "clustertrustbundles")
+    if version is None:
+        pytest.skip("this apiserver does not serve clustertrustbundles.certificates.k8s.io")
+    root = ca.build_root(
+        common_name="rbac test", now=datetime.now(UTC), lifetime=timedelta(days=1)
+    ).certificate
+    pem = inspect.certificates_to_pem([root]).decode()
+    suffix = uuid.uuid4().hex[:6]
+
+    def bundle(signer: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"certificates.k8s.io/{version}",
+            "kind": "ClusterTrustBundle",
+            "metadata": {"name": f"{signer.replace('/', ':')}:roots"},
+            "spec": {"signerName": signer, "trustBundle": pem},
+        }
+
+    own = bundle(f"certsmith.dev/rbac-{suffix}")
+    name = own["metadata"]["name"]
+    try:
+        created = as_operator(rbac_applied, "create", "-f", "-", body=own)
+        assert created.returncode == 0, created.stderr
+        own["metadata"]["labels"] = {"certsmith.dev/authority": f"rbac-{suffix}"}
+        replaced = as_operator(rbac_applied, "replace", "-f", "-", body=own)
+        assert replaced.returncode == 0, replaced.stderr
+        deleted = as_operator(rbac_applied, "delete", "clustertrustbundle", name)
+        assert deleted.returncode == 1 and "Forbidden" in deleted.stderr, deleted.stderr
+        for signer in (f"example.com/rbac-{suffix}", f"certsmith.devx/rbac-{suffix}"):
+            refused = as_operator(rbac_applied, "create", "-f", "-", body=bundle(signer))
+            assert refused.returncode == 1, refused.stdout
+            assert f'user not permitted to attest for signerName "{signer}"' in refused.stderr
+    finally:
+        kubectl(rbac_applied, "delete", "clustertrustbundle", name, "--ignore-not-found")

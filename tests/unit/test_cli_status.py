@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from certsmith.cli import output, status
+from certsmith.podcerts.apis import PodCertificateApis
 from tests import builders
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -100,10 +101,36 @@ def test_json_carries_the_verdict_and_both_lists():
         NOW,
         limit=10,
     )
-    document = status.to_json(summary, NOW)
+    document = status.to_json(summary, NOW, PodCertificateApis(requests="v1", bundles="v1"))
     assert document["allReady"] is False
     assert [c["name"] for c in document["notReady"]] == ["bad"]
     assert document["expiringSoonest"][0]["expiresInSeconds"] == 60 * 86400
+    assert document["podCertificateApis"] == {
+        "podCertificateRequests": "v1",
+        "clusterTrustBundles": "v1",
+        "notServed": [],
+    }
+
+
+def test_the_pod_certificate_apis_served_are_shown_with_their_version():
+    assert status.render_apis(PodCertificateApis(requests="v1beta1", bundles="v1")) == (
+        "Pod-certificate APIs:\n"
+        "  podcertificaterequests.certificates.k8s.io: served in v1beta1\n"
+        "  clustertrustbundles.certificates.k8s.io: served in v1"
+    )
+
+
+def test_an_api_not_served_is_shown_with_how_to_turn_it_on():
+    apis = PodCertificateApis(requests="v1", bundles=None)
+    lines = status.render_apis(apis).splitlines()
+    assert lines[1] == "  podcertificaterequests.certificates.k8s.io: served in v1"
+    assert lines[2] == f"  {apis.unserved()[0]}"
+    assert lines[2].startswith("  clustertrustbundles.certificates.k8s.io is not served")
+    assert "ClusterTrustBundleProjection feature gates" in lines[2]
+    assert len(lines) == 3
+    unserved = status.to_json(status.summarize([], NOW, limit=1), NOW, apis)["podCertificateApis"]
+    assert unserved["clusterTrustBundles"] is None
+    assert unserved["notServed"] == apis.unserved()
 
 
 def test_nothing_found_says_where_it_looked():

@@ -27,7 +27,7 @@ from cryptography import x509
 
 from certsmith import metrics
 from certsmith.api import conditions, model, names, times
-from certsmith.authorities import authority, rotation, store, trust_bundle
+from certsmith.authorities import authority, cluster_trust_bundle, rotation, store, trust_bundle
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -62,6 +62,8 @@ class Observation(NamedTuple):
 
     progress: rotation.Progress
     bundle_problems: tuple[rotation.Lagging, ...]
+    cluster_bundle: rotation.Lagging | None
+    """Why its ClusterTrustBundle could not be written (None: written, or not served)."""
 
 
 class _Loaded(NamedTuple):
@@ -83,9 +85,13 @@ class AuthorityController:
         scheduler: Scheduler,
         clock: Callable[[], datetime],
         pacer: rotation.ReissuePacer,
+        cluster_trust_bundles: str | None,
     ) -> None:
+        """`cluster_trust_bundles`: the served version of certificates.k8s.io's
+        ClusterTrustBundles ("v1", "v1beta1"), None when the cluster does not serve them."""
         self._kube = kube
         self._pacer = pacer
+        self._ctb_version = cluster_trust_bundles
         self._config = config
         self._registry = registry
         self._scheduler = scheduler
@@ -98,6 +104,9 @@ class AuthorityController:
         # The uid of every bundle ConfigMap certsmith created or wrote: still certsmith's if
         # someone strips both its label and its annotation while the operator runs.
         self._bundle_uids: dict[tuple[str, str], str] = {}
+        # The same for each authority's ClusterTrustBundle, by its name.
+        self._ctb_versions: dict[str, str] = {}
+        self._ctb_uids: dict[str, str] = {}
 
     def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether a bundle ConfigMap's watch event only echoes a write made here."""
@@ -148,7 +157,7 @@ class AuthorityController:
             return self._not_ready(body, error, now)
         self._registry.put(material)
         self._apply_rate(material.name, settings.reissue_rate, now)
-        observed = self._observe_and_push(material, settings.reissue_rate, now)
+        observed = self._observe_and_push(body, material, settings.reissue_rate, now)
         if state.rotating:
             advanced = rotation.advance(
                 state, observed.progress, now=now, delay=settings.propagation_delay
@@ -160,18 +169,27 @@ class AuthorityController:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
-                observed = self._observe_and_push(material, settings.reissue_rate, now)
+                observed = self._observe_and_push(body, material, settings.reissue_rate, now)
             state = advanced
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
-        self._schedule_next_step(material, state, observed.bundle_problems, now)
+        cluster_bundle = () if observed.cluster_bundle is None else (observed.cluster_bundle,)
+        self._schedule_next_step(material, state, (*observed.bundle_problems, *cluster_bundle), now)
         metrics.authority_state(
             material.name,
             material.trusted_roots[0].not_valid_after_utc,
             material.intermediate.certificate.not_valid_after_utc,
             state.phase.value,
         )
-        status = _step_status(body, material, state, observed, blocking, now)
+        status = _step_status(
+            body,
+            material,
+            state,
+            observed,
+            blocking,
+            now,
+            served_cluster_trust_bundles=self._ctb_version is not None,
+        )
         self._report(body, body.get("status") or {}, status, blocking)
         return status
 
@@ -283,22 +301,25 @@ class AuthorityController:
         status: Mapping[str, Any],
         blocking: tuple[rotation.Lagging, ...],
     ) -> None:
-        """Warning events when blockers or bundle problems appear or change (not every step)."""
+        """Warning events when blockers or bundle problems appear or change (not every step);
+        an unserved ClusterTrustBundle API is said once at start, not per authority."""
         name = body["metadata"]["name"]
         shown = rotation.describe_blockers(blocking)
         if blocking and shown != (current.get("rotation") or {}).get("blockers"):
             logger.warning("CertificateAuthority %s: rotation blocked by %s", name, shown)
             blocked = conditions.find_condition(status["conditions"], rotation.ROTATION_BLOCKED)
             self._event(body, rotation.ROTATION_BLOCKED, str((blocked or {}).get("message", "")))
-        synced = conditions.find_condition(status["conditions"], trust_bundle.BUNDLES_SYNCED)
-        before = conditions.find_condition(current.get("conditions"), trust_bundle.BUNDLES_SYNCED)
-        if (
-            synced is not None
-            and synced["status"] == "False"
-            and (before is None or before.get("message") != synced["message"])
-        ):
-            logger.warning("CertificateAuthority %s: %s", name, synced["message"])
-            self._event(body, str(synced["reason"]), str(synced["message"]))
+        for kind in (trust_bundle.BUNDLES_SYNCED, cluster_trust_bundle.SYNCED):
+            synced = conditions.find_condition(status["conditions"], kind)
+            before = conditions.find_condition(current.get("conditions"), kind)
+            if (
+                synced is not None
+                and synced["status"] == "False"
+                and synced["reason"] != cluster_trust_bundle.NOT_SERVED
+                and (before is None or before.get("message") != synced["message"])
+            ):
+                logger.warning("CertificateAuthority %s: %s", name, synced["message"])
+                self._event(body, str(synced["reason"]), str(synced["message"]))
 
     def _refuse_rotation(
         self, body: Mapping[str, Any], state: rotation.RotationState, request: str | None
@@ -334,20 +355,30 @@ class AuthorityController:
     # --- observation and the work it pushes ----------------------------------------------
 
     def _observe_and_push(
-        self, material: authority.AuthorityMaterial, rate: int, now: datetime
+        self,
+        body: Mapping[str, Any],
+        material: authority.AuthorityMaterial,
+        rate: int,
+        now: datetime,
     ) -> Observation:
-        """Write bundles, look at every Secret this authority is responsible for, schedule
-        what must change (spread at `rate` per second); the progress, and the bundles that
-        could not be written."""
+        """Write bundles (ConfigMaps and the ClusterTrustBundle of the authority `body`),
+        look at every Secret this authority is responsible for, schedule what must change
+        (spread at `rate` per second); the progress, and the bundles that could not be
+        written (a rotation waits for the ClusterTrustBundle as for its own ConfigMaps)."""
         bundles = self.sync_bundles(material)
+        cluster_bundle = self._sync_cluster_trust_bundle(body, material)
         leaves = self._observe_leaves(material)
         self._push(material.name, leaves.pending, rate, now)
         progress = rotation.Progress(
-            behind=(*bundles.awaited, *leaves.behind),
+            behind=(
+                *bundles.awaited,
+                *(() if cluster_bundle is None else (cluster_bundle,)),
+                *leaves.behind,
+            ),
             on_old_root=tuple(leaves.on_old_root),
             total_leaves=leaves.total,
         )
-        return Observation(progress, bundles.problems)
+        return Observation(progress, bundles.problems, cluster_bundle)
 
     def _observe_leaves(self, material: authority.AuthorityMaterial) -> _Leaves:
         """Judge the Secret of each of the authority's Certificates (`_Leaves.judge`)."""
@@ -454,6 +485,19 @@ class AuthorityController:
                     awaited.append(problem)
         return BundleSync(tuple(problems), tuple(awaited))
 
+    def repair_bundle(self, owner: str, namespace: str, config_map: str) -> rotation.Lagging | None:
+        """Create or repair ConfigMap `config_map` in `namespace` (found by name: its label
+        may be gone) as its rightful `owner`, if that authority is loaded with this bundle
+        name; under the authority's lock, so the roots written are never those of a phase a
+        concurrent step just left. What stopped it, or None. ApiError when the apiserver
+        does not answer the read."""
+        with self._lock(owner):
+            material = self._registry.get(owner)
+            if material is None or material.bundle_config_map != config_map:
+                return None
+            existing = self._kube.get_configmap(namespace=namespace, name=config_map)
+            return self.put_bundle(material, namespace, existing, owner=owner)
+
     def put_bundle(
         self,
         material: authority.AuthorityMaterial,
@@ -520,6 +564,96 @@ class AuthorityController:
             *key, "ConfigMap kept changing while certsmith wrote it", trust_bundle.WRITE_FAILED
         )
 
+    # --- the ClusterTrustBundle -------------------------------------------------------------
+
+    def is_own_cluster_trust_bundle_write(self, name: str, resource_version: str) -> bool:
+        """Whether a ClusterTrustBundle's watch event only echoes a write made here."""
+        return self._ctb_versions.get(name) == resource_version
+
+    def repair_cluster_trust_bundle(self, authority_name: str) -> rotation.Lagging | None:
+        """Someone else created, edited or deleted `authority_name`'s ClusterTrustBundle:
+        put it back, under the authority's lock so it never races a step into an older
+        phase's roots. What stopped it, or None (also when the authority is not loaded or is
+        gone: its own step, or the garbage collector, has the last word). ApiError when the
+        apiserver does not answer."""
+        with self._lock(authority_name):
+            material = self._registry.get(authority_name)
+            if material is None or self._ctb_version is None:
+                return None
+            body = self._kube.get_authority(name=authority_name)
+            if body is None:
+                return None
+            return self._sync_cluster_trust_bundle(body, material)
+
+    def _sync_cluster_trust_bundle(
+        self, body: Mapping[str, Any], material: authority.AuthorityMaterial
+    ) -> rotation.Lagging | None:
+        """Create or repair the authority's ClusterTrustBundle (`material.bundle_pem`, owned
+        by the authority `body`) if the cluster serves them and it is certsmith's; what
+        stopped it (ApiErrors included, named for status), or None."""
+        version = self._ctb_version
+        if version is None:
+            return None
+        name = cluster_trust_bundle.bundle_name(material.name)
+        uid = str(body["metadata"].get("uid", ""))
+        problem = self._put_cluster_trust_bundle(version, name, uid, material)
+        metrics.cluster_trust_bundle_roots(
+            material.name, 0 if problem is not None else len(material.trusted_roots)
+        )
+        return problem
+
+    def _put_cluster_trust_bundle(
+        self, version: str, name: str, uid: str, material: authority.AuthorityMaterial
+    ) -> rotation.Lagging | None:
+        def failed(why: str) -> rotation.Lagging:
+            return cluster_trust_bundle.lagging(material.name, why, trust_bundle.WRITE_FAILED)
+
+        try:
+            existing = self._kube.get_cluster_trust_bundle(version=version, name=name)
+        except ApiError as error:
+            return failed(f"ClusterTrustBundle could not be read: {error}")
+        for _ in range(3):
+            found_uid = ((existing or {}).get("metadata") or {}).get("uid")
+            verdict = cluster_trust_bundle.judge(
+                existing,
+                authority=material.name,
+                uid=uid,
+                pem=material.bundle_pem,
+                created_here=found_uid is not None and self._ctb_uids.get(name) == found_uid,
+            )
+            if verdict.action is trust_bundle.Action.CONFLICT:
+                return cluster_trust_bundle.lagging(
+                    material.name, verdict.why, trust_bundle.CONFLICT
+                )
+            if verdict.action is trust_bundle.Action.NOTHING:
+                if found_uid is not None:
+                    self._ctb_uids[name] = found_uid
+                return None
+            try:
+                stored = self._kube.put_cluster_trust_bundle(
+                    version=version,
+                    body=cluster_trust_bundle.bundle_body(
+                        authority=material.name,
+                        uid=uid,
+                        version=version,
+                        pem=material.bundle_pem,
+                        existing=existing,
+                    ),
+                )
+            except ApiError as error:
+                if not error.conflict:
+                    return failed(f"ClusterTrustBundle could not be written: {error}")
+                # Created or changed meanwhile: judge what is there now.
+                try:
+                    existing = self._kube.get_cluster_trust_bundle(version=version, name=name)
+                except ApiError as read_error:
+                    return failed(f"ClusterTrustBundle could not be read: {read_error}")
+                continue
+            self._ctb_uids[name] = stored["metadata"]["uid"]
+            self._ctb_versions[name] = stored["metadata"]["resourceVersion"]
+            return None
+        return failed("ClusterTrustBundle kept changing while certsmith wrote it")
+
 
 @dataclass
 class _Leaves:
@@ -568,14 +702,24 @@ def _step_status(
     observed: Observation,
     blocking: tuple[rotation.Lagging, ...],
     now: datetime,
+    *,
+    served_cluster_trust_bundles: bool,
 ) -> dict[str, Any]:
-    """The status after a step: Ready with the material, the rotation, RotationBlocked and
-    (for an authority that writes a bundle) BundlesSynced."""
+    """The status after a step: Ready with the material, the rotation, RotationBlocked,
+    ClusterTrustBundleSynced and (for an authority that writes a bundle) BundlesSynced."""
     current = body.get("status") or {}
     generation = body["metadata"].get("generation")
     status = authority.ready_status(material, current=current, generation=generation, now=now)
     status.update(rotation.to_status(state, observed.progress, blocking))
-    reported = [rotation.blocked_condition(state, blocking)]
+    reported = [
+        rotation.blocked_condition(state, blocking),
+        cluster_trust_bundle.synced_condition(
+            material.name,
+            served=served_cluster_trust_bundles,
+            problem=observed.cluster_bundle,
+            roots=len(material.trusted_roots),
+        ),
+    ]
     if material.bundle_config_map is not None:
         reported.append(trust_bundle.synced_condition(observed.bundle_problems))
     status["conditions"] = conditions.merge_conditions(

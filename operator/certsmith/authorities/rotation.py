@@ -117,13 +117,15 @@ class Lagging:
     """An object a phase waits for, and why it is not there yet."""
 
     namespace: str
+    """Empty for a cluster-scoped object (a ClusterTrustBundle)."""
     name: str
     why: str
     reason: str = ""
     """A CamelCase word for conditions and events, e.g. BundleConflict."""
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}: {self.why}"
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{where}: {self.why}"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -203,6 +203,22 @@ class Api:
             body={"metadata": {"annotations": dict(annotations)}},
             content_type=MERGE_PATCH,
         )
+
+    # --- discovery -----------------------------------------------------------------------
+
+    def served_version(self, group: str, resource: str, versions: Sequence[str]) -> str | None:
+        """The first of `versions` (preferred first) in which the apiserver serves `resource`
+        of `group` (`/apis/<group>/<version>` discovery), None if none does."""
+        for version in versions:
+            try:
+                found = self._request(
+                    "GET", f"/apis/{group}/{version}", what=f"API group {group}/{version}"
+                )
+            except NotFound:
+                continue
+            if any(entry.get("name") == resource for entry in found.get("resources") or []):
+                return version
+        return None
 
     # --- core objects --------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
-"""`kubectl certsmith status`: what is not Ready and why, then what expires soonest.
+"""`kubectl certsmith status`: what is not Ready and why, then what expires soonest, then
+which pod-certificate APIs the cluster serves (and how to turn on those it does not).
 
-The exit code is the verdict (0 all Ready, 1 otherwise), so scripts and CI can gate on it.
+The exit code is the verdict on Certificates (0 all Ready, 1 otherwise), so scripts and CI
+can gate on it; an API the cluster does not serve does not change it.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from certsmith.api import conditions, times
+from certsmith.api import conditions, names, times
 from certsmith.cli import output
+from certsmith.podcerts.apis import PodCertificateApis
 
 if TYPE_CHECKING:  # for the hint only: the report logic is tested without a client
     from certsmith.cli.api import Api
@@ -32,6 +35,15 @@ class CertificateStateJson(TypedDict):
     serialNumber: str | None
 
 
+class PodCertificateApisJson(TypedDict):
+    """The served version of each pod-certificate API (null: not served), and one sentence
+    per API not served saying what is lost and how to turn it on."""
+
+    podCertificateRequests: str | None
+    clusterTrustBundles: str | None
+    notServed: list[str]
+
+
 class SummaryJson(TypedDict):
     """`status -o json`."""
 
@@ -39,6 +51,7 @@ class SummaryJson(TypedDict):
     total: int
     notReady: list[CertificateStateJson]
     expiringSoonest: list[CertificateStateJson]
+    podCertificateApis: PodCertificateApisJson
 
 
 @dataclass(frozen=True)
@@ -184,14 +197,51 @@ def render(summary: Summary, now: datetime, *, where: str, color: bool = False) 
     return "\n\n".join(sections)
 
 
-def to_json(summary: Summary, now: datetime) -> SummaryJson:
+def render_apis(apis: PodCertificateApis) -> str:
+    """The pod-certificate APIs section: each API served, with its version, or the sentence
+    saying it is not served and how to turn it on."""
+    sentences = apis.unserved()
+    lines = ["Pod-certificate APIs:"]
+    for resource, version in (
+        (names.POD_CERTIFICATE_REQUESTS, apis.requests),
+        (names.CLUSTER_TRUST_BUNDLES, apis.bundles),
+    ):
+        api = f"{resource}.{names.CERTIFICATES_GROUP}"
+        if version is not None:
+            lines.append(f"  {api}: served in {version}")
+        else:
+            lines.extend(f"  {s}" for s in sentences if s.startswith(f"{api} "))
+    return "\n".join(lines)
+
+
+def to_json(summary: Summary, now: datetime, apis: PodCertificateApis) -> SummaryJson:
     """`status -o json`."""
     return {
         "allReady": summary.all_ready,
         "total": summary.total,
         "notReady": [s.to_json(now) for s in summary.not_ready],
         "expiringSoonest": [s.to_json(now) for s in summary.expiring],
+        "podCertificateApis": {
+            "podCertificateRequests": apis.requests,
+            "clusterTrustBundles": apis.bundles,
+            "notServed": apis.unserved(),
+        },
     }
+
+
+def discover_apis(api: Api) -> PodCertificateApis:
+    """The served versions of the pod-certificate APIs, found by discovery as the operator
+    finds them at start."""
+
+    def served(resource: str) -> str | None:
+        return api.served_version(
+            names.CERTIFICATES_GROUP, resource, names.POD_CERTIFICATE_VERSIONS
+        )
+
+    return PodCertificateApis(
+        requests=served(names.POD_CERTIFICATE_REQUESTS),
+        bundles=served(names.CLUSTER_TRUST_BUNDLES),
+    )
 
 
 def exit_code(summary: Summary) -> int:
@@ -215,8 +265,10 @@ def run(
 ) -> int:
     """`namespace` None means every namespace (-A)."""
     summary = summarize(api.list_certificates(namespace), now, limit=limit)
+    apis = discover_apis(api)
     if json_output:
-        output.print_json(to_json(summary, now))
+        output.print_json(to_json(summary, now, apis))
     else:
         print(render(summary, now, where=describe_scope(namespace), color=color))
+        print(f"\n{render_apis(apis)}")
     return exit_code(summary)

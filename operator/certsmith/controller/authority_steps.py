@@ -1,6 +1,8 @@
 """When each CertificateAuthority steps (authorities/controller.py does one step): after a
 watch event, when the scheduler says so, soon after a failed bundle write, now when a CA
-Secret changed; and what follows its deletion. Runs only in the Lease holder."""
+Secret changed; and what follows its deletion. Runs only in the Lease holder, which also
+says once, with an Event on the default authority, which pod-certificate APIs the cluster
+does not serve."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from certsmith.api import times
 from certsmith.authorities import store
 from certsmith.authorities.controller import AUTHORITY, AuthorityController
 from certsmith.config import Config
 from certsmith.controller.certificate_queue import CertificateQueue
-from certsmith.kube import Kube
+from certsmith.kube import ApiError, Kube
+from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas.state import ReplicaState
 from certsmith.scheduler import Scheduler
 
@@ -21,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 SOON = timedelta(seconds=5)
 """How soon an authority steps again after a bundle it owns could not be written."""
+API_NOT_SERVED = "APINotServed"
+"""The reason of the Warning event naming a pod-certificate API the cluster does not serve."""
 
 
 class AuthoritySteps:
@@ -35,8 +41,11 @@ class AuthoritySteps:
         certificates: CertificateQueue,
         replica: ReplicaState,
         clock: Callable[[], datetime],
+        pod_certificate_apis: PodCertificateApis,
     ) -> None:
         self._kube = kube
+        self._apis = pod_certificate_apis
+        self._unserved_announced = False
         self._config = config
         self._controller = controller
         self._registry = registry
@@ -60,6 +69,27 @@ class AuthoritySteps:
         """Create the default authority unless it exists, step it and write its status."""
         body = store.ensure_default_authority(self._kube, self._config)
         self._step_and_write(body)
+        self._announce_unserved_apis(body)
+
+    def _announce_unserved_apis(self, default: Mapping[str, Any]) -> None:
+        """Once per process (its first term): a Warning event on the default authority for
+        each pod-certificate API the cluster does not serve (`kubectl describe ca`), as the
+        start-up log says. An event lost is only logged: the log said it already."""
+        if self._unserved_announced:
+            return
+        self._unserved_announced = True
+        for sentence in self._apis.unserved():
+            try:
+                self._kube.post_event(
+                    involved=default,
+                    event_type="Warning",
+                    reason=API_NOT_SERVED,
+                    message=sentence,
+                    now=times.format_time(self._clock()),
+                    component=self._config.component,
+                )
+            except ApiError as error:
+                logger.warning("could not post event %s: %s", API_NOT_SERVED, error)
 
     def changed(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
         """Created, or a new policy, bundle setting or rotation request: step now, and

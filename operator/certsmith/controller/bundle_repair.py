@@ -1,5 +1,6 @@
 """Trust bundle ConfigMaps repaired as soon as a namespace appears or a bundle is edited,
-each by its rightful owner alone (trust_bundle.rightful_owner); the authorities' own steps
+each by its rightful owner alone (trust_bundle.rightful_owner), and each authority's
+ClusterTrustBundle as soon as someone else edits or deletes it; the authorities' own steps
 write them too. Runs only in the Lease holder."""
 
 from __future__ import annotations
@@ -8,11 +9,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from certsmith.authorities import store, trust_bundle
+from certsmith.authorities import cluster_trust_bundle, trust_bundle
 from certsmith.authorities.controller import AuthorityController
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.namespace_labels import NamespaceLabels
-from certsmith.kube import Kube
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +21,13 @@ class BundleRepair:
     def __init__(
         self,
         *,
-        kube: Kube,
         default_authority: str,
         controller: AuthorityController,
-        registry: store.AuthorityRegistry,
         steps: AuthoritySteps,
         namespaces: NamespaceLabels,
     ) -> None:
-        self._kube = kube
         self._default_authority = default_authority
         self._controller = controller
-        self._registry = registry
         self._steps = steps
         self._namespaces = namespaces
 
@@ -77,11 +73,24 @@ class BundleRepair:
         """Create or repair one bundle (found by name: its label may be gone) by its rightful
         owner, if that authority is loaded with this bundle name (else its own step, due
         after any change of its spec, writes it)."""
-        material = self._registry.get(owner)
-        if material is None or material.bundle_config_map != config_map:
-            return
-        existing = self._kube.get_configmap(namespace=namespace, name=config_map)
-        problem = self._controller.put_bundle(material, namespace, existing, owner=owner)
+        problem = self._controller.repair_bundle(owner, namespace, config_map)
         if problem is not None:
             logger.warning("trust bundle %s", problem)
             self._steps.step_soon(owner)
+
+    def is_own_cluster_trust_bundle_write(self, name: str, resource_version: str) -> bool:
+        """Whether a ClusterTrustBundle's watch event only echoes certsmith's own write."""
+        return self._controller.is_own_cluster_trust_bundle_write(name, resource_version)
+
+    def cluster_trust_bundle_changed(self, name: str) -> None:
+        """ClusterTrustBundle `name` was created, edited or deleted by someone else: if it is
+        an authority's (`cluster_trust_bundle.bundle_name`), that authority puts its own
+        back; one it cannot write has the authority step soon, which reports it in status.
+        ApiError when the apiserver does not answer."""
+        authority = cluster_trust_bundle.bundle_authority(name)
+        if authority is None:
+            return
+        problem = self._controller.repair_cluster_trust_bundle(authority)
+        if problem is not None:
+            logger.warning("trust bundle %s", problem)
+            self._steps.step_soon(authority)

@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from certsmith.api import names
+from certsmith.authorities import cluster_trust_bundle
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
 from certsmith.controller.authority_steps import AuthoritySteps
@@ -88,9 +89,11 @@ def registry(
     namespace_labels: NamespaceLabels,
     namespaces: NamespaceEvents,
     bundles: BundleRepair,
+    cluster_trust_bundles: str | None,
 ) -> kopf.OperatorRegistry:
     """The controller's handlers, each bound to the parts it uses; run by one kopf operator
-    per term (while this replica holds the Lease)."""
+    per term (while this replica holds the Lease). `cluster_trust_bundles`: the served
+    version of ClusterTrustBundles, None when the cluster does not serve them (not watched)."""
     handlers = kopf.OperatorRegistry()
     _lifecycle(
         handlers,
@@ -105,6 +108,8 @@ def registry(
     _certificate_handlers(handlers, reconciler, certificates)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
+    if cluster_trust_bundles is not None:
+        _cluster_trust_bundle_handlers(handlers, bundles, authorities, cluster_trust_bundles)
     return handlers
 
 
@@ -255,4 +260,41 @@ def _bundle_handlers(
             bundles.changed(body)
         except ApiError as error:
             logger.warning("trust bundle %s/%s deferred: %s", namespace, name, error)
+            authorities.all_step_soon()
+
+
+def _an_authoritys_bundle(name: str, **_: Any) -> bool:
+    # A filter, not a check inside the handler: kopf logs every handler call it makes.
+    return cluster_trust_bundle.bundle_authority(name) is not None
+
+
+def _cluster_trust_bundle_handlers(
+    handlers: kopf.OperatorRegistry,
+    bundles: BundleRepair,
+    authorities: AuthoritySteps,
+    version: str,
+) -> None:
+    @kopf.on.event(
+        names.CERTIFICATES_GROUP,
+        version,
+        names.CLUSTER_TRUST_BUNDLES,
+        when=_an_authoritys_bundle,
+        registry=handlers,
+    )
+    def cluster_trust_bundle_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        """An authority's ClusterTrustBundle was created, edited or deleted by someone else:
+        put it back (or report the foreign one). Few objects exist cluster-wide, so all are
+        watched: a removed label must not hide an edit."""
+        if event["type"] is None:
+            return  # the initial listing; the authorities' steps publish them
+        metadata = body["metadata"]
+        name = metadata["name"]
+        if event["type"] != "DELETED" and bundles.is_own_cluster_trust_bundle_write(
+            name, metadata.get("resourceVersion", "")
+        ):
+            return
+        try:
+            bundles.cluster_trust_bundle_changed(name)
+        except ApiError as error:
+            logger.warning("ClusterTrustBundle %s deferred: %s", name, error)
             authorities.all_step_soon()
