@@ -148,7 +148,10 @@ class AuthorityController:
             return self._not_ready(body, error, now)
         self._registry.put(material)
         self._apply_rate(material.name, settings.reissue_rate, now)
-        observed = self._observe_and_push(material, settings.reissue_rate, now)
+        # From the status read fresh above: the bound is written before any pod certificate
+        # under the old root is handed out, so no such certificate is missed.
+        pods = rotation.pod_certificates_lagging(body.get("status"), state, now=now)
+        observed = self._observe_and_push(material, settings.reissue_rate, now, pods)
         if state.rotating:
             advanced = rotation.advance(
                 state, observed.progress, now=now, delay=settings.propagation_delay
@@ -160,7 +163,7 @@ class AuthorityController:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
-                observed = self._observe_and_push(material, settings.reissue_rate, now)
+                observed = self._observe_and_push(material, settings.reissue_rate, now, pods)
             state = advanced
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
@@ -334,11 +337,15 @@ class AuthorityController:
     # --- observation and the work it pushes ----------------------------------------------
 
     def _observe_and_push(
-        self, material: authority.AuthorityMaterial, rate: int, now: datetime
+        self,
+        material: authority.AuthorityMaterial,
+        rate: int,
+        now: datetime,
+        pods: tuple[rotation.Lagging, ...],
     ) -> Observation:
         """Write bundles, look at every Secret this authority is responsible for, schedule
-        what must change (spread at `rate` per second); the progress, and the bundles that
-        could not be written."""
+        what must change (spread at `rate` per second); the progress (with `pods`, the pod
+        certificates a rotation waits for), and the bundles that could not be written."""
         bundles = self.sync_bundles(material)
         leaves = self._observe_leaves(material)
         self._push(material.name, leaves.pending, rate, now)
@@ -346,6 +353,7 @@ class AuthorityController:
             behind=(*bundles.awaited, *leaves.behind),
             on_old_root=tuple(leaves.on_old_root),
             total_leaves=leaves.total,
+            pod_certificates=pods,
         )
         return Observation(progress, bundles.problems)
 

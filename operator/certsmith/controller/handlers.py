@@ -26,7 +26,9 @@ from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.controller.pod_certificates import PodCertificateSigner
 from certsmith.kube import ApiError
+from certsmith.podcerts import requests
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -88,9 +90,11 @@ def registry(
     namespace_labels: NamespaceLabels,
     namespaces: NamespaceEvents,
     bundles: BundleRepair,
+    pod_certificates: PodCertificateSigner | None = None,
 ) -> kopf.OperatorRegistry:
     """The controller's handlers, each bound to the parts it uses; run by one kopf operator
-    per term (while this replica holds the Lease)."""
+    per term (while this replica holds the Lease). `pod_certificates`: None when the
+    cluster serves no PodCertificateRequests."""
     handlers = kopf.OperatorRegistry()
     _lifecycle(
         handlers,
@@ -105,6 +109,8 @@ def registry(
     _certificate_handlers(handlers, reconciler, certificates)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
+    if pod_certificates is not None:
+        _pod_certificate_handlers(handlers, pod_certificates)
     return handlers
 
 
@@ -256,3 +262,33 @@ def _bundle_handlers(
         except ApiError as error:
             logger.warning("trust bundle %s/%s deferred: %s", namespace, name, error)
             authorities.all_step_soon()
+
+
+def _pending_certsmith_request(type: str, body: kopf.Body, **_: Any) -> bool:
+    # Another signer's request is never handed to a handler (nor logged); an answered one
+    # only when it goes away.
+    return requests.is_certsmiths(body) and (type == "DELETED" or requests.answered(body) is None)
+
+
+def _pod_certificate_handlers(
+    handlers: kopf.OperatorRegistry, signer: PodCertificateSigner
+) -> None:
+    @kopf.on.startup(registry=handlers)
+    def pod_certificates_start(**_: Any) -> None:
+        signer.start_term()
+
+    @kopf.on.event(
+        names.CERTIFICATES_GROUP,
+        signer.version,
+        names.POD_CERTIFICATE_REQUESTS,
+        when=_pending_certsmith_request,
+        registry=handlers,
+    )
+    def pod_certificate_request_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        """Answer it now; the first listing of a term brings those created meanwhile."""
+        if event["type"] == "DELETED":
+            signer.forget(_namespaced(namespace, "PodCertificateRequest"), name)
+            return
+        signer.seen(body)
