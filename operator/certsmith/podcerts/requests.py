@@ -188,4 +188,4 @@ def key_problem(key: object) -> str | None:
         if key.key_size in SUPPORTED_RSA_BITS:
             return None
         return f"an RSA {key.key_size}-bit key"
-    return f"a {type(key).__name__.removeprefix('_').replace('PublicKey', '')} key"
+    return f"a key of type {type(key).__name__.removeprefix('_').replace('PublicKey', '')}"
