@@ -114,8 +114,9 @@ class AuthorityController:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def step(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Advance the authority by one step; return the status to write (None: it is gone)."""
+    def step(self, body: Mapping[str, Any]) -> None:
+        """Advance the authority by one step and write its status (nothing when it is gone).
+        ApiError when the apiserver does not answer."""
         name = body["metadata"]["name"]
         with self._lock(name):
             # Read it fresh: a watch event's body may predate our own last status write,
@@ -123,8 +124,18 @@ class AuthorityController:
             fresh = self._kube.get_authority(name=name)
             if fresh is None:
                 self._forget(name)
-                return None
-            return self._step(fresh)
+                return
+            status = self._step(fresh)
+            # Written under the lock: a step that read the status before this one's write
+            # would act on the phase before (re-issuing the intermediate under the old root
+            # in Reissuing), and a write after the lock (kopf's own patch) could overwrite a
+            # newer step's status with this older one.
+            try:
+                self._kube.patch_authority_status(name=name, status=status)
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+                self._forget(name)
 
     def forget(self, name: str) -> None:
         """The authority was deleted: it signs nothing more. Under its lock, so a step that

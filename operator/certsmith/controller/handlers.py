@@ -163,18 +163,20 @@ def _deleted(type: str, **_: Any) -> bool:
 
 
 def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
+    # A step writes the authority's status itself, under its lock: kopf's patch, written
+    # after the handler, could overwrite the status of a step that ran meanwhile.
     @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
-    def authority_resumed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def authority_resumed(body: kopf.Body, **_: Any) -> None:
         with _retry_soon():
-            patch.status.update(authorities.step(body) or {})
+            authorities.step(body)
 
     @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
-    def authority_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def authority_changed(body: kopf.Body, **_: Any) -> None:
         """Created (perhaps again, after a deletion), or a new policy, bundle setting or
         rotation request: step now, and re-judge its leaves."""
         with _retry_soon():
-            patch.status.update(authorities.changed(body) or {})
+            authorities.changed(body)
 
     @kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=handlers)
     def authority_deleted(name: str, **_: Any) -> None:
