@@ -3,7 +3,9 @@ serves (v1 on 1.37, v1beta1 on 1.35): fast, with the pod's identity only, refusi
 reason what policy refuses, leaving other signers' requests alone, exactly once across a
 restart, and moving pods to the new root during a root rotation.
 
-There is no kubelet: the test makes the Node, the pods bound to it and the requests.
+There is no kubelet: the test makes the Node, the pods bound to it and the requests. They
+are signed by authorities of the tests' own: pod certificates under cluster-root would hold
+up its next root rotation (another test's) until kubelets would have refreshed them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
-SIGNER = "certsmith.dev/cluster-root"
 CA = ("certsmith.dev", "v1alpha1", "certificateauthorities")
 
 
@@ -39,6 +40,40 @@ def version(api_client: client.ApiClient) -> str:
     versions = pod_certs.served_versions(api_client)
     assert versions, "the apiserver serves no podcertificaterequests (feature gates off?)"
     return versions[0]
+
+
+def create_authority(api_client: client.ApiClient, **spec: Any) -> str:
+    name = f"pods-{uuid.uuid4().hex[:6]}"
+    client.CustomObjectsApi(api_client).create_cluster_custom_object(
+        *CA,
+        {
+            "apiVersion": "certsmith.dev/v1alpha1",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+    wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+    return name
+
+
+def delete_authority(api_client: client.ApiClient, name: str) -> None:
+    """The authority and its keys."""
+    client.CustomObjectsApi(api_client).delete_cluster_custom_object(*CA, name)
+    core = client.CoreV1Api(api_client)
+    for suffix in ("root", "root-next", "intermediate"):
+        try:
+            core.delete_namespaced_secret(f"{name}-{suffix}", OPERATOR_NAMESPACE)
+        except client.ApiException as error:
+            assert error.status == 404
+
+
+@pytest.fixture(scope="module")
+def signer(api_client: client.ApiClient, operator: OperatorProcess) -> Iterator[str]:
+    """certsmith.dev/<an authority of this module's own>."""
+    name = create_authority(api_client)
+    yield f"certsmith.dev/{name}"
+    delete_authority(api_client, name)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +87,11 @@ def node(api_client: client.ApiClient) -> Iterator[str]:
 class Workload:
     """A namespace's ServiceAccount `web`, its Services and its pods on `node`."""
 
-    def __init__(self, api_client: client.ApiClient, namespace: str, node: str) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, namespace: str, node: str, signer: str
+    ) -> None:
         self.api_client, self.namespace, self.node = api_client, namespace, node
+        self.signer = signer
         pod_certs.create_service_account(api_client, namespace, "web")
 
     def pod(self, name: str = "web-0", labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -71,7 +109,7 @@ class Workload:
         version: str,
         pod: dict[str, Any],
         *,
-        signer: str = SIGNER,
+        signer: str | None = None,
         key_type: str = "ECDSAP256",
         name: str | None = None,
         **fields: Any,
@@ -79,7 +117,7 @@ class Workload:
         body = pod_requests.request_body(
             name=name or f"{pod['metadata']['name']}-{uuid.uuid4().hex[:6]}",
             namespace=self.namespace,
-            signer=signer,
+            signer=signer or self.signer,
             pod=pod,
             key=pod_requests.new_key(key_type),
             shape=pod_certs.shape_of(version),
@@ -89,11 +127,12 @@ class Workload:
 
 
 @pytest.fixture
-def workload(api_client: client.ApiClient, namespace: str, node: str) -> Workload:
-    return Workload(api_client, namespace, node)
+def workload(api_client: client.ApiClient, namespace: str, node: str, signer: str) -> Workload:
+    return Workload(api_client, namespace, node, signer)
 
 
-def root_pem(api_client: client.ApiClient, secret: str = "cluster-root-root") -> bytes:
+def root_pem(api_client: client.ApiClient, secret: str) -> bytes:
+    """The root in one of an authority's Secrets (`<authority>-root`, `-root-next`)."""
     found = client.CoreV1Api(api_client).read_namespaced_secret(secret, OPERATOR_NAMESPACE)
     return base64.b64decode(found.data["tls.crt"])
 
@@ -142,7 +181,7 @@ def test_requests_are_signed_within_a_second_with_the_pods_identity(
     )
     assert p50 < 1.0
 
-    root = root_pem(api_client)
+    root = root_pem(api_client, f"{workload.signer.removeprefix('certsmith.dev/')}-root")
     for name in created:
         body = pod_certs.get_request(api_client, version, namespace, name)
         condition = pod_certs.answer(body)
@@ -218,7 +257,7 @@ def test_refused_requests_are_denied_with_a_reason(
 ) -> None:
     victim = f"api.{workload.namespace}.svc"
     pod_certs.create_service(api_client, workload.namespace, "api", {"app": "api"})
-    impostors = Workload(api_client, other_namespace, node)
+    impostors = Workload(api_client, other_namespace, node, workload.signer)
     impostor = impostors.pod()
     pod = workload.pod()
     replaced = {**pod, "metadata": {**pod["metadata"], "uid": str(uuid.uuid4())}}
@@ -266,7 +305,7 @@ def test_kube_apiserver_itself_refuses_key_types_outside_kubernetes_list(
     body = pod_requests.request_body(
         name="rsa2048",
         namespace=workload.namespace,
-        signer=SIGNER,
+        signer=workload.signer,
         pod=pod,
         key=rsa.generate_private_key(65537, 2048),
         shape=pod_certs.shape_of(version),
@@ -329,28 +368,10 @@ def _refresh_bounds(api_client: client.ApiClient, name: str) -> dict[str, str]:
 
 @pytest.fixture
 def rotating_authority(api_client: client.ApiClient) -> Iterator[str]:
-    """An authority of the test's own (a rotation of cluster-root would slow other tests:
-    its Reissuing waits for pod certificates), removed with its keys afterwards."""
-    name = f"pods-{uuid.uuid4().hex[:6]}"
-    objects = client.CustomObjectsApi(api_client)
-    objects.create_cluster_custom_object(
-        *CA,
-        {
-            "apiVersion": "certsmith.dev/v1alpha1",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": name},
-            "spec": {"rotation": {"propagationDelay": "15s"}},
-        },
-    )
-    wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+    """An authority of the test's own that rotates quickly, removed with its keys after."""
+    name = create_authority(api_client, rotation={"propagationDelay": "15s"})
     yield name
-    objects.delete_cluster_custom_object(*CA, name)
-    core = client.CoreV1Api(api_client)
-    for suffix in ("root", "root-next", "intermediate"):
-        try:
-            core.delete_namespaced_secret(f"{name}-{suffix}", OPERATOR_NAMESPACE)
-        except client.ApiException as error:
-            assert error.status == 404
+    delete_authority(api_client, name)
 
 
 def _phase(api_client: client.ApiClient, name: str) -> str:
