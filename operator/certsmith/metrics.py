@@ -56,7 +56,8 @@ ROTATION_PHASE = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "certsmith_scheduled_actions",
-    "Renewals, retries and authority steps waiting in the scheduler.",
+    "Renewals, retries, authority steps and pending pod certificate requests waiting in the "
+    "scheduler.",
 )
 POD_CERTIFICATES = Counter(
     "certsmith_pod_certificate_requests",
