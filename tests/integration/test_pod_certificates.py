@@ -316,6 +316,41 @@ def test_kube_apiserver_itself_refuses_key_types_outside_kubernetes_list(
     assert "3072 or 4096" in str(refused.value.body)
 
 
+def test_the_authority_caps_the_lifetime_and_chooses_the_refresh(
+    api_client: client.ApiClient,
+    running_operator: OperatorProcess,
+    namespace: str,
+    node: str,
+    version: str,
+) -> None:
+    name = create_authority(api_client, podCertificates={"maxDuration": "2h", "renewBefore": "30m"})
+    try:
+        workload = Workload(api_client, namespace, node, f"certsmith.dev/{name}")
+        made = workload.request(version, workload.pod(), max_expiration_seconds=86400)
+        status = pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])[
+            "status"
+        ]
+        not_before, not_after, refresh = (
+            datetime.fromisoformat(status[key])
+            for key in ("notBefore", "notAfter", "beginRefreshAt")
+        )
+        assert (not_after - not_before).total_seconds() == 7200
+        assert (not_after - refresh).total_seconds() == 1800
+        # What Kubernetes would refuse is refused at apply time, naming the field.
+        with pytest.raises(client.ApiException) as refused:
+            client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+                *CA, name, {"spec": {"podCertificates": {"maxDuration": "30m"}}}
+            )
+        assert "maxDuration must be from 1h to 2184h" in str(refused.value.body)
+        with pytest.raises(client.ApiException) as refused:
+            client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+                *CA, name, {"spec": {"podCertificates": {"renewBefore": "1h55m"}}}
+            )
+        assert "renewBefore must leave 10m after notBefore" in str(refused.value.body)
+    finally:
+        delete_authority(api_client, name)
+
+
 def test_requests_pending_while_the_operator_is_down_are_signed_once_after_it_restarts(
     api_client: client.ApiClient,
     running_operator: OperatorProcess,
