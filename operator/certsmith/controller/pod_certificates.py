@@ -70,6 +70,7 @@ class PodCertificateSigner:
         self._guard = threading.Lock()
         self._locks: dict[RequestKey, threading.Lock] = {}
         self._attempts: dict[RequestKey, int] = {}
+        self._waiting: dict[RequestKey, str] = {}
         # Each authority's refresh bounds as recorded in its status, read once per term.
         self._bounds: dict[str, dict[str, datetime]] = {}
         self._bound_locks: dict[str, threading.Lock] = {}
@@ -84,6 +85,7 @@ class PodCertificateSigner:
         with self._guard:
             self._bounds.clear()
             self._attempts.clear()
+            self._waiting.clear()
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith request: answer it unless it is answered."""
@@ -111,6 +113,7 @@ class PodCertificateSigner:
         self._scheduler.cancel((POD_CERTIFICATE_REQUEST, *key))
         with self._guard:
             self._attempts.pop(key, None)
+            self._waiting.pop(key, None)
             self._locks.pop(key, None)
 
     # --- one request -------------------------------------------------------------------
@@ -146,10 +149,14 @@ class PodCertificateSigner:
         self._scheduler.schedule((POD_CERTIFICATE_REQUEST, *key), self._clock() + delay)
 
     def _postpone(self, request: PodCertificateRequest, why: str, delay: timedelta) -> None:
-        logger.info("PodCertificateRequest %s/%s waits: %s", request.namespace, request.name, why)
-        self._scheduler.schedule(
-            (POD_CERTIFICATE_REQUEST, request.namespace, request.name), self._clock() + delay
-        )
+        """Ask again after `delay`; said once per request (and reason), not at every look."""
+        key = (request.namespace, request.name)
+        with self._guard:
+            told = self._waiting.get(key) == why
+            self._waiting[key] = why
+        if not told:
+            logger.info("PodCertificateRequest %s/%s waits: %s", *key, why)
+        self._scheduler.schedule((POD_CERTIFICATE_REQUEST, *key), self._clock() + delay)
 
     def _answer(self, request: PodCertificateRequest) -> None:
         """Gather, decide, write; ApiError when the apiserver did not answer."""
