@@ -351,6 +351,51 @@ def test_the_authority_caps_the_lifetime_and_chooses_the_refresh(
         delete_authority(api_client, name)
 
 
+def test_an_authority_created_again_records_its_refresh_bound_again(
+    api_client: client.ApiClient,
+    running_operator: OperatorProcess,
+    namespace: str,
+    node: str,
+    version: str,
+) -> None:
+    """Deleted and created again, it resumes with the same root (its Secrets stay) but a
+    status of its own, which must cover the pod certificates it signs from then on."""
+    name = create_authority(api_client)
+    try:
+        workload = Workload(api_client, namespace, node, f"certsmith.dev/{name}")
+        pod = workload.pod()
+        made = workload.request(version, pod)
+        pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
+        first = _refresh_bounds(api_client, name)
+        assert len(first) == 1
+        client.CustomObjectsApi(api_client).delete_cluster_custom_object(*CA, name)
+        wait_for(
+            lambda: not any(
+                item["metadata"]["name"] == name
+                for item in client.CustomObjectsApi(api_client).list_cluster_custom_object(*CA)[
+                    "items"
+                ]
+            ),
+            timeout=15,
+            what=f"{name} deleted",
+        )
+        client.CustomObjectsApi(api_client).create_cluster_custom_object(
+            *CA,
+            {
+                "apiVersion": "certsmith.dev/v1alpha1",
+                "kind": "CertificateAuthority",
+                "metadata": {"name": name},
+                "spec": {},
+            },
+        )
+        wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+        made = workload.request(version, pod)
+        pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
+        assert _refresh_bounds(api_client, name).keys() == first.keys()  # the same root
+    finally:
+        delete_authority(api_client, name)
+
+
 def test_requests_pending_while_the_operator_is_down_are_signed_once_after_it_restarts(
     api_client: client.ApiClient,
     running_operator: OperatorProcess,

@@ -87,6 +87,11 @@ class PodCertificateSigner:
             self._attempts.clear()
             self._waiting.clear()
 
+    def authority_deleted(self, name: str) -> None:
+        """The authority is gone: what was known of its recorded bounds went with it."""
+        with self._guard:
+            self._bounds.pop(name, None)
+
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith request: answer it unless it is answered."""
         self._handle(body)
