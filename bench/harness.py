@@ -20,6 +20,8 @@ from pathlib import Path
 from kubernetes import client, config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The benchmarks build their objects with the tests' builders (tests/), as the tests do.
+sys.path.insert(0, str(REPO_ROOT))
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 
 

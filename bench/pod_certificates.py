@@ -13,19 +13,16 @@ API version takes (v1: stubPKCS10Request; v1beta1 on 1.35: pkixPublicKey + proof
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client, watch
 
 import harness
+from tests import pod_requests
 
 GROUP, PLURAL, SIGNER = (
     "certificates.k8s.io",
@@ -45,40 +42,21 @@ def served_version(api: client.ApiClient) -> str:
     raise SystemExit("this apiserver serves no PodCertificateRequest API")
 
 
-def request_body(version: str, pod: client.V1Pod, node: client.V1Node, sa_uid: str) -> dict:
-    key = ec.generate_private_key(ec.SECP256R1())
-    spec = {
-        "signerName": SIGNER,
-        "podName": pod.metadata.name,
-        "podUID": pod.metadata.uid,
-        "serviceAccountName": "default",
-        "serviceAccountUID": sa_uid,
-        "nodeName": node.metadata.name,
-        "nodeUID": node.metadata.uid,
-        "maxExpirationSeconds": 86400,
-    }
-    if version == "v1":
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .sign(key, hashes.SHA256())
-        )
-        spec["stubPKCS10Request"] = base64.b64encode(
-            csr.public_bytes(serialization.Encoding.DER)
-        ).decode()
-    else:
-        public = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        proof = key.sign(pod.metadata.uid.encode(), ec.ECDSA(hashes.SHA256()))
-        spec["pkixPublicKey"] = base64.b64encode(public).decode()
-        spec["proofOfPossession"] = base64.b64encode(proof).decode()
-    return {
-        "apiVersion": f"{GROUP}/{version}",
-        "kind": "PodCertificateRequest",
-        "metadata": {"generateName": f"{pod.metadata.name}-"},
-        "spec": spec,
-    }
+def request_body(
+    api: client.ApiClient, version: str, pod: client.V1Pod, node: client.V1Node
+) -> dict:
+    """The request kubelet would make for `pod` (tests.pod_requests, shared with the tests)."""
+    return pod_requests.request_body(
+        name=f"{pod.metadata.name}-pcr",
+        namespace=pod.metadata.namespace,
+        signer=SIGNER,
+        pod=api.sanitize_for_serialization(pod),
+        key=pod_requests.new_key("ECDSAP256"),
+        shape=pod_requests.STUB if version == "v1" else pod_requests.PKIX,
+        node_uid=node.metadata.uid,
+        max_expiration_seconds=86400,
+        api_version=f"{GROUP}/{version}",
+    )
 
 
 class IssuedWatcher:
@@ -126,16 +104,16 @@ class IssuedWatcher:
         self._stop.set()
 
 
-def prepare(api: client.ApiClient, count: int) -> tuple[str, client.V1Node, list, str]:
-    """A namespace with N pods bound to a Node object, and its default ServiceAccount's UID."""
+def prepare(api: client.ApiClient, count: int) -> tuple[str, client.V1Node, list]:
+    """A namespace with N pods bound to a Node object."""
     core = client.CoreV1Api(api)
     namespace = f"bench-pcr-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     node = core.create_node(client.V1Node(metadata=client.V1ObjectMeta(name=f"{namespace}-node")))
     deadline = time.monotonic() + 60
-    while True:  # kube-controller-manager creates the namespace's default ServiceAccount
+    while True:  # pods wait for the default ServiceAccount kube-controller-manager creates
         try:
-            sa_uid = core.read_namespaced_service_account("default", namespace).metadata.uid
+            core.read_namespaced_service_account("default", namespace)
             break
         except client.ApiException:
             if time.monotonic() > deadline:
@@ -154,13 +132,13 @@ def prepare(api: client.ApiClient, count: int) -> tuple[str, client.V1Node, list
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         pods = list(pool.map(pod, range(count)))
-    return namespace, node, pods, sa_uid
+    return namespace, node, pods
 
 
 def run(api: client.ApiClient, operator_pid: int, count: int) -> None:
     version = served_version(api)
-    namespace, node, pods, sa_uid = prepare(api, count)
-    bodies = [request_body(version, pod, node, sa_uid) for pod in pods]
+    namespace, node, pods = prepare(api, count)
+    bodies = [request_body(api, version, pod, node) for pod in pods]
     watcher = IssuedWatcher(api, namespace, version)
     time.sleep(1)
     objects = client.CustomObjectsApi(api)

@@ -394,6 +394,38 @@ class Kube:
         path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}/status"
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
+    # --- pods, Services and PodCertificateRequests --------------------------------------
+
+    def get_pod(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod, or None."""
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def list_services(self, *, namespace: str) -> list[dict[str, Any]]:
+        """The Services of one namespace."""
+        return self._items(f"/api/v1/namespaces/{namespace}/services")
+
+    def get_pod_certificate_request(
+        self, *, version: str, namespace: str, name: str
+    ) -> dict[str, Any] | None:
+        """The PodCertificateRequest as `certificates.k8s.io/<version>` serves it, or None."""
+        return self._get_or_none(self._pod_certificate_request_path(version, namespace, name))
+
+    def patch_pod_certificate_request_status(
+        self, *, version: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge `status` into the request's status subresource. kube-apiserver refuses
+        (422 Invalid) any change to a request already Issued, Denied or Failed, and (403 or
+        422) a caller without `sign` on its signerName; 404 if it is gone."""
+        path = self._pod_certificate_request_path(version, namespace, name) + "/status"
+        return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    @staticmethod
+    def _pod_certificate_request_path(version: str, namespace: str, name: str) -> str:
+        return (
+            f"/apis/{names.CERTIFICATES_GROUP}/{version}/namespaces/{namespace}/"
+            f"{names.POD_CERTIFICATE_REQUESTS}/{name}"
+        )
+
     # --- workloads ---------------------------------------------------------------------
 
     def list_workloads(self, *, namespace: str, plural: str) -> list[dict[str, Any]]:

@@ -62,7 +62,19 @@ CLUSTER_TRUST_BUNDLE_ROOTS = Gauge(
 )
 QUEUE_DEPTH = Gauge(
     "certsmith_scheduled_actions",
-    "Renewals, retries and authority steps waiting in the scheduler.",
+    "Renewals, retries, authority steps and pending pod certificate requests waiting in the "
+    "scheduler.",
+)
+POD_CERTIFICATES = Counter(
+    "certsmith_pod_certificate_requests",
+    "PodCertificateRequests answered, by condition (Issued, Denied, Failed) and reason.",
+    ["condition", "reason"],
+)
+POD_CERTIFICATE_LATENCY = Histogram(
+    "certsmith_pod_certificate_latency_seconds",
+    "From a PodCertificateRequest's creation (whole seconds, as the apiserver stamps it) to "
+    "its answer written.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
 )
 PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
@@ -125,3 +137,11 @@ def authority_forgotten(name: str) -> None:
     for phase in PHASES:
         with contextlib.suppress(KeyError):
             ROTATION_PHASE.remove(name, phase)
+
+
+def pod_certificate_answered(condition: str, reason: str, latency_seconds: float | None) -> None:
+    """One PodCertificateRequest answered (`condition` Issued, Denied or Failed) and, when its
+    creation time is known, how long it waited (negative, from clock skew, counts as 0)."""
+    POD_CERTIFICATES.labels(condition, reason).inc()
+    if latency_seconds is not None:
+        POD_CERTIFICATE_LATENCY.observe(max(0.0, latency_seconds))

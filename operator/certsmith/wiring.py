@@ -26,6 +26,7 @@ from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.controller.pod_certificates import PodCertificateSigner
 from certsmith.kube import Kube, new_api_client
 from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas.state import ReplicaState
@@ -66,6 +67,8 @@ class ControllerParts:
     bundles: BundleRepair
     namespaces: NamespaceEvents
     actions: ScheduledActions
+    pod_certificates: PodCertificateSigner | None
+    """The PodCertificateRequest signer; None when the cluster serves no such requests."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             namespaces=controller.namespaces,
             bundles=controller.bundles,
             cluster_trust_bundles=pod_certificate_apis.bundles,
+            pod_certificates=controller.pod_certificates,
         ),
         admission_handlers=admission_registry(
             config=config,
@@ -171,6 +175,20 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         pod_certificate_apis=shared.pod_certificate_apis,
     )
+    requests_version = shared.pod_certificate_apis.requests
+    pod_certificates = (
+        None
+        if requests_version is None
+        else PodCertificateSigner(
+            kube=shared.kube,
+            config=shared.config,
+            version=requests_version,
+            registry=shared.registry,
+            namespace_labels=labels.labels,
+            scheduler=shared.scheduler,
+            clock=utc_now,
+        )
+    )
     bundles = BundleRepair(
         default_authority=shared.config.default_authority,
         controller=authority_controller,
@@ -193,5 +211,7 @@ def _controller(shared: Shared) -> ControllerParts:
             authorities=authorities,
             scheduler=shared.scheduler,
             clock=utc_now,
+            pod_certificates=pod_certificates,
         ),
+        pod_certificates=pod_certificates,
     )

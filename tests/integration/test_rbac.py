@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
 from certsmith.pki import ca, inspect
+from tests import pod_requests
+from tests.integration import pod_certs
+from tests.integration.conftest import OperatorProcess
 from tests.integration.discovery import served_version
 from tests.support import REPO_ROOT, kubectl, kubectl_path, wait_for
 
@@ -243,3 +246,78 @@ def test_the_operator_attests_cluster_trust_bundles_of_its_own_signers_only(
             assert f'user not permitted to attest for signerName "{signer}"' in refused.stderr
     finally:
         kubectl(rbac_applied, "delete", "clustertrustbundle", name, "--ignore-not-found")
+
+
+def test_the_operator_answers_pod_certificate_requests_of_its_own_signers_only(
+    rbac_applied: str, api_client: client.ApiClient, running_operator: OperatorProcess
+) -> None:
+    """kube-apiserver takes a request's answer only from a holder of `sign` on its
+    signerName: certsmith's ServiceAccount answers certsmith.dev/<authority> requests and
+    no other signer's, whatever its other grants."""
+    version = served_version(api_client, pod_certs.PLURAL)
+    if version is None:
+        pytest.skip("this apiserver does not serve podcertificaterequests.certificates.k8s.io")
+    suffix = uuid.uuid4().hex[:6]
+    pod = {
+        "metadata": {"name": f"rbac-{suffix}", "uid": str(uuid.uuid4())},
+        "spec": {"serviceAccountName": "default", "nodeName": "node-1"},
+    }
+    answer = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Denied",
+                    "status": "True",
+                    "reason": "RBACTest",
+                    "message": "answered by certsmith's ServiceAccount",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        }
+    }
+    operator_api = config.new_client_from_config(config_file=rbac_applied)
+    operator_api.set_default_header("Impersonate-User", SERVICE_ACCOUNT)
+    operator_objects = client.CustomObjectsApi(operator_api)
+
+    def answer_as_operator(name: str) -> dict[str, Any]:
+        # The operator's own call: a merge patch of the status, nothing read first.
+        answered: dict[str, Any] = operator_objects.patch_namespaced_custom_object_status(
+            pod_certs.GROUP, version, "default", pod_certs.PLURAL, name, answer
+        )
+        return answered
+
+    created = []
+    # The operator would answer certsmith's own request before the ServiceAccount does.
+    running_operator.kill()
+    try:
+        for signer, allowed in (
+            (f"certsmith.dev/rbac-{suffix}", True),
+            (f"example.com/rbac-{suffix}", False),
+            (f"certsmith.devx/rbac-{suffix}", False),
+            ("kubernetes.io/kube-apiserver-client-pod", False),
+        ):
+            body = pod_requests.request_body(
+                name=f"rbac-{suffix}-{len(created)}",
+                namespace="default",
+                signer=signer,
+                pod=pod,
+                key=pod_requests.new_key("ECDSAP256"),
+                shape=pod_certs.shape_of(version),
+            )
+            created.append(pod_certs.create_request(api_client, version, body))
+            name = created[-1]["metadata"]["name"]
+            if allowed:
+                assert pod_certs.answer(answer_as_operator(name))["reason"] == "RBACTest"
+            else:
+                with pytest.raises(client.ApiException) as refused:
+                    answer_as_operator(name)
+                assert 'is not permitted to \\"sign\\" for signer' in refused.value.body
+    finally:
+        for made in created:
+            kubectl(
+                rbac_applied,
+                *("delete", "podcertificaterequests", made["metadata"]["name"], "-n", "default"),
+                check=False,
+            )
+        running_operator.start()
+        running_operator.wait_serving(api_client)

@@ -18,6 +18,10 @@ from certsmith.controller.dispatch import ScheduledKey, parse_key
             ScheduledKey("CertificateAuthority", "", "cluster-root"),
         ),
         (ScheduledKey("Certificate", "a", "b"), ScheduledKey("Certificate", "a", "b")),
+        (
+            ("PodCertificateRequest", "shop", "web-0-abcde"),
+            ScheduledKey("PodCertificateRequest", "shop", "web-0-abcde"),
+        ),
     ],
 )
 def test_scheduled_keys_parse(key: Hashable, parsed: ScheduledKey) -> None:

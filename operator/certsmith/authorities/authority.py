@@ -17,6 +17,7 @@ from cryptography import x509
 
 from certsmith.api import conditions, names, times
 from certsmith.authorities import rotation
+from certsmith.authorities.pod_certificates import Settings as PodCertificateSettings
 from certsmith.certificates import isolation, renewal
 from certsmith.certificates.policies import AuthorityView
 from certsmith.pki import ca, inspect, keys
@@ -37,6 +38,8 @@ class AuthorityMaterial:
     grants: tuple[isolation.Grant, ...] = ()
     bundle_config_map: str | None = None
     bundle_selector: Mapping[str, Any] = field(default_factory=dict)
+    pod_certificates: PodCertificateSettings = field(default_factory=PodCertificateSettings)
+    """spec.podCertificates: the lifetime and refresh of the pod certificates it signs."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

@@ -123,8 +123,9 @@ class AuthorityController:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def step(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Advance the authority by one step; return the status to write (None: it is gone)."""
+    def step(self, body: Mapping[str, Any]) -> None:
+        """Advance the authority by one step and write its status (nothing when it is gone).
+        ApiError when the apiserver does not answer."""
         name = body["metadata"]["name"]
         with self._lock(name):
             # Read it fresh: a watch event's body may predate our own last status write,
@@ -132,8 +133,18 @@ class AuthorityController:
             fresh = self._kube.get_authority(name=name)
             if fresh is None:
                 self._forget(name)
-                return None
-            return self._step(fresh)
+                return
+            status = self._step(fresh)
+            # Written under the lock: a step that read the status before this one's write
+            # would act on the phase before (re-issuing the intermediate under the old root
+            # in Reissuing), and a write after the lock (kopf's own patch) could overwrite a
+            # newer step's status with this older one.
+            try:
+                self._kube.patch_authority_status(name=name, status=status)
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+                self._forget(name)
 
     def forget(self, name: str) -> None:
         """The authority was deleted: it signs nothing more. Under its lock, so a step that
@@ -157,7 +168,10 @@ class AuthorityController:
             return self._not_ready(body, error, now)
         self._registry.put(material)
         self._apply_rate(material.name, settings.reissue_rate, now)
-        observed = self._observe_and_push(body, material, settings.reissue_rate, now)
+        # From the status read fresh above: the bound is written before any pod certificate
+        # under the old root is handed out, so no such certificate is missed.
+        pods = rotation.pod_certificates_lagging(body.get("status"), state, now=now)
+        observed = self._observe_and_push(body, material, settings.reissue_rate, now, pods)
         if state.rotating:
             advanced = rotation.advance(
                 state, observed.progress, now=now, delay=settings.propagation_delay
@@ -169,7 +183,7 @@ class AuthorityController:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
-                observed = self._observe_and_push(body, material, settings.reissue_rate, now)
+                observed = self._observe_and_push(body, material, settings.reissue_rate, now, pods)
             state = advanced
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
@@ -360,11 +374,13 @@ class AuthorityController:
         material: authority.AuthorityMaterial,
         rate: int,
         now: datetime,
+        pods: tuple[rotation.Lagging, ...],
     ) -> Observation:
         """Write bundles (ConfigMaps and the ClusterTrustBundle of the authority `body`),
         look at every Secret this authority is responsible for, schedule what must change
-        (spread at `rate` per second); the progress, and the bundles that could not be
-        written (a rotation waits for the ClusterTrustBundle as for its own ConfigMaps)."""
+        (spread at `rate` per second); the progress (with `pods`, the pod certificates a
+        rotation waits for), and the bundles that could not be written (a rotation waits
+        for the ClusterTrustBundle as for its own ConfigMaps)."""
         bundles = self.sync_bundles(material)
         cluster_bundle = self._sync_cluster_trust_bundle(body, material)
         leaves = self._observe_leaves(material)
@@ -377,6 +393,7 @@ class AuthorityController:
             ),
             on_old_root=tuple(leaves.on_old_root),
             total_leaves=leaves.total,
+            pod_certificates=pods,
         )
         return Observation(progress, bundles.problems, cluster_bundle)
 

@@ -4,10 +4,12 @@
 
 Distributing: the new root joins every trust bundle and every Secret's ca.crt; once all
 carry it, wait `propagationDelay` so kubelet has refreshed mounted copies; leaves are still
-signed under the old root. Reissuing: a new intermediate under the new root signs fresh
-leaves for every Certificate. Retiring: once no leaf chains to the old root, wait
-`propagationDelay` again, then the old root leaves the bundles. The phase and its timers
-live in the CA's status, so a restarted operator carries on where it was.
+signed under the old root (pod certificates with the earliest refresh Kubernetes allows).
+Reissuing: a new intermediate under the new root signs fresh leaves for every Certificate
+and every pod certificate request; it ends once no leaf chains to the old root and every
+pod certificate signed under it is past its refresh (`pod_certificates_lagging`).
+Retiring: wait `propagationDelay` again, then the old root leaves the bundles. The phase
+and its timers live in the CA's status, so a restarted operator carries on where it was.
 
 A phase waits only for objects certsmith is responsible for (the Secrets of existing
 Certificates, the bundle ConfigMaps it manages). When a phase has made no progress for
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith.api import conditions, model, times
+from certsmith.authorities import pod_certificates
 
 ROTATION_BLOCKED = "RotationBlocked"
 DEFAULT_PROPAGATION_DELAY = timedelta(minutes=5)
@@ -138,6 +141,8 @@ class Progress:
     on_old_root: tuple[Lagging, ...] = ()
     """Secrets whose leaf does not chain to the new root yet."""
     total_leaves: int = 0
+    pod_certificates: tuple[Lagging, ...] = ()
+    """Pod certificates under the old root that kubelets may not have refreshed yet."""
 
     @property
     def bundles_behind(self) -> int:
@@ -152,7 +157,7 @@ class Progress:
         if phase is Phase.DISTRIBUTING:
             return self.behind
         if phase is Phase.REISSUING:
-            return self.on_old_root
+            return (*self.on_old_root, *self.pod_certificates)
         return ()
 
 
@@ -205,6 +210,30 @@ def to_status(
             totalLeaves=progress.total_leaves,
         )
     return {"phase": state.phase.value, "rotation": rotation}
+
+
+def pod_certificates_lagging(
+    status: Mapping[str, Any] | None, state: RotationState, *, now: datetime
+) -> tuple[Lagging, ...]:
+    """What a rotation waits for of the pod certificates signed under its old root: one
+    entry until kubelets have refreshed them all (`pod_certificates.in_use_until` of the
+    bound the signer recorded in `status`), none outside a rotation or once past it."""
+    bounds = pod_certificates.refresh_bounds(status)
+    if not state.rotating or state.old_root not in bounds:
+        return ()
+    until = pod_certificates.in_use_until(bounds, state.old_root)
+    if until is None or now >= until:
+        return ()
+    return (
+        Lagging(
+            "",
+            "pod certificates",
+            f"signed under the old root with beginRefreshAt up to "
+            f"{_format(bounds[state.old_root])}; kubelets have refreshed them by "
+            f"{_format(until)}",
+            reason="PodCertificatesOnOldRoot",
+        ),
+    )
 
 
 def describe_blockers(blockers: tuple[Lagging, ...]) -> list[str]:
@@ -260,7 +289,7 @@ def advance(
             return _enter(state, Phase.REISSUING, None)
         return state
     if state.phase is Phase.REISSUING:
-        if progress.leaves_on_old_root > 0:
+        if progress.awaited(Phase.REISSUING):
             return state
         return _enter(state, Phase.RETIRING, now)
     if state.phase is Phase.RETIRING:

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 
 from certsmith.api import model, names
-from certsmith.authorities import authority, rotation, trust_bundle
+from certsmith.authorities import authority, pod_certificates, rotation, trust_bundle
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -457,6 +457,7 @@ def ensure_material(
             name, spec, default_authority=config.default_authority
         ),
         bundle_selector=bundle.get("namespaceSelector") or {},
+        pod_certificates=pod_certificates.parse_settings(spec),
     )
 
 

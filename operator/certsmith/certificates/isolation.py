@@ -290,6 +290,10 @@ def operator_namespace_refusal(namespace: str, operator_namespace: str) -> str |
     )
 
 
+Named = tuple[str, str]
+"""A name to judge and where it comes from, e.g. ("spec.dnsNames[1]", "web.shop.svc")."""
+
+
 def evaluate(
     *,
     namespace: str,
@@ -304,32 +308,60 @@ def evaluate(
     is one of its other names, judged as that name. Violations come in the order of the
     spec's fields: DNS names (the commonName last), URIs, email addresses, IP addresses.
     """
-    applicable = [g for g in grants if selector_matches(g.selector, namespace_labels)]
-    own_rule = f"namespace {namespace} may name its own services and SPIFFE IDs only"
+    applicable = _applicable(grants, namespace_labels)
+    dns_names = [(f"spec.dnsNames[{i}]", n) for i, n in enumerate(spec.dns_names)]
+    leaf_names = model.leaf_dns_names(spec)
+    if len(leaf_names) > len(spec.dns_names):
+        # A DNS-name commonName goes into the SAN too; it is judged like spec.dnsNames.
+        dns_names.append(("spec.commonName", leaf_names[0]))
+    uris = [(f"spec.uris[{i}]", uri) for i, uri in enumerate(spec.uris)]
     return [
-        *_dns_violations(namespace, spec, applicable, own_rule),
-        *_uri_violations(namespace, spec, applicable, own_rule, trust_domain),
+        *_dns_violations(namespace, dns_names, applicable),
+        *_uri_violations(namespace, uris, applicable, trust_domain),
         *_email_violations(spec, applicable),
         *_ip_violations(spec, applicable),
     ]
 
 
+def evaluate_names(
+    *,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    dns_names: Sequence[Named],
+    uris: Sequence[Named],
+    grants: Sequence[Grant],
+    trust_domain: str,
+) -> list[Violation]:
+    """`evaluate` for names that come from elsewhere than a Certificate's spec (a pod
+    certificate's): DNS names (valid host names, `*.` allowed) and URIs (a SPIFFE ID
+    parsed as `model.parse_spiffe_id` accepts) with the field each comes from, judged by
+    the same rules and grants, in that order."""
+    applicable = _applicable(grants, namespace_labels)
+    return [
+        *_dns_violations(namespace, dns_names, applicable),
+        *_uri_violations(namespace, uris, applicable, trust_domain),
+    ]
+
+
+def _applicable(grants: Sequence[Grant], namespace_labels: Mapping[str, str]) -> list[Grant]:
+    return [g for g in grants if selector_matches(g.selector, namespace_labels)]
+
+
+def _own_rule(namespace: str) -> str:
+    return f"namespace {namespace} may name its own services and SPIFFE IDs only"
+
+
 def _dns_violations(
-    namespace: str, spec: model.CertificateSpec, applicable: Sequence[Grant], own_rule: str
+    namespace: str, candidates: Sequence[Named], applicable: Sequence[Grant]
 ) -> list[Violation]:
     refusal = short_form_refusal(namespace)
-    candidates = [(f"spec.dnsNames[{i}]", n) for i, n in enumerate(spec.dns_names)]
-    leaf_names = model.leaf_dns_names(spec)
-    if len(leaf_names) > len(spec.dns_names):
-        # A DNS-name commonName goes into the SAN too; it is judged like spec.dnsNames.
-        candidates.append(("spec.commonName", leaf_names[0]))
     violations = []
     for field, name in candidates:
         if _own_dns_name(name, namespace):
             continue
         if any(_dns_pattern_matches(p, name) for g in applicable for p in g.dns_names):
             continue
-        rule = own_rule
+        rule = _own_rule(namespace)
         if refusal and name.lower().endswith(f".{namespace}"):
             rule += f"; {namespace} is no zone of its own: {refusal}"
         violations.append(Violation(field, name, rule))
@@ -338,14 +370,13 @@ def _dns_violations(
 
 def _uri_violations(
     namespace: str,
-    spec: model.CertificateSpec,
+    candidates: Sequence[Named],
     applicable: Sequence[Grant],
-    own_rule: str,
     trust_domain: str,
 ) -> list[Violation]:
     return [
-        Violation(f"spec.uris[{index}]", uri, own_rule)
-        for index, uri in enumerate(spec.uris)
+        Violation(field, uri, _own_rule(namespace))
+        for field, uri in candidates
         if not _own_uri(uri, namespace, trust_domain)
         and not any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris)
     ]

@@ -60,15 +60,15 @@ class AuthoritySteps:
         listing reloads them. The default one stays: the webhook serves with it."""
         self._registry.keep_only(self._config.default_authority)
 
-    def step(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """One step of the authority (bootstrap, renewal, bundles, rotation); its status, or
-        None when it no longer exists. ApiError when the apiserver does not answer."""
-        return self._controller.step(body)
+    def step(self, body: Mapping[str, Any]) -> None:
+        """One step of the authority (bootstrap, renewal, bundles, rotation), its status
+        written. ApiError when the apiserver does not answer."""
+        self._controller.step(body)
 
     def ensure_default(self) -> None:
         """Create the default authority unless it exists, step it and write its status."""
         body = store.ensure_default_authority(self._kube, self._config)
-        self._step_and_write(body)
+        self.step(body)
         self._announce_unserved_apis(body)
 
     def _announce_unserved_apis(self, default: Mapping[str, Any]) -> None:
@@ -91,12 +91,11 @@ class AuthoritySteps:
             except ApiError as error:
                 logger.warning("could not post event %s: %s", API_NOT_SERVED, error)
 
-    def changed(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    def changed(self, body: Mapping[str, Any]) -> None:
         """Created, or a new policy, bundle setting or rotation request: step now, and
-        re-judge its Certificates. Its status, or None when it no longer exists."""
-        status = self.step(body)
+        re-judge its Certificates."""
+        self.step(body)
         self._certificates.of_authority_due_now(body["metadata"]["name"])
-        return status
 
     def step_by_name(self, name: str) -> None:
         """The scheduler's path: read the authority fresh, step it, write its status."""
@@ -104,7 +103,7 @@ class AuthoritySteps:
         if body is None:
             self.deleted(name)
             return
-        self._step_and_write(body)
+        self.step(body)
 
     def deleted(self, name: str) -> None:
         """It signs nothing more; its Certificates are told so (their Secrets stay as they
@@ -147,8 +146,3 @@ class AuthoritySteps:
         )
         for name in self._registry.names():
             self.step_now(name)
-
-    def _step_and_write(self, body: Mapping[str, Any]) -> None:
-        status = self.step(body)
-        if status is not None:
-            self._kube.patch_authority_status(name=body["metadata"]["name"], status=status)

@@ -1,5 +1,6 @@
-"""The scheduler's action: a due key becomes a Certificate reconciliation or an authority
-step, run in the worker threads. Runs only in the Lease holder (the scheduler runs there)."""
+"""The scheduler's action: a due key becomes a Certificate reconciliation, an authority
+step or a pending PodCertificateRequest's answer, run in the worker threads. Runs only in
+the Lease holder (the scheduler runs there)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import NamedTuple
 from certsmith.authorities.controller import AUTHORITY, CERTIFICATE
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.certificate_queue import CertificateQueue
+from certsmith.controller.pod_certificates import POD_CERTIFICATE_REQUEST, PodCertificateSigner
 from certsmith.kube import ApiError
 from certsmith.scheduler import Key, Scheduler
 
@@ -23,7 +25,8 @@ RETRY = timedelta(seconds=5)
 
 
 class ScheduledKey(NamedTuple):
-    """What the scheduler holds: (CERTIFICATE, namespace, name) or (AUTHORITY, "", name)."""
+    """What the scheduler holds: (CERTIFICATE, namespace, name), (AUTHORITY, "", name) or
+    (POD_CERTIFICATE_REQUEST, namespace, name)."""
 
     kind: str
     namespace: str
@@ -35,7 +38,7 @@ def parse_key(key: Hashable) -> ScheduledKey:
     if (
         isinstance(key, tuple)
         and len(key) == 3
-        and key[0] in (CERTIFICATE, AUTHORITY)
+        and key[0] in (CERTIFICATE, AUTHORITY, POD_CERTIFICATE_REQUEST)
         and all(isinstance(part, str) for part in key)
     ):
         return ScheduledKey(*key)
@@ -53,8 +56,11 @@ class ScheduledActions:
         authorities: AuthoritySteps,
         scheduler: Scheduler,
         clock: Callable[[], datetime],
+        pod_certificates: PodCertificateSigner | None = None,
     ) -> None:
+        """`pod_certificates`: None when the cluster serves no PodCertificateRequests."""
         self._executor = executor
+        self._pod_certificates = pod_certificates
         self._certificates = certificates
         self._authorities = authorities
         self._scheduler = scheduler
@@ -68,6 +74,11 @@ class ScheduledActions:
                 await loop.run_in_executor(
                     self._executor, self._certificates.reconcile_by_name, due.namespace, due.name
                 )
+            elif due.kind == POD_CERTIFICATE_REQUEST:
+                if self._pod_certificates is not None:
+                    await loop.run_in_executor(
+                        self._executor, self._pod_certificates.sign_by_name, due.namespace, due.name
+                    )
             else:
                 await loop.run_in_executor(self._executor, self._authorities.step_by_name, due.name)
         except ApiError as error:

@@ -27,7 +27,9 @@ from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
+from certsmith.controller.pod_certificates import PodCertificateSigner
 from certsmith.kube import ApiError
+from certsmith.podcerts import requests
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -90,10 +92,12 @@ def registry(
     namespaces: NamespaceEvents,
     bundles: BundleRepair,
     cluster_trust_bundles: str | None,
+    pod_certificates: PodCertificateSigner | None,
 ) -> kopf.OperatorRegistry:
     """The controller's handlers, each bound to the parts it uses; run by one kopf operator
     per term (while this replica holds the Lease). `cluster_trust_bundles`: the served
-    version of ClusterTrustBundles, None when the cluster does not serve them (not watched)."""
+    version of ClusterTrustBundles, None when the cluster does not serve them (not watched);
+    `pod_certificates`: None when the cluster serves no PodCertificateRequests."""
     handlers = kopf.OperatorRegistry()
     _lifecycle(
         handlers,
@@ -110,6 +114,8 @@ def registry(
     _bundle_handlers(handlers, bundles, authorities)
     if cluster_trust_bundles is not None:
         _cluster_trust_bundle_handlers(handlers, bundles, authorities, cluster_trust_bundles)
+    if pod_certificates is not None:
+        _pod_certificate_handlers(handlers, pod_certificates)
     return handlers
 
 
@@ -162,18 +168,20 @@ def _deleted(type: str, **_: Any) -> bool:
 
 
 def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
+    # A step writes the authority's status itself, under its lock: kopf's patch, written
+    # after the handler, could overwrite the status of a step that ran meanwhile.
     @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
-    def authority_resumed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def authority_resumed(body: kopf.Body, **_: Any) -> None:
         with _retry_soon():
-            patch.status.update(authorities.step(body) or {})
+            authorities.step(body)
 
     @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
-    def authority_changed(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    def authority_changed(body: kopf.Body, **_: Any) -> None:
         """Created (perhaps again, after a deletion), or a new policy, bundle setting or
         rotation request: step now, and re-judge its leaves."""
         with _retry_soon():
-            patch.status.update(authorities.changed(body) or {})
+            authorities.changed(body)
 
     @kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=handlers)
     def authority_deleted(name: str, **_: Any) -> None:
@@ -298,3 +306,38 @@ def _cluster_trust_bundle_handlers(
         except ApiError as error:
             logger.warning("ClusterTrustBundle %s deferred: %s", name, error)
             authorities.all_step_soon()
+
+
+def _pending_certsmith_request(type: str, body: kopf.Body, **_: Any) -> bool:
+    # Another signer's request is never handed to a handler (nor logged); an answered one
+    # only when it goes away.
+    return requests.is_certsmiths(body) and (type == "DELETED" or requests.answered(body) is None)
+
+
+def _pod_certificate_handlers(
+    handlers: kopf.OperatorRegistry, signer: PodCertificateSigner
+) -> None:
+    @kopf.on.startup(registry=handlers)
+    def pod_certificates_start(**_: Any) -> None:
+        signer.start_term()
+
+    @kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=handlers)
+    def authority_deleted_for_pod_certificates(name: str, **_: Any) -> None:
+        """Created again (with the same root, perhaps), its status records no bound yet."""
+        signer.authority_deleted(name)
+
+    @kopf.on.event(
+        names.CERTIFICATES_GROUP,
+        signer.version,
+        names.POD_CERTIFICATE_REQUESTS,
+        when=_pending_certsmith_request,
+        registry=handlers,
+    )
+    def pod_certificate_request_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        """Answer it now; the first listing of a term brings those created meanwhile."""
+        if event["type"] == "DELETED":
+            signer.forget(_namespaced(namespace, "PodCertificateRequest"), name)
+            return
+        signer.seen(body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -12,7 +12,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from certsmith.api.model import CertificateSpec, leaf_dns_names
+from certsmith.api.model import (
+    DEFAULT_RSA_USAGES,
+    DEFAULT_USAGES,
+    CertificateSpec,
+    leaf_dns_names,
+)
 from certsmith.pki.ca import BACKDATE, CAKeyPair
 from certsmith.pki.keys import signature_hash
 
@@ -64,6 +69,51 @@ def build_leaf(
     if extended:
         builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
     return builder.sign(issuer.key, signature_hash(issuer.key))
+
+
+def build_identity_leaf(
+    *,
+    public_key: CertificatePublicKeyTypes,
+    issuer: CAKeyPair,
+    dns_names: Sequence[str],
+    uris: Sequence[str],
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """Sign a CA:FALSE TLS server and client certificate for `public_key` from `not_before`
+    to `not_after` exactly (as given: whole seconds if they are), naming only `dns_names`
+    and `uris` in a critical SAN with an empty subject (RFC 5280 4.2.1.6; an X.509-SVID
+    when the URI is a SPIFFE ID). Key usages: digital signature, and key encipherment for an
+    RSA key (as Certificates' defaults); extended: server auth, client auth."""
+    usages = DEFAULT_RSA_USAGES if isinstance(public_key, rsa.RSAPublicKey) else DEFAULT_USAGES
+    names: list[x509.GeneralName] = [
+        *(x509.DNSName(name) for name in dns_names),
+        *(x509.UniformResourceIdentifier(uri) for uri in uris),
+    ]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(usages, public_key), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(issuer.key, signature_hash(issuer.key))
+    )
 
 
 def leaf_mismatch(leaf: x509.Certificate, spec: CertificateSpec) -> str | None:
