@@ -141,7 +141,7 @@ OWN_SIGNERS = {
     "apiGroups": ["certificates.k8s.io"],
     "resources": ["signers"],
     "resourceNames": ["certsmith.dev/*"],
-    "verbs": ["attest"],
+    "verbs": ["attest", "sign"],
 }
 
 
