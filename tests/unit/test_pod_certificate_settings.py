@@ -69,13 +69,14 @@ def test_bad_settings_are_refused_naming_the_field(settings: Any, field: str, me
     ("moment", "rounded"),
     [
         (T0, T0),
-        (T0 + timedelta(seconds=1), T0 + timedelta(minutes=10)),
+        (T0 + timedelta(seconds=1), T0 + timedelta(minutes=1)),
+        (T0 + timedelta(seconds=59), T0 + timedelta(minutes=1)),
+        (T0 + timedelta(minutes=1), T0 + timedelta(minutes=1)),
         (T0 + timedelta(minutes=9, seconds=59), T0 + timedelta(minutes=10)),
-        (T0 + timedelta(minutes=10), T0 + timedelta(minutes=10)),
-        (T0 + timedelta(microseconds=1), T0 + timedelta(minutes=10)),
+        (T0 + timedelta(microseconds=1), T0 + timedelta(minutes=1)),
     ],
 )
-def test_bounds_are_rounded_up_to_ten_minutes(moment: datetime, rounded: datetime) -> None:
+def test_bounds_are_rounded_up_to_the_minute(moment: datetime, rounded: datetime) -> None:
     assert pod_certificates.round_up(moment) == rounded
 
 
@@ -89,15 +90,15 @@ def test_a_bound_is_raised_only_when_a_refresh_time_passes_it() -> None:
     )
     assert pod_certificates.raised_bounds(
         bounds, root="old", refresh_at=T0 + timedelta(minutes=20, seconds=1), trusted={"old"}
-    ) == {"old": T0 + timedelta(minutes=30)}
+    ) == {"old": T0 + timedelta(minutes=21)}
 
 
 def test_a_new_root_gets_its_own_bound_and_untrusted_roots_are_dropped() -> None:
     bounds = {"retired": T0, "old": T0 + HOUR}
     raised = pod_certificates.raised_bounds(
-        bounds, root="new", refresh_at=T0 + timedelta(minutes=5), trusted={"old", "new"}
+        bounds, root="new", refresh_at=T0 + timedelta(minutes=5, seconds=1), trusted={"old", "new"}
     )
-    assert raised == {"old": T0 + HOUR, "new": T0 + timedelta(minutes=10)}
+    assert raised == {"old": T0 + HOUR, "new": T0 + timedelta(minutes=6)}
 
 
 def test_bounds_round_trip_through_the_status() -> None:

@@ -29,9 +29,10 @@ MAX_LIFETIME = timedelta(seconds=7_862_400)
 REFRESH_MARGIN = timedelta(minutes=10)
 DEFAULT_MAX_DURATION = timedelta(hours=24)
 
-REFRESH_BOUND_STEP = timedelta(minutes=10)
+REFRESH_BOUND_STEP = timedelta(minutes=1)
 """The recorded bound is rounded up to this step, so the authority's status is written at
-most once per step per root while pods keep asking."""
+most once per step per root while pods keep asking (a rotation may wait up to one step
+longer than the latest refresh: short, since a rotation waits for it)."""
 KUBELET_REFRESH_JITTER = timedelta(minutes=5)
 """kubelet starts refreshing up to 5 min after `beginRefreshAt` (pkg/kubelet/podcertificate,
 jitterDuration)."""
