@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client, config
 
-from tests.support import REPO_ROOT, kubectl
+from tests import builders
+from tests.builders import GROUP, VERSION
+from tests.e2e.pods import (
+    ROTATING_AUTHORITY,
+    apply_demo_manifest,
+    cluster_trust_bundle,
+    pod_ready,
+)
+from tests.support import REPO_ROOT, kubectl, wait_for
+
+ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +49,68 @@ def e2e_namespace(e2e_client: client.ApiClient, kube_kubeconfig_e2e: str) -> Ite
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     kubectl(kube_kubeconfig_e2e, "delete", "namespace", name, "--wait=false", check=False)
+
+
+@dataclass(frozen=True)
+class PodCertificateRotation:
+    """Two pods talking mTLS with pod certificates of authority ROTATING_AUTHORITY, whose root
+    rotation was requested as soon as they were Ready (`requested_at`, monotonic seconds)."""
+
+    namespace: str
+    requested_at: float
+    old_roots: str
+    """The authority's ClusterTrustBundle (PEM) before the rotation."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pod_certificate_rotation(
+    certsmith_installed: str, e2e_client: client.ApiClient
+) -> Iterator[PodCertificateRotation]:
+    """Started first, so its wait overlaps the other tests: pods keep a pod certificate until
+    kubelet refreshes it, at least 10 min after it was signed (Kubernetes' bound), so a
+    rotation with pod certificates in use lasts ~20 min. Its own authority, so the rotations
+    other tests make of cluster-root never wait for these pods."""
+    objects = client.CustomObjectsApi(e2e_client)
+    objects.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "certificateauthorities",
+        builders.authority(
+            ROTATING_AUTHORITY,
+            # An hour-long certificate refreshed after 10 min: the earliest Kubernetes allows.
+            podCertificates={"renewBefore": "50m"},
+            # kubelet refreshed projected volumes in 60-90 s here.
+            rotation={"propagationDelay": "120s"},
+        ),
+    )
+    namespace = f"e2e-rotation-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(e2e_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    apply_demo_manifest(
+        certsmith_installed,
+        "pod-certificates.yaml",
+        namespace,
+        replace={"cluster-root": ROTATING_AUTHORITY},
+    )
+    for pod in ("pc-a", "pc-b"):
+        wait_for(
+            lambda pod=pod: pod_ready(e2e_client, namespace, pod),
+            timeout=180,
+            what=f"{pod} Ready",
+            interval=1,
+        )
+    old_roots = cluster_trust_bundle(e2e_client, ROTATING_AUTHORITY)
+    objects.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "certificateauthorities",
+        ROTATING_AUTHORITY,
+        {"metadata": {"annotations": {ROTATE_ANNOTATION: datetime.now(UTC).isoformat()}}},
+    )
+    yield PodCertificateRotation(
+        namespace=namespace, requested_at=time.monotonic(), old_roots=old_roots
+    )
+    kubectl(certsmith_installed, "delete", "namespace", namespace, "--wait=false", check=False)
+    objects.delete_cluster_custom_object(
+        GROUP, VERSION, "certificateauthorities", ROTATING_AUTHORITY
+    )

@@ -10,6 +10,8 @@ from kubernetes import client
 from tests.support import REPO_ROOT, kubectl
 
 DEMO_IMAGE = "certsmith/mtls-demo:dev"
+# The authority whose root the e2e session rotates under pod certificates (conftest).
+ROTATING_AUTHORITY = "pods-e2e"
 
 
 def opted_in_curl_pod(
@@ -57,8 +59,21 @@ def pod_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
-def apply_demo_manifest(kubeconfig: str, manifest: str, namespace: str) -> None:
-    """`kubectl apply` demo/<manifest> with its NAMESPACE placeholder replaced."""
+def apply_demo_manifest(
+    kubeconfig: str, manifest: str, namespace: str, *, replace: dict[str, str] | None = None
+) -> None:
+    """`kubectl apply` demo/<manifest> with its NAMESPACE placeholder replaced, and each
+    `replace` key by its value."""
     text = (REPO_ROOT / "demo" / manifest).read_text().replace("NAMESPACE", namespace)
+    for old, new in (replace or {}).items():
+        text = text.replace(old, new)
     applied = kubectl(kubeconfig, "apply", "-f", "-", input=text, check=False)
     assert applied.returncode == 0, applied.stderr
+
+
+def cluster_trust_bundle(api: client.ApiClient, authority: str) -> str:
+    """The PEM roots of `authority`'s ClusterTrustBundle (README: ClusterTrustBundles)."""
+    bundle = client.CustomObjectsApi(api).get_cluster_custom_object(
+        "certificates.k8s.io", "v1", "clustertrustbundles", f"certsmith.dev:{authority}:roots"
+    )
+    return str(bundle["spec"]["trustBundle"])

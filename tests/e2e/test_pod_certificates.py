@@ -7,10 +7,18 @@ openssl and curl inside the pods judge the certificates, nginx demands client ce
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
-from tests.e2e.pods import DEMO_IMAGE, apply_demo_manifest, pod_ready
+from tests.e2e.pods import (
+    DEMO_IMAGE,
+    ROTATING_AUTHORITY,
+    apply_demo_manifest,
+    cluster_trust_bundle,
+    pod_ready,
+)
 from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -169,3 +177,58 @@ def test_a_pod_cannot_obtain_a_certificate_naming_another_namespaces_service(
         assert not pod_ready(e2e_client, other, "impostor")
     finally:
         core.delete_namespace(other)
+
+
+def test_root_rotation_under_traffic_moves_pod_certificates_to_the_new_root(
+    certsmith_installed, e2e_client, pod_certificate_rotation
+):
+    """Requested when the e2e session began (tests/e2e/conftest.py), while two pods keep
+    calling each other several times a second with their pod certificates."""
+    rotation, kubeconfig = pod_certificate_rotation, certsmith_installed
+    namespace = rotation.namespace
+    objects = client.CustomObjectsApi(e2e_client)
+
+    def phase() -> str:
+        authority = objects.get_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", ROTATING_AUTHORITY
+        )
+        return (authority.get("status") or {}).get("phase", "")
+
+    def rotated() -> str | None:
+        roots = cluster_trust_bundle(e2e_client, ROTATING_AUTHORITY)
+        done = phase() == "Ready" and roots.count("BEGIN CERTIFICATE") == 1
+        return roots if done and roots != rotation.old_roots else None
+
+    # kubelet refreshes a pod certificate 10 min after signing at the earliest, plus its
+    # jitter: the rotation waits for that (README: Pod certificates, root rotation).
+    remaining = 40 * 60 - (time.monotonic() - rotation.requested_at)
+    new_root = wait_for(rotated, timeout=max(remaining, 60), what="rotation done", interval=5)
+    took = time.monotonic() - rotation.requested_at
+
+    def on_new_root_only(pod: str) -> bool:
+        # Its mounted bundle is the new root alone, and its own chain verifies against it.
+        answer = exec_in(
+            kubeconfig,
+            namespace,
+            pod,
+            f"cat {TLS}/ca.crt; openssl verify -CAfile {TLS}/ca.crt -untrusted {TLS}/tls.crt "
+            f"{TLS}/tls.crt",
+        )
+        return answer.startswith(new_root.strip()) and f"{TLS}/tls.crt: OK" in answer
+
+    for pod in PEERS:
+        wait_for(
+            lambda pod=pod: on_new_root_only(pod),
+            timeout=180,
+            what=f"{pod} on the new root only",
+            interval=5,
+        )
+    for caller, callee in (PEERS, PEERS[::-1]):
+        lines = client_log(kubeconfig, namespace, caller)
+        failures = [line for line in lines if " fail " in f" {line} "]
+        print(
+            f"\npod-certificate root rotation: {took:.0f} s; {caller} → {callee}: "
+            f"{len(lines)} requests, {len(failures)} failed"
+        )
+        assert failures == []
+        assert len(lines) > took  # several calls a second, all through the rotation
