@@ -93,12 +93,13 @@ run_exit_handler() {
 
 # --- Kubernetes binaries ----------------------------------------------------------------
 
-# Builds what is missing of Kubernetes and etcd into KUBE_BIN_DIR (hack/build-binaries).
-build_kube_binaries() { "${REPO_ROOT}/hack/build-binaries" >/dev/null; }
+# build_kube_binaries [COMPONENT...]: builds what is missing of them (default: all of
+# Kubernetes and etcd) into KUBE_BIN_DIR (hack/build-binaries).
+build_kube_binaries() { "${REPO_ROOT}/hack/build-binaries" "$@" >/dev/null; }
 
 # kubectl ARGS...: the project's own kubectl, never the one on PATH.
 kubectl() {
-  [[ -x "${KUBE_BIN_DIR}/kubectl" ]] || build_kube_binaries
+  [[ -x "${KUBE_BIN_DIR}/kubectl" ]] || build_kube_binaries kubectl
   "${KUBE_BIN_DIR}/kubectl" "$@"
 }
 
