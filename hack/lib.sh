@@ -93,6 +93,11 @@ run_exit_handler() {
 
 # --- Kubernetes binaries ----------------------------------------------------------------
 
+# What the integration tier runs on every supported version: the apiserver profile
+# (hack/cluster) and the tests' kubectl. The kind tier needs every component.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+INTEGRATION_COMPONENTS=(etcd kube-apiserver kube-controller-manager kubectl)
+
 # build_kube_binaries [COMPONENT...]: builds what is missing of them (default: all of
 # Kubernetes and etcd) into KUBE_BIN_DIR (hack/build-binaries).
 build_kube_binaries() { "${REPO_ROOT}/hack/build-binaries" "$@" >/dev/null; }
