@@ -118,9 +118,10 @@ condition_true() {
 }
 
 # pod_certificate_gates: the feature gates that serve and use pod certificates
-# (PodCertificateRequest, ClusterTrustBundle and its projection) on KUBERNETES_VERSION, as one comma-separated list; empty from 1.37, where they are
-# GA and on by default. They are beta and off in 1.35 and 1.36: kube-apiserver and kubelet
-# both need them (kube-apiserver also needs pod_certificate_runtime_config).
+# (PodCertificateRequest, ClusterTrustBundle and its projection) on KUBERNETES_VERSION, as
+# one comma-separated list; empty from 1.37, where they are GA and on by default. They are
+# beta and off in 1.35 and 1.36: kube-apiserver, kube-controller-manager and the kubelet
+# need them (kube-apiserver also needs pod_certificate_runtime_config).
 pod_certificate_gates() {
   local minor
   minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
