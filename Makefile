@@ -26,9 +26,11 @@ lint: deps
 test-unit: deps
 	$(PYTEST) -m unit
 
-# etcd + kube-apiserver + controller-manager as local processes, started by the tests.
-test-integration: deps binaries
-	$(PYTEST) -m integration
+# etcd + kube-apiserver + controller-manager as local processes, started by the tests:
+# once per Kubernetes version in CERTSMITH_KUBERNETES_VERSIONS (hack/versions.env), each
+# with its own binaries; CERTSMITH_KUBERNETES_VERSIONS=v1.35.4 runs one.
+test-integration: deps
+	hack/test-integration
 
 # A kind cluster (offline node image built here, or kind's own where it can be pulled),
 # certsmith deployed in it from the Dockerfile and manifests/.
@@ -38,7 +40,8 @@ test-e2e: deps binaries
 e2e-kind: test-e2e
 
 # Crash safety (SIGKILLs and an apiserver restart during issuance) and the spec fuzzer, at
-# sizes that fit CI; CERTSMITH_CHAOS_COUNT=1000 CERTSMITH_FUZZ_EXAMPLES=1000 for the full run.
+# sizes that fit CI, on the default Kubernetes version only (as e2e, bench and the demo);
+# CERTSMITH_CHAOS_COUNT=1000 CERTSMITH_FUZZ_EXAMPLES=1000 for the full run.
 test-chaos: deps binaries
 	CERTSMITH_CHAOS_COUNT=$${CERTSMITH_CHAOS_COUNT:-200} CERTSMITH_CHAOS_KILLS=$${CERTSMITH_CHAOS_KILLS:-20} \
 	CERTSMITH_FUZZ_EXAMPLES=$${CERTSMITH_FUZZ_EXAMPLES:-200} $(PYTEST) -m chaos

@@ -93,12 +93,18 @@ run_exit_handler() {
 
 # --- Kubernetes binaries ----------------------------------------------------------------
 
-# Builds what is missing of Kubernetes and etcd into KUBE_BIN_DIR (hack/build-binaries).
-build_kube_binaries() { "${REPO_ROOT}/hack/build-binaries" >/dev/null; }
+# What the integration tier runs on every supported version: the apiserver profile
+# (hack/cluster) and the tests' kubectl. The kind tier needs every component.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+INTEGRATION_COMPONENTS=(etcd kube-apiserver kube-controller-manager kubectl)
+
+# build_kube_binaries [COMPONENT...]: builds what is missing of them (default: all of
+# Kubernetes and etcd) into KUBE_BIN_DIR (hack/build-binaries).
+build_kube_binaries() { "${REPO_ROOT}/hack/build-binaries" "$@" >/dev/null; }
 
 # kubectl ARGS...: the project's own kubectl, never the one on PATH.
 kubectl() {
-  [[ -x "${KUBE_BIN_DIR}/kubectl" ]] || build_kube_binaries
+  [[ -x "${KUBE_BIN_DIR}/kubectl" ]] || build_kube_binaries kubectl
   "${KUBE_BIN_DIR}/kubectl" "$@"
 }
 
@@ -112,9 +118,10 @@ condition_true() {
 }
 
 # pod_certificate_gates: the feature gates that serve and use pod certificates
-# (PodCertificateRequest, ClusterTrustBundle and its projection) on KUBERNETES_VERSION, as one comma-separated list; empty from 1.37, where they are
-# GA and on by default. They are beta and off in 1.35 and 1.36: kube-apiserver and kubelet
-# both need them (kube-apiserver also needs pod_certificate_runtime_config).
+# (PodCertificateRequest, ClusterTrustBundle and its projection) on KUBERNETES_VERSION, as
+# one comma-separated list; empty from 1.37, where they are GA and on by default. They are
+# beta and off in 1.35 and 1.36: kube-apiserver, kube-controller-manager and the kubelet
+# need them (kube-apiserver also needs pod_certificate_runtime_config).
 pod_certificate_gates() {
   local minor
   minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"

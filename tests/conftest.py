@@ -4,14 +4,21 @@ Tests without a tier marker are `unit`. `integration` tests get the apiserver pr
 hack/cluster (etcd + kube-apiserver as local processes), started once per session;
 `e2e` tests get the kind profile. CERTSMITH_KUBECONFIG=path makes both use an existing
 cluster instead, which is then left running.
+
+The Kubernetes version is KUBERNETES_VERSION (default: hack/versions.env's newest);
+hack/test-integration runs the integration tier once per supported version. A test whose
+API differs between versions asks for the `kubernetes_version` fixture (what the apiserver
+under test reports), never for the environment variable.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,7 +88,14 @@ class LocalCluster:
 def kubeconfig() -> Iterator[str]:
     """Kubeconfig of the apiserver profile; stopped at the end, leaving no process behind."""
     cluster = LocalCluster("apiserver")
-    yield cluster.up()
+    kubeconfig = cluster.up()
+    expected = os.environ.get("KUBERNETES_VERSION")
+    if cluster.started_here and expected:
+        served = served_version(config.new_client_from_config(config_file=kubeconfig))
+        if served.git_version != expected:
+            cluster.down()
+            pytest.exit(f"hack/cluster started Kubernetes {served.git_version}, not {expected}", 3)
+    yield kubeconfig
     cluster.down()
     if cluster.started_here:
         cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
@@ -101,6 +115,31 @@ def kube_kubeconfig_e2e() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_client(kubeconfig: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=kubeconfig)
+
+
+@dataclass(frozen=True)
+class KubernetesVersion:
+    """An apiserver's version as its /version reports it."""
+
+    git_version: str
+    """e.g. "v1.37.2" """
+    minor: int
+    """e.g. 37 (a provider's "37+" counts as 37)"""
+
+
+def served_version(api_client: client.ApiClient) -> KubernetesVersion:
+    info = client.VersionApi(api_client).get_code()
+    minor = re.match(r"\d+", info.minor)
+    assert minor is not None, f"/version has no minor number: {info.minor!r}"
+    return KubernetesVersion(git_version=info.git_version, minor=int(minor.group()))
+
+
+@pytest.fixture(scope="session")
+def kubernetes_version(api_client: client.ApiClient) -> KubernetesVersion:
+    """The version of the cluster under test. Pod certificates, say, are served as
+    certificates.k8s.io/v1 from minor 37 and as v1beta1 (behind feature gates, which
+    hack/cluster turns on) in 1.35 and 1.36."""
+    return served_version(api_client)
 
 
 @pytest.fixture

@@ -45,9 +45,13 @@ def wait_for(
 
 @cache
 def kubectl_path() -> str:
-    """The project's own kubectl (hack/versions.env), not the one on PATH."""
+    """The project's own kubectl, of the Kubernetes version under test (KUBERNETES_VERSION,
+    default hack/versions.env's), not whatever kubectl the machine has on PATH."""
     output = subprocess.run(
-        [str(REPO_ROOT / "hack" / "build-binaries")], check=True, stdout=subprocess.PIPE, text=True
+        [str(REPO_ROOT / "hack" / "build-binaries"), "kubectl"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
     ).stdout
     return str(Path(output.strip().splitlines()[-1]) / "kubectl")
 

@@ -8,11 +8,11 @@ KIND_NODE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 # shellcheck source=hack/lib.sh
 source "${KIND_NODE_DIR}/../lib.sh"
 
-# Versions of what the node image carries beyond hack/versions.env (kubeadm v1.34 expects
-# CoreDNS v1.12.1, etcd 3.6.5-0 and pause 3.10.1; kind's containerd config names pause 3.10).
-COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
-CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
-ETCD_IMAGE_VERSION="${ETCD_IMAGE_VERSION:-v3.6.5}"
+# Versions of what the node image carries beyond hack/versions.env. CoreDNS, etcd and pause
+# are those `kubeadm config images list` names (v1.37.2: CoreDNS v1.14.6, etcd 3.7.0-0,
+# pause 3.10.2; kind's containerd config also names pause 3.10). crictl follows the
+# Kubernetes minor.
+CRICTL_VERSION="${CRICTL_VERSION:-v1.37.0}"
 DEBIAN_SUITE="${DEBIAN_SUITE:-bookworm}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 

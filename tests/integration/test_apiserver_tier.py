@@ -285,3 +285,59 @@ def test_service_account_gets_tokens(api_client, namespace):
     )
     assert review.status.authenticated
     assert review.status.user.username == f"system:serviceaccount:{namespace}:default"
+
+
+def test_pod_certificate_apis_are_served(api_client, kubernetes_version):
+    """hack/cluster turns pod certificates on where they are gated (beta in 1.35 and 1.36:
+    feature gates and --runtime-config); from 1.37 they are GA in certificates.k8s.io/v1."""
+    version = "v1" if kubernetes_version.minor >= 37 else "v1beta1"
+    served = client.CustomObjectsApi(api_client).get_api_resources("certificates.k8s.io", version)
+    names = {resource.name for resource in served.resources}
+    assert {"podcertificaterequests", "clustertrustbundles"} <= names, sorted(names)
+
+
+def test_pod_keeps_its_pod_certificate_sources(api_client, namespace):
+    """With the PodCertificateRequest gate off the apiserver silently drops `podCertificate`
+    sources from the pods it admits; the apiserver profile keeps them as written."""
+    core = client.CoreV1Api(api_client)
+    wait_for(
+        lambda: core.read_namespaced_service_account("default", namespace),
+        timeout=30,
+        what="the default service account",
+        interval=0.2,
+        retry_on=(ApiException,),
+    )
+    signer = "certsmith.dev/cluster-root"
+    sources = [
+        {
+            "podCertificate": {
+                "signerName": signer,
+                "keyType": "ECDSAP256",
+                "credentialBundlePath": "credentials.pem",
+            }
+        },
+        {"clusterTrustBundle": {"signerName": signer, "labelSelector": {}, "path": "roots.pem"}},
+    ]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pod-certificate"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.k8s.io/pause:3.10.2",
+                    "volumeMounts": [{"name": "identity", "mountPath": "/var/run/identity"}],
+                }
+            ],
+            "volumes": [{"name": "identity", "projected": {"sources": sources}}],
+        },
+    }
+    core.create_namespaced_pod(namespace, pod)
+    stored = json.loads(
+        core.read_namespaced_pod("pod-certificate", namespace, _preload_content=False).data
+    )
+    kept = stored["spec"]["volumes"][0]["projected"]["sources"]
+    assert kept[0]["podCertificate"] == sources[0]["podCertificate"]
+    assert kept[1]["clusterTrustBundle"]["signerName"] == signer
+    assert kept[1]["clusterTrustBundle"]["path"] == "roots.pem"
