@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,3 +68,29 @@ def kubectl(
         capture_output=True,
         text=True,
     )
+
+
+def _ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' local ports (Linux)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, below the ephemeral range: a port the kernel hands out
+    (bind to 0) can be taken by any outgoing connection before a server started later binds
+    it, and the operator's own connections to the apiserver are many."""
+    ephemeral = _ephemeral_ports()
+    candidates = list(range(20000, ephemeral.start))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 below the ephemeral range")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, utils
 
-from tests.support import REPO_ROOT, wait_for
+from tests.support import REPO_ROOT, free_port, wait_for
 
 OPERATOR_NAMESPACE = "certsmith"
 
@@ -41,10 +41,10 @@ class OperatorProcess:
         self.identity = identity
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
-        self.webhook_port = _free_port()
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
-        self.liveness_port = _free_port()
+        self.webhook_port = free_port()
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        self.liveness_port = free_port()
         self.webhook_dir = log_path.parent / "webhook"
 
     def start(self) -> None:
@@ -133,12 +133,6 @@ def webhook_client_pki(kubeconfig: str) -> Path | None:
     then refuses any other caller."""
     directory = Path(kubeconfig).parent / "webhook-client"
     return directory if (directory / "client-ca.crt").exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _install_crds(api_client: client.ApiClient) -> None:

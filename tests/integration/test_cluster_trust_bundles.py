@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.discovery import served_version
 from tests.integration.test_operability import scrape, value
-from tests.support import REPO_ROOT, wait_for
+from tests.support import REPO_ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -515,12 +514,6 @@ def test_a_root_rotation_publishes_both_roots_then_only_the_new_one_across_resta
 # --- a cluster without the pod-certificate APIs ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cluster_without_pod_certificates(
     api_client: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
@@ -536,9 +529,9 @@ def cluster_without_pod_certificates(
     env = {
         **os.environ,
         "CERTSMITH_STATE": str(state),
-        "CERTSMITH_APISERVER_PORT": str(_free_port()),
-        "CERTSMITH_ETCD_PORT": str(_free_port()),
-        "CERTSMITH_CONTROLLER_MANAGER_PORT": str(_free_port()),
+        "CERTSMITH_APISERVER_PORT": str(free_port()),
+        "CERTSMITH_ETCD_PORT": str(free_port()),
+        "CERTSMITH_CONTROLLER_MANAGER_PORT": str(free_port()),
         # After the flags the session's apiserver was given, if any.
         "CERTSMITH_APISERVER_EXTRA_ARGS": " ".join(
             [os.environ.get("CERTSMITH_APISERVER_EXTRA_ARGS", "")]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import certs
-from tests.support import REPO_ROOT, wait_for
+from tests.support import REPO_ROOT, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +65,11 @@ def openssl_text(path: Path) -> str:
     ).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def rsa_server(api_client, namespace, running_operator, tmp_path) -> Iterator[Served]:
     """An RSA leaf from the operator, served over TLS 1.2 with static RSA key exchange only."""
     files = issue(api_client, namespace, "rsa", {"algorithm": "RSA"}, tmp_path)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "s_server.log").open("wb")
     server = subprocess.Popen(
         [
