@@ -27,8 +27,9 @@ test-unit: deps
 	$(PYTEST) -m unit
 
 # etcd + kube-apiserver + controller-manager as local processes, started by the tests:
-# once per Kubernetes version in CERTSMITH_KUBERNETES_VERSIONS (hack/versions.env), each
-# with its own binaries; CERTSMITH_KUBERNETES_VERSIONS=v1.35.4 runs one.
+# once per Kubernetes version in CERTSMITH_KUBERNETES_VERSIONS (hack/versions.env), side by
+# side, each with its own binaries, state and ports; CERTSMITH_KUBERNETES_VERSIONS=v1.35.4
+# runs one.
 test-integration: deps
 	hack/test-integration
 
