@@ -359,6 +359,7 @@ def test_an_intermediate_with_exactly_an_hour_left_still_signs_for_an_hour(
 
 
 def test_an_intermediate_about_to_be_renewed_postpones_the_request(root: ca.CAKeyPair) -> None:
+    # kube-apiserver keeps it 15 min: only an intermediate of 3h or more is waited for.
     almost_over = intermediate_lasting(root, 3 * HOUR, age=2 * HOUR + 2 * MINUTE)
     postponed = signing.validity(
         now=NOW,
@@ -369,6 +370,24 @@ def test_an_intermediate_about_to_be_renewed_postpones_the_request(root: ca.CAKe
     )
     assert isinstance(postponed, signing.Postponed)
     assert "too soon for a 1h pod certificate" in postponed.why
+
+
+def test_a_short_intermediate_without_an_hour_left_fails_rather_than_waits(
+    root: ca.CAKeyPair,
+) -> None:
+    # Renewed at 2/3, a 2h intermediate may have under 1h left for 40 min: past the deadline.
+    short = intermediate_lasting(root, 2 * HOUR, age=HOUR + 10 * MINUTE)
+    failed = signing.validity(
+        now=NOW, max_expiration=DAY, settings=Settings(), intermediate=short, distributing=False
+    )
+    assert isinstance(failed, Refusal)
+    assert (failed.condition, failed.reason) == ("Failed", "IntermediateLifetimeTooShort")
+    assert "spec.intermediateLifetime to 3h or more" in failed.message
+    fresh = intermediate_lasting(root, 2 * HOUR, age=timedelta(0))
+    issued = signing.validity(
+        now=NOW, max_expiration=DAY, settings=Settings(), intermediate=fresh, distributing=False
+    )
+    assert isinstance(issued, signing.Validity)
 
 
 def test_an_intermediate_living_under_an_hour_fails_the_request(root: ca.CAKeyPair) -> None:

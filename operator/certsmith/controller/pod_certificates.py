@@ -203,7 +203,14 @@ class PodCertificateSigner:
             return material
         problem = self._registry.why_unavailable(name, self._kube)
         if problem == store.does_not_exist(name):
-            self._refuse(request, signing.unknown_authority(request))
+            # Denied is final, and the registry remembers an absence seen earlier: an
+            # authority created again since must not be denied. Read it now.
+            if self._kube.get_authority(name=name) is None:
+                self._refuse(request, signing.unknown_authority(request))
+            else:
+                self._postpone(
+                    request, f"CertificateAuthority {name} is not loaded yet", NOT_LOADED_RETRY
+                )
         elif self._registry.problem(name) is None:
             self._postpone(request, problem, NOT_LOADED_RETRY)
         else:

@@ -260,8 +260,10 @@ def validity(
     (notBefore + 10 min) so pods come back for a certificate under the new root soon.
     Always within [notBefore + 10 min, notAfter - 10 min].
 
-    Failed when the intermediate lives less than the 1 h a pod certificate must; Postponed
-    while what it has left is too short (it is renewed at 2/3 of its lifetime).
+    Failed when what the intermediate has left is shorter than the 1 h a pod certificate
+    must live and its whole lifetime is under 3 h (renewed at 2/3 of it, it would leave
+    requests waiting past their deadline); Postponed when it has left too little but lives
+    3 h or more (only around a renewal that is due).
     """
     not_before = now.replace(microsecond=0) - ca.BACKDATE
     lifetime = min(max_expiration, settings.max_duration)
@@ -269,12 +271,15 @@ def validity(
     not_after = min(not_before + lifetime, intermediate.not_valid_after_utc).replace(microsecond=0)
     if not_after - not_before < pod_certificates.MIN_LIFETIME:
         whole = intermediate.not_valid_after_utc - intermediate.not_valid_before_utc
-        if whole < pod_certificates.MIN_LIFETIME + ca.BACKDATE:
+        # Renewed at 2/3 of its lifetime, an intermediate of 3h or more always has the 1h
+        # left; a shorter one may not for up to a third of its life, longer than the 15 min
+        # kube-apiserver keeps a pending request: fail now (kubelet asks again later).
+        if whole < 3 * pod_certificates.MIN_LIFETIME + ca.BACKDATE:
             return Refusal(
                 FAILED,
                 "IntermediateLifetimeTooShort",
-                f"the authority's intermediate lives {model.format_duration(whole)}, less than "
-                "the 1h Kubernetes requires of a pod certificate: set its "
+                f"the authority's intermediate lives {model.format_duration(whole)} and has "
+                "less than the 1h Kubernetes requires of a pod certificate left: set its "
                 "spec.intermediateLifetime to 3h or more",
             )
         return Postponed(
