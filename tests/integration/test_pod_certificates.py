@@ -531,3 +531,37 @@ def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_th
     assert f"up to {_refresh_bounds(api_client, name)[old]}" in blocker
     condition = next(c for c in status["conditions"] if c["type"] == "RotationBlocked")
     assert condition["status"] == "True" and "pod certificates" in condition["message"]
+
+
+def test_an_authority_created_again_is_not_denied_for_its_earlier_absence(
+    api_client: client.ApiClient, version: str, workload: Workload
+) -> None:
+    """A request for an authority that does not exist is Denied (final); one made right
+    after the authority is created again must wait for it to load and be Issued, not be
+    denied on what the operator saw before."""
+    name = create_authority(api_client)
+    delete_authority(api_client, name)
+    pod = workload.pod()
+    signer = f"certsmith.dev/{name}"
+    absent = workload.request(version, pod, signer=signer)
+    denied = pod_certs.wait_answered(
+        api_client, version, workload.namespace, absent["metadata"]["name"]
+    )
+    assert pod_certs.answer(denied)["reason"] == "AuthorityNotFound"
+    try:
+        client.CustomObjectsApi(api_client).create_cluster_custom_object(
+            *CA,
+            {
+                "apiVersion": "certsmith.dev/v1alpha1",
+                "kind": "CertificateAuthority",
+                "metadata": {"name": name},
+                "spec": {},
+            },
+        )
+        made = workload.request(version, pod, signer=signer)
+        body = pod_certs.wait_answered(
+            api_client, version, workload.namespace, made["metadata"]["name"]
+        )
+        assert pod_certs.answer(body)["type"] == "Issued", pod_certs.answer(body)
+    finally:
+        delete_authority(api_client, name)
