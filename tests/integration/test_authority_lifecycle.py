@@ -914,3 +914,24 @@ def test_a_missing_namespace_is_named_once_and_the_operator_exits(kubeconfig, op
         "namespace certsmith runs in"
     ], output
     assert "Lease round failed" not in output
+
+
+def test_an_authority_name_too_long_for_its_certificates_is_refused_at_apply(
+    api_client: client.ApiClient, running_operator: Any
+) -> None:
+    """Its name goes into the CA certificates' common names (RFC 5280: 64 characters at
+    most): a longer one would never become Ready, so the API refuses it, naming the field."""
+    longest = "a" * 41
+    create_authority(api_client, longest)
+    try:
+        wait_for(
+            lambda: (authority_ready(api_client, longest) or {}).get("status") == "True",
+            timeout=30,
+            what="an authority named with 41 characters Ready",
+        )
+        with pytest.raises(client.ApiException) as refused:
+            create_authority(api_client, "a" * 42)
+        assert refused.value.status == 422
+        assert "metadata.name: at most 41 characters" in refused.value.body
+    finally:
+        delete_authority(api_client, longest)
