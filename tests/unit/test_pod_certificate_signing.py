@@ -500,3 +500,14 @@ def test_a_signer_name_without_an_authority_is_denied_saying_how_signers_are_nam
         "signerName certsmith.dev/nope names CertificateAuthority nope, which does not exist"
     )
     assert "certsmith.dev/<authority>" in refusal.message
+
+
+def test_a_certificate_names_at_most_as_many_as_a_certificate_may() -> None:
+    web = [a_service("web", {"app": "web"})]  # two names, and the SPIFFE ID
+    fits = ",".join(f"n{i}.shop.svc" for i in range(997))
+    named = names_of(a_request(annotations={DNS: fits}), services=web)
+    assert isinstance(named, signing.Names) and len(named.dns_names) == 999
+    refusal = names_of(a_request(annotations={DNS: fits + ",more.shop.svc"}), services=web)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.condition, refusal.reason) == ("Denied", "InvalidUnverifiedUserAnnotations")
+    assert "bring the certificate to 1001 names (at most 1000" in refusal.message

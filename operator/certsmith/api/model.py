@@ -69,7 +69,7 @@ _USAGE_ALGORITHM = {
 }
 
 _MAX_DURATION = timedelta(hours=876000)  # 100 years, as the CRD's CEL rule says
-_MAX_SANS = 1000  # bounds the certificate a hostile spec can make us build and sign
+MAX_SANS = 1000  # bounds the certificate a hostile spec can make us build and sign
 _MAX_SUBJECT_VALUES = 64
 _KEY_SIZES = {"ECDSA": (256, 384, 521), "RSA": (2048, 3072, 4096), "Ed25519": ()}
 _KEY_ENUMS = {  # the first value of each is the default
@@ -268,7 +268,7 @@ def _common_name(spec: Mapping[str, Any]) -> str | None:
 
 def _sans(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     """spec.dnsNames, ipAddresses, uris and emailAddresses by key, each name checked, the
-    first duplicate or the name beyond _MAX_SANS in all refused."""
+    first duplicate or the name beyond MAX_SANS in all refused."""
     sans: dict[str, tuple[str, ...]] = {}
     for key, check in (
         ("dnsNames", _dns_name),
@@ -276,10 +276,10 @@ def _sans(spec: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
         ("uris", _uri),
         ("emailAddresses", _email),
     ):
-        values = tuple(map(check, *_strings(spec, key, _MAX_SANS)))
+        values = tuple(map(check, *_strings(spec, key, MAX_SANS)))
         sans[key] = _unique(f"spec.{key}", values, fold_case=key == "dnsNames")
         total = sum(map(len, sans.values()))
-        _check(total <= _MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {_MAX_SANS})")
+        _check(total <= MAX_SANS, f"spec.{key}", f"brings the SANs to {total} (max {MAX_SANS})")
     return sans
 
 

@@ -241,6 +241,15 @@ def certificate_names(
     )
     if violations:
         return Refusal(DENIED, POLICY_DENIED, "; ".join(str(v) for v in violations))
+    total = len(from_services) + len(extra) + 1
+    if total > model.MAX_SANS:
+        # The same bound as a Certificate's: it limits what a request makes us sign.
+        return Refusal(
+            DENIED,
+            INVALID_ANNOTATIONS if extra else POLICY_DENIED,
+            f"{annotation} and the selecting Services bring the certificate to {total} "
+            f"names (at most {model.MAX_SANS}, as for a Certificate)",
+        )
     return Names(dns_names=(*from_services, *extra), uri=uri)
 
 
