@@ -15,13 +15,8 @@ from kubernetes import client, config
 
 from tests import builders
 from tests.builders import GROUP, VERSION
-from tests.e2e.pods import (
-    ROTATING_AUTHORITY,
-    apply_demo_manifest,
-    cluster_trust_bundle,
-    pod_ready,
-)
-from tests.support import REPO_ROOT, kubectl, wait_for
+from tests.e2e.pods import ROTATING_AUTHORITY, cluster_trust_bundle, start_peers
+from tests.support import REPO_ROOT, kubectl
 
 ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 
@@ -60,6 +55,8 @@ class PodCertificateRotation:
     requested_at: float
     old_roots: str
     """The authority's ClusterTrustBundle (PEM) before the rotation."""
+    calling: dict[str, int]
+    """Each peer's log lines when both were calling each other, before the rotation."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -86,19 +83,9 @@ def pod_certificate_rotation(
     namespace = f"e2e-rotation-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(e2e_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    apply_demo_manifest(
-        certsmith_installed,
-        "pod-certificates.yaml",
-        namespace,
-        replace={"cluster-root": ROTATING_AUTHORITY},
+    calling = start_peers(
+        certsmith_installed, e2e_client, namespace, replace={"cluster-root": ROTATING_AUTHORITY}
     )
-    for pod in ("pc-a", "pc-b"):
-        wait_for(
-            lambda pod=pod: pod_ready(e2e_client, namespace, pod),
-            timeout=180,
-            what=f"{pod} Ready",
-            interval=1,
-        )
     old_roots = cluster_trust_bundle(e2e_client, ROTATING_AUTHORITY)
     objects.patch_cluster_custom_object(
         GROUP,
@@ -108,7 +95,7 @@ def pod_certificate_rotation(
         {"metadata": {"annotations": {ROTATE_ANNOTATION: datetime.now(UTC).isoformat()}}},
     )
     yield PodCertificateRotation(
-        namespace=namespace, requested_at=time.monotonic(), old_roots=old_roots
+        namespace=namespace, requested_at=time.monotonic(), old_roots=old_roots, calling=calling
     )
     kubectl(certsmith_installed, "delete", "namespace", namespace, "--wait=false", check=False)
     objects.delete_cluster_custom_object(

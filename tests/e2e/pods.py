@@ -7,11 +7,13 @@ from collections.abc import Sequence
 
 from kubernetes import client
 
-from tests.support import REPO_ROOT, kubectl
+from tests.support import REPO_ROOT, kubectl, wait_for
 
 DEMO_IMAGE = "certsmith/mtls-demo:dev"
 # The authority whose root the e2e session rotates under pod certificates (conftest).
 ROTATING_AUTHORITY = "pods-e2e"
+PEERS = ("pc-a", "pc-b")
+"""The pods of demo/pod-certificates.yaml: each serves mTLS and calls the other."""
 
 
 def opted_in_curl_pod(
@@ -77,3 +79,39 @@ def cluster_trust_bundle(api: client.ApiClient, authority: str) -> str:
         "certificates.k8s.io", "v1", "clustertrustbundles", f"certsmith.dev:{authority}:roots"
     )
     return str(bundle["spec"]["trustBundle"])
+
+
+def peer_log(kubeconfig: str, namespace: str, pod: str) -> list[str]:
+    """A peer's calls (its `client` container): "<time> ok ..." or "<time> fail <why>"."""
+    return kubectl(kubeconfig, "-n", namespace, "logs", pod, "-c", "client").stdout.splitlines()
+
+
+def start_peers(
+    kubeconfig: str,
+    api: client.ApiClient,
+    namespace: str,
+    *,
+    replace: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """demo/pod-certificates.yaml applied, both peers Ready and calling each other; how many
+    lines each log had then. Calls made before the other peer listened failed to connect:
+    what a test judges starts after those lines."""
+    apply_demo_manifest(kubeconfig, "pod-certificates.yaml", namespace, replace=replace)
+    for pod in PEERS:
+        wait_for(
+            lambda pod=pod: pod_ready(api, namespace, pod),
+            timeout=180,
+            what=f"{pod} Ready with its pod certificate",
+            interval=1,
+        )
+    for pod in PEERS:
+        wait_for(
+            lambda pod=pod: sum(
+                " ok " in f" {line} " for line in peer_log(kubeconfig, namespace, pod)
+            )
+            >= 3,
+            timeout=90,
+            what=f"{pod} completing mTLS calls",
+            interval=1,
+        )
+    return {pod: len(peer_log(kubeconfig, namespace, pod)) for pod in PEERS}

@@ -14,24 +14,21 @@ from kubernetes import client
 
 from tests.e2e.pods import (
     DEMO_IMAGE,
+    PEERS,
     ROTATING_AUTHORITY,
-    apply_demo_manifest,
     cluster_trust_bundle,
+    peer_log,
     pod_ready,
+    start_peers,
 )
 from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SIGNER = "certsmith.dev/cluster-root"
-PEERS = ("pc-a", "pc-b")
 TLS = "/var/run/certsmith/tls"
 # The podCertificate source's userAnnotations key asking for more DNS names (README).
 DNS_NAMES_KEY = "certsmith.dev/dns-names"
-
-
-def client_log(kubeconfig: str, namespace: str, pod: str) -> list[str]:
-    return kubectl(kubeconfig, "-n", namespace, "logs", pod, "-c", "client").stdout.splitlines()
 
 
 def exec_in(kubeconfig: str, namespace: str, pod: str, script: str) -> str:
@@ -64,32 +61,14 @@ def request_conditions(api: client.ApiClient, namespace: str) -> list[dict]:
 
 @pytest.fixture
 def peers(certsmith_installed, e2e_client, e2e_namespace):
-    apply_demo_manifest(certsmith_installed, "pod-certificates.yaml", e2e_namespace)
-    for pod in PEERS:
-        wait_for(
-            lambda pod=pod: pod_ready(e2e_client, e2e_namespace, pod),
-            timeout=180,
-            what=f"{pod} Ready with its pod certificate",
-            interval=1,
-        )
-    for pod in PEERS:
-        wait_for(
-            lambda pod=pod: sum(
-                " ok " in f" {line} "
-                for line in client_log(certsmith_installed, e2e_namespace, pod)
-            )
-            >= 3,
-            timeout=90,
-            what=f"{pod} completing mTLS requests",
-            interval=1,
-        )
-    return e2e_namespace
+    """The namespace, and each peer's log length once both were calling each other."""
+    return e2e_namespace, start_peers(certsmith_installed, e2e_client, e2e_namespace)
 
 
 def test_pods_with_only_projected_pod_certificates_talk_mutual_tls_both_ways(
     certsmith_installed, e2e_client, peers
 ):
-    namespace, kubeconfig = peers, certsmith_installed
+    (namespace, calling), kubeconfig = peers, certsmith_installed
     core = client.CoreV1Api(e2e_client)
     for name in PEERS:
         pod = core.read_namespaced_pod(name, namespace)
@@ -113,7 +92,7 @@ def test_pods_with_only_projected_pod_certificates_talk_mutual_tls_both_ways(
         )
         assert f"URI:spiffe://cluster.local/ns/{namespace}/sa/{callee}" in answer, answer
         assert f"DNS:{host}" in answer and f"DNS:{host}.cluster.local" in answer, answer
-        lines = client_log(kubeconfig, namespace, caller)
+        lines = peer_log(kubeconfig, namespace, caller)[calling[caller] :]
         assert [line for line in lines if " fail " in f" {line} "] == []
         assert "mtls ok client_serial=" in lines[-1]
 
@@ -124,9 +103,10 @@ def test_pods_with_only_projected_pod_certificates_talk_mutual_tls_both_ways(
 def test_a_pod_cannot_obtain_a_certificate_naming_another_namespaces_service(
     certsmith_installed, e2e_client, peers
 ):
-    victim = f"pc-a.{peers}.svc"
+    namespace = peers[0]
+    victim = f"pc-a.{namespace}.svc"
     core = client.CoreV1Api(e2e_client)
-    other = f"{peers}-other"
+    other = f"{namespace}-other"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     try:
         core.create_namespaced_pod(
@@ -224,7 +204,7 @@ def test_root_rotation_under_traffic_moves_pod_certificates_to_the_new_root(
             interval=5,
         )
     for caller, callee in (PEERS, PEERS[::-1]):
-        lines = client_log(kubeconfig, namespace, caller)
+        lines = peer_log(kubeconfig, namespace, caller)[rotation.calling[caller] :]
         failures = [line for line in lines if " fail " in f" {line} "]
         print(
             f"\npod-certificate root rotation: {took:.0f} s; {caller} → {callee}: "
