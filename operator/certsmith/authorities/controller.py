@@ -299,7 +299,7 @@ class AuthorityController:
         ready = conditions.find_condition(current.get("conditions"), conditions.READY)
         if ready is None or (ready.get("reason"), ready.get("message")) != (reason, str(error)):
             logger.warning("CertificateAuthority %s is not ready: %s", name, error)
-            self._event(body, reason, str(error))
+            self.warning_event(body, reason, str(error))
         return authority.failed_status(
             reason,
             str(error),
@@ -322,7 +322,9 @@ class AuthorityController:
         if blocking and shown != (current.get("rotation") or {}).get("blockers"):
             logger.warning("CertificateAuthority %s: rotation blocked by %s", name, shown)
             blocked = conditions.find_condition(status["conditions"], rotation.ROTATION_BLOCKED)
-            self._event(body, rotation.ROTATION_BLOCKED, str((blocked or {}).get("message", "")))
+            self.warning_event(
+                body, rotation.ROTATION_BLOCKED, str((blocked or {}).get("message", ""))
+            )
         for kind in (trust_bundle.BUNDLES_SYNCED, cluster_trust_bundle.SYNCED):
             synced = conditions.find_condition(status["conditions"], kind)
             before = conditions.find_condition(current.get("conditions"), kind)
@@ -333,7 +335,7 @@ class AuthorityController:
                 and (before is None or before.get("message") != synced["message"])
             ):
                 logger.warning("CertificateAuthority %s: %s", name, synced["message"])
-                self._event(body, str(synced["reason"]), str(synced["message"]))
+                self.warning_event(body, str(synced["reason"]), str(synced["message"]))
 
     def _refuse_rotation(
         self, body: Mapping[str, Any], state: rotation.RotationState, request: str | None
@@ -350,10 +352,12 @@ class AuthorityController:
             "a Secret holding the new root"
         )
         logger.warning("CertificateAuthority %s: %s", body["metadata"]["name"], message)
-        self._event(body, "RotationRefused", message)
+        self.warning_event(body, "RotationRefused", message)
         return replace(state, honoured_request=request)
 
-    def _event(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+    def warning_event(self, body: Mapping[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about authority `body` (`kubectl describe ca`); one lost to the
+        apiserver is only logged."""
         try:
             self._kube.post_event(
                 involved=body,

@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from certsmith.api import times
 from certsmith.authorities import store
 from certsmith.authorities.controller import AUTHORITY, AuthorityController
 from certsmith.config import Config
 from certsmith.controller.certificate_queue import CertificateQueue
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import Kube
 from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas.state import ReplicaState
 from certsmith.scheduler import Scheduler
@@ -79,17 +78,7 @@ class AuthoritySteps:
             return
         self._unserved_announced = True
         for sentence in self._apis.unserved():
-            try:
-                self._kube.post_event(
-                    involved=default,
-                    event_type="Warning",
-                    reason=API_NOT_SERVED,
-                    message=sentence,
-                    now=times.format_time(self._clock()),
-                    component=self._config.component,
-                )
-            except ApiError as error:
-                logger.warning("could not post event %s: %s", API_NOT_SERVED, error)
+            self._controller.warning_event(default, API_NOT_SERVED, sentence)
 
     def changed(self, body: Mapping[str, Any]) -> None:
         """Created, or a new policy, bundle setting or rotation request: step now, and
