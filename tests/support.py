@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -79,12 +80,23 @@ def _ephemeral_ports() -> range:
         return range(32768, 61000)
 
 
+def _test_ports() -> range:
+    """Where tests pick their ports: CERTSMITH_TEST_PORT_RANGE ("low-high", given to each
+    of the integration tiers hack/test-integration runs side by side, so that one never
+    takes a port the other's stopped operator will listen on again), else from 20000 to
+    just below the kernel's ephemeral range."""
+    given = os.environ.get("CERTSMITH_TEST_PORT_RANGE")
+    if given:
+        low, high = given.split("-")
+        return range(int(low), int(high) + 1)
+    return range(20000, _ephemeral_ports().start)
+
+
 def free_port() -> int:
-    """A port free on 127.0.0.1 now, below the ephemeral range: a port the kernel hands out
+    """A port free on 127.0.0.1 now, out of the ephemeral range: a port the kernel hands out
     (bind to 0) can be taken by any outgoing connection before a server started later binds
     it, and the operator's own connections to the apiserver are many."""
-    ephemeral = _ephemeral_ports()
-    candidates = list(range(20000, ephemeral.start))
+    candidates = list(_test_ports())
     random.shuffle(candidates)
     for port in candidates:
         with socket.socket() as probe:
@@ -93,4 +105,4 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port on 127.0.0.1 below the ephemeral range")
+    raise RuntimeError("no free port on 127.0.0.1 in the test ports")

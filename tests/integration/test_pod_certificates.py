@@ -559,8 +559,10 @@ def test_an_authority_created_again_is_not_denied_for_its_earlier_absence(
             },
         )
         made = workload.request(version, pod, signer=signer)
+        # It may first wait on a problem of the new authority's first step, looked at again
+        # every 30 s (NOT_READY_RETRY): an answer within that, and Issued, is what counts.
         body = pod_certs.wait_answered(
-            api_client, version, workload.namespace, made["metadata"]["name"]
+            api_client, version, workload.namespace, made["metadata"]["name"], timeout=45
         )
         assert pod_certs.answer(body)["type"] == "Issued", pod_certs.answer(body)
     finally:
