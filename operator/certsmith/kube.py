@@ -264,10 +264,16 @@ class Kube:
         path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
         return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
-    def delete_secret(self, *, namespace: str, name: str) -> None:
-        """Delete without precondition; a Secret already gone (404) is not an error."""
+    def delete_secret(
+        self, *, namespace: str, name: str, resource_version: str | None = None
+    ) -> None:
+        """Delete, on condition that it is still at `resource_version` if one is given (409
+        Conflict otherwise); a Secret already gone (404) is not an error."""
+        body = None
+        if resource_version is not None:
+            body = {"preconditions": {"resourceVersion": resource_version}}
         try:
-            self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}", body=body)
         except ApiError as error:
             if not error.not_found:
                 raise
