@@ -394,11 +394,18 @@ class Kube:
             "POST", f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities", body=body
         )
 
-    def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_authority_status(
+        self, *, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         """Merge `status` into the CertificateAuthority's status subresource (a key set to
-        None is removed); 404 ApiError if it is gone."""
+        None is removed), on condition that the object is still at `resource_version` if one
+        is given (409 Conflict otherwise; a uid in a merge patch is no precondition); 404
+        ApiError if it is gone."""
         path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}/status"
-        return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
 
     # --- pods, Services and PodCertificateRequests --------------------------------------
 

@@ -580,6 +580,11 @@ def test_without_the_pod_certificate_apis_certsmith_says_so_once_and_works_as_be
         assert (unserved["status"], unserved["reason"]) == ("False", "NotServed")
         assert "ClusterTrustBundleProjection feature gates" in unserved["message"]
         assert authority_ready(other, "cluster-root")
+        # No bundle published: 0 roots, present (not absent) for an alert to see.
+        roots = scrape(operator.metrics_port).get(
+            ("certsmith_cluster_trust_bundle_roots", (("authority", "cluster-root"),))
+        )
+        assert roots == 0
 
         events = wait_for(
             lambda: len(found := warnings(other, "cluster-root", "APINotServed")) == 2 and found,

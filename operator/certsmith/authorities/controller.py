@@ -53,6 +53,9 @@ going away produces no event certsmith watches)."""
 
 NOT_READY_RETRY = timedelta(seconds=30)
 """How soon an authority that cannot sign is looked at again."""
+STATUS_WRITE_ATTEMPTS = 5
+"""Conditional status writes tried before a step gives up (others' writes to the object,
+e.g. kopf's annotations, move its resourceVersion)."""
 ROTATION_RESUMED = "RotationResumed"
 """The event of an authority created again that carries on its predecessor's rotation."""
 
@@ -148,12 +151,41 @@ class AuthorityController:
             # would act on the phase before (re-issuing the intermediate under the old root
             # in Reissuing), and a write after the lock (kopf's own patch) could overwrite a
             # newer step's status with this older one.
+            self._write_status(fresh, status)
+
+    def _write_status(self, fresh: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Write `status` on the very object the step read (its uid), never on one created
+        again under that name meanwhile: that one starts from its own status (a rotation
+        resumed from its Secrets), not from its predecessor's. The write is conditional on
+        the resourceVersion; when that moved, the object is read again and the write retried
+        only if it is still the same object."""
+        name, uid = fresh["metadata"]["name"], fresh["metadata"].get("uid")
+        version = fresh["metadata"].get("resourceVersion")
+        for _ in range(STATUS_WRITE_ATTEMPTS):
             try:
-                self._kube.patch_authority_status(name=name, status=status)
+                self._kube.patch_authority_status(
+                    name=name, status=status, resource_version=version
+                )
+                return
             except ApiError as error:
-                if not error.not_found:
+                if error.not_found:
+                    self._forget(name)
+                    return
+                if not error.conflict:
                     raise
+            current = self._kube.get_authority(name=name)
+            if current is None:
                 self._forget(name)
+                return
+            if current["metadata"].get("uid") != uid:
+                logger.info(
+                    "CertificateAuthority %s was deleted and created again during a step: "
+                    "its status is not written on the new one",
+                    name,
+                )
+                return
+            version = current["metadata"].get("resourceVersion")
+        raise ApiError(409, "Conflict", f"CertificateAuthority {name} kept changing")
 
     def forget(self, name: str) -> None:
         """The authority was deleted: it signs nothing more. Under its lock, so a step that
