@@ -264,10 +264,16 @@ class Kube:
         path = f"/api/v1/namespaces/{namespace}/secrets/{name}"
         return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
-    def delete_secret(self, *, namespace: str, name: str) -> None:
-        """Delete without precondition; a Secret already gone (404) is not an error."""
+    def delete_secret(
+        self, *, namespace: str, name: str, resource_version: str | None = None
+    ) -> None:
+        """Delete, on condition that it is still at `resource_version` if one is given (409
+        Conflict otherwise); a Secret already gone (404) is not an error."""
+        body = None
+        if resource_version is not None:
+            body = {"preconditions": {"resourceVersion": resource_version}}
         try:
-            self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            self._call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}", body=body)
         except ApiError as error:
             if not error.not_found:
                 raise
@@ -388,11 +394,18 @@ class Kube:
             "POST", f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities", body=body
         )
 
-    def patch_authority_status(self, *, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    def patch_authority_status(
+        self, *, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         """Merge `status` into the CertificateAuthority's status subresource (a key set to
-        None is removed); 404 ApiError if it is gone."""
+        None is removed), on condition that the object is still at `resource_version` if one
+        is given (409 Conflict otherwise; a uid in a merge patch is no precondition); 404
+        ApiError if it is gone."""
         path = f"/apis/{names.GROUP}/{names.VERSION}/certificateauthorities/{name}/status"
-        return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
 
     # --- pods, Services and PodCertificateRequests --------------------------------------
 

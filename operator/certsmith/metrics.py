@@ -57,7 +57,7 @@ ROTATION_PHASE = Gauge(
 CLUSTER_TRUST_BUNDLE_ROOTS = Gauge(
     "certsmith_cluster_trust_bundle_roots",
     "Roots in the CertificateAuthority's ClusterTrustBundle (2 during a root rotation); 0 "
-    "while it cannot be written. Absent when the cluster does not serve ClusterTrustBundles.",
+    "while it cannot be written, also when the cluster does not serve ClusterTrustBundles.",
     ["authority"],
 )
 QUEUE_DEPTH = Gauge(

@@ -165,15 +165,8 @@ def test_each_authority_publishes_its_roots_and_edits_and_deletes_are_repaired(
         "app.kubernetes.io/managed-by": "certsmith",
         "certsmith.dev/authority": name,
     }
-    assert bundle["metadata"]["ownerReferences"] == [
-        {
-            "apiVersion": "certsmith.dev/v1alpha1",
-            "kind": "CertificateAuthority",
-            "name": name,
-            "uid": owner["metadata"]["uid"],
-            "controller": True,
-        }
-    ]
+    # Not owned by the authority: the garbage collector must not take it with it.
+    assert "ownerReferences" not in bundle["metadata"]
     root_fingerprints = openssl_fingerprints(root_secret_pem(api_client, name))
     assert openssl_fingerprints(bundle["spec"]["trustBundle"]) == root_fingerprints
     assert root_fingerprints == owner["status"]["trustedRoots"]
@@ -204,7 +197,7 @@ def test_each_authority_publishes_its_roots_and_edits_and_deletes_are_repaired(
             found is not None
             and found["spec"]["trustBundle"] == bundle["spec"]["trustBundle"]
             and found["metadata"].get("labels") == bundle["metadata"]["labels"]
-            and found["metadata"].get("ownerReferences") == bundle["metadata"]["ownerReferences"]
+            and not found["metadata"].get("ownerReferences")
         )
 
     # Deleted by a user: back at once (the watch), not at the next scheduled step.
@@ -213,7 +206,8 @@ def test_each_authority_publishes_its_roots_and_edits_and_deletes_are_repaired(
     wait_for(published, timeout=10, what="the deleted ClusterTrustBundle recreated")
     print(f"deleted bundle recreated in {time.monotonic() - started:.2f} s")
 
-    # Edited by hand: another root, its labels and its owner removed.
+    # Edited by hand: another root, its labels removed, an ownerReference to the authority
+    # added (as an older certsmith wrote it): certsmith takes the ownerReference out again.
     objects.patch_cluster_custom_object(
         GROUP,
         version,
@@ -222,7 +216,15 @@ def test_each_authority_publishes_its_roots_and_edits_and_deletes_are_repaired(
         {
             "metadata": {
                 "labels": {"app.kubernetes.io/managed-by": None, "certsmith.dev/authority": None},
-                "ownerReferences": None,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "certsmith.dev/v1alpha1",
+                        "kind": "CertificateAuthority",
+                        "name": name,
+                        "uid": owner["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
             },
             "spec": {"trustBundle": other_ca_pem()},
         },
@@ -231,108 +233,109 @@ def test_each_authority_publishes_its_roots_and_edits_and_deletes_are_repaired(
     wait_for(published, timeout=10, what="the edited ClusterTrustBundle repaired")
     print(f"edited bundle repaired in {time.monotonic() - started:.2f} s")
 
-    # The authority deleted: the garbage collector removes its bundle (ownerReference).
+    # The authority deleted: its bundle is kept (what it issued stays trusted), and the
+    # authority created again takes the same object back.
+    uid = get_bundle(api_client, version, bundle_name(name))["metadata"]["uid"]
     objects.delete_cluster_custom_object(*AUTHORITIES, name)
-    started = time.monotonic()
     wait_for(
-        lambda: get_bundle(api_client, version, bundle_name(name)) is None,
-        timeout=90,  # the garbage collector may first rediscover the resources it watches
-        what="the ClusterTrustBundle removed with its authority",
-    )
-    print(f"bundle removed {time.monotonic() - started:.2f} s after its authority")
-
-
-def test_a_bundle_certsmith_did_not_create_is_left_alone_reported_and_blocks_a_rotation(
-    api_client, version, authority_name, running_operator
-):
-    objects = client.CustomObjectsApi(api_client)
-    name = authority_name
-    foreign_pem = other_ca_pem()
-    foreign = objects.create_cluster_custom_object(
-        GROUP,
-        version,
-        BUNDLES,
-        {
-            "apiVersion": f"{GROUP}/{version}",
-            "kind": "ClusterTrustBundle",
-            "metadata": {"name": bundle_name(name), "labels": {"team": "platform"}},
-            "spec": {"signerName": f"certsmith.dev/{name}", "trustBundle": foreign_pem},
+        lambda: name
+        not in {
+            a["metadata"]["name"] for a in objects.list_cluster_custom_object(*AUTHORITIES)["items"]
         },
+        timeout=15,
+        what="the authority gone",
     )
+    time.sleep(5)  # the garbage collector acts within a second or two on an owned object
+    kept = get_bundle(api_client, version, bundle_name(name))
+    assert kept is not None and kept["metadata"]["uid"] == uid
+    assert kept["spec"]["trustBundle"] == bundle["spec"]["trustBundle"]
     create_authority(api_client, name)
-    conflict = wait_for(
-        lambda: (c := condition(api_client, name, "ClusterTrustBundleSynced"))
-        and c["status"] == "False"
-        and c,
-        timeout=15,
-        what="ClusterTrustBundleSynced=False",
-    )
-    assert conflict["reason"] == "BundleConflict"
-    assert conflict["message"].startswith(
-        f"clustertrustbundle/{bundle_name(name)}: ClusterTrustBundle was not created by "
-        "certsmith and is left untouched; delete it (certsmith then publishes its own) or "
-        "label it app.kubernetes.io/managed-by=certsmith to hand it over"
-    )
-    wait_for(lambda: warnings(api_client, name, "BundleConflict"), timeout=10, what="event")
-    assert authority_ready(api_client, name), "the authority still signs"
-
-    # A rotation waits for the bundle as for its own ConfigMaps, and names it.
-    request = datetime.now(UTC).isoformat()
-    objects.patch_cluster_custom_object(
-        *AUTHORITIES,
-        name,
-        {
-            "metadata": {"annotations": {"certsmith.dev/rotate-requested-at": request}},
-            "spec": {"rotation": {"propagationDelay": "1s"}},
-        },
-    )
-    started = time.monotonic()
-    blockers = wait_for(
-        lambda: ((authority(api_client, name).get("status") or {}).get("rotation") or {}).get(
-            "blockers"
-        ),
-        timeout=60,
-        what="status.rotation.blockers",
-    )
-    print(f"\nblockers named {time.monotonic() - started:.1f} s after the request: {blockers}")
-    assert blockers == [conflict["message"]]
-    assert authority(api_client, name)["status"]["phase"] == "Distributing"
-    untouched = get_bundle(api_client, version, bundle_name(name))
-    assert untouched["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
-    assert untouched["spec"]["trustBundle"] == foreign_pem
-
-    # Handed over with the label: certsmith takes it (keeping the team's label) and the
-    # rotation finishes with the new root only.
-    objects.patch_cluster_custom_object(
-        GROUP,
-        version,
-        BUNDLES,
-        bundle_name(name),
-        {"metadata": {"labels": {"app.kubernetes.io/managed-by": "certsmith"}}},
-    )
-
-    def rotated() -> dict[str, Any] | None:
-        status = authority(api_client, name).get("status") or {}
-        rotation = status.get("rotation") or {}
-        done = status.get("phase") == "Ready" and rotation.get("lastRequest") == request
-        return status if done else None
-
-    status = wait_for(rotated, timeout=60, what="the rotation finished")
-    bundle = wait_for(
-        lambda: (b := get_bundle(api_client, version, bundle_name(name)))
-        and openssl_fingerprints(b["spec"]["trustBundle"]) == status["trustedRoots"]
-        and b,
-        timeout=15,
-        what="the new root only in the bundle",
-    )
-    assert bundle["metadata"]["labels"]["team"] == "platform"
-    assert bundle["metadata"]["labels"]["certsmith.dev/authority"] == name
-    assert status["trustedRoots"] == [status["rotation"]["newRootFingerprint"]]
     wait_for(
         lambda: condition(api_client, name, "ClusterTrustBundleSynced")["status"] == "True",
         timeout=15,
-        what="ClusterTrustBundleSynced=True",
+        what="ClusterTrustBundleSynced=True after the authority came back",
     )
+    assert get_bundle(api_client, version, bundle_name(name))["metadata"]["uid"] == uid
+    objects.delete_cluster_custom_object(*AUTHORITIES, name)
+    objects.delete_cluster_custom_object(GROUP, version, BUNDLES, bundle_name(name))
+
+
+def test_the_default_authority_deleted_keeps_its_bundle_without_a_gap(
+    api_client, version, running_operator
+):
+    """cluster-root is recreated at once; its ClusterTrustBundle is never deleted meanwhile
+    (pods projecting it would lose the root)."""
+    objects = client.CustomObjectsApi(api_client)
+    before = wait_for(
+        lambda: get_bundle(api_client, version, bundle_name("cluster-root")),
+        timeout=30,
+        what="cluster-root's ClusterTrustBundle",
+    )
+    uid = authority(api_client, "cluster-root")["metadata"]["uid"]
+    objects.delete_cluster_custom_object(*AUTHORITIES, "cluster-root")
+    wait_for(
+        lambda: authority(api_client, "cluster-root")["metadata"]["uid"] != uid
+        and authority_ready(api_client, "cluster-root"),
+        timeout=30,
+        what="cluster-root recreated",
+        retry_on=(client.ApiException,),
+    )
+    time.sleep(5)  # the garbage collector acts within a second or two on an owned object
+    after = get_bundle(api_client, version, bundle_name("cluster-root"))
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert not after["metadata"].get("ownerReferences")  # nothing for the collector to act on
+    assert after["spec"]["trustBundle"] == before["spec"]["trustBundle"]
+
+
+def test_a_conflict_resolved_is_reported_at_once(
+    api_client, version, authority_name, running_operator
+):
+    """The foreign bundle deleted, or handed over by label: certsmith writes its own and
+    ClusterTrustBundleSynced turns True with that write, not at the next periodic look."""
+    objects = client.CustomObjectsApi(api_client)
+    deleted, labelled = authority_name, f"{authority_name}-b"
+
+    def synced(name: str, status: str) -> bool:
+        found = condition(api_client, name, "ClusterTrustBundleSynced")
+        return found is not None and found["status"] == status
+
+    try:
+        for name in (deleted, labelled):
+            objects.create_cluster_custom_object(
+                GROUP,
+                version,
+                BUNDLES,
+                {
+                    "apiVersion": f"{GROUP}/{version}",
+                    "kind": "ClusterTrustBundle",
+                    "metadata": {"name": bundle_name(name)},
+                    "spec": {"signerName": f"certsmith.dev/{name}", "trustBundle": other_ca_pem()},
+                },
+            )
+            create_authority(api_client, name)
+            wait_for(lambda n=name: synced(n, "False"), timeout=15, what=f"{name} BundleConflict")
+
+        objects.delete_cluster_custom_object(GROUP, version, BUNDLES, bundle_name(deleted))
+        started = time.monotonic()
+        wait_for(lambda: synced(deleted, "True"), timeout=8, what="Synced, foreign one deleted")
+        print(f"\nSynced {time.monotonic() - started:.2f} s after the foreign bundle's deletion")
+
+        objects.patch_cluster_custom_object(
+            GROUP,
+            version,
+            BUNDLES,
+            bundle_name(labelled),
+            {"metadata": {"labels": {"app.kubernetes.io/managed-by": "certsmith"}}},
+        )
+        started = time.monotonic()
+        wait_for(lambda: synced(labelled, "True"), timeout=8, what="Synced once handed over")
+        print(f"Synced {time.monotonic() - started:.2f} s after the label")
+    finally:
+        for name in (deleted, labelled):
+            with contextlib.suppress(client.ApiException):
+                objects.delete_cluster_custom_object(*AUTHORITIES, name)
+            with contextlib.suppress(client.ApiException):
+                objects.delete_cluster_custom_object(GROUP, version, BUNDLES, bundle_name(name))
 
 
 # --- a root rotation, recorded ------------------------------------------------------------
@@ -577,6 +580,11 @@ def test_without_the_pod_certificate_apis_certsmith_says_so_once_and_works_as_be
         assert (unserved["status"], unserved["reason"]) == ("False", "NotServed")
         assert "ClusterTrustBundleProjection feature gates" in unserved["message"]
         assert authority_ready(other, "cluster-root")
+        # No bundle published: 0 roots, present (not absent) for an alert to see.
+        roots = scrape(operator.metrics_port).get(
+            ("certsmith_cluster_trust_bundle_roots", (("authority", "cluster-root"),))
+        )
+        assert roots == 0
 
         events = wait_for(
             lambda: len(found := warnings(other, "cluster-root", "APINotServed")) == 2 and found,

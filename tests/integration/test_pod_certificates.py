@@ -352,6 +352,49 @@ def test_the_authority_caps_the_lifetime_and_chooses_the_refresh(
         delete_authority(api_client, name)
 
 
+def _create_again(api_client: client.ApiClient, name: str, spec: dict[str, Any]) -> None:
+    """Delete the authority (not its Secrets), wait until it is gone, create it again."""
+    objects = client.CustomObjectsApi(api_client)
+    objects.delete_cluster_custom_object(*CA, name)
+    wait_for(
+        lambda: not any(
+            item["metadata"]["name"] == name
+            for item in objects.list_cluster_custom_object(*CA)["items"]
+        ),
+        timeout=15,
+        what=f"{name} deleted",
+    )
+    objects.create_cluster_custom_object(
+        *CA,
+        {
+            "apiVersion": "certsmith.dev/v1alpha1",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def _cluster_trust_bundle_pem(api_client: client.ApiClient, name: str) -> bytes | None:
+    """The trust bundle of the authority's ClusterTrustBundle; None where none is served."""
+    version = served_version(api_client, "clustertrustbundles")
+    if version is None:
+        return None
+    found = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        "certificates.k8s.io", version, "clustertrustbundles", f"certsmith.dev:{name}:roots"
+    )
+    return str(found["spec"]["trustBundle"]).encode()
+
+
+def _fingerprints(pem: bytes) -> list[str]:
+    return [fingerprint(c) for c in x509.load_pem_x509_certificates(pem)]
+
+
+def _verifies(body: dict[str, Any], roots_pem: bytes) -> bool:
+    output = pod_certs.openssl_verify(pod_certs.chain_of(body), roots_pem, "sslserver")
+    return output.strip().endswith("OK")
+
+
 def test_an_authority_created_again_records_its_refresh_bound_again(
     api_client: client.ApiClient,
     running_operator: OperatorProcess,
@@ -359,40 +402,113 @@ def test_an_authority_created_again_records_its_refresh_bound_again(
     node: str,
     version: str,
 ) -> None:
-    """Deleted and created again, it resumes with the same root (its Secrets stay) but a
-    status of its own, which must cover the pod certificates it signs from then on."""
-    name = create_authority(api_client)
+    """Deleted and created again, it resumes with the same root (its Secrets stay) and the
+    refresh bound recorded before, which a rotation then waits for: the pod certificates
+    it signed are still valid and still held by pods."""
+    spec = {"rotation": {"propagationDelay": "5s"}}
+    name = create_authority(api_client, **spec)
     try:
         workload = Workload(api_client, namespace, node, f"certsmith.dev/{name}")
         pod = workload.pod()
         made = workload.request(version, pod)
-        pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
-        first = _refresh_bounds(api_client, name)
-        assert len(first) == 1
-        client.CustomObjectsApi(api_client).delete_cluster_custom_object(*CA, name)
-        wait_for(
-            lambda: not any(
-                item["metadata"]["name"] == name
-                for item in client.CustomObjectsApi(api_client).list_cluster_custom_object(*CA)[
-                    "items"
-                ]
-            ),
-            timeout=15,
-            what=f"{name} deleted",
+        signed = pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
+        old = fingerprint(x509.load_pem_x509_certificate(root_pem(api_client, f"{name}-root")))
+        first = wait_for(
+            lambda: _refresh_bounds(api_client, name), timeout=10, what="the bound in status"
         )
-        client.CustomObjectsApi(api_client).create_cluster_custom_object(
-            *CA,
-            {
-                "apiVersion": "certsmith.dev/v1alpha1",
-                "kind": "CertificateAuthority",
-                "metadata": {"name": name},
-                "spec": {},
-            },
-        )
+        assert list(first) == [old]
+        _create_again(api_client, name, spec)
         wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+        # Before any new request: the bound is the one recorded before the deletion.
+        wait_for(
+            lambda: _refresh_bounds(api_client, name) == first,
+            timeout=15,
+            what="the recorded bound back in status",
+        )
         made = workload.request(version, pod)
         pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
         assert _refresh_bounds(api_client, name).keys() == first.keys()  # the same root
+
+        client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+            *CA, name, {"metadata": {"annotations": {"certsmith.dev/rotate-requested-at": "1"}}}
+        )
+        found = wait_for(
+            lambda: _pod_certificate_blocker(api_client, name),
+            timeout=60,
+            what="pod certificates named as the blocker",
+        )
+        assert found["status"]["phase"] == "Reissuing"
+        assert f"up to {first[old]}" in found["status"]["rotation"]["blockers"][0]
+        bundle = _cluster_trust_bundle_pem(api_client, name)
+        if bundle is not None:  # both roots, so the certificate signed before still verifies
+            assert old in _fingerprints(bundle) and len(_fingerprints(bundle)) == 2
+            assert _verifies(signed, bundle)
+    finally:
+        delete_authority(api_client, name)
+
+
+def test_an_authority_deleted_mid_rotation_and_created_again_resumes_the_rotation(
+    api_client: client.ApiClient,
+    running_operator: OperatorProcess,
+    namespace: str,
+    node: str,
+    version: str,
+) -> None:
+    """Deleted while Reissuing, with a pod certificate signed under the new root, then
+    created again: it finds the rotation's new root and carries the rotation on (both
+    roots trusted, said by an event) to the end, instead of going back to the old root."""
+    spec = {"rotation": {"propagationDelay": "5s"}}
+    name = create_authority(api_client, **spec)
+    try:
+        old = fingerprint(x509.load_pem_x509_certificate(root_pem(api_client, f"{name}-root")))
+        client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+            *CA, name, {"metadata": {"annotations": {"certsmith.dev/rotate-requested-at": "1"}}}
+        )
+        wait_for(lambda: _phase(api_client, name) == "Reissuing", timeout=60, what="Reissuing")
+        new_root = root_pem(api_client, f"{name}-root-next")
+        new = fingerprint(x509.load_pem_x509_certificate(new_root))
+        workload = Workload(api_client, namespace, node, f"certsmith.dev/{name}")
+        made = workload.request(version, workload.pod())
+        signed = pod_certs.wait_answered(api_client, version, namespace, made["metadata"]["name"])
+        assert _verifies(signed, new_root)
+
+        _create_again(api_client, name, spec)
+        resumed = wait_for(
+            lambda: (_authority(api_client, name).get("status") or {}).get("rotation"),
+            timeout=15,
+            what="status.rotation of the authority created again",
+        )
+        status = _authority(api_client, name)["status"]
+        assert (resumed["oldRootFingerprint"], resumed["newRootFingerprint"]) == (old, new)
+        assert status["trustedRoots"] == [old, new]
+        assert status["phase"] == "Distributing"
+        events = client.CoreV1Api(api_client).list_event_for_all_namespaces(
+            field_selector=f"involvedObject.name={name},reason=RotationResumed"
+        )
+        assert events.items and new in events.items[0].message
+        bundle = _cluster_trust_bundle_pem(api_client, name)
+        if bundle is not None:
+            assert _fingerprints(bundle) == [old, new]
+
+        def ended() -> dict[str, Any] | None:
+            found = _authority(api_client, name).get("status") or {}
+            return found if found.get("phase") == "Ready" else None
+
+        status = wait_for(ended, timeout=90, what="the rotation carried on to the end")
+        assert status["trustedRoots"] == [new] and status["root"]["fingerprint"] == new
+        assert list(_refresh_bounds(api_client, name)) == [new]  # the old root's entry gone
+        bundle = _cluster_trust_bundle_pem(api_client, name)
+        if bundle is not None:
+            bundle = wait_for(
+                lambda: (pem := _cluster_trust_bundle_pem(api_client, name))
+                and _fingerprints(pem) == [new]
+                and pem,
+                timeout=15,
+                what="the new root alone in the ClusterTrustBundle",
+            )
+            assert _verifies(signed, bundle)
+        secrets = client.CoreV1Api(api_client).list_namespaced_secret(OPERATOR_NAMESPACE)
+        assert f"{name}-root-next" not in {s.metadata.name for s in secrets.items}
     finally:
         delete_authority(api_client, name)
 
@@ -459,6 +575,20 @@ def _phase(api_client: client.ApiClient, name: str) -> str:
     return str((_authority(api_client, name).get("status") or {}).get("phase"))
 
 
+def _recorded_bound(api_client: client.ApiClient, secret: str) -> str:
+    """The refresh bound recorded on one of an authority's root Secrets ('' if none)."""
+    found = client.CoreV1Api(api_client).read_namespaced_secret(secret, OPERATOR_NAMESPACE)
+    annotations = found.metadata.annotations or {}
+    return str(annotations.get("certsmith.dev/pod-certificates-refresh-by", ""))
+
+
+def _pod_certificate_blocker(api_client: client.ApiClient, name: str) -> dict[str, Any] | None:
+    """The authority once its rotation names pod certificates as what blocks it."""
+    found = _authority(api_client, name)
+    blockers = ((found.get("status") or {}).get("rotation") or {}).get("blockers") or []
+    return found if any(b.startswith("pod certificates: ") for b in blockers) else None
+
+
 def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_their_refresh(
     api_client: client.ApiClient,
     running_operator: OperatorProcess,
@@ -477,8 +607,15 @@ def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_th
     refresh = datetime.fromisoformat(body["status"]["beginRefreshAt"])
     not_before = datetime.fromisoformat(body["status"]["notBefore"])
     assert (refresh - not_before).total_seconds() == 2400  # 2/3 of an hour
-    # Recorded before the answer, rounded up to the minute.
-    bound = datetime.fromisoformat(_refresh_bounds(api_client, name)[old])
+    # Recorded before the answer on the root's Secret (it outlives the authority), rounded
+    # up to the minute; shown in status.
+    bound = datetime.fromisoformat(_recorded_bound(api_client, f"{name}-root"))
+    wait_for(
+        lambda: _refresh_bounds(api_client, name)
+        == {old: _recorded_bound(api_client, f"{name}-root")},
+        timeout=10,
+        what="the bound shown in status",
+    )
     assert refresh <= bound < refresh + timedelta(minutes=1) and bound.timestamp() % 60 == 0
 
     client.CustomObjectsApi(api_client).patch_cluster_custom_object(
@@ -509,8 +646,13 @@ def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_th
     chain = pod_certs.chain_of(body)
     assert pod_certs.openssl_verify(chain, new_root, "sslserver").strip().endswith("OK")
     assert not pod_certs.openssl_verify(chain, old_root, "sslserver").strip().endswith("OK")
-    bounds = _refresh_bounds(api_client, name)
-    assert set(bounds) == {old, fingerprint(x509.load_pem_x509_certificate(new_root))}
+    assert _recorded_bound(api_client, f"{name}-root-next")
+    wait_for(
+        lambda: set(_refresh_bounds(api_client, name))
+        == {old, fingerprint(x509.load_pem_x509_certificate(new_root))},
+        timeout=10,
+        what="both roots' bounds in status",
+    )
 
     # No Certificate holds it: only the pod certificates under the old root do, until
     # kubelets have refreshed them, also across a restart of the operator.
@@ -518,12 +660,11 @@ def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_th
     running_operator.start()
     running_operator.wait_serving(api_client)
 
-    def blocked() -> dict[str, Any] | None:
-        found = _authority(api_client, name)
-        blockers = ((found.get("status") or {}).get("rotation") or {}).get("blockers") or []
-        return found if any(b.startswith("pod certificates: ") for b in blockers) else None
-
-    found = wait_for(blocked, timeout=60, what="pod certificates named as the blocker")
+    found = wait_for(
+        lambda: _pod_certificate_blocker(api_client, name),
+        timeout=60,
+        what="pod certificates named as the blocker",
+    )
     status = found["status"]
     assert status["phase"] == "Reissuing"
     assert status["rotation"]["leavesOnOldRoot"] == 0

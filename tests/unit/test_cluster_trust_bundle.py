@@ -83,9 +83,7 @@ def test_the_bundle_holds_exactly_the_configmaps_roots_in_every_phase(
     material = AuthorityMaterial(
         name="team", root=root, intermediate=root, trusted_roots=trusted, bundle_config_map="b"
     )
-    body = cluster_trust_bundle.bundle_body(
-        authority="team", uid=UID, version="v1", pem=material.bundle_pem
-    )
+    body = cluster_trust_bundle.bundle_body(authority="team", version="v1", pem=material.bundle_pem)
     configmap = trust_bundle.bundle_configmap(
         name="b", namespace="ns", authority="team", pem=material.bundle_pem
     )
@@ -97,10 +95,11 @@ def test_the_bundle_holds_exactly_the_configmaps_roots_in_every_phase(
 
 
 @pytest.mark.parametrize("version", ["v1", "v1beta1"])
-def test_a_new_bundle_is_linked_to_the_signer_labelled_and_owned_by_its_authority(
+def test_a_new_bundle_is_linked_to_the_signer_labelled_and_owned_by_nothing(
     version: str,
 ) -> None:
-    body = cluster_trust_bundle.bundle_body(authority="team", uid=UID, version=version, pem=PEM)
+    """No ownerReference: the garbage collector would delete it with its authority."""
+    body = cluster_trust_bundle.bundle_body(authority="team", version=version, pem=PEM)
     assert body == {
         "apiVersion": f"certificates.k8s.io/{version}",
         "kind": "ClusterTrustBundle",
@@ -110,15 +109,6 @@ def test_a_new_bundle_is_linked_to_the_signer_labelled_and_owned_by_its_authorit
                 "app.kubernetes.io/managed-by": "certsmith",
                 "certsmith.dev/authority": "team",
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": "certsmith.dev/v1alpha1",
-                    "kind": "CertificateAuthority",
-                    "name": "team",
-                    "uid": UID,
-                    "controller": True,
-                }
-            ],
         },
         "spec": {"signerName": "certsmith.dev/team", "trustBundle": PEM.decode()},
     }
@@ -126,14 +116,14 @@ def test_a_new_bundle_is_linked_to_the_signer_labelled_and_owned_by_its_authorit
 
 def stored(**metadata: Any) -> dict[str, Any]:
     """certsmith's bundle as the apiserver returns it, `metadata` changed."""
-    body = cluster_trust_bundle.bundle_body(authority="team", uid=UID, version="v1", pem=PEM)
+    body = cluster_trust_bundle.bundle_body(authority="team", version="v1", pem=PEM)
     body["metadata"].update(uid="obj-1", resourceVersion="7", **metadata)
     return body
 
 
 def judge(existing: dict[str, Any] | None, *, created_here: bool = False) -> Action:
     return cluster_trust_bundle.judge(
-        existing, authority="team", uid=UID, pem=PEM, created_here=created_here
+        existing, authority="team", pem=PEM, created_here=created_here
     ).action
 
 
@@ -147,30 +137,45 @@ def foreign() -> dict[str, Any]:
 OTHERS_REFERENCE = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "c"}
 
 
+def authority_reference(name: str, uid: str) -> dict[str, Any]:
+    """An ownerReference to a CertificateAuthority, as certsmith wrote it before."""
+    return {
+        "apiVersion": "certsmith.dev/v1alpha1",
+        "kind": "CertificateAuthority",
+        "name": name,
+        "uid": uid,
+        "controller": True,
+    }
+
+
 @pytest.mark.parametrize(
     ("existing", "created_here", "action"),
     [
         (None, False, Action.WRITE),
         (stored(), False, Action.NOTHING),
-        # Edited by hand: a root removed, a label changed or removed, the owner dropped.
+        # Edited by hand: a root removed, a label changed or removed.
         ({**stored(), "spec": {"signerName": "certsmith.dev/team", "trustBundle": "x"}}, False,
          Action.WRITE),
         (stored(labels={"app.kubernetes.io/managed-by": "certsmith"}), False, Action.WRITE),
         (stored(labels={"app.kubernetes.io/managed-by": "certsmith",
                         "certsmith.dev/authority": "other"}), False, Action.WRITE),
-        (stored(ownerReferences=[OTHERS_REFERENCE]), False, Action.WRITE),
-        # Every mark gone but the ownerReference (even to an older uid: recreated authority).
-        (stored(labels={}), False, Action.WRITE),
-        (stored(labels={}, ownerReferences=[{**cluster_trust_bundle.owner_reference(
-            authority="team", uid="uid-before")}]), False, Action.WRITE),
+        # Another object's ownerReference is theirs to add: nothing to repair.
+        (stored(ownerReferences=[OTHERS_REFERENCE]), False, Action.NOTHING),
+        # Owned by its authority, as an older certsmith wrote it: rewritten without, so the
+        # garbage collector keeps it when the authority goes.
+        (stored(ownerReferences=[authority_reference("team", UID)]), False, Action.WRITE),
+        (stored(ownerReferences=[OTHERS_REFERENCE, authority_reference("team", "before")]),
+         False, Action.WRITE),
+        # Every mark gone but that ownerReference (to any uid): still certsmith's.
+        (stored(labels={}, ownerReferences=[authority_reference("team", "before")]), False,
+         Action.WRITE),
         # No mark at all: certsmith's only if this process created that very object.
         (stored(labels={}, ownerReferences=[]), True, Action.WRITE),
         (stored(labels={}, ownerReferences=[]), False, Action.CONFLICT),
         (foreign(), False, Action.CONFLICT),
         # An ownerReference to another authority does not make it this one's.
         ({**foreign(), "metadata": {**foreign()["metadata"], "ownerReferences": [
-            cluster_trust_bundle.owner_reference(authority="other", uid="o")]}}, False,
-         Action.CONFLICT),
+            authority_reference("other", "o")]}}, False, Action.CONFLICT),
     ],
 )  # fmt: skip
 def test_certsmith_repairs_its_own_bundle_and_never_writes_anyone_elses(
@@ -180,9 +185,7 @@ def test_certsmith_repairs_its_own_bundle_and_never_writes_anyone_elses(
 
 
 def test_a_conflict_says_how_to_resolve_it() -> None:
-    verdict = cluster_trust_bundle.judge(
-        foreign(), authority="team", uid=UID, pem=PEM, created_here=False
-    )
+    verdict = cluster_trust_bundle.judge(foreign(), authority="team", pem=PEM, created_here=False)
     assert verdict.why == (
         "ClusterTrustBundle was not created by certsmith and is left untouched; delete it "
         "(certsmith then publishes its own) or label it app.kubernetes.io/managed-by=certsmith "
@@ -190,18 +193,15 @@ def test_a_conflict_says_how_to_resolve_it() -> None:
     )
 
 
-def test_a_repair_keeps_what_others_added_and_points_at_the_current_authority() -> None:
+def test_a_repair_keeps_what_others_added_and_drops_the_authoritys_ownership() -> None:
     existing = stored(
         labels={"team": "a", "certsmith.dev/authority": "edited"},
         annotations={"note": "kept"},
-        ownerReferences=[
-            OTHERS_REFERENCE,
-            cluster_trust_bundle.owner_reference(authority="team", uid="uid-before"),
-        ],
+        ownerReferences=[OTHERS_REFERENCE, authority_reference("team", "uid-before")],
     )
     existing["spec"]["trustBundle"] = "edited"
     body = cluster_trust_bundle.bundle_body(
-        authority="team", uid=UID, version="v1", pem=PEM, existing=existing
+        authority="team", version="v1", pem=PEM, existing=existing
     )
     assert body["metadata"]["resourceVersion"] == "7"
     assert body["metadata"]["labels"] == {
@@ -210,16 +210,10 @@ def test_a_repair_keeps_what_others_added_and_points_at_the_current_authority() 
         "app.kubernetes.io/managed-by": "certsmith",
     }
     assert body["metadata"]["annotations"] == {"note": "kept"}
-    assert body["metadata"]["ownerReferences"] == [
-        OTHERS_REFERENCE,
-        cluster_trust_bundle.owner_reference(authority="team", uid=UID),
-    ]
+    assert body["metadata"]["ownerReferences"] == [OTHERS_REFERENCE]
     assert body["spec"]["trustBundle"] == PEM.decode()
     assert cluster_trust_bundle.is_current(
-        {**body, "metadata": {**body["metadata"], "uid": "obj-1"}},
-        authority="team",
-        uid=UID,
-        pem=PEM,
+        {**body, "metadata": {**body["metadata"], "uid": "obj-1"}}, authority="team", pem=PEM
     )
 
 

@@ -1,5 +1,6 @@
-"""A CertificateAuthority's spec.podCertificates and the refresh bounds it records in
-status.podCertificates (authorities.pod_certificates), and how a root rotation waits on them."""
+"""A CertificateAuthority's spec.podCertificates and the refresh bounds recorded on its
+root Secrets and shown in status.podCertificates (authorities.pod_certificates), and how a
+root rotation waits on them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from certsmith.authorities.rotation import Lagging, Phase, Progress, RotationSta
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
@@ -80,31 +82,57 @@ def test_bounds_are_rounded_up_to_the_minute(moment: datetime, rounded: datetime
     assert pod_certificates.round_up(moment) == rounded
 
 
-def test_a_bound_is_raised_only_when_a_refresh_time_passes_it() -> None:
-    bounds = {"old": T0 + timedelta(minutes=20)}
-    assert (
-        pod_certificates.raised_bounds(
-            bounds, root="old", refresh_at=T0 + timedelta(minutes=20), trusted={"old"}
-        )
-        is None
-    )
-    assert pod_certificates.raised_bounds(
-        bounds, root="old", refresh_at=T0 + timedelta(minutes=20, seconds=1), trusted={"old"}
-    ) == {"old": T0 + timedelta(minutes=21)}
+@pytest.mark.parametrize(
+    ("recorded", "refresh_at", "raised"),
+    [
+        (None, T0, T0),  # nothing recorded yet
+        (None, T0 + timedelta(seconds=1), T0 + timedelta(minutes=1)),
+        (T0 + timedelta(minutes=20), T0 + timedelta(minutes=20), None),  # covered
+        (T0 + timedelta(minutes=20), T0 + timedelta(minutes=3), None),  # never lowered
+        (T0 + timedelta(minutes=20), T0 + timedelta(minutes=20, seconds=1), T0 + 21 * MINUTE),
+    ],
+)
+def test_a_bound_is_raised_only_when_a_refresh_time_passes_it(
+    recorded: datetime | None, refresh_at: datetime, raised: datetime | None
+) -> None:
+    assert pod_certificates.raised_bound(recorded, refresh_at) == raised
 
 
-def test_a_new_root_gets_its_own_bound_and_untrusted_roots_are_dropped() -> None:
-    bounds = {"retired": T0, "old": T0 + HOUR}
-    raised = pod_certificates.raised_bounds(
-        bounds, root="new", refresh_at=T0 + timedelta(minutes=5, seconds=1), trusted={"old", "new"}
-    )
-    assert raised == {"old": T0 + HOUR, "new": T0 + timedelta(minutes=6)}
+def test_a_bound_is_written_on_condition_that_the_secret_did_not_change() -> None:
+    assert pod_certificates.bound_patch(T0 + HOUR, resource_version="41") == {
+        "metadata": {
+            "resourceVersion": "41",
+            "annotations": {"certsmith.dev/pod-certificates-refresh-by": "2026-06-01T13:00:00Z"},
+        }
+    }
 
 
-def test_bounds_round_trip_through_the_status() -> None:
+@pytest.mark.parametrize(
+    ("secret", "bound"),
+    [
+        (
+            {"metadata": {"annotations": {
+                "certsmith.dev/pod-certificates-refresh-by": "2026-06-01T13:00:00Z"}}},
+            T0 + HOUR,
+        ),
+        (None, None),
+        ({}, None),
+        ({"metadata": {"annotations": None}}, None),
+        ({"metadata": {"annotations": {"certsmith.dev/role": "root"}}}, None),
+        # Hand-edited: not a time, so no bound (it must not stop anything).
+        ({"metadata": {"annotations": {"certsmith.dev/pod-certificates-refresh-by": "soon"}}},
+         None),
+    ],
+)  # fmt: skip
+def test_the_bound_is_read_from_the_roots_secret(
+    secret: dict[str, Any] | None, bound: datetime | None
+) -> None:
+    assert pod_certificates.recorded_bound(secret) == bound
+
+
+def test_the_status_shows_the_bounds_sorted_by_root() -> None:
     bounds = {"b" * 64: T0 + HOUR, "a" * 64: T0}
-    status = pod_certificates.bounds_status(bounds)
-    assert status == {
+    assert pod_certificates.bounds_status(bounds) == {
         "podCertificates": {
             "refreshBy": [
                 {"rootFingerprint": "a" * 64, "time": "2026-06-01T12:00:00Z"},
@@ -112,26 +140,7 @@ def test_bounds_round_trip_through_the_status() -> None:
             ]
         }
     }
-    assert pod_certificates.refresh_bounds(status) == bounds
-
-
-@pytest.mark.parametrize(
-    "status",
-    [
-        None,
-        {},
-        {"podCertificates": None},
-        {"podCertificates": {"refreshBy": "yesterday"}},
-        {"podCertificates": {"refreshBy": ["x", {"rootFingerprint": "a"}, {"time": "x"}]}},
-        {
-            "podCertificates": {
-                "refreshBy": [{"rootFingerprint": 1, "time": "2026-06-01T12:00:00Z"}]
-            }
-        },
-    ],
-)
-def test_a_missing_or_hand_edited_status_records_no_bound(status: Any) -> None:
-    assert pod_certificates.refresh_bounds(status) == {}
+    assert pod_certificates.bounds_status({}) == {"podCertificates": {"refreshBy": []}}
 
 
 def test_pods_hold_a_certificate_until_kubelet_jitter_and_its_refresh_pass_are_over() -> None:
@@ -145,8 +154,8 @@ def reissuing(old_root: str = "old") -> RotationState:
     return RotationState(Phase.REISSUING, old_root=old_root, new_root="new")
 
 
-def status_with(root: str, bound: datetime) -> dict[str, Any]:
-    return pod_certificates.bounds_status({root: bound})
+def status_with(root: str, bound: datetime) -> dict[str, datetime]:
+    return {root: bound}
 
 
 def test_reissuing_waits_for_pod_certificates_under_the_old_root_to_be_refreshed() -> None:
@@ -173,13 +182,13 @@ def test_reissuing_waits_for_pod_certificates_under_the_old_root_to_be_refreshed
     ("status", "state"),
     [
         (status_with("new", T0 + HOUR), reissuing()),  # only the new root's certificates
-        ({}, reissuing()),  # no pod certificate was ever signed
+        ({}, reissuing()),  # no pod certificate was ever signed (or a supplied root)
         (status_with("old", T0 + HOUR), RotationState(Phase.READY)),  # no rotation
         (status_with("old", T0 + HOUR), reissuing(old_root="older")),
     ],
 )
 def test_nothing_is_awaited_of_pods_without_old_root_certificates(
-    status: dict[str, Any], state: RotationState
+    status: dict[str, datetime], state: RotationState
 ) -> None:
     assert rotation.pod_certificates_lagging(status, state, now=T0) == ()
 

@@ -40,6 +40,9 @@ class AuthorityMaterial:
     bundle_selector: Mapping[str, Any] = field(default_factory=dict)
     pod_certificates: PodCertificateSettings = field(default_factory=PodCertificateSettings)
     """spec.podCertificates: the lifetime and refresh of the pod certificates it signs."""
+    refresh_bounds: Mapping[str, datetime] = field(default_factory=dict)
+    """The pod certificates' refresh bound of each trusted root (by SHA-256 fingerprint), as
+    its Secret recorded it when the material was loaded (pod_certificates)."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

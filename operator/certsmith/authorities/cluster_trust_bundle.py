@@ -9,8 +9,11 @@ One object rather than one per root: a phase change is one atomic write, so a po
 a set no ConfigMap ever held, and the name stays fixed for pods that project it by name.
 
 It is labelled `certsmith.dev/authority=<authority>` (what a pod's `labelSelector` matches)
-and `app.kubernetes.io/managed-by=certsmith`, and owned (ownerReference) by its authority,
-so the garbage collector removes it with the authority.
+and `app.kubernetes.io/managed-by=certsmith`, and owned by no object: like the CA Secrets
+and the trust-bundle ConfigMaps it outlives its authority, so what the authority issued
+stays trusted by the pods that project it; an authority created again under that name takes
+it back. An ownerReference to the authority (certsmith wrote one before) is taken out, or
+the garbage collector would delete the bundle with the authority.
 
 certsmith writes only its own bundle: one carrying the managed-by label, or an
 ownerReference to this authority, or the very object certsmith created (same uid). Any
@@ -68,9 +71,9 @@ def _ours_by_reference(references: object, authority: str) -> bool:
 
 def is_ours(existing: Mapping[str, Any], *, authority: str, created_here: bool) -> bool:
     """Whether certsmith may write this object: it carries the managed-by label, or an
-    ownerReference to CertificateAuthority `authority` (whatever uid: the authority may have
-    been recreated), or certsmith created it (`created_here`: its uid, while this process
-    runs), even if someone removed its marks."""
+    ownerReference to CertificateAuthority `authority` (as certsmith once wrote it), or
+    certsmith created it (`created_here`: its uid, while this process runs), even if
+    someone removed its marks."""
     metadata = existing.get("metadata") or {}
     labels = metadata.get("labels") or {}
     return (
@@ -80,31 +83,17 @@ def is_ours(existing: Mapping[str, Any], *, authority: str, created_here: bool) 
     )
 
 
-def owner_reference(*, authority: str, uid: str) -> dict[str, Any]:
-    """The ownerReference to CertificateAuthority `authority` (cluster-scoped, like the
-    bundle): the garbage collector deletes the bundle once that object is gone. No
-    blockOwnerDeletion: that would need `update` on the authority's finalizers."""
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": KIND,
-        "name": authority,
-        "uid": uid,
-        "controller": True,
-    }
-
-
 def bundle_body(
     *,
     authority: str,
-    uid: str,
     version: str,
     pem: bytes,
     existing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ClusterTrustBundle to create, or to PUT over `existing` (with its
     resourceVersion), in `certificates.k8s.io/<version>`. Labels, annotations and
-    ownerReferences others added are kept; certsmith's labels, its ownerReference (to the
-    authority's current `uid`) and the trust bundle are put back."""
+    ownerReferences others added are kept; certsmith's labels and the trust bundle are put
+    back, and any ownerReference to the authority is taken out."""
     previous = (existing or {}).get("metadata") or {}
     others = [
         reference
@@ -118,8 +107,9 @@ def bundle_body(
             names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
             names.CA_AUTHORITY_LABEL: authority,
         },
-        "ownerReferences": [*others, owner_reference(authority=authority, uid=uid)],
     }
+    if others:
+        metadata["ownerReferences"] = others
     if previous.get("annotations"):
         metadata["annotations"] = dict(previous["annotations"])
     if previous.get("resourceVersion"):
@@ -132,16 +122,16 @@ def bundle_body(
     }
 
 
-def is_current(existing: Mapping[str, Any], *, authority: str, uid: str, pem: bytes) -> bool:
-    """Whether both labels, the ownerReference to `uid` and the trust bundle are what
-    certsmith writes (the signer name is immutable and implied by the name)."""
+def is_current(existing: Mapping[str, Any], *, authority: str, pem: bytes) -> bool:
+    """Whether both labels and the trust bundle are what certsmith writes, and no
+    ownerReference names the authority (the signer name is immutable and implied by the
+    name)."""
     metadata = existing.get("metadata") or {}
     labels = metadata.get("labels") or {}
-    references = metadata.get("ownerReferences") or []
     return (
         labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
         and labels.get(names.CA_AUTHORITY_LABEL) == authority
-        and owner_reference(authority=authority, uid=uid) in references
+        and not _ours_by_reference(metadata.get("ownerReferences"), authority)
         and (existing.get("spec") or {}).get("trustBundle") == pem.decode()
     )
 
@@ -150,7 +140,6 @@ def judge(
     existing: Mapping[str, Any] | None,
     *,
     authority: str,
-    uid: str,
     pem: bytes,
     created_here: bool,
 ) -> Verdict:
@@ -165,7 +154,7 @@ def judge(
             "(certsmith then publishes its own) or label it "
             f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE} to hand it over",
         )
-    if is_current(existing, authority=authority, uid=uid, pem=pem):
+    if is_current(existing, authority=authority, pem=pem):
         return Verdict(Action.NOTHING)
     return Verdict(Action.WRITE)
 

@@ -27,7 +27,14 @@ from cryptography import x509
 
 from certsmith import metrics
 from certsmith.api import conditions, model, names, times
-from certsmith.authorities import authority, cluster_trust_bundle, rotation, store, trust_bundle
+from certsmith.authorities import (
+    authority,
+    cluster_trust_bundle,
+    pod_certificates,
+    rotation,
+    store,
+    trust_bundle,
+)
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -46,6 +53,11 @@ going away produces no event certsmith watches)."""
 
 NOT_READY_RETRY = timedelta(seconds=30)
 """How soon an authority that cannot sign is looked at again."""
+STATUS_WRITE_ATTEMPTS = 5
+"""Conditional status writes tried before a step gives up (others' writes to the object,
+e.g. kopf's annotations, move its resourceVersion)."""
+ROTATION_RESUMED = "RotationResumed"
+"""The event of an authority created again that carries on its predecessor's rotation."""
 
 
 class BundleSync(NamedTuple):
@@ -139,12 +151,41 @@ class AuthorityController:
             # would act on the phase before (re-issuing the intermediate under the old root
             # in Reissuing), and a write after the lock (kopf's own patch) could overwrite a
             # newer step's status with this older one.
+            self._write_status(fresh, status)
+
+    def _write_status(self, fresh: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        """Write `status` on the very object the step read (its uid), never on one created
+        again under that name meanwhile: that one starts from its own status (a rotation
+        resumed from its Secrets), not from its predecessor's. The write is conditional on
+        the resourceVersion; when that moved, the object is read again and the write retried
+        only if it is still the same object."""
+        name, uid = fresh["metadata"]["name"], fresh["metadata"].get("uid")
+        version = fresh["metadata"].get("resourceVersion")
+        for _ in range(STATUS_WRITE_ATTEMPTS):
             try:
-                self._kube.patch_authority_status(name=name, status=status)
+                self._kube.patch_authority_status(
+                    name=name, status=status, resource_version=version
+                )
+                return
             except ApiError as error:
-                if not error.not_found:
+                if error.not_found:
+                    self._forget(name)
+                    return
+                if not error.conflict:
                     raise
+            current = self._kube.get_authority(name=name)
+            if current is None:
                 self._forget(name)
+                return
+            if current["metadata"].get("uid") != uid:
+                logger.info(
+                    "CertificateAuthority %s was deleted and created again during a step: "
+                    "its status is not written on the new one",
+                    name,
+                )
+                return
+            version = current["metadata"].get("resourceVersion")
+        raise ApiError(409, "Conflict", f"CertificateAuthority {name} kept changing")
 
     def forget(self, name: str) -> None:
         """The authority was deleted: it signs nothing more. Under its lock, so a step that
@@ -168,10 +209,10 @@ class AuthorityController:
             return self._not_ready(body, error, now)
         self._registry.put(material)
         self._apply_rate(material.name, settings.reissue_rate, now)
-        # From the status read fresh above: the bound is written before any pod certificate
-        # under the old root is handed out, so no such certificate is missed.
-        pods = rotation.pod_certificates_lagging(body.get("status"), state, now=now)
-        observed = self._observe_and_push(body, material, settings.reissue_rate, now, pods)
+        # From the root Secrets read fresh above: the bound is written there before any pod
+        # certificate under the old root is handed out, so no such certificate is missed.
+        pods = rotation.pod_certificates_lagging(material.refresh_bounds, state, now=now)
+        observed = self._observe_and_push(material, settings.reissue_rate, now, pods)
         if state.rotating:
             advanced = rotation.advance(
                 state, observed.progress, now=now, delay=settings.propagation_delay
@@ -183,7 +224,7 @@ class AuthorityController:
                     # Its keys changed under the step (a Secret deleted, unwritable): it
                     # stops signing now, as at the start of a step.
                     return self._not_ready(body, error, now)
-                observed = self._observe_and_push(body, material, settings.reissue_rate, now, pods)
+                observed = self._observe_and_push(material, settings.reissue_rate, now, pods)
             state = advanced
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
@@ -217,6 +258,7 @@ class AuthorityController:
         request = (body["metadata"].get("annotations") or {}).get(names.ROTATE_ANNOTATION)
         settings = rotation.parse_rotation(spec)
         trust_bundle.check_selector((spec.get("trustBundle") or {}).get("namespaceSelector"))
+        state = self._resume_rotation(body, state, request, now)
         material = store.ensure_material(self._kube, self._config, body, now, state)
         if store.supplied_root_name(spec):
             state = self._refuse_rotation(body, state, request)
@@ -237,6 +279,40 @@ class AuthorityController:
             logger.info("CertificateAuthority %s: root rotation started", material.name)
             material = store.ensure_material(self._kube, self._config, body, now, state)
         return _Loaded(settings, material, state)
+
+    def _resume_rotation(
+        self,
+        body: Mapping[str, Any],
+        state: rotation.RotationState,
+        request: str | None,
+        now: datetime,
+    ) -> rotation.RotationState:
+        """An authority created (again) whose status names no root yet, while the Secrets of
+        a rotation under way when an authority of that name was deleted are still there:
+        that rotation carries on from Distributing (both roots trusted again, in every
+        bundle, before anything is signed under the new one), with a Warning event. Going
+        back to the old root alone would drop the new root, under which leaves and pod
+        certificates may already be signed, from every bundle."""
+        if (
+            state.rotating
+            or (body.get("status") or {}).get("trustedRoots")
+            or store.supplied_root_name(body.get("spec") or {})
+        ):
+            return state
+        name = body["metadata"]["name"]
+        roots = store.leftover_rotation(self._kube, self._config, name)
+        if roots is None:
+            return state
+        old_root, new_root = roots
+        message = (
+            f"root rotation resumed: Secret {self._config.namespace}/"
+            f"{authority.next_root_secret_name(name)} holds the new root (sha256 {new_root}) of "
+            f"a rotation that was under way when CertificateAuthority {name} was deleted; both "
+            "roots are trusted again and the rotation carries on from Distributing"
+        )
+        logger.warning("CertificateAuthority %s: %s", name, message)
+        self._event(body, ROTATION_RESUMED, message)
+        return rotation.start(state, old_root=old_root, new_root=new_root, request=request, now=now)
 
     def _apply_rate(self, name: str, rate: int, now: datetime) -> None:
         """Apply the authority's reissueRate; re-issues whose slot moved run at their new one."""
@@ -374,19 +450,18 @@ class AuthorityController:
 
     def _observe_and_push(
         self,
-        body: Mapping[str, Any],
         material: authority.AuthorityMaterial,
         rate: int,
         now: datetime,
         pods: tuple[rotation.Lagging, ...],
     ) -> Observation:
-        """Write bundles (ConfigMaps and the ClusterTrustBundle of the authority `body`),
+        """Write bundles (ConfigMaps and the authority's ClusterTrustBundle),
         look at every Secret this authority is responsible for, schedule what must change
         (spread at `rate` per second); the progress (with `pods`, the pod certificates a
         rotation waits for), and the bundles that could not be written (a rotation waits
         for the ClusterTrustBundle as for its own ConfigMaps)."""
         bundles = self.sync_bundles(material)
-        cluster_bundle = self._sync_cluster_trust_bundle(body, material)
+        cluster_bundle = self._sync_cluster_trust_bundle(material)
         leaves = self._observe_leaves(material)
         self._push(material.name, leaves.pending, rate, now)
         progress = rotation.Progress(
@@ -595,36 +670,35 @@ class AuthorityController:
         """Someone else created, edited or deleted `authority_name`'s ClusterTrustBundle:
         put it back, under the authority's lock so it never races a step into an older
         phase's roots. What stopped it, or None (also when the authority is not loaded or is
-        gone: its own step, or the garbage collector, has the last word). ApiError when the
-        apiserver does not answer."""
+        gone: a deleted authority's bundle is kept as it was, no longer maintained).
+        ApiError when the apiserver does not answer."""
         with self._lock(authority_name):
             material = self._registry.get(authority_name)
             if material is None or self._ctb_version is None:
                 return None
-            body = self._kube.get_authority(name=authority_name)
-            if body is None:
+            if self._kube.get_authority(name=authority_name) is None:
                 return None
-            return self._sync_cluster_trust_bundle(body, material)
+            return self._sync_cluster_trust_bundle(material)
 
     def _sync_cluster_trust_bundle(
-        self, body: Mapping[str, Any], material: authority.AuthorityMaterial
+        self, material: authority.AuthorityMaterial
     ) -> rotation.Lagging | None:
-        """Create or repair the authority's ClusterTrustBundle (`material.bundle_pem`, owned
-        by the authority `body`) if the cluster serves them and it is certsmith's; what
-        stopped it (ApiErrors included, named for status), or None."""
+        """Create or repair the authority's ClusterTrustBundle (`material.bundle_pem`) if the
+        cluster serves them and it is certsmith's; what stopped it (ApiErrors included,
+        named for status), or None."""
         version = self._ctb_version
         if version is None:
+            metrics.cluster_trust_bundle_roots(material.name, 0)
             return None
         name = cluster_trust_bundle.bundle_name(material.name)
-        uid = str(body["metadata"].get("uid", ""))
-        problem = self._put_cluster_trust_bundle(version, name, uid, material)
+        problem = self._put_cluster_trust_bundle(version, name, material)
         metrics.cluster_trust_bundle_roots(
             material.name, 0 if problem is not None else len(material.trusted_roots)
         )
         return problem
 
     def _put_cluster_trust_bundle(
-        self, version: str, name: str, uid: str, material: authority.AuthorityMaterial
+        self, version: str, name: str, material: authority.AuthorityMaterial
     ) -> rotation.Lagging | None:
         def failed(why: str) -> rotation.Lagging:
             return cluster_trust_bundle.lagging(material.name, why, trust_bundle.WRITE_FAILED)
@@ -638,7 +712,6 @@ class AuthorityController:
             verdict = cluster_trust_bundle.judge(
                 existing,
                 authority=material.name,
-                uid=uid,
                 pem=material.bundle_pem,
                 created_here=found_uid is not None and self._ctb_uids.get(name) == found_uid,
             )
@@ -655,7 +728,6 @@ class AuthorityController:
                     version=version,
                     body=cluster_trust_bundle.bundle_body(
                         authority=material.name,
-                        uid=uid,
                         version=version,
                         pem=material.bundle_pem,
                         existing=existing,
@@ -732,6 +804,7 @@ def _step_status(
     generation = body["metadata"].get("generation")
     status = authority.ready_status(material, current=current, generation=generation, now=now)
     status.update(rotation.to_status(state, observed.progress, blocking))
+    status.update(pod_certificates.bounds_status(material.refresh_bounds))
     reported = [
         rotation.blocked_condition(state, blocking),
         cluster_trust_bundle.synced_condition(

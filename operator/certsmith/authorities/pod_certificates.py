@@ -1,12 +1,16 @@
 """What a CertificateAuthority allows and records for Kubernetes pod certificates, pure.
 
 `spec.podCertificates` caps their lifetime and says when kubelet refreshes them
-(`Settings`). `status.podCertificates.refreshBy` records, per root, the latest
-`beginRefreshAt` handed out to a pod certificate signed under that root, rounded up to
-REFRESH_BOUND_STEP: the certsmith signer raises it before it answers a request, so a root
-rotation knows, even after a restart, until when pods may still hold certificates under the
-old root (`in_use_until`). kubelet never tells which certificate a pod holds: this bound is
-all there is to wait on.
+(`Settings`). Each root's refresh bound, the latest `beginRefreshAt` handed out to a pod
+certificate signed under it rounded up to REFRESH_BOUND_STEP, is recorded in the annotation
+REFRESH_BY_ANNOTATION of the Secret holding that root (`<authority>-root`, or
+`<authority>-root-next` during a rotation): the certsmith signer raises it before it answers
+a request, so a root rotation knows, even after a restart or after the CertificateAuthority
+was deleted and created again (its Secrets are kept, its status is not), until when pods
+may still hold certificates under the old root (`in_use_until`). The annotation goes with
+its root: a rotation's end overwrites the old root's Secret with the new root and its
+bound. `status.podCertificates.refreshBy` shows the bounds of the trusted roots. kubelet
+never tells which certificate a pod holds: this bound is all there is to wait on.
 
 Kubernetes' own bounds (kube-apiserver's status validation of a PodCertificateRequest,
 pkg/apis/certificates/validation): a certificate lives at least MIN_LIFETIME and at most
@@ -16,12 +20,12 @@ after notBefore and before notAfter at least.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from certsmith.api import model, times
+from certsmith.api import model, names, times
 
 MIN_LIFETIME = timedelta(hours=1)
 MAX_LIFETIME = timedelta(seconds=7_862_400)
@@ -29,9 +33,11 @@ MAX_LIFETIME = timedelta(seconds=7_862_400)
 REFRESH_MARGIN = timedelta(minutes=10)
 DEFAULT_MAX_DURATION = timedelta(hours=24)
 
+REFRESH_BY_ANNOTATION = f"{names.GROUP}/pod-certificates-refresh-by"
+"""On a root's Secret: the refresh bound of the pod certificates signed under that root."""
 REFRESH_BOUND_STEP = timedelta(minutes=1)
-"""The recorded bound is rounded up to this step, so the authority's status is written at
-most once per step per root while pods keep asking (a rotation may wait up to one step
+"""The recorded bound is rounded up to this step, so the root's Secret is written at most
+once per step while pods keep asking (a rotation may wait up to one step
 longer than the latest refresh: short, since a rotation waits for it)."""
 KUBELET_REFRESH_JITTER = timedelta(minutes=5)
 """kubelet starts refreshing up to 5 min after `beginRefreshAt` (pkg/kubelet/podcertificate,
@@ -91,21 +97,14 @@ def parse_settings(spec: Mapping[str, Any]) -> Settings:
     return Settings(max_duration=max_duration, renew_before=renew_before)
 
 
-# --- status.podCertificates.refreshBy ---------------------------------------------------
+# --- the refresh bounds --------------------------------------------------------------
 
 
-def refresh_bounds(status: Mapping[str, Any] | None) -> dict[str, datetime]:
-    """`status.podCertificates.refreshBy` as {root fingerprint: bound}; entries that are
-    not well-formed are left out (a hand-edited status must not stop anything)."""
-    found = ((status or {}).get("podCertificates") or {}).get("refreshBy") or []
-    bounds: dict[str, datetime] = {}
-    for entry in found if isinstance(found, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        root, moment = entry.get("rootFingerprint"), times.parse_time(entry.get("time"))
-        if isinstance(root, str) and moment is not None:
-            bounds[root] = max(moment, bounds.get(root, moment))
-    return bounds
+def recorded_bound(secret: Mapping[str, Any] | None) -> datetime | None:
+    """The bound recorded on a root's Secret (REFRESH_BY_ANNOTATION, RFC 3339); None when
+    there is none or it is not a time (a hand-edited annotation must not stop anything)."""
+    annotations = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    return times.parse_time(annotations.get(REFRESH_BY_ANNOTATION))
 
 
 def round_up(moment: datetime, step: timedelta = REFRESH_BOUND_STEP) -> datetime:
@@ -115,29 +114,29 @@ def round_up(moment: datetime, step: timedelta = REFRESH_BOUND_STEP) -> datetime
     return epoch + steps * step
 
 
-def raised_bounds(
-    bounds: Mapping[str, datetime],
-    *,
-    root: str,
-    refresh_at: datetime,
-    trusted: Collection[str],
-) -> dict[str, datetime] | None:
-    """The bounds to record before handing out `refresh_at` under `root` (a fingerprint):
-    that root's bound raised to `refresh_at` rounded up, the bounds of roots no longer in
-    `trusted` dropped. None when the recorded bound already covers `refresh_at` (nothing to
-    write)."""
-    known = bounds.get(root)
-    if known is not None and known >= refresh_at:
+def raised_bound(recorded: datetime | None, refresh_at: datetime) -> datetime | None:
+    """The bound to record before handing out `refresh_at` under a root whose Secret
+    records `recorded`: `refresh_at` rounded up; None when `recorded` covers it already
+    (nothing to write, so a bound never goes down)."""
+    if recorded is not None and recorded >= refresh_at:
         return None
-    raised = {
-        fingerprint: moment for fingerprint, moment in bounds.items() if fingerprint in trusted
+    return round_up(refresh_at)
+
+
+def bound_patch(bound: datetime, *, resource_version: str) -> dict[str, Any]:
+    """The merge patch recording `bound` on a root's Secret, on condition that it is still
+    at `resource_version` (409 Conflict otherwise: read it again, never lower a bound)."""
+    return {
+        "metadata": {
+            "resourceVersion": resource_version,
+            "annotations": {REFRESH_BY_ANNOTATION: times.format_time(bound)},
+        }
     }
-    raised[root] = round_up(refresh_at)
-    return raised
 
 
 def bounds_status(bounds: Mapping[str, datetime]) -> dict[str, Any]:
-    """The status merge patch recording `bounds` (sorted by root fingerprint)."""
+    """`status.podCertificates`, showing `bounds` ({root fingerprint: bound}, sorted by
+    fingerprint; an empty list when none is recorded)."""
     return {
         "podCertificates": {
             "refreshBy": [

@@ -213,13 +213,14 @@ def to_status(
 
 
 def pod_certificates_lagging(
-    status: Mapping[str, Any] | None, state: RotationState, *, now: datetime
+    bounds: Mapping[str, datetime], state: RotationState, *, now: datetime
 ) -> tuple[Lagging, ...]:
     """What a rotation waits for of the pod certificates signed under its old root: one
     entry until kubelets have refreshed them all (`pod_certificates.in_use_until` of the
-    bound the signer recorded in `status`), none outside a rotation or once past it."""
-    bounds = pod_certificates.refresh_bounds(status)
-    if not state.rotating or state.old_root not in bounds:
+    bound the signer recorded, `bounds` by root fingerprint), none outside a rotation or
+    once past it."""
+    bound = bounds.get(state.old_root) if state.old_root is not None else None
+    if not state.rotating or bound is None:
         return ()
     until = pod_certificates.in_use_until(bounds, state.old_root)
     if until is None or now >= until:
@@ -229,7 +230,7 @@ def pod_certificates_lagging(
             "",
             "pod certificates",
             f"signed under the old root with beginRefreshAt up to "
-            f"{_format(bounds[state.old_root])}; kubelets have refreshed them by "
+            f"{_format(bound)}; kubelets have refreshed them by "
             f"{_format(until)}",
             reason="PodCertificatesOnOldRoot",
         ),

@@ -7,12 +7,13 @@ generating a root and storing it, the next attempt generates again and only one 
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography import x509
 
@@ -238,6 +239,13 @@ def _load_supplied_root(
     return pair
 
 
+class _Root(NamedTuple):
+    pair: ca.CAKeyPair
+    refresh_bound: datetime | None
+    """The pod certificates' refresh bound its Secret records (None for a supplied root:
+    certsmith never writes a Secret of the user's, and never rotates that root)."""
+
+
 def _load_root(
     kube: Kube,
     config: Config,
@@ -245,13 +253,13 @@ def _load_root(
     spec: Mapping[str, Any],
     now: datetime,
     trusted: frozenset[str],
-) -> ca.CAKeyPair:
+) -> _Root:
     """The root; generated only for a new authority (`trusted`, the fingerprints its status
     lists, is empty). A root Secret that vanished or holds another root stops the authority:
     a new root would be trusted nowhere, and silently swapping it would break every chain."""
     user_root = supplied_root_name(spec)
     if user_root:
-        return _load_supplied_root(kube, config, spec, user_root, now)
+        return _Root(_load_supplied_root(kube, config, spec, user_root, now), None)
 
     secret_name = authority.root_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
@@ -293,7 +301,7 @@ def _load_root(
         raise AuthorityNotReady(
             f"Secret {config.namespace}/{secret_name} cannot be a root: {'; '.join(problems)}"
         )
-    return pair
+    return _Root(pair, pod_certificates.recorded_bound(secret))
 
 
 def _load_intermediate(
@@ -332,20 +340,20 @@ def _load_intermediate(
     return authority.parse_key_pair(stored)
 
 
-def _load_next_root(kube: Kube, config: Config, name: str) -> ca.CAKeyPair | None:
+def _load_next_root(kube: Kube, config: Config, name: str) -> _Root | None:
     secret = kube.get_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
     if secret is None:
         return None
     secret = _claim(kube, secret, name, "next-root")
     try:
-        return authority.parse_key_pair(secret)
+        return _Root(authority.parse_key_pair(secret), pod_certificates.recorded_bound(secret))
     except ValueError as error:
         raise AuthorityNotReady(f"{error}: restore the Secret from a backup") from None
 
 
 def _rotation_next_root(
     kube: Kube, config: Config, name: str, root: ca.CAKeyPair, state: rotation.RotationState
-) -> ca.CAKeyPair | None:
+) -> _Root | None:
     """The new root of the rotation under way: the one its status names, or None once it
     became the root (a rotation that ended before its status was written)."""
     next_root = _load_next_root(kube, config, name)
@@ -358,7 +366,7 @@ def _rotation_next_root(
             "restore it from a backup",
             reason="RootMissing",
         )
-    if inspect.fingerprint_sha256(next_root.certificate) != state.new_root:
+    if inspect.fingerprint_sha256(next_root.pair.certificate) != state.new_root:
         raise AuthorityNotReady(
             f"Secret {secret_name} holds another root than the rotation under way started "
             f"with (sha256 {state.new_root}): restore it from a backup",
@@ -375,7 +383,7 @@ def create_next_root(
     spec = body.get("spec") or {}
     existing = _load_next_root(kube, config, name)
     if existing is not None:
-        return existing
+        return existing.pair
     lifetime = config.root_lifetime
     if spec.get("rootLifetime"):
         lifetime = model.parse_duration(spec["rootLifetime"], "spec.rootLifetime")
@@ -395,24 +403,117 @@ def create_next_root(
 
 
 def finish_rotation(kube: Kube, config: Config, name: str) -> None:
-    """Make the next root the root and forget the old one; safe to repeat after a crash."""
+    """Make the next root the root, with the pod certificates' refresh bound recorded on it,
+    and forget the old one and its bound; safe to repeat after a crash. The next root's
+    Secret is deleted only as it was copied, so a bound the signer raised meanwhile is
+    copied again, never lost."""
+    next_name = authority.next_root_secret_name(name)
+    for _ in range(3):
+        next_secret = kube.get_secret(namespace=config.namespace, name=next_name)
+        if next_secret is None:
+            return  # already finished
+        root_secret = kube.get_secret(
+            namespace=config.namespace, name=authority.root_secret_name(name)
+        )
+        body = {k: v for k, v in next_secret.items() if k not in ("metadata", "immutable")}
+        marks = authority.marks_patch(authority=name, role="root")["metadata"]
+        bound = (next_secret["metadata"].get("annotations") or {}).get(
+            pod_certificates.REFRESH_BY_ANNOTATION
+        )
+        if bound is not None:
+            marks["annotations"][pod_certificates.REFRESH_BY_ANNOTATION] = bound
+        body["metadata"] = {
+            "name": authority.root_secret_name(name),
+            "namespace": config.namespace,
+            **marks,
+        }
+        if root_secret is None:
+            _store_new(kube, body)
+        else:
+            _replace(kube, body, root_secret, recreate=False)
+        try:
+            kube.delete_secret(
+                namespace=config.namespace,
+                name=next_name,
+                resource_version=next_secret["metadata"]["resourceVersion"],
+            )
+            return
+        except ApiError as error:
+            if not error.conflict:
+                raise
+    raise AuthorityNotReady(
+        f"Secret {config.namespace}/{next_name} kept changing while the rotation ended",
+        reason=CA_SECRET_WRITE_FAILED,
+    )
+
+
+def record_refresh_bound(
+    kube: Kube, config: Config, name: str, *, root: str, refresh_at: datetime
+) -> datetime | None:
+    """Raise the refresh bound on the Secret holding root `root` (a SHA-256 fingerprint) of
+    authority `name` to cover `refresh_at`, unless it does already; the bound recorded now.
+    None when no Secret of certsmith's holds that root (a supplied root: never rotated, so
+    nothing waits for its pod certificates). The next root's Secret is looked at first: a
+    rotation's end copies it onto the root's Secret, then deletes it. ApiError when the
+    apiserver does not answer."""
+    places = (authority.next_root_secret_name(name), authority.root_secret_name(name))
+    for _ in range(3):
+        for secret_name in places:
+            secret = kube.get_secret(namespace=config.namespace, name=secret_name)
+            if secret is None or _secret_root(secret) != root:
+                continue
+            recorded = pod_certificates.recorded_bound(secret)
+            raised = pod_certificates.raised_bound(recorded, refresh_at)
+            if raised is None:
+                return recorded
+            try:
+                kube.patch_secret(
+                    namespace=config.namespace,
+                    name=secret_name,
+                    patch=pod_certificates.bound_patch(
+                        raised, resource_version=secret["metadata"]["resourceVersion"]
+                    ),
+                )
+            except ApiError as error:
+                if error.conflict or error.not_found:
+                    break  # changed or moved meanwhile: look again
+                raise
+            return raised
+        else:
+            return None
+    raise ApiError(409, "Conflict", f"the Secret holding root {root} kept changing")
+
+
+def _secret_root(secret: Mapping[str, Any]) -> str | None:
+    """The SHA-256 fingerprint of the certificate in a root Secret's tls.crt; None when it
+    holds none."""
+    try:
+        certificates = inspect.load_pem_certificates(
+            base64.b64decode((secret.get("data") or {}).get("tls.crt", ""))
+        )
+    except ValueError:
+        return None
+    return inspect.fingerprint_sha256(certificates[0])
+
+
+def leftover_rotation(kube: Kube, config: Config, name: str) -> tuple[str, str] | None:
+    """The (old, new) root fingerprints of a rotation that was under way when the authority
+    was deleted, if its root's and its next root's Secrets are both still there with
+    different roots; None otherwise (a next root equal to the root is a rotation that ended
+    but for deleting that Secret, which is done here)."""
     next_secret = kube.get_secret(
         namespace=config.namespace, name=authority.next_root_secret_name(name)
     )
     if next_secret is None:
-        return  # already finished
+        return None
     root_secret = kube.get_secret(namespace=config.namespace, name=authority.root_secret_name(name))
-    body = {k: v for k, v in next_secret.items() if k not in ("metadata", "immutable")}
-    body["metadata"] = {
-        "name": authority.root_secret_name(name),
-        "namespace": config.namespace,
-        **authority.marks_patch(authority=name, role="root")["metadata"],
-    }
-    if root_secret is None:
-        _store_new(kube, body)
-    else:
-        _replace(kube, body, root_secret, recreate=False)
-    kube.delete_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
+    old, new = _secret_root(root_secret or {}), _secret_root(next_secret)
+    if old is None or new is None:
+        return None
+    if old == new:
+        finish_rotation(kube, config, name)
+        return None
+    return old, new
 
 
 def ensure_material(
@@ -430,15 +531,18 @@ def ensure_material(
     spec = body.get("spec") or {}
     known = frozenset((body.get("status") or {}).get("trustedRoots") or ())
     try:
-        root = _load_root(kube, config, name, spec, now, known)
+        loaded = _load_root(kube, config, name, spec, now, known)
+        root = loaded.pair
         trusted: tuple[x509.Certificate, ...] = (root.certificate,)
+        bounds = _bounds(root, loaded.refresh_bound)
         signing = root
         if state.rotating:
             next_root = _rotation_next_root(kube, config, name, root, state)
             if next_root is not None:
-                trusted = (root.certificate, next_root.certificate)
+                trusted = (root.certificate, next_root.pair.certificate)
+                bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
                 if state.signs_with_new_root:
-                    signing = next_root
+                    signing = next_root.pair
         intermediate = _load_intermediate(kube, config, name, spec, signing, now)
     except model.InvalidSpec as error:
         raise AuthorityNotReady(str(error)) from None
@@ -458,7 +562,12 @@ def ensure_material(
         ),
         bundle_selector=bundle.get("namespaceSelector") or {},
         pod_certificates=pod_certificates.parse_settings(spec),
+        refresh_bounds=bounds,
     )
+
+
+def _bounds(root: ca.CAKeyPair, bound: datetime | None) -> dict[str, datetime]:
+    return {} if bound is None else {inspect.fingerprint_sha256(root.certificate): bound}
 
 
 def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:

@@ -85,8 +85,10 @@ class BundleRepair:
     def cluster_trust_bundle_changed(self, name: str) -> None:
         """ClusterTrustBundle `name` was created, edited or deleted by someone else: if it is
         an authority's (`cluster_trust_bundle.bundle_name`), that authority puts its own
-        back; one it cannot write has the authority step soon, which reports it in status.
-        ApiError when the apiserver does not answer."""
+        back and steps now, so ClusterTrustBundleSynced says what is true now (a conflict
+        gone with a foreign bundle deleted or handed over, or a new one); one it cannot
+        write has the authority step soon, which reports it in status. ApiError when the
+        apiserver does not answer."""
         authority = cluster_trust_bundle.bundle_authority(name)
         if authority is None:
             return
@@ -94,3 +96,5 @@ class BundleRepair:
         if problem is not None:
             logger.warning("trust bundle %s", problem)
             self._steps.step_soon(authority)
+        else:
+            self._steps.step_now(authority)

@@ -321,11 +321,6 @@ def _pod_certificate_handlers(
     def pod_certificates_start(**_: Any) -> None:
         signer.start_term()
 
-    @kopf.on.event(names.GROUP, names.VERSION, names.AUTHORITIES, when=_deleted, registry=handlers)
-    def authority_deleted_for_pod_certificates(name: str, **_: Any) -> None:
-        """Created again (with the same root, perhaps), its status records no bound yet."""
-        signer.authority_deleted(name)
-
     @kopf.on.event(
         names.CERTIFICATES_GROUP,
         signer.version,

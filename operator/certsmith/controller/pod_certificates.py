@@ -8,8 +8,9 @@ Other signers' requests are never looked at. A request is answered once: kube-ap
 refuses any change to an Issued, Denied or Failed request, and a refused write is read
 again before anything else is written, so a retry never hands out a second certificate.
 
-Before a certificate is handed out, the authority's `status.podCertificates.refreshBy`
-covers its beginRefreshAt (authorities.pod_certificates): a root rotation waits on it.
+Before a certificate is handed out, the refresh bound recorded on its root's Secret covers
+its beginRefreshAt (authorities.pod_certificates): a root rotation waits on it, also after
+the authority was deleted and created again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import metrics
-from certsmith.authorities import pod_certificates, store
+from certsmith.authorities import store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -71,8 +72,9 @@ class PodCertificateSigner:
         self._locks: dict[RequestKey, threading.Lock] = {}
         self._attempts: dict[RequestKey, int] = {}
         self._waiting: dict[RequestKey, str] = {}
-        # Each authority's refresh bounds as recorded in its status, read once per term.
-        self._bounds: dict[str, dict[str, datetime]] = {}
+        # The refresh bound recorded on each (authority, root fingerprint)'s Secret, read or
+        # written this term; None: no Secret of certsmith's holds that root (supplied).
+        self._bounds: dict[tuple[str, str], datetime | None] = {}
         self._bound_locks: dict[str, threading.Lock] = {}
 
     @property
@@ -86,11 +88,6 @@ class PodCertificateSigner:
             self._bounds.clear()
             self._attempts.clear()
             self._waiting.clear()
-
-    def authority_deleted(self, name: str) -> None:
-        """The authority is gone: what was known of its recorded bounds went with it."""
-        with self._guard:
-            self._bounds.pop(name, None)
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith request: answer it unless it is answered."""
@@ -316,27 +313,24 @@ class PodCertificateSigner:
         )
 
     def _record_bound(self, authority: AuthorityMaterial, signed: signing.Signed) -> None:
-        """Raise the authority's recorded refresh bound to cover `signed` (written only when
-        it must grow: once per REFRESH_BOUND_STEP at most while pods keep asking)."""
+        """Raise the refresh bound recorded on the Secret of the root that signed `signed` to
+        cover it (written only when it must grow: once per REFRESH_BOUND_STEP at most while
+        pods keep asking; the authority's step shows it in status)."""
+        key = (authority.name, signed.root_fingerprint)
         with self._guard:
             lock = self._bound_locks.setdefault(authority.name, threading.Lock())
         with lock:
-            bounds = self._bounds.get(authority.name)
-            if bounds is None:
-                body = self._kube.get_authority(name=authority.name) or {}
-                bounds = pod_certificates.refresh_bounds(body.get("status"))
-            raised = pod_certificates.raised_bounds(
-                bounds,
+            if key in self._bounds:
+                known = self._bounds[key]
+                if known is None or known >= signed.begin_refresh_at:
+                    return
+            self._bounds[key] = store.record_refresh_bound(
+                self._kube,
+                self._config,
+                authority.name,
                 root=signed.root_fingerprint,
                 refresh_at=signed.begin_refresh_at,
-                trusted={inspect.fingerprint_sha256(r) for r in authority.trusted_roots},
             )
-            if raised is not None:
-                self._kube.patch_authority_status(
-                    name=authority.name, status=pod_certificates.bounds_status(raised)
-                )
-                bounds = raised
-            self._bounds[authority.name] = bounds
 
 
 def _lacks_sign(error: ApiError) -> bool:
