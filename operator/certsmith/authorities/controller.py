@@ -311,7 +311,7 @@ class AuthorityController:
             "roots are trusted again and the rotation carries on from Distributing"
         )
         logger.warning("CertificateAuthority %s: %s", name, message)
-        self._event(body, ROTATION_RESUMED, message)
+        self.warning_event(body, ROTATION_RESUMED, message)
         return rotation.start(state, old_root=old_root, new_root=new_root, request=request, now=now)
 
     def _apply_rate(self, name: str, rate: int, now: datetime) -> None:
