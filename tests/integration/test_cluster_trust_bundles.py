@@ -33,6 +33,7 @@ from tests.integration import certs
 from tests.integration.conftest import (
     OPERATOR_NAMESPACE,
     OperatorProcess,
+    _grant_test_names,
     _install_crds,
     authority_ready,
 )
@@ -273,13 +274,16 @@ def test_the_default_authority_deleted_keeps_its_bundle_without_a_gap(
     )
     uid = authority(api_client, "cluster-root")["metadata"]["uid"]
     objects.delete_cluster_custom_object(*AUTHORITIES, "cluster-root")
-    wait_for(
-        lambda: authority(api_client, "cluster-root")["metadata"]["uid"] != uid
-        and authority_ready(api_client, "cluster-root"),
-        timeout=30,
-        what="cluster-root recreated",
-        retry_on=(client.ApiException,),
-    )
+    try:
+        wait_for(
+            lambda: authority(api_client, "cluster-root")["metadata"]["uid"] != uid
+            and authority_ready(api_client, "cluster-root"),
+            timeout=30,
+            what="cluster-root recreated",
+            retry_on=(client.ApiException,),
+        )
+    finally:
+        _grant_test_names(api_client)  # the recreated object has an empty spec
     time.sleep(5)  # the garbage collector acts within a second or two on an owned object
     after = get_bundle(api_client, version, bundle_name("cluster-root"))
     assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
