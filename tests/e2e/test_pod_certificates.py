@@ -92,7 +92,13 @@ def test_pods_with_only_projected_pod_certificates_talk_mutual_tls_both_ways(
         )
         assert f"URI:spiffe://cluster.local/ns/{namespace}/sa/{callee}" in answer, answer
         assert f"DNS:{host}" in answer and f"DNS:{host}.cluster.local" in answer, answer
-        lines = peer_log(kubeconfig, namespace, caller)[calling[caller] :]
+        # A call takes up to curl's 3 s on a loaded host: wait for one after `calling`.
+        lines = wait_for(
+            lambda caller=caller: peer_log(kubeconfig, namespace, caller)[calling[caller] :],
+            timeout=30,
+            what=f"{caller} calling {callee} again",
+            interval=1,
+        )
         assert [line for line in lines if " fail " in f" {line} "] == []
         assert "mtls ok client_serial=" in lines[-1]
 
