@@ -52,6 +52,22 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far, from /proc/<pid>/stat
+    (proc(5): utime and stime, fields 14 and 15, in clock ticks)."""
+    # The command name (field 2) may hold spaces: count fields after its closing ")".
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids() -> dict[str, int]:
+    """The apiserver profile's processes by component (etcd, kube-apiserver,
+    kube-controller-manager), from the pid files hack/cluster keeps in its state dir."""
+    cache = Path(os.environ.get("CERTSMITH_CACHE", Path.home() / ".cache" / "certsmith"))
+    state = Path(os.environ.get("CERTSMITH_STATE", cache / "state")) / "apiserver"
+    return {path.stem: int(path.read_text()) for path in sorted(state.glob("*.pid"))}
+
+
 def percentile_ms(latencies_ms: list[float], fraction: float) -> float:
     """The `fraction` (0.5, 0.99) quantile of `latencies_ms`, nearest rank."""
     ordered = sorted(latencies_ms)
