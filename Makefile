@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench bench-pod-certificates \
+.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench bench-compare bench-pod-certificates \
         cluster-up cluster-down demo demo-down
 
 deps:
@@ -52,6 +52,12 @@ test: lint test-unit test-integration test-chaos test-e2e
 
 bench: deps binaries
 	$(VENV)/bin/python bench/issuance.py
+
+# cert-manager (built from its Go module by hack/build-cert-manager) and certsmith, one after
+# the other on fresh apiserver profiles, same N Certificates: one table of ratios. Run it
+# alone on the machine: ratios hold on a busy host, absolute times do not.
+bench-compare: deps binaries
+	$(VENV)/bin/python bench/compare.py $(if $(COUNT),--count $(COUNT))
 
 bench-pod-certificates: deps binaries
 	$(VENV)/bin/python bench/pod_certificates.py

@@ -12,12 +12,17 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks build their objects with the tests' builders (tests/), as the tests do.
@@ -32,17 +37,36 @@ class Running:
     operator_pid: int
 
 
-def writes_so_far(api: client.ApiClient) -> int:
-    """Mutating requests the apiserver has served, by its own counter."""
+@dataclass(frozen=True)
+class Resource:
+    """A namespaced custom resource a bench creates and waits on."""
+
+    group: str
+    version: str
+    plural: str
+
+
+CERTSMITH_CERTIFICATES = Resource("certsmith.dev", "v1alpha1", "certificates")
+
+
+def writes_by_resource(api: client.ApiClient) -> Counter[str]:
+    """Mutating requests the apiserver has served, by resource ("events", "secrets", ...),
+    from its own apiserver_request_total."""
     text = api.call_api("GET", api.configuration.host + "/metrics", header_params={})
-    total = 0
+    writes: Counter[str] = Counter()
     for line in text.read().decode().splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         verb = re.search(r'verb="([A-Z]+)"', line)
+        resource = re.search(r'resource="([^"]*)"', line)
         if verb and verb.group(1) in WRITE_VERBS:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
+            writes[resource.group(1) if resource else ""] += int(float(line.rsplit(" ", 1)[1]))
+    return writes
+
+
+def writes_so_far(api: client.ApiClient) -> int:
+    """Mutating requests the apiserver has served, by its own counter."""
+    return sum(writes_by_resource(api).values())
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -74,15 +98,17 @@ def percentile_ms(latencies_ms: list[float], fraction: float) -> float:
     return ordered[max(0, int(len(ordered) * fraction + 0.5) - 1)]
 
 
-def wait_for_authority(kubectl: list[str]) -> None:
-    deadline = time.monotonic() + 60
+def wait_ready(kubectl: list[str], kind: str, name: str, timeout_seconds: float = 60) -> None:
+    """Waits until the object `kind`/`name` has condition Ready True; exits naming it after
+    `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         ready = subprocess.run(
             [
                 *kubectl,
                 "get",
-                "ca",
-                "cluster-root",
+                kind,
+                name,
                 "-o",
                 "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
             ],
@@ -92,29 +118,170 @@ def wait_for_authority(kubectl: list[str]) -> None:
         if ready.stdout == "True":
             return
         time.sleep(0.2)
-    raise SystemExit("CertificateAuthority cluster-root not Ready after 60 s")
+    raise SystemExit(f"{kind} {name} not Ready after {timeout_seconds:.0f} s")
+
+
+def wait_for_authority(kubectl: list[str]) -> None:
+    wait_ready(kubectl, "ca", "cluster-root")
+
+
+def is_ready(body: Mapping[str, Any]) -> bool:
+    """The object's status has condition Ready True."""
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+class ReadyWatcher:
+    """Records when each object of `resource` in a namespace is first seen Ready
+    (time.monotonic() seconds, by name)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, resource: Resource) -> None:
+        self.ready_at: dict[str, float] = {}
+        self._api, self._namespace, self._resource = api, namespace, resource
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(1)  # the watch is open before the bench creates anything
+
+    def _run(self) -> None:
+        objects = client.CustomObjectsApi(self._api)
+        resource = self._resource
+        while not self._stop.is_set():
+            stream = watch.Watch().stream(
+                objects.list_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                self._namespace,
+                resource.plural,
+                timeout_seconds=5,
+            )
+            for event in stream:
+                name = event["object"]["metadata"]["name"]
+                if name not in self.ready_at and is_ready(event["object"]):
+                    self.ready_at[name] = time.monotonic()
+
+    def wait(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while any(n not in self.ready_at for n in names):
+            if time.monotonic() > deadline:
+                missing = [n for n in names if n not in self.ready_at]
+                raise SystemExit(f"{len(missing)} objects not Ready after {timeout}s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def new_namespace(api: client.ApiClient) -> str:
+    """Creates a namespace bench-<random> and returns its name."""
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+    )
+    return namespace
+
+
+def create_all(
+    api: client.ApiClient,
+    namespace: str,
+    resource: Resource,
+    bodies: list[dict[str, Any]],
+    writers: int = 16,
+) -> dict[str, float]:
+    """Creates `bodies` in `namespace` from `writers` parallel threads; returns when each
+    create was answered (time.monotonic() seconds), by name."""
+    objects = client.CustomObjectsApi(api)
+    applied_at: dict[str, float] = {}
+
+    def create(body: dict[str, Any]) -> None:
+        objects.create_namespaced_custom_object(
+            resource.group, resource.version, namespace, resource.plural, body
+        )
+        applied_at[body["metadata"]["name"]] = time.monotonic()
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        list(pool.map(create, bodies))
+    return applied_at
+
+
+@dataclass(frozen=True)
+class Burst:
+    """What N objects created at once cost until all were Ready (plus a settling pause
+    for trailing writes such as Events)."""
+
+    count: int
+    all_ready_seconds: float
+    # apply→Ready of each object, milliseconds, ascending.
+    latencies_ms: list[float]
+    # Mutating requests to the apiserver, the bench's own creates not counted.
+    writes: int
+    event_writes: int
+    # CPU seconds each process used over the burst, by the names given to run_burst.
+    cpu_seconds: dict[str, float]
+
+    def per_object(self, value: float) -> float:
+        return value / self.count
+
+
+def run_burst(
+    api: client.ApiClient,
+    watcher: ReadyWatcher,
+    namespace: str,
+    resource: Resource,
+    bodies: list[dict[str, Any]],
+    pids: Mapping[str, int],
+    settle_seconds: float = 2.0,
+) -> Burst:
+    """Creates `bodies` at once (create_all), waits until `watcher` has seen each Ready and
+    measures the burst: writes by the apiserver's counter and CPU seconds of each process
+    in `pids` (by name), as differences over the burst and `settle_seconds` after it."""
+    names = [body["metadata"]["name"] for body in bodies]
+    writes_before = writes_by_resource(api)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.monotonic()
+    applied_at = create_all(api, namespace, resource, bodies)
+    watcher.wait(names, timeout=max(120, len(names) / 10))
+    elapsed = max(watcher.ready_at[n] for n in names) - started
+    time.sleep(settle_seconds)  # let trailing writes (events) land before counting
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    writes = writes_by_resource(api)
+    writes.subtract(writes_before)
+    return Burst(
+        count=len(names),
+        all_ready_seconds=elapsed,
+        latencies_ms=sorted((watcher.ready_at[n] - applied_at[n]) * 1000 for n in names),
+        writes=sum(writes.values()) - len(names),
+        event_writes=writes["events"],
+        cpu_seconds=cpu,
+    )
+
+
+def hack(script: str, *args: str) -> str:
+    """Runs hack/<script> ARGS (its log on stderr) and returns the last line it printed:
+    the path it reports (a kubeconfig, a binaries directory)."""
+    out = subprocess.run(
+        [REPO_ROOT / "hack" / script, *args], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout.strip()
+    return out.splitlines()[-1] if out else ""
+
+
+def kubectl_command(kubeconfig: str) -> list[str]:
+    """The project's kubectl (hack/build-binaries) for the cluster of `kubeconfig`."""
+    return [f"{hack('build-binaries')}/kubectl", "--kubeconfig", kubeconfig]
 
 
 @contextlib.contextmanager
-def running_operator(*, webhooks: bool, name: str) -> Iterator[Running]:
-    """The operator started against the apiserver profile (brought up if needed) with the
+def running_operator(
+    *, webhooks: bool, name: str, kubeconfig: str | None = None
+) -> Iterator[Running]:
+    """The operator started against the cluster of `kubeconfig` (default: the one in
+    CERTSMITH_KUBECONFIG, else the apiserver profile, brought up and down here) with the
     default authority Ready; its log in $TMPDIR/certsmith-<name>-operator.log."""
-    kubeconfig = os.environ.get("CERTSMITH_KUBECONFIG")
+    kubeconfig = kubeconfig or os.environ.get("CERTSMITH_KUBECONFIG")
     started_cluster = kubeconfig is None
-    if started_cluster:
-        out = subprocess.run(
-            [REPO_ROOT / "hack" / "cluster", "up"], check=True, stdout=subprocess.PIPE, text=True
-        ).stdout
-        kubeconfig = out.strip().splitlines()[-1]
-    assert kubeconfig is not None
-    bin_dir = (
-        subprocess.run(
-            [REPO_ROOT / "hack" / "build-binaries"], check=True, stdout=subprocess.PIPE, text=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    kubectl = [f"{bin_dir}/kubectl", "--kubeconfig", kubeconfig]
+    if kubeconfig is None:
+        kubeconfig = hack("cluster", "up")
+    kubectl = kubectl_command(kubeconfig)
     subprocess.run([*kubectl, "apply", "-f", REPO_ROOT / "crds"], check=True, capture_output=True)
     subprocess.run([*kubectl, "create", "namespace", "certsmith"], capture_output=True)
     subprocess.run(
@@ -151,4 +318,4 @@ def running_operator(*, webhooks: bool, name: str) -> Iterator[Running]:
         operator.terminate()
         operator.wait()
         if started_cluster:
-            subprocess.run([REPO_ROOT / "hack" / "cluster", "down"], check=True)
+            hack("cluster", "down")

@@ -13,110 +13,45 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 import harness
+from tests import builders
 
-GROUP, VERSION, PLURAL = "certsmith.dev", "v1alpha1", "certificates"
-
-
-def certificate(name: str, namespace: str) -> dict:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Certificate",
-        "metadata": {"name": name},
-        "spec": {"secretName": f"{name}-tls", "dnsNames": [f"{name}.{namespace}.svc"]},
-    }
+CERTIFICATES = harness.CERTSMITH_CERTIFICATES
 
 
-class ReadyWatcher:
-    """Records when each Certificate in a namespace is first seen Ready."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.ready_at: dict[str, float] = {}
-        self._api, self._namespace = api, namespace
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        objects = client.CustomObjectsApi(self._api)
-        while not self._stop.is_set():
-            stream = watch.Watch().stream(
-                objects.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self._namespace,
-                PLURAL,
-                timeout_seconds=5,
-            )
-            for event in stream:
-                body = event["object"]
-                name = body["metadata"]["name"]
-                conditions = (body.get("status") or {}).get("conditions", [])
-                if name not in self.ready_at and any(
-                    c["type"] == "Ready" and c["status"] == "True" for c in conditions
-                ):
-                    self.ready_at[name] = time.monotonic()
-
-    def wait(self, names: list[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while any(n not in self.ready_at for n in names):
-            if time.monotonic() > deadline:
-                missing = [n for n in names if n not in self.ready_at]
-                raise SystemExit(f"{len(missing)} Certificates not Ready after {timeout}s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
+def certificate(name: str, namespace: str) -> dict[str, Any]:
+    """A Certificate for one in-cluster name (the default key, authority and lifetime)."""
+    return builders.certificate(name, dnsNames=[f"{name}.{namespace}.svc"])
 
 
 def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -> None:
-    core = client.CoreV1Api(api)
-    objects = client.CustomObjectsApi(api)
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    watcher = ReadyWatcher(api, namespace)
-    time.sleep(1)
-
-    names = [f"c{i:05d}" for i in range(count)]
-    applied_at: dict[str, float] = {}
-
-    def apply(name: str) -> None:
-        objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, certificate(name, namespace)
-        )
-        applied_at[name] = time.monotonic()
-
-    writes_before = harness.writes_so_far(api)
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(apply, names))
-    watcher.wait(names, timeout=max(120, count / 10))
-    elapsed = max(watcher.ready_at.values()) - started
-    time.sleep(2)  # let trailing writes (events) land before counting
-    writes = harness.writes_so_far(api) - writes_before - count  # minus the bench's own creates
-    latencies = sorted((watcher.ready_at[n] - applied_at[n]) * 1000 for n in names)
+    namespace = harness.new_namespace(api)
+    watcher = harness.ReadyWatcher(api, namespace, CERTIFICATES)
+    bodies = [certificate(f"c{i:05d}", namespace) for i in range(count)]
+    burst = harness.run_burst(
+        api, watcher, namespace, CERTIFICATES, bodies, {"operator": operator_pid}
+    )
+    latencies = burst.latencies_ms
 
     print(f"certificates:            {count}")
-    print(f"all Ready after:         {elapsed:.2f} s")
-    print(f"throughput:              {count / elapsed:.1f} certificates/s")
+    print(f"all Ready after:         {burst.all_ready_seconds:.2f} s")
+    print(f"throughput:              {count / burst.all_ready_seconds:.1f} certificates/s")
     print(
         f"apply→Ready p50 / p99:   {statistics.median(latencies):.0f} ms / "
         f"{harness.percentile_ms(latencies, 0.99):.0f} ms"
     )
-    print(f"apiserver writes/cert:   {writes / count:.2f}")
+    print(f"apiserver writes/cert:   {burst.per_object(burst.writes):.2f}")
     print(f"operator peak RSS:       {harness.peak_rss_mib(operator_pid):.0f} MiB")
 
     sequential_ms = []
     for i in range(sequential):
-        name = f"seq{i:03d}"
-        apply(name)
+        body = certificate(f"seq{i:03d}", namespace)
+        applied_at = harness.create_all(api, namespace, CERTIFICATES, [body])
+        name = body["metadata"]["name"]
         watcher.wait([name], timeout=30)
         sequential_ms.append((watcher.ready_at[name] - applied_at[name]) * 1000)
     if sequential_ms:
@@ -125,7 +60,7 @@ def run(api: client.ApiClient, operator_pid: int, count: int, sequential: int) -
             f"over {sequential}"
         )
     watcher.stop()
-    core.delete_namespace(namespace)
+    client.CoreV1Api(api).delete_namespace(namespace)
 
 
 def main() -> None:
