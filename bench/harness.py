@@ -204,10 +204,26 @@ def create_all(
     return applied_at
 
 
+def settled_writes(
+    api: client.ApiClient, quiet_seconds: float = 2.0, timeout_seconds: float = 30.0
+) -> Counter[str]:
+    """writes_by_resource once no write has landed for `quiet_seconds` (work an operator
+    does after Ready, such as Events and clean-ups, belongs to the burst), or after
+    `timeout_seconds` for an operator that never stops writing."""
+    deadline = time.monotonic() + timeout_seconds
+    writes = writes_by_resource(api)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = writes_by_resource(api)
+        if now == writes:
+            break
+        writes = now
+    return writes
+
+
 @dataclass(frozen=True)
 class Burst:
-    """What N objects created at once cost until all were Ready (plus a settling pause
-    for trailing writes such as Events)."""
+    """What N objects created at once cost until all were Ready and writes settled."""
 
     count: int
     all_ready_seconds: float
@@ -230,11 +246,11 @@ def run_burst(
     resource: Resource,
     bodies: list[dict[str, Any]],
     pids: Mapping[str, int],
-    settle_seconds: float = 2.0,
 ) -> Burst:
     """Creates `bodies` at once (create_all), waits until `watcher` has seen each Ready and
-    measures the burst: writes by the apiserver's counter and CPU seconds of each process
-    in `pids` (by name), as differences over the burst and `settle_seconds` after it."""
+    the writes have settled (settled_writes), and measures the burst: writes by the
+    apiserver's counter and CPU seconds of each process in `pids` (by name), as
+    differences over that time."""
     names = [body["metadata"]["name"] for body in bodies]
     writes_before = writes_by_resource(api)
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -242,9 +258,8 @@ def run_burst(
     applied_at = create_all(api, namespace, resource, bodies)
     watcher.wait(names, timeout=max(120, len(names) / 10))
     elapsed = max(watcher.ready_at[n] for n in names) - started
-    time.sleep(settle_seconds)  # let trailing writes (events) land before counting
+    writes = settled_writes(api)
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-    writes = writes_by_resource(api)
     writes.subtract(writes_before)
     return Burst(
         count=len(names),
