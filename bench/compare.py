@@ -186,6 +186,7 @@ def rows(cert_manager: Result, certsmith: Result) -> list[Row]:
         return lambda r: r.burst.per_object(r.burst.cpu_seconds[process]) * 1000
 
     return [
+        Row("all created", *both(lambda r: r.burst.all_created_seconds), "s", 2),
         Row("all Ready", *both(lambda r: r.burst.all_ready_seconds), "s", 2),
         Row("apply→Ready p50", *both(lambda r: percentile_s(r, 0.5)), "s", 2),
         Row("apply→Ready p99", *both(lambda r: percentile_s(r, 0.99)), "s", 2),

@@ -235,6 +235,8 @@ class Burst:
     """What N objects created at once cost until all were Ready and writes settled."""
 
     count: int
+    # From the first create until the last create was answered (admission included).
+    all_created_seconds: float
     all_ready_seconds: float
     # apply→Ready of each object, milliseconds, ascending.
     latencies_ms: list[float]
@@ -275,6 +277,7 @@ def run_burst(
     writes.subtract(writes_before)
     return Burst(
         count=len(names),
+        all_created_seconds=max(applied_at.values()) - started,
         all_ready_seconds=last_ready - started,
         latencies_ms=sorted((watcher.ready_at[n] - applied_at[n]) * 1000 for n in names),
         writes=sum(writes.values()) - len(names),
