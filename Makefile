@@ -13,7 +13,9 @@ binaries:
 	hack/build-binaries >/dev/null
 
 # Shell scripts are found by their shebang (sourced libraries by their `# shellcheck shell=`
-# line), so a new script in hack/ or .ci/ is checked without being listed here.
+# line), so a new script in hack/ or .ci/ is checked without being listed here. The alerts
+# and dashboard (monitoring/): manifests/monitoring rendered from them, the rules valid and
+# each alert firing and quiet on its promtool test series.
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
@@ -22,6 +24,9 @@ lint: deps
 	find hack .ci -type f \
 	  -exec awk 'FNR == 1 && /^#!.*[\/ ](ba)?sh( |$$)/ || /^# shellcheck shell=/ { print FILENAME; nextfile }' {} + | \
 	  sort | xargs shellcheck --severity=style --external-sources
+	hack/render-monitoring --check
+	promtool check rules monitoring/alerts.yaml
+	promtool test rules monitoring/tests/*.yaml
 
 test-unit: deps
 	$(PYTEST) -m unit
