@@ -15,7 +15,9 @@ binaries:
 # Shell scripts are found by their shebang (sourced libraries by their `# shellcheck shell=`
 # line), so a new script in hack/ or .ci/ is checked without being listed here. The alerts
 # and dashboard (monitoring/): manifests/monitoring rendered from them, the rules valid and
-# each alert firing and quiet on its promtool test series.
+# each alert firing and quiet on its promtool test series. The Helm chart (charts/certsmith):
+# helm lint, helm template with its schema (bad values refused), and its default rendering
+# equal to crds/ + manifests/ (hack/render-chart; helm is built by hack/build-helm).
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
@@ -27,6 +29,7 @@ lint: deps
 	hack/render-monitoring --check
 	promtool check rules monitoring/alerts.yaml
 	promtool test rules monitoring/tests/*.yaml
+	hack/render-chart --check
 
 test-unit: deps
 	$(PYTEST) -m unit
