@@ -18,10 +18,6 @@ CACHE_ROOT="${CERTSMITH_CACHE:-${HOME}/.cache/certsmith}"
 # Kubernetes and etcd as hack/build-binaries builds them, keyed by their versions.
 KUBE_CACHE_DIR="${CACHE_ROOT}/k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}"
 KUBE_BIN_DIR="${KUBE_CACHE_DIR}/bin"
-# helm as hack/build-helm builds it, keyed by its version.
-# shellcheck disable=SC2034 # read by the scripts that source this file
-HELM_CACHE_DIR="${CACHE_ROOT}/helm-${HELM_VERSION}"
-HELM_BIN="${HELM_CACHE_DIR}/bin/helm"
 # The log and pid file of a dockerd that hack/docker-up started (there is no systemd here).
 DOCKER_STATE_DIR="${CACHE_ROOT}/state/docker"
 
