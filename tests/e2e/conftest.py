@@ -21,6 +21,12 @@ from tests.support import REPO_ROOT, kubectl
 ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """test_helm.py replaces the kustomize install every other e2e test uses: it runs last
+    (a stable sort: the others keep their order)."""
+    items.sort(key=lambda item: item.path.name == "test_helm.py")
+
+
 @pytest.fixture(scope="session")
 def e2e_client(kube_kubeconfig_e2e: str) -> client.ApiClient:
     return config.new_client_from_config(config_file=kube_kubeconfig_e2e)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from certsmith import config
+from tests.support import kubectl_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "certsmith"
@@ -53,17 +54,6 @@ def _helm() -> str:
         [str(REPO_ROOT / "hack" / "build-helm")], check=True, capture_output=True, text=True
     )
     return built.stdout.strip().splitlines()[-1]
-
-
-@cache
-def _kubectl() -> str:
-    built = subprocess.run(
-        [str(REPO_ROOT / "hack" / "build-binaries"), "kubectl"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return str(Path(built.stdout.strip().splitlines()[-1]) / "kubectl")
 
 
 def _template(
@@ -135,7 +125,7 @@ def _keyed(objects: Sequence[Object]) -> dict[tuple[str, str, str], Object]:
 def kustomize_install() -> list[Object]:
     """What `kubectl apply -f crds/ && kubectl apply -k manifests/` applies."""
     built = subprocess.run(
-        [_kubectl(), "kustomize", str(REPO_ROOT / "manifests")],
+        [kubectl_path(), "kustomize", str(REPO_ROOT / "manifests")],
         check=True,
         capture_output=True,
         text=True,
