@@ -23,11 +23,11 @@ app.kubernetes.io/name: certsmith
 
 {{/* The labels (and the keep policy) of each CRD, under its metadata. */}}
 {{- define "certsmith.crdMetadata" -}}
-  labels:
-    {{- include "certsmith.labels" . | nindent 4 }}
+labels:
+  {{- include "certsmith.labels" . | nindent 2 }}
 {{- if .Values.crds.keep }}
-  annotations:
-    # Kept on `helm uninstall`: deleting a CRD deletes every object of its kind.
-    helm.sh/resource-policy: keep
+annotations:
+  # Kept on `helm uninstall`: deleting a CRD deletes every object of its kind.
+  helm.sh/resource-policy: keep
 {{- end }}
 {{- end -}}
