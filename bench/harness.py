@@ -336,6 +336,13 @@ def running_operator(
         check=True,
         capture_output=True,
     )
+    if webhooks:
+        # (Imported here: tests/ is importable once this module put the repo on sys.path.)
+        from tests.support import install_webhook_configurations
+
+        # The apiserver runs on this host: it calls the webhooks on loopback, as users'
+        # clusters call them through the Service, so each create pays for admission.
+        install_webhook_configurations(kubeconfig, "https://127.0.0.1:19443")
     log_path = Path(tempfile.gettempdir()) / f"certsmith-{name}-operator.log"
     print(f"operator log:            {log_path}")
     with log_path.open("w") as log:
@@ -345,9 +352,6 @@ def running_operator(
                 **os.environ,
                 "KUBECONFIG": kubeconfig,
                 "CERTSMITH_NAMESPACE": "certsmith",
-                # The apiserver runs on this host: it calls the webhooks on loopback, as users'
-                # clusters call them through the Service, so each create pays for admission.
-                "CERTSMITH_WEBHOOK_URL": "https://127.0.0.1:19443",
                 "CERTSMITH_WEBHOOK_LISTEN_PORT": "19443",
                 "CERTSMITH_WEBHOOK_CERT_DIR": str(Path(tempfile.gettempdir()) / "bench-webhook"),
                 "CERTSMITH_METRICS_PORT": "19402",

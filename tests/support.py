@@ -12,6 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import TypeVar
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
@@ -106,3 +108,35 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port on 127.0.0.1 in the test ports")
+
+
+def local_webhook_configurations(url: str) -> str:
+    """The install's webhook configurations (manifests/webhooks.yaml, YAML) for an operator
+    run on this host: the apiserver runs here too, so each webhook is called at `url` plus
+    its Service path instead of through the Service."""
+    documents = list(yaml.safe_load_all((REPO_ROOT / "manifests" / "webhooks.yaml").read_text()))
+    for body in documents:
+        for hook in body["webhooks"]:
+            service = hook["clientConfig"].pop("service")
+            hook["clientConfig"]["url"] = url.rstrip("/") + service["path"]
+    return yaml.safe_dump_all(documents)
+
+
+INSTALL_FIELD_MANAGER = "certsmith-install"
+"""The field manager the tiers apply the install's objects with, as a GitOps tool does."""
+
+
+def install_webhook_configurations(kubeconfig: str, url: str) -> None:
+    """local_webhook_configurations(url) applied server-side by INSTALL_FIELD_MANAGER: the
+    caBundle the operator wrote stays (it owns that field), every other field is the
+    install's again."""
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        f"--field-manager={INSTALL_FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=local_webhook_configurations(url),
+    )

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from certsmith.api import model
 
@@ -44,9 +43,7 @@ class Config:
     webhooks: bool = True
     webhook_port: int = 9443
     webhook_service: str = "certsmith-webhook"
-    """The Service in front of the webhook, used when no webhook_url is set (in-cluster)."""
-    webhook_url: str | None = None
-    """Where the apiserver reaches the webhook from outside the cluster (local runs, tests)."""
+    """The Service in front of the webhook: its names are in the webhook's certificate."""
     webhook_cert_dir: str = "/tmp/certsmith-webhook"
     webhook_client_ca: str | None = None
     """PEM file of the CA that signs the apiserver's client certificate for webhooks; when set,
@@ -117,30 +114,6 @@ def _dns_label(env: Mapping[str, str], key: str, default: str) -> str:
     return value
 
 
-def _webhook_url(env: Mapping[str, str]) -> str | None:
-    """The apiserver calls webhooks over TLS only (admissionregistration.k8s.io/v1)."""
-    value = env.get("CERTSMITH_WEBHOOK_URL") or None
-    if value is None:
-        return None
-    refused = ConfigError(
-        f"CERTSMITH_WEBHOOK_URL={_shown(value)} is not an https:// URL with a host and a "
-        "valid port (no blanks, user, query or fragment): the apiserver calls webhooks "
-        "over TLS only"
-    )
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # ValueError when out of range
-    except ValueError:
-        raise refused from None
-    if parts.scheme.lower() != "https" or not parts.hostname or port == 0:
-        raise refused
-    if parts.query or parts.fragment or parts.username is not None:
-        raise refused
-    if any(character.isspace() for character in value):
-        raise refused
-    return value
-
-
 def _writable_directory(env: Mapping[str, str], key: str, default: str) -> str:
     """A directory certsmith may create and write files in (it writes them at start)."""
     value = env.get(key) or default
@@ -197,7 +170,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
             env, "CERTSMITH_WEBHOOK_LISTEN_PORT", Config.webhook_port, can_be_off=False
         ),
         webhook_service=_dns_label(env, "CERTSMITH_WEBHOOK_SERVICE", Config.webhook_service),
-        webhook_url=_webhook_url(env),
         webhook_cert_dir=(
             _writable_directory(env, "CERTSMITH_WEBHOOK_CERT_DIR", Config.webhook_cert_dir)
             if webhooks

@@ -49,6 +49,7 @@ from certsmith.api import names
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class Timeout(NamedTuple):
@@ -460,33 +461,14 @@ class Kube:
         plural = kind.lower() + "s"
         return self._get_or_none(f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
 
-    def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or replace the webhook configuration `body` (its `kind` says which),
-        whatever another writer put there: read, then POST or PUT with the version read,
-        again on 409, at most 5 times; then ApiError 409 ("kept changing")."""
-        plural = body["kind"].lower() + "s"
-        collection = f"/apis/admissionregistration.k8s.io/v1/{plural}"
-        name = body["metadata"]["name"]
-        for _ in range(5):
-            try:
-                current = self._call("GET", f"{collection}/{name}")
-            except ApiError as error:
-                if not error.not_found:
-                    raise
-                try:
-                    return self._call("POST", collection, body=body)
-                except ApiError as create_error:
-                    if not create_error.conflict:
-                        raise
-                    continue
-            replacement = {**body, "metadata": {**body["metadata"]}}
-            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            try:
-                return self._call("PUT", f"{collection}/{name}", body=replacement)
-            except ApiError as error:
-                if not error.conflict:
-                    raise
-        raise ApiError(409, "Conflict", f"{plural}/{name} kept changing while being replaced")
+    def patch_webhook_configuration(
+        self, *, kind: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Strategic-merge-patch the `kind` called `name` (webhooks merge by name); ApiError
+        404 when it is gone, 409 when `patch` carries a resourceVersion it no longer has."""
+        plural = kind.lower() + "s"
+        path = f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}"
+        return self._call("PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH)
 
     # --- leader election --------------------------------------------------------------
 

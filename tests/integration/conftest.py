@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, utils
 
-from tests.support import REPO_ROOT, free_port, wait_for
+from tests.support import REPO_ROOT, free_port, install_webhook_configurations, wait_for
 
 OPERATOR_NAMESPACE = "certsmith"
 
@@ -53,14 +53,18 @@ class OperatorProcess:
             "KUBECONFIG": self.connect_via,
             "CERTSMITH_NAMESPACE": OPERATOR_NAMESPACE,
             "CERTSMITH_IDENTITY": self.identity,
-            # The apiserver runs on the host here, so it calls the webhook on loopback.
-            "CERTSMITH_WEBHOOK_URL": f"https://127.0.0.1:{self.webhook_port}",
             "CERTSMITH_WEBHOOK_LISTEN_PORT": str(self.webhook_port),
             "CERTSMITH_WEBHOOK_CERT_DIR": str(self.webhook_dir),
             "CERTSMITH_METRICS_PORT": str(self.metrics_port),
             "CERTSMITH_HEALTH_PORT": str(self.health_port),
             **self.env,
         }
+        if env.get("CERTSMITH_WEBHOOKS", "on").lower() not in ("off", "false", "no", "0"):
+            # The apiserver runs on the host here, so it calls this replica on loopback; the
+            # last replica started with webhooks is the one called.
+            install_webhook_configurations(
+                self.kubeconfig, f"https://127.0.0.1:{self.webhook_port}"
+            )
         client_pki = webhook_client_pki(self.kubeconfig)
         if client_pki is not None:
             env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_pki / "client-ca.crt")

@@ -51,10 +51,10 @@ def refusal(api_client: client.ApiClient, action) -> client.ApiException | None:
 def test_a_standby_judges_grants_on_the_namespaces_current_labels(
     api_client, kubeconfig, namespace, running_operator, tmp_path
 ):
-    """Two replicas: the leader runs with CERTSMITH_WEBHOOKS=off, so it neither serves
-    admission nor registers the webhook configurations (in this tier every replica
-    registers its own loopback URL, the last to register wins, and each puts its own back
-    every 15 s); the standby is the only replica registered, so every Certificate create
+    """Two replicas: the leader runs with CERTSMITH_WEBHOOKS=off, so it serves no
+    admission (in this tier the webhook configurations are installed pointing at the
+    loopback URL of the last replica started with webhooks); the standby is the only
+    replica the configurations call, so every Certificate create
     and update below is judged by the replica that does not hold the Lease, which sees no
     namespace watch events. The namespace is relabelled twice, granting then revoking: a
     webhook reading a label cache that only the leader's watch refreshes would judge the
@@ -75,7 +75,7 @@ def test_a_standby_judges_grants_on_the_namespaces_current_labels(
             lambda: validating_url(api_client)
             == f"https://127.0.0.1:{standby.webhook_port}/validate-certificate",
             timeout=30,
-            what="the webhook registered by the standby",
+            what="the webhook configurations calling the standby",
         )
         certs.create_authority(
             api_client,

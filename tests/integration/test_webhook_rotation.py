@@ -1,5 +1,6 @@
 """The webhook's own certificate and caBundle go through a root rotation like every leaf,
-without a restart: admission keeps answering throughout, and ends on the new root only."""
+without a restart: admission keeps answering throughout, and ends on the new root only.
+The webhook configurations are the install's: the operator keeps their caBundle only."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from datetime import UTC, datetime
 import pytest
 from kubernetes import client
 
+from certsmith.admission import serving
 from tests.integration.conftest import webhook_client_pki
 from tests.integration.test_injection import pod
 from tests.integration.test_root_rotation import CA, bundle_fingerprints
-from tests.support import wait_for
+from tests.support import (
+    INSTALL_FIELD_MANAGER,
+    install_webhook_configurations,
+    kubectl,
+    local_webhook_configurations,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 # Longer than a replica takes to notice the new intermediate (15 s) and kopf's server to
@@ -118,9 +126,11 @@ def test_the_webhook_follows_a_root_rotation_without_a_restart(
     assert admitted > 0 and not failures, failures[:3]
 
 
-def test_an_edited_webhook_configuration_is_put_back(api_client, running_operator):
-    """A caBundle edited to junk (every opted-in pod would fail) and a failurePolicy
-    loosened are put back within a serving check (15 s) by every replica."""
+def test_the_operator_puts_back_only_the_ca_bundle(api_client, kubeconfig, running_operator):
+    """A caBundle edited to junk (every opted-in pod would fail) is put back within a
+    serving check (15 s); a loosened failurePolicy is the install's field, left for the
+    install to put back: applied again (server-side, as Helm 4 or a GitOps tool does) it
+    is, and the caBundle the operator wrote stays."""
     admission = client.AdmissionregistrationV1Api(api_client)
     before = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
     admission.patch_mutating_webhook_configuration(
@@ -131,11 +141,50 @@ def test_an_edited_webhook_configuration_is_put_back(api_client, running_operato
         ],
     )
 
-    def restored() -> bool:
+    def bundle_restored() -> bool:
         hook = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
-        return (
-            hook.client_config.ca_bundle == before.client_config.ca_bundle
-            and hook.failure_policy == before.failure_policy
-        )
+        return hook.client_config.ca_bundle == before.client_config.ca_bundle
 
-    wait_for(restored, timeout=30, what="the mutating webhook configuration put back")
+    wait_for(bundle_restored, timeout=30, what="the mutating webhook's caBundle put back")
+    after = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
+    assert after.failure_policy == "Ignore"
+
+    url = f"https://127.0.0.1:{running_operator.webhook_port}"
+    install_webhook_configurations(kubeconfig, url)
+    hook = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
+    assert (hook.failure_policy, hook.client_config.ca_bundle) == (
+        before.failure_policy,
+        before.client_config.ca_bundle,
+    )
+
+
+def test_a_server_side_diff_of_the_install_is_empty_after_the_operator_ran(
+    kubeconfig, running_operator
+):
+    """What a GitOps tool sees: the install's configurations, diffed server-side against
+    the cluster by the install's field manager, show no change once the operator wrote
+    the caBundle (the install sets no caBundle, the operator no other field)."""
+    url = f"https://127.0.0.1:{running_operator.webhook_port}"
+    diff = kubectl(
+        kubeconfig,
+        "diff",
+        "--server-side",
+        f"--field-manager={INSTALL_FIELD_MANAGER}",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=local_webhook_configurations(url),
+        check=False,
+    )
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
+def test_a_deleted_configuration_is_not_created_again(api_client, validating_webhook_down):
+    """The install owns the configurations: deleted, one stays deleted (that admission
+    off) through serving checks, until the install applies it again."""
+    time.sleep(serving.CHECK_PERIOD + 5)
+    with pytest.raises(client.ApiException) as gone:
+        client.AdmissionregistrationV1Api(api_client).read_validating_webhook_configuration(
+            "certsmith.dev"
+        )
+    assert gone.value.status == 404

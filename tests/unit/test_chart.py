@@ -36,11 +36,10 @@ CHART_ONLY_LABELS = frozenset(
     }
 )
 CHART_ONLY_ANNOTATIONS = frozenset({"helm.sh/resource-policy"})
-# Variables of config.py the chart does not set, and why: both are for running the
-# operator outside a cluster (the chart runs it in one).
+# Variables of config.py the chart does not set, and why.
 NOT_FOR_THE_CHART = {
-    "CERTSMITH_OPERATOR_KUBECONFIG": "in a pod the service account's token is used",
-    "CERTSMITH_WEBHOOK_URL": "in a cluster the apiserver calls the Service",
+    # For running the operator outside a cluster; in a pod its service account is used.
+    "CERTSMITH_OPERATOR_KUBECONFIG",
 }
 
 Object = dict[str, Any]
@@ -175,7 +174,7 @@ def test_every_setting_config_py_reads_is_set_by_the_chart_or_said_why_not() -> 
     # Every option on that adds a variable (the client CA is off by default).
     objects = render("webhook.clientCAConfigMap=apiserver-ca")
     deployment_env = {item["name"] for item in container(objects)["env"]}
-    assert read - deployment_env == set(NOT_FOR_THE_CHART)
+    assert read - deployment_env == NOT_FOR_THE_CHART
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The webhook's own certificate follows the default authority: re-issued when the signing
-intermediate moves (root rotation) or renewal is due, re-registered when trusted roots change."""
+intermediate moves (root rotation) or renewal is due, not while only the trusted roots change
+(the caBundle follows them: webhook_config.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def material(root: ca.CAKeyPair, intermediate: ca.CAKeyPair, *roots: x509.Certif
     )
 
 
-def test_a_fresh_replica_issues_and_registers(root, intermediate) -> None:
+def test_a_fresh_replica_issues(root, intermediate) -> None:
     step = serving.plan(serving.ServingState(), material=material(root, intermediate), now=NOW)
-    assert step == serving.ServingPlan(reissue=True, register=True)
+    assert step == serving.ServingPlan(reissue=True)
 
 
 def test_nothing_to_do_while_the_authority_is_unchanged(root, intermediate) -> None:
@@ -34,17 +35,14 @@ def test_nothing_to_do_while_the_authority_is_unchanged(root, intermediate) -> N
     state = serving.ServingState(
         issuer=intermediate.certificate,
         renew_at=NOW + timedelta(days=10),
-        registered_bundle=current.bundle_pem,
     )
-    assert serving.plan(state, material=current, now=NOW) == serving.ServingPlan(False, False)
+    assert serving.plan(state, material=current, now=NOW) == serving.ServingPlan(False)
 
 
-def test_a_rotation_moves_the_certificate_and_the_bundle(root, intermediate) -> None:
-    before = material(root, intermediate)
+def test_a_rotation_moves_the_certificate_when_the_intermediate_moves(root, intermediate) -> None:
     state = serving.ServingState(
         issuer=intermediate.certificate,
         renew_at=NOW + timedelta(days=10),
-        registered_bundle=before.bundle_pem,
     )
     new_root = ca.build_root(common_name="new root", now=NOW, lifetime=timedelta(days=3650))
     new_intermediate = ca.build_intermediate(
@@ -52,30 +50,21 @@ def test_a_rotation_moves_the_certificate_and_the_bundle(root, intermediate) -> 
     )
     # Distributing: both roots trusted, still signing with the old intermediate.
     distributing = material(root, intermediate, root.certificate, new_root.certificate)
-    assert serving.plan(state, material=distributing, now=NOW) == serving.ServingPlan(
-        reissue=False, register=True
-    )
-    state = replace(state, registered_bundle=distributing.bundle_pem)
+    assert serving.plan(state, material=distributing, now=NOW) == serving.ServingPlan(reissue=False)
     # Reissuing: leaves move to the new intermediate, and so does the webhook.
     reissuing = replace(distributing, root=new_root, intermediate=new_intermediate)
-    assert serving.plan(state, material=reissuing, now=NOW) == serving.ServingPlan(
-        reissue=True, register=False
-    )
+    assert serving.plan(state, material=reissuing, now=NOW) == serving.ServingPlan(reissue=True)
     state = replace(state, issuer=new_intermediate.certificate)
     # Ready: the old root leaves the caBundle.
     ready = material(new_root, new_intermediate)
-    assert serving.plan(state, material=ready, now=NOW) == serving.ServingPlan(
-        reissue=False, register=True
-    )
+    assert serving.plan(state, material=ready, now=NOW) == serving.ServingPlan(reissue=False)
     assert inspect.certificates_to_pem([new_root.certificate]) == ready.bundle_pem
 
 
 def test_renewal_is_due(root, intermediate) -> None:
     current = material(root, intermediate)
-    state = serving.ServingState(
-        issuer=intermediate.certificate, renew_at=NOW, registered_bundle=current.bundle_pem
-    )
-    assert serving.plan(state, material=current, now=NOW) == serving.ServingPlan(True, False)
+    state = serving.ServingState(issuer=intermediate.certificate, renew_at=NOW)
+    assert serving.plan(state, material=current, now=NOW) == serving.ServingPlan(True)
 
 
 def test_files_an_earlier_run_wrote_are_reused_only_while_valid(root, intermediate) -> None:

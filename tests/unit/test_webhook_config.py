@@ -1,40 +1,50 @@
-"""Drift of the registered webhook configurations: what counts as edited."""
+"""The caBundle patch: only the caBundle of webhooks whose bundle differs, nothing else."""
 
 from __future__ import annotations
 
-import copy
+import base64
+
+import pytest
 
 from certsmith.admission import webhook_config
 
-ENDPOINT = webhook_config.Endpoint(ca_bundle=b"bundle", url="https://127.0.0.1:9443")
+BUNDLE = b"-----BEGIN CERTIFICATE-----\nroots\n-----END CERTIFICATE-----\n"
+ENCODED = base64.b64encode(BUNDLE).decode()
 
 
-def registered(desired: dict) -> dict:
-    """As the apiserver returns it: certsmith's fields plus defaults it fills in."""
-    live = copy.deepcopy(desired)
-    live["metadata"]["resourceVersion"] = "7"
-    for hook in live["webhooks"]:
-        hook.setdefault("matchPolicy", "Equivalent")
-        hook.setdefault("reinvocationPolicy", "Never")
-    return live
+def configuration(*bundles: str | None) -> dict:
+    """As the apiserver returns an installed configuration: one webhook per bundle (None:
+    no caBundle yet), with the install's other fields."""
+    hooks = []
+    for index, bundle in enumerate(bundles):
+        client_config: dict = {"service": {"name": "certsmith-webhook", "namespace": "certsmith"}}
+        if bundle is not None:
+            client_config["caBundle"] = bundle
+        hooks.append({"name": f"hook-{index}.certsmith.dev", "clientConfig": client_config})
+    return {"metadata": {"name": "certsmith.dev", "resourceVersion": "7"}, "webhooks": hooks}
 
 
-def test_defaults_filled_in_by_the_apiserver_are_no_drift():
-    for desired in (
-        webhook_config.mutating_configuration(ENDPOINT),
-        webhook_config.validating_configuration(ENDPOINT),
-    ):
-        assert not webhook_config.drifted(registered(desired), desired)
+@pytest.mark.parametrize(
+    ("bundles", "patched"),
+    [
+        ((None,), ["hook-0.certsmith.dev"]),
+        ((None, None), ["hook-0.certsmith.dev", "hook-1.certsmith.dev"]),
+        (("anVuaw==", ENCODED), ["hook-0.certsmith.dev"]),
+        ((ENCODED, ""), ["hook-1.certsmith.dev"]),
+    ],
+)
+def test_the_patch_sets_only_the_stale_bundles(bundles, patched):
+    patch = webhook_config.ca_bundle_patch(configuration(*bundles), BUNDLE)
+    assert patch == {
+        "metadata": {"resourceVersion": "7"},
+        "webhooks": [{"name": name, "clientConfig": {"caBundle": ENCODED}} for name in patched],
+    }
 
 
-def test_an_edited_ca_bundle_a_changed_policy_or_a_removed_webhook_is_drift():
-    desired = webhook_config.mutating_configuration(ENDPOINT)
-    junk = registered(desired)
-    junk["webhooks"][0]["clientConfig"]["caBundle"] = "anVuaw=="
-    assert webhook_config.drifted(junk, desired)
-    ignored = registered(desired)
-    ignored["webhooks"][0]["failurePolicy"] = "Ignore"
-    assert webhook_config.drifted(ignored, desired)
-    emptied = registered(desired)
-    emptied["webhooks"] = []
-    assert webhook_config.drifted(emptied, desired)
+@pytest.mark.parametrize("bundles", [(ENCODED,), (ENCODED, ENCODED), ()])
+def test_no_patch_when_every_webhook_has_the_bundle(bundles):
+    assert webhook_config.ca_bundle_patch(configuration(*bundles), BUNDLE) is None
+
+
+def test_a_configuration_without_webhooks_gets_no_patch():
+    assert webhook_config.ca_bundle_patch({"metadata": {"resourceVersion": "1"}}, BUNDLE) is None

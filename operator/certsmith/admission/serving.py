@@ -1,9 +1,9 @@
 """The webhook's own serving certificate, issued from certsmith's authority.
 
 Every replica serves the webhook, so each issues its own serving certificate from the
-default authority's intermediate (the key never leaves the replica) and registers the
-authority's trusted roots as the webhook configurations' caBundle. Pure: the caller
-writes the files and the configurations.
+default authority's intermediate (the key never leaves the replica); the authority's
+trusted roots are the installed webhook configurations' caBundle (webhook_config.py).
+Pure: the caller writes the files and the caBundle.
 """
 
 from __future__ import annotations
@@ -28,19 +28,17 @@ CHECK_PERIOD = 15.0
 
 @dataclass(frozen=True)
 class ServingState:
-    """What this replica serves and registered, as far as the authority is concerned."""
+    """What this replica serves, as far as the authority is concerned."""
 
     issuer: x509.Certificate | None = None
     renew_at: datetime | None = None
-    registered_bundle: bytes | None = None
 
 
 @dataclass(frozen=True)
 class ServingPlan:
-    """What to do now: issue a new serving certificate, register the webhooks again."""
+    """What to do now: issue a new serving certificate."""
 
     reissue: bool
-    register: bool
 
 
 class ServingCertificate(NamedTuple):
@@ -62,15 +60,14 @@ class PlaceholderCertificate(NamedTuple):
 
 
 def plan(state: ServingState, *, material: AuthorityMaterial, now: datetime) -> ServingPlan:
-    """Re-issue when the signing intermediate moved (root rotation) or renewal is due;
-    register the webhooks again when the trusted roots changed."""
+    """Re-issue when the signing intermediate moved (root rotation) or renewal is due."""
     reissue = (
         state.issuer is None
         or state.issuer != material.intermediate.certificate
         or state.renew_at is None
         or now >= state.renew_at
     )
-    return ServingPlan(reissue=reissue, register=state.registered_bundle != material.bundle_pem)
+    return ServingPlan(reissue=reissue)
 
 
 def webhook_dns_names(service: str, namespace: str) -> list[str]:

@@ -1,7 +1,7 @@
-"""Keep the webhook served and registered: its certificate from the default authority, the
-webhook configurations pointing at it with that authority's roots. Runs in every replica,
-leader or not (every replica serves admission); the pure decisions are in serving.py and
-webhook_config.py.
+"""Keep the webhook served and trusted: its certificate from the default authority, and the
+caBundle of the webhook configurations the install ships (never created here) equal to
+that authority's roots. Runs in every replica, leader or not (every replica serves
+admission); the pure decisions are in serving.py and webhook_config.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from certsmith.admission import serving, webhook_config
 from certsmith.authorities import rotation, store
@@ -28,8 +27,8 @@ Reload = Callable[[], object]
 
 class ServingKeeper:
     """The webhook's serving certificate (files in `config.webhook_cert_dir`) and the
-    webhook configurations. `prepare` once before the server starts, then `follow` in a
-    thread of its own."""
+    caBundle of the installed webhook configurations. `prepare` once before the server
+    starts, then `follow` in a thread of its own."""
 
     def __init__(
         self,
@@ -47,6 +46,8 @@ class ServingKeeper:
         self._problem: str | None = None
         """Why the webhook's certificate could not be taken from the default authority
         last time, or None; shown by /readyz."""
+        self._missing: set[str] = set()
+        """The kinds of webhook configuration found missing last time (said once)."""
 
     def default_authority_problem(self) -> str | None:
         """Why the default authority cannot sign now (for /readyz), or None when it can."""
@@ -110,8 +111,8 @@ class ServingKeeper:
                 logger.exception("webhook certificate not checked against the authority")
 
     def _refresh(self, *, reload: Reload | None) -> None:
-        """Re-issue the certificate and register the configurations when the authority's
-        material asks for it (serving.plan); else put back edited configurations."""
+        """Re-issue the certificate when the authority's material asks for it
+        (serving.plan); bring each configuration's caBundle to the authority's roots."""
         try:
             material = self._load_material()
         except store.AuthorityNotReady as error:
@@ -129,13 +130,7 @@ class ServingKeeper:
             self._state = replace(
                 self._state, issuer=material.intermediate.certificate, renew_at=renew_at
             )
-        configurations = self._configurations(material)
-        if step.register:
-            for body in configurations:
-                self._kube.put_webhook_configuration(body=body)
-            self._state = replace(self._state, registered_bundle=material.bundle_pem)
-        else:
-            self._repair(configurations)
+        self._keep_ca_bundles(material.bundle_pem)
 
     def _load_material(self) -> AuthorityMaterial:
         """The default authority's material, without driving it (that is the leader's job)."""
@@ -174,27 +169,32 @@ class ServingKeeper:
         if reload is not None:
             reload()
 
-    def _configurations(self, material: AuthorityMaterial) -> list[dict[str, Any]]:
-        """The mutating and validating configurations, trusting `material`'s roots."""
-        endpoint = webhook_config.Endpoint(
-            ca_bundle=material.bundle_pem,
-            url=self._config.webhook_url,
-            service_name=self._config.webhook_service,
-            service_namespace=self._config.namespace,
-        )
-        return [
-            webhook_config.mutating_configuration(endpoint),
-            webhook_config.validating_configuration(endpoint),
-        ]
-
-    def _repair(self, configurations: list[dict[str, Any]]) -> None:
-        """Put back a registered configuration someone edited (every serving.CHECK_PERIOD).
-        One that was deleted stays deleted until the next start: deleting them is how an
-        admin switches certsmith's admission off."""
-        for body in configurations:
-            live = self._kube.get_webhook_configuration(
-                kind=body["kind"], name=body["metadata"]["name"]
-            )
-            if live is not None and webhook_config.drifted(live, body):
-                logger.warning("%s %s was edited: put back", body["kind"], body["metadata"]["name"])
-                self._kube.put_webhook_configuration(body=body)
+    def _keep_ca_bundles(self, bundle_pem: bytes) -> None:
+        """Set the caBundle of every webhook of the installed configurations to
+        `bundle_pem` where it differs (first run, root rotation, an edit), touching no
+        other field. A configuration that is not installed is said once, not created: the
+        install owns it (deleting it is how an admin switches that admission off). An
+        API error is logged and retried next time: it must not stop the serving
+        certificate from following the authority."""
+        for kind in webhook_config.KINDS:
+            name = webhook_config.CONFIGURATION_NAME
+            try:
+                live = self._kube.get_webhook_configuration(kind=kind, name=name)
+                patch = None if live is None else webhook_config.ca_bundle_patch(live, bundle_pem)
+                if patch is not None:
+                    self._kube.patch_webhook_configuration(kind=kind, name=name, patch=patch)
+                    logger.info("%s %s: caBundle set to the default authority's roots", kind, name)
+            except ApiError as error:
+                logger.warning("%s %s: caBundle not checked: %s", kind, name, error)
+                continue
+            if live is not None:
+                self._missing.discard(kind)
+                continue
+            if kind not in self._missing:
+                logger.warning(
+                    "%s %s is not installed (charts/certsmith and manifests/ ship it): that "
+                    "admission is off until it is",
+                    kind,
+                    name,
+                )
+            self._missing.add(kind)

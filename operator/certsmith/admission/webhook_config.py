@@ -1,131 +1,38 @@
-"""The admission webhook configurations certsmith registers, built as plain dicts.
-
-Pods reach the mutating webhook only when they carry the opt-in label (objectSelector),
-so a certsmith outage can never block a pod that did not ask for a certificate.
+"""certsmith's admission webhook configurations, as the install ships them and the operator
+keeps them: the install (charts/certsmith, manifests/webhooks.yaml) owns every field, the
+operator writes only each webhook's `clientConfig.caBundle`, so that a GitOps diff of the
+install against the cluster shows nothing else and an uninstall removes them.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from certsmith.api import names
-
 CONFIGURATION_NAME = "certsmith.dev"
+"""The name of both configurations (manifests/webhooks.yaml, the chart's webhooks.yaml)."""
+KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 INJECT_POD_PATH = "inject-pod"
 VALIDATE_CERTIFICATE_PATH = "validate-certificate"
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the apiserver reaches the webhook: a Service in-cluster, or a URL on the host."""
-
-    ca_bundle: bytes
-    service_name: str | None = None
-    service_namespace: str | None = None
-    service_port: int = 443
-    url: str | None = None
-
-    def client_config(self, path: str) -> dict[str, Any]:
-        """The webhook's `clientConfig`: the caBundle (base64 PEM) and the Service (port,
-        `/path`) or `<url>/path` (admissionregistration.k8s.io/v1 WebhookClientConfig)."""
-        config: dict[str, Any] = {"caBundle": base64.b64encode(self.ca_bundle).decode()}
-        if self.url is not None:
-            config["url"] = f"{self.url.rstrip('/')}/{path}"
-        else:
-            config["service"] = {
-                "name": self.service_name,
-                "namespace": self.service_namespace,
-                "port": self.service_port,
-                "path": f"/{path}",
-            }
-        return config
-
-
-def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
-    """The MutatingWebhookConfiguration that sends the CREATE of opted-in pods to
-    INJECT_POD_PATH; failurePolicy Fail, reinvoked when a later webhook changes the pod."""
+def ca_bundle_patch(live: Mapping[str, Any], bundle_pem: bytes) -> dict[str, Any] | None:
+    """The strategic merge patch that sets `clientConfig.caBundle` (base64 of `bundle_pem`)
+    on each webhook of `live` (a webhook configuration as read) that does not carry it yet,
+    or None when all do. Webhooks are merged by `name` (their patchMergeKey), so no other
+    field and no other webhook changes; `live`'s resourceVersion makes the apiserver refuse
+    the patch (409) when the configuration changed since it was read, rather than add a
+    webhook someone removed meanwhile."""
+    wanted = base64.b64encode(bundle_pem).decode()
+    stale = [
+        {"name": hook["name"], "clientConfig": {"caBundle": wanted}}
+        for hook in live.get("webhooks") or []
+        if (hook.get("clientConfig") or {}).get("caBundle") != wanted
+    ]
+    if not stale:
+        return None
     return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": CONFIGURATION_NAME, "labels": {"app.kubernetes.io/name": "certsmith"}},
-        "webhooks": [
-            {
-                "name": "inject.pods.certsmith.dev",
-                "clientConfig": endpoint.client_config(INJECT_POD_PATH),
-                "rules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["CREATE"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "objectSelector": {"matchLabels": {names.INJECT_LABEL: "true"}},
-                # An opted-in pod without its certificate is worse than a pod that waits.
-                "failurePolicy": "Fail",
-                "sideEffects": "NoneOnDryRun",
-                "reinvocationPolicy": "IfNeeded",
-                "timeoutSeconds": 10,
-                "admissionReviewVersions": ["v1"],
-            }
-        ],
+        "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+        "webhooks": stale,
     }
-
-
-def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
-    """The ValidatingWebhookConfiguration that sends the CREATE and UPDATE of Certificates
-    to VALIDATE_CERTIFICATE_PATH; failurePolicy Ignore (the operator checks again)."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": CONFIGURATION_NAME, "labels": {"app.kubernetes.io/name": "certsmith"}},
-        "webhooks": [
-            {
-                "name": "validate.certificates.certsmith.dev",
-                "clientConfig": endpoint.client_config(VALIDATE_CERTIFICATE_PATH),
-                "rules": [
-                    {
-                        "apiGroups": [names.GROUP],
-                        "apiVersions": [names.VERSION],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": [names.CERTIFICATES],
-                        "scope": "Namespaced",
-                    }
-                ],
-                # The operator checks every spec again before signing, so a Certificate
-                # admitted while the webhook was down is still never signed if invalid.
-                "failurePolicy": "Ignore",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "admissionReviewVersions": ["v1"],
-            }
-        ],
-    }
-
-
-def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a registered configuration no longer says what certsmith registered: a
-    webhook gone, or any field certsmith sets changed (a caBundle edited to junk, a
-    selector or failurePolicy changed). Fields the apiserver fills in by default are not
-    compared."""
-    registered = {hook.get("name"): hook for hook in live.get("webhooks") or []}
-    return any(not _contains(registered.get(hook["name"]), hook) for hook in desired["webhooks"])
-
-
-def _contains(live: object, desired: object) -> bool:
-    """Whether `live` holds every field of `desired` with the same value (lists whole)."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            _contains(live.get(key), value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(_contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
