@@ -388,3 +388,34 @@ def test_admitted_exactly_when_the_operator_accepts(api_client, table, drawn: di
             assert refused_alone(stored, named), (named, message)
     else:
         assert message == operator_message
+
+
+def test_an_edited_policy_or_binding_is_put_back(api_client, running_operator):
+    """A policy loosened (failurePolicy Ignore, its validation dropped) or a binding turned
+    to audit only is put back within a serving check (15 s), as the webhook configurations."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    name = admission_policy.POLICY_NAME
+    admission.patch_validating_admission_policy(
+        name,
+        [
+            {"op": "replace", "path": "/spec/failurePolicy", "value": "Ignore"},
+            {"op": "replace", "path": "/spec/validations/0/expression", "value": "true"},
+        ],
+    )
+    admission.patch_validating_admission_policy_binding(
+        name, [{"op": "replace", "path": "/spec/validationActions", "value": ["Audit"]}]
+    )
+
+    def restored() -> bool:
+        policy = admission.read_validating_admission_policy(name).spec
+        binding = admission.read_validating_admission_policy_binding(name).spec
+        return (
+            policy.failure_policy == "Fail"
+            and policy.validations[0].expression.startswith("!variables.mine")
+            and binding.validation_actions == ["Deny"]
+        )
+
+    wait_for(restored, timeout=40, what="the policy and its binding put back")
+    # The apiserver compiles them again a moment later (its policy source refreshes each 1 s).
+    foreign = {"dnsNames": ["web.other.svc"]}
+    settled(lambda: answer(api_client, "default", foreign)[0] == "policy", "policy in force")
