@@ -235,3 +235,25 @@ CASES = [
         judge="webhook",
     ),
 ]
+
+_MANY = [f"w{i:02d}.other.example" for i in range(30)]
+CASES += [
+    Case(
+        "more refusals than a policy message holds (5 KiB): the webhook judges",
+        "adm-plain",
+        _names("dnsNames", *_MANY),
+        "; ".join(
+            f"spec.dnsNames[{i}]: '{name}' is not allowed in this namespace (namespace "
+            f"adm-plain {OWN})"
+            for i, name in enumerate(_MANY)
+        ),
+        judge="webhook",
+    ),
+    Case(
+        "more names than CEL compares pairwise: the webhook judges",
+        "adm-plain",
+        _names("dnsNames", *(f"w{i}.adm-plain.svc" for i in range(101))),
+        None,
+        judge="webhook",
+    ),
+]

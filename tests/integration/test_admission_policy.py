@@ -25,7 +25,7 @@ from tests import admission_cases
 from tests.builders import GROUP, VERSION
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE
-from tests.support import wait_for
+from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +130,34 @@ def test_each_rule_gives_the_webhooks_message(api_client, table, case: admission
     assert message == case.message
     if message is not None:
         assert judge == case.judge
+
+
+def webhook_calls(kubeconfig: str) -> int:
+    """How many Certificate admissions the apiserver has sent to the webhook so far."""
+    metrics = kubectl(kubeconfig, "get", "--raw", "/metrics").stdout
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_admission_webhook_request_total{")
+        and 'name="validate.certificates.certsmith.dev"' in line
+    )
+
+
+def test_the_webhook_is_not_called_for_what_the_policy_judges(api_client, kubeconfig, table):
+    before = webhook_calls(kubeconfig)
+    names = [f"calls-{uuid.uuid4().hex[:6]}-{i}" for i in range(5)]
+    objects = client.CustomObjectsApi(api_client)
+    for name in names:
+        certs.create(api_client, "adm-plain", certs.certificate(name, dnsNames=["w.adm-plain.svc"]))
+        objects.patch_namespaced_custom_object(
+            GROUP, VERSION, "adm-plain", certs.PLURAL, name, {"metadata": {"labels": {"a": "b"}}}
+        )
+    assert answer(api_client, "adm-plain", {"dnsNames": ["w.other.svc"]})[0] == "policy"
+    assert webhook_calls(kubeconfig) == before
+    assert answer(api_client, "adm-plain", {"dnsNames": ["W.adm-plain.svc"]}) == (None, None)
+    assert webhook_calls(kubeconfig) == before + 1
+    for name in names:
+        objects.delete_namespaced_custom_object(GROUP, VERSION, "adm-plain", certs.PLURAL, name)
 
 
 def test_the_webhook_keeps_the_operator_namespace(api_client, running_operator):

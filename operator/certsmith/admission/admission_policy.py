@@ -26,7 +26,16 @@ from certsmith.certificates import isolation
 POLICY_NAME = "certsmith.dev"
 MAX_JUDGED_SANS = 100
 """The most entries of one SAN list CEL judges: pairwise duplicate checks cost
-O(n²) of the apiserver's CEL budget; larger lists go to the webhook."""
+O(n²) of the apiserver's CEL budget (1000 names exceed it); larger lists go to the webhook."""
+MAX_MESSAGE = 5000
+"""The longest refusal the policy may have to give: the apiserver gives up a
+messageExpression longer than 5 KiB (celconfig.MaxEvaluatedMessageExpressionSizeBytes,
+5120) for the bare expression, so a spec whose every name could be refused beyond this goes
+to the webhook."""
+# Per name, an upper bound of the message around it: the field, the rule, the namespace
+# (thrice, with a short-form refusal) and the separator.
+_AROUND_NAME = "(200 + 3 * size(request.namespace))"
+_AROUND_ADDRESS = 140  # the canonical IPv6 text may be longer than the spec's
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 _ANY_CASE_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -126,11 +135,33 @@ def _spec_judged_in_cel() -> list[str]:
     ]
 
 
+def _message_bound() -> str:
+    """CEL: an upper bound of the policy's message length, were every name refused."""
+    spec = "object.spec"
+    lists = " + ".join(
+        f"(has({spec}.{key}) ? {spec}.{key}.map(v, size(v)).sum() + "
+        f"size({spec}.{key}) * {around} : 0)"
+        for key, around in (
+            ("dnsNames", _AROUND_NAME),
+            ("uris", _AROUND_NAME),
+            ("emailAddresses", _AROUND_ADDRESS),
+            ("ipAddresses", _AROUND_ADDRESS),
+        )
+    )
+    common_name = f"(has({spec}.commonName) ? size({spec}.commonName) + {_AROUND_NAME} : 0)"
+    return f"{lists} + {common_name} <= {MAX_MESSAGE}"
+
+
 def judged_in_cel(operator_namespace: str) -> str:
     """The CEL predicate (over `object` and `request`) true when the policy judges the
     Certificate and the webhook is not called: a spec CEL proves valid, outside the
-    operator's own namespace (isolation.operator_namespace_refusal, left to the webhook)."""
-    conditions = [f"request.namespace != '{operator_namespace}'", *_spec_judged_in_cel()]
+    operator's own namespace (isolation.operator_namespace_refusal, left to the webhook),
+    whose refusal would fit MAX_MESSAGE."""
+    conditions = [
+        f"request.namespace != '{operator_namespace}'",
+        *_spec_judged_in_cel(),
+        _message_bound(),
+    ]
     return " && ".join(conditions)
 
 
