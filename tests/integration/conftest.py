@@ -258,6 +258,13 @@ def validating_webhook_down(api_client: client.ApiClient, running_operator) -> I
     for body in (saved, saved_binding):
         for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
             body["metadata"].pop(key, None)
-    admission.create_validating_admission_policy_binding(saved_binding)
-    admission.create_validating_webhook_configuration(saved)
+    for create, body in (
+        (admission.create_validating_admission_policy_binding, saved_binding),
+        (admission.create_validating_webhook_configuration, saved),
+    ):
+        try:
+            create(body)
+        except client.ApiException as error:
+            if error.status != 409:  # an operator (re)started meanwhile registered it again
+                raise
     time.sleep(1)  # and take them up asynchronously
