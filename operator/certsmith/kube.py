@@ -49,6 +49,13 @@ from certsmith.api import names
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+# The admission objects certsmith registers (admissionregistration.k8s.io/v1), by kind.
+_ADMISSION_PLURALS = {
+    "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
+    "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
 
 
 class Timeout(NamedTuple):
@@ -455,16 +462,17 @@ class Kube:
     # --- admission configuration -------------------------------------------------------
 
     def get_webhook_configuration(self, *, kind: str, name: str) -> dict[str, Any] | None:
-        """The `kind` (MutatingWebhookConfiguration or ValidatingWebhookConfiguration) called
-        `name`, or None."""
-        plural = kind.lower() + "s"
+        """The `kind` (MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+        ValidatingAdmissionPolicy or ValidatingAdmissionPolicyBinding) called `name`, or
+        None."""
+        plural = _ADMISSION_PLURALS[kind]
         return self._get_or_none(f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
 
     def put_webhook_configuration(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace the webhook configuration `body` (its `kind` says which),
         whatever another writer put there: read, then POST or PUT with the version read,
         again on 409, at most 5 times; then ApiError 409 ("kept changing")."""
-        plural = body["kind"].lower() + "s"
+        plural = _ADMISSION_PLURALS[body["kind"]]
         collection = f"/apis/admissionregistration.k8s.io/v1/{plural}"
         name = body["metadata"]["name"]
         for _ in range(5):

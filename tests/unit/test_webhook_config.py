@@ -22,7 +22,7 @@ def registered(desired: dict) -> dict:
 def test_defaults_filled_in_by_the_apiserver_are_no_drift():
     for desired in (
         webhook_config.mutating_configuration(ENDPOINT),
-        webhook_config.validating_configuration(ENDPOINT),
+        webhook_config.validating_configuration(ENDPOINT, operator_namespace="certsmith"),
     ):
         assert not webhook_config.drifted(registered(desired), desired)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from certsmith.admission import serving, webhook_config
+from certsmith.admission import admission_policy, serving, webhook_config
 from certsmith.authorities import rotation, store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -175,7 +175,9 @@ class ServingKeeper:
             reload()
 
     def _configurations(self, material: AuthorityMaterial) -> list[dict[str, Any]]:
-        """The mutating and validating configurations, trusting `material`'s roots."""
+        """The ValidatingAdmissionPolicy and its binding, then the mutating and validating
+        webhook configurations trusting `material`'s roots: registered in this order, the
+        policy judges before the webhook stops being called for what it judges."""
         endpoint = webhook_config.Endpoint(
             ca_bundle=material.bundle_pem,
             url=self._config.webhook_url,
@@ -183,8 +185,15 @@ class ServingKeeper:
             service_namespace=self._config.namespace,
         )
         return [
+            admission_policy.policy(
+                operator_namespace=self._config.namespace,
+                trust_domain=self._config.trust_domain,
+            ),
+            admission_policy.binding(),
             webhook_config.mutating_configuration(endpoint),
-            webhook_config.validating_configuration(endpoint),
+            webhook_config.validating_configuration(
+                endpoint, operator_namespace=self._config.namespace
+            ),
         ]
 
     def _repair(self, configurations: list[dict[str, Any]]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from certsmith.admission import admission_policy
 from certsmith.api import names
 
 CONFIGURATION_NAME = "certsmith.dev"
@@ -76,9 +77,11 @@ def mutating_configuration(endpoint: Endpoint) -> dict[str, Any]:
     }
 
 
-def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+def validating_configuration(endpoint: Endpoint, *, operator_namespace: str) -> dict[str, Any]:
     """The ValidatingWebhookConfiguration that sends the CREATE and UPDATE of Certificates
-    to VALIDATE_CERTIFICATE_PATH; failurePolicy Ignore (the operator checks again)."""
+    to VALIDATE_CERTIFICATE_PATH when the spec is new or changed and the
+    ValidatingAdmissionPolicy does not judge it (admission_policy.judged_in_cel);
+    failurePolicy Ignore (the operator checks again)."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
@@ -96,6 +99,14 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
                         "scope": "Namespaced",
                     }
                 ],
+                # The apiserver judges the rest in CEL (admission_policy), at no call.
+                "matchConditions": [
+                    {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED},
+                    {
+                        "name": "not-judged-in-cel",
+                        "expression": f"!({admission_policy.judged_in_cel(operator_namespace)})",
+                    },
+                ],
                 # The operator checks every spec again before signing, so a Certificate
                 # admitted while the webhook was down is still never signed if invalid.
                 "failurePolicy": "Ignore",
@@ -110,22 +121,24 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
 def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     """Whether a registered configuration no longer says what certsmith registered: a
     webhook gone, or any field certsmith sets changed (a caBundle edited to junk, a
-    selector or failurePolicy changed). Fields the apiserver fills in by default are not
-    compared."""
+    selector or failurePolicy changed); for a ValidatingAdmissionPolicy or its binding,
+    any field of its spec. Fields the apiserver fills in by default are not compared."""
+    if "webhooks" not in desired:
+        return not contains(live.get("spec"), desired["spec"])
     registered = {hook.get("name"): hook for hook in live.get("webhooks") or []}
-    return any(not _contains(registered.get(hook["name"]), hook) for hook in desired["webhooks"])
+    return any(not contains(registered.get(hook["name"]), hook) for hook in desired["webhooks"])
 
 
-def _contains(live: object, desired: object) -> bool:
+def contains(live: object, desired: object) -> bool:
     """Whether `live` holds every field of `desired` with the same value (lists whole)."""
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
-            _contains(live.get(key), value) for key, value in desired.items()
+            contains(live.get(key), value) for key, value in desired.items()
         )
     if isinstance(desired, list):
         return (
             isinstance(live, list)
             and len(live) == len(desired)
-            and all(_contains(a, b) for a, b in zip(live, desired, strict=True))
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
         )
     return bool(live == desired)
