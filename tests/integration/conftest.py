@@ -246,14 +246,29 @@ def running_operator(operator: OperatorProcess, api_client: client.ApiClient):
 
 @pytest.fixture
 def validating_webhook_down(api_client: client.ApiClient, running_operator) -> Iterator[None]:
-    """The Certificate validating webhook unregistered, as during an outage; restored after."""
+    """Certificate admission off, as during an outage: the validating webhook and the
+    ValidatingAdmissionPolicy's binding unregistered; restored after."""
     admission = client.AdmissionregistrationV1Api(api_client)
     saved = api_client.sanitize_for_serialization(
         admission.read_validating_webhook_configuration("certsmith.dev")
     )
+    saved_binding = api_client.sanitize_for_serialization(
+        admission.read_validating_admission_policy_binding("certsmith.dev")
+    )
     admission.delete_validating_webhook_configuration("certsmith.dev")
-    time.sleep(1)  # the apiserver drops the webhook from its cache asynchronously
+    admission.delete_validating_admission_policy_binding("certsmith.dev")
+    time.sleep(1)  # the apiserver drops them from its caches asynchronously
     yield
-    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
-        saved["metadata"].pop(key, None)
-    admission.create_validating_webhook_configuration(saved)
+    for body in (saved, saved_binding):
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+            body["metadata"].pop(key, None)
+    for create, body in (
+        (admission.create_validating_admission_policy_binding, saved_binding),
+        (admission.create_validating_webhook_configuration, saved),
+    ):
+        try:
+            create(body)
+        except client.ApiException as error:
+            if error.status != 409:  # an operator (re)started meanwhile registered it again
+                raise
+    time.sleep(1)  # and take them up asynchronously

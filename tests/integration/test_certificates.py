@@ -355,7 +355,10 @@ def test_two_certificates_cannot_share_a_secret(api_client, namespace, running_o
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"secretName": "s"}, "at least one of commonName, dnsNames"),
+        (
+            {"secretName": "s"},
+            'needs a commonName, dnsNames, ipAddresses, uris or emailAddresses","field":"spec"',
+        ),
         (
             {
                 "secretName": "s",
@@ -372,11 +375,11 @@ def test_two_certificates_cannot_share_a_secret(api_client, namespace, running_o
                 "renewBefore": "1h",
                 "renewBeforePercentage": 10,
             },
-            "mutually exclusive",
+            'cannot be combined with spec.renewBefore","field":"spec.renewBeforePercentage"',
         ),
         (
             {"secretName": "s", "dnsNames": ["a.example.com"], "duration": "30s"},
-            "duration must be at least 1m",
+            'must be from 1m to 100 years (876000h)","field":"spec.duration"',
         ),
         (
             {"secretName": "s", "dnsNames": ["a.example.com"], "privateKey": {"algorithm": "DSA"}},

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from certsmith import config
+from certsmith.admission import webhook_config
 from tests.support import kubectl_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -271,6 +272,10 @@ def test_webhook_configurations_follow_values_and_namespace() -> None:
     mutating = find(objects, "MutatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     validating = find(objects, "ValidatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     assert [hook["timeoutSeconds"] for hook in mutating + validating] == [20, 3]
+    # What the ValidatingAdmissionPolicy judges is left out, for the release's namespace.
+    assert validating[0]["matchConditions"] == webhook_config.validating_match_conditions(
+        "security"
+    )
     for hook in mutating + validating:
         assert hook["clientConfig"]["service"]["name"] == "certsmith-webhook"
         assert hook["clientConfig"]["service"]["namespace"] == "security"

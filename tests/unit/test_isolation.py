@@ -294,17 +294,35 @@ def test_the_operator_namespace_holds_no_certificate():
         ("dnsNames", "-a.example.com", "not a DNS name pattern"),
         ("uris", "no-scheme/path", "not a URI pattern"),
         ("uris", "https://[::1", "not a URI pattern"),
+        # Forms the apiserver's CEL policy could not match as this module does.
+        ("dnsNames", "\u212a.example.com", "not a DNS name pattern"),  # Kelvin sign, lower() k
+        ("dnsNames", "a.example.com\n", "not a DNS name pattern"),
+        ("ipRanges", "10.0.0.0/255.0.0.0", "not an IP address or CIDR range"),
+        ("ipRanges", "10.0.0.0/08", "not an IP address or CIDR range"),
+        ("ipRanges", "::ffff:10.0.0.0/104", "not an IP address or CIDR range"),
+        ("uris", "SPIFFE://cluster.local/ns/*", "not a SPIFFE ID pattern"),
+        ("uris", "spiffe://cluster.local/ns/*?x", "not a SPIFFE ID pattern"),
+        ("uris", "https://a.example.com/[ab]", "not a URI pattern"),
+        ("uris", "https://a.example.com/\u00e9", "not a URI pattern"),
+        ("emailAddresses", "[ab]@example.com", "not an email address pattern"),
+        ("emailAddresses", "\u212a@example.com", "not an email address pattern"),
     ],
 )
 def test_a_malformed_grant_pattern_is_refused_naming_it(key, value, words):
-    valid = {"dnsNames": "*.example.com", "uris": "spiffe://cluster.local/ns/*", "ipRanges": "::1"}
+    valid = {
+        "dnsNames": "*.example.com",
+        "uris": "spiffe://cluster.local/ns/*",
+        "ipRanges": "::1",
+        "emailAddresses": "ops?@example.org",
+    }
     policy = {
         "grants": [
             {
                 "namespaceSelector": {},
                 "dnsNames": ["*.example.org"],
-                "uris": ["spiffe://cluster.local/ns/*/sa/*"],
-                "ipRanges": ["10.0.0.0/8", "fd00::/8", "10.1.2.3"],
+                "uris": ["spiffe://cluster.local/ns/*/sa/*", "https://*.example.com/*?q=*"],
+                "emailAddresses": ["*@example.com", "dev+*@Example.COM"],
+                "ipRanges": ["10.0.0.0/8", "fd00::/8", "10.1.2.3", "10.1.2.3/8"],
             },
             {"namespaceSelector": {}, key: [valid[key], value]},
         ]

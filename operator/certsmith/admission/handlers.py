@@ -278,7 +278,8 @@ def _validation_handler(handlers: kopf.OperatorRegistry, *, config: Config, kube
         spec: kopf.Spec, namespace: str | None, old: kopf.Body | None = None, **_: Any
     ) -> None:
         """Refuse at apply time what the operator would otherwise report as InvalidSpec or
-        PolicyDenied.
+        PolicyDenied, for the specs the ValidatingAdmissionPolicy leaves to this webhook
+        (admission_policy.judged_in_cel false: the apiserver calls it for no other).
 
         Only a new or changed spec is judged: metadata edits (labels, a renewal request)
         must stay possible on a Certificate admitted while the webhook was down.

@@ -10,6 +10,8 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+from certsmith.admission import admission_policy
+
 CONFIGURATION_NAME = "certsmith.dev"
 """The name of both configurations (manifests/webhooks.yaml, the chart's webhooks.yaml)."""
 KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
@@ -36,3 +38,39 @@ def ca_bundle_patch(live: Mapping[str, Any], bundle_pem: bytes) -> dict[str, Any
         "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
         "webhooks": stale,
     }
+
+
+def validating_match_conditions(operator_namespace: str) -> list[dict[str, str]]:
+    """The `matchConditions` of the install's Certificate validating webhook: called only
+    when the spec is new or changed and the ValidatingAdmissionPolicy does not judge it
+    (admission_policy.judged_in_cel); hack/render-chart writes them into manifests/ and
+    the chart, which cannot compute them."""
+    return [
+        {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED},
+        {
+            "name": "not-judged-in-cel",
+            "expression": f"!({admission_policy.judged_in_cel(operator_namespace)})",
+        },
+    ]
+
+
+def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a registered ValidatingAdmissionPolicy or binding no longer says what
+    certsmith registered: any field of its spec changed. Fields the apiserver fills in by
+    default are not compared."""
+    return not contains(live.get("spec"), desired["spec"])
+
+
+def contains(live: object, desired: object) -> bool:
+    """Whether `live` holds every field of `desired` with the same value (lists whole)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            contains(live.get(key), value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
