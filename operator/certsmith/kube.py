@@ -67,6 +67,14 @@ REQUEST_TIMEOUT = Timeout(connect_seconds=5.0, read_seconds=15.0)
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
 
 
+class Listing(NamedTuple):
+    """A list answer: its `items` and the list's `metadata.resourceVersion`, from which a
+    watch sees every change after the list."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
+
+
 class ApiError(Exception):
     """A non-2xx answer from the apiserver, or none at all (`status` 0, reason "Unreachable").
 
@@ -283,14 +291,24 @@ class Kube:
         that label); certsmith never lists all Secrets."""
         return self._items("/api/v1/secrets", {"labelSelector": label_selector})
 
+    def list_secrets_in(self, *, namespace: str) -> Listing:
+        """Every Secret of one namespace (the operator's: CA keys only) and the list's
+        resourceVersion, to watch from."""
+        answer = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets")
+        return Listing(
+            items=list(answer.get("items") or []),
+            resource_version=str((answer.get("metadata") or {}).get("resourceVersion") or ""),
+        )
+
     def watch_secrets(
         self, *, namespace: str, resource_version: str | None, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
         """Watch events of the Secrets in one namespace (the operator's: CA keys only), from
-        `resource_version` (None: the current state as ADDED events first). The apiserver
-        ends the stream after `timeout_seconds`; a version too old for it is an ERROR event
-        (410 Gone), after which the caller starts again from None."""
-        query = {"timeoutSeconds": str(timeout_seconds)}
+        `resource_version` (None: the current state as ADDED events first), with BOOKMARK
+        events (only `metadata.resourceVersion`) that keep a quiet watch's version recent.
+        The apiserver ends the stream after `timeout_seconds`; a version too old for it is
+        an ERROR event (410 Gone), after which the caller starts again from a list."""
+        query = {"timeoutSeconds": str(timeout_seconds), "allowWatchBookmarks": "true"}
         if resource_version:
             query["resourceVersion"] = resource_version
         return self._watch(f"/api/v1/namespaces/{namespace}/secrets", query)

@@ -83,9 +83,20 @@ class Parts:
     """The webhook server and its handlers, metrics and /readyz, run in every replica."""
 
 
+LONG_LIVED_CONNECTIONS = 4
+"""Connections held by the process's own watch threads (the Lease canary, the CA Secrets,
+the serving certificate's follower) and the elector, beside the workers' ones: a pool with
+no room for them discards a connection at every burst and dials (TLS) a new one."""
+
+
 def new_kube(config: Config) -> Kube:
-    """The one API client of the process, its pool sized for the workers."""
-    return Kube(new_api_client(kubeconfig=config.kubeconfig, pool_size=config.workers))
+    """The one API client of the process, its pool sized for the workers and the
+    long-lived watches."""
+    return Kube(
+        new_api_client(
+            kubeconfig=config.kubeconfig, pool_size=config.workers + LONG_LIVED_CONNECTIONS
+        )
+    )
 
 
 def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApis) -> Parts:

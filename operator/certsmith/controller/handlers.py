@@ -207,15 +207,18 @@ def _certificate_handlers(
             patch.status.update(outcome.status)
         certificates.after(_namespaced(namespace, "Certificate"), name, outcome)
 
+    # The two event handlers below only touch memory: async, they run on the event loop
+    # instead of waiting for a worker thread behind every queued issuance (a Secret event
+    # per issuance would otherwise double the work queued at scale).
     @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
-    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
 
     @kopf.on.event(
         "v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=handlers
     )
-    def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    async def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         """A Secret of ours changed or vanished: have its Certificate looked at now, and any
         Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
         if event["type"] is None:
