@@ -198,7 +198,7 @@ def operator_metric(port: int, name: str) -> float:
     )
 
 
-def restart(running: harness.Running, count: int) -> None:
+def restart(running: harness.Running, count: int, profile: Path | None = None) -> None:
     """Stop the operator, start it again with the same command and environment; report
     re-issues, the schedule's rebuild time and the API requests of the start-up."""
     pid = running.operator_pid
@@ -218,6 +218,7 @@ def restart(running: harness.Running, count: int) -> None:
     with log_path.open("w") as log:
         started = time.monotonic()
         second = subprocess.Popen(command, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    sampler = None if profile is None else py_spy(second.pid, profile)
     try:
         rebuilt = None
         deadline = started + 120
@@ -233,6 +234,9 @@ def restart(running: harness.Running, count: int) -> None:
         after = requests_so_far(running.api)
         reissued = operator_metric(metrics_port, "certsmith_issuances_total")
         cpu = harness.cpu_seconds(second.pid)
+        if sampler is not None:
+            sampler.send_signal(signal.SIGINT)
+            sampler.wait()
     finally:
         second.terminate()
         second.wait()
@@ -297,7 +301,11 @@ def main() -> None:
             if args.churn:
                 churn(running, result, count)
             if args.restart:
-                restart(running, count)
+                restart(
+                    running,
+                    count,
+                    None if args.profile is None else Path(f"{args.profile}-restart-{count}.txt"),
+                )
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from certsmith.api import names
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class Timeout(NamedTuple):
@@ -155,13 +156,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> rest.RESTResponse:
         """The response, its body not read yet; ApiError for a status outside 2xx."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
             query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": JSON},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -200,11 +202,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         """The JSON object answered (`{}` for an empty answer); ApiError as the module says,
         ValueError for a 2xx answer that is not JSON."""
         with self._unreachable_is_an_api_error():
-            response = self._send(method, path, body=body, content_type=content_type, query=query)
+            response = self._send(
+                method, path, body=body, content_type=content_type, query=query, accept=accept
+            )
             data = response.read()
         answer: dict[str, Any] = json.loads(data or b"{}")
         return answer
@@ -290,6 +295,15 @@ class Kube:
         """Secrets in every namespace matching `label_selector` (e.g. a bare key: carrying
         that label); certsmith never lists all Secrets."""
         return self._items("/api/v1/secrets", {"labelSelector": label_selector})
+
+    def list_secrets_metadata(self, *, label_selector: str) -> list[dict[str, Any]]:
+        """The metadata of the Secrets in every namespace matching `label_selector`, each
+        item `{"metadata": {...}}` (a PartialObjectMetadataList: no data, a fraction of the
+        bytes of the Secrets themselves)."""
+        answer = self._call(
+            "GET", "/api/v1/secrets", query={"labelSelector": label_selector}, accept=METADATA_LIST
+        )
+        return list(answer.get("items") or [])
 
     def list_secrets_in(self, *, namespace: str) -> Listing:
         """Every Secret of one namespace (the operator's: CA keys only) and the list's
