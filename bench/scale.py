@@ -221,11 +221,13 @@ def restart(running: harness.Running, count: int, profile: Path | None = None) -
     sampler = None if profile is None else py_spy(second.pid, profile)
     try:
         rebuilt = None
+        at_rebuild = before
         deadline = started + 120
         while time.monotonic() < deadline:
             try:
                 if operator_metric(metrics_port, "certsmith_scheduled_actions") >= count:
                     rebuilt = time.monotonic() - started
+                    at_rebuild = requests_so_far(running.api)
                     break
             except OSError:
                 pass  # not serving yet
@@ -240,7 +242,7 @@ def restart(running: harness.Running, count: int, profile: Path | None = None) -
     finally:
         second.terminate()
         second.wait()
-    print_restart(count, log_path, rebuilt, reissued, cpu, after - before)
+    print_restart(count, log_path, rebuilt, reissued, cpu, at_rebuild - before, after - before)
 
 
 def print_restart(
@@ -249,6 +251,7 @@ def print_restart(
     rebuilt: float | None,
     reissued: float,
     cpu: float,
+    until_rebuilt: collections.Counter[tuple[str, str, str]],
     made: collections.Counter[tuple[str, str, str]],
 ) -> None:
     print(f"--- restart with {count} Certificates (log {log_path})")
@@ -257,8 +260,13 @@ def print_restart(
         + ("not within 120 s" if rebuilt is None else f"{rebuilt:.2f} s")
     )
     print(f"re-issued:               {reissued:.0f}")
+    writes = sum(n for (verb, _, _), n in made.items() if verb in harness.WRITE_VERBS)
+    print(f"writes:                  {writes} (Lease renewals included)")
     print(f"operator CPU:            {cpu:.2f} s until 5 s after the rebuild")
-    print(f"API requests:            {sum(made.values())} (the bench's 2 /metrics reads in it)")
+    print(
+        f"API requests:            {sum(until_rebuilt.values())} until the rebuild, "
+        f"{sum(made.values())} until 5 s later (the bench's own /metrics reads in them)"
+    )
     by_verb: collections.Counter[tuple[str, str]] = collections.Counter()
     for (verb, resource, _), n in made.items():
         by_verb[(verb, resource or "-")] += n

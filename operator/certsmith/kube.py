@@ -291,10 +291,19 @@ class Kube:
             if not error.not_found:
                 raise
 
-    def list_secrets(self, *, label_selector: str) -> list[dict[str, Any]]:
+    def iterate_secrets(self, *, label_selector: str, page_size: int) -> Iterator[dict[str, Any]]:
         """Secrets in every namespace matching `label_selector` (e.g. a bare key: carrying
-        that label); certsmith never lists all Secrets."""
-        return self._items("/api/v1/secrets", {"labelSelector": label_selector})
+        that label; certsmith never lists all Secrets), one page of at most `page_size` at a
+        time (the list's `limit` and `continue`), so that only one page is held at once. A
+        page token expired meanwhile (410) raises ApiError like any failed list."""
+        query = {"labelSelector": label_selector, "limit": str(page_size)}
+        while True:
+            answer = self._call("GET", "/api/v1/secrets", query=query)
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": str(token)}
 
     def list_secrets_metadata(self, *, label_selector: str) -> list[dict[str, Any]]:
         """The metadata of the Secrets in every namespace matching `label_selector`, each
