@@ -8,6 +8,8 @@ and etcd's, from /proc), the operator's peak RSS. Then, for the last N, when ask
   --idle SECONDS  the operator's CPU over SECONDS with every Certificate Ready.
   --churn         the namespace deleted and N Certificates applied again in a new one: the
                   operator's RSS after each burst (it must not grow with churn).
+  --rotation RATE a root rotation at spec.rotation.reissueRate RATE: each phase's start, the
+                  re-issue rate kept, the apiserver's 429 answers meanwhile.
   --restart       the operator stopped and started again: Certificates re-issued (must be
                   0), seconds until every renewal is scheduled again, and the API requests
                   it made meanwhile, by verb and resource (the apiserver's
@@ -187,6 +189,55 @@ def churn(running: harness.Running, first: Burst, count: int) -> None:
     )
 
 
+def rotation(running: harness.Running, count: int, rate: int) -> None:
+    """Rotate cluster-root's root with spec.rotation.reissueRate `rate` (propagation delay
+    1 s): how long each phase took, the re-issue rate kept, and 429s from the apiserver."""
+    objects = client.CustomObjectsApi(running.api)
+    before = requests_so_far(running.api)
+    cpu_before = harness.cpu_seconds(running.operator_pid)
+    objects.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "certificateauthorities",
+        "cluster-root",
+        {
+            "metadata": {"annotations": {"certsmith.dev/rotate-requested-at": _now_rfc3339()}},
+            "spec": {"rotation": {"reissueRate": rate, "propagationDelay": "1s"}},
+        },
+    )
+    started = time.monotonic()
+    phases: dict[str, float] = {}
+    seen = None
+    deadline = started + max(600, 4 * count / rate)
+    while time.monotonic() < deadline:
+        body = objects.get_cluster_custom_object(
+            GROUP, VERSION, "certificateauthorities", "cluster-root"
+        )
+        phase = (body.get("status") or {}).get("phase")
+        if phase != seen:
+            phases[str(phase)] = time.monotonic() - started
+            seen = phase
+        if phase == "Ready" and len(phases) > 1:
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"rotation not finished after {deadline - started:.0f} s: {phases}")
+    elapsed = time.monotonic() - started
+    made = requests_so_far(running.api) - before
+    throttled = sum(n for (_, _, code), n in made.items() if code == "429")
+    reissuing = phases.get("Retiring", elapsed) - phases.get("Reissuing", 0.0)
+    cpu = harness.cpu_seconds(running.operator_pid) - cpu_before
+    print(f"--- root rotation over {count} leaves at reissueRate {rate}")
+    print("phases began after:      " + ", ".join(f"{p} {t:.1f} s" for p, t in phases.items()))
+    print(f"all done after:          {elapsed:.1f} s (operator CPU {cpu:.1f} s)")
+    print(f"re-issue rate:           {count / reissuing:.1f} /s over the Reissuing phase")
+    print(f"apiserver 429 answers:   {throttled}")
+
+
+def _now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def operator_metric(port: int, name: str) -> float:
     """The sum of a metric's samples on the operator's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -285,6 +336,9 @@ def main() -> None:
     parser.add_argument("--churn", action="store_true")
     parser.add_argument("--restart", action="store_true")
     parser.add_argument(
+        "--rotation", type=int, default=0, help="rotate the root at this reissueRate (after)"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="py-spy the operator during each burst into PROFILE-<N>.txt (collapsed stacks)",
@@ -308,6 +362,8 @@ def main() -> None:
                 idle(running, args.idle)
             if args.churn:
                 churn(running, result, count)
+            if args.rotation:
+                rotation(running, count, args.rotation)
             if args.restart:
                 restart(
                     running,

@@ -231,7 +231,9 @@ class AuthorityController:
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
         cluster_bundle = () if observed.cluster_bundle is None else (observed.cluster_bundle,)
-        self._schedule_next_step(material, state, (*observed.bundle_problems, *cluster_bundle), now)
+        self._schedule_next_step(
+            material, state, (*observed.bundle_problems, *cluster_bundle), now, self._clock()
+        )
         metrics.authority_state(
             material.name,
             material.trusted_roots[0].not_valid_after_utc,
@@ -347,11 +349,13 @@ class AuthorityController:
         state: rotation.RotationState,
         bundle_problems: tuple[rotation.Lagging, ...],
         now: datetime,
+        done: datetime,
     ) -> None:
-        """ROTATION_STEP while rotating; else when the intermediate or the root is due, or
-        BUNDLE_RETRY when a bundle could not be written."""
+        """While rotating, rotation.step_interval after this step (begun `now`, `done`
+        now); else when the intermediate or the root is due, or BUNDLE_RETRY when a bundle
+        could not be written."""
         if state.rotating:
-            next_step = now + ROTATION_STEP
+            next_step = done + rotation.step_interval(done - now, minimum=ROTATION_STEP)
         else:
             next_step = min(
                 authority.intermediate_renewal_time(material.intermediate.certificate),
