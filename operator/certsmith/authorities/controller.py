@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 AUTHORITY = "CertificateAuthority"
 CERTIFICATE = "Certificate"
 ROTATION_STEP = timedelta(seconds=2)
-SECRETS_PAGE = 500
+SECRETS_PAGE = 1000
 """Secrets per list request when a step looks at every leaf (`limit`, Kubernetes' chunking)."""
 BUNDLE_RETRY = timedelta(seconds=30)
 """How soon an authority looks again at bundles it could not write (a foreign ConfigMap

@@ -607,9 +607,10 @@ def changed_since(known: Mapping[str, str], listed: Mapping[str, str]) -> list[s
 
 def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], None]) -> None:
     """Watch the Secrets of the operator's namespace forever; call `changed(name)` for each
-    one created, changed or deleted (every one at the first list). Runs in a thread of its
-    own. The controller's watches see only Secrets labelled for a Certificate; the CA keys
-    (and a supplied root, labelled or not) live here.
+    one created, changed or deleted after the first list (a term's start steps every
+    authority anyway, on what it reads then). Runs in a thread of its own. The controller's
+    watches see only Secrets labelled for a Certificate; the CA keys (and a supplied root,
+    labelled or not) live here.
 
     A watch that falls too far behind (410 Gone: while thousands of Certificates are written
     elsewhere, a quiet namespace's version ages fast) starts again from a list, and only
@@ -629,24 +630,27 @@ def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], No
 
 
 class _CaSecretsWatch:
-    """follow_ca_secrets' state: the resourceVersion to go on from (None: list again) and
-    each Secret's last seen resourceVersion."""
+    """follow_ca_secrets' state: the resourceVersion to go on from (None: list again),
+    whether it listed once, and each Secret's last seen resourceVersion."""
 
     def __init__(self, kube: Kube, namespace: str, changed: Callable[[str], None]) -> None:
         self._kube, self._namespace, self._changed = kube, namespace, changed
         self.resource_version: str | None = None
+        self.listed = False
         self._known: dict[str, str] = {}
 
     def relist(self) -> None:
-        """List the Secrets; report those that differ from what was seen."""
+        """List the Secrets; report those that differ from what an earlier list and the
+        watch saw (none at the first list)."""
         listing = self._kube.list_secrets_in(namespace=self._namespace)
         listed = {
             item["metadata"]["name"]: item["metadata"].get("resourceVersion", "")
             for item in listing.items
         }
-        for name in changed_since(self._known, listed):
-            self._changed(name)
-        self._known = listed
+        if self.listed:
+            for name in changed_since(self._known, listed):
+                self._changed(name)
+        self._known, self.listed = listed, True
         self.resource_version = listing.resource_version or None
 
     def follow(self) -> None:
