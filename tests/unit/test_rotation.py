@@ -266,8 +266,8 @@ def test_granted_reissues_never_exceed_the_rate(rate, arrivals_ms, lateness):
     ("took", "interval"),
     [
         (timedelta(0), timedelta(seconds=2)),  # a quick step: the minimum
-        (timedelta(milliseconds=400), timedelta(seconds=2)),  # 5 × 0.4 s is the minimum
-        (timedelta(seconds=1), timedelta(seconds=5)),  # past it: 5 × the step
+        (timedelta(milliseconds=400), timedelta(seconds=2)),  # 5 x 0.4 s is the minimum
+        (timedelta(seconds=1), timedelta(seconds=5)),  # past it: 5 x the step
         (timedelta(seconds=3), timedelta(seconds=15)),  # 10,000 leaves: 20 % of the time
         (timedelta(seconds=-4), timedelta(seconds=2)),  # the clock stepped back
     ],
