@@ -86,3 +86,10 @@ def test_a_restart_reads_no_secret_per_certificate_and_reissues_none(
         ), name
     # Status written only for the two that changed (none for the 48 judged on the list).
     assert made[("PATCH", "certificates")] <= 4, made
+    # Both record their Secret as written (issued again, repaired), so the next restart
+    # finds them unchanged too.
+    for name in names[:2]:
+        recorded = certs.get(api_client, namespace, name)["status"]["secretResourceVersion"]
+        assert (
+            recorded == certs.secret(api_client, namespace, f"{name}-tls").metadata.resource_version
+        )

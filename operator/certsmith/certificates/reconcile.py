@@ -278,7 +278,12 @@ class Reconciler:
         if decision.action is Action.REPAIR:
             held = policies.readable(judged)
             if isinstance(held, policies.Held):
-                self._repair(body, observed, spec, held, signer)
+                version = self._repair(body, observed, spec, held, signer)
+                if version is not None:
+                    # Status records the Secret as repaired (the certificate in it is the
+                    # same): a restart then finds it unchanged and does not read it.
+                    repaired = dataclasses.replace(held.secret, resource_version=version)
+                    judged = dataclasses.replace(judged, secret=repaired)
         return self._settle(body, observed, spec, judged, now)
 
     def _issue(
@@ -410,22 +415,23 @@ class Reconciler:
         spec: model.CertificateSpec,
         held: policies.Held,
         signer: Signer,
-    ) -> None:
-        """Patch drifted labels, annotations and ca.crt; the certificate stays."""
+    ) -> str | None:
+        """Patch drifted labels, annotations and ca.crt; the certificate stays. The
+        Secret's new resourceVersion, None when nothing had to be written."""
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
-            return
+            return None
         stored = self._kube.patch_secret(
             namespace=observed.namespace, name=spec.secret_name, patch=patch
         )
-        self._written[(observed.namespace, spec.secret_name)] = stored["metadata"][
-            "resourceVersion"
-        ]
+        version = str(stored["metadata"]["resourceVersion"])
+        self._written[(observed.namespace, spec.secret_name)] = version
         event = issuance.repaired_event(spec.secret_name, patch)
         if event is None:
             logger.info("%s/%s: ca.crt updated", observed.namespace, observed.name)
-            return
-        self._post(body, event)
+        else:
+            self._post(body, event)
+        return version
 
     # --- outcomes ------------------------------------------------------------------------
 
