@@ -180,7 +180,7 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
     @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     def authority_resumed(body: kopf.Body, **_: Any) -> None:
         with _retry_soon():
-            authorities.step(body)
+            authorities.resumed(body)
 
     @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
