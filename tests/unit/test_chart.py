@@ -267,14 +267,15 @@ def test_webhook_configurations_follow_values_and_namespace() -> None:
     objects = render(
         "webhook.timeoutSeconds.podInjection=20",
         "webhook.timeoutSeconds.certificateValidation=3",
+        "config.trustDomain=corp.example",
         namespace="security",
     )
     mutating = find(objects, "MutatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     validating = find(objects, "ValidatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     assert [hook["timeoutSeconds"] for hook in mutating + validating] == [20, 3]
-    # What the ValidatingAdmissionPolicy judges is left out, for the release's namespace.
+    # What CEL judges is left out, for the release's namespace and trust domain.
     assert validating[0]["matchConditions"] == webhook_config.validating_match_conditions(
-        "security"
+        "security", "corp.example"
     )
     for hook in mutating + validating:
         assert hook["clientConfig"]["service"]["name"] == "certsmith-webhook"

@@ -209,9 +209,7 @@ class ServingKeeper:
         serving.CHECK_PERIOD). One that was deleted stays deleted until the next start:
         deleting it is how an admin switches that admission off."""
         for body in (
-            admission_policy.policy(
-                operator_namespace=self._config.namespace, trust_domain=self._config.trust_domain
-            ),
+            admission_policy.policy(operator_namespace=self._config.namespace),
             admission_policy.binding(),
         ):
             kind, name = body["kind"], body["metadata"]["name"]

@@ -40,16 +40,16 @@ def ca_bundle_patch(live: Mapping[str, Any], bundle_pem: bytes) -> dict[str, Any
     }
 
 
-def validating_match_conditions(operator_namespace: str) -> list[dict[str, str]]:
+def validating_match_conditions(operator_namespace: str, trust_domain: str) -> list[dict[str, str]]:
     """The `matchConditions` of the install's Certificate validating webhook: called only
-    when the spec is new or changed and the ValidatingAdmissionPolicy does not judge it
-    (admission_policy.judged_in_cel); hack/render-chart writes them into manifests/ and
-    the chart, which cannot compute them."""
+    when the spec is new or changed and CEL does not judge it (admission_policy.judged_in_cel:
+    any name that needs a grant, any spec CEL cannot prove valid); hack/render-chart writes
+    them into manifests/ and the chart, which cannot compute them."""
     return [
         {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED},
         {
             "name": "not-judged-in-cel",
-            "expression": f"!({admission_policy.judged_in_cel(operator_namespace)})",
+            "expression": f"!({admission_policy.judged_in_cel(operator_namespace, trust_domain)})",
         },
     ]
 
