@@ -1,8 +1,9 @@
 """Certificate admission in the apiserver: CEL admits what needs no grant (the
 namespace's own names in a spec it proves valid) and the ValidatingAdmissionPolicy
 refuses the operator's namespace; the webhook judges the rest, with the operator's own
-messages; never an admission the operator then refuses, never a refusal it would not make. Dry-run requests (admission
-runs in full, nothing is stored) unless a test needs the object."""
+messages; never an admission the operator then refuses, never a refusal it would not make.
+Dry-run requests (admission runs in full, nothing is stored) unless a test needs the
+object."""
 
 from __future__ import annotations
 

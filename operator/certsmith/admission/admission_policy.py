@@ -145,8 +145,8 @@ def _own_names(trust_domain: str) -> str:
         | isolation.public_suffix_tlds()
     )
     zones = (
-        f"({namespace} in {refused_short_form} ? [] : [{namespace}]) + "
-        f"[{namespace} + '.svc', {namespace} + '.svc.{isolation.CLUSTER_DOMAIN}']"
+        f"(({namespace} in {refused_short_form} ? [] : [{namespace}]) + "
+        f"[{namespace} + '.svc', {namespace} + '.svc.{isolation.CLUSTER_DOMAIN}'])"
     )
 
     def own_dns(name: str) -> str:
