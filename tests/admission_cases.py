@@ -232,7 +232,8 @@ CASES = [
         "adm-team-a",
         {"secretName": "t", "commonName": "web.adm-team-a", "dnsNames": ["web.adm-team-a.svc"]},
         None,
-        judge="cel",
+        # The short form's zone depends on the Public Suffix List: the webhook judges it.
+        judge="webhook",
     ),
     Case(
         "own names and a granted one: the webhook reads the grant",

@@ -135,19 +135,13 @@ def _spec_judged_in_cel() -> list[str]:
 def _own_names(trust_domain: str) -> str:
     """CEL over `object` and `request`, for a spec `_spec_judged_in_cel` accepts: every DNS
     name (the commonName too) and URI is the namespace's own, as isolation._own_dns_name
-    and isolation._own_uri judge them: one label (a service, or `*`) in
-    `<ns>.svc`, `<ns>.svc.<cluster domain>` or, when isolation.short_form_refusal(ns) is
-    None, `<ns>`; a SPIFFE ID `spiffe://<trust domain>/ns/<ns>/<segment>...`."""
+    and isolation._own_uri judge them: one label (a service, or `*`) in `<ns>.svc` or
+    `<ns>.svc.<cluster domain>`; a SPIFFE ID `spiffe://<trust domain>/ns/<ns>/<segment>...`.
+    The short form `<svc>.<ns>` is left to the webhook: whether `<ns>` may be a zone of its
+    own depends on the Public Suffix List (isolation.short_form_refusal), ~1,500 names that
+    would make this condition ~40 KB."""
     namespace = "request.namespace"
-    refused_short_form = sorted(
-        isolation.SPECIAL_USE_NAMES
-        | {"svc", *isolation.CLUSTER_DOMAIN.split(".")}
-        | isolation.public_suffix_tlds()
-    )
-    zones = (
-        f"(({namespace} in {refused_short_form} ? [] : [{namespace}]) + "
-        f"[{namespace} + '.svc', {namespace} + '.svc.{isolation.CLUSTER_DOMAIN}'])"
-    )
+    zones = f"[{namespace} + '.svc', {namespace} + '.svc.{isolation.CLUSTER_DOMAIN}']"
 
     def own_dns(name: str) -> str:
         return (
