@@ -7,6 +7,7 @@ object."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from certsmith.admission import admission_policy
+from certsmith.admission import admission_policy, serving
 from certsmith.api import model
 from certsmith.certificates import isolation
 from tests import admission_cases
 from tests.builders import GROUP, VERSION
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE
-from tests.support import kubectl, wait_for
+from tests.support import install_admission, kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +116,9 @@ def table(api_client: client.ApiClient, operator: object) -> Iterator[None]:
         client.CoreV1Api(api_client).delete_namespace(name)
 
 
-def test_the_operator_registers_the_policy_and_its_binding(api_client, running_operator):
+def test_the_install_ships_the_policy_and_its_binding(api_client, running_operator):
+    """manifests/admission-policy.yaml, as the tier's fixture applies it: it compiles, with
+    no param (the webhook judges what needs a grant)."""
     admission = client.AdmissionregistrationV1Api(api_client)
     policy = admission.read_validating_admission_policy(admission_policy.POLICY_NAME)
     assert policy.spec.param_kind is None
@@ -439,9 +442,11 @@ def test_admitted_exactly_when_the_operator_accepts(api_client, table, drawn: di
         assert message == operator_message
 
 
-def test_an_edited_policy_or_binding_is_put_back(api_client, running_operator):
-    """A policy loosened (failurePolicy Ignore, its validation dropped) or a binding turned
-    to audit only is put back within a serving check (15 s), as the webhook configurations."""
+def test_the_operator_leaves_the_policy_to_the_install(api_client, kubeconfig, running_operator):
+    """The install owns the policy and its binding: one loosened and the other deleted stay
+    so through serving checks (the operator never writes them); a Certificate the policy
+    would have refused is admitted and never signed (PolicyDenied, naming the field) until
+    the install applies them again."""
     admission = client.AdmissionregistrationV1Api(api_client)
     name = admission_policy.POLICY_NAME
     admission.patch_validating_admission_policy(
@@ -451,20 +456,33 @@ def test_an_edited_policy_or_binding_is_put_back(api_client, running_operator):
             {"op": "replace", "path": "/spec/validations/0/expression", "value": "true"},
         ],
     )
-    admission.patch_validating_admission_policy_binding(
-        name, [{"op": "replace", "path": "/spec/validationActions", "value": ["Audit"]}]
-    )
-
-    def restored() -> bool:
-        policy = admission.read_validating_admission_policy(name).spec
-        binding = admission.read_validating_admission_policy_binding(name).spec
-        return (
-            policy.failure_policy == "Fail"
-            and policy.validations[0].expression.startswith("request.namespace != ")
-            and binding.validation_actions == ["Deny"]
-        )
-
-    wait_for(restored, timeout=40, what="the policy and its binding put back")
-    # The apiserver compiles them again a moment later (its policy source refreshes each 1 s).
+    admission.delete_validating_admission_policy_binding(name)
     own = {"dnsNames": [f"web.{OPERATOR_NAMESPACE}.svc"]}
+    certificate = f"own-{uuid.uuid4().hex[:6]}"
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        settled(lambda: answer(api_client, OPERATOR_NAMESPACE, own) == (None, None), "unbound")
+        certs.create(api_client, OPERATOR_NAMESPACE, certs.certificate(certificate, **own))
+        refused = wait_for(
+            lambda: certs.condition(certs.get(api_client, OPERATOR_NAMESPACE, certificate)),
+            timeout=30,
+            what=f"{certificate} judged by the operator",
+        )
+        assert (refused["status"], refused["reason"]) == ("False", "PolicyDenied")
+        assert refused["message"] == isolation.operator_namespace_refusal(
+            OPERATOR_NAMESPACE, OPERATOR_NAMESPACE
+        )
+        time.sleep(serving.CHECK_PERIOD + 5)
+        policy = admission.read_validating_admission_policy(name).spec
+        assert (policy.failure_policy, policy.validations[0].expression) == ("Ignore", "true")
+        with pytest.raises(client.ApiException) as gone:
+            admission.read_validating_admission_policy_binding(name)
+        assert gone.value.status == 404
+    finally:
+        with contextlib.suppress(client.ApiException):
+            objects.delete_namespaced_custom_object(
+                GROUP, VERSION, OPERATOR_NAMESPACE, certs.PLURAL, certificate
+            )
+        install_admission(kubeconfig, f"https://127.0.0.1:{running_operator.webhook_port}")
+    # The apiserver compiles them again a moment later (its policy source refreshes each 1 s).
     settled(lambda: answer(api_client, OPERATOR_NAMESPACE, own)[0] == "policy", "policy in force")

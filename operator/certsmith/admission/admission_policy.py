@@ -11,6 +11,11 @@ needs a grant of a CertificateAuthority included, goes to the Python webhook
 (webhook_config.validating_match_conditions), which reads the authority and the namespace
 fresh and judges as the operator does. A spec left unchanged by an UPDATE goes to neither.
 
+The policy and its binding are the install's, as the webhook configurations are:
+hack/render-chart writes `policy` and `binding` into the chart (files/admission-policy.yaml,
+for the release namespace) and manifests/admission-policy.yaml; the operator never creates,
+repairs or deletes them.
+
 Every length, count and character class below is the one of the Python rule it stands
 for (model, isolation), or narrower: a spec outside it goes to the webhook, never admitted
 on a looser rule.

@@ -52,25 +52,3 @@ def validating_match_conditions(operator_namespace: str, trust_domain: str) -> l
             "expression": f"!({admission_policy.judged_in_cel(operator_namespace, trust_domain)})",
         },
     ]
-
-
-def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a registered ValidatingAdmissionPolicy or binding no longer says what
-    certsmith registered: any field of its spec changed. Fields the apiserver fills in by
-    default are not compared."""
-    return not contains(live.get("spec"), desired["spec"])
-
-
-def contains(live: object, desired: object) -> bool:
-    """Whether `live` holds every field of `desired` with the same value (lists whole)."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            contains(live.get(key), value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)
