@@ -338,11 +338,11 @@ def running_operator(
     )
     if webhooks:
         # (Imported here: tests/ is importable once this module put the repo on sys.path.)
-        from tests.support import install_webhook_configurations
+        from tests.support import install_admission
 
         # The apiserver runs on this host: it calls the webhooks on loopback, as users'
         # clusters call them through the Service, so each create pays for admission.
-        install_webhook_configurations(kubeconfig, "https://127.0.0.1:19443")
+        install_admission(kubeconfig, "https://127.0.0.1:19443")
     log_path = Path(tempfile.gettempdir()) / f"certsmith-{name}-operator.log"
     print(f"operator log:            {log_path}")
     with log_path.open("w") as log:

@@ -110,15 +110,19 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1 in the test ports")
 
 
-def local_webhook_configurations(url: str) -> str:
-    """The install's webhook configurations (manifests/webhooks.yaml, YAML) for an operator
-    run on this host: the apiserver runs here too, so each webhook is called at `url` plus
-    its Service path instead of through the Service."""
+def local_admission_objects(url: str) -> str:
+    """The install's admission objects (YAML) for an operator run on this host: its webhook
+    configurations (manifests/webhooks.yaml), each webhook called at `url` plus its Service
+    path instead of through the Service (the apiserver runs here too), and its
+    ValidatingAdmissionPolicy with the binding (manifests/admission-policy.yaml, for the
+    namespace certsmith)."""
     documents = list(yaml.safe_load_all((REPO_ROOT / "manifests" / "webhooks.yaml").read_text()))
     for body in documents:
         for hook in body["webhooks"]:
             service = hook["clientConfig"].pop("service")
             hook["clientConfig"]["url"] = url.rstrip("/") + service["path"]
+    policy = (REPO_ROOT / "manifests" / "admission-policy.yaml").read_text()
+    documents.extend(body for body in yaml.safe_load_all(policy) if body)
     return yaml.safe_dump_all(documents)
 
 
@@ -126,10 +130,10 @@ INSTALL_FIELD_MANAGER = "certsmith-install"
 """The field manager the tiers apply the install's objects with, as a GitOps tool does."""
 
 
-def install_webhook_configurations(kubeconfig: str, url: str) -> None:
-    """local_webhook_configurations(url) applied server-side by INSTALL_FIELD_MANAGER: the
-    caBundle the operator wrote stays (it owns that field), every other field is the
-    install's again."""
+def install_admission(kubeconfig: str, url: str) -> None:
+    """local_admission_objects(url) applied server-side by INSTALL_FIELD_MANAGER, as a
+    GitOps tool applies the install: the caBundle the operator wrote stays (it owns that
+    field), every other field is the install's again, and what was deleted is created."""
     kubectl(
         kubeconfig,
         "apply",
@@ -138,5 +142,5 @@ def install_webhook_configurations(kubeconfig: str, url: str) -> None:
         "--force-conflicts",
         "-f",
         "-",
-        input=local_webhook_configurations(url),
+        input=local_admission_objects(url),
     )

@@ -50,12 +50,11 @@ from certsmith.api import names
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-# The admission objects certsmith registers (admissionregistration.k8s.io/v1), by kind.
+# The install's webhook configurations whose caBundle certsmith keeps
+# (admissionregistration.k8s.io/v1), by kind.
 _ADMISSION_PLURALS = {
     "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
     "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
-    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
 }
 METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
@@ -504,9 +503,8 @@ class Kube:
     # --- admission configuration -------------------------------------------------------
 
     def get_webhook_configuration(self, *, kind: str, name: str) -> dict[str, Any] | None:
-        """The `kind` (MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-        ValidatingAdmissionPolicy or ValidatingAdmissionPolicyBinding) called `name`, or
-        None."""
+        """The `kind` (MutatingWebhookConfiguration or ValidatingWebhookConfiguration) called
+        `name`, or None."""
         plural = _ADMISSION_PLURALS[kind]
         return self._get_or_none(f"/apis/admissionregistration.k8s.io/v1/{plural}/{name}")
 
@@ -517,34 +515,6 @@ class Kube:
         404 when it is gone, 409 when `patch` carries a resourceVersion it no longer has."""
         path = f"/apis/admissionregistration.k8s.io/v1/{_ADMISSION_PLURALS[kind]}/{name}"
         return self._call("PATCH", path, body=patch, content_type=STRATEGIC_MERGE_PATCH)
-
-    def put_admission_policy(self, *, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Create or replace the ValidatingAdmissionPolicy or binding `body` (its `kind`
-        says which), whatever another writer put there: read, then POST or PUT with the
-        version read, again on 409, at most 5 times; then ApiError 409 ("kept changing")."""
-        plural = _ADMISSION_PLURALS[body["kind"]]
-        collection = f"/apis/admissionregistration.k8s.io/v1/{plural}"
-        name = body["metadata"]["name"]
-        for _ in range(5):
-            try:
-                current = self._call("GET", f"{collection}/{name}")
-            except ApiError as error:
-                if not error.not_found:
-                    raise
-                try:
-                    return self._call("POST", collection, body=body)
-                except ApiError as create_error:
-                    if not create_error.conflict:
-                        raise
-                    continue
-            replacement = {**body, "metadata": {**body["metadata"]}}
-            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            try:
-                return self._call("PUT", f"{collection}/{name}", body=replacement)
-            except ApiError as error:
-                if not error.conflict:
-                    raise
-        raise ApiError(409, "Conflict", f"{plural}/{name} kept changing while being replaced")
 
     # --- leader election --------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """certsmith installed with Helm on kind: a Certificate becomes Ready, `helm test` passes, and
-`helm uninstall` leaves no webhook configuration, Deployment, Service or RBAC object behind
-(CRDs and issued Secrets are kept, as README says).
+`helm uninstall` leaves no webhook configuration, admission policy, Deployment, Service or
+RBAC object behind (CRDs and issued Secrets are kept, as README says).
 
 Every other e2e test uses the kustomize install (hack/deploy) and a session fixture keeps a
 root rotation running with it, so this test runs last (conftest.py orders it) and replaces
@@ -62,7 +62,7 @@ def remove_kustomize_install(kubeconfig: str) -> None:
 
 
 def certsmith_leftovers(api: client.ApiClient) -> list[str]:
-    """The install's webhook configurations, workload, Services and RBAC objects still there."""
+    """The install's admission objects, workload, Services and RBAC objects still there."""
     admission = client.AdmissionregistrationV1Api(api)
     rbac = client.RbacAuthorizationV1Api(api)
     core = client.CoreV1Api(api)
@@ -75,10 +75,12 @@ def certsmith_leftovers(api: client.ApiClient) -> list[str]:
         f"ValidatingWebhookConfiguration {o.metadata.name}"
         for o in admission.list_validating_webhook_configuration(label_selector=selector).items
     ]
-    # By name as well: a configuration certsmith created itself would carry other labels.
+    # By name as well: an object created by anyone else would carry other labels.
     for kind, read in (
         ("MutatingWebhookConfiguration", admission.read_mutating_webhook_configuration),
         ("ValidatingWebhookConfiguration", admission.read_validating_webhook_configuration),
+        ("ValidatingAdmissionPolicy", admission.read_validating_admission_policy),
+        ("ValidatingAdmissionPolicyBinding", admission.read_validating_admission_policy_binding),
     ):
         try:
             read("certsmith.dev")

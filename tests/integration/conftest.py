@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, utils
 
-from tests.support import REPO_ROOT, free_port, install_webhook_configurations, wait_for
+from tests.support import REPO_ROOT, free_port, install_admission, wait_for
 
 OPERATOR_NAMESPACE = "certsmith"
 
@@ -60,11 +60,10 @@ class OperatorProcess:
             **self.env,
         }
         if env.get("CERTSMITH_WEBHOOKS", "on").lower() not in ("off", "false", "no", "0"):
-            # The apiserver runs on the host here, so it calls this replica on loopback; the
-            # last replica started with webhooks is the one called.
-            install_webhook_configurations(
-                self.kubeconfig, f"https://127.0.0.1:{self.webhook_port}"
-            )
+            # The install's admission objects, applied as an installer does (the operator
+            # never creates them). The apiserver runs on the host here, so it calls this
+            # replica on loopback; the last replica started with webhooks is the one called.
+            install_admission(self.kubeconfig, f"https://127.0.0.1:{self.webhook_port}")
         client_pki = webhook_client_pki(self.kubeconfig)
         if client_pki is not None:
             env["CERTSMITH_WEBHOOK_CLIENT_CA"] = str(client_pki / "client-ca.crt")
@@ -269,6 +268,6 @@ def validating_webhook_down(api_client: client.ApiClient, running_operator) -> I
         try:
             create(body)
         except client.ApiException as error:
-            if error.status != 409:  # an operator (re)started meanwhile registered it again
+            if error.status != 409:  # an operator (re)started meanwhile: installed again
                 raise
     time.sleep(1)  # and take them up asynchronously

@@ -1,10 +1,13 @@
-"""Certificate admission in the apiserver: the ValidatingAdmissionPolicy judges what CEL can
-prove, the webhook the rest, with the operator's own messages; never an admission the
-operator then refuses, never a refusal it would not make. Dry-run requests (admission
-runs in full, nothing is stored) unless a test needs the object."""
+"""Certificate admission in the apiserver: CEL admits what needs no grant (the
+namespace's own names in a spec it proves valid) and the ValidatingAdmissionPolicy
+refuses the operator's namespace; the webhook judges the rest, with the operator's own
+messages; never an admission the operator then refuses, never a refusal it would not make.
+Dry-run requests (admission runs in full, nothing is stored) unless a test needs the
+object."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,14 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from certsmith.admission import admission_policy
+from certsmith.admission import admission_policy, serving
 from certsmith.api import model
 from certsmith.certificates import isolation
 from tests import admission_cases
 from tests.builders import GROUP, VERSION
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE
-from tests.support import kubectl, wait_for
+from tests.support import install_admission, kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -95,8 +98,7 @@ def put_namespace(api_client: client.ApiClient, name: str, labels: dict[str, str
 
 
 def settled(check: Any, what: str) -> Any:
-    """`check()` once truthy: the policy reads namespaces and authorities from the
-    apiserver's informers, a moment behind a write."""
+    """`check()` once truthy: the operator's caches (signing) follow writes a moment late."""
     return wait_for(check, timeout=20, what=what)
 
 
@@ -114,13 +116,15 @@ def table(api_client: client.ApiClient, operator: object) -> Iterator[None]:
         client.CoreV1Api(api_client).delete_namespace(name)
 
 
-def test_the_operator_registers_the_policy_and_its_binding(api_client, running_operator):
+def test_the_install_ships_the_policy_and_its_binding(api_client, running_operator):
+    """manifests/admission-policy.yaml, as the tier's fixture applies it: it compiles, with
+    no param (the webhook judges what needs a grant)."""
     admission = client.AdmissionregistrationV1Api(api_client)
     policy = admission.read_validating_admission_policy(admission_policy.POLICY_NAME)
-    assert policy.spec.param_kind.kind == "CertificateAuthority"
+    assert policy.spec.param_kind is None
     assert not (policy.status.type_checking.expression_warnings or [])
     binding = admission.read_validating_admission_policy_binding(admission_policy.POLICY_NAME)
-    assert binding.spec.param_ref.parameter_not_found_action == "Allow"
+    assert binding.spec.param_ref is None
 
 
 @pytest.mark.parametrize("case", admission_cases.CASES, ids=lambda c: c.id)
@@ -152,19 +156,22 @@ def test_the_webhook_is_not_called_for_what_the_policy_judges(api_client, kubeco
         objects.patch_namespaced_custom_object(
             GROUP, VERSION, "adm-plain", certs.PLURAL, name, {"metadata": {"labels": {"a": "b"}}}
         )
-    assert answer(api_client, "adm-plain", {"dnsNames": ["w.other.svc"]})[0] == "policy"
     assert webhook_calls(kubeconfig) == before
-    assert answer(api_client, "adm-plain", {"dnsNames": ["W.adm-plain.svc"]}) == (None, None)
+    assert answer(api_client, "adm-plain", {"dnsNames": ["w.other.svc"]})[0] == "webhook"
     assert webhook_calls(kubeconfig) == before + 1
+    assert answer(api_client, "adm-plain", {"dnsNames": ["W.adm-plain.svc"]}) == (None, None)
+    assert webhook_calls(kubeconfig) == before + 2
     for name in names:
         objects.delete_namespaced_custom_object(GROUP, VERSION, "adm-plain", certs.PLURAL, name)
 
 
-def test_the_webhook_keeps_the_operator_namespace(api_client, running_operator):
+def test_the_policy_refuses_the_operator_namespace(api_client, kubeconfig, running_operator):
+    before = webhook_calls(kubeconfig)
     judge, message = answer(
         api_client, OPERATOR_NAMESPACE, {"dnsNames": [f"web.{OPERATOR_NAMESPACE}.svc"]}
     )
-    assert judge == "webhook"
+    assert webhook_calls(kubeconfig) == before
+    assert judge == "policy"
     assert message == isolation.operator_namespace_refusal(OPERATOR_NAMESPACE, OPERATOR_NAMESPACE)
 
 
@@ -172,7 +179,7 @@ def test_the_default_authority_judges_without_issuer_ref(api_client, table):
     # cluster-root grants *.example.com to the test namespaces only (conftest), not here.
     judge, message = answer(api_client, "adm-plain", {"dnsNames": ["a.example.com"]})
     assert (judge, message) == (
-        "policy",
+        "webhook",
         "spec.dnsNames[0]: 'a.example.com' is not allowed in this namespace (namespace "
         f"adm-plain {admission_cases.OWN})",
     )
@@ -187,19 +194,19 @@ def test_grant_edits_and_relabels_are_followed(api_client, table):
         # No such authority yet: admitted, as the operator judges again before signing.
         assert answer(api_client, namespace, spec) == (None, None)
         put_authority(api_client, authority, [])
-        settled(lambda: answer(api_client, namespace, spec)[0] == "policy", "authority read")
+        settled(lambda: answer(api_client, namespace, spec)[0] == "webhook", "authority read")
         grant = {"namespaceSelector": {"matchLabels": {"adm-edit": "yes"}}}
         put_authority(api_client, authority, [{**grant, "dnsNames": ["*.example.org"]}])
         time.sleep(1)
-        assert answer(api_client, namespace, spec)[0] == "policy"  # not labelled yet
+        assert answer(api_client, namespace, spec)[0] == "webhook"  # not labelled yet
         put_namespace(api_client, namespace, {"adm-edit": "yes"})
         settled(lambda: answer(api_client, namespace, spec) == (None, None), "relabel read")
         put_authority(api_client, authority, [{**grant, "dnsNames": ["*.example.net"]}])
-        settled(lambda: answer(api_client, namespace, spec)[0] == "policy", "grant edit read")
+        settled(lambda: answer(api_client, namespace, spec)[0] == "webhook", "grant edit read")
         # A malformed pattern makes the authority grant nothing, as isolation.parse_grants.
         put_authority(api_client, authority, [{**grant, "dnsNames": ["*.example.org", "a b"]}])
         time.sleep(1)
-        assert answer(api_client, namespace, spec)[0] == "policy"
+        assert answer(api_client, namespace, spec)[0] == "webhook"
     finally:
         delete_authority(api_client, authority)
         client.CoreV1Api(api_client).delete_namespace(namespace)
@@ -263,7 +270,7 @@ def test_metadata_edits_pass_for_a_certificate_admitted_earlier(api_client, tabl
         settled(lambda: answer(api_client, "adm-plain", spec) == (None, None), "grant read")
         certs.create(api_client, "adm-plain", certs.certificate(name, **spec))
         put_authority(api_client, authority, [])
-        settled(lambda: answer(api_client, "adm-plain", spec)[0] == "policy", "grant removed")
+        settled(lambda: answer(api_client, "adm-plain", spec)[0] == "webhook", "grant removed")
         for dry_run in ("All", None):
             objects.patch_namespaced_custom_object(
                 GROUP,
@@ -276,7 +283,7 @@ def test_metadata_edits_pass_for_a_certificate_admitted_earlier(api_client, tabl
             )
         with pytest.raises(client.ApiException) as refused:
             certs.patch_spec(api_client, "adm-plain", name, {"duration": "48h"})
-        assert POLICY_PREFIX in refused.value.body
+        assert json.loads(refused.value.body)["message"].startswith(WEBHOOK_PREFIX)
     finally:
         objects.delete_namespaced_custom_object(GROUP, VERSION, "adm-plain", certs.PLURAL, name)
         delete_authority(api_client, authority)
@@ -289,6 +296,10 @@ NAMES = [
     *("web.other.svc", "x.example.com", "x.y.example.com", "x.gold.example", "open.example"),
     *("api.z.corp.example", "Web.{ns}.svc", "X.Example.com", "-bad-.example.com", "a..b"),
     *("1.2.3.4", "*.1.2.3.4", "example.com", "web.{ns}.svc."),
+    # Boundaries: labels of 63 and 64 characters, names of 253 and 254.
+    *(f"{'s' * 63}.{{ns}}.svc", f"{'s' * 64}.{{ns}}.svc", f"{'s' * 63}.{{ns}}.svc.cluster.local"),
+    *(".".join(["n" * 63] * 3 + ["n" * 61]), ".".join(["n" * 63] * 3 + ["n" * 62])),
+    "\u212aelvin.{ns}.svc",
 ]
 URIS = [
     *("spiffe://cluster.local/ns/{ns}/sa/web", "spiffe://cluster.local/ns/other/sa/web"),
@@ -298,6 +309,15 @@ URIS = [
 ]
 EMAILS = ["dev@example.com", "ops1@example.org", "x@evil.example", "bad@@x", "A@Example.COM"]
 IPS = ["10.1.2.3", "192.168.1.1", "192.168.1.2", "2001:db8::1", "::ffff:10.0.0.1", "010.1.2.3"]
+_PREFIX_253 = ".".join(["p" * 63] * 3 + ["p" * 61])
+TEMPLATES = [
+    *(None, {"labels": {"app": "x"}}, {"labels": {"certsmith.dev/x": "y"}}),
+    # Boundaries of keys ([prefix/]name: prefix 253, name 63) and label values (63).
+    *({"labels": {f"{_PREFIX_253}/app": "x"}}, {"labels": {f"{_PREFIX_253}p/app": "x"}}),
+    *({"annotations": {f"{_PREFIX_253}/a": "x"}}, {"annotations": {f"{_PREFIX_253}p/a": "x"}}),
+    *({"labels": {"k" * 63: "v" * 63}}, {"labels": {"k" * 64: "v"}}, {"labels": {"k": "v" * 64}}),
+    {"annotations": {f"x/{'k' * 64}": "v"}},
+]
 CNS = ["web.{ns}.svc", "x.example.com", "postgres", "dev@example.com", "10.1.2.3", "Web.A.svc"]
 ISSUERS = [admission_cases.AUTHORITY, None, "adm-missing"]
 
@@ -318,10 +338,14 @@ SPECS = st.fixed_dictionaries(
         "duration": st.sampled_from([None, "1h", "90s", "1h30m", "0.5h", "2160h"]),
         "renewBefore": st.sampled_from([None, "10m", "59m", "30m"]),
         "usages": st.sampled_from([None, ["digital signature"], ["cert sign"], ["key agreement"]]),
-        "subject": st.sampled_from([None, {"organizations": ["acme"]}, {"countries": ["de"]}]),
-        "secretTemplate": st.sampled_from(
-            [None, {"labels": {"app": "x"}}, {"labels": {"certsmith.dev/x": "y"}}]
+        "subject": st.sampled_from(
+            [
+                *(None, {"organizations": ["acme"]}, {"countries": ["de"]}),
+                *({"organizations": ["o" * 64]}, {"organizations": ["o" * 65]}),
+                *({"serialNumber": "1" * 64}, {"serialNumber": "1" * 65}),
+            ]
         ),
+        "secretTemplate": st.sampled_from(TEMPLATES),
     }
 )
 
@@ -418,9 +442,11 @@ def test_admitted_exactly_when_the_operator_accepts(api_client, table, drawn: di
         assert message == operator_message
 
 
-def test_an_edited_policy_or_binding_is_put_back(api_client, running_operator):
-    """A policy loosened (failurePolicy Ignore, its validation dropped) or a binding turned
-    to audit only is put back within a serving check (15 s), as the webhook configurations."""
+def test_the_operator_leaves_the_policy_to_the_install(api_client, kubeconfig, running_operator):
+    """The install owns the policy and its binding: one loosened and the other deleted stay
+    so through serving checks (the operator never writes them); a Certificate the policy
+    would have refused is admitted and never signed (PolicyDenied, naming the field) until
+    the install applies them again."""
     admission = client.AdmissionregistrationV1Api(api_client)
     name = admission_policy.POLICY_NAME
     admission.patch_validating_admission_policy(
@@ -430,20 +456,33 @@ def test_an_edited_policy_or_binding_is_put_back(api_client, running_operator):
             {"op": "replace", "path": "/spec/validations/0/expression", "value": "true"},
         ],
     )
-    admission.patch_validating_admission_policy_binding(
-        name, [{"op": "replace", "path": "/spec/validationActions", "value": ["Audit"]}]
-    )
-
-    def restored() -> bool:
-        policy = admission.read_validating_admission_policy(name).spec
-        binding = admission.read_validating_admission_policy_binding(name).spec
-        return (
-            policy.failure_policy == "Fail"
-            and policy.validations[0].expression.startswith("!variables.mine")
-            and binding.validation_actions == ["Deny"]
+    admission.delete_validating_admission_policy_binding(name)
+    own = {"dnsNames": [f"web.{OPERATOR_NAMESPACE}.svc"]}
+    certificate = f"own-{uuid.uuid4().hex[:6]}"
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        settled(lambda: answer(api_client, OPERATOR_NAMESPACE, own) == (None, None), "unbound")
+        certs.create(api_client, OPERATOR_NAMESPACE, certs.certificate(certificate, **own))
+        refused = wait_for(
+            lambda: certs.condition(certs.get(api_client, OPERATOR_NAMESPACE, certificate)),
+            timeout=30,
+            what=f"{certificate} judged by the operator",
         )
-
-    wait_for(restored, timeout=40, what="the policy and its binding put back")
+        assert (refused["status"], refused["reason"]) == ("False", "PolicyDenied")
+        assert refused["message"] == isolation.operator_namespace_refusal(
+            OPERATOR_NAMESPACE, OPERATOR_NAMESPACE
+        )
+        time.sleep(serving.CHECK_PERIOD + 5)
+        policy = admission.read_validating_admission_policy(name).spec
+        assert (policy.failure_policy, policy.validations[0].expression) == ("Ignore", "true")
+        with pytest.raises(client.ApiException) as gone:
+            admission.read_validating_admission_policy_binding(name)
+        assert gone.value.status == 404
+    finally:
+        with contextlib.suppress(client.ApiException):
+            objects.delete_namespaced_custom_object(
+                GROUP, VERSION, OPERATOR_NAMESPACE, certs.PLURAL, certificate
+            )
+        install_admission(kubeconfig, f"https://127.0.0.1:{running_operator.webhook_port}")
     # The apiserver compiles them again a moment later (its policy source refreshes each 1 s).
-    foreign = {"dnsNames": ["web.other.svc"]}
-    settled(lambda: answer(api_client, "default", foreign)[0] == "policy", "policy in force")
+    settled(lambda: answer(api_client, OPERATOR_NAMESPACE, own)[0] == "policy", "policy in force")

@@ -196,6 +196,29 @@ def test_namespace_editor_can_manage_certificates_in_their_namespace(alice: str)
     assert not can_i(alice, "create", "certificates.certsmith.dev", "-n", "default", "--as=alice")
 
 
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
+    ],
+)
+def test_the_operator_cannot_create_or_delete_admission_objects(
+    rbac_applied: str, resource: str
+) -> None:
+    """The install owns certsmith's admission objects (charts/certsmith, manifests/): the
+    operator only patches the webhook configurations' caBundle, and touches no policy."""
+    qualified = f"{resource}.admissionregistration.k8s.io"
+    for verb in ("create", "update", "delete"):
+        assert not can_i(rbac_applied, verb, qualified, f"--as={SERVICE_ACCOUNT}")
+        own = f"{qualified}/certsmith.dev"
+        assert not can_i(rbac_applied, verb, own, f"--as={SERVICE_ACCOUNT}")
+    patches = can_i(rbac_applied, "patch", f"{qualified}/certsmith.dev", f"--as={SERVICE_ACCOUNT}")
+    assert patches == resource.endswith("webhookconfigurations")
+
+
 def as_operator(kubeconfig: str, *args: str, body: dict[str, Any] | None = None):
     """kubectl as certsmith's ServiceAccount; the answer, not checked."""
     return subprocess.run(

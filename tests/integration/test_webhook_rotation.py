@@ -20,9 +20,9 @@ from tests.integration.test_injection import pod
 from tests.integration.test_root_rotation import CA, bundle_fingerprints
 from tests.support import (
     INSTALL_FIELD_MANAGER,
-    install_webhook_configurations,
+    install_admission,
     kubectl,
-    local_webhook_configurations,
+    local_admission_objects,
     wait_for,
 )
 
@@ -150,7 +150,7 @@ def test_the_operator_puts_back_only_the_ca_bundle(api_client, kubeconfig, runni
     assert after.failure_policy == "Ignore"
 
     url = f"https://127.0.0.1:{running_operator.webhook_port}"
-    install_webhook_configurations(kubeconfig, url)
+    install_admission(kubeconfig, url)
     hook = admission.read_mutating_webhook_configuration("certsmith.dev").webhooks[0]
     assert (hook.failure_policy, hook.client_config.ca_bundle) == (
         before.failure_policy,
@@ -173,7 +173,7 @@ def test_a_server_side_diff_of_the_install_is_empty_after_the_operator_ran(
         "--force-conflicts",
         "-f",
         "-",
-        input=local_webhook_configurations(url),
+        input=local_admission_objects(url),
         check=False,
     )
     assert diff.returncode == 0, diff.stdout + diff.stderr

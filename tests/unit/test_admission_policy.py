@@ -1,4 +1,4 @@
-"""The ValidatingAdmissionPolicy's table against the operator's own rules, and its shape."""
+"""The admission table against the operator's own rules, and the CEL policy's shape."""
 
 from __future__ import annotations
 
@@ -33,67 +33,68 @@ def test_table_messages_are_the_operators(case: admission_cases.Case) -> None:
     assert operator_message(case) == case.message
 
 
-@pytest.mark.parametrize(
-    ("namespace", "reason"),
-    [
-        ("zip", "zip is a top-level domain of the Public Suffix List"),
-        ("lan", "lan is a special-use domain name"),
-        ("local", "local is a special-use domain name"),
-        ("svc", "svc is a label of the cluster's own zones (svc.cluster.local)"),
-        ("cluster", "cluster is a label of the cluster's own zones (svc.cluster.local)"),
-        ("adm-plain", None),
-    ],
-)
-def test_short_form_refusals_match_the_policy_categories(namespace: str, reason: str | None):
-    assert isolation.short_form_refusal(namespace) == reason
-    refusal = next(
-        v["expression"]
-        for v in admission_policy.policy(operator_namespace="certsmith", trust_domain="td")["spec"][
-            "variables"
-        ]
-        if v["name"] == "refusal"
+@pytest.mark.parametrize("case", admission_cases.CASES, ids=lambda c: c.id)
+def test_cel_admits_only_what_needs_no_grant(case: admission_cases.Case) -> None:
+    """What CEL judges (the webhook not called) the operator admits with no grant at all."""
+    if case.judge != "cel":
+        return
+    spec = model.parse_certificate_spec(case.spec)
+    assert case.message is None
+    assert not isolation.evaluate(
+        namespace=case.namespace,
+        namespace_labels={},
+        spec=spec,
+        grants=(),
+        trust_domain=admission_cases.TRUST_DOMAIN,
     )
-    listed = f"'{namespace}'" in refusal
-    assert listed == (reason is not None)
 
 
-def test_policy_reads_the_operator_settings() -> None:
-    body = admission_policy.policy(operator_namespace="certs-system", trust_domain="corp.example")
-    conditions = {c["name"]: c["expression"] for c in body["spec"]["matchConditions"]}
-    assert conditions["judged-in-cel"].startswith("request.namespace != 'certs-system' && ")
-    assert conditions["spec-changed"] == admission_policy.SPEC_CHANGED
-    uri = next(v for v in body["spec"]["variables"] if v["name"] == "uriViolations")
-    assert "'spiffe://corp.example/ns/' + request.namespace + '/'" in uri["expression"]
-    assert body["spec"]["paramKind"] == {
-        "apiVersion": "certsmith.dev/v1alpha1",
-        "kind": "CertificateAuthority",
-    }
-    assert admission_policy.binding()["spec"]["paramRef"] == {
-        "selector": {},
-        "parameterNotFoundAction": "Allow",
-    }
+def test_cel_owns_only_the_svc_zones_short_forms_go_to_the_webhook() -> None:
+    condition = admission_policy.judged_in_cel("certsmith", "td")
+    assert "[request.namespace + '.svc', request.namespace + '.svc.cluster.local']" in condition
+    # No Public Suffix List in it: the short form `<svc>.<ns>` is the webhook's.
+    assert "'zip'" not in condition and len(condition) < 10_000
+
+
+def test_cel_reads_the_operator_settings() -> None:
+    condition = admission_policy.judged_in_cel("certs-system", "corp.example")
+    assert condition.startswith("request.namespace == 'certs-system' || ")
+    assert "'spiffe://corp.example/ns/' + request.namespace" in condition
+    body = admission_policy.policy(operator_namespace="certs-system")
+    assert "paramKind" not in body["spec"]
+    assert body["spec"]["matchConditions"] == [
+        {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED}
+    ]
+    assert body["spec"]["validations"] == [
+        {
+            "expression": "request.namespace != 'certs-system'",
+            "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
+            "reason": "Forbidden",
+        }
+    ]
+    assert "paramRef" not in admission_policy.binding()["spec"]
 
 
 def test_webhook_is_called_only_when_cel_cannot_judge() -> None:
-    matched = webhook_config.validating_match_conditions("certsmith")
+    matched = webhook_config.validating_match_conditions("certsmith", "td")
     conditions = {c["name"]: c["expression"] for c in matched}
     assert conditions == {
         "spec-changed": admission_policy.SPEC_CHANGED,
-        "not-judged-in-cel": f"!({admission_policy.judged_in_cel('certsmith')})",
+        "not-judged-in-cel": f"!({admission_policy.judged_in_cel('certsmith', 'td')})",
     }
 
 
 @pytest.mark.parametrize(
-    ("edit", "drifted"),
+    ("constant", "python_limit"),
     [
-        (lambda spec: None, False),
-        (lambda spec: spec.update(failurePolicy="Ignore"), True),
-        (lambda spec: spec["validations"].clear(), True),
-        (lambda spec: spec.update(auditAnnotations=[]), False),  # a field it does not set
+        (admission_policy.MAX_DNS_NAME, "a" * 63 + ("." + "a" * 63) * 2 + "." + "a" * 61),
+        (admission_policy.MAX_DNS1123, "a" * 63 + ("." + "a" * 63) * 2 + "." + "a" * 61),
     ],
 )
-def test_policy_drift(edit, drifted: bool) -> None:
-    desired = admission_policy.policy(operator_namespace="certsmith", trust_domain="td")
-    live = {"spec": {**desired["spec"], "validations": list(desired["spec"]["validations"])}}
-    edit(live["spec"])
-    assert webhook_config.drifted(live, desired) is drifted
+def test_name_limits_are_the_models(constant: int, python_limit: str) -> None:
+    """The longest name model accepts is exactly the policy's limit; one more is refused."""
+    assert len(python_limit) == constant
+    assert model.is_dns_name(python_limit)
+    assert not model.is_dns_name(python_limit + "a")
+    assert model._is_dns1123(python_limit)
+    assert not model._is_dns1123(python_limit + "a")

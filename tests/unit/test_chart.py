@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from certsmith import config
-from certsmith.admission import webhook_config
+from certsmith.admission import admission_policy, webhook_config
 from tests.support import kubectl_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -254,9 +254,17 @@ def test_ports_reach_containers_probes_and_services() -> None:
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9999"
 
 
-def test_webhooks_off_installs_no_webhook_objects() -> None:
+ADMISSION_KINDS = {
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+}
+
+
+def test_webhooks_off_installs_no_admission_objects() -> None:
     objects = render("webhook.enabled=false")
-    assert not kinds(objects) & {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"}
+    assert not kinds(objects) & ADMISSION_KINDS
     assert [b["metadata"]["name"] for b in objects if b["kind"] == "Service"] == [
         "certsmith-metrics"
     ]
@@ -267,20 +275,33 @@ def test_webhook_configurations_follow_values_and_namespace() -> None:
     objects = render(
         "webhook.timeoutSeconds.podInjection=20",
         "webhook.timeoutSeconds.certificateValidation=3",
+        "config.trustDomain=corp.example",
         namespace="security",
     )
     mutating = find(objects, "MutatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     validating = find(objects, "ValidatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     assert [hook["timeoutSeconds"] for hook in mutating + validating] == [20, 3]
-    # What the ValidatingAdmissionPolicy judges is left out, for the release's namespace.
+    # What CEL judges is left out, for the release's namespace and trust domain.
     assert validating[0]["matchConditions"] == webhook_config.validating_match_conditions(
-        "security"
+        "security", "corp.example"
     )
     for hook in mutating + validating:
         assert hook["clientConfig"]["service"]["name"] == "certsmith-webhook"
         assert hook["clientConfig"]["service"]["namespace"] == "security"
         # The install never sets the caBundle: the operator keeps it (README, GitOps).
         assert "caBundle" not in hook["clientConfig"]
+
+
+def test_admission_policy_is_the_operators_for_the_release_namespace() -> None:
+    """The policy refuses Certificates in the release namespace (the operator's), with the
+    message and rules admission_policy gives; the binding enforces it."""
+    objects = render(namespace="security")
+    for kind, expected in (
+        ("ValidatingAdmissionPolicy", admission_policy.policy(operator_namespace="security")),
+        ("ValidatingAdmissionPolicyBinding", admission_policy.binding()),
+    ):
+        body = _normalised(find(objects, kind, admission_policy.POLICY_NAME))
+        assert body == expected
 
 
 def test_client_ca_config_map_is_mounted_where_the_variable_points() -> None:

@@ -650,3 +650,22 @@ def test_the_readme_lists_exactly_the_accepted_usages():
     row = next(line for line in readme.splitlines() if line.startswith("| `usages` |"))
     listed = row.split("| one of ", 1)[1].split(" (cert-manager's spelling", 1)[0]
     assert set(re.findall(r"`([^`]+)`", listed)) == set(ACCEPTED_USAGES)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("dnsNames", "\u212aelvin.team-c.svc"),  # KELVIN SIGN, folds to k
+        ("dnsNames", "ba\u017fe.team-c.svc"),  # LATIN SMALL LETTER LONG S, folds to s
+        ("dnsNames", "\u0130nfo.example.com"),  # I WITH DOT ABOVE, folds to i
+        ("emailAddresses", "ops@\u212aelvin.example"),
+    ],
+)
+def test_names_are_ascii_only(field: str, value: str) -> None:
+    """No case-folding look-alike passes as ASCII (cryptography would refuse to sign it)."""
+    with pytest.raises(InvalidSpec) as raised:
+        parse_certificate_spec({"secretName": "t", field: [value]})
+    assert raised.value.field == f"spec.{field}[0]"
+    assert str(raised.value).endswith(
+        "is not a valid " + ("DNS name" if field == "dnsNames" else "email address")
+    )

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from certsmith.admission import admission_policy, serving, webhook_config
+from certsmith.admission import serving, webhook_config
 from certsmith.authorities import rotation, store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
@@ -48,7 +48,6 @@ class ServingKeeper:
         last time, or None; shown by /readyz."""
         self._missing: set[str] = set()
         """The kinds of webhook configuration found missing last time (said once)."""
-        self._policy_registered = False
 
     def default_authority_problem(self) -> str | None:
         """Why the default authority cannot sign now (for /readyz), or None when it can."""
@@ -113,8 +112,8 @@ class ServingKeeper:
 
     def _refresh(self, *, reload: Reload | None) -> None:
         """Re-issue the certificate when the authority's material asks for it
-        (serving.plan); register or put back the admission policy; bring each webhook
-        configuration's caBundle to the authority's roots."""
+        (serving.plan); bring each webhook configuration's caBundle to the authority's
+        roots."""
         try:
             material = self._load_material()
         except store.AuthorityNotReady as error:
@@ -132,7 +131,6 @@ class ServingKeeper:
             self._state = replace(
                 self._state, issuer=material.intermediate.certificate, renew_at=renew_at
             )
-        self._keep_policy()
         self._keep_ca_bundles(material.bundle_pem)
 
     def _load_material(self) -> AuthorityMaterial:
@@ -201,25 +199,3 @@ class ServingKeeper:
                     name,
                 )
             self._missing.add(kind)
-
-    def _keep_policy(self) -> None:
-        """The ValidatingAdmissionPolicy that judges Certificates in CEL and its binding
-        (admission_policy), which depend on this operator's namespace and trust domain:
-        registered at the first check, then put back when edited (every
-        serving.CHECK_PERIOD). One that was deleted stays deleted until the next start:
-        deleting it is how an admin switches that admission off."""
-        for body in (
-            admission_policy.policy(
-                operator_namespace=self._config.namespace, trust_domain=self._config.trust_domain
-            ),
-            admission_policy.binding(),
-        ):
-            kind, name = body["kind"], body["metadata"]["name"]
-            if not self._policy_registered:
-                self._kube.put_admission_policy(body=body)
-                continue
-            live = self._kube.get_webhook_configuration(kind=kind, name=name)
-            if live is not None and webhook_config.drifted(live, body):
-                logger.warning("%s %s was edited: put back", kind, name)
-                self._kube.put_admission_policy(body=body)
-        self._policy_registered = True

@@ -40,37 +40,15 @@ def ca_bundle_patch(live: Mapping[str, Any], bundle_pem: bytes) -> dict[str, Any
     }
 
 
-def validating_match_conditions(operator_namespace: str) -> list[dict[str, str]]:
+def validating_match_conditions(operator_namespace: str, trust_domain: str) -> list[dict[str, str]]:
     """The `matchConditions` of the install's Certificate validating webhook: called only
-    when the spec is new or changed and the ValidatingAdmissionPolicy does not judge it
-    (admission_policy.judged_in_cel); hack/render-chart writes them into manifests/ and
-    the chart, which cannot compute them."""
+    when the spec is new or changed and CEL does not judge it (admission_policy.judged_in_cel:
+    any name that needs a grant, any spec CEL cannot prove valid); hack/render-chart writes
+    them into manifests/ and the chart, which cannot compute them."""
     return [
         {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED},
         {
             "name": "not-judged-in-cel",
-            "expression": f"!({admission_policy.judged_in_cel(operator_namespace)})",
+            "expression": f"!({admission_policy.judged_in_cel(operator_namespace, trust_domain)})",
         },
     ]
-
-
-def drifted(live: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a registered ValidatingAdmissionPolicy or binding no longer says what
-    certsmith registered: any field of its spec changed. Fields the apiserver fills in by
-    default are not compared."""
-    return not contains(live.get("spec"), desired["spec"])
-
-
-def contains(live: object, desired: object) -> bool:
-    """Whether `live` holds every field of `desired` with the same value (lists whole)."""
-    if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(
-            contains(live.get(key), value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(desired)
-            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
-        )
-    return bool(live == desired)

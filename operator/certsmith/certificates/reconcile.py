@@ -303,7 +303,13 @@ class Reconciler:
             slot = self._pacer.slot(admitted.signer.name, key, now=moment)
             if slot > moment:
                 return Outcome(status=None, next_check=slot)
-        contents = self._write_issued(body, observed, admitted, judged.secret, decision, now)
+        try:
+            contents = self._write_issued(body, observed, admitted, judged.secret, decision, now)
+        except (ValueError, TypeError) as error:
+            # cryptography refusing what the spec asks (a name it cannot encode): a
+            # condition and a Warning Event with backoff, never a silent handler retry.
+            message = f"the certificate could not be built from the spec: {error}"
+            return self._failed(body, observed, message, now, judged)
         issued = dataclasses.replace(judged, secret=contents)
         # What was just issued must pass every check, or each reconcile would issue again:
         # report it and back off instead of looping.
