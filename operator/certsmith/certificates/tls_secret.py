@@ -100,10 +100,8 @@ def _decode(data: Mapping[str, str], key: str) -> bytes | None:
         return None
 
 
-def parse_secret(secret: Mapping[str, Any], *, with_key: bool = True) -> SecretContents:
-    """Parse a Secret as read from the API (data base64-encoded). Never raises on bad data.
-    `with_key` False leaves tls.key unread (`key` None, no problem about it): for looking at
-    the chain and ca.crt of thousands of Secrets, where loading each key is most of the cost."""
+def parse_secret(secret: Mapping[str, Any]) -> SecretContents:
+    """Parse a Secret as read from the API (data base64-encoded). Never raises on bad data."""
     metadata = secret.get("metadata") or {}
     data = secret.get("data") or {}
     problems: list[str] = []
@@ -121,9 +119,14 @@ def parse_secret(secret: Mapping[str, Any], *, with_key: bool = True) -> SecretC
         except ValueError:
             problems.append("tls.crt does not hold a PEM certificate")
 
-    if with_key:
-        key, key_problem = _read_key(data)
-        problems.extend(() if key_problem is None else (key_problem,))
+    key_pem = _decode(data, "tls.key")
+    if key_pem is None:
+        problems.append("tls.key is missing")
+    else:
+        try:
+            key = keys.load_private_key(key_pem)
+        except ValueError:
+            problems.append("tls.key does not hold a supported private key")
 
     return SecretContents(
         name=str(metadata.get("name", "")),
@@ -139,17 +142,6 @@ def parse_secret(secret: Mapping[str, Any], *, with_key: bool = True) -> SecretC
         immutable=bool(secret.get("immutable")),
         owner_references=tuple(metadata.get("ownerReferences") or ()),
     )
-
-
-def _read_key(data: Mapping[str, Any]) -> tuple[keys.PrivateKey | None, str | None]:
-    """tls.key loaded, or None and what is wrong with it."""
-    key_pem = _decode(data, "tls.key")
-    if key_pem is None:
-        return None, "tls.key is missing"
-    try:
-        return keys.load_private_key(key_pem), None
-    except ValueError:
-        return None, "tls.key does not hold a supported private key"
 
 
 def _owner_reference(reference: Mapping[str, Any]) -> str:
