@@ -128,6 +128,8 @@ def local_admission_objects(url: str) -> str:
 
 INSTALL_FIELD_MANAGER = "certsmith-install"
 """The field manager the tiers apply the install's objects with, as a GitOps tool does."""
+AS_THE_INSTALL = ("--server-side", f"--field-manager={INSTALL_FIELD_MANAGER}", "--force-conflicts")
+"""`kubectl apply` / `kubectl diff` flags that act as the install (INSTALL_FIELD_MANAGER)."""
 
 
 def install_admission(kubeconfig: str, url: str) -> None:
@@ -137,9 +139,7 @@ def install_admission(kubeconfig: str, url: str) -> None:
     kubectl(
         kubeconfig,
         "apply",
-        "--server-side",
-        f"--field-manager={INSTALL_FIELD_MANAGER}",
-        "--force-conflicts",
+        *AS_THE_INSTALL,
         "-f",
         "-",
         input=local_admission_objects(url),

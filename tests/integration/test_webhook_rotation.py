@@ -19,7 +19,7 @@ from tests.integration.conftest import webhook_client_pki
 from tests.integration.test_injection import pod
 from tests.integration.test_root_rotation import CA, bundle_fingerprints
 from tests.support import (
-    INSTALL_FIELD_MANAGER,
+    AS_THE_INSTALL,
     install_admission,
     kubectl,
     local_admission_objects,
@@ -168,9 +168,7 @@ def test_a_server_side_diff_of_the_install_is_empty_after_the_operator_ran(
     diff = kubectl(
         kubeconfig,
         "diff",
-        "--server-side",
-        f"--field-manager={INSTALL_FIELD_MANAGER}",
-        "--force-conflicts",
+        *AS_THE_INSTALL,
         "-f",
         "-",
         input=local_admission_objects(url),
