@@ -1,0 +1,223 @@
+"""A CertificateRequest's spec read into what signing needs, pure.
+
+`spec.request` is a PEM PKCS#10 request (RFC 2986), base64-encoded as cert-manager's
+CertificateRequest carries it (the CRD declares it `format: byte`). Only two things of the
+CSR reach a certificate: its public key (after its signature verified, so the requester
+holds the private key) and its names (the subject's commonName and the subjectAltName's
+DNS names, IP addresses, URIs and email addresses). Every other subject attribute and
+every other extension asked for (basicConstraints CA:TRUE, keyUsage, name constraints, …)
+is ignored: certsmith decides them, as for a Certificate (spec.usages, CA:FALSE).
+
+The names, spec.duration, spec.usages and spec.issuerRef are judged by the very rules of a
+Certificate's spec (model.parse_certificate_spec) and the key by those of a Certificate's
+private key (pki.keys.public_key_problem): the same names, bounds and usages are accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from certsmith.api import model
+from certsmith.pki import keys
+
+REQUEST = "spec.request"
+PEM_LABEL = b"-----BEGIN CERTIFICATE REQUEST-----"
+_PLACEHOLDER_SECRET = "certificaterequest"
+"""parse_certificate_spec wants a secretName; a CertificateRequest writes no Secret."""
+# Where a Certificate spec's field comes from in a CSR, for messages.
+_FROM_CSR = {
+    "spec.commonName": "the subject's commonName",
+    "spec.dnsNames": "subjectAltName DNS name",
+    "spec.ipAddresses": "subjectAltName IP address",
+    "spec.uris": "subjectAltName URI",
+    "spec.emailAddresses": "subjectAltName email address",
+    "spec.privateKey": "the key",
+}
+SUPPORTED_KEYS = "RSA (2048, 3072 or 4096 bits), ECDSA (P-256, P-384, P-521) or Ed25519"
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A CertificateRequest's spec, judged: the key to certify and what to certify it for
+    (`certificate`: its names, usages, duration and issuer as a Certificate's spec)."""
+
+    public_key: keys.PublicKey
+    certificate: model.CertificateSpec
+
+
+def parse_request(spec: Mapping[str, Any]) -> ParsedRequest:
+    """The request's key and Certificate-equivalent spec; model.InvalidSpec naming the field
+    (`spec.request: …` for anything of the CSR, `spec.duration`, `spec.usages[i]`,
+    `spec.issuerRef.name`) for the first thing wrong, in this order: base64, PEM, the CSR's
+    structure, its signature, its key, its names, then the other fields."""
+    csr = load_csr(spec.get("request"))
+    public_key = _public_key(csr)
+    algorithm, size = _key_shape(public_key)
+    names = _names(csr)
+    certificate_spec: dict[str, Any] = {
+        "secretName": _PLACEHOLDER_SECRET,
+        **names,
+        "privateKey": {"algorithm": algorithm, **({"size": size} if size else {})},
+    }
+    for key in ("duration", "usages", "issuerRef"):
+        if key in spec:
+            certificate_spec[key] = spec[key]
+    try:
+        parsed = model.parse_certificate_spec(certificate_spec)
+    except model.InvalidSpec as invalid:
+        raise _as_request_field(invalid) from None
+    return ParsedRequest(public_key=public_key, certificate=parsed)
+
+
+def load_csr(value: object) -> x509.CertificateSigningRequest:
+    """The CSR of `spec.request` (base64 of a PEM `CERTIFICATE REQUEST`), its signature
+    verified; model.InvalidSpec naming spec.request and what is wrong."""
+    if not isinstance(value, str) or not value:
+        raise model.InvalidSpec(REQUEST, "is required: a PEM certificate request, base64-encoded")
+    try:
+        pem = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise model.InvalidSpec(
+            REQUEST, "is not base64: encode the PEM CSR, e.g. `base64 -w0 device.csr`"
+        ) from None
+    if PEM_LABEL not in pem:
+        found = _pem_label(pem)
+        what = f"a PEM {found}" if found else "no PEM certificate request"
+        raise model.InvalidSpec(
+            REQUEST, f"holds {what}; it must be a PEM PKCS#10 request ({PEM_LABEL.decode()})"
+        )
+    try:
+        csr = x509.load_pem_x509_csr(pem[pem.index(PEM_LABEL) :])
+    except ValueError as error:
+        raise model.InvalidSpec(REQUEST, f"is not a readable PKCS#10 request: {error}") from None
+    try:
+        valid = csr.is_signature_valid
+    except (UnsupportedAlgorithm, ValueError) as error:
+        raise model.InvalidSpec(
+            REQUEST,
+            f"the CSR's signature cannot be checked ({error}); certsmith signs {SUPPORTED_KEYS}",
+        ) from None
+    if not valid:
+        raise model.InvalidSpec(
+            REQUEST,
+            "the CSR's signature does not verify: it was not signed by the private key of the "
+            "public key it carries (or was altered since)",
+        )
+    return csr
+
+
+def _pem_label(pem: bytes) -> str | None:
+    """The label of the first PEM block in `pem` ("CERTIFICATE", "PRIVATE KEY"), or None."""
+    start = pem.find(b"-----BEGIN ")
+    if start < 0:
+        return None
+    end = pem.find(b"-----", start + 11)
+    label = pem[start + 11 : end] if end > 0 else b""
+    return label.decode("ascii", "replace")[:40] or None
+
+
+def _public_key(csr: x509.CertificateSigningRequest) -> keys.PublicKey:
+    try:
+        found = csr.public_key()
+    except (UnsupportedAlgorithm, ValueError) as error:
+        raise model.InvalidSpec(
+            REQUEST, f"the CSR's key cannot be read ({error}); certsmith signs {SUPPORTED_KEYS}"
+        ) from None
+    problem = keys.public_key_problem(found)
+    if problem is not None:
+        raise model.InvalidSpec(
+            REQUEST, f"the CSR's key is {problem}; certsmith signs {SUPPORTED_KEYS}"
+        )
+    if not isinstance(
+        found, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    ):
+        raise model.InvalidSpec(
+            REQUEST, f"the CSR's key is unsupported; certsmith signs {SUPPORTED_KEYS}"
+        )
+    return found
+
+
+def _key_shape(key: keys.PublicKey) -> tuple[str, int | None]:
+    """(privateKey.algorithm, privateKey.size) of a Certificate whose key is `key`."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ECDSA", key.curve.key_size
+    return "Ed25519", None
+
+
+def _names(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
+    """commonName and the SAN's names as a Certificate's spec fields; InvalidSpec for a CSR
+    with several commonNames, a malformed extension or a name of a kind certsmith does not
+    sign (directory names, otherName, registered IDs)."""
+    common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(common_names) > 1:
+        raise model.InvalidSpec(REQUEST, "the CSR's subject has several commonNames; give one")
+    found: dict[str, Any] = {}
+    if common_names:
+        found["commonName"] = str(common_names[0].value)
+    try:
+        extension = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return found
+    except ValueError as error:  # a duplicate or unparsable extension
+        raise model.InvalidSpec(REQUEST, f"the CSR's extensions cannot be read: {error}") from None
+    lists: dict[str, list[str]] = {
+        "dnsNames": [],
+        "ipAddresses": [],
+        "uris": [],
+        "emailAddresses": [],
+    }
+    for name in extension.value:
+        if isinstance(name, x509.DNSName):
+            lists["dnsNames"].append(name.value)
+        elif isinstance(name, x509.IPAddress) and isinstance(
+            name.value, ipaddress.IPv4Address | ipaddress.IPv6Address
+        ):
+            lists["ipAddresses"].append(str(name.value))
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            lists["uris"].append(name.value)
+        elif isinstance(name, x509.RFC822Name):
+            lists["emailAddresses"].append(name.value)
+        else:
+            raise model.InvalidSpec(
+                REQUEST,
+                f"the CSR's subjectAltName holds a {type(name).__name__} ({name.value!r}); "
+                "certsmith signs DNS names, IP addresses, URIs and email addresses only",
+            )
+    found.update({key: values for key, values in lists.items() if values})
+    return found
+
+
+def _as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
+    """A Certificate spec's error on a field that came from the CSR, said of spec.request
+    (`spec.dnsNames[3]` → `spec.request: subjectAltName DNS name 3: …`); spec.duration,
+    spec.usages and spec.issuerRef stay as they are."""
+    field = invalid.field
+    message = invalid.message.replace("spec.privateKey.algorithm is", "the CSR's key is")
+    if field == "spec":
+        return model.InvalidSpec(
+            REQUEST, "the CSR names nothing: give it a commonName or a subjectAltName"
+        )
+    for prefix, what in _FROM_CSR.items():
+        if field == prefix or field.startswith((prefix + "[", prefix + ".")):
+            index = field[len(prefix) :].strip("[]")
+            where = f"{what} {index}" if index.isdigit() else what
+            return model.InvalidSpec(REQUEST, f"{where}: {_said_of_csr(message)}")
+    return model.InvalidSpec(field, message)
+
+
+def _said_of_csr(message: str) -> str:
+    for prefix, what in _FROM_CSR.items():
+        message = message.replace(prefix, what)
+    return message
