@@ -181,14 +181,61 @@ SPEC_CHANGED = "request.operation == 'CREATE' || object.spec != oldObject.spec"
 admitted earlier (under other grants, or while admission was off)."""
 
 
+JUDGED = f"request.subResource == 'status' || {SPEC_CHANGED}"
+"""What the ValidatingAdmissionPolicy looks at: a new or changed spec (Certificates and
+CertificateRequests), and a CertificateRequest's status write (its only matched
+subresource), where approval is decided."""
+
+_DECISION = (
+    "{obj}.status.conditions.filter(c, c.type == 'Approved' || c.type == 'Denied')"
+    ".map(c, c.type + '=' + c.status + '/' + (has(c.reason) ? c.reason : ''))"
+)
+
+
+def _decision(obj: str) -> str:
+    """CEL: the Approved and Denied conditions of `obj` (type=status/reason), [] if none."""
+    guard = f"has({obj}.status) && has({obj}.status.conditions)"
+    return f"{guard} ? {_DECISION.format(obj=obj)} : []"
+
+
+APPROVAL_AUTHORIZED = (
+    f"authorizer.group('{names.GROUP}').resource('{names.AUTHORITIES}')"
+    f".name(object.spec.issuerRef.name).check('{names.APPROVE_VERB}').allowed()"
+)
+"""CEL: the requester may approve for the request's authority: RBAC verb `approve` on
+`certificateauthorities` (resourceName: the authority) in certsmith.dev, as Kubernetes'
+`approve` on `signers` for CertificateSigningRequests."""
+
+
+def _approval_validation() -> dict[str, str]:
+    """A CertificateRequest's status write that sets, changes or removes its Approved or
+    Denied condition needs APPROVAL_AUTHORIZED (the operator's auto-approval too: its
+    ClusterRole holds the verb); any other status write (Ready, the certificate) does not."""
+    return {
+        "expression": (
+            "request.subResource != 'status' || "
+            "variables.decision == variables.oldDecision || " + APPROVAL_AUTHORIZED
+        ),
+        "messageExpression": (
+            "'status.conditions: ' + request.userInfo.username + ' may not approve or deny "
+            f"CertificateRequests of CertificateAuthority ' + object.spec.issuerRef.name + "
+            f"': that needs the verb {names.APPROVE_VERB} on {names.AUTHORITIES}."
+            f"{names.GROUP}/' + object.spec.issuerRef.name"
+        ),
+        "reason": "Forbidden",
+    }
+
+
 def _labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": "certsmith"}
 
 
 def policy(*, operator_namespace: str) -> dict[str, Any]:
     """The ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) refusing, with HTTP
-    403 and isolation.operator_namespace_refusal's message, a new or changed Certificate in
-    the operator's namespace: the one rule of namespace isolation no grant lifts."""
+    403: a new or changed Certificate or CertificateRequest in the operator's namespace,
+    with isolation.operator_namespace_refusal's message (the one rule of namespace
+    isolation no grant lifts); and a CertificateRequest approved or denied by someone
+    without the verb `approve` on its authority (_approval_validation)."""
     refusal = isolation.operator_namespace_refusal(operator_namespace, operator_namespace)
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -202,17 +249,29 @@ def policy(*, operator_namespace: str) -> dict[str, Any]:
                         "apiGroups": [names.GROUP],
                         "apiVersions": [names.VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [names.CERTIFICATES],
+                        "resources": [
+                            names.CERTIFICATES,
+                            names.CERTIFICATE_REQUESTS,
+                            f"{names.CERTIFICATE_REQUESTS}/status",
+                        ],
                     }
                 ]
             },
-            "matchConditions": [{"name": "spec-changed", "expression": SPEC_CHANGED}],
+            "matchConditions": [{"name": "spec-changed-or-decision", "expression": JUDGED}],
+            "variables": [
+                {"name": "decision", "expression": _decision("object")},
+                {"name": "oldDecision", "expression": _decision("oldObject")},
+            ],
             "validations": [
                 {
-                    "expression": f"request.namespace != '{operator_namespace}'",
+                    "expression": (
+                        f"request.subResource == 'status' || "
+                        f"request.namespace != '{operator_namespace}'"
+                    ),
                     "message": refusal,
                     "reason": "Forbidden",
-                }
+                },
+                _approval_validation(),
             ],
         },
     }
