@@ -63,15 +63,16 @@ def test_cel_reads_the_operator_settings() -> None:
     body = admission_policy.policy(operator_namespace="certs-system")
     assert "paramKind" not in body["spec"]
     assert body["spec"]["matchConditions"] == [
-        {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED}
+        {"name": "spec-changed-or-decision", "expression": admission_policy.JUDGED}
     ]
-    assert body["spec"]["validations"] == [
-        {
-            "expression": "request.namespace != 'certs-system'",
-            "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
-            "reason": "Forbidden",
-        }
-    ]
+    assert body["spec"]["validations"][0] == {
+        "expression": "request.subResource == 'status' || request.namespace != 'certs-system'",
+        "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
+        "reason": "Forbidden",
+    }
+    approval = body["spec"]["validations"][1]["expression"]
+    assert approval.startswith("request.subResource != 'status' || ")
+    assert admission_policy.APPROVAL_AUTHORIZED in approval
     assert "paramRef" not in admission_policy.binding()["spec"]
 
 
