@@ -212,7 +212,8 @@ def _as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
     for prefix, what in _FROM_CSR.items():
         if field == prefix or field.startswith((prefix + "[", prefix + ".")):
             index = field[len(prefix) :].strip("[]")
-            where = f"{what} {index}" if index.isdigit() else what
+            plural = what + "s" if what.startswith("subjectAltName") else what
+            where = f"{what} {index}" if index.isdigit() else plural
             return model.InvalidSpec(REQUEST, f"{where}: {_said_of_csr(message)}")
     return model.InvalidSpec(field, message)
 
