@@ -279,7 +279,10 @@ def test_spec_is_immutable(
         assert edited.returncode != 0
         assert "spec is immutable" in edited.stderr
     # Metadata stays editable, and nothing is signed again.
-    kubectl(kubeconfig, "label", f"{PLURAL}.{GROUP}", "fixed", "-n", namespace, "site=lab")
+    labelled = kubectl(
+        kubeconfig, "label", f"{PLURAL}.{GROUP}", "fixed", "-n", namespace, "site=lab", check=False
+    )
+    assert labelled.returncode == 0, labelled.stderr
     assert get(api_client, namespace, "fixed")["status"]["serialNumber"] == serial
 
 

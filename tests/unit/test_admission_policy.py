@@ -66,12 +66,15 @@ def test_cel_reads_the_operator_settings() -> None:
         {"name": "spec-changed-or-decision", "expression": admission_policy.JUDGED}
     ]
     assert body["spec"]["validations"][0] == {
-        "expression": "request.subResource == 'status' || request.namespace != 'certs-system'",
+        "expression": (
+            "has(request.subResource) && request.subResource == 'status' || "
+            "request.namespace != 'certs-system'"
+        ),
         "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
         "reason": "Forbidden",
     }
     approval = body["spec"]["validations"][1]["expression"]
-    assert approval.startswith("request.subResource != 'status' || ")
+    assert approval.startswith(f"!({admission_policy.STATUS_WRITE}) || ")
     assert admission_policy.APPROVAL_AUTHORIZED in approval
     assert "paramRef" not in admission_policy.binding()["spec"]
 

@@ -181,7 +181,10 @@ SPEC_CHANGED = "request.operation == 'CREATE' || object.spec != oldObject.spec"
 admitted earlier (under other grants, or while admission was off)."""
 
 
-JUDGED = f"request.subResource == 'status' || {SPEC_CHANGED}"
+STATUS_WRITE = "has(request.subResource) && request.subResource == 'status'"
+"""CEL: the request writes the status subresource (the apiserver leaves `subResource` out
+of the request when there is none, so it is tested with has())."""
+JUDGED = f"{STATUS_WRITE} || {SPEC_CHANGED}"
 """What the ValidatingAdmissionPolicy looks at: a new or changed spec (Certificates and
 CertificateRequests), and a CertificateRequest's status write (its only matched
 subresource), where approval is decided."""
@@ -213,7 +216,7 @@ def _approval_validation() -> dict[str, str]:
     ClusterRole holds the verb); any other status write (Ready, the certificate) does not."""
     return {
         "expression": (
-            "request.subResource != 'status' || "
+            f"!({STATUS_WRITE}) || "
             "variables.decision == variables.oldDecision || " + APPROVAL_AUTHORIZED
         ),
         "messageExpression": (
@@ -265,8 +268,7 @@ def policy(*, operator_namespace: str) -> dict[str, Any]:
             "validations": [
                 {
                     "expression": (
-                        f"request.subResource == 'status' || "
-                        f"request.namespace != '{operator_namespace}'"
+                        f"{STATUS_WRITE} || request.namespace != '{operator_namespace}'"
                     ),
                     "message": refusal,
                     "reason": "Forbidden",
