@@ -191,6 +191,24 @@ def test_own_names_are_approved_and_signed_for_the_devices_key(
     assert events == ["Issued"]
 
 
+def test_a_name_granted_by_the_authority_is_approved_automatically(
+    api_client: client.ApiClient, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """The test namespaces' grant (conftest: *.example.com, 10.0.0.0/8) counts as for a
+    Certificate; a name beside it that is not granted makes the request wait."""
+    granted = csrs.csr_pem(
+        csrs.ecdsa_key(), dns_names=["gw.example.com"], ip_addresses=["10.1.2.3"]
+    )
+    create(api_client, csrs.request_body("granted", namespace, granted))
+    body = wait_ready_reason(api_client, namespace, "granted", "Issued")
+    assert (certs.condition(body, "Approved") or {}).get("reason") == "AutoApproved"
+    beyond = csrs.csr_pem(csrs.ecdsa_key(), dns_names=["gw.example.com", "gw.example.org"])
+    create(api_client, csrs.request_body("beyond", namespace, beyond))
+    body = wait_ready_reason(api_client, namespace, "beyond", "Pending")
+    assert "'gw.example.org'" in ready(body)["message"]
+    assert "'gw.example.com'" not in ready(body)["message"]
+
+
 def test_a_foreign_name_waits_and_an_approver_gets_it_signed(
     api_client: client.ApiClient,
     kubeconfig: str,
