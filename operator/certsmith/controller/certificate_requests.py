@@ -74,8 +74,11 @@ class CertificateRequestSigner:
             with self._lock(key):
                 self._decide(body, attempts=CONFLICT_ATTEMPTS)
         except ApiError as error:
+            # Refused (403: RBAC, or the policy without `approve` for certsmith): a person
+            # must act, so not every few seconds; anything else may pass soon.
+            delay = NOT_READY_RETRY if error.status == 403 else NOT_LOADED_RETRY
             logger.warning("CertificateRequest %s/%s: %s; retrying", *key, error)
-            self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + NOT_LOADED_RETRY)
+            self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + delay)
 
     def decide_by_name(self, namespace: str, name: str) -> None:
         """The scheduler's path: read the request fresh and decide it unless done or gone."""
