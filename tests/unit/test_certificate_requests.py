@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 
 from certsmith.api import conditions, model
 from certsmith.authorities.authority import AuthorityMaterial
@@ -68,6 +68,22 @@ def test_defaults_are_a_certificates() -> None:
     assert parsed.certificate.usages == model.DEFAULT_RSA_USAGES
 
 
+def test_an_ed25519_key_is_signed_with_a_certificates_ed25519_usages() -> None:
+    pem = csrs.csr_pem(ed25519.Ed25519PrivateKey.generate(), common_name="a.devices.svc")
+    parsed = csr.parse_request(spec(pem))
+    assert isinstance(parsed.public_key, ed25519.Ed25519PublicKey)
+    assert parsed.certificate.private_key.algorithm == "Ed25519"
+    assert parsed.certificate.usages == model.DEFAULT_USAGES
+
+
+def _dsa() -> bytes:
+    key = dsa.generate_private_key(key_size=2048)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name.from_rfc4514_string("CN=a.devices.svc")
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
 def _weak_rsa() -> bytes:
     return csrs.csr_pem(
         rsa.generate_private_key(public_exponent=65537, key_size=1024), common_name="a.b.svc"
@@ -98,6 +114,7 @@ def _bad_signature() -> bytes:
         ),
         (spec(_bad_signature()), "spec.request", "signature does not verify"),
         (spec(_weak_rsa()), "spec.request", "the CSR's key is an RSA 1024-bit key"),
+        (spec(_dsa()), "spec.request", "the CSR's key is a key of type DSA; certsmith signs RSA"),
         (
             spec(csrs.csr_pem(ec.generate_private_key(ec.SECP256K1()), common_name="a.b.svc")),
             "spec.request",

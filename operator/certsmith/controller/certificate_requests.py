@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -231,7 +231,7 @@ class CertificateRequestSigner:
         body: Mapping[str, Any],
         event_type: str,
         reason: str,
-        written: list[dict[str, Any]] | Any,
+        written: Sequence[Mapping[str, Any]],
     ) -> None:
         # An event that cannot be posted must not undo a decision that was written.
         ready = conditions.find_condition(written, conditions.READY) or {}

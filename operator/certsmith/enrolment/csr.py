@@ -134,17 +134,13 @@ def _public_key(csr: x509.CertificateSigningRequest) -> keys.PublicKey:
             REQUEST, f"the CSR's key cannot be read ({error}); certsmith signs {SUPPORTED_KEYS}"
         ) from None
     problem = keys.public_key_problem(found)
-    if problem is not None:
-        raise model.InvalidSpec(
-            REQUEST, f"the CSR's key is {problem}; certsmith signs {SUPPORTED_KEYS}"
-        )
-    if not isinstance(
-        found, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-    ):
-        raise model.InvalidSpec(
-            REQUEST, f"the CSR's key is unsupported; certsmith signs {SUPPORTED_KEYS}"
-        )
-    return found
+    supported = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+    if problem is None and isinstance(found, supported):
+        return found
+    raise model.InvalidSpec(
+        REQUEST,
+        f"the CSR's key is {problem or 'of no supported type'}; certsmith signs {SUPPORTED_KEYS}",
+    )
 
 
 def _key_shape(key: keys.PublicKey) -> tuple[str, int | None]:
