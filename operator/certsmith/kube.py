@@ -399,6 +399,25 @@ class Kube:
         path = self._certificate_request_path(namespace, name) + "/status"
         return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
 
+    def list_certificate_requests(self) -> list[dict[str, Any]]:
+        """Every certsmith CertificateRequest, in every namespace."""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{names.CERTIFICATE_REQUESTS}")
+
+    def patch_annotations(
+        self,
+        *,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        annotations: Mapping[str, str | None],
+    ) -> dict[str, Any]:
+        """Merge `annotations` (None removes a key) into a certsmith object of `plural`
+        (namespaced when `namespace` is given); 404 ApiError if it is gone."""
+        where = f"namespaces/{namespace}/" if namespace else ""
+        path = f"/apis/{names.GROUP}/{names.VERSION}/{where}{plural}/{name}"
+        body = {"metadata": {"annotations": dict(annotations)}}
+        return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
+
     @staticmethod
     def _certificate_request_path(namespace: str, name: str) -> str:
         return (

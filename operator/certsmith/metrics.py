@@ -8,6 +8,7 @@ lacks: an issuance latency histogram (apply or renewal due → Secret written).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -82,6 +83,22 @@ CERTIFICATE_REQUESTS = Counter(
     "PolicyDenied).",
     ["outcome"],
 )
+REVOKED = Gauge(
+    "certsmith_revoked_certificates",
+    "Entries in the CertificateAuthority's CRL (revoked certificates not yet expired).",
+    ["authority"],
+)
+CRL_THIS_UPDATE = Gauge(
+    "certsmith_crl_this_update_timestamp_seconds",
+    "The thisUpdate of the CertificateAuthority's published CRL (Unix time).",
+    ["authority"],
+)
+CRL_AGE = Gauge(
+    "certsmith_crl_age_seconds",
+    "Seconds since the thisUpdate of the CertificateAuthority's published CRL, at the scrape "
+    "(re-signed every 12 h; its nextUpdate is thisUpdate + 24 h).",
+    ["authority"],
+)
 PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
 
@@ -135,14 +152,23 @@ def cluster_trust_bundle_roots(name: str, roots: int) -> None:
 
 def authority_forgotten(name: str) -> None:
     """A deleted authority leaves no series behind."""
-    with contextlib.suppress(KeyError):
-        CLUSTER_TRUST_BUNDLE_ROOTS.remove(name)
+    for gauge in (CLUSTER_TRUST_BUNDLE_ROOTS, REVOKED, CRL_THIS_UPDATE, CRL_AGE):
+        with contextlib.suppress(KeyError):
+            gauge.remove(name)
     for role in ("root", "intermediate"):
         with contextlib.suppress(KeyError):
             AUTHORITY_EXPIRATION.remove(name, role)
     for phase in PHASES:
         with contextlib.suppress(KeyError):
             ROTATION_PHASE.remove(name, phase)
+
+
+def crl_published(name: str, revoked: int, this_update: datetime) -> None:
+    """Authority `name` publishes a CRL of `revoked` entries signed at `this_update`."""
+    REVOKED.labels(name).set(revoked)
+    CRL_THIS_UPDATE.labels(name).set(this_update.timestamp())
+    stamp = this_update.timestamp()
+    CRL_AGE.labels(name).set_function(lambda: time.time() - stamp)
 
 
 def pod_certificate_answered(condition: str, reason: str, latency_seconds: float | None) -> None:

@@ -11,6 +11,7 @@ configurations route here (see webhook_config.py in this folder).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import threading
@@ -25,6 +26,7 @@ from certsmith import metrics
 from certsmith.admission import webhook_config
 from certsmith.admission.serving_keeper import ServingKeeper
 from certsmith.api import model, names
+from certsmith.authorities import crl_publisher
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.enrolment import csr
@@ -73,6 +75,7 @@ def registry(
                 replica=replica,
                 authority_problem=_authority_problem(config, serving, replica),
                 webhook_port=config.webhook_port if config.webhooks else None,
+                crl=functools.partial(crl_publisher.crl_der, kube, config),
             )
 
     if config.webhooks:

@@ -43,6 +43,10 @@ class AuthorityMaterial:
     refresh_bounds: Mapping[str, datetime] = field(default_factory=dict)
     """The pod certificates' refresh bound of each trusted root (by SHA-256 fingerprint), as
     its Secret recorded it when the material was loaded (pod_certificates)."""
+    crl_url: str | None = None
+    """spec.crl.distributionPointURL: named in each leaf it signs (RFC 5280 4.2.1.13)."""
+    crl_pem: str = ""
+    """The CRLs published last (authorities.revocation.CRL_KEY); "" before the first."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

@@ -30,6 +30,7 @@ from certsmith.api import conditions, model, names, times
 from certsmith.authorities import (
     authority,
     cluster_trust_bundle,
+    crl_publisher,
     pod_certificates,
     rotation,
     store,
@@ -119,6 +120,10 @@ class AuthorityController:
         # The same for each authority's ClusterTrustBundle, by its name.
         self._ctb_versions: dict[str, str] = {}
         self._ctb_uids: dict[str, str] = {}
+        self._crls = crl_publisher.CrlPublisher(kube=kube, config=config, event=self.event)
+        # When each authority's revocation record next changes by itself (its CRL is due
+        # again, an entry expires): a step is scheduled no later than that.
+        self._crl_due: dict[str, datetime] = {}
 
     def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether a bundle ConfigMap's watch event only echoes a write made here."""
@@ -207,6 +212,7 @@ class AuthorityController:
             settings, material, state = self._load(body, state, now)
         except (store.AuthorityNotReady, model.InvalidSpec) as error:
             return self._not_ready(body, error, now)
+        material = self._with_crl(body, material, now)
         self._registry.put(material)
         self._apply_rate(material.name, settings.reissue_rate, now)
         # From the root Secrets read fresh above: the bound is written there before any pod
@@ -336,8 +342,21 @@ class AuthorityController:
             store.finish_rotation(self._kube, self._config, name)
             self._pacer.reset(name)
         material = store.ensure_material(self._kube, self._config, body, now, advanced)
+        material = self._with_crl(body, material, now)
         self._registry.put(material)
         return material
+
+    def _with_crl(
+        self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
+    ) -> authority.AuthorityMaterial:
+        """Apply the revocations asked for and publish the CRL signed by the intermediate
+        that signs now (crl_publisher); the material carrying it, for the bundles."""
+        published = self._crls.publish(body, material, now)
+        if published.next_change is None:
+            self._crl_due.pop(material.name, None)
+        else:
+            self._crl_due[material.name] = published.next_change
+        return published.material
 
     def _schedule_next_step(
         self,
@@ -357,6 +376,9 @@ class AuthorityController:
             )
             if bundle_problems:
                 next_step = min(next_step, now + BUNDLE_RETRY)
+            crl_due = self._crl_due.get(material.name)
+            if crl_due is not None:
+                next_step = min(next_step, crl_due)
         self._scheduler.schedule((AUTHORITY, "", material.name), next_step)
 
     def _not_ready(
@@ -434,10 +456,17 @@ class AuthorityController:
     def warning_event(self, body: Mapping[str, Any], reason: str, message: str) -> None:
         """A Warning Event about authority `body` (`kubectl describe ca`); one lost to the
         apiserver is only logged."""
+        self.event(body, "Warning", reason, message)
+
+    def event(
+        self, involved: Mapping[str, Any], event_type: str, reason: str, message: str
+    ) -> None:
+        """An Event of `event_type` ("Normal", "Warning") about the object `involved`, as
+        read; one lost to the apiserver is only logged."""
         try:
             self._kube.post_event(
-                involved=body,
-                event_type="Warning",
+                involved=involved,
+                event_type=event_type,
                 reason=reason,
                 message=message,
                 now=times.format_time(self._clock()),
@@ -619,6 +648,7 @@ class AuthorityController:
                 owner=owner,
                 pem=material.bundle_pem,
                 created_here=uid is not None and self._bundle_uids.get(key) == uid,
+                crl=material.crl_pem,
             )
             if verdict.action is trust_bundle.Action.CONFLICT:
                 return rotation.Lagging(*key, verdict.why, trust_bundle.CONFLICT)
@@ -634,6 +664,7 @@ class AuthorityController:
                         authority=material.name,
                         pem=material.bundle_pem,
                         existing=existing,
+                        crl=material.crl_pem,
                     )
                 )
             except ApiError as error:

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from cryptography import x509
 
 from certsmith.api import model, names
-from certsmith.authorities import authority, pod_certificates, rotation, trust_bundle
+from certsmith.authorities import authority, pod_certificates, revocation, rotation, trust_bundle
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -550,6 +550,10 @@ def ensure_material(
     if problem is not None:
         raise AuthorityNotReady(f"a certificate signed under this root would not verify: {problem}")
     bundle = spec.get("trustBundle") or {}
+    try:
+        crl_url = revocation.crl_url(spec)
+    except model.InvalidSpec as error:
+        raise AuthorityNotReady(str(error), reason="InvalidSpec") from None
     return authority.AuthorityMaterial(
         name=name,
         root=signing,
@@ -563,6 +567,7 @@ def ensure_material(
         bundle_selector=bundle.get("namespaceSelector") or {},
         pod_certificates=pod_certificates.parse_settings(spec),
         refresh_bounds=bounds,
+        crl_url=crl_url,
     )
 
 

@@ -32,6 +32,8 @@ CONFLICT = "BundleConflict"
 WRITE_FAILED = "BundleWriteFailed"
 BUNDLE_ANNOTATION = names.BUNDLE_LABEL
 BUNDLE_KEY = "ca.crt"
+CRL_KEY = "ca.crl"
+"""The authority's CRLs (PEM), next to its roots (authorities.revocation)."""
 
 
 class Action(enum.Enum):
@@ -160,11 +162,13 @@ def judge(
     owner: str,
     pem: bytes,
     created_here: bool,
+    crl: str = "",
 ) -> Verdict:
     """What `authority` does with the ConfigMap found under its bundle's name (None: none
     exists), `owner` being its rightful owner (`rightful_owner`).
 
     `created_here`: certsmith created this object (its uid), even if its markers were removed.
+    `crl`: the authority's published CRLs (PEM, key CRL_KEY); "" when it has none yet.
     """
     if authority != owner:
         return Verdict(Action.CONFLICT, not_owner_why(owner))
@@ -176,7 +180,7 @@ def judge(
             "ConfigMap was not created by certsmith and is left untouched; delete it (certsmith "
             f"then writes its own) or label it {names.BUNDLE_LABEL}={authority} to hand it over",
         )
-    if is_current(existing, pem, authority):
+    if is_current(existing, pem, authority, crl):
         return Verdict(Action.NOTHING)
     return Verdict(Action.WRITE)
 
@@ -188,9 +192,11 @@ def bundle_configmap(
     authority: str,
     pem: bytes,
     existing: Mapping[str, Any] | None = None,
+    crl: str = "",
 ) -> dict[str, Any]:
     """The ConfigMap to create, or to PUT over `existing` (with its resourceVersion): labels,
-    annotations and data keys others added are kept; certsmith's own are put back."""
+    annotations and data keys others added are kept; certsmith's own (ca.crt, and ca.crl
+    when `crl` is given) are put back."""
     previous = (existing or {}).get("metadata") or {}
     metadata: dict[str, Any] = {
         "name": name,
@@ -210,19 +216,22 @@ def bundle_configmap(
         "metadata": metadata,
         "data": {**((existing or {}).get("data") or {}), BUNDLE_KEY: pem.decode()},
     }
-    # A key may be in data or binaryData, not both: ca.crt is certsmith's, in data.
+    if crl:
+        body["data"][CRL_KEY] = crl
+    # A key may be in data or binaryData, not both: ca.crt and ca.crl are certsmith's, in data.
     binary = {
         key: value
         for key, value in ((existing or {}).get("binaryData") or {}).items()
-        if key != BUNDLE_KEY
+        if key not in (BUNDLE_KEY, CRL_KEY)
     }
     if binary:
         body["binaryData"] = binary
     return body
 
 
-def is_current(configmap: Mapping[str, Any], pem: bytes, authority: str) -> bool:
-    """Whether label, annotation and ca.crt are what certsmith writes."""
+def is_current(configmap: Mapping[str, Any], pem: bytes, authority: str, crl: str = "") -> bool:
+    """Whether label, annotation, ca.crt and (when `crl` is given) ca.crl are what certsmith
+    writes."""
     metadata = configmap.get("metadata") or {}
     labels = metadata.get("labels") or {}
     annotations = metadata.get("annotations") or {}
@@ -232,6 +241,8 @@ def is_current(configmap: Mapping[str, Any], pem: bytes, authority: str) -> bool
         and labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
         and annotations.get(names.BUNDLE_ANNOTATION) == authority
         and data.get(BUNDLE_KEY) == pem.decode()
+        and (not crl or data.get(CRL_KEY) == crl)
+        and (not crl or CRL_KEY not in (configmap.get("binaryData") or {}))
     )
 
 

@@ -53,7 +53,11 @@ def issued_material(
     records with it; its revision is one more than the latest (status.revision)."""
     key = signing_key(spec, previous)
     leaf = issue.build_leaf(
-        spec=spec, public_key=key.public_key(), issuer=signer.intermediate, now=now
+        spec=spec,
+        public_key=key.public_key(),
+        issuer=signer.intermediate,
+        now=now,
+        crl_url=signer.crl_url,
     )
     return tls_secret.IssuedMaterial(
         leaf=leaf,

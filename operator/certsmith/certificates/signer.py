@@ -42,6 +42,11 @@ class Signer(Protocol):
         ...
 
     @property
+    def crl_url(self) -> str | None:
+        """spec.crl.distributionPointURL: the CRL distribution point of the leaves it signs."""
+        ...
+
+    @property
     def issuer_fingerprint(self) -> str:
         """The intermediate's SHA-256 fingerprint, recorded on the Secrets it issued into."""
         ...

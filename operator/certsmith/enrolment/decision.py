@@ -141,6 +141,7 @@ def sign(
         public_key=parsed.public_key,
         issuer=authority.intermediate,
         now=now,
+        crl_url=authority.crl_url,
     )
     chain = inspect.certificates_to_pem([leaf, authority.intermediate.certificate]).decode()
     message = (

@@ -40,8 +40,11 @@ def build_leaf(
     public_key: CertificatePublicKeyTypes,
     issuer: CAKeyPair,
     now: datetime,
+    crl_url: str | None = None,
 ) -> x509.Certificate:
-    """Sign a CA:FALSE certificate for `public_key`; notAfter never exceeds the issuer's."""
+    """Sign a CA:FALSE certificate for `public_key`; notAfter never exceeds the issuer's.
+    With `crl_url`, a CRL distribution point naming it (RFC 5280 4.2.1.13: one full name,
+    no reasons, the CRL issuer being the certificate's issuer)."""
     start = now.replace(microsecond=0)
     subject = _subject(spec)
     builder = (
@@ -68,6 +71,14 @@ def build_leaf(
     extended = [oid for usage, oid in _EXTENDED_USAGES.items() if usage in spec.usages]
     if extended:
         builder = builder.add_extension(x509.ExtendedKeyUsage(extended), critical=False)
+    if crl_url:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     return builder.sign(issuer.key, signature_hash(issuer.key))
 
 

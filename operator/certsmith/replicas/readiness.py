@@ -11,10 +11,13 @@ webhook accepts connections (so the apiserver's calls will be answered).
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from collections.abc import Callable
 
 from aiohttp import web
 
+from certsmith.kube import ApiError
 from certsmith.replicas.state import ReplicaState
 
 
@@ -28,6 +31,25 @@ async def _port_open(port: int) -> bool:
 
 
 APISERVER_SILENCE_LIMIT_SECONDS = 10.0
+# An authority's name is a DNS subdomain (RFC 1123): nothing else is looked up.
+_AUTHORITY_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+CrlSource = Callable[[str], bytes | None]
+
+
+async def _crl_file(crl: CrlSource | None, request: web.Request) -> web.Response:
+    """`/crl/<authority>.crl` (`serve`)."""
+    name = request.match_info["authority"]
+    if crl is None or not _AUTHORITY_NAME.fullmatch(name):
+        return web.Response(status=404, text="no such CRL\n")
+    try:
+        der = await asyncio.to_thread(crl, name)
+    except (ApiError, ValueError) as error:  # unanswered or unreadable: retry later
+        return web.Response(status=503, text=f"the CRL cannot be read now: {error}\n")
+    if der is None:
+        return web.Response(status=404, text=f"CertificateAuthority {name} has no CRL\n")
+    return web.Response(body=der, content_type="application/pkix-crl")
 
 
 async def serve(
@@ -36,11 +58,16 @@ async def serve(
     replica: ReplicaState,
     authority_problem: Callable[[], str | None],
     webhook_port: int | None,
+    crl: CrlSource | None = None,
 ) -> web.AppRunner:
-    """Serve `/readyz` on `port` (every address) until the returned runner is cleaned up.
+    """Serve `/readyz` on `port` (every address) until the returned runner is cleaned up,
+    and, with `crl`, `/crl/<authority>.crl`: the authority's CRL in DER
+    (`application/pkix-crl`, RFC 5280 4.2.1.13), 404 when it has none.
 
     `authority_problem`: why the default authority cannot sign, or None; `webhook_port`:
-    the port the webhook must accept connections on, or None when webhooks are off."""
+    the port the webhook must accept connections on, or None when webhooks are off;
+    `crl(authority)`: the DER to serve (blocking: run in a thread), None for none, an
+    exception when it cannot be read now (503)."""
 
     async def readyz(_: web.Request) -> web.Response:
         problems = []
@@ -61,6 +88,7 @@ async def serve(
 
     app = web.Application()
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/crl/{authority}.crl", functools.partial(_crl_file, crl))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()

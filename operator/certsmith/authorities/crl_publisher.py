@@ -1,0 +1,243 @@
+"""Apply revocation requests to an authority's record and publish its CRL (I/O around the
+pure authorities.revocation): one call per authority step, under the authority's lock.
+
+Order, so that a crash anywhere is repaired by the next step: the record (the revocation
+and the new CRL) is written first; only then are the requests' annotations removed (a
+Certificate's replaced by `renew-requested-at`, which re-issues it with a new key). A
+request found again whose entry is in the record is only finished, never applied twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from certsmith import metrics
+from certsmith.api import model, names
+from certsmith.authorities import authority, revocation
+from certsmith.config import Config
+from certsmith.kube import ApiError, Kube
+from certsmith.pki import crl
+
+logger = logging.getLogger(__name__)
+
+REVOKED = "Revoked"
+INVALID_REVOCATION = "InvalidRevocation"
+RECORD_INVALID = "RevocationRecordInvalid"
+
+
+@dataclass(frozen=True)
+class Published:
+    """The material with its CRL, and when the record next changes by itself (None: never)."""
+
+    material: authority.AuthorityMaterial
+    next_change: datetime | None
+
+
+class CrlPublisher:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        config: Config,
+        event: Callable[[Mapping[str, Any], str, str, str], None],
+    ) -> None:
+        """`event(involved, type, reason, message)` posts an Event (one lost is only logged)."""
+        self._kube = kube
+        self._config = config
+        self._event = event
+
+    def publish(
+        self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
+    ) -> Published:
+        """Apply the requests addressed to authority `body`, drop expired entries, sign the
+        CRL again when due, store the record; the material with the CRL. ApiError when the
+        apiserver does not answer (the step is retried)."""
+        name = material.name
+        stored = self._kube.get_configmap(
+            namespace=self._config.namespace, name=revocation.record_name(name)
+        )
+        try:
+            record = revocation.load((stored or {}).get("data"))
+        except ValueError as error:
+            # Never overwritten: the entries in it are what keeps certificates revoked.
+            message = (
+                f"ConfigMap {self._config.namespace}/{revocation.record_name(name)}: {error}; "
+                "the CRL is not updated until it is restored from a backup or deleted"
+            )
+            logger.warning("CertificateAuthority %s: %s", name, message)
+            self._event(body, "Warning", RECORD_INVALID, message)
+            crl_pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+            return Published(replace(material, crl_pem=crl_pem), None)
+        requests = self._requests(name)
+        serials, problems = revocation.serial_requests(
+            (body.get("metadata") or {}).get("annotations") or {}
+        )
+        for problem in problems:
+            self._event(body, "Warning", INVALID_REVOCATION, problem)
+        updated = revocation.with_requests(
+            record,
+            (r for r, _ in requests),
+            serials,
+            now=now,
+            serial_not_after=material.intermediate.certificate.not_valid_after_utc,
+        )
+        updated = revocation.publish(
+            updated, intermediate=material.intermediate, root=material.root, now=now
+        )
+        if updated != record:
+            self._store(name, updated, stored)
+            added = len(updated.entries) - len(record.entries)
+            logger.info(
+                "CertificateAuthority %s: CRL %d published (%d revoked, %+d)",
+                name,
+                updated.number,
+                len(updated.entries),
+                added,
+            )
+        for request, involved in requests:
+            self._finish(request, involved, updated)
+        self._finish_serials(body, serials, problems)
+        if updated.this_update is not None:
+            metrics.crl_published(name, len(updated.entries), updated.this_update)
+        return Published(
+            replace(material, crl_pem=updated.crl_pem), revocation.next_change(updated)
+        )
+
+    def _requests(self, name: str) -> list[tuple[revocation.Request, Mapping[str, Any]]]:
+        """The revocations asked for on this authority's Certificates and CertificateRequests;
+        an invalid one gets a Warning event and its annotations removed."""
+        found: list[tuple[revocation.Request, Mapping[str, Any]]] = []
+        objects = [
+            ("Certificate", names.CERTIFICATES, item) for item in self._kube.list_certificates()
+        ] + [
+            ("CertificateRequest", names.CERTIFICATE_REQUESTS, item)
+            for item in self._kube.list_certificate_requests()
+        ]
+        for kind, plural, item in objects:
+            annotations = (item.get("metadata") or {}).get("annotations") or {}
+            if revocation.REQUESTED_AT_ANNOTATION not in annotations:
+                continue
+            if _issuer(item) != name:
+                continue
+            try:
+                request = revocation.request_of(kind, item)
+            except revocation.InvalidRequest as error:
+                self._event(item, "Warning", INVALID_REVOCATION, str(error))
+                self._clear(plural, item, {})
+                continue
+            if request is not None:
+                found.append((request, item))
+        return found
+
+    def _store(
+        self, name: str, record: revocation.Record, stored: Mapping[str, Any] | None
+    ) -> None:
+        """Create or replace the record ConfigMap; a 409 (written meanwhile) is an ApiError:
+        the step runs again from what is there."""
+        metadata: dict[str, Any] = {
+            "name": revocation.record_name(name),
+            "namespace": self._config.namespace,
+            "labels": {
+                names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+                names.CA_AUTHORITY_LABEL: name,
+            },
+        }
+        if stored is not None:
+            metadata["resourceVersion"] = stored["metadata"]["resourceVersion"]
+        self._kube.put_configmap(
+            body={
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata,
+                "data": revocation.dump(record),
+            }
+        )
+
+    def _finish(
+        self,
+        request: revocation.Request,
+        involved: Mapping[str, Any],
+        record: revocation.Record,
+    ) -> None:
+        """Remove the request's annotations (the record holds it now); for a Certificate,
+        ask for its re-issue in the same write unless --no-reissue."""
+        plural = names.CERTIFICATES if request.kind == "Certificate" else names.CERTIFICATE_REQUESTS
+        extra: dict[str, str | None] = {}
+        if request.serial is None:
+            self._event(
+                involved,
+                "Warning",
+                INVALID_REVOCATION,
+                f"nothing to revoke: {request.kind} {request.name} has no certificate yet "
+                "(status.serialNumber is empty)",
+            )
+        elif revocation.applied(record, request) or any(
+            e.serial == request.serial for e in record.entries
+        ):
+            self._event(
+                involved,
+                "Normal",
+                REVOKED,
+                f"serial {request.serial:x} revoked ({request.reason}); the CRL of "
+                f"CertificateAuthority {_issuer(involved)} lists it",
+            )
+            if request.reissue:
+                extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
+        self._clear(plural, involved, extra)
+
+    def _clear(
+        self, plural: str, involved: Mapping[str, Any], extra: Mapping[str, str | None]
+    ) -> None:
+        metadata = involved.get("metadata") or {}
+        patch: dict[str, str | None] = dict.fromkeys(revocation.REQUEST_ANNOTATIONS)
+        patch.update(extra)
+        try:
+            self._kube.patch_annotations(
+                plural=plural,
+                namespace=metadata.get("namespace"),
+                name=metadata.get("name", ""),
+                annotations=patch,
+            )
+        except ApiError as error:
+            if not error.not_found:
+                raise
+
+    def _finish_serials(
+        self, body: Mapping[str, Any], serials: Mapping[int, str], problems: list[str]
+    ) -> None:
+        """Remove the authority's `revoke.certsmith.dev/` annotations: recorded, or refused
+        (a Warning event said why)."""
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        keys = [k for k in annotations if k.startswith(revocation.SERIAL_ANNOTATION_PREFIX)]
+        if not keys:
+            return
+        for serial, reason in serials.items():
+            self._event(body, "Normal", REVOKED, f"serial {serial:x} revoked ({reason})")
+        self._kube.patch_annotations(
+            plural=names.AUTHORITIES,
+            namespace=None,
+            name=body["metadata"]["name"],
+            annotations=dict.fromkeys(keys),
+        )
+
+
+def _issuer(involved: Mapping[str, Any]) -> str:
+    """The authority a Certificate or CertificateRequest names (spec.issuerRef.name)."""
+    return str(
+        ((involved.get("spec") or {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+    )
+
+
+def crl_der(kube: Kube, config: Config, authority_name: str) -> bytes | None:
+    """The DER of `authority_name`'s current CRL (the intermediate's, listing its revoked
+    leaves) from its record; None when it has none. ApiError when the apiserver does not
+    answer."""
+    stored = kube.get_configmap(
+        namespace=config.namespace, name=revocation.record_name(authority_name)
+    )
+    pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+    return crl.to_der(pem) if pem else None
