@@ -267,7 +267,8 @@ def test_webhooks_off_installs_no_admission_objects() -> None:
     objects = render("webhook.enabled=false")
     assert not kinds(objects) & ADMISSION_KINDS
     assert [b["metadata"]["name"] for b in objects if b["kind"] == "Service"] == [
-        "certsmith-metrics"
+        "certsmith-metrics",
+        "certsmith-crl",
     ]
     assert "webhook" not in ports(objects)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import kopf
 
-from certsmith.api import names
-from certsmith.authorities import cluster_trust_bundle
+from certsmith.api import model, names
+from certsmith.authorities import cluster_trust_bundle, revocation
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
 from certsmith.controller.authority_steps import AuthoritySteps
@@ -113,6 +113,7 @@ def registry(
     _authority_handlers(handlers, authorities)
     _certificate_handlers(handlers, reconciler, certificates)
     _certificate_request_handlers(handlers, certificate_requests)
+    _revocation_handlers(handlers, authorities)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
     if cluster_trust_bundles is not None:
@@ -247,6 +248,42 @@ def _certificate_request_handlers(
             signer.forget(_namespaced(namespace, "CertificateRequest"), name)
             return
         signer.seen(body)
+
+
+def _revocation_requested(body: kopf.Body, **_: Any) -> bool:
+    return revocation.REQUESTED_AT_ANNOTATION in body.get("metadata", {}).get("annotations", {})
+
+
+def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
+    """`kubectl certsmith revoke` annotated a Certificate or CertificateRequest: its
+    authority steps now, which records the revocation, publishes its CRL and removes the
+    annotation (authorities.crl_publisher)."""
+
+    def step_its_authority(event: kopf.RawEvent, body: kopf.Body) -> None:
+        if event["type"] == "DELETED":
+            return
+        issuer = (body.get("spec", {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+        authorities.step_now(issuer)
+
+    @kopf.on.event(
+        names.GROUP,
+        names.VERSION,
+        names.CERTIFICATES,
+        when=_revocation_requested,
+        registry=handlers,
+    )
+    def certificate_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        step_its_authority(event, body)
+
+    @kopf.on.event(
+        names.GROUP,
+        names.VERSION,
+        names.CERTIFICATE_REQUESTS,
+        when=_revocation_requested,
+        registry=handlers,
+    )
+    def certificate_request_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        step_its_authority(event, body)
 
 
 def _namespace_handlers(
