@@ -47,6 +47,15 @@ CA_ROLE_LABEL = "certsmith.dev/role"
 # On a CertificateAuthority: start a root rotation now.
 ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 BUNDLE_LABEL = "certsmith.dev/trust-bundle"
+# Revocation (`kubectl certsmith revoke`). On a Certificate or a CertificateRequest: revoke
+# the certificate in its status now (the time of the request), why (a CRLReason name), and,
+# on a Certificate, "false" not to re-issue it. On a CertificateAuthority:
+# `revoke.certsmith.dev/<serial hex>: <reason>` revokes a serial it signed. certsmith
+# removes them once the revocation is recorded.
+REVOKE_REQUEST_ANNOTATION = "certsmith.dev/revoke-requested-at"
+REVOKE_REASON_ANNOTATION = "certsmith.dev/revoke-reason"
+REVOKE_REISSUE_ANNOTATION = "certsmith.dev/revoke-reissue"
+REVOKE_SERIAL_PREFIX = "revoke.certsmith.dev/"
 BUNDLE_ANNOTATION = BUNDLE_LABEL
 
 # --- pods and workloads ------------------------------------------------------------------

@@ -26,10 +26,10 @@ from typing import Any
 from certsmith.api import model, names, times
 from certsmith.pki import ca, crl, inspect
 
-REQUESTED_AT_ANNOTATION = f"{names.GROUP}/revoke-requested-at"
-REASON_ANNOTATION = f"{names.GROUP}/revoke-reason"
-REISSUE_ANNOTATION = f"{names.GROUP}/revoke-reissue"
-SERIAL_ANNOTATION_PREFIX = f"revoke.{names.GROUP}/"
+REQUESTED_AT_ANNOTATION = names.REVOKE_REQUEST_ANNOTATION
+REASON_ANNOTATION = names.REVOKE_REASON_ANNOTATION
+REISSUE_ANNOTATION = names.REVOKE_REISSUE_ANNOTATION
+SERIAL_ANNOTATION_PREFIX = names.REVOKE_SERIAL_PREFIX
 REQUEST_ANNOTATIONS = (REQUESTED_AT_ANNOTATION, REASON_ANNOTATION, REISSUE_ANNOTATION)
 
 RECORD_KEY = "revocations.json"
@@ -42,8 +42,6 @@ CRL_VALIDITY = timedelta(hours=24)
 REPUBLISH_AFTER = timedelta(hours=12)
 """A CRL is signed again this long after its thisUpdate (half its validity), or at once
 when an entry is added or dropped or the intermediate changed."""
-MAX_SERIAL_HEX = 40
-"""RFC 5280 4.1.2.2: a serial is at most 20 octets."""
 
 
 CRL_URL_FIELD = "spec.crl.distributionPointURL"
@@ -123,20 +121,18 @@ class InvalidRequest(ValueError):
 def parse_reason(value: str | None, where: str) -> str:
     """A CRLReason name (crl.REASONS; default `unspecified`); InvalidRequest naming `where`."""
     reason = value or "unspecified"
-    if reason not in crl.REASONS:
-        raise InvalidRequest(
-            f"{where}: {reason!r} is not a revocation reason; one of {', '.join(crl.REASONS)}"
-        )
+    problem = crl.reason_problem(reason)
+    if problem is not None:
+        raise InvalidRequest(f"{where}: {problem}")
     return reason
 
 
 def parse_serial(text: str, where: str) -> int:
-    """A serial in hex (colons allowed, as openssl prints them); InvalidRequest naming `where`."""
-    digits = text.replace(":", "").lower()
-    hexadecimal = all(c in "0123456789abcdef" for c in digits)
-    if not digits or len(digits) > MAX_SERIAL_HEX or not hexadecimal:
-        raise InvalidRequest(f"{where}: {text!r} is not a serial number in hex (1-40 digits)")
-    return int(digits, 16)
+    """A serial in hex (crl.parse_serial); InvalidRequest naming `where`."""
+    try:
+        return crl.parse_serial(text)
+    except ValueError as error:
+        raise InvalidRequest(f"{where}: {error}") from None
 
 
 def request_of(kind: str, body: Mapping[str, Any]) -> Request | None:

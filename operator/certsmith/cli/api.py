@@ -170,9 +170,9 @@ class Api:
         return self._request("GET", path, what=f'Certificate "{name}" in namespace {namespace}')
 
     def annotate_certificate(
-        self, namespace: str, name: str, annotations: Mapping[str, str]
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
     ) -> dict[str, Any]:
-        """Set `annotations` on the Certificate; the stored Certificate is returned."""
+        """Set `annotations` (None removes one) on the Certificate; the stored Certificate."""
         path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
         return self._request(
             "PATCH",
@@ -190,6 +190,18 @@ class Api:
             "GET",
             _request_path(namespace, name),
             what=f'CertificateRequest "{name}" in namespace {namespace}',
+        )
+
+    def annotate_certificate_request(
+        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Set `annotations` (None removes one) on the request; the stored request."""
+        return self._request(
+            "PATCH",
+            _request_path(namespace, name),
+            what=f'CertificateRequest "{name}" in namespace {namespace}',
+            body={"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
         )
 
     def patch_certificate_request_status(

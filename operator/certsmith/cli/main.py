@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from certsmith.api import model
-from certsmith.cli import api, ca, decide, inspection, output, renew, status
+from certsmith.cli import api, ca, decide, inspection, output, renew, revoke, status
 
 EXAMPLES = """\
 examples:
@@ -26,6 +26,9 @@ examples:
   kubectl certsmith ca rotate                 # ask the operator to rotate cluster-root
   kubectl certsmith approve gw-1 -n partners  # approve a CertificateRequest (verb approve
   kubectl certsmith deny gw-2 -n partners --message "unknown device"   # on its authority)
+  kubectl certsmith revoke web -n shop --reason keyCompromise   # revoke, re-issue (new key)
+  kubectl certsmith revoke certificaterequest/cam-1 -n devices --reason cessationOfOperation
+  kubectl certsmith revoke --serial 1f:2a:... --authority cluster-root   # needs patch on it
 
 exit codes: 0 all is well, 1 something is not Ready, not found or failed, 2 bad usage.
 """
@@ -41,6 +44,14 @@ def _timeout(text: str) -> timedelta:
         return model.parse_duration(text, "--timeout")
     except model.InvalidSpec as error:
         raise argparse.ArgumentTypeError(error.message) from None
+
+
+def _revocation_reason(text: str) -> str:
+    """--reason of revoke: a CRLReason name (revoke.check_reason)."""
+    try:
+        return revoke.check_reason(text)
+    except api.CliError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _reason(text: str) -> str:
@@ -142,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
         decide_parser.add_argument("--message", help="the condition's message, for people")
 
+    _revoke_parser(commands)
+
     ca_parser = commands.add_parser("ca", help="CertificateAuthorities: status, rotate")
     _connection_flags(ca_parser, top_level=False)
     ca_commands = ca_parser.add_subparsers(dest="ca_command", required=True, metavar="COMMAND")
@@ -158,6 +171,70 @@ def build_parser() -> argparse.ArgumentParser:
         "authority", nargs="?", default=ca.DEFAULT_AUTHORITY, help="default: cluster-root"
     )
     return parser
+
+
+def _revoke_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "revoke",
+        help="revoke a certificate: it enters its authority's CRL (a Certificate is also "
+        "re-issued with a new key)",
+    )
+    _connection_flags(parser, top_level=False)
+    parser.add_argument(
+        "target",
+        nargs="?",
+        help="NAME or certificate/NAME (a Certificate), certificaterequest/NAME",
+    )
+    parser.add_argument("--serial", help="a serial in hex (with --authority): needs patch on it")
+    parser.add_argument(
+        "--authority", default=ca.DEFAULT_AUTHORITY, help="with --serial (default: cluster-root)"
+    )
+    parser.add_argument(
+        "--reason",
+        type=_revocation_reason,
+        default="unspecified",
+        help="RFC 5280 CRLReason: unspecified (default), keyCompromise, cACompromise, "
+        "affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn",
+    )
+    parser.add_argument(
+        "--no-reissue",
+        action="store_false",
+        dest="reissue",
+        help="do not re-issue a revoked Certificate (its Secret keeps the revoked one)",
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="wait until the operator has recorded it"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=timedelta(seconds=60),
+        help="how long --wait waits, e.g. 90s or 5m (default 60s)",
+    )
+
+
+def _run_revoke(args: argparse.Namespace, client: api.Api) -> int:
+    if (args.target is None) == (args.serial is None):
+        raise api.CliError("revoke takes a Certificate, a certificaterequest/NAME or --serial")
+    if args.serial is not None:
+        return revoke.run_serial(
+            client,
+            authority=args.authority,
+            serial=args.serial,
+            reason=args.reason,
+            wait=args.wait,
+            timeout=args.timeout,
+        )
+    return revoke.run_object(
+        client,
+        namespace=args.namespace or client.default_namespace,
+        target=revoke.parse_target(args.target),
+        reason=args.reason,
+        reissue=args.reissue,
+        wait=args.wait,
+        timeout=args.timeout,
+        clock=lambda: datetime.now(UTC),
+    )
 
 
 def _namespace(args: argparse.Namespace, client: api.Api) -> str | None:
@@ -214,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
             message=args.message,
             now=now,
         )
+    if args.command == "revoke":
+        return _run_revoke(args, client)
     if args.ca_command == "status":
         return ca.run_status(client, json_output=json_output, color=output.use_color(sys.stdout))
     return ca.run_rotate(client, name=args.authority, now=now)

@@ -26,6 +26,27 @@ removeFromCRL are left out on purpose: a revocation is final here (a held certif
 cannot be released), and aACompromise concerns attribute certificates."""
 
 
+MAX_SERIAL_HEX = 40
+"""RFC 5280 4.1.2.2: a serial is at most 20 octets."""
+
+
+def parse_serial(text: str) -> int:
+    """A serial number written in hex, colons allowed (as openssl prints it, `0A:1B`) and
+    case ignored; ValueError unless it is 1 to MAX_SERIAL_HEX hex digits."""
+    digits = text.replace(":", "").lower()
+    hexadecimal = all(c in "0123456789abcdef" for c in digits)
+    if not digits or len(digits) > MAX_SERIAL_HEX or not hexadecimal:
+        raise ValueError(f"{text!r} is not a serial number in hex (1-{MAX_SERIAL_HEX} digits)")
+    return int(digits, 16)
+
+
+def reason_problem(reason: str) -> str | None:
+    """Why `reason` is not a revocation reason certsmith accepts (REASONS), or None."""
+    if reason in REASONS:
+        return None
+    return f"{reason!r} is not a revocation reason; one of {', '.join(REASONS)}"
+
+
 @dataclass(frozen=True)
 class Revoked:
     """One CRL entry: a serial, when it was revoked, and why (a REASONS name)."""

@@ -1,0 +1,161 @@
+"""`kubectl certsmith revoke`: have the operator revoke a certificate and publish its CRL.
+
+The plugin never writes a revocation itself: it annotates the object the revocation is
+about, and the operator records it (the serial taken from what certsmith wrote), signs the
+authority's CRL again, and removes the annotation. A Certificate is re-issued (a new key)
+in the same move unless --no-reissue. A bare serial is asked for on the CertificateAuthority
+(`revoke.certsmith.dev/<serial>`), which needs `patch` on that cluster-scoped object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from certsmith.api import names, times
+from certsmith.cli.api import CliError
+from certsmith.pki import crl
+
+if TYPE_CHECKING:
+    from certsmith.cli.api import Api
+
+POLL_INTERVAL_SECONDS = 0.5
+CERTIFICATE = "Certificate"
+CERTIFICATE_REQUEST = "CertificateRequest"
+_KINDS = {
+    "certificate": CERTIFICATE,
+    "certificates": CERTIFICATE,
+    "certificate.certsmith.dev": CERTIFICATE,
+    "certificates.certsmith.dev": CERTIFICATE,
+    "certificaterequest": CERTIFICATE_REQUEST,
+    "certificaterequests": CERTIFICATE_REQUEST,
+    "certificaterequest.certsmith.dev": CERTIFICATE_REQUEST,
+    "certificaterequests.certsmith.dev": CERTIFICATE_REQUEST,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to revoke: a Certificate's or CertificateRequest's certificate (kind, name)."""
+
+    kind: str
+    name: str
+
+
+def parse_target(text: str) -> Target:
+    """`NAME` (a Certificate), `certificate/NAME` or `certificaterequest/NAME` (plural and
+    `.certsmith.dev` forms too, as kubectl writes them); CliError otherwise."""
+    kind, slash, name = text.rpartition("/")
+    if not slash:
+        return Target(CERTIFICATE, text)
+    found = _KINDS.get(kind.lower())
+    if found is None or not name:
+        raise CliError(
+            f"{text!r}: revoke a certificate/NAME, a certificaterequest/NAME, or a serial "
+            "with --serial HEX --authority NAME"
+        )
+    return Target(found, name)
+
+
+def check_reason(reason: str) -> str:
+    """`--reason`: a CRLReason name (pki.crl.REASONS); CliError otherwise."""
+    problem = crl.reason_problem(reason)
+    if problem is not None:
+        raise CliError(f"--reason: {problem}")
+    return reason
+
+
+def request_annotations(
+    *, now: datetime, reason: str, reissue: bool, kind: str
+) -> dict[str, str | None]:
+    """The annotations that ask for the revocation (api.names.REVOKE_*); the time has
+    microseconds, so two requests a moment apart differ. `reissue` applies to Certificates."""
+    annotations: dict[str, str | None] = {
+        names.REVOKE_REQUEST_ANNOTATION: times.format_micro_time(now),
+        names.REVOKE_REASON_ANNOTATION: reason,
+    }
+    if kind == CERTIFICATE:
+        annotations[names.REVOKE_REISSUE_ANNOTATION] = None if reissue else "false"
+    return annotations
+
+
+def pending(body: Mapping[str, Any], requested_at: str) -> bool:
+    """Whether the operator has yet to record the request made at `requested_at`."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.REVOKE_REQUEST_ANNOTATION) == requested_at
+
+
+def run_object(
+    api: Api,
+    *,
+    namespace: str,
+    target: Target,
+    reason: str,
+    reissue: bool,
+    wait: bool,
+    timeout: timedelta,
+    clock: Callable[[], datetime],
+) -> int:
+    """Annotate the Certificate or CertificateRequest; with `wait`, until the operator
+    recorded it (exit 1 on timeout). CliError when it has no certificate to revoke."""
+    get = api.get_certificate if target.kind == CERTIFICATE else api.get_certificate_request
+    annotate = (
+        api.annotate_certificate if target.kind == CERTIFICATE else api.annotate_certificate_request
+    )
+    body = get(namespace, target.name)
+    serial = (body.get("status") or {}).get("serialNumber")
+    if not serial:
+        raise CliError(
+            f"{target.kind.lower()} {target.name} has no certificate to revoke yet "
+            "(status.serialNumber is empty)"
+        )
+    annotations = request_annotations(now=clock(), reason=reason, reissue=reissue, kind=target.kind)
+    annotate(namespace, target.name, annotations)
+    requested_at = str(annotations[names.REVOKE_REQUEST_ANNOTATION])
+    what = f"{target.kind.lower()} {target.name}: serial {serial}"
+    if not wait:
+        print(f"{what}: revocation ({reason}) requested")
+        return 0
+    deadline = time.monotonic() + timeout.total_seconds()
+    while pending(get(namespace, target.name), requested_at):
+        if time.monotonic() >= deadline:
+            print(f"{what}: not recorded by the operator within {timeout} (is it running?)")
+            return 1
+        time.sleep(POLL_INTERVAL_SECONDS)
+    again = "; re-issued with a new key" if reissue and target.kind == CERTIFICATE else ""
+    print(f"{what}: revoked ({reason}), in the CRL{again}")
+    return 0
+
+
+def run_serial(
+    api: Api,
+    *,
+    authority: str,
+    serial: str,
+    reason: str,
+    wait: bool,
+    timeout: timedelta,
+) -> int:
+    """Annotate the CertificateAuthority `revoke.certsmith.dev/<serial>: <reason>`; with
+    `wait`, until the operator recorded it (the annotation gone)."""
+    try:
+        value = crl.parse_serial(serial)
+    except ValueError as error:
+        raise CliError(f"--serial: {error}") from None
+    key = f"{names.REVOKE_SERIAL_PREFIX}{value:x}"
+    api.annotate_authority(authority, {key: reason})
+    what = f"serial {value:x} of certificateauthority {authority}"
+    if not wait:
+        print(f"{what}: revocation ({reason}) requested")
+        return 0
+    deadline = time.monotonic() + timeout.total_seconds()
+    while key in ((api.get_authority(authority).get("metadata") or {}).get("annotations") or {}):
+        if time.monotonic() >= deadline:
+            print(f"{what}: not recorded by the operator within {timeout} (is it running?)")
+            return 1
+        time.sleep(POLL_INTERVAL_SECONDS)
+    print(f"{what}: revoked ({reason}), in the CRL")
+    return 0
