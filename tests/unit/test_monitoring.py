@@ -62,6 +62,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.cluster_trust_bundle_roots("cluster-root", 1)
     metrics.pod_certificate_answered("Issued", "Issued", 0.5)
     metrics.certificate_request_decided("Issued")
+    metrics.crl_published("cluster-root", 2, SOME_TIME)
     try:
         exposition = generate_latest(REGISTRY).decode()
     finally:
@@ -92,6 +93,8 @@ def test_every_metric_of_metrics_py_is_in_the_exposition_read(
     assert families <= served
     assert exported["certsmith_certificate_ready"] == {"namespace", "name"}
     assert exported["certsmith_issuance_latency_seconds_bucket"] == {"le"}
+    for name in ("revoked_certificates", "crl_age_seconds", "crl_this_update_timestamp_seconds"):
+        assert exported[f"certsmith_{name}"] == {"authority"}
 
 
 def promql_reads(expr: str) -> tuple[dict[str, set[str]], set[str]]:

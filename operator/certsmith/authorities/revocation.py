@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from certsmith.api import model, names, times
 from certsmith.pki import ca, crl, inspect
 
@@ -202,7 +204,7 @@ def with_requests(
         entries.append(
             Entry(
                 serial=request.serial,
-                revoked_at=times.parse_time(request.requested_at) or now,
+                revoked_at=(times.parse_time(request.requested_at) or now).replace(microsecond=0),
                 reason=request.reason,
                 not_after=request.not_after or serial_not_after,
                 source=request.source,
@@ -212,7 +214,8 @@ def with_requests(
         revoked.add(request.serial)
     for serial, reason in sorted(serials.items()):
         if serial not in revoked:
-            entries.append(Entry(serial, now, reason, serial_not_after, "serial"))
+            at = now.replace(microsecond=0)
+            entries.append(Entry(serial, at, reason, serial_not_after, "serial"))
             revoked.add(serial)
     return replace(record, entries=tuple(entries))
 
@@ -251,7 +254,7 @@ def publish(
     issuer = inspect.fingerprint_sha256(intermediate.certificate)
     due = republish_at(record)
     if (
-        entries == record.entries
+        sorted(e.serial for e in entries) == listed(record.crl_pem)
         and record.issuer == issuer
         and record.crl_pem
         and due is not None
@@ -260,20 +263,28 @@ def publish(
         return record
     number = record.number + 1
     this_update = now.replace(microsecond=0)
-    listed = [crl.Revoked(e.serial, e.revoked_at, e.reason) for e in entries]
+    revoked = [crl.Revoked(e.serial, e.revoked_at, e.reason) for e in entries]
     pem = "".join(
         crl.to_pem(
             crl.build_crl(
                 issuer=signer,
-                entries=revoked,
+                entries=listing,
                 number=number,
                 this_update=this_update,
                 next_update=this_update + CRL_VALIDITY,
             )
         )
-        for signer, revoked in ((intermediate, listed), (root, []))
+        for signer, listing in ((intermediate, revoked), (root, []))
     )
     return Record(entries, number, this_update, issuer, pem)
+
+
+def listed(crl_pem: str) -> list[int]:
+    """The serials the first CRL of `crl_pem` (the intermediate's) lists, ascending; empty
+    when there is none."""
+    if not crl_pem:
+        return []
+    return sorted(r.serial_number for r in x509.load_pem_x509_crl(crl_pem.encode()))
 
 
 def dump(record: Record) -> dict[str, str]:
@@ -316,6 +327,7 @@ def load(data: Mapping[str, str] | None) -> Record:
             for item in body["entries"]
         )
         this_update = times.parse_time(body.get("thisUpdate"))
+        listed(data.get(CRL_KEY, ""))  # a CRL that does not parse is a damaged record too
         return Record(
             entries, int(body["crlNumber"]), this_update, str(body["issuer"]), data.get(CRL_KEY, "")
         )

@@ -1,0 +1,95 @@
+"""`kubectl certsmith revoke`: its arguments and the annotations it writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from certsmith.api import names
+from certsmith.cli import main, revoke
+from certsmith.cli.api import CliError
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "name"),
+    [
+        ("web", "Certificate", "web"),
+        ("certificate/web", "Certificate", "web"),
+        ("certificates.certsmith.dev/web", "Certificate", "web"),
+        ("certificaterequest/cam-1", "CertificateRequest", "cam-1"),
+        ("CertificateRequests/cam-1", "CertificateRequest", "cam-1"),
+        ("certificaterequests.certsmith.dev/cam-1", "CertificateRequest", "cam-1"),
+    ],
+)
+def test_targets(text, kind, name) -> None:
+    assert revoke.parse_target(text) == revoke.Target(kind, name)
+
+
+@pytest.mark.parametrize("text", ["secret/web", "certificate/", "csr/x"])
+def test_bad_targets(text) -> None:
+    with pytest.raises(CliError, match="revoke a certificate/NAME"):
+        revoke.parse_target(text)
+
+
+@pytest.mark.parametrize(
+    ("kind", "reissue", "expected_reissue"),
+    [
+        ("Certificate", True, None),
+        ("Certificate", False, "false"),
+        ("CertificateRequest", False, "absent"),
+    ],
+)
+def test_request_annotations(kind, reissue, expected_reissue) -> None:
+    annotations = revoke.request_annotations(
+        now=NOW, reason="keyCompromise", reissue=reissue, kind=kind
+    )
+    assert annotations[names.REVOKE_REQUEST_ANNOTATION] == "2026-06-01T12:00:00.123456Z"
+    assert annotations[names.REVOKE_REASON_ANNOTATION] == "keyCompromise"
+    if expected_reissue == "absent":
+        assert names.REVOKE_REISSUE_ANNOTATION not in annotations
+    else:
+        assert annotations[names.REVOKE_REISSUE_ANNOTATION] == expected_reissue
+
+
+def test_pending_until_the_operator_removes_the_annotation() -> None:
+    at = "2026-06-01T12:00:00.123456Z"
+    assert revoke.pending({"metadata": {"annotations": {names.REVOKE_REQUEST_ANNOTATION: at}}}, at)
+    assert not revoke.pending({"metadata": {"annotations": {}}}, at)
+    # A newer request by someone else is theirs to wait for.
+    newer = {"metadata": {"annotations": {names.REVOKE_REQUEST_ANNOTATION: "later"}}}
+    assert not revoke.pending(newer, at)
+
+
+def test_reasons() -> None:
+    assert revoke.check_reason("cessationOfOperation") == "cessationOfOperation"
+    with pytest.raises(CliError, match=r"^--reason: 'certificateHold' is not a revocation reason"):
+        revoke.check_reason("certificateHold")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["revoke", "web"], ("web", None, "unspecified", True, "cluster-root")),
+        (
+            ["revoke", "certificaterequest/cam", "--reason", "keyCompromise", "--no-reissue"],
+            ("certificaterequest/cam", None, "keyCompromise", False, "cluster-root"),
+        ),
+        (
+            ["revoke", "--serial", "0a:1b", "--authority", "partners"],
+            (None, "0a:1b", "unspecified", True, "partners"),
+        ),
+    ],
+)
+def test_the_parser(argv, expected) -> None:
+    args = main.build_parser().parse_args(argv)
+    assert (args.target, args.serial, args.reason, args.reissue, args.authority) == expected
+
+
+def test_a_bad_reason_is_bad_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main.build_parser().parse_args(["revoke", "web", "--reason", "hold"])
+    assert exit_.value.code == 2
+    assert "is not a revocation reason" in capsys.readouterr().err
