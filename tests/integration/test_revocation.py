@@ -1,0 +1,382 @@
+"""Revocation on a real apiserver with the real operator: `kubectl certsmith revoke` puts the
+serial in the authority's CRL (published in every namespace's trust bundle and over HTTP),
+re-issues a Certificate with a new key, revokes a CertificateRequest's certificate, keeps
+namespace users to their own namespace, and survives a restart of the operator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client
+
+from tests import builders, csrs
+from tests.integration import certs
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess
+from tests.integration.test_certificate_requests import as_user, create, wait_ready_reason
+from tests.support import REPO_ROOT, kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+PLUGIN = Path(sys.executable).parent / "kubectl-certsmith"
+RBAC = REPO_ROOT / "manifests" / "rbac.yaml"
+REVOKE_ANNOTATION = "certsmith.dev/revoke-requested-at"
+
+
+def plugin(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PLUGIN), "--kubeconfig", kubeconfig, *args], capture_output=True, text=True, timeout=90
+    )
+
+
+def crls_in(pem: str) -> list[x509.CertificateRevocationList]:
+    marker = "-----BEGIN X509 CRL-----"
+    return [x509.load_pem_x509_crl((marker + part).encode()) for part in pem.split(marker)[1:]]
+
+
+def published_crl(api_client: client.ApiClient, namespace: str) -> x509.CertificateRevocationList:
+    """The intermediate's CRL in the namespace's trust bundle (certsmith-ca, key ca.crl)."""
+    data = client.CoreV1Api(api_client).read_namespaced_config_map("certsmith-ca", namespace).data
+    return crls_in((data or {}).get("ca.crl", ""))[0]
+
+
+def served_crl(
+    operator: OperatorProcess, authority: str = "cluster-root"
+) -> x509.CertificateRevocationList:
+    url = f"http://127.0.0.1:{operator.health_port}/crl/{authority}.crl"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.headers["Content-Type"] == "application/pkix-crl"
+        return x509.load_der_x509_crl(answer.read())
+
+
+def reason_of(crl: x509.CertificateRevocationList, serial: int) -> x509.ReasonFlags | None:
+    entry = crl.get_revoked_certificate_by_serial_number(serial)
+    assert entry is not None, f"serial {serial:x} is not in the CRL"
+    for extension in entry.extensions:
+        if isinstance(extension.value, x509.CRLReason):
+            return extension.value.reason
+    return None
+
+
+def lists(api_client: client.ApiClient, namespace: str, serial: int) -> bool:
+    return (
+        published_crl(api_client, namespace).get_revoked_certificate_by_serial_number(serial)
+        is not None
+    )
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+@pytest.fixture(scope="module")
+def editor(kubeconfig: str, operator: OperatorProcess) -> Iterator[str]:
+    """manifests/rbac.yaml applied (certsmith-edit aggregated into `edit`)."""
+    kubectl(kubeconfig, "apply", "-f", str(RBAC))
+    yield f"dev-{uuid.uuid4().hex[:6]}"
+
+
+def test_revoking_a_certificate_publishes_its_serial_and_reissues_it(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    running_operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("web", dnsNames=[f"web.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "web")
+    before = certs.secret(api_client, namespace, "web-tls")
+    old_leaf, old_key = certs.leaf_of(before), certs.public_key_der(before)
+
+    result = plugin(
+        kubeconfig, "revoke", "web", "-n", namespace, "--reason", "keyCompromise", "--wait"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revoked (keyCompromise)" in result.stdout
+
+    wait_for(
+        lambda: lists(api_client, namespace, old_leaf.serial_number),
+        timeout=20,
+        what="the serial in the published CRL",
+    )
+    crl = published_crl(api_client, namespace)
+    assert reason_of(crl, old_leaf.serial_number) is x509.ReasonFlags.key_compromise
+    served = served_crl(running_operator)
+    assert reason_of(served, old_leaf.serial_number) is x509.ReasonFlags.key_compromise
+    assert crl_number(served) == crl_number(crl)
+    # Re-issued with a new key; the annotation is gone, the new serial not revoked.
+    after = wait_for(
+        lambda: (s := certs.secret(api_client, namespace, "web-tls"))
+        and certs.leaf_of(s).serial_number != old_leaf.serial_number
+        and s,
+        timeout=20,
+        what="the revoked Certificate re-issued",
+    )
+    assert certs.public_key_der(after) != old_key
+    assert (
+        served_crl(running_operator).get_revoked_certificate_by_serial_number(
+            certs.leaf_of(after).serial_number
+        )
+        is None
+    )
+    body = certs.get(api_client, namespace, "web")
+    assert REVOKE_ANNOTATION not in (body["metadata"].get("annotations") or {})
+    reasons = [e.reason for e in certs.events_for(api_client, namespace, "web")]
+    assert "Revoked" in reasons
+
+    # openssl, with the trust bundle and the published CRLs, refuses the old leaf only.
+    data = client.CoreV1Api(api_client).read_namespaced_config_map("certsmith-ca", namespace).data
+    (tmp_path / "ca.crt").write_text(data["ca.crt"])
+    (tmp_path / "ca.crl").write_text(data["ca.crl"])
+    chain = certs.secret_bytes(after, "tls.crt")
+    (tmp_path / "intermediate.pem").write_bytes(
+        chain[chain.index(b"-----END CERTIFICATE-----") + 26 :]
+    )
+
+    def verify(leaf_pem: bytes) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "leaf.pem").write_bytes(leaf_pem)
+        return subprocess.run(
+            [
+                "openssl",
+                "verify",
+                "-crl_check_all",
+                "-CRLfile",
+                "ca.crl",
+                "-CAfile",
+                "ca.crt",
+                "-untrusted",
+                "intermediate.pem",
+                "leaf.pem",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+
+    refused = verify(old_leaf.public_bytes(serialization.Encoding.PEM))
+    assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr
+    accepted = verify(certs.leaf_of(after).public_bytes(serialization.Encoding.PEM))
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_no_reissue_keeps_the_revoked_certificate(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("api", dnsNames=[f"api.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "api")
+    serial = certs.leaf_of(certs.secret(api_client, namespace, "api-tls")).serial_number
+    result = plugin(
+        kubeconfig, "revoke", "certificate/api", "-n", namespace, "--no-reissue", "--wait"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lists(api_client, namespace, serial)
+    assert reason_of(published_crl(api_client, namespace), serial) is None  # unspecified
+    assert certs.leaf_of(certs.secret(api_client, namespace, "api-tls")).serial_number == serial
+
+
+def test_revoking_a_certificate_request(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    own = f"cam-1.{namespace}.svc"
+    create(
+        api_client,
+        csrs.request_body("cam-1", namespace, csrs.csr_pem(csrs.ecdsa_key(), dns_names=[own])),
+    )
+    body = wait_ready_reason(api_client, namespace, "cam-1", "Issued")
+    serial = int(body["status"]["serialNumber"], 16)
+    result = plugin(
+        kubeconfig,
+        "revoke",
+        "certificaterequest/cam-1",
+        "-n",
+        namespace,
+        "--reason",
+        "cessationOfOperation",
+        "--wait",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        reason_of(published_crl(api_client, namespace), serial)
+        is x509.ReasonFlags.cessation_of_operation
+    )
+
+
+def test_a_namespace_user_revokes_only_in_their_namespace(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    running_operator: OperatorProcess,
+    namespace: str,
+    editor: str,
+) -> None:
+    """`edit` in one namespace: the revocation annotation on another namespace's
+    Certificate, and a bare serial on the (cluster-scoped) authority, are refused by RBAC."""
+    other = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=other, labels={"certsmith.dev/test-grants": "true"})
+        )
+    )
+    try:
+        kubectl(
+            kubeconfig,
+            "create",
+            "rolebinding",
+            "dev",
+            "--clusterrole=edit",
+            f"--user={editor}",
+            "-n",
+            namespace,
+        )
+        certs.create(
+            api_client, other, builders.certificate("theirs", dnsNames=[f"theirs.{other}.svc"])
+        )
+        certs.create(
+            api_client, namespace, builders.certificate("mine", dnsNames=[f"mine.{namespace}.svc"])
+        )
+        theirs = certs.wait_ready(api_client, other, "theirs")
+        certs.wait_ready(api_client, namespace, "mine")
+        wait_for(
+            lambda: as_user(
+                kubeconfig,
+                editor,
+                "auth",
+                "can-i",
+                "patch",
+                "certificates.certsmith.dev",
+                "-n",
+                namespace,
+            ).returncode
+            == 0,
+            timeout=30,
+            what="the editor's RoleBinding in effect",
+        )
+        request = f"{REVOKE_ANNOTATION}=2026-01-01T00:00:00.000001Z"
+        theirs_path = "certificates.certsmith.dev/theirs"
+        refused = as_user(kubeconfig, editor, "annotate", theirs_path, request, "-n", other)
+        assert refused.returncode != 0 and "forbidden" in refused.stderr
+        serial = theirs["status"]["serialNumber"]
+        by_serial = as_user(
+            kubeconfig,
+            editor,
+            "annotate",
+            "certificateauthorities.certsmith.dev/cluster-root",
+            f"revoke.certsmith.dev/{serial}=keyCompromise",
+        )
+        assert by_serial.returncode != 0 and "forbidden" in by_serial.stderr
+        mine = as_user(
+            kubeconfig,
+            editor,
+            "annotate",
+            "certificates.certsmith.dev/mine",
+            request,
+            "-n",
+            namespace,
+        )
+        assert mine.returncode == 0, mine.stderr
+        mine_serial = int(certs.get(api_client, namespace, "mine")["status"]["serialNumber"], 16)
+        wait_for(
+            lambda: lists(api_client, namespace, mine_serial),
+            timeout=20,
+            what="the editor's own revocation published",
+        )
+        assert not lists(api_client, namespace, int(serial, 16))
+    finally:
+        core.delete_namespace(other)
+
+
+def test_a_bare_serial_needs_the_authority_and_survives_a_restart(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    running_operator: OperatorProcess,
+    namespace: str,
+) -> None:
+    result = plugin(
+        kubeconfig, "revoke", "--serial", "0A:BC:DE:F1", "--reason", "superseded", "--wait"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(
+        lambda: lists(api_client, namespace, 0x0ABCDEF1), timeout=20, what="the serial published"
+    )
+    number = crl_number(published_crl(api_client, namespace))
+    annotations = (
+        client.CustomObjectsApi(api_client)
+        .get_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", "cluster-root"
+        )["metadata"]
+        .get("annotations")
+        or {}
+    )
+    assert not [k for k in annotations if k.startswith("revoke.certsmith.dev/")]
+    record = client.CoreV1Api(api_client).read_namespaced_config_map(
+        "cluster-root-revocations", OPERATOR_NAMESPACE
+    )
+    assert '"serial": "abcdef1"' in record.data["revocations.json"]
+
+    running_operator.kill()
+    # Another intermediate makes the restarted operator sign the CRL again (a new number).
+    client.CoreV1Api(api_client).delete_namespaced_secret(
+        "cluster-root-intermediate", OPERATOR_NAMESPACE
+    )
+    running_operator.start()
+    running_operator.wait_serving(api_client)
+    wait_for(
+        lambda: crl_number(published_crl(api_client, namespace)) > number,
+        timeout=30,
+        what="the CRL signed again by the new intermediate",
+    )
+    crl = published_crl(api_client, namespace)
+    assert reason_of(crl, 0x0ABCDEF1) is x509.ReasonFlags.superseded
+    assert reason_of(served_crl(running_operator), 0x0ABCDEF1) is x509.ReasonFlags.superseded
+
+
+def test_a_bad_reason_on_the_annotation_is_refused_with_an_event(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("odd", dnsNames=[f"odd.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "odd")
+    serial = int(certs.get(api_client, namespace, "odd")["status"]["serialNumber"], 16)
+    kubectl(
+        kubeconfig,
+        "annotate",
+        "certificates.certsmith.dev/odd",
+        "-n",
+        namespace,
+        f"{REVOKE_ANNOTATION}=2026-01-01T00:00:00.000001Z",
+        "certsmith.dev/revoke-reason=certificateHold",
+    )
+    event = wait_for(
+        lambda: next(
+            (
+                e
+                for e in certs.events_for(api_client, namespace, "odd")
+                if e.reason == "InvalidRevocation"
+            ),
+            None,
+        ),
+        timeout=20,
+        what="an InvalidRevocation event",
+    )
+    assert (
+        "certsmith.dev/revoke-reason: 'certificateHold' is not a revocation reason" in event.message
+    )
+    wait_for(
+        lambda: REVOKE_ANNOTATION
+        not in (certs.get(api_client, namespace, "odd")["metadata"].get("annotations") or {}),
+        timeout=20,
+        what="the refused request's annotation removed",
+    )
+    assert not lists(api_client, namespace, serial)
