@@ -163,18 +163,14 @@ def test_a_revoked_device_is_refused_and_another_carries_on(
     namespace, kubeconfig = e2e_namespace, certsmith_installed
     server = f"crl-server.{namespace}.svc"
     # A partner's name: not the namespace's own, so it waits for a person to approve it.
-    lost = enrol(
-        kubeconfig, e2e_client, namespace, "device-1", "device-1.devices.example", tmp_path
-    )
+    lost = enrol(kubeconfig, namespace, "device-1", "device-1.devices.example", tmp_path)
     approved = plugin(
         kubeconfig, "approve", "device-1", "-n", namespace, "--reason", "DeviceVerified"
     )
     assert approved.returncode == 0, approved.stderr
     lost_serial = signed(kubeconfig, e2e_client, namespace, "device-1", lost)
     # A device with a name of the namespace's own: approved automatically.
-    other = enrol(
-        kubeconfig, e2e_client, namespace, "device-2", f"device-2.{namespace}.svc", tmp_path
-    )
+    other = enrol(kubeconfig, namespace, "device-2", f"device-2.{namespace}.svc", tmp_path)
     signed(kubeconfig, e2e_client, namespace, "device-2", other)
 
     wait_for(
