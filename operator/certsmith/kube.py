@@ -399,10 +399,6 @@ class Kube:
         path = self._certificate_request_path(namespace, name) + "/status"
         return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
 
-    def list_certificate_requests(self) -> list[dict[str, Any]]:
-        """Every certsmith CertificateRequest, in every namespace."""
-        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{names.CERTIFICATE_REQUESTS}")
-
     def patch_annotations(
         self,
         *,

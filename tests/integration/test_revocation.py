@@ -380,3 +380,33 @@ def test_a_bad_reason_on_the_annotation_is_refused_with_an_event(
         what="the refused request's annotation removed",
     )
     assert not lists(api_client, namespace, serial)
+
+
+def test_a_revocation_asked_while_the_operator_is_down_is_applied_at_start(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("late", dnsNames=[f"late.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "late")
+    serial = int(certs.get(api_client, namespace, "late")["status"]["serialNumber"], 16)
+    running_operator.kill()
+    try:
+        kubectl(
+            kubeconfig,
+            *("annotate", "certificates.certsmith.dev/late", "-n", namespace),
+            f"{REVOKE_ANNOTATION}=2026-01-01T00:00:00.000001Z",
+            "certsmith.dev/revoke-reason=affiliationChanged",
+        )
+    finally:
+        running_operator.start()
+    running_operator.wait_serving(api_client)
+    wait_for(lambda: lists(api_client, namespace, serial), timeout=30, what="the serial published")
+    crl = published_crl(api_client, namespace)
+    assert reason_of(crl, serial) is x509.ReasonFlags.affiliation_changed
+    wait_for(
+        lambda: certs.leaf_of(certs.secret(api_client, namespace, "late-tls")).serial_number
+        != serial,
+        timeout=30,
+        what="the revoked Certificate re-issued",
+    )

@@ -11,7 +11,6 @@ configurations route here (see webhook_config.py in this folder).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import ssl
 import threading
@@ -75,7 +74,7 @@ def registry(
                 replica=replica,
                 authority_problem=_authority_problem(config, serving, replica),
                 webhook_port=config.webhook_port if config.webhooks else None,
-                crl=functools.partial(crl_publisher.crl_der, kube, config),
+                crl=crl_publisher.CrlCache(kube, config).der,
             )
 
     if config.webhooks:

@@ -346,6 +346,13 @@ class AuthorityController:
         self._registry.put(material)
         return material
 
+    def revocation_requested(
+        self, authority_name: str, kind: str, namespace: str, name: str
+    ) -> None:
+        """A Certificate or CertificateRequest (`kind`) asks to be revoked: read at the
+        authority's next step (crl_publisher)."""
+        self._crls.requested(authority_name, kind, namespace, name)
+
     def _with_crl(
         self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
     ) -> authority.AuthorityMaterial:

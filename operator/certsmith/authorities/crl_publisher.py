@@ -10,6 +10,8 @@ request found again whose entry is in the record is only finished, never applied
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -49,6 +51,10 @@ class CrlPublisher:
         self._kube = kube
         self._config = config
         self._event = event
+        # Objects whose revoke annotation a watch saw, by authority: read at its next step
+        # (never a listing of every Certificate at every step).
+        self._pending: dict[str, set[tuple[str, str, str]]] = {}
+        self._guard = threading.Lock()
 
     def publish(
         self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
@@ -100,6 +106,7 @@ class CrlPublisher:
             )
         for request, involved in requests:
             self._finish(request, involved, updated)
+            self._done(name, (request.kind, request.namespace, request.name))
         self._finish_serials(body, serials, problems)
         if updated.this_update is not None:
             metrics.crl_published(name, len(updated.entries), updated.this_update)
@@ -107,31 +114,48 @@ class CrlPublisher:
             replace(material, crl_pem=updated.crl_pem), revocation.next_change(updated)
         )
 
+    def requested(self, authority_name: str, kind: str, namespace: str, name: str) -> None:
+        """A watch saw the revoke annotation on this Certificate or CertificateRequest
+        (`kind`) of authority `authority_name`: its next step reads it. Also each object
+        listed at the start of a term, so a request made while no replica led is seen."""
+        with self._guard:
+            self._pending.setdefault(authority_name, set()).add((kind, namespace, name))
+
     def _requests(self, name: str) -> list[tuple[revocation.Request, Mapping[str, Any]]]:
-        """The revocations asked for on this authority's Certificates and CertificateRequests;
-        an invalid one gets a Warning event and its annotations removed."""
+        """The revocations asked for on this authority's Certificates and CertificateRequests
+        (those `requested`, read now); an invalid one gets a Warning event and its
+        annotations removed. One no longer asking is forgotten."""
         found: list[tuple[revocation.Request, Mapping[str, Any]]] = []
-        objects = [
-            ("Certificate", names.CERTIFICATES, item) for item in self._kube.list_certificates()
-        ] + [
-            ("CertificateRequest", names.CERTIFICATE_REQUESTS, item)
-            for item in self._kube.list_certificate_requests()
-        ]
-        for kind, plural, item in objects:
-            annotations = (item.get("metadata") or {}).get("annotations") or {}
-            if revocation.REQUESTED_AT_ANNOTATION not in annotations:
+        with self._guard:
+            pending = sorted(self._pending.get(name, ()))
+        for key in pending:
+            kind, namespace, object_name = key
+            plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
+            if kind == "Certificate":
+                item = self._kube.get_certificate(namespace=namespace, name=object_name)
+            else:
+                item = self._kube.get_certificate_request(namespace=namespace, name=object_name)
+            annotations = ((item or {}).get("metadata") or {}).get("annotations") or {}
+            if item is None or revocation.REQUESTED_AT_ANNOTATION not in annotations:
+                self._done(name, key)
                 continue
             if _issuer(item) != name:
+                self._done(name, key)  # moved to another authority: its watch event says so
                 continue
             try:
                 request = revocation.request_of(kind, item)
             except revocation.InvalidRequest as error:
                 self._event(item, "Warning", INVALID_REVOCATION, str(error))
                 self._clear(plural, item, {})
+                self._done(name, key)
                 continue
             if request is not None:
                 found.append((request, item))
         return found
+
+    def _done(self, authority_name: str, key: tuple[str, str, str]) -> None:
+        with self._guard:
+            self._pending.get(authority_name, set()).discard(key)
 
     def _store(
         self, name: str, record: revocation.Record, stored: Mapping[str, Any] | None
@@ -232,12 +256,38 @@ def _issuer(involved: Mapping[str, Any]) -> str:
     )
 
 
-def crl_der(kube: Kube, config: Config, authority_name: str) -> bytes | None:
-    """The DER of `authority_name`'s current CRL (the intermediate's, listing its revoked
-    leaves) from its record; None when it has none. ApiError when the apiserver does not
-    answer."""
-    stored = kube.get_configmap(
-        namespace=config.namespace, name=revocation.record_name(authority_name)
-    )
-    pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
-    return crl.to_der(pem) if pem else None
+CRL_CACHE_SECONDS = 10.0
+"""How long a replica serves a CRL it read before reading the record again: clients fetching
+the distribution point do not each cost an apiserver read."""
+
+
+class CrlCache:
+    """The DER of each authority's current CRL (the intermediate's, listing its revoked
+    leaves), read from its record at most every CRL_CACHE_SECONDS; served by every replica
+    at /crl/<authority>.crl."""
+
+    def __init__(
+        self, kube: Kube, config: Config, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._kube = kube
+        self._config = config
+        self._clock = clock
+        self._read: dict[str, tuple[float, bytes | None]] = {}
+        self._guard = threading.Lock()
+
+    def der(self, authority_name: str) -> bytes | None:
+        """None when the authority has no CRL (yet). ApiError when the apiserver does not
+        answer, ValueError when the record holds no CRL that parses."""
+        now = self._clock()
+        with self._guard:
+            cached = self._read.get(authority_name)
+        if cached is not None and now - cached[0] < CRL_CACHE_SECONDS:
+            return cached[1]
+        stored = self._kube.get_configmap(
+            namespace=self._config.namespace, name=revocation.record_name(authority_name)
+        )
+        pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+        der = crl.to_der(pem) if pem else None
+        with self._guard:
+            self._read[authority_name] = (now, der)
+        return der

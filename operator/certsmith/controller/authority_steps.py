@@ -111,6 +111,12 @@ class AuthoritySteps:
         """A step now, or right after the one running (which saw the world before)."""
         self._scheduler.expedite((AUTHORITY, "", name), self._clock())
 
+    def revocation_requested(self, authority: str, kind: str, namespace: str, name: str) -> None:
+        """`kubectl certsmith revoke` annotated a Certificate or CertificateRequest (`kind`):
+        its authority steps now, which records it and publishes the CRL."""
+        self._controller.revocation_requested(authority, kind, namespace, name)
+        self.step_now(authority)
+
     def step_soon(self, name: str) -> None:
         """Within SOON; never later than a step already planned (a rotation's next one)."""
         self._scheduler.expedite((AUTHORITY, "", name), self._clock() + SOON)

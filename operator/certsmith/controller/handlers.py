@@ -259,11 +259,12 @@ def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: Authority
     authority steps now, which records the revocation, publishes its CRL and removes the
     annotation (authorities.crl_publisher)."""
 
-    def step_its_authority(event: kopf.RawEvent, body: kopf.Body) -> None:
+    def step_its_authority(event: kopf.RawEvent, kind: str, body: kopf.Body) -> None:
         if event["type"] == "DELETED":
             return
         issuer = (body.get("spec", {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
-        authorities.step_now(issuer)
+        metadata = body["metadata"]
+        authorities.revocation_requested(issuer, kind, metadata["namespace"], metadata["name"])
 
     @kopf.on.event(
         names.GROUP,
@@ -273,7 +274,7 @@ def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: Authority
         registry=handlers,
     )
     def certificate_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        step_its_authority(event, body)
+        step_its_authority(event, "Certificate", body)
 
     @kopf.on.event(
         names.GROUP,
@@ -283,7 +284,7 @@ def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: Authority
         registry=handlers,
     )
     def certificate_request_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        step_its_authority(event, body)
+        step_its_authority(event, "CertificateRequest", body)
 
 
 def _namespace_handlers(
