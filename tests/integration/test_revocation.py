@@ -110,9 +110,15 @@ def test_revoking_a_certificate_publishes_its_serial_and_reissues_it(
     )
     crl = published_crl(api_client, namespace)
     assert reason_of(crl, old_leaf.serial_number) is x509.ReasonFlags.key_compromise
-    served = served_crl(running_operator)
+    # Served from a cache of at most 10 s (CRL_CACHE_SECONDS).
+    served = wait_for(
+        lambda: (found := served_crl(running_operator))
+        and crl_number(found) == crl_number(crl)
+        and found,
+        timeout=15,
+        what="the same CRL served over HTTP",
+    )
     assert reason_of(served, old_leaf.serial_number) is x509.ReasonFlags.key_compromise
-    assert crl_number(served) == crl_number(crl)
     # Re-issued with a new key; the annotation is gone, the new serial not revoked.
     after = wait_for(
         lambda: (s := certs.secret(api_client, namespace, "web-tls"))
