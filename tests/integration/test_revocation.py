@@ -19,7 +19,7 @@ from kubernetes import client
 
 from tests import builders, csrs
 from tests.integration import certs
-from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
 from tests.integration.test_certificate_requests import as_user, create, wait_ready_reason
 from tests.support import REPO_ROOT, kubectl, wait_for
 
@@ -416,3 +416,78 @@ def test_a_revocation_asked_while_the_operator_is_down_is_applied_at_start(
         timeout=30,
         what="the revoked Certificate re-issued",
     )
+
+
+def test_an_authority_names_its_crl_distribution_point_in_the_leaves_it_signs(
+    api_client: client.ApiClient, running_operator: OperatorProcess, namespace: str
+) -> None:
+    name = f"cdp-{namespace}"
+    url = f"http://certsmith-crl.certsmith.svc/crl/{name}.crl"
+    objects = client.CustomObjectsApi(api_client)
+    certs.create_authority(api_client, name, crl={"distributionPointURL": url})
+    try:
+        wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+        certs.create(
+            api_client,
+            namespace,
+            builders.certificate(
+                "cdp", dnsNames=[f"cdp.{namespace}.svc"], issuerRef={"name": name}
+            ),
+        )
+        certs.wait_ready(api_client, namespace, "cdp")
+        leaf = certs.leaf_of(certs.secret(api_client, namespace, "cdp-tls"))
+        points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+        assert [[n.value for n in p.full_name or []] for p in points] == [[url]]
+        # Its CRL is served at that path (by every replica; here on the health port).
+        assert len(served_crl(running_operator, name)) == 0
+        # Without the field, leaves name none (cluster-root's).
+        certs.create(
+            api_client,
+            namespace,
+            builders.certificate("plain", dnsNames=[f"plain.{namespace}.svc"]),
+        )
+        certs.wait_ready(api_client, namespace, "plain")
+        plain = certs.leaf_of(certs.secret(api_client, namespace, "plain-tls"))
+        with pytest.raises(x509.ExtensionNotFound):
+            plain.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+
+        # A URL the CRD admits but certsmith cannot name: Ready=False naming the field.
+        objects.patch_cluster_custom_object(
+            "certsmith.dev",
+            "v1alpha1",
+            "certificateauthorities",
+            name,
+            {"spec": {"crl": {"distributionPointURL": "http://"}}},
+        )
+        ready = wait_for(
+            lambda: next(
+                (
+                    c
+                    for c in (
+                        objects.get_cluster_custom_object(
+                            "certsmith.dev", "v1alpha1", "certificateauthorities", name
+                        ).get("status")
+                        or {}
+                    ).get("conditions", [])
+                    if c["type"] == "Ready" and c["status"] == "False"
+                ),
+                None,
+            ),
+            timeout=30,
+            what=f"{name} Ready=False",
+        )
+        assert ready["message"].startswith("spec.crl.distributionPointURL: 'http://'")
+        # One the CRD refuses outright.
+        with pytest.raises(client.ApiException) as refused:
+            objects.patch_cluster_custom_object(
+                "certsmith.dev",
+                "v1alpha1",
+                "certificateauthorities",
+                name,
+                {"spec": {"crl": {"distributionPointURL": "ftp://crl.example/x.crl"}}},
+            )
+        assert "distributionPointURL must be an http:// or https:// URL" in refused.value.body
+    finally:
+        objects.delete_cluster_custom_object(
+            "certsmith.dev", "v1alpha1", "certificateauthorities", name
+        )
