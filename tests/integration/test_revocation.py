@@ -102,6 +102,7 @@ def test_revoking_a_certificate_publishes_its_serial_and_reissues_it(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "revoked (keyCompromise)" in result.stdout
+    assert "re-issued, serial" in result.stdout
 
     wait_for(
         lambda: lists(api_client, namespace, old_leaf.serial_number),

@@ -93,3 +93,12 @@ def test_a_bad_reason_is_bad_usage(capsys) -> None:
         main.build_parser().parse_args(["revoke", "web", "--reason", "hold"])
     assert exit_.value.code == 2
     assert "is not a revocation reason" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("private_key", "kept"),
+    [(None, False), ({"rotationPolicy": "Always"}, False), ({"rotationPolicy": "Never"}, True)],
+)
+def test_a_certificate_that_keeps_its_key_is_named(private_key, kept) -> None:
+    spec = {} if private_key is None else {"privateKey": private_key}
+    assert revoke.keeps_its_key({"spec": spec}) is kept

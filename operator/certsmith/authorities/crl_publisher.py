@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import metrics
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 REVOKED = "Revoked"
 INVALID_REVOCATION = "InvalidRevocation"
 RECORD_INVALID = "RevocationRecordInvalid"
+FINISH_RETRY = timedelta(seconds=30)
+"""How soon a step tries again to remove an annotation of a request it recorded."""
 
 
 @dataclass(frozen=True)
@@ -104,15 +106,20 @@ class CrlPublisher:
                 len(updated.entries),
                 added,
             )
+        finished = True
         for request, involved in requests:
-            self._finish(request, involved, updated)
-            self._done(name, (request.kind, request.namespace, request.name))
-        self._finish_serials(body, serials, problems)
+            if self._finish(request, involved, updated):
+                self._done(name, (request.kind, request.namespace, request.name))
+            else:
+                finished = False
+        finished = self._finish_serials(body, serials, problems) and finished
         if updated.this_update is not None:
             metrics.crl_published(name, len(updated.entries), updated.this_update)
-        return Published(
-            replace(material, crl_pem=updated.crl_pem), revocation.next_change(updated)
-        )
+        next_change = revocation.next_change(updated)
+        if not finished:  # recorded, but an annotation is left: finish it soon
+            retry = now + FINISH_RETRY
+            next_change = retry if next_change is None else min(next_change, retry)
+        return Published(replace(material, crl_pem=updated.crl_pem), next_change)
 
     def requested(self, authority_name: str, kind: str, namespace: str, name: str) -> None:
         """A watch saw the revoke annotation on this Certificate or CertificateRequest
@@ -146,8 +153,8 @@ class CrlPublisher:
                 request = revocation.request_of(kind, item)
             except revocation.InvalidRequest as error:
                 self._event(item, "Warning", INVALID_REVOCATION, str(error))
-                self._clear(plural, item, {})
-                self._done(name, key)
+                if self._clear(plural, item, {}):
+                    self._done(name, key)
                 continue
             if request is not None:
                 found.append((request, item))
@@ -186,9 +193,10 @@ class CrlPublisher:
         request: revocation.Request,
         involved: Mapping[str, Any],
         record: revocation.Record,
-    ) -> None:
+    ) -> bool:
         """Remove the request's annotations (the record holds it now); for a Certificate,
-        ask for its re-issue in the same write unless --no-reissue."""
+        ask for its re-issue in the same write unless --no-reissue. Whether that was
+        written (`_clear`)."""
         plural = names.CERTIFICATES if request.kind == "Certificate" else names.CERTIFICATE_REQUESTS
         extra: dict[str, str | None] = {}
         if request.serial is None:
@@ -211,11 +219,14 @@ class CrlPublisher:
             )
             if request.reissue:
                 extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
-        self._clear(plural, involved, extra)
+        return self._clear(plural, involved, extra)
 
     def _clear(
         self, plural: str, involved: Mapping[str, Any], extra: Mapping[str, str | None]
-    ) -> None:
+    ) -> bool:
+        """Remove the revoke annotations of `involved` and set `extra`; False (logged) when
+        the apiserver refused or did not answer: the step finishes it later (the record
+        holds the revocation already, so it is never applied twice)."""
         metadata = involved.get("metadata") or {}
         patch: dict[str, str | None] = dict.fromkeys(revocation.REQUEST_ANNOTATIONS)
         patch.update(extra)
@@ -227,26 +238,30 @@ class CrlPublisher:
                 annotations=patch,
             )
         except ApiError as error:
-            if not error.not_found:
-                raise
+            if error.not_found:
+                return True
+            logger.warning(
+                "%s %s/%s: the revocation is recorded but its annotation could not be removed: %s",
+                plural,
+                metadata.get("namespace"),
+                metadata.get("name"),
+                error,
+            )
+            return False
+        return True
 
     def _finish_serials(
         self, body: Mapping[str, Any], serials: Mapping[int, str], problems: list[str]
-    ) -> None:
+    ) -> bool:
         """Remove the authority's `revoke.certsmith.dev/` annotations: recorded, or refused
-        (a Warning event said why)."""
+        (a Warning event said why). Whether that was written (as `_clear`)."""
         annotations = (body.get("metadata") or {}).get("annotations") or {}
         keys = [k for k in annotations if k.startswith(revocation.SERIAL_ANNOTATION_PREFIX)]
         if not keys:
-            return
+            return True
         for serial, reason in serials.items():
             self._event(body, "Normal", REVOKED, f"serial {serial:x} revoked ({reason})")
-        self._kube.patch_annotations(
-            plural=names.AUTHORITIES,
-            namespace=None,
-            name=body["metadata"]["name"],
-            annotations=dict.fromkeys(keys),
-        )
+        return self._clear(names.AUTHORITIES, body, dict.fromkeys(keys))
 
 
 def _issuer(involved: Mapping[str, Any]) -> str:

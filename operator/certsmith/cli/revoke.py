@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from certsmith.api import names, times
+from certsmith.cli import renew
 from certsmith.cli.api import CliError
 from certsmith.pki import crl
 
@@ -116,18 +117,39 @@ def run_object(
     annotate(namespace, target.name, annotations)
     requested_at = str(annotations[names.REVOKE_REQUEST_ANNOTATION])
     what = f"{target.kind.lower()} {target.name}: serial {serial}"
+    reissuing = reissue and target.kind == CERTIFICATE
+    if reissuing and keeps_its_key(body):
+        print(
+            f"{what}: warning: spec.privateKey.rotationPolicy is Never, so it is re-issued "
+            "with the same key; set it to Always for a new key"
+        )
     if not wait:
         print(f"{what}: revocation ({reason}) requested")
         return 0
     deadline = time.monotonic() + timeout.total_seconds()
-    while pending(get(namespace, target.name), requested_at):
+    while pending(body := get(namespace, target.name), requested_at):
         if time.monotonic() >= deadline:
             print(f"{what}: not recorded by the operator within {timeout} (is it running?)")
             return 1
         time.sleep(POLL_INTERVAL_SECONDS)
-    again = "; re-issued with a new key" if reissue and target.kind == CERTIFICATE else ""
-    print(f"{what}: revoked ({reason}), in the CRL{again}")
+    print(f"{what}: revoked ({reason}), in the CRL")
+    if not reissuing:
+        return 0
+    while not renew.reissued(body, serial):
+        if time.monotonic() >= deadline:
+            print(f"{what}: not re-issued within {timeout}")
+            return 1
+        time.sleep(POLL_INTERVAL_SECONDS)
+        body = get(namespace, target.name)
+    print(f"{target.kind.lower()} {target.name}: re-issued, serial {renew.serial_of(body)}")
     return 0
+
+
+def keeps_its_key(body: Mapping[str, Any]) -> bool:
+    """Whether the Certificate re-uses its key when re-issued (privateKey.rotationPolicy
+    Never), so a re-issue after a revocation does not replace a compromised key."""
+    key = (body.get("spec") or {}).get("privateKey") or {}
+    return key.get("rotationPolicy") == "Never"
 
 
 def run_serial(
