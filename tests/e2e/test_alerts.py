@@ -42,10 +42,9 @@ INTERVAL = "2s"
 
 @dataclass(frozen=True)
 class Prometheus:
-    """A Prometheus serving its HTTP API at `url`, writing its log to `log`."""
+    """A Prometheus serving its HTTP API at `url`."""
 
     url: str
-    log: Path
 
     def api(self, path: str, **params: str) -> Any:
         """The `data` of a successful answer of /api/v1/`path`."""
@@ -63,9 +62,6 @@ class Prometheus:
         (group,) = [g for g in self.api("rules")["groups"] if g["name"] == RULE_GROUP]
         return group
 
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-
 
 def started(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
@@ -79,6 +75,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def log_tails(directory: Path) -> str:
+    """The last lines of every log in `directory`, for a setup that failed."""
+    return "".join(
+        f"\n--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+        for log in sorted(directory.glob("*.log"))
+    )
 
 
 def answers(url: str) -> bool:
@@ -120,6 +124,52 @@ def prometheus_config(targets: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def port_forwards(
+    kubeconfig: str, pods: list[str], home: Path, processes: list[subprocess.Popen[bytes]]
+) -> dict[str, str]:
+    """A `kubectl port-forward` to each pod's metrics port, added to `processes`, once each
+    serves /metrics: pod name → host:port."""
+    targets = {}
+    for pod in pods:
+        port = free_port()
+        command = [kubectl_path(), "--kubeconfig", kubeconfig, "port-forward"]
+        command += ["--address", "127.0.0.1", "-n", OPERATOR_NAMESPACE]
+        command += [f"pod/{pod}", f"{port}:metrics"]
+        processes.append(started(command, home / f"port-forward-{pod}.log"))
+        targets[pod] = f"127.0.0.1:{port}"
+    wait_for(
+        lambda: all(answers(f"http://{a}/metrics") for a in targets.values()),
+        timeout=60,
+        what=f"the metrics of {', '.join(targets)} through kubectl port-forward",
+        interval=0.5,
+    )
+    return targets
+
+
+def start_prometheus(
+    targets: dict[str, str], home: Path, processes: list[subprocess.Popen[bytes]]
+) -> Prometheus:
+    """Prometheus (data and log in `home`, added to `processes`) on a free port, once it has
+    scraped every target."""
+    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets)))
+    port = free_port()
+    command = ["prometheus", f"--config.file={home / 'prometheus.yml'}"]
+    command += [f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]
+    processes.append(started(command, home / "prometheus.log"))
+    server = Prometheus(url=f"http://127.0.0.1:{port}")
+    wait_for(
+        lambda: answers(f"{server.url}/-/ready"), timeout=60, what="Prometheus ready", interval=0.5
+    )
+    wait_for(
+        lambda: [t["health"] for t in server.api("targets")["activeTargets"]]
+        == ["up"] * len(targets),
+        timeout=60,
+        what="every certsmith replica scraped",
+        interval=0.5,
+    )
+    return server
+
+
 @pytest.fixture
 def prometheus(certsmith_installed: str, e2e_client: client.ApiClient) -> Iterator[Prometheus]:
     """Prometheus scraping every Ready certsmith replica (each through its own port-forward:
@@ -130,47 +180,12 @@ def prometheus(certsmith_installed: str, e2e_client: client.ApiClient) -> Iterat
     with tempfile.TemporaryDirectory(prefix="certsmith-prometheus-") as directory:
         home = Path(directory)
         try:
-            targets = {}
-            for pod in pods:
-                port = free_port()
-                command = [kubectl_path(), "--kubeconfig", certsmith_installed, "port-forward"]
-                command += ["--address", "127.0.0.1", "-n", OPERATOR_NAMESPACE]
-                command += [f"pod/{pod}", f"{port}:metrics"]
-                processes.append(started(command, home / f"port-forward-{pod}.log"))
-                targets[pod] = f"127.0.0.1:{port}"
-            wait_for(
-                lambda: all(answers(f"http://{a}/metrics") for a in targets.values()),
-                timeout=60,
-                what=f"the metrics of {', '.join(targets)} through kubectl port-forward",
-                interval=0.5,
-            )
-            (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets)))
-            port = free_port()
-            server = Prometheus(url=f"http://127.0.0.1:{port}", log=home / "prometheus.log")
-            processes.append(
-                started(
-                    [
-                        "prometheus",
-                        f"--config.file={home / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={home / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                    ],
-                    server.log,
+            try:
+                server = start_prometheus(
+                    port_forwards(certsmith_installed, pods, home, processes), home, processes
                 )
-            )
-            wait_for(
-                lambda: answers(f"{server.url}/-/ready"),
-                timeout=60,
-                what="Prometheus ready",
-                interval=0.5,
-            )
-            wait_for(
-                lambda: [t["health"] for t in server.api("targets")["activeTargets"]]
-                == ["up"] * len(targets),
-                timeout=60,
-                what=f"every certsmith replica scraped (Prometheus log: {server.log})",
-                interval=0.5,
-            )
+            except AssertionError as error:
+                raise AssertionError(f"{error}{log_tails(home)}") from None
             yield server
         finally:
             for process in processes:
