@@ -210,6 +210,21 @@ def evaluated_since(prometheus: Prometheus, moment: float) -> bool:
     return last.timestamp() > moment
 
 
+def create_orphan(objects: client.CustomObjectsApi, namespace: str, name: str) -> None:
+    """A Certificate of an authority that does not exist: Ready=False IssuerNotReady."""
+    objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "certificates",
+        builders.certificate(
+            name,
+            dnsNames=[f"{name}.{namespace}.svc"],
+            issuerRef={"name": f"missing-{namespace}"},
+        ),
+    )
+
+
 def test_certificate_that_cannot_be_issued_raises_its_alert(
     prometheus: Prometheus, e2e_client: client.ApiClient, e2e_namespace: str
 ) -> None:
@@ -256,17 +271,7 @@ def test_certificate_that_cannot_be_issued_raises_its_alert(
 
     # Failure: a Certificate of an authority that does not exist is Ready=False
     # IssuerNotReady, which CertsmithCertificateNotReady matches (for: 15m, so pending).
-    objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "certificates",
-        builders.certificate(
-            "orphan",
-            dnsNames=[f"orphan.{namespace}.svc"],
-            issuerRef={"name": f"missing-{namespace}"},
-        ),
-    )
+    create_orphan(objects, namespace, "orphan")
     wait_for(
         lambda: (ready_condition(e2e_client, namespace, "orphan") or {}).get("reason")
         == "IssuerNotReady",
@@ -305,17 +310,7 @@ def test_certificate_that_cannot_be_issued_raises_its_alert(
         what=f"Prometheus to scrape {failures}",
         interval=0.5,
     )
-    objects.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "certificates",
-        builders.certificate(
-            "orphan-2",
-            dnsNames=[f"orphan-2.{namespace}.svc"],
-            issuerRef={"name": f"missing-{namespace}"},
-        ),
-    )
+    create_orphan(objects, namespace, "orphan-2")
     (failing,) = wait_for(
         lambda: [
             a
