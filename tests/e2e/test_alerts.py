@@ -6,7 +6,10 @@ every certsmith replica through `kubectl port-forward` as the job `certsmith-met
 evaluates monitoring/alerts.yaml, the one file the chart's PrometheusRule and
 manifests/monitoring are rendered from, unchanged. Scrape and evaluation every 2 s instead
 of a minute; the rules' `for:` durations stay as shipped, so an alert that starts to hold is
-seen `pending` (CertsmithCertificateNotReady fires after 15 min of it).
+seen `pending` (CertsmithCertificateNotReady fires after 15 min of it). Beside them, a copy
+of the same rules whose `for:` is SHORT_FOR, each alert labelled `rule_copy`, is seen
+`firing` on the same series: the expressions, labels and annotations are the shipped ones,
+only the wait differs (promtool's tests in make lint check the `for:` durations).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ JOB = "certsmith-metrics"
 RULES = REPO_ROOT / "monitoring" / "alerts.yaml"
 RULE_GROUP = "certsmith"
 INTERVAL = "2s"
+SHORT_FOR = "10s"
+COPY_LABEL = "rule_copy"
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,14 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
-    def alerts(self, name: str) -> list[dict[str, Any]]:
-        """The alerts named `name` that are pending or firing now."""
-        return [a for a in self.api("alerts")["alerts"] if a["labels"]["alertname"] == name]
+    def alerts(self, name: str, *, copy: bool = False) -> list[dict[str, Any]]:
+        """The alerts named `name` that are pending or firing now: of the shipped rules, or
+        with `copy` of their copy with a short `for:` (short_for_copy)."""
+        return [
+            a
+            for a in self.api("alerts")["alerts"]
+            if a["labels"]["alertname"] == name and (COPY_LABEL in a["labels"]) == copy
+        ]
 
     def rule_group(self) -> dict[str, Any]:
         (group,) = [g for g in self.api("rules")["groups"] if g["name"] == RULE_GROUP]
@@ -105,12 +115,28 @@ def operator_pods(api: client.ApiClient) -> list[str]:
     )
 
 
-def prometheus_config(targets: dict[str, str]) -> dict[str, Any]:
+def short_for_copy(rules: dict[str, Any]) -> dict[str, Any]:
+    """The rule file `rules` with every group renamed `<name>-short-for`, every alert's
+    `for:` set to SHORT_FOR and labelled COPY_LABEL; expressions and annotations kept."""
+    groups = []
+    for group in rules["groups"]:
+        alerts = []
+        for rule in group["rules"]:
+            if "alert" in rule:
+                labels = {**rule.get("labels", {}), COPY_LABEL: "short-for"}
+                rule = {**rule, "for": SHORT_FOR, "labels": labels}
+            alerts.append(rule)
+        groups.append({**group, "name": f"{group['name']}-short-for", "rules": alerts})
+    return {"groups": groups}
+
+
+def prometheus_config(targets: dict[str, str], copy: Path) -> dict[str, Any]:
     """Scrape each pod (name → host:port of its port-forward) as a PodMonitor would: target
-    labels namespace and pod, the metrics' own labels kept (honor_labels)."""
+    labels namespace and pod, the metrics' own labels kept (honor_labels); evaluate the
+    shipped rules and their short-`for:` `copy`."""
     return {
         "global": {"scrape_interval": INTERVAL, "evaluation_interval": INTERVAL},
-        "rule_files": [str(RULES)],
+        "rule_files": [str(RULES), str(copy)],
         "scrape_configs": [
             {
                 "job_name": JOB,
@@ -151,7 +177,9 @@ def start_prometheus(
 ) -> Prometheus:
     """Prometheus (data and log in `home`, added to `processes`) on a free port, once it has
     scraped every target."""
-    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets)))
+    copy = home / "alerts-short-for.yaml"
+    copy.write_text(yaml.safe_dump(short_for_copy(yaml.safe_load(RULES.read_text()))))
+    (home / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets, copy)))
     port = free_port()
     command = ["prometheus", f"--config.file={home / 'prometheus.yml'}"]
     command += [f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]
@@ -300,6 +328,19 @@ def test_certificate_that_cannot_be_issued_raises_its_alert(
     }
     assert alert["annotations"]["summary"] == f"Certificate {namespace}/orphan is not Ready"
     assert alert["annotations"]["runbook_url"] == ("docs/runbook.md#certsmithcertificatenotready")
+    # The same rule with `for: 10s` fires.
+    (fired,) = wait_for(
+        lambda: [
+            a
+            for a in prometheus.alerts("CertsmithCertificateNotReady", copy=True)
+            if a["labels"].get("namespace") == namespace and a["state"] == "firing"
+        ],
+        timeout=120,
+        what=f"CertsmithCertificateNotReady firing for {namespace}/orphan (for: {SHORT_FOR})",
+        interval=0.5,
+    )
+    assert fired["labels"] == {**alert["labels"], COPY_LABEL: "short-for"}
+    assert fired["annotations"] == alert["annotations"]
 
     # A second failure of the same reason raises the failures counter Prometheus has
     # already seen (the first only created its series): CertsmithIssuanceFailing, by reason.
