@@ -1,7 +1,6 @@
 """certsmith installed with Helm on kind: a Certificate becomes Ready, the mTLS demo works,
-`helm test` passes, and
-`helm uninstall` leaves no webhook configuration, admission policy, Deployment, Service or
-RBAC object behind (CRDs and issued Secrets are kept, as README says).
+`helm test` passes, and `helm uninstall` leaves no webhook configuration, admission policy,
+Deployment, Service or RBAC object behind (CRDs and issued Secrets are kept, as README says).
 
 Every other e2e test uses the kustomize install (hack/deploy) and a session fixture keeps a
 root rotation running with it, so this test runs last (conftest.py orders it) and replaces
