@@ -125,7 +125,8 @@ def _spec_judged_in_cel() -> list[str]:
             f"(!has(object.spec.{key}) || object.spec.{key}.matches({_raw(_WHOLE_MILLISECONDS)}))"
             for key in ("duration", "renewBefore")
         ),
-        "(!has(object.spec.usages) || !object.spec.usages.exists(u, u == 'cert sign'))",
+        "(!has(object.spec.usages) || !object.spec.usages.exists(u, u in "
+        f"[{', '.join(repr(u) for u in sorted(model.CA_USAGES))}]))",
         f"(!has(object.spec.secretTemplate) || !has({labels}) || {labels}.all(k, "
         f"{_template_key('k')} && !k.startsWith('{names.CERTSMITH_PREFIX}') && "
         f"k != '{names.MANAGED_BY_LABEL}' && "
