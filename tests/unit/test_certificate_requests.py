@@ -250,6 +250,11 @@ def _status(*entries: tuple[str, str, str]) -> dict[str, Any]:
         (_status(("Ready", "False", "InvalidRequest")), Stage.DONE),
         (_status(("Ready", "False", "PolicyDenied")), Stage.DONE),
         (_status(("Approved", "False", "x")), Stage.NEW),
+        (_status(("Ready", "False", "DecisionFailed")), Stage.NEW),
+        # A certificate present is never signed again, whatever Ready says.
+        ({**_status(("Approved", "True", "x")), "certificate": "PEM"}, Stage.DONE),
+        ({**_status(("Ready", "False", "Pending")), "certificate": "PEM"}, Stage.DONE),
+        ({"certificate": "PEM"}, Stage.DONE),
     ],
 )
 def test_stage_is_read_from_the_conditions(status: dict[str, Any] | None, stage: Stage) -> None:
@@ -372,7 +377,13 @@ def test_the_plugin_never_changes_a_decision(
 
 @pytest.mark.parametrize(
     ("reason", "ok"),
-    [("KubectlCertsmith", True), ("Partner_OK", True), ("bad reason", False), ("", False)],
+    [
+        ("KubectlCertsmith", True),
+        ("Partner_OK", True),
+        ("bad reason", False),
+        ("", False),
+        ("AutoApproved", False),  # certsmith's own
+    ],
 )
 def test_reason_is_a_condition_reason(reason: str, ok: bool) -> None:
     if ok:

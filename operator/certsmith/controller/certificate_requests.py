@@ -74,11 +74,28 @@ class CertificateRequestSigner:
             with self._lock(key):
                 self._decide(body, attempts=CONFLICT_ATTEMPTS)
         except ApiError as error:
-            # Refused (403: RBAC, or the policy without `approve` for certsmith): a person
-            # must act, so not every few seconds; anything else may pass soon.
+            # Refused (403: RBAC, or the policy without `approve`/`sign` for certsmith): a
+            # person must act, so not every few seconds; anything else may pass soon.
             delay = NOT_READY_RETRY if error.status == 403 else NOT_LOADED_RETRY
             logger.warning("CertificateRequest %s/%s: %s; retrying", *key, error)
             self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + delay)
+        except Exception as error:
+            # A fault of certsmith's own (the CSR's are InvalidRequest already): the request
+            # must not stay without a status, nor be forgotten.
+            logger.exception("CertificateRequest %s/%s could not be decided", *key)
+            self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + NOT_READY_RETRY)
+            self._report_failure(body, error)
+
+    def _report_failure(self, body: Mapping[str, Any], error: Exception) -> None:
+        """Ready False, reason DecisionFailed, naming the error; best effort (logged)."""
+        message = (
+            f"certsmith could not decide this request ({type(error).__name__}: {error}); "
+            f"it tries again every {int(NOT_READY_RETRY.total_seconds())} s"
+        )
+        try:
+            self._not_ready(body, decision.DECISION_FAILED, message, "Warning", attempts=1)
+        except (ApiError, OSError) as write_error:
+            logger.warning("CertificateRequest %s/%s: %s", *_key(body), write_error)
 
     def decide_by_name(self, namespace: str, name: str) -> None:
         """The scheduler's path: read the request fresh and decide it unless done or gone."""

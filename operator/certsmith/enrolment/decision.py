@@ -37,6 +37,8 @@ ISSUED = "Issued"
 INVALID_REQUEST = "InvalidRequest"
 POLICY_DENIED = "PolicyDenied"
 ISSUER_NOT_READY = "IssuerNotReady"
+DECISION_FAILED = "DecisionFailed"
+"""Ready=False while an error of certsmith's own keeps it from deciding (retried)."""
 FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED)
 """Ready=False reasons that never change: the spec is immutable, so nothing could."""
 
@@ -51,7 +53,7 @@ class Stage(enum.Enum):
     DENIED = "Denied"
     """Denied by a person, Ready not saying so yet: Ready False, reason Denied."""
     DONE = "Done"
-    """Signed, denied, or refused for good: never looked at again."""
+    """Signed (status.certificate present), denied, or refused for good: never signed."""
 
 
 def stage(status: Mapping[str, Any] | None) -> Stage:
@@ -61,7 +63,13 @@ def stage(status: Mapping[str, Any] | None) -> Stage:
     ready_reason = None if ready is None else ready.get("reason")
     if conditions.is_true(found, DENIED):
         return Stage.DONE if ready_reason == DENIED else Stage.DENIED
-    if conditions.is_true(found, conditions.READY) or ready_reason in FINAL_READY_REASONS:
+    if (
+        conditions.is_true(found, conditions.READY)
+        or ready_reason in FINAL_READY_REASONS
+        or "certificate" in (status or {})
+    ):
+        # A certificate present is never signed again, whatever Ready says (Expired,
+        # RootRetired): only a holder of `sign` (certsmith) can have written it.
         return Stage.DONE
     if conditions.is_true(found, APPROVED):
         return Stage.APPROVED
