@@ -215,7 +215,9 @@ def _words(camel: str) -> str:
 
 
 def _public_key(csr: x509.CertificateSigningRequest) -> keys.PublicKey:
-    if csr.public_key_algorithm_oid == PublicKeyAlgorithmOID.RSASSA_PSS:
+    # The CSR's attribute exists at runtime (cryptography >= 45) but not in its stubs.
+    algorithm = csr.public_key_algorithm_oid  # type: ignore[attr-defined]
+    if algorithm == PublicKeyAlgorithmOID.RSASSA_PSS:
         # cryptography reads it as a plain RSA key: signed, it would become rsaEncryption.
         raise model.InvalidSpec(
             REQUEST,
