@@ -735,3 +735,28 @@ def test_malformed_csrs_are_refused_and_invalid_when_admitted_anyway(
     invalid = wait_ready_reason(api_client, namespace, "odd", "InvalidRequest")
     assert says in ready(invalid)["message"]
     assert "certificate" not in invalid["status"]
+
+
+def test_ready_turns_false_at_not_after_also_across_a_restart(
+    api_client: client.ApiClient, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """Scheduled from a new term's listing (issued before the restart) and at signing
+    (issued after it)."""
+
+    def issue(name: str) -> dict[str, Any]:
+        pem = csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"{name}.{namespace}.svc"])
+        create(api_client, csrs.request_body(name, namespace, pem, duration="1m"))
+        return wait_ready_reason(api_client, namespace, name, "Issued")
+
+    issued = {"before": issue("before")}
+    running_operator.stop()
+    running_operator.start()
+    running_operator.wait_serving(api_client)
+    issued["after"] = issue("after")
+    for name, was in issued.items():
+        body = wait_ready_reason(api_client, namespace, name, "Expired", timeout=90)
+        assert ready(body)["status"] == "False"
+        assert ready(body)["message"].startswith(
+            f"the certificate expired at {body['status']['notAfter']}: the device enrols again"
+        )
+        assert body["status"]["certificate"] == was["status"]["certificate"]

@@ -553,3 +553,36 @@ def test_the_plural_of_a_san_ip_address_is_spelt_right() -> None:
     with pytest.raises(model.InvalidSpec) as refused:
         csr.parse_request(spec(pem))
     assert refused.value.message.startswith("subjectAltName IP addresses: has 1001 entries")
+
+
+def _issued(
+    ready: tuple[str, str], not_after: str | None = "2026-06-02T12:00:00Z"
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"certificate": "PEM", **_status(("Ready", *ready))}
+    if not_after is not None:
+        status["notAfter"] = not_after
+    return status
+
+
+@pytest.mark.parametrize(
+    ("status", "until"),
+    [
+        (_issued(("True", "Issued")), datetime(2026, 6, 2, 12, 0, tzinfo=UTC)),
+        (_issued(("False", "Expired")), None),
+        (_issued(("True", "Issued"), not_after=None), None),
+        (_status(("Ready", "False", "Pending")), None),
+        (None, None),
+    ],
+)
+def test_only_an_issued_request_expires(
+    status: dict[str, Any] | None, until: datetime | None
+) -> None:
+    assert decision.issued_until(status) == until
+
+
+def test_the_expired_message_says_when_and_what_to_do() -> None:
+    assert decision.expired_message(datetime(2026, 6, 2, 12, 0, tzinfo=UTC)) == (
+        "the certificate expired at 2026-06-02T12:00:00Z: the device enrols again with a new "
+        "CSR in a new CertificateRequest"
+    )
+    assert decision.stage(_issued(("False", "Expired"))) is Stage.DONE

@@ -2,8 +2,9 @@
 then write. Runs only in the Lease holder.
 
 A request is looked at when its watch event comes (a term's first listing brings every
-request, so one approved while no replica led, or just before a restart, is signed then)
-and, while its authority cannot sign, again every NOT_READY_RETRY by the scheduler. Every
+request, so one approved while no replica led, or just before a restart, is signed then),
+while its authority cannot sign again every NOT_READY_RETRY by the scheduler, and once
+issued again at its notAfter (Ready False, reason Expired). Every
 status write carries the resourceVersion it was decided on: a request is signed once,
 never from a stale read (a refused write is read again and decided anew). Nothing is
 written when the status would not change, so the watch event of certsmith's own write ends
@@ -122,7 +123,7 @@ class CertificateRequestSigner:
         namespace, name = metadata["namespace"], metadata["name"]
         stage = decision.stage(status)
         if stage is Stage.DONE:
-            self.forget(namespace, name)
+            self._watch_expiry(body, attempts)
             return
         if stage is Stage.DENIED:
             denied = conditions.find_condition(status.get("conditions"), decision.DENIED) or {}
@@ -173,6 +174,9 @@ class CertificateRequestSigner:
             self._not_ready(body, decision.INVALID_REQUEST, message, "Warning", attempts)
             return
         if self._write(body, signed.status, attempts):
+            self._scheduler.schedule(
+                (CERTIFICATE_REQUEST, namespace, name), signed.leaf.not_valid_after_utc
+            )
             self._post(body, "Normal", decision.ISSUED, signed.status["conditions"])
             metrics.certificate_request_decided(decision.ISSUED)
             logger.info(
@@ -182,6 +186,20 @@ class CertificateRequestSigner:
                 signed.status["serialNumber"],
                 signed.status["notAfter"],
             )
+
+    def _watch_expiry(self, body: Mapping[str, Any], attempts: int) -> None:
+        """A done request: an issued one is looked at again at its notAfter (scheduled at
+        each start too, from the term's listing), then Ready False, reason Expired; any
+        other is forgotten."""
+        namespace, name = _key(body)
+        not_after = decision.issued_until(body.get("status"))
+        if not_after is None:
+            self.forget(namespace, name)
+        elif self._clock() < not_after:
+            self._scheduler.schedule((CERTIFICATE_REQUEST, namespace, name), not_after)
+        else:
+            message = decision.expired_message(not_after)
+            self._not_ready(body, decision.EXPIRED, message, "Warning", attempts)
 
     def _wait_for_authority(self, body: Mapping[str, Any], authority: str, attempts: int) -> None:
         """Ready False (IssuerNotReady) naming why, and a look again later."""

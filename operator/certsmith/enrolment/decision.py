@@ -37,9 +37,10 @@ ISSUED = "Issued"
 INVALID_REQUEST = "InvalidRequest"
 POLICY_DENIED = "PolicyDenied"
 ISSUER_NOT_READY = "IssuerNotReady"
+EXPIRED = "Expired"
 DECISION_FAILED = "DecisionFailed"
 """Ready=False while an error of certsmith's own keeps it from deciding (retried)."""
-FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED)
+FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED, EXPIRED)
 """Ready=False reasons that never change: the spec is immutable, so nothing could."""
 
 
@@ -74,6 +75,24 @@ def stage(status: Mapping[str, Any] | None) -> Stage:
     if conditions.is_true(found, APPROVED):
         return Stage.APPROVED
     return Stage.NEW
+
+
+def issued_until(status: Mapping[str, Any] | None) -> datetime | None:
+    """status.notAfter of a request handing out its certificate (Ready True, reason
+    Issued): when Ready turns False, reason EXPIRED; None for any other request."""
+    found = (status or {}).get("conditions") or []
+    ready = conditions.find_condition(found, conditions.READY) or {}
+    if ready.get("status") != "True" or ready.get("reason") != ISSUED:
+        return None
+    return times.parse_time((status or {}).get("notAfter"))
+
+
+def expired_message(not_after: datetime) -> str:
+    """Ready's message once the certificate expired."""
+    return (
+        f"the certificate expired at {times.format_time(not_after)}: the device enrols "
+        "again with a new CSR in a new CertificateRequest"
+    )
 
 
 def auto_approved(status: Mapping[str, Any] | None) -> bool:
