@@ -385,6 +385,10 @@ class Kube:
         )
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
+    def list_certificate_requests(self) -> list[dict[str, Any]]:
+        """Every CertificateRequest, in every namespace."""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{names.CERTIFICATE_REQUESTS}")
+
     def get_certificate_request(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         """The CertificateRequest, or None."""
         return self._get_or_none(self._certificate_request_path(namespace, name))

@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
+from certsmith.pki import inspect
 from tests import csrs
 from tests.integration import certs
-from tests.integration.conftest import OperatorProcess
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
 from tests.support import REPO_ROOT, kubectl, kubectl_path, wait_for
 
 pytestmark = pytest.mark.integration
@@ -208,7 +209,7 @@ def test_own_names_are_approved_and_signed_for_the_devices_key(
     assert leaf.public_key() == key.public_key()
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert (leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds() == 24 * 3600 + 60
-    assert status["serialNumber"] == format(leaf.serial_number, "x")
+    assert status["serialNumber"] == inspect.serial_hex(leaf)
     for file, data in (
         ("leaf.pem", leaf.public_bytes(serialization.Encoding.PEM)),
         ("intermediate.pem", intermediate.public_bytes(serialization.Encoding.PEM)),
@@ -760,3 +761,73 @@ def test_ready_turns_false_at_not_after_also_across_a_restart(
             f"the certificate expired at {body['status']['notAfter']}: the device enrols again"
         )
         assert body["status"]["certificate"] == was["status"]["certificate"]
+
+
+@pytest.fixture
+def own_authority(api_client: client.ApiClient, running_operator: OperatorProcess) -> Iterator[str]:
+    """A CertificateAuthority of the test's own (rotation propagationDelay 1s), Ready;
+    removed with its CA Secrets after."""
+    name = f"dev-{uuid.uuid4().hex[:8]}"
+    certs.create_authority(api_client, name, rotation={"propagationDelay": "1s"})
+    wait_for(lambda: authority_ready(api_client, name), timeout=30, what=f"{name} Ready")
+    yield name
+    objects = client.CustomObjectsApi(api_client)
+    objects.delete_cluster_custom_object(GROUP, VERSION, "certificateauthorities", name)
+    client.CoreV1Api(api_client).delete_collection_namespaced_secret(
+        OPERATOR_NAMESPACE, label_selector=f"certsmith.dev/authority={name}"
+    )
+
+
+def test_a_root_rotation_tells_requests_under_the_retired_root_to_enrol_again(
+    api_client: client.ApiClient, namespace: str, own_authority: str
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+
+    def authority() -> dict[str, Any]:
+        found: dict[str, Any] = objects.get_cluster_custom_object(
+            GROUP, VERSION, "certificateauthorities", own_authority
+        )
+        return found
+
+    pem = csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"old.{namespace}.svc"])
+    create(api_client, csrs.request_body("old", namespace, pem, issuerRef={"name": own_authority}))
+    issued = wait_ready_reason(api_client, namespace, "old", "Issued")
+    old_roots = authority()["status"]["trustedRoots"]
+    objects.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "certificateauthorities",
+        own_authority,
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/rotate-requested-at": "2030-01-01T00:00:00Z"}
+            }
+        },
+    )
+    wait_for(
+        lambda: (status := authority().get("status") or {}).get("phase") == "Ready"
+        and status.get("trustedRoots") not in (None, old_roots)
+        and len(status["trustedRoots"]) == 1,
+        timeout=90,
+        what=f"{own_authority}'s rotation ended",
+    )
+    body = wait_ready_reason(api_client, namespace, "old", "RootRetired", timeout=30)
+    assert ready(body)["message"].startswith(
+        f"the certificate chains to a root CertificateAuthority {own_authority} no longer trusts"
+    )
+    assert body["status"]["certificate"] == issued["status"]["certificate"]
+    events = [
+        e.reason
+        for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+        if e.involved_object.name == "old" and e.involved_object.kind == "CertificateRequest"
+    ]
+    assert "RootRetired" in events
+    # A new CSR is signed under the new root.
+    again = csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"old.{namespace}.svc"])
+    create(
+        api_client, csrs.request_body("new", namespace, again, issuerRef={"name": own_authority})
+    )
+    renewed = wait_ready_reason(api_client, namespace, "new", "Issued")
+    intermediate = x509.load_pem_x509_certificates(renewed["status"]["certificate"].encode())[-1]
+    root = x509.load_pem_x509_certificate(renewed["status"]["ca"].encode())
+    intermediate.verify_directly_issued_by(root)

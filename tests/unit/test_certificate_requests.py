@@ -19,7 +19,7 @@ from certsmith.cli import decide
 from certsmith.cli.api import CliError
 from certsmith.enrolment import csr, decision
 from certsmith.enrolment.decision import Stage
-from certsmith.pki import ca
+from certsmith.pki import ca, inspect
 from tests import csrs
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -301,7 +301,7 @@ def test_signing_certifies_the_csrs_key_for_its_names_only(
     assert chain == [leaf, intermediate.certificate]
     assert status["ca"] == authority.bundle_pem.decode()
     assert status["notAfter"] == "2026-06-03T12:00:00Z"
-    assert status["serialNumber"] == format(leaf.serial_number, "x")
+    assert status["serialNumber"] == inspect.serial_hex(leaf)
     found = status["conditions"]
     assert conditions.is_true(found, "Ready") and conditions.is_true(found, "Approved")
     assert decision.auto_approved(status)
@@ -586,3 +586,27 @@ def test_the_expired_message_says_when_and_what_to_do() -> None:
         "CSR in a new CertificateRequest"
     )
     assert decision.stage(_issued(("False", "Expired"))) is Stage.DONE
+
+
+def test_a_chain_is_judged_against_the_trusted_roots(
+    root: ca.CAKeyPair, intermediate: ca.CAKeyPair, authority: AuthorityMaterial
+) -> None:
+    signed = decision.sign(
+        csr.parse_request(spec(OWN)),
+        authority=authority,
+        current=None,
+        approve=True,
+        generation=1,
+        now=NOW,
+    )
+    chain = signed.status["certificate"]
+    other = ca.build_root(common_name="other", now=NOW, lifetime=timedelta(days=1))
+    assert decision.chains_to(chain, [root.certificate])
+    assert decision.chains_to(chain, [other.certificate, root.certificate])
+    assert not decision.chains_to(chain, [other.certificate])
+    assert not decision.chains_to(chain, [])
+    assert decision.chains_to("not PEM", [other.certificate])
+    assert decision.root_retired_message("partners").startswith(
+        "the certificate chains to a root CertificateAuthority partners no longer trusts "
+        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR"
+    )

@@ -4,7 +4,8 @@ then write. Runs only in the Lease holder.
 A request is looked at when its watch event comes (a term's first listing brings every
 request, so one approved while no replica led, or just before a restart, is signed then),
 while its authority cannot sign again every NOT_READY_RETRY by the scheduler, and once
-issued again at its notAfter (Ready False, reason Expired). Every
+issued again at its notAfter (Ready False, reason Expired) and whenever its authority's
+trusted roots change (Ready False, reason RootRetired, once its root left them). Every
 status write carries the resourceVersion it was decided on: a request is signed once,
 never from a stale read (a refused write is read again and decided anew). Nothing is
 written when the status would not change, so the watch event of certsmith's own write ends
@@ -123,7 +124,7 @@ class CertificateRequestSigner:
         namespace, name = metadata["namespace"], metadata["name"]
         stage = decision.stage(status)
         if stage is Stage.DONE:
-            self._watch_expiry(body, attempts)
+            self._watch_issued(body, attempts)
             return
         if stage is Stage.DENIED:
             denied = conditions.find_condition(status.get("conditions"), decision.DENIED) or {}
@@ -187,14 +188,38 @@ class CertificateRequestSigner:
                 signed.status["notAfter"],
             )
 
-    def _watch_expiry(self, body: Mapping[str, Any], attempts: int) -> None:
-        """A done request: an issued one is looked at again at its notAfter (scheduled at
-        each start too, from the term's listing), then Ready False, reason Expired; any
-        other is forgotten."""
+    def authority_roots_changed(self, authority: str) -> None:
+        """`authority` trusts other roots now (loaded, or a rotation moved on): each issued
+        request of it is judged again, so one whose root was retired says so (a failed list
+        is logged: the next start judges them)."""
+        try:
+            listed = self._kube.list_certificate_requests()
+        except ApiError as error:
+            # The authority's step is done; its requests are judged again at the next start.
+            logger.warning("CertificateRequests of %s not judged again: %s", authority, error)
+            return
+        for body in listed:
+            if decision.issued_until(body.get("status")) is not None and (
+                _issuer(body) == authority
+            ):
+                self.seen(body)
+
+    def _watch_issued(self, body: Mapping[str, Any], attempts: int) -> None:
+        """A done request: an issued one gets Ready False, reason RootRetired, once its
+        authority no longer trusts the root its certificate chains to, and is looked at
+        again at its notAfter (scheduled at each start too, from the term's listing), then
+        Ready False, reason Expired; any other is forgotten."""
         namespace, name = _key(body)
-        not_after = decision.issued_until(body.get("status"))
+        status = body.get("status") or {}
+        not_after = decision.issued_until(status)
+        authority = self._registry.get(_issuer(body))
         if not_after is None:
             self.forget(namespace, name)
+        elif authority is not None and not decision.chains_to(
+            status.get("certificate") or "", authority.trusted_roots
+        ):
+            message = decision.root_retired_message(authority.name)
+            self._not_ready(body, decision.ROOT_RETIRED, message, "Warning", attempts)
         elif self._clock() < not_after:
             self._scheduler.schedule((CERTIFICATE_REQUEST, namespace, name), not_after)
         else:
@@ -281,6 +306,12 @@ class CertificateRequestSigner:
             )
         except ApiError as error:
             logger.warning("could not post event %s: %s", reason, error)
+
+
+def _issuer(body: Mapping[str, Any]) -> str:
+    """spec.issuerRef.name (the CRD defaults it)."""
+    issuer_ref = (body.get("spec") or {}).get("issuerRef") or {}
+    return str(issuer_ref.get("name") or model.DEFAULT_ISSUER)
 
 
 def _key(body: Mapping[str, Any]) -> RequestKey:

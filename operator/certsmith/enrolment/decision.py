@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certsmith.api import conditions, names, times
 from certsmith.api.conditions import Condition
@@ -38,9 +39,10 @@ INVALID_REQUEST = "InvalidRequest"
 POLICY_DENIED = "PolicyDenied"
 ISSUER_NOT_READY = "IssuerNotReady"
 EXPIRED = "Expired"
+ROOT_RETIRED = "RootRetired"
 DECISION_FAILED = "DecisionFailed"
 """Ready=False while an error of certsmith's own keeps it from deciding (retried)."""
-FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED, EXPIRED)
+FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED, EXPIRED, ROOT_RETIRED)
 """Ready=False reasons that never change: the spec is immutable, so nothing could."""
 
 
@@ -92,6 +94,34 @@ def expired_message(not_after: datetime) -> str:
     return (
         f"the certificate expired at {times.format_time(not_after)}: the device enrols "
         "again with a new CSR in a new CertificateRequest"
+    )
+
+
+def chains_to(certificate_pem: str, roots: Sequence[x509.Certificate]) -> bool:
+    """Whether status.certificate (leaf, then intermediate) was issued under one of
+    `roots`: its last certificate is signed directly by one of them. A chain that cannot be
+    read counts as chaining (only certsmith writes it; nothing is said of what it cannot
+    judge)."""
+    try:
+        chain = x509.load_pem_x509_certificates(certificate_pem.encode())
+    except ValueError:
+        return True
+    for root in roots:
+        try:
+            chain[-1].verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def root_retired_message(authority: str) -> str:
+    """Ready's message once the root a request's certificate chains to left its
+    authority's trusted roots (a root rotation ended)."""
+    return (
+        f"the certificate chains to a root CertificateAuthority {authority} no longer trusts "
+        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR in "
+        "a new CertificateRequest (status.ca holds the roots trusted now)"
     )
 
 
