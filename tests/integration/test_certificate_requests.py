@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -493,10 +494,22 @@ def test_a_decision_and_a_certificate_can_never_be_removed_not_even_by_emptying_
         [{"op": "remove", "path": "/status/certificate"}],
     )
     assert "status.certificate: a request is signed once" in removed.stderr, removed.stderr
+    waiting = csrs.csr_pem(csrs.ecdsa_key(), dns_names=["w.elsewhere.svc"])
+    create(api_client, csrs.request_body("waits", namespace, waiting))
+    pending = wait_ready_reason(api_client, namespace, "waits", "Pending")
     running_operator.stop()
     running_operator.start()
     running_operator.wait_serving(api_client)
+    time.sleep(5)  # the new term's listing judged both again
     assert _serial(api_client, namespace, "once") == serial
+    # Judged again at the start, a pending request is left as it was, not announced again.
+    assert get(api_client, namespace, "waits")["status"] == pending["status"]
+    announced = [
+        e.count or 1
+        for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+        if e.involved_object.name == "waits" and e.reason == "ApprovalPending"
+    ]
+    assert announced == [1]
 
 
 def test_only_certsmith_writes_the_certificate_ca_and_ready(

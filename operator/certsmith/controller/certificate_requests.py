@@ -235,6 +235,13 @@ class CertificateRequestSigner:
         self._scheduler.schedule(
             (CERTIFICATE_REQUEST, metadata["namespace"], metadata["name"]), self._clock() + delay
         )
+        has_ready = conditions.find_condition(
+            (body.get("status") or {}).get("conditions"), conditions.READY
+        )
+        if loaded_soon and has_ready is not None:
+            # A new term loads its authorities: what the request says (Pending) stays, and
+            # is not written and announced again seconds later.
+            return
         self._not_ready(body, decision.ISSUER_NOT_READY, why, "Warning", attempts)
 
     def _not_ready(
