@@ -266,6 +266,12 @@ def test_a_foreign_name_waits_and_an_approver_gets_it_signed(
     assert f"'{foreign}'" in ready(body)["message"]
     assert f"'gw.{namespace}.svc'" not in ready(body)["message"]
     assert "certificate" not in body["status"]
+    listed = plugin(kubeconfig, "status", "-n", namespace)
+    waiting = f"1 CertificateRequests in namespace {namespace} wait for a decision"
+    assert waiting in listed.stdout, listed.stdout + listed.stderr
+    assert any(
+        line.split()[:3] == ["gw", namespace, "cluster-root"] for line in listed.stdout.splitlines()
+    )
 
     # The requester (a namespace editor) may create requests but not write their status.
     refused = set_condition(kubeconfig, users["editor"], namespace, "gw", [decision("Approved")])

@@ -184,6 +184,19 @@ class Api:
 
     # --- CertificateRequests -------------------------------------------------------------
 
+    def list_certificate_requests(self, namespace: str | None) -> list[dict[str, Any]]:
+        """CertificateRequests in `namespace`, or in every namespace when it is None; []
+        when the cluster has no such resource (an install without its CRD)."""
+        if namespace is None:
+            path, where = f"{GROUP_PATH}/{names.CERTIFICATE_REQUESTS}", "in any namespace"
+        else:
+            path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/{names.CERTIFICATE_REQUESTS}"
+            where = f"in namespace {namespace}"
+        try:
+            return _items(self._request("GET", path, what=f"CertificateRequests {where}"))
+        except NotFound:
+            return []
+
     def get_certificate_request(self, namespace: str, name: str) -> dict[str, Any]:
         """The CertificateRequest; NotFound if there is none."""
         return self._request(
