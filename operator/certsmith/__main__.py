@@ -32,7 +32,11 @@ from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas import leadership
 
 logger = logging.getLogger("certsmith")
-CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
+CRDS = (
+    "certificates.certsmith.dev",
+    "certificateauthorities.certsmith.dev",
+    "certificaterequests.certsmith.dev",
+)
 EXIT_CANNOT_RUN = 2
 """Exit status when a setting or the cluster makes certsmith unable to run: retrying cannot
 help (a ConfigError, missing prerequisites, the operator's namespace deleted)."""

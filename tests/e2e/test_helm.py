@@ -30,7 +30,11 @@ pytestmark = pytest.mark.e2e
 
 NAMESPACE = "certsmith"
 RELEASE = "certsmith"
-CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
+CRDS = (
+    "certificates.certsmith.dev",
+    "certificateauthorities.certsmith.dev",
+    "certificaterequests.certsmith.dev",
+)
 
 
 def helm(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
