@@ -80,7 +80,7 @@ POD_CERTIFICATE_LATENCY = Histogram(
 CERTIFICATE_REQUESTS = Counter(
     "certsmith_certificate_requests",
     "CertificateRequests decided, by outcome (Issued, Pending, Denied, InvalidRequest, "
-    "PolicyDenied).",
+    "PolicyDenied, IssuerNotReady, Expired, DecisionFailed).",
     ["outcome"],
 )
 REVOKED = Gauge(
