@@ -44,9 +44,10 @@ def test_bad_targets(text) -> None:
 )
 def test_request_annotations(kind, reissue, expected_reissue) -> None:
     annotations = revoke.request_annotations(
-        now=NOW, reason="keyCompromise", reissue=reissue, kind=kind
+        now=NOW, reason="keyCompromise", reissue=reissue, kind=kind, serial="0abc"
     )
     assert annotations[names.REVOKE_REQUEST_ANNOTATION] == "2026-06-01T12:00:00.123456Z"
+    assert annotations[names.REVOKE_SERIAL_ANNOTATION] == "0abc"
     assert annotations[names.REVOKE_REASON_ANNOTATION] == "keyCompromise"
     if expected_reissue == "absent":
         assert names.REVOKE_REISSUE_ANNOTATION not in annotations
@@ -86,6 +87,52 @@ def test_reasons() -> None:
 def test_the_parser(argv, expected) -> None:
     args = main.build_parser().parse_args(argv)
     assert (args.target, args.serial, args.reason, args.reissue, args.authority) == expected
+
+
+@pytest.mark.parametrize(
+    ("serial", "problem"),
+    [
+        ("00:00:00", "is 0: a serial number is positive"),
+        ("80" + "00" * 19, "longer than 20 octets"),
+    ],
+)
+def test_a_bad_serial_is_bad_usage(capsys, serial, problem) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main.build_parser().parse_args(["revoke", "--serial", serial])
+    assert exit_.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+def event(reason: str, at: str, kind: str = "Certificate", message: str = "m") -> dict[str, object]:
+    return {
+        "reason": reason,
+        "lastTimestamp": at,
+        "message": message,
+        "involvedObject": {"kind": kind, "name": "web"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([], None),
+        ([event("Revoked", "2026-06-01T11:59:59Z")], None),
+        ([event("Revoked", "2026-06-01T12:00:00Z", message="ok")], (True, "ok")),
+        ([event("Revoked", "2026-06-01T12:00:01Z", kind="CertificateRequest")], None),
+        ([event("Renewed", "2026-06-01T12:00:01Z")], None),
+        (
+            [
+                event("Revoked", "2026-06-01T12:00:01Z", message="old"),
+                event("InvalidRevocation", "2026-06-01T12:00:02Z", message="refused"),
+            ],
+            (False, "refused"),
+        ),
+        ([event("RevocationRecordFull", "2026-06-01T12:00:02Z", message="full")], (False, "full")),
+    ],
+)
+def test_the_outcome_is_the_newest_event_since_the_request(events, expected) -> None:
+    found = revoke.outcome(events, kind="Certificate", requested_at="2026-06-01T12:00:00.123456Z")
+    assert found == expected
 
 
 def test_a_bad_reason_is_bad_usage(capsys) -> None:

@@ -13,6 +13,7 @@ from cryptography import x509
 from certsmith.api import model, names
 from certsmith.api.model import parse_certificate_spec
 from certsmith.authorities import revocation, trust_bundle
+from certsmith.certificates import status
 from certsmith.pki import ca, crl, inspect, issue, keys
 from certsmith.pki.keys import PrivateKeySpec
 from tests import builders
@@ -30,28 +31,45 @@ def leaf(intermediate: ca.CAKeyPair, *, crl_url: str | None = None) -> x509.Cert
 
 
 def request(
-    serial: int | None,
     *,
     at: str = "2026-06-01T11:00:00.000001Z",
     name: str = "web",
-    not_after: datetime = LATER,
+    pinned: int | None = None,
+    reason: str = "keyCompromise",
 ) -> revocation.Request:
     return revocation.Request(
         kind="Certificate",
         namespace="shop",
         name=name,
         requested_at=at,
-        reason="keyCompromise",
+        reason=reason,
         reissue=True,
-        serial=serial,
-        not_after=not_after,
+        pinned=pinned,
     )
 
 
+def target(serial: int, *, not_after: datetime = LATER, issuer: str = "") -> revocation.Target:
+    return revocation.Target(serial, not_after, issuer)
+
+
+def revoke(
+    record: revocation.Record,
+    targets: list[tuple[revocation.Request, revocation.Target]],
+    serials: dict[int, str] | None = None,
+    **kwargs: object,
+) -> revocation.Record:
+    updated, _ = revocation.with_requests(
+        record, targets, serials or {}, now=NOW, serial_not_after=LATER, **kwargs
+    )
+    return updated
+
+
+def signers(intermediate: ca.CAKeyPair, root: ca.CAKeyPair) -> revocation.Signers:
+    return revocation.Signers((intermediate,), (root,))
+
+
 def crls(record: revocation.Record) -> list[x509.CertificateRevocationList]:
-    pem = record.crl_pem.encode()
-    marker = b"-----BEGIN X509 CRL-----"
-    return [x509.load_pem_x509_crl(marker + part) for part in pem.split(marker)[1:]]
+    return crl.split_pem(record.crl_pem)
 
 
 @pytest.mark.parametrize(
@@ -93,25 +111,42 @@ def test_reasons_certsmith_refuses(reason) -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1f", 0x1F), ("0A:1B", 0x0A1B), ("ff" * 20, int("ff" * 20, 16))],
+    [
+        ("1f", 0x1F),
+        ("0A:1B", 0x0A1B),
+        ("7f" + "ff" * 19, 2**159 - 1),
+        ("00:7f" + ":ff" * 19, 2**159 - 1),
+        ("0001", 1),
+    ],
 )
 def test_serials_in_hex(text, value) -> None:
     assert crl.parse_serial(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "xyz", "f" * 41, "12 34", "-1"])
-def test_bad_serials(text) -> None:
-    with pytest.raises(ValueError, match="is not a serial number in hex"):
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "is not a serial number in hex"),
+        ("xyz", "is not a serial number in hex"),
+        ("12 34", "is not a serial number in hex"),
+        ("-1", "is not a serial number in hex"),
+        ("0", "is 0: a serial number is positive"),
+        ("00:00:00", "is 0: a serial number is positive"),
+        ("80" + "00" * 19, "longer than 20 octets"),
+        ("00" + "ff" * 20, "longer than 20 octets"),
+    ],
+)
+def test_bad_serials(text, problem) -> None:
+    with pytest.raises(ValueError, match=problem):
         crl.parse_serial(text)
 
 
 def test_a_published_record_lists_the_revoked_serial_and_an_empty_root_crl(
     root, intermediate
 ) -> None:
-    record = revocation.with_requests(
-        revocation.Record(), [request(0xABC)], {}, now=NOW, serial_not_after=LATER
-    )
-    published = revocation.publish(record, intermediate=intermediate, root=root, now=NOW)
+    own = crl.key_id(intermediate.certificate)
+    record = revoke(revocation.Record(), [(request(), target(0xABC, issuer=own))])
+    published = revocation.publish(record, signers=signers(intermediate, root), now=NOW)
     first, second = crls(published)
     assert [r.serial_number for r in first] == [0xABC]
     assert first.is_signature_valid(intermediate.key.public_key())
@@ -119,129 +154,242 @@ def test_a_published_record_lists_the_revoked_serial_and_an_empty_root_crl(
     assert second.is_signature_valid(root.key.public_key())
     assert second.issuer == root.certificate.subject
     assert published.number == 1
-    assert published.this_update == NOW
+    # thisUpdate is backdated by the clock skew allowed, as leaves' notBefore.
+    assert published.this_update == NOW - timedelta(minutes=1)
+    assert first.last_update_utc == NOW - timedelta(minutes=1)
     assert first.next_update_utc == NOW + revocation.CRL_VALIDITY
+    assert published.signers == (own, crl.key_id(root.certificate))
     entry = published.entries[0]
-    assert (entry.source, entry.reason, entry.not_after) == (
+    assert (entry.source, entry.reason, entry.not_after, entry.issuer) == (
         "Certificate shop/web",
         "keyCompromise",
         LATER,
+        own,
     )
     assert entry.revoked_at == datetime(2026, 6, 1, 11, 0, 0, tzinfo=UTC)
 
 
 def test_nothing_changes_before_the_crl_is_due_then_the_number_grows(root, intermediate) -> None:
-    first = revocation.publish(revocation.Record(), intermediate=intermediate, root=root, now=NOW)
-    due = NOW + revocation.REPUBLISH_AFTER
+    both = signers(intermediate, root)
+    first = revocation.publish(revocation.Record(), signers=both, now=NOW)
+    due = first.this_update + revocation.REPUBLISH_AFTER
     assert revocation.republish_at(first) == due
-    same = revocation.publish(
-        first, intermediate=intermediate, root=root, now=due - timedelta(seconds=1)
-    )
+    same = revocation.publish(first, signers=both, now=due - timedelta(seconds=1))
     assert same is first
-    again = revocation.publish(first, intermediate=intermediate, root=root, now=due)
-    assert (again.number, again.this_update) == (2, due)
+    again = revocation.publish(first, signers=both, now=due)
+    assert (again.number, again.this_update) == (2, due - revocation.CLOCK_SKEW)
     numbers = [
         c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in crls(again)
     ]
     assert numbers == [2, 2]
 
 
+def test_the_number_never_goes_below_the_floor(root, intermediate) -> None:
+    published = revocation.publish(
+        revocation.Record(), signers=signers(intermediate, root), now=NOW, floor=14
+    )
+    assert published.number == 15
+
+
 def test_a_new_entry_publishes_at_once_with_the_next_number(root, intermediate) -> None:
-    first = revocation.publish(revocation.Record(), intermediate=intermediate, root=root, now=NOW)
-    added = revocation.with_requests(
-        first, [request(5)], {}, now=NOW + timedelta(minutes=1), serial_not_after=LATER
-    )
-    second = revocation.publish(
-        added, intermediate=intermediate, root=root, now=NOW + timedelta(minutes=1)
-    )
+    both = signers(intermediate, root)
+    first = revocation.publish(revocation.Record(), signers=both, now=NOW)
+    added = revoke(first, [(request(), target(5))])
+    second = revocation.publish(added, signers=both, now=NOW + timedelta(minutes=1))
     assert second.number == 2
     assert [r.serial_number for r in crls(second)[0]] == [5]
 
 
 def test_expired_entries_are_dropped(root, intermediate) -> None:
-    record = revocation.with_requests(
+    both = signers(intermediate, root)
+    record = revoke(
         revocation.Record(),
-        [request(1, not_after=NOW + timedelta(hours=1)), request(2, name="api", not_after=LATER)],
-        {},
-        now=NOW,
-        serial_not_after=LATER,
+        [
+            (request(), target(1, not_after=NOW + timedelta(hours=1))),
+            (request(name="api"), target(2)),
+        ],
     )
-    published = revocation.publish(record, intermediate=intermediate, root=root, now=NOW)
+    published = revocation.publish(record, signers=both, now=NOW)
     assert [r.serial_number for r in crls(published)[0]] == [1, 2]
     assert revocation.next_change(published) == NOW + timedelta(hours=1)
-    after = revocation.publish(
-        published, intermediate=intermediate, root=root, now=NOW + timedelta(hours=1)
-    )
+    after = revocation.publish(published, signers=both, now=NOW + timedelta(hours=1))
     assert [r.serial_number for r in crls(after)[0]] == [2]
     assert after.number == 2
 
 
-def test_another_intermediate_signs_a_new_crl(root, intermediate) -> None:
-    first = revocation.publish(revocation.Record(), intermediate=intermediate, root=root, now=NOW)
+def test_each_issuing_ca_has_its_own_crl_listing_its_own_leaves(root, intermediate) -> None:
     renewed = ca.build_intermediate(
         issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
     )
-    second = revocation.publish(first, intermediate=renewed, root=root, now=NOW)
+    old, new = crl.key_id(intermediate.certificate), crl.key_id(renewed.certificate)
+    record = revoke(
+        revocation.Record(),
+        [
+            (request(name="a"), target(1, issuer=old)),
+            (request(name="b"), target(2, issuer=new)),
+        ],
+        {3: "superseded"},
+        intermediates=2,
+    )
+    published = revocation.publish(
+        record, signers=revocation.Signers((renewed, intermediate), (root,)), now=NOW
+    )
+    first, second, third = crls(published)
+    assert crl.authority_key_id(first) == new
+    assert sorted(r.serial_number for r in first) == [2, 3]
+    assert crl.authority_key_id(second) == old
+    assert sorted(r.serial_number for r in second) == [1, 3]
+    assert second.is_signature_valid(intermediate.key.public_key())
+    assert len(third) == 0
+    assert revocation.listed(published.crl_pem) == [2, 3]
+
+
+def test_another_intermediate_signs_new_crls(root, intermediate) -> None:
+    first = revocation.publish(revocation.Record(), signers=signers(intermediate, root), now=NOW)
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
+    )
+    second = revocation.publish(
+        first, signers=revocation.Signers((renewed, intermediate), (root,)), now=NOW
+    )
     assert second.number == 2
     assert crls(second)[0].is_signature_valid(renewed.key.public_key())
+    assert crls(second)[1].is_signature_valid(intermediate.key.public_key())
 
 
-def test_a_request_is_applied_once_and_a_serial_revoked_once() -> None:
-    once = revocation.with_requests(
-        revocation.Record(), [request(9)], {9: "superseded"}, now=NOW, serial_not_after=LATER
+def test_retained_keeps_earlier_intermediates_until_they_expire_and_their_roots(root) -> None:
+    start = NOW - timedelta(days=10)
+    old = ca.build_intermediate(
+        issuer=root, common_name="i", now=start, lifetime=timedelta(days=30)
+    )
+    new_root = ca.build_root(common_name="root2", now=start, lifetime=timedelta(days=3650))
+    current = ca.build_intermediate(
+        issuer=new_root, common_name="i", now=NOW, lifetime=timedelta(days=30)
+    )
+    kept = revocation.retained([old, root], intermediate=current, root=new_root, now=NOW)
+    assert kept.intermediates == (current, old)
+    assert kept.roots == (new_root, root)
+    # Once the old intermediate expired, its root's CRL is no longer needed either.
+    later = revocation.retained(
+        [old, root, current, new_root],
+        intermediate=current,
+        root=new_root,
+        now=start + timedelta(days=31),
+    )
+    assert later.intermediates == (current,)
+    assert later.roots == (new_root,)
+
+
+def test_the_signers_round_trip_through_their_secret(root, intermediate) -> None:
+    data = revocation.signers_data(signers(intermediate, root))
+    assert sorted(data) == sorted(
+        f"{crl.key_id(p.certificate)}.{ext}" for p in (intermediate, root) for ext in ("crt", "key")
+    )
+    loaded = revocation.load_signers(data)
+    assert sorted(p.certificate.serial_number for p in loaded) == sorted(
+        p.certificate.serial_number for p in (intermediate, root)
+    )
+    assert revocation.load_signers({"x.crt": "bm90"}) == []
+
+
+def test_a_revoked_serial_keeps_its_entry_and_takes_a_new_reason() -> None:
+    once, changes = revocation.with_requests(
+        revocation.Record(),
+        [(request(), target(9))],
+        {9: "superseded"},
+        now=NOW,
+        serial_not_after=LATER,
     )
     assert [(e.serial, e.reason, e.source) for e in once.entries] == [
-        (9, "keyCompromise", "Certificate shop/web")
+        (9, "superseded", "Certificate shop/web")
     ]
-    twice = revocation.with_requests(once, [request(9)], {}, now=NOW, serial_not_after=LATER)
-    assert twice.entries == once.entries
-    assert revocation.applied(once, request(9))
-    # Re-issued, then revoked again: a new request on the same object, a new serial.
-    later = request(10, at="2026-06-02T00:00:00.000001Z")
-    assert not revocation.applied(once, later)
-    again = revocation.with_requests(once, [later], {}, now=NOW, serial_not_after=LATER)
-    assert [e.serial for e in again.entries] == [9, 10]
-
-
-def test_a_request_without_a_serial_revokes_nothing() -> None:
-    record = revocation.with_requests(
-        revocation.Record(), [request(None)], {}, now=NOW, serial_not_after=LATER
+    assert changes["Certificate shop/web"] == revocation.Change(True, "revoked (keyCompromise)")
+    assert changes["serial 9"].recorded
+    assert changes["serial 9"].message == "reason changed from keyCompromise to superseded"
+    same, changes = revocation.with_requests(
+        once, [(request(reason="superseded"), target(9))], {}, now=NOW, serial_not_after=LATER
     )
-    assert record.entries == ()
+    assert same is once
+    assert changes["Certificate shop/web"].message == (
+        "revoked already (superseded, 2026-06-01T11:00:00Z)"
+    )
+    again, changes = revocation.with_requests(
+        once, [(request(), target(9))], {}, now=NOW, serial_not_after=LATER
+    )
+    assert [(e.serial, e.reason, e.revoked_at) for e in again.entries] == [
+        (9, "keyCompromise", once.entries[0].revoked_at)
+    ]
+    assert changes["Certificate shop/web"].message == (
+        "reason changed from superseded to keyCompromise"
+    )
 
 
 def test_a_bare_serial_stays_until_the_intermediate_expires() -> None:
-    record = revocation.with_requests(
-        revocation.Record(), [], {0x77: "cessationOfOperation"}, now=NOW, serial_not_after=LATER
+    record = revoke(revocation.Record(), [], {0x77: "cessationOfOperation"})
+    assert [
+        (e.serial, e.reason, e.not_after, e.source, e.revoked_at, e.issuer) for e in record.entries
+    ] == [(0x77, "cessationOfOperation", LATER, "serial", NOW, "")]
+
+
+def test_a_full_record_refuses_more_and_keeps_what_it_has() -> None:
+    base = revocation.record_bytes(revocation.Record())
+    cost = revocation.entry_bytes(revocation.Entry(1, NOW, "superseded", LATER, "serial"))
+    record, changes = revocation.with_requests(
+        revocation.Record(),
+        [],
+        {1: "superseded", 2: "superseded", 3: "superseded"},
+        now=NOW,
+        serial_not_after=LATER,
+        max_bytes=base + 2 * cost,
     )
-    assert [(e.serial, e.reason, e.not_after, e.source, e.revoked_at) for e in record.entries] == [
-        (0x77, "cessationOfOperation", LATER, "serial", NOW)
-    ]
+    assert [e.serial for e in record.entries] == [1, 2]
+    assert not changes["serial 3"].recorded
+    assert changes["serial 3"].message.startswith("the revocation record is full (2 entries, ")
 
 
 def test_the_record_round_trips_through_its_configmap(root, intermediate) -> None:
+    own = crl.key_id(intermediate.certificate)
     record = revocation.publish(
-        revocation.with_requests(
-            revocation.Record(),
-            [request(0xABC)],
-            {3: "superseded"},
-            now=NOW,
-            serial_not_after=LATER,
-        ),
-        intermediate=intermediate,
-        root=root,
+        revoke(revocation.Record(), [(request(), target(0xABC, issuer=own))], {3: "superseded"}),
+        signers=signers(intermediate, root),
         now=NOW,
     )
     assert revocation.load(revocation.dump(record)) == record
     assert revocation.load(None) == revocation.Record()
 
 
+def test_a_lost_record_is_rebuilt_from_the_published_crls(root, intermediate) -> None:
+    own = crl.key_id(intermediate.certificate)
+    record = revocation.publish(
+        revoke(revocation.Record(), [(request(), target(0xABC, issuer=own))]),
+        signers=signers(intermediate, root),
+        now=NOW,
+    )
+    rebuilt = revocation.entries_from_crls(record.crl_pem, signers(intermediate, root), NOW)
+    assert [(e.serial, e.reason, e.issuer, e.not_after) for e in rebuilt] == [
+        (0xABC, "keyCompromise", own, intermediate.certificate.not_valid_after_utc)
+    ]
+
+
 @pytest.mark.parametrize(
-    "data", [{revocation.RECORD_KEY: "{"}, {revocation.RECORD_KEY: '{"entries": [{}]}'}]
+    "data",
+    [
+        {revocation.RECORD_KEY: "{"},
+        {revocation.RECORD_KEY: '{"entries": [{}]}'},
+        {revocation.RECORD_KEY: '{"version": 1, "entries": []}'},
+        {
+            revocation.RECORD_KEY: '{"version": 2, "crlNumber": 1, "signers": [], '
+            '"issuers": [], "entries": [["0", 1, 0, 2, -1, "serial"]]}'
+        },
+    ],
 )
 def test_a_damaged_record_is_an_error(data) -> None:
     with pytest.raises(ValueError, match="is not a revocation record"):
         revocation.load(data)
+
+
+def annotated(annotations: dict[str, str]) -> dict[str, object]:
+    return {"metadata": {"name": "web", "namespace": "shop", "annotations": annotations}}
 
 
 @pytest.mark.parametrize(
@@ -249,46 +397,120 @@ def test_a_damaged_record_is_an_error(data) -> None:
     [
         ({}, None),
         (
-            {names.REVOKE_REQUEST_ANNOTATION: "t1"},
-            ("t1", "unspecified", True, 0xAB),
+            {names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T11:00:00Z"},
+            ("2026-06-01T11:00:00Z", "unspecified", True, None),
         ),
         (
             {
-                names.REVOKE_REQUEST_ANNOTATION: "t2",
+                names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T12:04:00.5Z",
                 names.REVOKE_REASON_ANNOTATION: "superseded",
                 names.REVOKE_REISSUE_ANNOTATION: "false",
+                names.REVOKE_SERIAL_ANNOTATION: "0a:bc",
             },
-            ("t2", "superseded", False, 0xAB),
+            ("2026-06-01T12:04:00.5Z", "superseded", False, 0xABC),
         ),
     ],
 )
 def test_a_request_on_a_certificate(annotations, expected) -> None:
-    body = {
-        "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
-        "status": {"serialNumber": "ab", "notAfter": "2026-07-01T12:00:00Z"},
-    }
-    found = revocation.request_of("Certificate", body)
+    found = revocation.request_of("Certificate", annotated(annotations), NOW)
     if expected is None:
         assert found is None
         return
     assert found is not None
-    assert (found.requested_at, found.reason, found.reissue, found.serial) == expected
-    assert found.not_after == LATER
+    assert (found.requested_at, found.reason, found.reissue, found.pinned) == expected
     assert found.source == "Certificate shop/web"
 
 
+@pytest.mark.parametrize(
+    ("annotations", "problem"),
+    [
+        ({names.REVOKE_REQUEST_ANNOTATION: "garbage"}, "is not an RFC 3339 time"),
+        ({names.REVOKE_REQUEST_ANNOTATION: "2030-01-01T00:00:00Z"}, "is in the future"),
+        (
+            {
+                names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T11:00:00Z",
+                names.REVOKE_REISSUE_ANNOTATION: "no",
+            },
+            "'no' is neither true nor false",
+        ),
+        (
+            {
+                names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T11:00:00Z",
+                names.REVOKE_REISSUE_ANNOTATION: "False",
+            },
+            "'False' is neither true nor false",
+        ),
+        (
+            {
+                names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T11:00:00Z",
+                names.REVOKE_SERIAL_ANNOTATION: "00",
+            },
+            "is 0",
+        ),
+    ],
+)
+def test_bad_requests_name_the_annotation(annotations, problem) -> None:
+    with pytest.raises(revocation.InvalidRequest, match=problem) as raised:
+        revocation.request_of("Certificate", annotated(annotations), NOW)
+    assert str(raised.value).startswith("certsmith.dev/revoke-")
+
+
 def test_a_certificate_request_is_never_reissued() -> None:
-    body = {
-        "metadata": {
-            "name": "cam",
-            "namespace": "d",
-            "annotations": {names.REVOKE_REQUEST_ANNOTATION: "t"},
-        },
-        "status": {},
-    }
-    found = revocation.request_of("CertificateRequest", body)
+    body = annotated({names.REVOKE_REQUEST_ANNOTATION: "2026-06-01T11:00:00Z"})
+    found = revocation.request_of("CertificateRequest", body, NOW)
     assert found is not None
-    assert (found.reissue, found.serial, found.not_after) == (False, None, None)
+    assert (found.reissue, found.pinned) == (False, None)
+
+
+def test_a_certificate_target_is_its_status_serial_with_its_leafs_issuer(
+    root, intermediate
+) -> None:
+    held = leaf(intermediate)
+    status = {"serialNumber": inspect.serial_hex(held), "notAfter": "2026-07-01T12:00:00Z"}
+    known = signers(intermediate, root).intermediate_certificates()
+    own = crl.key_id(intermediate.certificate)
+    found = revocation.certificate_target(request(), status, held, known, "cluster-root")
+    assert found == revocation.Target(held.serial_number, held.not_valid_after_utc, own)
+    # The Secret holds another certificate (being repaired): status's serial, every CRL.
+    found = revocation.certificate_target(request(), status, leaf(intermediate), known, "x")
+    assert found == revocation.Target(held.serial_number, LATER, "")
+
+
+def test_a_pinned_serial_the_object_no_longer_holds_is_refused(root, intermediate) -> None:
+    held = leaf(intermediate)
+    status = {"serialNumber": inspect.serial_hex(held), "notAfter": "2026-07-01T12:00:00Z"}
+    known = signers(intermediate, root).intermediate_certificates()
+    with pytest.raises(revocation.InvalidRequest, match="not 7 \\(re-issued since the request\\)"):
+        revocation.certificate_target(request(pinned=7), status, held, known, "cluster-root")
+    pem = inspect.certificates_to_pem([held]).decode()
+    with pytest.raises(revocation.InvalidRequest, match="nothing revoked"):
+        revocation.request_target(request(pinned=7), pem, known, "cluster-root")
+
+
+def test_a_leaf_of_another_authority_is_refused(root, intermediate) -> None:
+    other_root = ca.build_root(common_name="partner", now=NOW, lifetime=timedelta(days=3650))
+    other = ca.build_intermediate(
+        issuer=other_root, common_name="partner intermediate", now=NOW, lifetime=timedelta(days=90)
+    )
+    held = leaf(intermediate)
+    status = {"serialNumber": inspect.serial_hex(held), "notAfter": "2026-07-01T12:00:00Z"}
+    partner = signers(other, other_root).intermediate_certificates()
+    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+        revocation.certificate_target(request(), status, held, partner, "partner")
+    pem = inspect.certificates_to_pem([held]).decode()
+    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+        revocation.request_target(request(), pem, partner, "partner")
+    own = signers(intermediate, root).intermediate_certificates()
+    assert revocation.request_target(request(), pem, own, "a").serial == held.serial_number
+
+
+@pytest.mark.parametrize(
+    ("status", "problem"),
+    [({}, "has no certificate yet"), ({"serialNumber": "0"}, "is 0")],
+)
+def test_a_certificate_without_a_serial_revokes_nothing(status, problem) -> None:
+    with pytest.raises(revocation.InvalidRequest, match=problem):
+        revocation.certificate_target(request(), status, None, {}, "cluster-root")
 
 
 def test_serial_annotations_on_an_authority() -> None:
@@ -355,14 +577,12 @@ def test_openssl_verifies_the_crls_and_refuses_the_revoked_leaf(
     root, intermediate, tmp_path
 ) -> None:
     revoked, other = leaf(intermediate), leaf(intermediate)
-    record = revocation.with_requests(
+    own = crl.key_id(intermediate.certificate)
+    record = revoke(
         revocation.Record(),
-        [request(revoked.serial_number, not_after=revoked.not_valid_after_utc)],
-        {},
-        now=NOW,
-        serial_not_after=LATER,
+        [(request(), target(revoked.serial_number, not_after=LATER, issuer=own))],
     )
-    published = revocation.publish(record, intermediate=intermediate, root=root, now=NOW)
+    published = revocation.publish(record, signers=signers(intermediate, root), now=NOW)
     crl_file = write(tmp_path / "ca.crl", published.crl_pem.encode())
     root_file = write(tmp_path / "root.pem", inspect.certificates_to_pem([root.certificate]))
     chain = write(tmp_path / "chain.pem", inspect.certificates_to_pem([intermediate.certificate]))
@@ -406,8 +626,55 @@ def test_openssl_verifies_the_crls_and_refuses_the_revoked_leaf(
 
 def test_a_record_with_a_damaged_crl_is_an_error(root, intermediate) -> None:
     data = revocation.dump(
-        revocation.publish(revocation.Record(), intermediate=intermediate, root=root, now=NOW)
+        revocation.publish(revocation.Record(), signers=signers(intermediate, root), now=NOW)
     )
     data[revocation.CRL_KEY] = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"
     with pytest.raises(ValueError, match="is not a revocation record"):
         revocation.load(data)
+
+
+def test_the_distribution_point_names_the_signing_intermediate(intermediate) -> None:
+    url = "http://certsmith-crl.certsmith.svc/crl/cluster-root/{issuer}.crl"
+    own = crl.key_id(intermediate.certificate)
+    assert revocation.distribution_point(url, intermediate.certificate) == (
+        f"http://certsmith-crl.certsmith.svc/crl/cluster-root/{own}.crl"
+    )
+    assert revocation.distribution_point("http://x/a.crl", intermediate.certificate) == (
+        "http://x/a.crl"
+    )
+    assert revocation.distribution_point(None, intermediate.certificate) is None
+    assert revocation.crl_url({"crl": {"distributionPointURL": url}}) == url
+
+
+@pytest.mark.parametrize(
+    ("problem", "expected"),
+    [
+        (None, ("True", "Published", "CRL number 4 published")),
+        (("RevocationRecordInvalid", "damaged"), ("False", "RevocationRecordInvalid", "damaged")),
+    ],
+)
+def test_the_published_condition(problem, expected) -> None:
+    found = revocation.published_condition(4, problem)
+    assert (found.type, "True" if found.status else "False", found.reason, found.message) == (
+        "CRLPublished",
+        *expected,
+    )
+
+
+@pytest.mark.parametrize(
+    ("requested_at", "pending"),
+    [
+        (None, False),
+        ("garbage", False),
+        ("2026-06-01T11:58:01Z", True),
+        ("2026-06-01T12:00:00.5Z", True),
+        ("2026-06-01T11:57:59Z", False),
+        ("2026-06-01T12:02:01Z", False),
+    ],
+)
+def test_a_pending_revocation_holds_a_reissue_back_for_two_minutes(requested_at, pending) -> None:
+    annotations = {} if requested_at is None else {names.REVOKE_REQUEST_ANNOTATION: requested_at}
+    observed = status.Observed.from_body(
+        {"metadata": {"name": "web", "namespace": "shop", "annotations": annotations}}
+    )
+    assert observed.revocation_pending(NOW) is pending

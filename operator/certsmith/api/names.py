@@ -53,13 +53,19 @@ ROTATE_ANNOTATION = "certsmith.dev/rotate-requested-at"
 BUNDLE_LABEL = "certsmith.dev/trust-bundle"
 # Revocation (`kubectl certsmith revoke`). On a Certificate or a CertificateRequest: revoke
 # the certificate in its status now (the time of the request), why (a CRLReason name), and,
-# on a Certificate, "false" not to re-issue it. On a CertificateAuthority:
+# on a Certificate, "false" not to re-issue it, and the serial meant (hex, optional: the
+# operator then refuses the request if the object holds another). On a CertificateAuthority:
 # `revoke.certsmith.dev/<serial hex>: <reason>` revokes a serial it signed. certsmith
 # removes them once the revocation is recorded.
 REVOKE_REQUEST_ANNOTATION = "certsmith.dev/revoke-requested-at"
 REVOKE_REASON_ANNOTATION = "certsmith.dev/revoke-reason"
 REVOKE_REISSUE_ANNOTATION = "certsmith.dev/revoke-reissue"
+REVOKE_SERIAL_ANNOTATION = "certsmith.dev/revoke-serial"
 REVOKE_SERIAL_PREFIX = "revoke.certsmith.dev/"
+# The Events that say what became of a revocation request (the plugin's --wait reads them).
+REVOKED_EVENT = "Revoked"
+INVALID_REVOCATION_EVENT = "InvalidRevocation"
+RECORD_FULL_EVENT = "RevocationRecordFull"
 BUNDLE_ANNOTATION = BUNDLE_LABEL
 
 # --- pods and workloads ------------------------------------------------------------------

@@ -32,6 +32,7 @@ from certsmith.authorities import (
     cluster_trust_bundle,
     crl_publisher,
     pod_certificates,
+    revocation,
     rotation,
     store,
     trust_bundle,
@@ -124,6 +125,8 @@ class AuthorityController:
         # When each authority's revocation record next changes by itself (its CRL is due
         # again, an entry expires): a step is scheduled no later than that.
         self._crl_due: dict[str, datetime] = {}
+        # Each authority's CRLPublished condition, as its last step found it.
+        self._crl_condition: dict[str, conditions.Condition] = {}
 
     def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether a bundle ConfigMap's watch event only echoes a write made here."""
@@ -250,6 +253,7 @@ class AuthorityController:
             blocking,
             now,
             served_cluster_trust_bundles=self._ctb_version is not None,
+            crl=self._crl_condition.get(material.name),
         )
         self._report(body, body.get("status") or {}, status, blocking)
         return status
@@ -358,7 +362,35 @@ class AuthorityController:
     ) -> authority.AuthorityMaterial:
         """Apply the revocations asked for and publish the CRL signed by the intermediate
         that signs now (crl_publisher); the material carrying it, for the bundles."""
-        published = self._crls.publish(body, material, now)
+        try:
+            published = self._crls.publish(body, material, now)
+        except Exception as error:  # any fault here never stops the authority's other work
+            logger.exception(
+                "CertificateAuthority %s: the CRLs could not be updated", material.name
+            )
+            previous = self._registry.get(material.name)
+            published = crl_publisher.Published(
+                replace(material, crl_pem=previous.crl_pem if previous is not None else ""),
+                now + crl_publisher.FINISH_RETRY,
+                (
+                    crl_publisher.PUBLISH_FAILED,
+                    f"the CRLs could not be updated ({error}); tried again in "
+                    f"{int(crl_publisher.FINISH_RETRY.total_seconds())} s",
+                ),
+            )
+        problem = published.problem
+        try:
+            revocation.crl_url(body.get("spec") or {})
+        except model.InvalidSpec as error:
+            url_problem = f"{error}: leaves are signed without a CRL distribution point"
+            problem = (
+                ("InvalidSpec", url_problem)
+                if problem is None
+                else (problem[0], f"{problem[1]}; {url_problem}")
+            )
+        self._crl_condition[material.name] = revocation.published_condition(
+            published.number, problem
+        )
         if published.next_change is None:
             self._crl_due.pop(material.name, None)
         else:
@@ -430,7 +462,11 @@ class AuthorityController:
             self.warning_event(
                 body, rotation.ROTATION_BLOCKED, str((blocked or {}).get("message", ""))
             )
-        for kind in (trust_bundle.BUNDLES_SYNCED, cluster_trust_bundle.SYNCED):
+        for kind in (
+            trust_bundle.BUNDLES_SYNCED,
+            cluster_trust_bundle.SYNCED,
+            revocation.PUBLISHED,
+        ):
             synced = conditions.find_condition(status["conditions"], kind)
             before = conditions.find_condition(current.get("conditions"), kind)
             if (
@@ -835,8 +871,10 @@ def _step_status(
     now: datetime,
     *,
     served_cluster_trust_bundles: bool,
+    crl: conditions.Condition | None = None,
 ) -> dict[str, Any]:
     """The status after a step: Ready with the material, the rotation, RotationBlocked,
+    CRLPublished (`crl`, revocation.published_condition),
     ClusterTrustBundleSynced and (for an authority that writes a bundle) BundlesSynced."""
     current = body.get("status") or {}
     generation = body["metadata"].get("generation")
@@ -854,6 +892,8 @@ def _step_status(
     ]
     if material.bundle_config_map is not None:
         reported.append(trust_bundle.synced_condition(observed.bundle_problems))
+    if crl is not None:
+        reported.append(crl)
     status["conditions"] = conditions.merge_conditions(
         status["conditions"], reported, generation=generation, now=now
     )

@@ -17,28 +17,39 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
 from certsmith import metrics
 from certsmith.api import model, names
 from certsmith.authorities import authority, revocation
+from certsmith.certificates import tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import crl
+from certsmith.pki import crl, keys
 
 logger = logging.getLogger(__name__)
 
-REVOKED = "Revoked"
-INVALID_REVOCATION = "InvalidRevocation"
+REVOKED = names.REVOKED_EVENT
+INVALID_REVOCATION = names.INVALID_REVOCATION_EVENT
 RECORD_INVALID = "RevocationRecordInvalid"
+RECORD_CONFLICT = "RevocationRecordConflict"
+RECORD_RESTORED = "RevocationRecordRestored"
+RECORD_FULL = names.RECORD_FULL_EVENT
+PUBLISH_FAILED = "CRLPublishFailed"
 FINISH_RETRY = timedelta(seconds=30)
 """How soon a step tries again to remove an annotation of a request it recorded."""
 
 
 @dataclass(frozen=True)
 class Published:
-    """The material with its CRL, and when the record next changes by itself (None: never)."""
+    """The material with its CRLs; when the record next changes by itself (None: never);
+    what keeps the CRLs from being current ((reason, message), None when nothing)."""
 
     material: authority.AuthorityMaterial
     next_change: datetime | None
+    problem: tuple[str, str] | None = None
+    number: int = 0
 
 
 class CrlPublisher:
@@ -56,70 +67,105 @@ class CrlPublisher:
         # Objects whose revoke annotation a watch saw, by authority: read at its next step
         # (never a listing of every Certificate at every step).
         self._pending: dict[str, set[tuple[str, str, str]]] = {}
+        # The last record each authority published here: a record deleted meanwhile is
+        # rebuilt from it, and CRL numbers never go back (RFC 5280 5.2.3).
+        self._last: dict[str, revocation.Record] = {}
         self._guard = threading.Lock()
 
     def publish(
         self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
     ) -> Published:
-        """Apply the requests addressed to authority `body`, drop expired entries, sign the
-        CRL again when due, store the record; the material with the CRL. ApiError when the
-        apiserver does not answer (the step is retried)."""
+        """Keep the CAs that sign CRLs, apply the requests addressed to authority `body`,
+        drop expired entries, sign the CRLs again when due, store the record; the material
+        with the CRLs. ApiError when the apiserver does not answer (the caller retries)."""
         name = material.name
-        stored = self._kube.get_configmap(
-            namespace=self._config.namespace, name=revocation.record_name(name)
-        )
-        try:
-            record = revocation.load((stored or {}).get("data"))
-        except ValueError as error:
-            # Never overwritten: the entries in it are what keeps certificates revoked.
-            message = (
-                f"ConfigMap {self._config.namespace}/{revocation.record_name(name)}: {error}; "
-                "the CRL is not updated until it is restored from a backup or deleted"
-            )
-            logger.warning("CertificateAuthority %s: %s", name, message)
-            self._event(body, "Warning", RECORD_INVALID, message)
-            crl_pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
-            return Published(replace(material, crl_pem=crl_pem), None)
-        requests = self._requests(name)
+        signers = self._signers(material, now)
+        loaded = self._load(body, material, now)
+        if isinstance(loaded, Published):
+            return loaded
+        record, stored = loaded
+        last = self._last.get(name)
+        requests = self._requests(name, signers, now)
         serials, problems = revocation.serial_requests(
             (body.get("metadata") or {}).get("annotations") or {}
         )
         for problem in problems:
             self._event(body, "Warning", INVALID_REVOCATION, problem)
-        updated = revocation.with_requests(
+        updated, changes = revocation.with_requests(
             record,
-            (r for r, _ in requests),
+            ((r, t) for r, t, _ in requests),
             serials,
             now=now,
             serial_not_after=material.intermediate.certificate.not_valid_after_utc,
+            intermediates=len(signers.intermediates),
         )
-        updated = revocation.publish(
-            updated, intermediate=material.intermediate, root=material.root, now=now
-        )
-        if updated != record:
+        floor = last.number if last is not None else 0
+        updated = revocation.publish(updated, signers=signers, now=now, floor=floor)
+        if updated != record or stored is None:
             self._store(name, updated, stored)
-            added = len(updated.entries) - len(record.entries)
             logger.info(
                 "CertificateAuthority %s: CRL %d published (%d revoked, %+d)",
                 name,
                 updated.number,
                 len(updated.entries),
-                added,
+                len(updated.entries) - len(record.entries),
             )
+        self._last[name] = updated
         finished = True
-        for request, involved in requests:
-            if self._finish(request, involved, updated):
+        for request, _, involved in requests:
+            change = changes[request.source]
+            if self._finish(request, involved, change, name):
                 self._done(name, (request.kind, request.namespace, request.name))
             else:
                 finished = False
-        finished = self._finish_serials(body, serials, problems) and finished
+        finished = self._finish_serials(body, changes, problems) and finished
         if updated.this_update is not None:
             metrics.crl_published(name, len(updated.entries), updated.this_update)
         next_change = revocation.next_change(updated)
         if not finished:  # recorded, but an annotation is left: finish it soon
             retry = now + FINISH_RETRY
             next_change = retry if next_change is None else min(next_change, retry)
-        return Published(replace(material, crl_pem=updated.crl_pem), next_change)
+        return Published(
+            replace(material, crl_pem=updated.crl_pem), next_change, None, updated.number
+        )
+
+    def _load(
+        self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
+    ) -> tuple[revocation.Record, Mapping[str, Any] | None] | Published:
+        """The record and the ConfigMap it was read from (None: none); or, when the
+        ConfigMap is not certsmith's or is damaged, what to publish meanwhile (the CRLs last
+        published, never overwriting it: the entries in it keep certificates revoked). A
+        deleted record is rebuilt from the one this operator published last."""
+        name = material.name
+        record_name = revocation.record_name(name)
+        stored = self._kube.get_configmap(namespace=self._config.namespace, name=record_name)
+        where = f"ConfigMap {self._config.namespace}/{record_name}"
+        last = self._last.get(name)
+        if stored is not None and not _ours(stored, name):
+            message = (
+                f"{where} was not created by certsmith and is left untouched: delete it "
+                "(certsmith then writes its own) or restore certsmith's from a backup"
+            )
+            return Published(material, None, (RECORD_CONFLICT, message))
+        try:
+            record = revocation.load((stored or {}).get("data"))
+        except ValueError as error:
+            message = (
+                f"{where}: {error}; the CRLs are not updated until it is restored from a "
+                "backup or deleted"
+            )
+            crl_pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+            kept = last.crl_pem if last is not None else _parsable(crl_pem)
+            return Published(replace(material, crl_pem=kept), None, (RECORD_INVALID, message))
+        if stored is None and last is not None and last.entries:
+            record = replace(last, entries=revocation.live(last.entries, now))
+            message = (
+                f"{where} was deleted: rebuilt from the {len(record.entries)} revocations "
+                "this operator published last (deleting it does not un-revoke)"
+            )
+            logger.warning("CertificateAuthority %s: %s", name, message)
+            self._event(body, "Warning", RECORD_RESTORED, message)
+        return record, stored
 
     def requested(self, authority_name: str, kind: str, namespace: str, name: str) -> None:
         """A watch saw the revoke annotation on this Certificate or CertificateRequest
@@ -128,13 +174,49 @@ class CrlPublisher:
         with self._guard:
             self._pending.setdefault(authority_name, set()).add((kind, namespace, name))
 
-    def _requests(self, name: str) -> list[tuple[revocation.Request, Mapping[str, Any]]]:
+    def _signers(self, material: authority.AuthorityMaterial, now: datetime) -> revocation.Signers:
+        """The CAs whose CRLs are published, kept in the signers Secret (written when that
+        set changes): the current intermediate is kept there before it can be replaced,
+        so its leaves keep a CRL after an intermediate renewal or a root rotation."""
+        secret_name = revocation.signers_secret_name(material.name)
+        stored = self._kube.get_secret(namespace=self._config.namespace, name=secret_name)
+        kept = revocation.load_signers((stored or {}).get("data"))
+        signers = revocation.retained(
+            kept, intermediate=material.intermediate, root=material.root, now=now
+        )
+        if sorted(crl.key_id(p.certificate) for p in kept) == sorted(signers.key_ids):
+            return signers
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": secret_name,
+                "namespace": self._config.namespace,
+                "labels": {
+                    names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+                    names.CA_AUTHORITY_LABEL: material.name,
+                },
+            },
+            "data": revocation.signers_data(signers),
+        }
+        if stored is None:
+            self._kube.create_secret(body=body)
+        else:
+            body["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
+            self._kube.replace_secret(body=body)
+        return signers
+
+    def _requests(
+        self, name: str, signers: revocation.Signers, now: datetime
+    ) -> list[tuple[revocation.Request, revocation.Target, Mapping[str, Any]]]:
         """The revocations asked for on this authority's Certificates and CertificateRequests
-        (those `requested`, read now); an invalid one gets a Warning event and its
-        annotations removed. One no longer asking is forgotten."""
-        found: list[tuple[revocation.Request, Mapping[str, Any]]] = []
+        (those `requested`, read now) with what each revokes; an invalid one gets a Warning
+        event and its annotations removed. One no longer asking is forgotten."""
+        found: list[tuple[revocation.Request, revocation.Target, Mapping[str, Any]]] = []
         with self._guard:
             pending = sorted(self._pending.get(name, ()))
+        intermediates = signers.intermediate_certificates()
         for key in pending:
             kind, namespace, object_name = key
             plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
@@ -150,15 +232,42 @@ class CrlPublisher:
                 self._done(name, key)  # moved to another authority: its watch event says so
                 continue
             try:
-                request = revocation.request_of(kind, item)
+                request = revocation.request_of(kind, item, now)
+                if request is None:
+                    continue
+                status = item.get("status") or {}
+                if kind == "Certificate":
+                    target = revocation.certificate_target(
+                        request, status, self._leaf(item), intermediates, name
+                    )
+                else:
+                    target = revocation.request_target(
+                        request, status.get("certificate"), intermediates, name
+                    )
             except revocation.InvalidRequest as error:
                 self._event(item, "Warning", INVALID_REVOCATION, str(error))
                 if self._clear(plural, item, {}):
                     self._done(name, key)
                 continue
-            if request is not None:
-                found.append((request, item))
+            found.append((request, target, item))
         return found
+
+    def _leaf(self, certificate: Mapping[str, Any]) -> x509.Certificate | None:
+        """The leaf in a Certificate's Secret when its key matches the Secret's tls.key
+        (a certificate planted there without its key is never taken), else None."""
+        secret_name = (certificate.get("spec") or {}).get("secretName")
+        namespace = (certificate.get("metadata") or {}).get("namespace")
+        if not secret_name or not namespace:
+            return None
+        secret = self._kube.get_secret(namespace=namespace, name=secret_name)
+        if secret is None:
+            return None
+        contents = tls_secret.parse_secret(secret)
+        if contents.leaf is None or contents.key is None:
+            return None
+        if not keys.key_matches_certificate(contents.key, contents.leaf):
+            return None
+        return contents.leaf
 
     def _done(self, authority_name: str, key: tuple[str, str, str]) -> None:
         with self._guard:
@@ -192,33 +301,25 @@ class CrlPublisher:
         self,
         request: revocation.Request,
         involved: Mapping[str, Any],
-        record: revocation.Record,
+        change: revocation.Change,
+        authority_name: str,
     ) -> bool:
-        """Remove the request's annotations (the record holds it now); for a Certificate,
-        ask for its re-issue in the same write unless --no-reissue. Whether that was
-        written (`_clear`)."""
+        """Post what became of the request and remove its annotations; for a Certificate
+        recorded, ask for its re-issue in the same write unless --no-reissue. Whether that
+        was written (`_clear`)."""
         plural = names.CERTIFICATES if request.kind == "Certificate" else names.CERTIFICATE_REQUESTS
         extra: dict[str, str | None] = {}
-        if request.serial is None:
-            self._event(
-                involved,
-                "Warning",
-                INVALID_REVOCATION,
-                f"nothing to revoke: {request.kind} {request.name} has no certificate yet "
-                "(status.serialNumber is empty)",
-            )
-        elif revocation.applied(record, request) or any(
-            e.serial == request.serial for e in record.entries
-        ):
+        if change.recorded:
             self._event(
                 involved,
                 "Normal",
                 REVOKED,
-                f"serial {request.serial:x} revoked ({request.reason}); the CRL of "
-                f"CertificateAuthority {_issuer(involved)} lists it",
+                f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it",
             )
             if request.reissue:
                 extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
+        else:
+            self._event(involved, "Warning", RECORD_FULL, change.message)
         return self._clear(plural, involved, extra)
 
     def _clear(
@@ -251,17 +352,40 @@ class CrlPublisher:
         return True
 
     def _finish_serials(
-        self, body: Mapping[str, Any], serials: Mapping[int, str], problems: list[str]
+        self, body: Mapping[str, Any], changes: Mapping[str, revocation.Change], problems: list[str]
     ) -> bool:
-        """Remove the authority's `revoke.certsmith.dev/` annotations: recorded, or refused
-        (a Warning event said why). Whether that was written (as `_clear`)."""
+        """Post what became of the authority's `revoke.certsmith.dev/` annotations and remove
+        them: recorded, or refused (a Warning event said why). Whether that was written
+        (as `_clear`)."""
         annotations = (body.get("metadata") or {}).get("annotations") or {}
-        keys = [k for k in annotations if k.startswith(revocation.SERIAL_ANNOTATION_PREFIX)]
-        if not keys:
+        keys_ = [k for k in annotations if k.startswith(revocation.SERIAL_ANNOTATION_PREFIX)]
+        if not keys_:
             return True
-        for serial, reason in serials.items():
-            self._event(body, "Normal", REVOKED, f"serial {serial:x} revoked ({reason})")
-        return self._clear(names.AUTHORITIES, body, dict.fromkeys(keys))
+        for source, change in changes.items():
+            if not source.startswith("serial "):
+                continue
+            if change.recorded:
+                self._event(body, "Normal", REVOKED, f"{source}: {change.message}")
+            else:
+                self._event(body, "Warning", RECORD_FULL, change.message)
+        return self._clear(names.AUTHORITIES, body, dict.fromkeys(keys_))
+
+
+def _ours(stored: Mapping[str, Any], authority_name: str) -> bool:
+    """Whether a record ConfigMap carries the labels certsmith writes on it."""
+    labels = (stored.get("metadata") or {}).get("labels") or {}
+    return (
+        labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_VALUE
+        and labels.get(names.CA_AUTHORITY_LABEL) == authority_name
+    )
+
+
+def _parsable(crl_pem: str) -> str:
+    """`crl_pem` when every CRL in it parses, else ""."""
+    try:
+        return crl_pem if crl.split_pem(crl_pem) else ""
+    except ValueError:
+        return ""
 
 
 def _issuer(involved: Mapping[str, Any]) -> str:
@@ -277,9 +401,10 @@ the distribution point do not each cost an apiserver read."""
 
 
 class CrlCache:
-    """The DER of each authority's current CRL (the intermediate's, listing its revoked
-    leaves), read from its record at most every CRL_CACHE_SECONDS; served by every replica
-    at /crl/<authority>.crl."""
+    """The DER of each authority's CRLs, by the key identifier of the CA that signed each
+    (revocation.CRL_KEY of its record), read at most every CRL_CACHE_SECONDS; served by
+    every replica at /crl/<authority>.crl (the current intermediate's) and
+    /crl/<authority>/<key id>.crl (that CA's)."""
 
     def __init__(
         self, kube: Kube, config: Config, *, clock: Callable[[], float] = time.monotonic
@@ -287,22 +412,29 @@ class CrlCache:
         self._kube = kube
         self._config = config
         self._clock = clock
-        self._read: dict[str, tuple[float, bytes | None]] = {}
+        self._read: dict[str, tuple[float, list[tuple[str, bytes]]]] = {}
         self._guard = threading.Lock()
 
-    def der(self, authority_name: str) -> bytes | None:
-        """None when the authority has no CRL (yet). ApiError when the apiserver does not
-        answer, ValueError when the record holds no CRL that parses."""
+    def der(self, authority_name: str, key_id: str | None = None) -> bytes | None:
+        """The CRL of the CA with `key_id` (None: the current intermediate's, the first);
+        None when the authority has no such CRL. ApiError when the apiserver does not
+        answer, ValueError when the record holds a CRL that does not parse."""
         now = self._clock()
         with self._guard:
             cached = self._read.get(authority_name)
-        if cached is not None and now - cached[0] < CRL_CACHE_SECONDS:
-            return cached[1]
-        stored = self._kube.get_configmap(
-            namespace=self._config.namespace, name=revocation.record_name(authority_name)
-        )
-        pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
-        der = crl.to_der(pem) if pem else None
-        with self._guard:
-            self._read[authority_name] = (now, der)
-        return der
+        if cached is None or now - cached[0] >= CRL_CACHE_SECONDS:
+            stored = self._kube.get_configmap(
+                namespace=self._config.namespace, name=revocation.record_name(authority_name)
+            )
+            pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+            lists = [
+                (crl.authority_key_id(c) or "", c.public_bytes(serialization.Encoding.DER))
+                for c in crl.split_pem(pem)
+            ]
+            cached = (now, lists)
+            with self._guard:
+                self._read[authority_name] = cached
+        for found, der in cached[1]:
+            if key_id is None or found == key_id:
+                return der
+        return None

@@ -562,9 +562,9 @@ def ensure_material(
         raise AuthorityNotReady(f"a certificate signed under this root would not verify: {problem}")
     bundle = spec.get("trustBundle") or {}
     try:
-        crl_url = revocation.crl_url(spec)
-    except model.InvalidSpec as error:
-        raise AuthorityNotReady(str(error), reason="InvalidSpec") from None
+        url = revocation.crl_url(spec)
+    except model.InvalidSpec:
+        url = None  # the CRLPublished condition says so; it never stops the signing
     return authority.AuthorityMaterial(
         name=name,
         root=signing,
@@ -578,7 +578,7 @@ def ensure_material(
         bundle_selector=bundle.get("namespaceSelector") or {},
         pod_certificates=pod_certificates.parse_settings(spec),
         refresh_bounds=bounds,
-        crl_url=crl_url,
+        crl_url=revocation.distribution_point(url, intermediate.certificate),
     )
 
 

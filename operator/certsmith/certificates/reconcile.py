@@ -274,7 +274,12 @@ class Reconciler:
         decision: Decision,
         now: datetime,
     ) -> Outcome:
-        """Issue (paced during a root rotation), then check what was issued."""
+        """Issue (paced during a root rotation), then check what was issued. Not while a
+        revocation of the certificate held now is pending: it is revoked first (its
+        authority's step then asks for the re-issue)."""
+        held = judged.secret is not None and judged.secret.leaf is not None
+        if held and observed.revocation_pending(now):
+            return Outcome(status=None, next_check=now + status.REVOCATION_RECHECK)
         if decision.reason == policies.ROOT_ROTATION:
             # At most spec.rotation.reissueRate per second, whoever asked.
             moment = self._clock()

@@ -56,6 +56,12 @@ class Outcome:
     """When to reconcile again (renewal or retry); None to wait for a change."""
 
 
+REVOCATION_WAIT = timedelta(minutes=2)
+"""How long a re-issue waits for a pending revocation of the certificate it replaces."""
+REVOCATION_RECHECK = timedelta(seconds=5)
+"""How often a re-issue held back by a pending revocation looks again."""
+
+
 @dataclass(frozen=True)
 class Observed:
     """What status building reads of a Certificate as the apiserver returned it."""
@@ -69,6 +75,8 @@ class Observed:
     """The renew-requested-at annotation (`kubectl certsmith renew`), if any."""
     created: datetime | None
     """metadata.creationTimestamp."""
+    revocation_request: str | None = None
+    """The revoke-requested-at annotation (`kubectl certsmith revoke`), if any."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Observed:
@@ -83,7 +91,16 @@ class Observed:
             status=dict(body.get("status") or {}),
             renewal_request=annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
             created=times.parse_time(metadata.get("creationTimestamp")),
+            revocation_request=annotations.get(names.REVOKE_REQUEST_ANNOTATION),
         )
+
+    def revocation_pending(self, now: datetime) -> bool:
+        """Whether a revocation asked for at most REVOCATION_WAIT ago waits for its
+        authority's step: the certificate held now must not be replaced before it is
+        revoked (the request pins that serial). A request older than that, or whose time
+        is not one, no longer holds a re-issue back."""
+        at = times.parse_time(self.revocation_request)
+        return at is not None and now - REVOCATION_WAIT <= at <= now + REVOCATION_WAIT
 
     @property
     def jitter_key(self) -> str:

@@ -281,6 +281,14 @@ class Api:
         path = f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
         return self._request("GET", path, what=f'Secret "{name}" in namespace {namespace}')
 
+    def list_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The namespace's Events about objects named `name` (any kind)."""
+        path = (
+            f"/api/v1/namespaces/{_segment(namespace)}/events"
+            f"?fieldSelector=involvedObject.name%3D{_segment(name)}"
+        )
+        return _items(self._request("GET", path, what=f"Events in namespace {namespace}"))
+
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's Pods (CliError when RBAC forbids listing them)."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/pods"

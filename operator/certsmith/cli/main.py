@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from certsmith.api import model
 from certsmith.cli import api, ca, decide, inspection, output, renew, revoke, status
+from certsmith.pki import crl
 
 EXAMPLES = """\
 examples:
@@ -44,6 +45,15 @@ def _timeout(text: str) -> timedelta:
         return model.parse_duration(text, "--timeout")
     except model.InvalidSpec as error:
         raise argparse.ArgumentTypeError(error.message) from None
+
+
+def _serial(text: str) -> str:
+    """--serial of revoke: a positive serial of at most 20 octets in hex (crl.parse_serial)."""
+    try:
+        crl.parse_serial(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def _revocation_reason(text: str) -> str:
@@ -185,7 +195,9 @@ def _revoke_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         nargs="?",
         help="NAME or certificate/NAME (a Certificate), certificaterequest/NAME",
     )
-    parser.add_argument("--serial", help="a serial in hex (with --authority): needs patch on it")
+    parser.add_argument(
+        "--serial", type=_serial, help="a serial in hex (with --authority): needs patch on it"
+    )
     parser.add_argument(
         "--authority", default=ca.DEFAULT_AUTHORITY, help="with --serial (default: cluster-root)"
     )

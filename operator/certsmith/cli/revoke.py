@@ -10,7 +10,7 @@ in the same move unless --no-reissue. A bare serial is asked for on the Certific
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -70,13 +70,16 @@ def check_reason(reason: str) -> str:
 
 
 def request_annotations(
-    *, now: datetime, reason: str, reissue: bool, kind: str
+    *, now: datetime, reason: str, reissue: bool, kind: str, serial: str
 ) -> dict[str, str | None]:
     """The annotations that ask for the revocation (api.names.REVOKE_*); the time has
-    microseconds, so two requests a moment apart differ. `reissue` applies to Certificates."""
+    microseconds, so two requests a moment apart differ; `serial` (hex) pins the
+    certificate meant: the operator refuses the request if the object holds another by
+    then. `reissue` applies to Certificates."""
     annotations: dict[str, str | None] = {
         names.REVOKE_REQUEST_ANNOTATION: times.format_micro_time(now),
         names.REVOKE_REASON_ANNOTATION: reason,
+        names.REVOKE_SERIAL_ANNOTATION: serial,
     }
     if kind == CERTIFICATE:
         annotations[names.REVOKE_REISSUE_ANNOTATION] = None if reissue else "false"
@@ -113,7 +116,9 @@ def run_object(
             f"{target.kind.lower()} {target.name} has no certificate to revoke yet "
             "(status.serialNumber is empty)"
         )
-    annotations = request_annotations(now=clock(), reason=reason, reissue=reissue, kind=target.kind)
+    annotations = request_annotations(
+        now=clock(), reason=reason, reissue=reissue, kind=target.kind, serial=serial
+    )
     annotate(namespace, target.name, annotations)
     requested_at = str(annotations[names.REVOKE_REQUEST_ANNOTATION])
     what = f"{target.kind.lower()} {target.name}: serial {serial}"
@@ -127,22 +132,67 @@ def run_object(
         print(f"{what}: revocation ({reason}) requested")
         return 0
     deadline = time.monotonic() + timeout.total_seconds()
-    while pending(body := get(namespace, target.name), requested_at):
+    while pending(get(namespace, target.name), requested_at):
         if time.monotonic() >= deadline:
             print(f"{what}: not recorded by the operator within {timeout} (is it running?)")
             return 1
         time.sleep(POLL_INTERVAL_SECONDS)
-    print(f"{what}: revoked ({reason}), in the CRL")
+    found = outcome(
+        api.list_events(namespace, target.name), kind=target.kind, requested_at=requested_at
+    )
+    if found is None:
+        print(f"{what}: handled by the operator (no event found: kubectl describe it)")
+        return 0
+    recorded, message = found
+    print(f"{what}: {message}")
+    if not recorded:
+        return 1
     if not reissuing:
         return 0
-    while not renew.reissued(body, serial):
+    return _wait_reissued(api, namespace, target, serial, deadline, timeout)
+
+
+def _wait_reissued(
+    api: Api, namespace: str, target: Target, serial: str, deadline: float, timeout: timedelta
+) -> int:
+    """Until the Certificate holds another serial than `serial` (exit 1 past `deadline`)."""
+    what = f"{target.kind.lower()} {target.name}"
+    while not renew.reissued(body := api.get_certificate(namespace, target.name), serial):
         if time.monotonic() >= deadline:
-            print(f"{what}: not re-issued within {timeout}")
+            print(f"{what}: serial {serial}: not re-issued within {timeout}")
             return 1
         time.sleep(POLL_INTERVAL_SECONDS)
-        body = get(namespace, target.name)
-    print(f"{target.kind.lower()} {target.name}: re-issued, serial {renew.serial_of(body)}")
+    print(f"{what}: re-issued, serial {renew.serial_of(body)}")
     return 0
+
+
+_OUTCOMES = {
+    names.REVOKED_EVENT: True,
+    names.INVALID_REVOCATION_EVENT: False,
+    names.RECORD_FULL_EVENT: False,
+}
+
+
+def outcome(
+    events: Sequence[Mapping[str, Any]], *, kind: str, requested_at: str
+) -> tuple[bool, str] | None:
+    """What the operator did with the request made at `requested_at` on an object of `kind`,
+    from its Events (the newest Revoked, InvalidRevocation or RevocationRecordFull at or
+    after that second): (recorded, the event's message); None when there is none."""
+    since = times.parse_time(requested_at)
+    best: tuple[datetime, bool, str] | None = None
+    for event in events:
+        if (event.get("involvedObject") or {}).get("kind") != kind:
+            continue
+        recorded = _OUTCOMES.get(str(event.get("reason")))
+        at = times.parse_time(event.get("lastTimestamp") or event.get("eventTime"))
+        if recorded is None or at is None:
+            continue
+        if since is not None and at < since.replace(microsecond=0):
+            continue
+        if best is None or at >= best[0]:
+            best = (at, recorded, str(event.get("message", "")))
+    return None if best is None else (best[1], best[2])
 
 
 def keeps_its_key(body: Mapping[str, Any]) -> bool:

@@ -26,18 +26,26 @@ removeFromCRL are left out on purpose: a revocation is final here (a held certif
 cannot be released), and aACompromise concerns attribute certificates."""
 
 
-MAX_SERIAL_HEX = 40
-"""RFC 5280 4.1.2.2: a serial is at most 20 octets."""
+MAX_SERIAL_BITS = 159
+"""RFC 5280 4.1.2.2: a serial is a positive integer of at most 20 octets (DER, with its sign
+bit), so below 2**159; the `cryptography` CRL builder refuses larger ones."""
 
 
 def parse_serial(text: str) -> int:
-    """A serial number written in hex, colons allowed (as openssl prints it, `0A:1B`) and
-    case ignored; ValueError unless it is 1 to MAX_SERIAL_HEX hex digits."""
+    """A serial number written in hex, colons allowed (as openssl prints it, `0A:1B`), case
+    and leading zeros ignored (`00C3...` is how DER shows a serial with its top bit set);
+    ValueError unless it is a positive serial of at most 20 octets (RFC 5280 4.1.2.2)."""
     digits = text.replace(":", "").lower()
-    hexadecimal = all(c in "0123456789abcdef" for c in digits)
-    if not digits or len(digits) > MAX_SERIAL_HEX or not hexadecimal:
-        raise ValueError(f"{text!r} is not a serial number in hex (1-{MAX_SERIAL_HEX} digits)")
-    return int(digits, 16)
+    if not digits or not all(c in "0123456789abcdef" for c in digits):
+        raise ValueError(f"{text!r} is not a serial number in hex")
+    value = int(digits, 16)
+    if value == 0:
+        raise ValueError(f"{text!r} is 0: a serial number is positive (RFC 5280 4.1.2.2)")
+    if value.bit_length() > MAX_SERIAL_BITS:
+        raise ValueError(
+            f"{text!r} is longer than 20 octets (RFC 5280 4.1.2.2): no certificate has it"
+        )
+    return value
 
 
 def reason_problem(reason: str) -> str | None:
@@ -97,7 +105,27 @@ def to_pem(crl: x509.CertificateRevocationList) -> str:
     return crl.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def to_der(pem: str) -> bytes:
-    """The DER of the first CRL in `pem` (what a CRL distribution point serves, RFC 5280
-    4.2.1.13); ValueError when `pem` holds none."""
-    return x509.load_pem_x509_crl(pem.encode()).public_bytes(serialization.Encoding.DER)
+def key_id(certificate: x509.Certificate) -> str:
+    """The hex key identifier of a CA certificate's public key (RFC 5280 4.2.1.2, method 1:
+    SHA-1 of the subjectPublicKey), as its leaves' authority key identifier names it."""
+    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex()
+
+
+def authority_key_id(
+    signed: x509.Certificate | x509.CertificateRevocationList,
+) -> str | None:
+    """The hex key identifier of the CA that signed a certificate or a CRL (its authority key
+    identifier extension, RFC 5280 4.2.1.1 and 5.2.1); None when it has none."""
+    try:
+        extension = signed.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    identifier = extension.value.key_identifier
+    return None if identifier is None else identifier.hex()
+
+
+def split_pem(pem: str) -> list[x509.CertificateRevocationList]:
+    """Every CRL in `pem` (several concatenated, as ca.crl holds them); ValueError when one
+    does not parse."""
+    marker = "-----BEGIN X509 CRL-----"
+    return [x509.load_pem_x509_crl((marker + part).encode()) for part in pem.split(marker)[1:]]

@@ -35,16 +35,22 @@ APISERVER_SILENCE_LIMIT_SECONDS = 10.0
 _AUTHORITY_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
-CrlSource = Callable[[str], bytes | None]
+_KEY_ID = re.compile(r"[0-9a-f]{40}")
+CrlSource = Callable[[str, str | None], bytes | None]
 
 
 async def _crl_file(crl: CrlSource | None, request: web.Request) -> web.Response:
-    """`/crl/<authority>.crl` (`serve`)."""
+    """`/crl/<authority>.crl` and `/crl/<authority>/<key id>.crl` (`serve`)."""
     name = request.match_info["authority"]
-    if crl is None or not _AUTHORITY_NAME.fullmatch(name):
+    key_id = request.match_info.get("key_id")
+    if (
+        crl is None
+        or not _AUTHORITY_NAME.fullmatch(name)
+        or (key_id is not None and not _KEY_ID.fullmatch(key_id))
+    ):
         return web.Response(status=404, text="no such CRL\n")
     try:
-        der = await asyncio.to_thread(crl, name)
+        der = await asyncio.to_thread(crl, name, key_id)
     except (ApiError, ValueError) as error:  # unanswered or unreadable: retry later
         return web.Response(status=503, text=f"the CRL cannot be read now: {error}\n")
     if der is None:
@@ -61,13 +67,15 @@ async def serve(
     crl: CrlSource | None = None,
 ) -> web.AppRunner:
     """Serve `/readyz` on `port` (every address) until the returned runner is cleaned up,
-    and, with `crl`, `/crl/<authority>.crl`: the authority's CRL in DER
-    (`application/pkix-crl`, RFC 5280 4.2.1.13), 404 when it has none.
+    and, with `crl`, `/crl/<authority>.crl` (its current intermediate's CRL) and
+    `/crl/<authority>/<key id>.crl` (the CRL of its CA with that hex key identifier, as
+    leaves name it: revocation.ISSUER_PLACEHOLDER) in DER (`application/pkix-crl`, RFC 5280
+    4.2.1.13), 404 when it has none.
 
     `authority_problem`: why the default authority cannot sign, or None; `webhook_port`:
     the port the webhook must accept connections on, or None when webhooks are off;
-    `crl(authority)`: the DER to serve (blocking: run in a thread), None for none, an
-    exception when it cannot be read now (503)."""
+    `crl(authority, key id or None)`: the DER to serve (blocking: run in a thread), None
+    for none, an exception when it cannot be read now (503)."""
 
     async def readyz(_: web.Request) -> web.Response:
         problems = []
@@ -89,6 +97,7 @@ async def serve(
     app = web.Application()
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/crl/{authority}.crl", functools.partial(_crl_file, crl))
+    app.router.add_get("/crl/{authority}/{key_id}.crl", functools.partial(_crl_file, crl))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()
