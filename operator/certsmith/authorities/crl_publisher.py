@@ -38,7 +38,8 @@ RECORD_RESTORED = "RevocationRecordRestored"
 RECORD_FULL = names.RECORD_FULL_EVENT
 PUBLISH_FAILED = "CRLPublishFailed"
 FINISH_RETRY = timedelta(seconds=30)
-"""How soon a step tries again to remove an annotation of a request it recorded."""
+"""How soon a step tries again to remove an annotation of a request it recorded, or to
+read a record that was damaged or not certsmith's (not watched: this finds it restored)."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class CrlPublisher:
                 f"{where} was not created by certsmith and is left untouched: delete it "
                 "(certsmith then writes its own) or restore certsmith's from a backup"
             )
-            return Published(material, None, (RECORD_CONFLICT, message))
+            return Published(material, now + FINISH_RETRY, (RECORD_CONFLICT, message))
         try:
             record = revocation.load((stored or {}).get("data"))
         except ValueError as error:
@@ -156,7 +157,8 @@ class CrlPublisher:
             )
             crl_pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
             kept = last.crl_pem if last is not None else _parsable(crl_pem)
-            return Published(replace(material, crl_pem=kept), None, (RECORD_INVALID, message))
+            retry = now + FINISH_RETRY  # until it is restored or deleted
+            return Published(replace(material, crl_pem=kept), retry, (RECORD_INVALID, message))
         if stored is None and last is not None and last.entries:
             record = replace(last, entries=revocation.live(last.entries, now))
             message = (

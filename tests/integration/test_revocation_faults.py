@@ -1,0 +1,368 @@
+"""Revocation under bad input and change, on a real apiserver with the real operator: a bad
+serial or a damaged record never stops the authority's other work; a request revokes the
+certificate it names, never one issued after it nor one another authority signed; leaves of
+a replaced intermediate keep a current CRL; a deleted record does not un-revoke."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client
+
+from tests import builders
+from tests.integration import certs
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
+from tests.integration.test_revocation import (
+    REVOKE_ANNOTATION,
+    crl_number,
+    crls_in,
+    lists,
+    plugin,
+    published_crl,
+    served_crl,
+)
+from tests.support import kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION, AUTHORITIES = "certsmith.dev", "v1alpha1", "certificateauthorities"
+
+
+def authority(api_client: client.ApiClient, name: str = "cluster-root") -> dict[str, Any]:
+    body: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        GROUP, VERSION, AUTHORITIES, name
+    )
+    return body
+
+
+def crl_condition(api_client: client.ApiClient, name: str = "cluster-root") -> dict[str, Any]:
+    found = (authority(api_client, name).get("status") or {}).get("conditions") or []
+    return next((c for c in found if c["type"] == "CRLPublished"), {})
+
+
+def bundle(api_client: client.ApiClient, namespace: str) -> dict[str, str]:
+    data = client.CoreV1Api(api_client).read_namespaced_config_map("certsmith-ca", namespace).data
+    return dict(data or {})
+
+
+def openssl_verify(tmp_path: Path, data: dict[str, str], chain: bytes) -> tuple[bool, str]:
+    """`openssl verify -crl_check_all` of the leaf in `chain` (leaf, intermediate) against
+    the trust bundle's roots and CRLs: (accepted, output)."""
+    (tmp_path / "ca.crt").write_text(data["ca.crt"])
+    (tmp_path / "ca.crl").write_text(data["ca.crl"])
+    parts = x509.load_pem_x509_certificates(chain)
+    (tmp_path / "leaf.pem").write_bytes(parts[0].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "chain.pem").write_bytes(
+        b"".join(p.public_bytes(serialization.Encoding.PEM) for p in parts[1:])
+    )
+    done = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-crl_check_all",
+            "-CRLfile",
+            "ca.crl",
+            "-CAfile",
+            "ca.crt",
+            "-untrusted",
+            "chain.pem",
+            "leaf.pem",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode == 0, done.stdout + done.stderr
+
+
+def events(api_client: client.ApiClient, namespace: str, name: str, reason: str) -> list[str]:
+    return [e.message for e in certs.events_for(api_client, namespace, name) if e.reason == reason]
+
+
+def test_a_bad_serial_never_stops_the_authority(
+    api_client: client.ApiClient, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """Serial 0 (RFC 5280: positive) and a 21-octet one are refused with an event and their
+    annotations removed; a valid serial asked for with them is recorded, and the authority
+    keeps signing."""
+    objects = client.CustomObjectsApi(api_client)
+    objects.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        AUTHORITIES,
+        "cluster-root",
+        {
+            "metadata": {
+                "annotations": {
+                    "revoke.certsmith.dev/0": "unspecified",
+                    "revoke.certsmith.dev/00" + "ff" * 20: "unspecified",
+                    "revoke.certsmith.dev/5eed": "superseded",
+                }
+            }
+        },
+    )
+    certs.create(
+        api_client, namespace, builders.certificate("after", dnsNames=[f"after.{namespace}.svc"])
+    )
+    wait_for(lambda: lists(api_client, namespace, 0x5EED), timeout=30, what="5eed published")
+    certs.wait_ready(api_client, namespace, "after")
+    wait_for(
+        lambda: not [
+            k
+            for k in (authority(api_client)["metadata"].get("annotations") or {})
+            if k.startswith("revoke.certsmith.dev/")
+        ],
+        timeout=20,
+        what="every revoke annotation removed",
+    )
+    refused = [
+        e.message
+        for e in client.CoreV1Api(api_client).list_namespaced_event("default").items
+        if e.reason == "InvalidRevocation" and e.involved_object.name == "cluster-root"
+    ]
+    assert any("is 0: a serial number is positive" in m for m in refused), refused
+    assert any("longer than 20 octets" in m for m in refused), refused
+    assert crl_condition(api_client)["status"] == "True"
+
+
+def test_a_damaged_record_is_a_condition_and_the_authority_carries_on(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    record = core.read_namespaced_config_map("cluster-root-revocations", OPERATOR_NAMESPACE)
+    saved = dict(record.data)
+    core.patch_namespaced_config_map(
+        "cluster-root-revocations", OPERATOR_NAMESPACE, {"data": {"revocations.json": "{"}}
+    )
+    try:
+        certs.create(
+            api_client, namespace, builders.certificate("dmg", dnsNames=[f"dmg.{namespace}.svc"])
+        )
+        certs.wait_ready(api_client, namespace, "dmg")
+        kubectl_revoke = plugin(kubeconfig, "revoke", "dmg", "-n", namespace, "--no-reissue")
+        assert kubectl_revoke.returncode == 0, kubectl_revoke.stderr
+        condition = wait_for(
+            lambda: (c := crl_condition(api_client)) and c["status"] == "False" and c,
+            timeout=30,
+            what="CRLPublished False",
+        )
+        assert condition["reason"] == "RevocationRecordInvalid"
+        assert "revocations.json is not a revocation record" in condition["message"]
+        ready = next(
+            c for c in authority(api_client)["status"]["conditions"] if c["type"] == "Ready"
+        )
+        assert ready["status"] == "True"
+        # Still signing while the record is damaged.
+        certs.create(
+            api_client, namespace, builders.certificate("dmg2", dnsNames=[f"dmg2.{namespace}.svc"])
+        )
+        certs.wait_ready(api_client, namespace, "dmg2")
+    finally:
+        core.patch_namespaced_config_map(
+            "cluster-root-revocations", OPERATOR_NAMESPACE, {"data": saved}
+        )
+    # Restored: found within the 30 s the operator looks again, and the request recorded.
+    serial = int(certs.get(api_client, namespace, "dmg")["status"]["serialNumber"], 16)
+    wait_for(lambda: lists(api_client, namespace, serial), timeout=60, what="dmg recorded")
+    wait_for(
+        lambda: crl_condition(api_client).get("status") == "True",
+        timeout=30,
+        what="CRLPublished True again",
+    )
+
+
+def test_a_request_pinning_another_serial_revokes_nothing(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("pin", dnsNames=[f"pin.{namespace}.svc"])
+    )
+    serial = int(certs.wait_ready(api_client, namespace, "pin")["status"]["serialNumber"], 16)
+    kubectl(
+        kubeconfig,
+        *("annotate", "certificates.certsmith.dev/pin", "-n", namespace),
+        f"{REVOKE_ANNOTATION}=2026-01-01T00:00:00.000001Z",
+        f"certsmith.dev/revoke-serial={serial + 1:x}",
+    )
+    message = wait_for(
+        lambda: next(iter(events(api_client, namespace, "pin", "InvalidRevocation")), None),
+        timeout=20,
+        what="an InvalidRevocation event",
+    )
+    assert f"holds serial {serial:x}, not {serial + 1:x} (re-issued since the request)" in message
+    assert not lists(api_client, namespace, serial)
+    assert not lists(api_client, namespace, serial + 1)
+
+
+def test_a_revoke_meeting_a_reissue_revokes_the_certificate_it_named(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """The plugin pins the serial; a spec change made before the operator handles the
+    request waits until that serial is revoked, then re-issues."""
+    certs.create(
+        api_client, namespace, builders.certificate("race", dnsNames=[f"race.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "race")
+    first = certs.leaf_of(certs.secret(api_client, namespace, "race-tls")).serial_number
+    running_operator.kill()
+    try:
+        asked = plugin(kubeconfig, "revoke", "race", "-n", namespace, "--reason", "keyCompromise")
+        assert asked.returncode == 0, asked.stderr
+        certs.patch_spec(
+            api_client,
+            namespace,
+            "race",
+            {"dnsNames": [f"race.{namespace}.svc", f"race2.{namespace}.svc"]},
+        )
+    finally:
+        running_operator.start()
+    running_operator.wait_serving(api_client)
+    wait_for(lambda: lists(api_client, namespace, first), timeout=30, what="the named serial")
+    after = wait_for(
+        lambda: (leaf := certs.leaf_of(certs.secret(api_client, namespace, "race-tls")))
+        and leaf.serial_number != first
+        and leaf,
+        timeout=30,
+        what="the re-issue",
+    )
+    assert not lists(api_client, namespace, after.serial_number)
+
+
+def test_a_leaf_is_revoked_only_through_the_authority_that_signed_it(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    partner = f"partner-{uuid.uuid4().hex[:6]}"
+    certs.create_authority(api_client, partner, trustBundle={"configMapName": f"{partner}-ca"})
+    objects = client.CustomObjectsApi(api_client)
+    try:
+        wait_for(lambda: authority_ready(api_client, partner), timeout=30, what="partner Ready")
+        certs.create(
+            api_client, namespace, builders.certificate("sw", dnsNames=[f"sw.{namespace}.svc"])
+        )
+        serial = int(certs.wait_ready(api_client, namespace, "sw")["status"]["serialNumber"], 16)
+        objects.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "certificates",
+            "sw",
+            {
+                "spec": {"issuerRef": {"name": partner}},
+                "metadata": {
+                    "annotations": {
+                        REVOKE_ANNOTATION: datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                        "certsmith.dev/revoke-reason": "keyCompromise",
+                        "certsmith.dev/revoke-reissue": "false",
+                        "certsmith.dev/revoke-serial": f"{serial:x}",
+                    }
+                },
+            },
+        )
+        message = wait_for(
+            lambda: next(iter(events(api_client, namespace, "sw", "InvalidRevocation")), None),
+            timeout=30,
+            what="an InvalidRevocation event",
+        )
+        assert f"not by CertificateAuthority {partner}" in message
+        record = client.CoreV1Api(api_client).read_namespaced_config_map(
+            f"{partner}-revocations", OPERATOR_NAMESPACE
+        )
+        assert f'"{serial:x}"' not in record.data["revocations.json"]
+    finally:
+        objects.delete_cluster_custom_object(GROUP, VERSION, AUTHORITIES, partner)
+
+
+def test_leaves_of_a_replaced_intermediate_keep_a_current_crl(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    running_operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    for name in ("old-ok", "old-revoked"):
+        certs.create(
+            api_client, namespace, builders.certificate(name, dnsNames=[f"{name}.{namespace}.svc"])
+        )
+        certs.wait_ready(api_client, namespace, name)
+    ok_chain = certs.secret_bytes(certs.secret(api_client, namespace, "old-ok-tls"), "tls.crt")
+    revoked_chain = certs.secret_bytes(
+        certs.secret(api_client, namespace, "old-revoked-tls"), "tls.crt"
+    )
+    old = x509.load_pem_x509_certificates(ok_chain)[1]
+    old_key_id = x509.SubjectKeyIdentifier.from_public_key(old.public_key()).digest.hex()
+    # README: the intermediate is replaced at once under the same root.
+    client.CoreV1Api(api_client).delete_namespaced_secret(
+        "cluster-root-intermediate", OPERATOR_NAMESPACE
+    )
+
+    def signers(pem: str) -> list[str]:
+        found = []
+        for revocation_list in crls_in(pem):
+            aki = revocation_list.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+            found.append((aki.value.key_identifier or b"").hex())
+        return found
+
+    wait_for(
+        lambda: len(signers(bundle(api_client, namespace)["ca.crl"])) >= 3
+        and signers(bundle(api_client, namespace)["ca.crl"])[0] != old_key_id,
+        timeout=30,
+        what="the new intermediate's CRL first, the replaced one's kept",
+    )
+    assert old_key_id in signers(bundle(api_client, namespace)["ca.crl"])
+    accepted, output = openssl_verify(tmp_path, bundle(api_client, namespace), ok_chain)
+    assert accepted, output
+    number = crl_number(published_crl(api_client, namespace))
+
+    result = plugin(kubeconfig, "revoke", "old-revoked", "-n", namespace, "--no-reissue", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "revoked (unspecified); the CRL of CertificateAuthority cluster-root" in result.stdout
+    data = wait_for(
+        lambda: (d := bundle(api_client, namespace))
+        and crl_number(crls_in(d["ca.crl"])[0]) > number
+        and d,
+        timeout=20,
+        what="the CRLs signed again",
+    )
+    accepted, output = openssl_verify(tmp_path, data, revoked_chain)
+    assert not accepted and "certificate revoked" in output
+    accepted, output = openssl_verify(tmp_path, data, ok_chain)
+    assert accepted, output
+    # The leaf's own issuer's CRL, over HTTP, lists it; the current intermediate's does not.
+    revoked_serial = x509.load_pem_x509_certificates(revoked_chain)[0].serial_number
+    served = wait_for(
+        lambda: (c := served_crl(running_operator, f"cluster-root/{old_key_id}"))
+        and c.get_revoked_certificate_by_serial_number(revoked_serial) is not None
+        and c,
+        timeout=15,
+        what="the replaced intermediate's CRL served",
+    )
+    assert served.issuer == old.subject
+    assert (
+        served_crl(running_operator).get_revoked_certificate_by_serial_number(revoked_serial)
+        is None
+    )
+
+
+def test_a_deleted_record_is_rebuilt_and_the_crl_number_grows(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    result = plugin(kubeconfig, "revoke", "--serial", "de:1e:7e", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E7E), timeout=20, what="published")
+    number = crl_number(published_crl(api_client, namespace))
+    client.CoreV1Api(api_client).delete_namespaced_config_map(
+        "cluster-root-revocations", OPERATOR_NAMESPACE
+    )
+    # The deletion itself is not watched: the next step (here a revoke) finds it.
+    again = plugin(kubeconfig, "revoke", "--serial", "de:1e:7f", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E7F), timeout=20, what="published")
+    assert lists(api_client, namespace, 0xDE1E7E)
+    assert crl_number(published_crl(api_client, namespace)) > number
