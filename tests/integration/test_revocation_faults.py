@@ -16,9 +16,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
-from tests import builders
+from tests import builders, csrs
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
+from tests.integration.test_certificate_requests import create, wait_ready_reason
 from tests.integration.test_revocation import (
     REVOKE_ANNOTATION,
     crl_number,
@@ -366,3 +367,62 @@ def test_a_deleted_record_is_rebuilt_and_the_crl_number_grows(
     wait_for(lambda: lists(api_client, namespace, 0xDE1E7F), timeout=20, what="published")
     assert lists(api_client, namespace, 0xDE1E7E)
     assert crl_number(published_crl(api_client, namespace)) > number
+
+
+def test_during_a_root_rotation_the_old_chain_keeps_its_crls(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    running_operator: OperatorProcess,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Devices enrolled before a rotation (never re-issued by certsmith) verify with
+    -crl_check_all while the old root is still trusted, and one revoked then is refused."""
+    chains = {}
+    for name in ("dev-ok", "dev-lost"):
+        create(
+            api_client,
+            csrs.request_body(
+                name,
+                namespace,
+                csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"{name}.{namespace}.svc"]),
+            ),
+        )
+        body = wait_ready_reason(api_client, namespace, name, "Issued")
+        chains[name] = body["status"]["certificate"].encode()
+    objects = client.CustomObjectsApi(api_client)
+    objects.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        AUTHORITIES,
+        "cluster-root",
+        {
+            "metadata": {
+                "annotations": {"certsmith.dev/rotate-requested-at": datetime.now(UTC).isoformat()}
+            },
+            "spec": {"rotation": {"propagationDelay": "40s"}},
+        },
+    )
+    wait_for(
+        lambda: (authority(api_client).get("status") or {}).get("phase") == "Retiring",
+        timeout=120,
+        what="the rotation in Retiring (both roots trusted, the new one signing)",
+    )
+    data = bundle(api_client, namespace)
+    accepted, output = openssl_verify(tmp_path, data, chains["dev-ok"])
+    assert accepted, output
+    result = plugin(kubeconfig, "revoke", "certificaterequest/dev-lost", "-n", namespace, "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    refused = wait_for(
+        lambda: (
+            found := openssl_verify(tmp_path, bundle(api_client, namespace), chains["dev-lost"])
+        )
+        and not found[0]
+        and found,
+        timeout=20,
+        what="the revoked device refused",
+    )
+    assert "certificate revoked" in refused[1]
+    accepted, output = openssl_verify(tmp_path, bundle(api_client, namespace), chains["dev-ok"])
+    assert accepted, output
+    assert (authority(api_client).get("status") or {}).get("phase") == "Retiring"
