@@ -190,6 +190,18 @@ def test_no_reissue_keeps_the_revoked_certificate(
     assert lists(api_client, namespace, serial)
     assert reason_of(published_crl(api_client, namespace), serial) is None  # unspecified
     assert certs.leaf_of(certs.secret(api_client, namespace, "api-tls")).serial_number == serial
+    # Not reported valid any more: Ready=False (Revoked) until renewed.
+    ready = wait_for(
+        lambda: (c := certs.condition(certs.get(api_client, namespace, "api")))
+        and c["status"] == "False"
+        and c,
+        timeout=20,
+        what="Ready=False on the revoked Certificate",
+    )
+    assert ready["reason"] == "Revoked"
+    renewed = plugin(kubeconfig, "renew", "api", "-n", namespace, "--wait")
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+    certs.wait_ready(api_client, namespace, "api")
 
 
 def test_revoking_a_certificate_request(

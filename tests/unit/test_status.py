@@ -533,3 +533,21 @@ def test_observed(before: dict[str, Any], never_issued: bool) -> None:
     assert seen.renewal_request == "2026-06-01T10:00:00Z"
     assert seen.created == NOW - timedelta(hours=1)
     assert seen.never_issued is never_issued
+
+
+def test_a_revoked_certificate_is_not_ready(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> None:
+    spec = spec_of(duration="1h")
+    held = policies.readable(judged(spec, contents_of(secret_body(spec, root, intermediate)), root))
+    assert isinstance(held, policies.Held)
+    ready = status.ready(observed(), spec, held, NOW, revoked_by="cluster-root")
+    assert ready.outcome.status is not None
+    found = {c["type"]: c for c in ready.outcome.status["conditions"]}
+    serial = inspect.serial_hex(held.leaf)
+    assert (found["Ready"]["status"], found["Ready"]["reason"], found["Ready"]["message"]) == (
+        "False",
+        "Revoked",
+        f"serial {serial} is revoked: the CRL of CertificateAuthority cluster-root lists it; "
+        "`kubectl certsmith renew web` issues a new one",
+    )
+    assert found["Issuing"]["status"] == "False"
+    assert ready.outcome.status["serialNumber"] == serial

@@ -47,6 +47,8 @@ class AuthorityMaterial:
     """spec.crl.distributionPointURL: named in each leaf it signs (RFC 5280 4.2.1.13)."""
     crl_pem: str = ""
     """The CRLs published last (authorities.revocation.CRL_KEY); "" before the first."""
+    revoked: frozenset[int] = frozenset()
+    """The serials those CRLs list."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

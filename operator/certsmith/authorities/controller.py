@@ -370,7 +370,11 @@ class AuthorityController:
             )
             previous = self._registry.get(material.name)
             published = crl_publisher.Published(
-                replace(material, crl_pem=previous.crl_pem if previous is not None else ""),
+                replace(
+                    material,
+                    crl_pem=previous.crl_pem if previous is not None else "",
+                    revoked=previous.revoked if previous is not None else frozenset(),
+                ),
                 now + crl_publisher.FINISH_RETRY,
                 (
                     crl_publisher.PUBLISH_FAILED,

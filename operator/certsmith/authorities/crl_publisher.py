@@ -126,8 +126,12 @@ class CrlPublisher:
         if not finished:  # recorded, but an annotation is left: finish it soon
             retry = now + FINISH_RETRY
             next_change = retry if next_change is None else min(next_change, retry)
+        revoked = frozenset(e.serial for e in updated.entries)
         return Published(
-            replace(material, crl_pem=updated.crl_pem), next_change, None, updated.number
+            replace(material, crl_pem=updated.crl_pem, revoked=revoked),
+            next_change,
+            None,
+            updated.number,
         )
 
     def _load(
@@ -157,8 +161,11 @@ class CrlPublisher:
             )
             crl_pem = ((stored or {}).get("data") or {}).get(revocation.CRL_KEY, "")
             kept = last.crl_pem if last is not None else _parsable(crl_pem)
+            revoked = frozenset(e.serial for e in last.entries) if last is not None else frozenset()
             retry = now + FINISH_RETRY  # until it is restored or deleted
-            return Published(replace(material, crl_pem=kept), retry, (RECORD_INVALID, message))
+            return Published(
+                replace(material, crl_pem=kept, revoked=revoked), retry, (RECORD_INVALID, message)
+            )
         if stored is None and last is not None and last.entries:
             record = replace(last, entries=revocation.live(last.entries, now))
             message = (

@@ -263,7 +263,7 @@ class Reconciler:
             held = policies.readable(judged)
             if isinstance(held, policies.Held):
                 self._repair(body, observed, spec, held, signer)
-        return self._settle(body, observed, spec, judged, now)
+        return self._settle(body, observed, admitted, judged, now)
 
     def _issue(
         self,
@@ -300,7 +300,7 @@ class Reconciler:
         again = policies.decide(issued)
         if again.action is Action.ISSUE:
             return self._failed(body, observed, status.reissued_at_once(again), now, issued)
-        return self._settle(body, observed, admitted.spec, issued, now)
+        return self._settle(body, observed, admitted, issued, now)
 
     def _write_issued(
         self,
@@ -428,17 +428,21 @@ class Reconciler:
         self,
         body: Mapping[str, Any],
         observed: status.Observed,
-        spec: model.CertificateSpec,
+        admitted: Admitted,
         final: policies.Input,
         now: datetime,
     ) -> Outcome:
         """Ready on the Secret as it now is (`final`). Judged (or just written) without an
         ISSUE decision, it holds a readable certificate; were it not so, that is reported
-        as a failed issuance rather than Ready."""
+        as a failed issuance rather than Ready; one its authority revoked is Ready=False
+        (Revoked)."""
         held = policies.readable(final)
         if isinstance(held, Decision):
             return self._failed(body, observed, f"{held.reason}: {held.message}", now, final)
-        ready = status.ready(observed, spec, held, now)
+        revoked_by = (
+            admitted.signer.name if held.leaf.serial_number in admitted.signer.revoked else None
+        )
+        ready = status.ready(observed, admitted.spec, held, now, revoked_by=revoked_by)
         metrics.certificate_ready(
             observed.namespace, observed.name, held.leaf.not_valid_after_utc, ready.renewal_time
         )

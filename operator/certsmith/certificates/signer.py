@@ -47,6 +47,11 @@ class Signer(Protocol):
         ...
 
     @property
+    def revoked(self) -> frozenset[int]:
+        """The serials its CRLs list (a Certificate holding one is not Ready)."""
+        ...
+
+    @property
     def issuer_fingerprint(self) -> str:
         """The intermediate's SHA-256 fingerprint, recorded on the Secrets it issued into."""
         ...

@@ -56,6 +56,8 @@ class Outcome:
     """When to reconcile again (renewal or retry); None to wait for a change."""
 
 
+REVOKED = "Revoked"
+"""Ready=False reason of a Certificate whose certificate its authority's CRLs list."""
 REVOCATION_WAIT = timedelta(minutes=2)
 """How long a re-issue waits for a pending revocation of the certificate it replaces."""
 REVOCATION_RECHECK = timedelta(seconds=5)
@@ -157,19 +159,34 @@ def renewal_check_time(
 
 
 def ready(
-    observed: Observed, spec: model.CertificateSpec, held: policies.Held, now: datetime
+    observed: Observed,
+    spec: model.CertificateSpec,
+    held: policies.Held,
+    now: datetime,
+    *,
+    revoked_by: str | None = None,
 ) -> ReadyStatus:
     """The status of a Certificate whose Secret holds `held`, a certificate that needs
-    nothing more (or was just issued or repaired)."""
+    nothing more (or was just issued or repaired): Ready, or Ready=False (Revoked) when
+    the CRLs of CertificateAuthority `revoked_by` list it (revoked without a re-issue)."""
     leaf = held.leaf
     renewal_at = renewal_check_time(spec, leaf, jitter_key=observed.jitter_key)
+    readiness = conditions.Condition(
+        conditions.READY, True, "Issued", "the certificate is valid and up to date"
+    )
+    if revoked_by is not None:
+        readiness = conditions.Condition(
+            conditions.READY,
+            False,
+            REVOKED,
+            f"serial {inspect.serial_hex(leaf)} is revoked: the CRL of CertificateAuthority "
+            f"{revoked_by} lists it; `kubectl certsmith renew {observed.name}` issues a new one",
+        )
     desired: dict[str, Any] = {
         "conditions": _merged(
             observed,
             [
-                conditions.Condition(
-                    conditions.READY, True, "Issued", "the certificate is valid and up to date"
-                ),
+                readiness,
                 conditions.Condition(
                     conditions.ISSUING, False, "UpToDate", "no issuance in progress"
                 ),
