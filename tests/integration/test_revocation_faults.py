@@ -426,3 +426,29 @@ def test_during_a_root_rotation_the_old_chain_keeps_its_crls(
     accepted, output = openssl_verify(tmp_path, bundle(api_client, namespace), chains["dev-ok"])
     assert accepted, output
     assert (authority(api_client).get("status") or {}).get("phase") == "Retiring"
+
+
+def test_a_record_deleted_while_the_operator_was_down_is_rebuilt_from_the_published_crls(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    result = plugin(kubeconfig, "revoke", "--serial", "de:1e:80", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E80), timeout=20, what="published")
+    number = crl_number(published_crl(api_client, namespace))
+    core = client.CoreV1Api(api_client)
+    running_operator.kill()
+    try:
+        core.delete_namespaced_config_map("cluster-root-revocations", OPERATOR_NAMESPACE)
+    finally:
+        running_operator.start()
+    running_operator.wait_serving(api_client)
+    wait_for(
+        lambda: core.read_namespaced_config_map("cluster-root-revocations", OPERATOR_NAMESPACE),
+        timeout=30,
+        what="the record written again",
+    )
+    again = plugin(kubeconfig, "revoke", "--serial", "de:1e:81", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E81), timeout=20, what="published")
+    assert lists(api_client, namespace, 0xDE1E80)
+    assert crl_number(published_crl(api_client, namespace)) > number

@@ -81,7 +81,7 @@ class CrlPublisher:
         with the CRLs. ApiError when the apiserver does not answer (the caller retries)."""
         name = material.name
         signers = self._signers(material, now)
-        loaded = self._load(body, material, now)
+        loaded = self._load(body, material, signers, now)
         if isinstance(loaded, Published):
             return loaded
         record, stored = loaded
@@ -135,12 +135,17 @@ class CrlPublisher:
         )
 
     def _load(
-        self, body: Mapping[str, Any], material: authority.AuthorityMaterial, now: datetime
+        self,
+        body: Mapping[str, Any],
+        material: authority.AuthorityMaterial,
+        signers: revocation.Signers,
+        now: datetime,
     ) -> tuple[revocation.Record, Mapping[str, Any] | None] | Published:
         """The record and the ConfigMap it was read from (None: none); or, when the
         ConfigMap is not certsmith's or is damaged, what to publish meanwhile (the CRLs last
         published, never overwriting it: the entries in it keep certificates revoked). A
-        deleted record is rebuilt from the one this operator published last."""
+        deleted record is rebuilt from the one this operator published last or, after a
+        restart, from the CRLs in the trust bundle of certsmith's namespace."""
         name = material.name
         record_name = revocation.record_name(name)
         stored = self._kube.get_configmap(namespace=self._config.namespace, name=record_name)
@@ -166,15 +171,39 @@ class CrlPublisher:
             return Published(
                 replace(material, crl_pem=kept, revoked=revoked), retry, (RECORD_INVALID, message)
             )
-        if stored is None and last is not None and last.entries:
-            record = replace(last, entries=revocation.live(last.entries, now))
-            message = (
-                f"{where} was deleted: rebuilt from the {len(record.entries)} revocations "
-                "this operator published last (deleting it does not un-revoke)"
-            )
-            logger.warning("CertificateAuthority %s: %s", name, message)
-            self._event(body, "Warning", RECORD_RESTORED, message)
+        if stored is None:
+            rebuilt = last or self._published(material, signers, now)
+            if rebuilt is not None and rebuilt.entries:
+                record = replace(rebuilt, entries=revocation.live(rebuilt.entries, now))
+                message = (
+                    f"{where} was deleted: rebuilt from the {len(record.entries)} revocations "
+                    "published last (deleting it does not un-revoke)"
+                )
+                logger.warning("CertificateAuthority %s: %s", name, message)
+                self._event(body, "Warning", RECORD_RESTORED, message)
         return record, stored
+
+    def _published(
+        self, material: authority.AuthorityMaterial, signers: revocation.Signers, now: datetime
+    ) -> revocation.Record | None:
+        """The record as the CRLs last published in the trust bundle of certsmith's own
+        namespace show it (entries kept until their intermediate expires, the CRL number
+        they had); None when there is no such bundle or CRL."""
+        if material.bundle_config_map is None:
+            return None
+        found = self._kube.get_configmap(
+            namespace=self._config.namespace, name=material.bundle_config_map
+        )
+        pem = ((found or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+        try:
+            lists = crl.split_pem(pem)
+            entries = revocation.entries_from_crls(pem, signers, now)
+        except ValueError:
+            return None
+        numbers = [
+            c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in lists
+        ]
+        return revocation.Record(entries, max(numbers, default=0))
 
     def requested(self, authority_name: str, kind: str, namespace: str, name: str) -> None:
         """A watch saw the revoke annotation on this Certificate or CertificateRequest
