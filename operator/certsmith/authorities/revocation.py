@@ -543,13 +543,6 @@ def _signed(
     )
 
 
-def listed(crl_pem: str) -> list[int]:
-    """The serials the first CRL of `crl_pem` (the current intermediate's) lists,
-    ascending; empty when there is none."""
-    found = crl.split_pem(crl_pem)
-    return sorted(r.serial_number for r in found[0]) if found else []
-
-
 def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[Entry, ...]:
     """The entries the intermediates' CRLs of `crl_pem` list, each kept until its
     intermediate expires (the certificate's own expiry is not in a CRL): how a lost
