@@ -423,7 +423,7 @@ def test_pythons_verifier_enforces_the_constraints(
 def test_build_leaf_refuses_a_name_outside_the_issuers_constraints(partner: ca.CAKeyPair):
     spec = parse_certificate_spec(builders.spec(dnsNames=["api.partner.example", "x.other.test"]))
     key = keys.generate_private_key(spec.private_key)
-    with pytest.raises(ValueError, match="'x.other.test' is outside CertificateAuthority"):
+    with pytest.raises(ValueError, match=r"'x\.other\.test' is outside CertificateAuthority"):
         issue.build_leaf(spec=spec, public_key=key.public_key(), issuer=partner, now=NOW)
 
 
@@ -431,7 +431,7 @@ def test_build_identity_leaf_refuses_a_uri_outside_the_issuers_constraints(
     partner: ca.CAKeyPair,
 ):
     key = ec.generate_private_key(ec.SECP256R1())
-    with pytest.raises(ValueError, match="spiffe://cluster.local/ns/a/sa/b"):
+    with pytest.raises(ValueError, match=r"spiffe://cluster\.local/ns/a/sa/b"):
         issue.build_identity_leaf(
             public_key=key.public_key(),
             issuer=partner,

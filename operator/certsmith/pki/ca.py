@@ -11,6 +11,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certsmith.api import times
 from certsmith.pki import inspect
+from certsmith.pki import name_constraints
 from certsmith.pki.keys import PrivateKey, signature_hash
 
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
@@ -230,7 +231,7 @@ def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datet
         .not_valid_after(min(start + BACKDATE, intermediate.certificate.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("issuance-check.certsmith.invalid")]),
+            x509.SubjectAlternativeName([x509.DNSName(_probe_name(intermediate.certificate))]),
             critical=False,
         )
         .add_extension(
@@ -246,3 +247,13 @@ def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datet
     return inspect.chain_error(
         leaf=probe, intermediates=[intermediate.certificate], roots=[root], now=now
     )
+
+
+def _probe_name(intermediate: x509.Certificate) -> str:
+    """The DNS name of issuance_problem's probe leaf: inside the intermediate's permitted DNS
+    subtree when it has one (a name outside would fail as a constraint violation, not as a
+    chain that cannot work)."""
+    permitted = name_constraints.from_certificate(intermediate).permitted.dns_domains
+    if permitted:
+        return f"issuance-check.{permitted[0].removeprefix('.')}"
+    return "issuance-check.certsmith.invalid"
