@@ -42,7 +42,14 @@ GRANTS = {
     "grants": [
         {
             "namespaceSelector": {"matchLabels": {TEST_GRANT_LABEL: "true"}},
-            "dnsNames": ["*.example", "*.partner.example", "partner.example"],
+            "dnsNames": [
+                "partner.example",
+                "*.partner.example",
+                "*.eu.partner.example",
+                "*.us.partner.example",
+                "*.internal.partner.example",
+                "*.other.example",
+            ],
             "ipRanges": ["10.0.0.0/8"],
         }
     ]
@@ -489,7 +496,15 @@ def test_narrower_constraints_reissue_the_intermediate_and_its_leaves_or_refuse_
     patch_authority(
         api_client,
         sub,
-        {"spec": {"nameConstraints": {"permitted": {"dnsDomains": ["eu.partner.example"]}}}},
+        # A merge patch: null removes the other subtrees.
+        {
+            "spec": {
+                "nameConstraints": {
+                    "permitted": {"dnsDomains": ["eu.partner.example"], "ipRanges": None},
+                    "excluded": None,
+                }
+            }
+        },
     )
     after = wait_for(
         lambda: (c := ca_pair(api_client, f"{sub}-intermediate")[0]) != before and c,

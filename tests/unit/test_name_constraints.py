@@ -3,6 +3,7 @@ judging names, containment in a parent's, the critical extension and what verifi
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +16,11 @@ from cryptography.x509.oid import NameOID
 
 from certsmith.api.model import InvalidSpec, parse_certificate_spec
 from certsmith.authorities import authority
+from certsmith.certificates import policies
 from certsmith.pki import ca, issue, keys
 from certsmith.pki import name_constraints as nc
 from tests import builders
+from tests.unit import certificate_builders as cb
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -450,3 +453,48 @@ def test_intermediate_is_current_only_with_the_wanted_constraints(
     narrower = nc.parse({"permitted": {"dnsDomains": ["eu.partner.example"]}}).extension()
     assert not authority.intermediate_is_current(partner, root, now=NOW, name_constraints=narrower)
     assert not authority.intermediate_is_current(partner, root, now=NOW)
+
+
+# A leaf under an intermediate with other constraints than the authority's now.
+
+SHOP = nc.parse({"permitted": {"dnsDomains": ["shop.svc"]}})
+SHOP_WIDER = nc.parse({"permitted": {"dnsDomains": ["svc"]}})
+
+
+@pytest.mark.parametrize(
+    ("issued_under", "authority_now", "reason"),
+    [
+        (None, None, None),
+        (SHOP, SHOP, None),
+        (SHOP_WIDER, SHOP, "NameConstraintsChanged"),
+        (None, SHOP, "NameConstraintsChanged"),
+        (SHOP, None, "NameConstraintsChanged"),
+    ],
+)
+def test_a_leaf_moves_when_its_authoritys_constraints_change(
+    root: ca.CAKeyPair,
+    issued_under: nc.NameConstraints | None,
+    authority_now: nc.NameConstraints | None,
+    reason: str | None,
+):
+    intermediate = ca.build_intermediate(
+        issuer=root,
+        common_name="shop intermediate",
+        now=cb.NOW - timedelta(days=1),
+        lifetime=timedelta(days=365),
+        name_constraints=None if issued_under is None else issued_under.extension(),
+    )
+    spec = cb.spec_of()
+    secret = cb.contents_of(cb.secret_body(spec, root, intermediate))
+    judged = cb.judged(spec, secret, root)
+    view = policies.AuthorityView(
+        name="shop",
+        trusted_roots=(root.certificate,),
+        name_constraints=None if authority_now is None else authority_now.extension(),
+    )
+    held = policies.readable(dataclasses.replace(judged, authority=view))
+    assert isinstance(held, policies.Held)
+    decision = policies.issuer_constraints_changed(held)
+    assert (decision and decision.reason) == reason
+    if decision is not None:
+        assert decision.action is policies.Action.ISSUE

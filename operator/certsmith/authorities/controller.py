@@ -38,7 +38,7 @@ from certsmith.authorities import (
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import inspect
+from certsmith.pki import inspect, name_constraints
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -330,7 +330,8 @@ class AuthorityController:
         """Step, now, every subordinate of `parent` whose loaded material no longer matches
         the parent's (another root signs, other roots trusted, another rotation phase) or
         that is not loaded at all (waiting for its parent): a parent that appears, rotates or
-        goes away is followed at once, not at the subordinate's next retry."""
+        goes away is followed at once, not at the subordinate's next retry; one whose
+        constraints the parent's no longer contain is stopped at once too."""
         loaded = self._registry.get(parent)
         for item in self._kube.list_authorities():
             spec = item.get("spec") or {}
@@ -344,6 +345,9 @@ class AuthorityController:
                 or mine.root.certificate != loaded.root.certificate
                 or mine.trusted_roots != loaded.trusted_roots
                 or mine.rotation.phase is not loaded.rotation.phase
+                or name_constraints.outside_parent(
+                    mine.name_constraints, loaded.name_constraints, parent_name=parent
+                )
             ):
                 self._scheduler.schedule((AUTHORITY, "", name), now)
 
@@ -865,7 +869,12 @@ class _Leaves:
         if not bundle_ok:
             why = f"Secret's ca.crt does not hold the trusted roots yet{trouble}"
             self.behind.append(rotation.Lagging(namespace, secret_name, why))
-        if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
+        # spec.nameConstraints changed: the leaf moves under the new intermediate (or is
+        # refused, its names now outside) at once, not at its renewal.
+        constraints_moved = bool(contents.intermediates) and name_constraints.of_certificate(
+            contents.intermediates[0]
+        ) != name_constraints.of_certificate(material.intermediate.certificate)
+        if not bundle_ok or constraints_moved or (on_old and material.rotation.signs_with_new_root):
             self.pending.append((namespace, certificate["metadata"]["name"]))
 
 

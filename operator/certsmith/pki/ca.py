@@ -10,8 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certsmith.api import times
-from certsmith.pki import inspect
-from certsmith.pki import name_constraints
+from certsmith.pki import inspect, name_constraints
 from certsmith.pki.keys import PrivateKey, signature_hash
 
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
