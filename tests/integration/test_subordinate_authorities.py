@@ -24,9 +24,10 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from certsmith.pki import inspect, keys
-from tests import csrs
-from tests.integration import certs
+from tests import csrs, pod_requests
+from tests.integration import certs, pod_certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, TEST_GRANT_LABEL
+from tests.integration.discovery import served_version
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -601,3 +602,64 @@ def test_a_rotation_requested_on_a_subordinate_is_refused(api_client, partner):
 
     messages = wait_for(refused, timeout=20, what="RotationRefused")
     assert f"request the rotation on CertificateAuthority {parent}" in messages[0]
+
+
+def test_pod_certificates_of_a_subordinate_stay_inside_its_zone(
+    api_client, namespace, names, tmp_path
+):
+    version = served_version(api_client, pod_certs.PLURAL)
+    assert version, "the apiserver serves no podcertificaterequests (feature gates off?)"
+    parent, sub = names
+    create_authority(api_client, parent)
+    wait_authority(api_client, parent, "True", "Ready")
+    own_zone = {
+        "permitted": {
+            "dnsDomains": [f"{namespace}.svc", f"{namespace}.svc.cluster.local"],
+            "uriDomains": ["cluster.local"],
+        }
+    }
+    create_authority(api_client, sub, parentRef={"name": parent}, nameConstraints=own_zone)
+    wait_authority(api_client, sub, "True", "Ready")
+    node = f"sub-node-{uuid.uuid4().hex[:6]}"
+    pod_certs.create_node(api_client, node)
+    try:
+        pod_certs.create_service_account(api_client, namespace, "web")
+        pod_certs.create_service(api_client, namespace, "web", {"app": "web"})
+        pod = pod_certs.create_pod(
+            api_client, namespace, "web-0", node=node, service_account="web", labels={"app": "web"}
+        )
+
+        def request(name: str) -> dict[str, Any]:
+            body = pod_requests.request_body(
+                name=name,
+                namespace=namespace,
+                signer=f"certsmith.dev/{sub}",
+                pod=pod,
+                key=pod_requests.new_key("ECDSAP256"),
+                shape=pod_certs.shape_of(version),
+            )
+            pod_certs.create_request(api_client, version, body)
+            return pod_certs.wait_answered(api_client, version, namespace, name, timeout=20)
+
+        inside = request("inside")
+        condition = pod_certs.answer(inside)
+        assert condition is not None and condition["type"] == "Issued", condition["message"]
+        parent_root, _ = ca_pair(api_client, f"{parent}-root")
+        verdict = pod_certs.openssl_verify(
+            pod_certs.chain_of(inside), pem(parent_root), "sslserver"
+        )
+        assert verdict.strip().endswith("OK"), verdict
+
+        before, _ = ca_pair(api_client, f"{sub}-intermediate")
+        patch_authority(api_client, sub, {"spec": {"nameConstraints": ZONE}})
+        wait_for(
+            lambda: ca_pair(api_client, f"{sub}-intermediate")[0] != before,
+            timeout=20,
+            what="the intermediate re-issued",
+        )
+        condition = pod_certs.answer(request("outside"))
+        assert condition is not None and condition["type"] == "Denied", condition
+        assert condition["reason"] == "PolicyDenied"
+        assert f"web.{namespace}.svc' is outside CertificateAuthority {sub}" in condition["message"]
+    finally:
+        client.CoreV1Api(api_client).delete_node(node)
