@@ -431,6 +431,18 @@ def test_invalid_constraints_and_parents_are_refused_at_admission(api_client, na
     assert words in refused.value.body
 
 
+def test_the_parent_is_fixed_at_creation(api_client, partner):
+    parent, sub = partner
+    for patch in ({"spec": {"parentRef": {"name": "cluster-root"}}}, {"spec": {"parentRef": None}}):
+        with pytest.raises(client.ApiException) as refused:
+            patch_authority(api_client, sub, patch)
+        assert refused.value.status == 422
+        assert "spec.parentRef: immutable" in refused.value.body
+    with pytest.raises(client.ApiException) as refused:
+        patch_authority(api_client, parent, {"spec": {"parentRef": {"name": "cluster-root"}}})
+    assert "spec.parentRef: immutable" in refused.value.body
+
+
 def test_a_subordinate_waits_for_its_parent_and_follows_it_going_away(api_client, namespace, names):
     parent, sub = names
     create_authority(
@@ -575,14 +587,27 @@ def test_a_parent_root_rotation_moves_the_subordinate_and_its_leaves_without_a_g
     intermediate, _ = ca_pair(api_client, f"{sub}-intermediate")
     assert inspect.issued_by(intermediate, new_root)
     assert intermediate.extensions.get_extension_for_class(x509.NameConstraints).critical
+    # The leaf moved before the old root was retired: it verifies with the new root alone.
     secret = certs.secret(api_client, namespace, "inside-tls")
     chain = x509.load_pem_x509_certificates(certs.secret_bytes(secret, "tls.crt"))
-    assert certs.secret_bytes(secret, "ca.crt") == pem(new_root)
     result = openssl_verify(tmp_path, pem(new_root), chain, "api.partner.example")
     assert result.returncode == 0, result.stdout + result.stderr
+    # The retired root leaves the subordinate's roots and its Secrets' ca.crt after the
+    # parent's, as it leaves the parent's own Secrets.
+    wait_for(
+        lambda: (body := get_authority(api_client, sub) or {})
+        and (body.get("status") or {}).get("trustedRoots")
+        == [inspect.fingerprint_sha256(new_root)],
+        timeout=20,
+        what="the subordinate trusting the new root alone",
+    )
+    wait_for(
+        lambda: certs.secret_bytes(certs.secret(api_client, namespace, "inside-tls"), "ca.crt")
+        == pem(new_root),
+        timeout=20,
+        what="the leaf's ca.crt holding the new root alone",
+    )
     wait_authority(api_client, sub, "True", "Ready")
-    sub_status = (get_authority(api_client, sub) or {})["status"]
-    assert sub_status["trustedRoots"] == [inspect.fingerprint_sha256(new_root)]
 
 
 def test_a_rotation_requested_on_a_subordinate_is_refused(api_client, partner):
