@@ -57,8 +57,10 @@ STATUS_WRITE_ATTEMPTS = 5
 """Conditional status writes tried before a step gives up (others' writes to the object,
 e.g. kopf's annotations, move its resourceVersion)."""
 ROTATION_RESUMED = "RotationResumed"
-INVALID_PARENT = "InvalidParent"
 """The event of an authority created again that carries on its predecessor's rotation."""
+INVALID_PARENT = "InvalidParent"
+"""The reason of a subordinate whose spec.parentRef can never sign it (itself, a cycle, a
+parent that is itself a subordinate)."""
 
 
 class BundleSync(NamedTuple):
@@ -870,10 +872,17 @@ class _Leaves:
             why = f"Secret's ca.crt does not hold the trusted roots yet{trouble}"
             self.behind.append(rotation.Lagging(namespace, secret_name, why))
         # spec.nameConstraints changed: the leaf moves under the new intermediate (or is
-        # refused, its names now outside) at once, not at its renewal.
-        constraints_moved = bool(contents.intermediates) and name_constraints.of_certificate(
-            contents.intermediates[0]
-        ) != name_constraints.of_certificate(material.intermediate.certificate)
+        # refused, its names now outside) at once, not at its renewal. Only the authority's
+        # own leaves: a parent also counts its subordinates' here, for its rotation.
+        issuer = ((certificate.get("spec") or {}).get("issuerRef") or {}).get(
+            "name", model.DEFAULT_ISSUER
+        )
+        constraints_moved = (
+            issuer == material.name
+            and bool(contents.intermediates)
+            and name_constraints.of_certificate(contents.intermediates[0])
+            != name_constraints.of_certificate(material.intermediate.certificate)
+        )
         if not bundle_ok or constraints_moved or (on_old and material.rotation.signs_with_new_root):
             self.pending.append((namespace, certificate["metadata"]["name"]))
 

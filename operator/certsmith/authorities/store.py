@@ -331,10 +331,9 @@ def _load_intermediate(
             pair = authority.parse_key_pair(secret)
         except ValueError:
             pair = None
-        current = pair is not None and authority.intermediate_is_current(
+        if pair is not None and authority.intermediate_is_current(
             pair, root, now=now, name_constraints=constraints.extension()
-        )
-        if pair is not None and current:
+        ):
             return pair
 
     pair = ca.build_intermediate(
