@@ -30,6 +30,7 @@ from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.enrolment import csr
 from certsmith.kube import ApiError, Kube
+from certsmith.pki import name_constraints
 from certsmith.pods import injection
 from certsmith.replicas import readiness
 from certsmith.replicas.state import ReplicaState
@@ -324,7 +325,16 @@ def _certificate_violations(
         grants=grants,
         trust_domain=config.trust_domain,
     )
-    return [str(violation) for violation in violations]
+    try:
+        constraints = name_constraints.parse(
+            (authority_body.get("spec") or {}).get("nameConstraints")
+        )
+    except model.InvalidSpec:
+        constraints = name_constraints.NameConstraints()  # the authority reports it
+    outside = name_constraints.violations(
+        constraints, name_constraints.spec_names(parsed), authority=parsed.issuer_name
+    )
+    return [*(str(violation) for violation in violations), *outside]
 
 
 def _request_validation_handler(handlers: kopf.OperatorRegistry) -> None:

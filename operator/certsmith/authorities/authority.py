@@ -21,6 +21,7 @@ from certsmith.authorities.pod_certificates import Settings as PodCertificateSet
 from certsmith.certificates import isolation, renewal
 from certsmith.certificates.policies import AuthorityView
 from certsmith.pki import ca, inspect, keys
+from certsmith.pki import name_constraints as constraints
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class AuthorityMaterial:
     """The CRLs published last (authorities.revocation.CRL_KEY); "" before the first."""
     revoked: frozenset[int] = frozenset()
     """The serials those CRLs list."""
+    parent: str | None = None
+    """spec.parentRef.name of a subordinate: its intermediate is signed by that authority's
+    root, whose roots (and rotation) it shares; None for an authority with its own root."""
+    name_constraints: constraints.NameConstraints = field(
+        default_factory=constraints.NameConstraints
+    )
+    """spec.nameConstraints, carried (critical) by its intermediate; every leaf it signs is
+    judged against them first."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""
@@ -57,6 +66,7 @@ class AuthorityMaterial:
             trusted_roots=self.trusted_roots,
             signing_root=self.root.certificate,
             bundle_pem=self.bundle_pem,
+            name_constraints=constraints.of_certificate(self.intermediate.certificate),
         )
 
     @property
@@ -179,15 +189,46 @@ def intermediate_renewal_time(intermediate: x509.Certificate) -> datetime:
     )
 
 
+def parent_name(spec: Mapping[str, Any]) -> str | None:
+    """spec.parentRef.name: the authority whose root signs this one's intermediate, or None."""
+    return (spec.get("parentRef") or {}).get("name") or None
+
+
+def parent_problem(name: str, parent: str, parent_of_parent: str | None) -> str | None:
+    """Why `parent` cannot be the parent of authority `name`, or None when it can.
+
+    One level only: the parent's root (pathLenConstraint 1) signs the subordinate's
+    intermediate, which signs leaves, so chains stay leaf, intermediate, root. A parent
+    that is itself a subordinate would need a longer chain (its intermediate is
+    pathlen:0 and cannot sign a CA), and refusing it refuses every cycle too.
+    """
+    if parent == name:
+        return f"spec.parentRef.name: CertificateAuthority {name} cannot be its own parent"
+    if parent_of_parent is not None:
+        return (
+            f"spec.parentRef.name: CertificateAuthority {parent} is itself a subordinate (of "
+            f"{parent_of_parent}); a parent must be an authority with its own root (one level "
+            "of subordinates, so every chain is leaf, intermediate, root)"
+        )
+    return None
+
+
 def intermediate_is_current(
-    intermediate: ca.CAKeyPair, root: ca.CAKeyPair, *, now: datetime
+    intermediate: ca.CAKeyPair,
+    root: ca.CAKeyPair,
+    *,
+    now: datetime,
+    name_constraints: x509.NameConstraints | None = None,
 ) -> bool:
     """False when the intermediate must be replaced: due, mismatched, not a CA (a hand-edited
-    Secret) or not from this root."""
+    Secret), not from this root, or carrying other name constraints than `name_constraints`
+    (spec.nameConstraints changed)."""
     certificate = intermediate.certificate
     if not keys.key_matches_certificate(intermediate.key, certificate):
         return False
     if ca.ca_problems(certificate):
+        return False
+    if constraints.of_certificate(certificate) != name_constraints:
         return False
     if not inspect.issued_by(certificate, root.certificate):
         return False

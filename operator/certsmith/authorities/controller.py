@@ -40,7 +40,7 @@ from certsmith.authorities import (
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import inspect
+from certsmith.pki import inspect, name_constraints
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ STATUS_WRITE_ATTEMPTS = 5
 e.g. kopf's annotations, move its resourceVersion)."""
 ROTATION_RESUMED = "RotationResumed"
 """The event of an authority created again that carries on its predecessor's rotation."""
+INVALID_PARENT = "InvalidParent"
+"""The reason of a subordinate whose spec.parentRef can never sign it (itself, a cycle, a
+parent that is itself a subordinate)."""
 
 
 class BundleSync(NamedTuple):
@@ -205,6 +208,7 @@ class AuthorityController:
         self._registry.remove(name, store.does_not_exist(name))
         self._scheduler.cancel((AUTHORITY, "", name))
         metrics.authority_forgotten(name)
+        self.wake_subordinates(name, self._clock())
 
     def _step(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Gather the authority's material (bootstrapping or rotating it), push bundles and
@@ -217,6 +221,7 @@ class AuthorityController:
             return self._not_ready(body, error, now)
         material = self._with_crl(body, material, now)
         self._registry.put(material)
+        self.wake_subordinates(material.name, now)
         self._apply_rate(material.name, settings.reissue_rate, now)
         # From the root Secrets read fresh above: the bound is written there before any pod
         # certificate under the old root is handed out, so no such certificate is missed.
@@ -268,6 +273,9 @@ class AuthorityController:
         request = (body["metadata"].get("annotations") or {}).get(names.ROTATE_ANNOTATION)
         settings = rotation.parse_rotation(spec)
         trust_bundle.check_selector((spec.get("trustBundle") or {}).get("namespaceSelector"))
+        parent = authority.parent_name(spec)
+        if parent is not None:
+            return self._load_subordinate(body, parent, state, request, settings, now)
         state = self._resume_rotation(body, state, request, now)
         material = store.ensure_material(self._kube, self._config, body, now, state)
         if store.supplied_root_name(spec):
@@ -289,6 +297,71 @@ class AuthorityController:
             logger.info("CertificateAuthority %s: root rotation started", material.name)
             material = store.ensure_material(self._kube, self._config, body, now, state)
         return _Loaded(settings, material, state)
+
+    def _load_subordinate(
+        self,
+        body: Mapping[str, Any],
+        parent: str,
+        state: rotation.RotationState,
+        request: str | None,
+        settings: rotation.Rotation,
+        now: datetime,
+    ) -> _Loaded:
+        """A subordinate's material, its intermediate signed by the parent's current root.
+        It has no rotation of its own: it follows the parent's (its material carries the
+        parent's rotation state, so its leaves move when the parent's do), while its own
+        status stays Ready; a rotation request on it is refused."""
+        name = body["metadata"]["name"]
+        if (body.get("spec") or {}).get("rootSecretRef"):
+            raise model.InvalidSpec(
+                "spec.rootSecretRef", "a subordinate (spec.parentRef) has no root of its own"
+            )
+        parent_material = self._registry.get(parent)
+        if parent_material is not None:
+            grandparent = parent_material.parent
+        else:
+            # Not loaded: read it, so a cycle is refused as such, not awaited forever.
+            parent_body = None if parent == name else self._kube.get_authority(name=parent)
+            grandparent = authority.parent_name((parent_body or {}).get("spec") or {})
+        problem = authority.parent_problem(name, parent, grandparent)
+        if problem is not None:
+            raise store.AuthorityNotReady(problem, reason=INVALID_PARENT)
+        if parent_material is None:
+            why = self._registry.why_unavailable(parent, self._kube)
+            raise store.AuthorityNotReady(
+                f"spec.parentRef.name: {why}; this subordinate signs once its parent is ready",
+                reason=store.PARENT_NOT_READY,
+            )
+        material = store.ensure_material(
+            self._kube, self._config, body, now, state, parent=parent_material
+        )
+        own = rotation.RotationState(rotation.Phase.READY, honoured_request=state.honoured_request)
+        return _Loaded(settings, material, self._refuse_rotation(body, own, request))
+
+    def wake_subordinates(self, parent: str, now: datetime) -> None:
+        """Step, now, every subordinate of `parent` whose loaded material no longer matches
+        the parent's (another root signs, other roots trusted, another rotation phase) or
+        that is not loaded at all (waiting for its parent): a parent that appears, rotates or
+        goes away is followed at once, not at the subordinate's next retry; one whose
+        constraints the parent's no longer contain is stopped at once too."""
+        loaded = self._registry.get(parent)
+        for item in self._kube.list_authorities():
+            spec = item.get("spec") or {}
+            if authority.parent_name(spec) != parent:
+                continue
+            name = item["metadata"]["name"]
+            mine = self._registry.get(name)
+            if (
+                loaded is None
+                or mine is None
+                or mine.root.certificate != loaded.root.certificate
+                or mine.trusted_roots != loaded.trusted_roots
+                or mine.rotation.phase is not loaded.rotation.phase
+                or name_constraints.outside_parent(
+                    mine.name_constraints, loaded.name_constraints, parent_name=parent
+                )
+            ):
+                self._scheduler.schedule((AUTHORITY, "", name), now)
 
     def _resume_rotation(
         self,
@@ -348,6 +421,7 @@ class AuthorityController:
         material = store.ensure_material(self._kube, self._config, body, now, advanced)
         material = self._with_crl(body, material, now)
         self._registry.put(material)
+        self.wake_subordinates(name, now)
         return material
 
     def revocation_requested(
@@ -489,13 +563,22 @@ class AuthorityController:
         it nears its end: a request is answered once, with a Warning event, and recorded."""
         if request is None or request == state.honoured_request or state.rotating:
             return state
-        secret = store.supplied_root_name(body.get("spec") or {})
-        message = (
-            f"root rotation requested at {request} refused: the root is supplied by "
-            f"spec.rootSecretRef (Secret {self._config.namespace}/{secret}) and certsmith never "
-            "replaces it with a generated one; to change roots, point spec.rootSecretRef at "
-            "a Secret holding the new root"
-        )
+        spec = body.get("spec") or {}
+        secret = store.supplied_root_name(spec)
+        parent = authority.parent_name(spec)
+        if parent is not None:
+            message = (
+                f"root rotation requested at {request} refused: a subordinate has no root of "
+                f"its own, it uses its parent's (spec.parentRef.name {parent}) and follows its "
+                f"rotations; request the rotation on CertificateAuthority {parent}"
+            )
+        else:
+            message = (
+                f"root rotation requested at {request} refused: the root is supplied by "
+                f"spec.rootSecretRef (Secret {self._config.namespace}/{secret}) and certsmith "
+                "never replaces it with a generated one; to change roots, point "
+                "spec.rootSecretRef at a Secret holding the new root"
+            )
         logger.warning("CertificateAuthority %s: %s", body["metadata"]["name"], message)
         self.warning_event(body, "RotationRefused", message)
         return replace(state, honoured_request=request)
@@ -562,7 +645,9 @@ class AuthorityController:
             ),
             material.root.certificate,
         )
-        certificates = self._certificates_of(material.name)
+        # A parent's rotation waits for its subordinates' leaves too: they chain to its roots.
+        subordinates = {m.name for m in self._registry.all() if m.parent == material.name}
+        certificates = self._certificates_of({material.name, *subordinates})
         leaves = _Leaves()
         for secret in self._kube.list_secrets(label_selector=names.CERTIFICATE_LABEL):
             namespace, secret_name = secret["metadata"]["namespace"], secret["metadata"]["name"]
@@ -595,14 +680,16 @@ class AuthorityController:
             if scheduled is None or scheduled > due:
                 self._scheduler.schedule((CERTIFICATE, *key), due)
 
-    def _certificates_of(self, authority_name: str) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """This authority's Certificates by (namespace, secretName, name)."""
+    def _certificates_of(
+        self, authority_names: set[str]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The Certificates of these authorities by (namespace, secretName, name)."""
         found = {}
         for item in self._kube.list_certificates():
             spec = item.get("spec") or {}
             issuer = (spec.get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
             secret_name = spec.get("secretName")
-            if issuer == authority_name and isinstance(secret_name, str):
+            if issuer in authority_names and isinstance(secret_name, str):
                 metadata = item["metadata"]
                 found[(metadata["namespace"], secret_name, metadata["name"])] = item
         return found
@@ -862,7 +949,19 @@ class _Leaves:
         if not bundle_ok:
             why = f"Secret's ca.crt does not hold the trusted roots yet{trouble}"
             self.behind.append(rotation.Lagging(namespace, secret_name, why))
-        if not bundle_ok or (on_old and material.rotation.signs_with_new_root):
+        # spec.nameConstraints changed: the leaf moves under the new intermediate (or is
+        # refused, its names now outside) at once, not at its renewal. Only the authority's
+        # own leaves: a parent also counts its subordinates' here, for its rotation.
+        issuer = ((certificate.get("spec") or {}).get("issuerRef") or {}).get(
+            "name", model.DEFAULT_ISSUER
+        )
+        constraints_moved = (
+            issuer == material.name
+            and bool(contents.intermediates)
+            and name_constraints.of_certificate(contents.intermediates[0])
+            != name_constraints.of_certificate(material.intermediate.certificate)
+        )
+        if not bundle_ok or constraints_moved or (on_old and material.rotation.signs_with_new_root):
             self.pending.append((namespace, certificate["metadata"]["name"]))
 
 

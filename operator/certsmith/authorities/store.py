@@ -15,19 +15,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from cryptography import x509
-
 from certsmith.api import model, names
 from certsmith.authorities import authority, pod_certificates, revocation, rotation, trust_bundle
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import ca, inspect
+from certsmith.pki import ca, inspect, name_constraints
 
 logger = logging.getLogger(__name__)
 
 
 CA_SECRET_CONFLICT = "CASecretConflict"
+PARENT_NOT_READY = "ParentNotReady"
 CA_SECRET_WRITE_FAILED = "CASecretWriteFailed"
 # The watch of the operator's namespace: how long the apiserver keeps one stream open, and
 # the pause before the next one after a stream failed.
@@ -322,6 +321,7 @@ def _load_intermediate(
     spec: Mapping[str, Any],
     root: ca.CAKeyPair,
     now: datetime,
+    constraints: name_constraints.NameConstraints,
 ) -> ca.CAKeyPair:
     secret_name = authority.intermediate_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
@@ -331,7 +331,9 @@ def _load_intermediate(
             pair = authority.parse_key_pair(secret)
         except ValueError:
             pair = None
-        if pair is not None and authority.intermediate_is_current(pair, root, now=now):
+        if pair is not None and authority.intermediate_is_current(
+            pair, root, now=now, name_constraints=constraints.extension()
+        ):
             return pair
 
     pair = ca.build_intermediate(
@@ -339,6 +341,7 @@ def _load_intermediate(
         common_name=f"certsmith {name} intermediate",
         now=now,
         lifetime=_intermediate_lifetime(config, spec),
+        name_constraints=constraints.extension(),
     )
     body = authority.key_pair_secret(
         authority=name, role="intermediate", name=secret_name, namespace=config.namespace, pair=pair
@@ -533,30 +536,48 @@ def ensure_material(
     body: Mapping[str, Any],
     now: datetime,
     state: rotation.RotationState,
+    parent: authority.AuthorityMaterial | None = None,
 ) -> authority.AuthorityMaterial:
     """The authority's current material, generating or renewing what is missing or due.
 
     During a rotation both roots are trusted; the new one signs only from Reissuing on.
+    A subordinate (spec.parentRef) has no root of its own: `parent`, the parent's loaded
+    material, signs its intermediate with the root it signs with now, and lends it its
+    trusted roots and rotation state; AuthorityNotReady (ParentNotReady) when None.
     """
     name = body["metadata"]["name"]
     spec = body.get("spec") or {}
     known = frozenset((body.get("status") or {}).get("trustedRoots") or ())
+    parent_name = authority.parent_name(spec)
+    bounds: dict[str, datetime] = {}
     try:
-        loaded = _load_root(kube, config, name, spec, now, known)
-        root = loaded.pair
-        trusted: tuple[x509.Certificate, ...] = (root.certificate,)
-        bounds = _bounds(root, loaded.refresh_bound)
-        signing = root
-        if state.rotating:
-            next_root = _rotation_next_root(kube, config, name, root, state)
-            if next_root is not None:
-                trusted = (root.certificate, next_root.pair.certificate)
-                bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
-                if state.signs_with_new_root:
-                    signing = next_root.pair
-        intermediate = _load_intermediate(kube, config, name, spec, signing, now)
+        constraints = _name_constraints(spec, parent_name, parent)
+        if parent_name is not None:
+            if parent is None:
+                raise AuthorityNotReady(
+                    f"spec.parentRef.name: CertificateAuthority {parent_name} does not exist "
+                    "or is not ready; this subordinate signs once it is",
+                    reason=PARENT_NOT_READY,
+                )
+            signing = parent.root
+            trusted = parent.trusted_roots
+            state = parent.rotation
+        else:
+            loaded = _load_root(kube, config, name, spec, now, known)
+            root = loaded.pair
+            trusted = (root.certificate,)
+            bounds = _bounds(root, loaded.refresh_bound)
+            signing = root
+            if state.rotating:
+                next_root = _rotation_next_root(kube, config, name, root, state)
+                if next_root is not None:
+                    trusted = (root.certificate, next_root.pair.certificate)
+                    bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
+                    if state.signs_with_new_root:
+                        signing = next_root.pair
+        intermediate = _load_intermediate(kube, config, name, spec, signing, now, constraints)
     except model.InvalidSpec as error:
-        raise AuthorityNotReady(str(error)) from None
+        raise AuthorityNotReady(str(error), reason="InvalidSpec") from None
     problem = ca.issuance_problem(signing.certificate, intermediate, now)
     if problem is not None:
         raise AuthorityNotReady(f"a certificate signed under this root would not verify: {problem}")
@@ -579,7 +600,30 @@ def ensure_material(
         pod_certificates=pod_certificates.parse_settings(spec),
         refresh_bounds=bounds,
         crl_url=revocation.distribution_point(url, intermediate.certificate),
+        parent=parent_name,
+        name_constraints=constraints,
     )
+
+
+def _name_constraints(
+    spec: Mapping[str, Any],
+    parent_name: str | None,
+    parent: authority.AuthorityMaterial | None,
+) -> name_constraints.NameConstraints:
+    """spec.nameConstraints, checked to lie within the parent's (InvalidSpec naming the
+    field when not: the parent's root would sign a CA for names the parent may not)."""
+    parsed = (
+        name_constraints.parse(spec["nameConstraints"])
+        if spec.get("nameConstraints") is not None
+        else name_constraints.NameConstraints()
+    )
+    if parent_name is not None and parent is not None:
+        problems = name_constraints.outside_parent(
+            parsed, parent.name_constraints, parent_name=parent_name
+        )
+        if problems:
+            raise AuthorityNotReady("; ".join(problems), reason="InvalidSpec")
+    return parsed
 
 
 def _bounds(root: ca.CAKeyPair, bound: datetime | None) -> dict[str, datetime]:

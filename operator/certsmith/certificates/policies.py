@@ -53,6 +53,9 @@ class AuthorityView:
     """The root new leaves are issued under; leaves under another root move to it."""
     bundle_pem: bytes | None = None
     """The ca.crt every Secret of this authority must carry."""
+    name_constraints: x509.NameConstraints | None = None
+    """The name constraints its intermediate carries now (spec.nameConstraints), None when
+    unconstrained; a leaf under an intermediate with other constraints is re-issued."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ CERTIFICATE_MISMATCH = "CertificateMismatch"
 """The reason of re-issues of a certificate or key that does not match the spec, whatever
 the Secret's annotations recorded."""
 CERTIFICATE_REPLACED = "CertificateReplaced"
+NAME_CONSTRAINTS_CHANGED = "NameConstraintsChanged"
 """The reason of re-issues of a leaf other than the one certsmith wrote into the Secret."""
 
 
@@ -255,6 +259,28 @@ def issued_under_retiring_root(h: Held) -> Decision | None:
     return _issue(ROOT_ROTATION, f"moving to the current root of {authority.name}")
 
 
+def issuer_constraints_changed(h: Held) -> Decision | None:
+    """NameConstraintsChanged: the intermediate in tls.crt carries other name constraints
+    than the authority's (spec.nameConstraints changed): the leaf moves under the current
+    intermediate, so its chain shows the zone the authority has now. (A leaf whose names
+    are outside the new constraints never gets here: the reconciler refuses it first.)"""
+    if not h.secret.intermediates:
+        return None
+    try:
+        held = (
+            h.secret.intermediates[0].extensions.get_extension_for_class(x509.NameConstraints).value
+        )
+    except x509.ExtensionNotFound:
+        held = None
+    if held == h.input.authority.name_constraints:
+        return None
+    return _issue(
+        NAME_CONSTRAINTS_CHANGED,
+        f"the name constraints of {h.input.authority.name} changed since the certificate "
+        "was issued",
+    )
+
+
 def trust_bundle_outdated(h: Held) -> Decision | None:
     """TrustBundleUpdated (a repair): ca.crt differs from the authority's trusted roots."""
     bundle = h.input.authority.bundle_pem
@@ -305,6 +331,7 @@ ISSUANCE_CHAIN: Sequence[Check] = (
     renewal_requested,
     renewal_due,
     issued_under_retiring_root,
+    issuer_constraints_changed,
     trust_bundle_outdated,
     metadata_drifted,
 )

@@ -29,7 +29,7 @@ from certsmith.certificates.signer import ReissuePacing, Signer
 from certsmith.certificates.status import Outcome
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import inspect
+from certsmith.pki import inspect, name_constraints
 from certsmith.pods import rollout
 
 __all__ = ["WRITE_CONFLICT_ATTEMPTS", "Outcome", "Reconciler", "Signers"]
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 # A write refused with 409 (someone wrote the Secret after it was read) is judged again on
 # a fresh read this many times before it counts as a failed issuance.
 WRITE_CONFLICT_ATTEMPTS = 3
+NAME_CONSTRAINTS = "NameConstraints"
+"""The reason of a Certificate refused for a name outside its authority's name constraints."""
 
 
 class Signers(Protocol):
@@ -171,6 +173,12 @@ class Reconciler:
             # Checked again at signing: a Certificate that slipped past the webhook is never signed.
             message = "; ".join(str(v) for v in violations)
             return self._refuse(body, observed, "PolicyDenied", message, now)
+        outside = name_constraints.violations(
+            signer.name_constraints, name_constraints.spec_names(spec), authority=signer.name
+        )
+        if outside:
+            # Verifiers would refuse such a leaf under this intermediate: never sign it.
+            return self._refuse(body, observed, NAME_CONSTRAINTS, "; ".join(outside), now)
         return Admitted(spec=spec, signer=signer)
 
     def _converge(

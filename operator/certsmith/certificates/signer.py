@@ -16,6 +16,7 @@ from typing import Protocol
 from certsmith.certificates.isolation import Grant
 from certsmith.certificates.policies import AuthorityView
 from certsmith.pki import ca
+from certsmith.pki.name_constraints import NameConstraints
 
 
 class Signer(Protocol):
@@ -34,6 +35,11 @@ class Signer(Protocol):
     @property
     def grants(self) -> Sequence[Grant]:
         """spec.policy.grants: the names namespaces may carry beyond their own."""
+        ...
+
+    @property
+    def name_constraints(self) -> NameConstraints:
+        """spec.nameConstraints: no leaf is signed for a name outside them."""
         ...
 
     @property

@@ -23,11 +23,13 @@ from typing import Any
 from certsmith import metrics
 from certsmith.api import conditions, model, times
 from certsmith.authorities import store
+from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.enrolment import csr, decision
 from certsmith.enrolment.decision import Stage
 from certsmith.kube import ApiError, Kube
+from certsmith.pki import name_constraints
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -140,9 +142,8 @@ class CertificateRequestSigner:
         except model.InvalidSpec as invalid:
             self._not_ready(body, decision.INVALID_REQUEST, str(invalid), "Warning", attempts)
             return
-        authority = self._registry.get(parsed.certificate.issuer_name)
+        authority = self._signing_authority(body, parsed, attempts)
         if authority is None:
-            self._wait_for_authority(body, parsed.certificate.issuer_name, attempts)
             return
         violations = decision.names_needing_approval(
             parsed,
@@ -187,6 +188,28 @@ class CertificateRequestSigner:
                 signed.status["serialNumber"],
                 signed.status["notAfter"],
             )
+
+    def _signing_authority(
+        self, body: Mapping[str, Any], parsed: csr.ParsedRequest, attempts: int
+    ) -> AuthorityMaterial | None:
+        """The request's loaded authority, or None once the request says why it cannot be
+        signed: the authority is not ready (it waits), or a name of the CSR is outside the
+        authority's spec.nameConstraints (PolicyDenied: no approval makes verifiers accept
+        such a leaf under its intermediate)."""
+        authority = self._registry.get(parsed.certificate.issuer_name)
+        if authority is None:
+            self._wait_for_authority(body, parsed.certificate.issuer_name, attempts)
+            return None
+        outside = name_constraints.violations(
+            authority.name_constraints,
+            name_constraints.spec_names(parsed.certificate, where="spec.request"),
+            authority=authority.name,
+        )
+        if outside:
+            message = "; ".join(outside)
+            self._not_ready(body, decision.POLICY_DENIED, message, "Warning", attempts)
+            return None
+        return authority
 
     def authority_roots_changed(self, authority: str) -> None:
         """`authority` trusts other roots now (loaded, or a rotation moved on): each issued

@@ -348,10 +348,13 @@ class PodCertificateSigner:
     def _record_bound(self, authority: AuthorityMaterial, signed: signing.Signed) -> None:
         """Raise the refresh bound recorded on the Secret of the root that signed `signed` to
         cover it (written only when it must grow: once per REFRESH_BOUND_STEP at most while
-        pods keep asking; the authority's step shows it in status)."""
-        key = (authority.name, signed.root_fingerprint)
+        pods keep asking; the authority's step shows it in status). A subordinate's roots
+        are its parent's: the bound goes on the parent's root Secret, whose rotation waits
+        for it."""
+        owner = authority.parent or authority.name
+        key = (owner, signed.root_fingerprint)
         with self._guard:
-            lock = self._bound_locks.setdefault(authority.name, threading.Lock())
+            lock = self._bound_locks.setdefault(owner, threading.Lock())
         with lock:
             if key in self._bounds:
                 known = self._bounds[key]
@@ -360,7 +363,7 @@ class PodCertificateSigner:
             self._bounds[key] = store.record_refresh_bound(
                 self._kube,
                 self._config,
-                authority.name,
+                owner,
                 root=signed.root_fingerprint,
                 refresh_at=signed.begin_refresh_at,
             )

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certsmith.api import times
-from certsmith.pki import inspect
+from certsmith.pki import inspect, name_constraints
 from certsmith.pki.keys import PrivateKey, signature_hash
 
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
@@ -61,9 +61,16 @@ def build_root(*, common_name: str, now: datetime, lifetime: timedelta) -> CAKey
 
 
 def build_intermediate(
-    *, issuer: CAKeyPair, common_name: str, now: datetime, lifetime: timedelta
+    *,
+    issuer: CAKeyPair,
+    common_name: str,
+    now: datetime,
+    lifetime: timedelta,
+    name_constraints: x509.NameConstraints | None = None,
 ) -> CAKeyPair:
-    """An ECDSA P-256 CA that may sign only leaves; it never outlives its issuer."""
+    """An ECDSA P-256 CA that may sign only leaves; it never outlives its issuer.
+    `name_constraints` go in as a critical extension (RFC 5280 4.2.1.10: conforming CAs
+    MUST mark it critical), which verifiers apply to every leaf below it."""
     key = ec.generate_private_key(ec.SECP256R1())
     start = now.replace(microsecond=0)
     certificate = _sign_ca(
@@ -75,6 +82,7 @@ def build_intermediate(
         not_before=start - BACKDATE,
         # A chain is only as valid as its issuer, so never outlive it.
         not_after=min(start + lifetime, issuer.certificate.not_valid_after_utc),
+        name_constraints=name_constraints,
     )
     return CAKeyPair(certificate=certificate, key=key)
 
@@ -92,6 +100,7 @@ def _sign_ca(
     path_length: int,
     not_before: datetime,
     not_after: datetime,
+    name_constraints: x509.NameConstraints | None = None,
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -109,6 +118,8 @@ def _sign_ca(
             critical=False,
         )
     )
+    if name_constraints is not None:
+        builder = builder.add_extension(name_constraints, critical=True)
     return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
@@ -219,7 +230,7 @@ def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datet
         .not_valid_after(min(start + BACKDATE, intermediate.certificate.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("issuance-check.certsmith.invalid")]),
+            x509.SubjectAlternativeName([x509.DNSName(_probe_name(intermediate.certificate))]),
             critical=False,
         )
         .add_extension(
@@ -235,3 +246,13 @@ def issuance_problem(root: x509.Certificate, intermediate: CAKeyPair, now: datet
     return inspect.chain_error(
         leaf=probe, intermediates=[intermediate.certificate], roots=[root], now=now
     )
+
+
+def _probe_name(intermediate: x509.Certificate) -> str:
+    """The DNS name of issuance_problem's probe leaf: inside the intermediate's permitted DNS
+    subtree when it has one (a name outside would fail as a constraint violation, not as a
+    chain that cannot work)."""
+    permitted = name_constraints.from_certificate(intermediate).permitted.dns_domains
+    if permitted:
+        return f"issuance-check.{permitted[0].removeprefix('.')}"
+    return "issuance-check.certsmith.invalid"

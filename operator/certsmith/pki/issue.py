@@ -20,6 +20,7 @@ from certsmith.api.model import (
 )
 from certsmith.pki.ca import BACKDATE, CAKeyPair
 from certsmith.pki.keys import signature_hash
+from certsmith.pki.name_constraints import leaf_violations
 
 _Extension = TypeVar("_Extension", bound=x509.ExtensionType)
 
@@ -63,6 +64,7 @@ def build_leaf(
         )
     )
     names = _alternative_names(spec)
+    _refuse_outside_constraints(issuer, names)
     if names:
         # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity and is critical.
         san = x509.SubjectAlternativeName(names)
@@ -100,6 +102,7 @@ def build_identity_leaf(
         *(x509.DNSName(name) for name in dns_names),
         *(x509.UniformResourceIdentifier(uri) for uri in uris),
     ]
+    _refuse_outside_constraints(issuer, names)
     return (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
@@ -124,6 +127,14 @@ def build_identity_leaf(
         )
         .sign(issuer.key, signature_hash(issuer.key))
     )
+
+
+def _refuse_outside_constraints(issuer: CAKeyPair, names: Sequence[x509.GeneralName]) -> None:
+    """ValueError when a name is outside the issuer's own name constraints (RFC 5280
+    4.2.1.10): such a leaf would be refused by every verifier, so it is never signed."""
+    outside = leaf_violations(issuer.certificate, names)
+    if outside:
+        raise ValueError("; ".join(outside))
 
 
 def leaf_mismatch(leaf: x509.Certificate, spec: CertificateSpec) -> str | None:

@@ -27,7 +27,7 @@ from certsmith.api import model, names, times
 from certsmith.authorities import pod_certificates, rotation
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.certificates import isolation
-from certsmith.pki import ca, inspect, issue
+from certsmith.pki import ca, inspect, issue, name_constraints
 from certsmith.podcerts import requests
 from certsmith.podcerts.requests import PodCertificateRequest, PublicKey, RequestRefused
 
@@ -326,6 +326,17 @@ def sign(
     )
     if not isinstance(times_or_not, Validity):
         return times_or_not
+    outside = name_constraints.violations(
+        authority.name_constraints,
+        name_constraints.Names(
+            dns_names=[("the certificate's DNS names", name) for name in named.dns_names],
+            uris=[("spec.serviceAccountName", named.uri)],
+        ),
+        authority=authority.name,
+    )
+    if outside:
+        # Verifiers would refuse it under this intermediate: never signed.
+        return Refusal(DENIED, POLICY_DENIED, "; ".join(outside))
     leaf = issue.build_identity_leaf(
         public_key=checked.public_key,
         issuer=authority.intermediate,
