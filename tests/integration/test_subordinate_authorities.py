@@ -26,6 +26,8 @@ from kubernetes import client
 from certsmith.pki import inspect, keys
 from tests import csrs, pod_requests
 from tests.integration import certs, pod_certs
+from tests.integration import test_revocation as revocation
+from tests.integration import test_revocation_faults as revocation_faults
 from tests.integration.conftest import OPERATOR_NAMESPACE, TEST_GRANT_LABEL
 from tests.integration.discovery import served_version
 from tests.support import wait_for
@@ -688,3 +690,62 @@ def test_pod_certificates_of_a_subordinate_stay_inside_its_zone(
         assert f"web.{namespace}.svc' is outside CertificateAuthority {sub}" in condition["message"]
     finally:
         client.CoreV1Api(api_client).delete_node(node)
+
+
+def test_a_subordinates_leaf_revoked_is_refused_by_a_crl_checking_verifier(
+    api_client, kubeconfig, running_operator, namespace, names, tmp_path
+):
+    """Revocation reaches a subordinate's leaves: its CRL, signed by its own intermediate,
+    lists the serial, and `openssl verify -crl_check_all` with its trust bundle (the
+    parent's root and the CRLs) refuses that leaf and accepts another."""
+    parent, sub = names
+    create_authority(api_client, parent)
+    wait_authority(api_client, parent, "True", "Ready")
+    create_authority(
+        api_client,
+        sub,
+        parentRef={"name": parent},
+        nameConstraints=ZONE,
+        policy=GRANTS,
+        trustBundle={"configMapName": f"{sub}-ca"},
+    )
+    wait_authority(api_client, sub, "True", "Ready")
+    for name in ("lost", "kept"):
+        certs.create(
+            api_client,
+            namespace,
+            certificate(name, issuerRef={"name": sub}, dnsNames=[f"{name}.partner.example"]),
+        )
+    for name in ("lost", "kept"):
+        certs.wait_ready(api_client, namespace, name, timeout=30)
+    lost = certs.secret_bytes(certs.secret(api_client, namespace, "lost-tls"), "tls.crt")
+    kept = certs.secret_bytes(certs.secret(api_client, namespace, "kept-tls"), "tls.crt")
+    serial = x509.load_pem_x509_certificates(lost)[0].serial_number
+
+    result = revocation.plugin(
+        kubeconfig, "revoke", "lost", "-n", namespace, "--no-reissue", "--wait"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def published() -> dict[str, str] | None:
+        config_map = client.CoreV1Api(api_client).read_namespaced_config_map(f"{sub}-ca", namespace)
+        data = dict(config_map.data or {})
+        crls = revocation.crls_in(data.get("ca.crl", ""))
+        listed = any(c.get_revoked_certificate_by_serial_number(serial) for c in crls)
+        return data if listed else None
+
+    bundle = wait_for(published, timeout=30, what="the serial in the subordinate's CRL")
+    intermediate, _ = ca_pair(api_client, f"{sub}-intermediate")
+    (crl,) = [
+        c
+        for c in revocation.crls_in(bundle["ca.crl"])
+        if c.get_revoked_certificate_by_serial_number(serial)
+    ]
+    assert crl.issuer == intermediate.subject
+    assert crl.is_signature_valid(intermediate.public_key())
+    parent_root, _ = ca_pair(api_client, f"{parent}-root")
+    assert bundle["ca.crt"].encode() == pem(parent_root)
+    accepted, output = revocation_faults.openssl_verify(tmp_path, bundle, lost)
+    assert not accepted and "certificate revoked" in output, output
+    accepted, output = revocation_faults.openssl_verify(tmp_path, bundle, kept)
+    assert accepted, output
