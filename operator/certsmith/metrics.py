@@ -82,6 +82,12 @@ CERTIFICATE_REQUESTS = Counter(
     "PolicyDenied).",
     ["outcome"],
 )
+CERTIFICATE_SIGNING_REQUESTS = Counter(
+    "certsmith_certificate_signing_requests",
+    "Kubernetes CertificateSigningRequests of certsmith's signers answered, by outcome "
+    "(Issued, or the reason of Failed).",
+    ["outcome"],
+)
 PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
 
@@ -156,3 +162,8 @@ def pod_certificate_answered(condition: str, reason: str, latency_seconds: float
 def certificate_request_decided(outcome: str) -> None:
     """A CertificateRequest was signed, left pending, denied or refused (`outcome`)."""
     CERTIFICATE_REQUESTS.labels(outcome).inc()
+
+
+def certificate_signing_request_answered(outcome: str) -> None:
+    """A CertificateSigningRequest was signed (`outcome` Issued) or failed (its reason)."""
+    CERTIFICATE_SIGNING_REQUESTS.labels(outcome).inc()

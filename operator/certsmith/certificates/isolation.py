@@ -347,6 +347,13 @@ def evaluate_names(
     ]
 
 
+def uri_granted(uri: str, *, grants: Sequence[Grant], namespace_labels: Mapping[str, str]) -> bool:
+    """Whether a grant of a namespace with `namespace_labels` allows `uri` (its `uris`
+    patterns only; the namespace's own SPIFFE IDs are not counted)."""
+    applicable = _applicable(grants, namespace_labels)
+    return any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris)
+
+
 def _applicable(grants: Sequence[Grant], namespace_labels: Mapping[str, str]) -> list[Grant]:
     return [g for g in grants if selector_matches(g.selector, namespace_labels)]
 
