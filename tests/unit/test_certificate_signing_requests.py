@@ -1,0 +1,328 @@
+"""Kubernetes CertificateSigningRequests, pure (enrolment.signing_requests): which CSRs are
+certsmith's to answer, the requester and the names it may obtain, usages and lifetime, the
+Failed answer and the signed chain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from certsmith.authorities.authority import AuthorityMaterial
+from certsmith.authorities.pod_certificates import Settings
+from certsmith.certificates import isolation
+from certsmith.enrolment import signing_requests as sr
+from certsmith.enrolment.signing_requests import Refusal, ServiceAccount, Stage
+from certsmith.pki import ca, inspect
+from tests import csrs
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+TRUST_DOMAIN = "cluster.local"
+KEY = csrs.ecdsa_key()
+WEB = "system:serviceaccount:shop:web"
+WEB_ID = "spiffe://cluster.local/ns/shop/sa/web"
+
+
+@pytest.fixture(scope="module")
+def authority(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMaterial:
+    grant = isolation.Grant(
+        selector={"matchLabels": {"team": "partners"}},
+        dns_names=("*.partner.example",),
+        uris=("spiffe://partner.example/*",),
+    )
+    return AuthorityMaterial(
+        name="cluster-root",
+        root=root,
+        intermediate=intermediate,
+        trusted_roots=(root.certificate,),
+        grants=(grant,),
+        pod_certificates=Settings(max_duration=timedelta(hours=24)),
+    )
+
+
+def body(
+    pem: bytes,
+    *,
+    username: str = WEB,
+    usages: list[str] | None = None,
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A CSR as kube-apiserver serves it (spec.username set from its creator)."""
+    return {
+        "metadata": {"name": "csr-1", "resourceVersion": "7"},
+        "spec": {
+            "signerName": "certsmith.dev/cluster-root",
+            "request": csrs.request_value(pem),
+            "usages": usages if usages is not None else ["digital signature", "server auth"],
+            "username": username,
+            **spec,
+        },
+        "status": status or {},
+    }
+
+
+def check(
+    authority: AuthorityMaterial, csr_body: dict[str, Any], labels: dict[str, str] | None = None
+) -> sr.Checked | Refusal:
+    return sr.check(
+        csr_body,
+        operator_namespace="certsmith",
+        trust_domain=TRUST_DOMAIN,
+        authority=authority,
+        namespace_labels=labels or {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("signer", "authority"),
+    [
+        ("certsmith.dev/cluster-root", "cluster-root"),
+        ("certsmith.dev/partners", "partners"),
+        ("kubernetes.io/kube-apiserver-client", None),
+        ("certsmith.devx/cluster-root", None),
+        ("certsmith.dev/a/b", None),
+        ("certsmith.dev/", None),
+        (None, None),
+    ],
+)
+def test_only_certsmiths_signers_are_its_own(signer: str | None, authority: str | None) -> None:
+    csr_body = {"spec": {"signerName": signer}}
+    assert sr.authority_of(csr_body) == authority
+    assert sr.is_certsmiths(csr_body) is (authority is not None)
+
+
+def _condition(kind: str, status: str = "True") -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": "R"}
+
+
+@pytest.mark.parametrize(
+    ("status", "stage"),
+    [
+        ({}, Stage.PENDING),
+        ({"conditions": [_condition("Approved", "False")]}, Stage.PENDING),
+        ({"conditions": [_condition("Approved")]}, Stage.SIGN),
+        ({"conditions": [_condition("Approved"), _condition("Approved")]}, Stage.SIGN),
+        ({"conditions": [_condition("Denied")]}, Stage.DONE),
+        ({"conditions": [_condition("Approved"), _condition("Failed")]}, Stage.DONE),
+        ({"conditions": [_condition("Approved")], "certificate": "PEM"}, Stage.DONE),
+    ],
+)
+def test_stage_is_read_from_the_status(status: dict[str, Any], stage: str) -> None:
+    assert sr.stage({"status": status}) == stage
+
+
+@pytest.mark.parametrize(
+    ("username", "account"),
+    [
+        (WEB, ServiceAccount("shop", "web")),
+        ("system:serviceaccount:shop:", None),
+        ("system:serviceaccount::web", None),
+        ("system:serviceaccount:shop", None),
+        ("system:serviceaccount:shop:web:x", None),
+        ("alice", None),
+        ("system:node:node-1", None),
+        (None, None),
+    ],
+)
+def test_the_requester_is_a_service_account_or_no_one(
+    username: object, account: ServiceAccount | None
+) -> None:
+    assert sr.service_account(username) == account
+
+
+@pytest.mark.parametrize(
+    ("requested", "wanted"),
+    [
+        (["digital signature", "server auth"], ["digital signature", "server auth"]),
+        (["signing", "digital signature", "client auth"], ["digital signature", "client auth"]),
+        (["s/mime"], ["email protection"]),
+        ([], []),
+    ],
+)
+def test_usages_in_certsmiths_names(requested: list[str], wanted: list[str]) -> None:
+    assert sr.certsmith_usages(requested) == wanted
+
+
+@pytest.mark.parametrize(
+    ("expiration", "lifetime"),
+    [
+        (None, timedelta(hours=24)),
+        (600, timedelta(seconds=600)),
+        (3600, timedelta(hours=1)),
+        (86_400, timedelta(hours=24)),
+        (10 * 86_400, timedelta(hours=24)),
+        (60, timedelta(seconds=600)),
+        (True, timedelta(hours=24)),
+        ("3600", timedelta(hours=24)),
+    ],
+)
+def test_lifetime_is_capped_by_the_authority(expiration: object, lifetime: timedelta) -> None:
+    assert sr.lifetime(expiration, timedelta(hours=24)) == lifetime
+
+
+@pytest.mark.parametrize(
+    ("names", "labels"),
+    [
+        ({"uris": [WEB_ID]}, {}),
+        ({"uris": [WEB_ID], "dns_names": ["web.shop.svc", "web.shop.svc.cluster.local"]}, {}),
+        ({"dns_names": ["*.shop.svc"]}, {}),
+        ({"common_name": "web.shop.svc", "dns_names": ["web.shop.svc"]}, {}),
+        ({"dns_names": ["gw.partner.example"]}, {"team": "partners"}),
+        ({"uris": ["spiffe://partner.example/gw"]}, {"team": "partners"}),
+    ],
+)
+def test_a_service_account_obtains_its_own_names_and_granted_ones(
+    authority: AuthorityMaterial, names: dict[str, Any], labels: dict[str, str]
+) -> None:
+    checked = check(authority, body(csrs.csr_pem(KEY, **names)), labels)
+    assert isinstance(checked, sr.Checked), checked
+    assert checked.requester == ServiceAccount("shop", "web")
+
+
+@pytest.mark.parametrize(
+    ("csr_body", "reason", "says"),
+    [
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), username="alice"),
+            sr.REQUESTER_NOT_ALLOWED,
+            "spec.username: 'alice' is not a service account",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), username="system:serviceaccount:certsmith:x"),
+            sr.POLICY_DENIED,
+            "certsmith's own namespace",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=["spiffe://cluster.local/ns/shop/sa/admin"])),
+            sr.POLICY_DENIED,
+            "spec.request: subjectAltName URI 0: 'spiffe://cluster.local/ns/shop/sa/admin' is "
+            "not allowed: service account shop/web may obtain only its own SPIFFE ID "
+            f"{WEB_ID}",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=["spiffe://cluster.local/ns/bank/sa/web"])),
+            sr.POLICY_DENIED,
+            "spec.request: subjectAltName URI 0: 'spiffe://cluster.local/ns/bank/sa/web' is "
+            "not allowed (namespace shop may name its own services and SPIFFE IDs only)",
+        ),
+        (
+            body(csrs.csr_pem(KEY, dns_names=["web.shop.svc", "db.bank.svc"])),
+            sr.POLICY_DENIED,
+            "spec.request: subjectAltName DNS name 1: 'db.bank.svc' is not allowed",
+        ),
+        (
+            body(csrs.csr_pem(KEY, dns_names=["gw.partner.example"])),
+            sr.POLICY_DENIED,
+            "'gw.partner.example' is not allowed",
+        ),
+        (
+            body(csrs.csr_pem(KEY, common_name="db.bank.svc")),
+            sr.POLICY_DENIED,
+            "spec.request: the subject's commonName: 'db.bank.svc' is not allowed",
+        ),
+        (
+            body(csrs.csr_pem(KEY, emails=["web@shop.example"])),
+            sr.POLICY_DENIED,
+            "email addresses need a grant",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), usages=["digital signature", "cert sign"]),
+            sr.UNSUPPORTED_USAGE,
+            "spec.usages[1]: 'cert sign' needs a CA certificate",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), usages=["server auth", "any"]),
+            sr.UNSUPPORTED_USAGE,
+            "spec.usages[1]: certsmith does not issue 'any'",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), usages=["ipsec tunnel"]),
+            sr.UNSUPPORTED_USAGE,
+            "spec.usages[0]: certsmith does not issue 'ipsec tunnel'",
+        ),
+        (
+            body(csrs.csr_pem(KEY, uris=[WEB_ID]), usages=["key encipherment"]),
+            sr.UNSUPPORTED_USAGE,
+            "spec.usages[0]: 'key encipherment' needs an RSA key (the CSR's key is ECDSA)",
+        ),
+        (
+            body(
+                csrs.csr_pem(
+                    rsa.generate_private_key(public_exponent=65537, key_size=1024), uris=[WEB_ID]
+                )
+            ),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's key is an RSA 1024-bit key",
+        ),
+        (
+            body(csrs.tampered(csrs.csr_pem(KEY, dns_names=["aaa.shop.svc"]), b"aaa", b"bbb")),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's signature does not verify",
+        ),
+        (
+            {**body(b""), "spec": {**body(b"")["spec"], "request": "bm90IGEgY3Ny"}},
+            sr.INVALID_REQUEST,
+            "spec.request: holds no PEM certificate request",
+        ),
+    ],
+)
+def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
+    authority: AuthorityMaterial, csr_body: dict[str, Any], reason: str, says: str
+) -> None:
+    refused = check(authority, csr_body)
+    assert isinstance(refused, Refusal), refused
+    assert refused.reason == reason
+    assert says in refused.message
+
+
+def test_signing_certifies_the_key_for_the_csrs_names_usages_and_lifetime(
+    authority: AuthorityMaterial,
+) -> None:
+    pem = csrs.csr_pem(
+        KEY,
+        uris=[WEB_ID],
+        dns_names=["web.shop.svc"],
+        extensions=[x509.BasicConstraints(ca=True, path_length=None)],
+    )
+    csr_body = body(pem, usages=["signing", "client auth"], expirationSeconds=3600)
+    checked = check(authority, csr_body)
+    assert isinstance(checked, sr.Checked), checked
+    signed = sr.sign(checked, authority=authority, now=NOW)
+    chain = inspect.load_pem_certificates(signed.status["certificate"].encode())
+    assert chain == [signed.leaf, authority.intermediate.certificate]
+    leaf = signed.leaf
+    assert leaf.public_key().public_numbers() == KEY.public_key().public_numbers()
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [WEB_ID]
+    assert san.get_values_for_type(x509.DNSName) == ["web.shop.svc"]
+    assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and not usage.key_cert_sign
+    extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(extended) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(hours=1) + ca.BACKDATE
+
+
+def test_failed_keeps_the_approval_and_replaces_an_earlier_failed() -> None:
+    approved = {"type": "Approved", "status": "True", "reason": "KubectlApprove"}
+    status = sr.failed_status(
+        [approved, {"type": "Failed", "status": "True", "reason": "Old"}],
+        Refusal(sr.POLICY_DENIED, "x" * 40_000),
+        NOW,
+    )
+    assert [c["type"] for c in status["conditions"]] == ["Approved", "Failed"]
+    failed = status["conditions"][1]
+    assert failed["reason"] == sr.POLICY_DENIED
+    assert len(failed["message"]) == 32 * 1024
+    assert failed["lastUpdateTime"] == failed["lastTransitionTime"] == "2026-06-01T12:00:00Z"
+
+
+def test_an_unknown_authority_names_the_signer() -> None:
+    refusal = sr.unknown_authority("gone")
+    assert refusal.reason == sr.AUTHORITY_NOT_FOUND
+    assert refusal.message.startswith("spec.signerName: certsmith.dev/gone names ")
