@@ -4,6 +4,7 @@ Failed answer and the signed chain."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -293,7 +294,7 @@ def test_signing_certifies_the_key_for_the_csrs_names_usages_and_lifetime(
     checked = check(authority, csr_body)
     assert isinstance(checked, sr.Checked), checked
     signed = sr.sign(checked, authority=authority, now=NOW)
-    chain = inspect.load_pem_certificates(signed.status["certificate"].encode())
+    chain = inspect.load_pem_certificates(base64.b64decode(signed.status["certificate"]))
     assert chain == [signed.leaf, authority.intermediate.certificate]
     leaf = signed.leaf
     assert leaf.public_key().public_numbers() == KEY.public_key().public_numbers()

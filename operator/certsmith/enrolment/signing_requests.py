@@ -32,6 +32,7 @@ seen fails (AuthorityNotFound), even if the authority is created later; a new CS
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -278,8 +279,9 @@ def _said_of_request(field: str, message: str) -> str:
 def sign(checked: Checked, *, authority: AuthorityMaterial, now: datetime) -> Signed:
     """The leaf for the CSR's key and names (pki.issue.build_leaf: the usages and lifetime
     checked, never past the intermediate; CA:FALSE; nothing else the CSR asked for) and the
-    status that hands it out: status.certificate, the leaf then the intermediate (PEM), as
-    kube-apiserver and clients of the CSR API read it. ValueError when cryptography cannot
+    status that hands it out: status.certificate, the leaf then the intermediate (PEM,
+    base64-encoded as JSON carries `[]byte`), as kube-apiserver and clients of the CSR API
+    read it. ValueError when cryptography cannot
     sign it."""
     leaf = issue.build_leaf(
         spec=checked.parsed.certificate,
@@ -288,7 +290,8 @@ def sign(checked: Checked, *, authority: AuthorityMaterial, now: datetime) -> Si
         now=now,
     )
     chain = inspect.certificates_to_pem([leaf, authority.intermediate.certificate])
-    return Signed(status={"certificate": chain.decode()}, leaf=leaf)
+    # A `[]byte` field: base64 in JSON.
+    return Signed(status={"certificate": base64.b64encode(chain).decode()}, leaf=leaf)
 
 
 def issued_message(authority: str, leaf: x509.Certificate) -> str:

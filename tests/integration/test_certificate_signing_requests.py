@@ -1,0 +1,324 @@
+"""Kubernetes CertificateSigningRequests for certsmith's signers on a real apiserver (with
+kube-controller-manager's own CSR controllers running) and the real operator: an approved
+CSR of a service account signed once for its own identity; unapproved, denied and other
+signers' CSRs untouched; what policy or the CSR refuses answered Failed naming the field;
+approved while the operator was down, signed once after; deleted while signed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from kubernetes import client
+
+from certsmith.pki import inspect
+from tests import csrs
+from tests.integration.conftest import OperatorProcess
+from tests.support import kubectl, wait_for
+
+pytestmark = pytest.mark.integration
+
+SIGNER = "certsmith.dev/cluster-root"
+USAGES = ["digital signature", "server auth", "client auth"]
+INTERMEDIATE_CN = "certsmith cluster-root intermediate"
+
+
+@pytest.fixture(scope="module")
+def namespace(kubeconfig: str, operator: OperatorProcess) -> Iterator[str]:
+    """A namespace of its own, and every service account may create CSRs (as kubelet's
+    bootstrap or Istio's RA mode would be allowed to)."""
+    name = f"csr-{uuid.uuid4().hex[:6]}"
+    kubectl(kubeconfig, "create", "namespace", name)
+    role = f"csr-creator-{name}"
+    kubectl(
+        kubeconfig,
+        *("create", "clusterrole", role, "--verb=create,get"),
+        "--resource=certificatesigningrequests.certificates.k8s.io",
+    )
+    kubectl(
+        kubeconfig,
+        *("create", "clusterrolebinding", role, f"--clusterrole={role}"),
+        "--group=system:serviceaccounts",
+    )
+    yield name
+    kubectl(kubeconfig, "delete", "clusterrolebinding,clusterrole", role, check=False)
+    kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+
+
+def account(namespace: str, name: str = "web") -> str:
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def spiffe(namespace: str, name: str = "web") -> str:
+    return f"spiffe://cluster.local/ns/{namespace}/sa/{name}"
+
+
+def csr_body(
+    pem: bytes, *, signer: str = SIGNER, usages: list[str] | None = None, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": f"t-{uuid.uuid4().hex[:10]}"},
+        "spec": {
+            "signerName": signer,
+            "request": csrs.request_value(pem),
+            "usages": usages or USAGES,
+            **spec,
+        },
+    }
+
+
+def create(kubeconfig: str, body: dict[str, Any], as_user: str | None) -> str:
+    """Create the CSR as `as_user` (Impersonate-User; None: the admin); its name."""
+    impersonate = [f"--as={as_user}"] if as_user else []
+    result = kubectl(kubeconfig, *impersonate, "create", "-f", "-", input=json.dumps(body))
+    assert result.returncode == 0, result.stderr
+    return str(body["metadata"]["name"])
+
+
+def get(kubeconfig: str, name: str) -> dict[str, Any] | None:
+    result = kubectl(kubeconfig, "get", "csr", name, "-o", "json", check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def approve(kubeconfig: str, name: str) -> None:
+    kubectl(kubeconfig, "certificate", "approve", name)
+
+
+def conditions(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (body.get("status") or {}).get("conditions") or []}
+
+
+def wait_answered(kubeconfig: str, name: str, timeout: float = 30) -> dict[str, Any]:
+    """The CSR once it has a certificate or the condition Failed."""
+    return wait_for(
+        lambda: (body := get(kubeconfig, name))
+        and ((body.get("status") or {}).get("certificate") or "Failed" in conditions(body))
+        and body,
+        timeout=timeout,
+        what=f"CSR {name} answered",
+    )
+
+
+def chain_of(body: dict[str, Any]) -> list[x509.Certificate]:
+    return inspect.load_pem_certificates(base64.b64decode(body["status"]["certificate"]))
+
+
+def failed(body: dict[str, Any]) -> dict[str, Any]:
+    assert not (body.get("status") or {}).get("certificate"), body["status"]
+    return conditions(body)["Failed"]
+
+
+def signed_canary(kubeconfig: str, namespace: str) -> x509.Certificate:
+    """A good CSR of namespace's `web`, approved and signed: every event before it was seen."""
+    pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+    name = create(kubeconfig, csr_body(pem), account(namespace))
+    approve(kubeconfig, name)
+    return chain_of(wait_answered(kubeconfig, name))[0]
+
+
+def test_an_approved_csr_is_signed_once_for_the_service_accounts_own_identity(
+    kubeconfig: str, namespace: str, running_operator: OperatorProcess
+) -> None:
+    key = csrs.ecdsa_key()
+    names = [f"web.{namespace}.svc", f"web.{namespace}.svc.cluster.local"]
+    pem = csrs.csr_pem(key, uris=[spiffe(namespace)], dns_names=names)
+    body = csr_body(pem, usages=["digital signature", "client auth"], expirationSeconds=3600)
+    name = create(kubeconfig, body, account(namespace))
+    created = get(kubeconfig, name)
+    assert created is not None and created["spec"]["username"] == account(namespace)
+
+    time.sleep(3)  # not approved: left alone
+    pending = get(kubeconfig, name)
+    assert pending is not None and pending.get("status", {}) in ({}, None)
+    assert pending["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+    approve(kubeconfig, name)
+    answered = wait_answered(kubeconfig, name)
+    assert "Failed" not in conditions(answered)
+    leaf, intermediate = chain_of(answered)
+    assert intermediate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+        INTERMEDIATE_CN
+    )
+    assert inspect.issued_by(leaf, intermediate)
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [spiffe(namespace)]
+    assert san.get_values_for_type(x509.DNSName) == names
+    extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert [oid.dotted_string for oid in extended] == ["1.3.6.1.5.5.7.3.2"]  # client auth
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    assert timedelta(minutes=60) <= lifetime <= timedelta(minutes=62)
+
+    # Approved again: the certificate stays the one signed, never a second one.
+    kubectl(kubeconfig, "certificate", "approve", name, "--force")
+    time.sleep(3)
+    again = get(kubeconfig, name)
+    assert again is not None
+    assert again["status"]["certificate"] == answered["status"]["certificate"]
+    assert "Failed" not in conditions(again)
+
+
+def test_unapproved_denied_and_other_signers_csrs_are_left_alone(
+    kubeconfig: str, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """kube-controller-manager's csrsigning and csrapproving controllers act only on
+    kubernetes.io/* signers: certsmith's CSRs are neither approved nor signed by them."""
+    sa = account(namespace)
+
+    def good() -> bytes:
+        return csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+
+    unapproved = create(kubeconfig, csr_body(good()), sa)
+    denied = create(kubeconfig, csr_body(good()), sa)
+    kubectl(kubeconfig, "certificate", "deny", denied)
+    other = create(kubeconfig, csr_body(good(), signer="example.com/other"), sa)
+    approve(kubeconfig, other)
+    before = {name: get(kubeconfig, name) for name in (unapproved, denied, other)}
+
+    signed_canary(kubeconfig, namespace)
+    time.sleep(2)
+    for name, was in before.items():
+        now = get(kubeconfig, name)
+        assert now is not None and was is not None
+        assert now["metadata"]["resourceVersion"] == was["metadata"]["resourceVersion"], name
+        assert not (now.get("status") or {}).get("certificate"), name
+        assert "Failed" not in conditions(now), name
+    assert "Approved" not in conditions(before[unapproved] or {})
+
+
+def _rsa_1024() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    return csrs.csr_pem(key, common_name="weak")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "says"),
+    [
+        ("user", "RequesterNotAllowed", "spec.username: "),
+        ("rsa-1024", "InvalidRequest", "spec.request: the CSR's key is an RSA 1024-bit key"),
+        ("2000-names", "InvalidRequest", "spec.request: subjectAltName DNS names: has 2000"),
+        ("other-namespace", "PolicyDenied", "subjectAltName DNS name 0: 'web.other.svc' is not"),
+        ("other-account", "PolicyDenied", "may obtain only its own SPIFFE ID"),
+        ("cert-sign", "UnsupportedUsage", "spec.usages[1]: 'cert sign' needs a CA certificate"),
+        ("no-authority", "AuthorityNotFound", "spec.signerName: certsmith.dev/no-such-ca names"),
+    ],
+)
+def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
+    kubeconfig: str,
+    namespace: str,
+    running_operator: OperatorProcess,
+    case: str,
+    reason: str,
+    says: str,
+) -> None:
+    key = csrs.ecdsa_key()
+    own = csrs.csr_pem(key, uris=[spiffe(namespace)])
+    sa: str | None = account(namespace)
+    body = {
+        "user": csr_body(own),
+        "rsa-1024": csr_body(_rsa_1024()),
+        "2000-names": csr_body(
+            csrs.csr_pem(key, dns_names=[f"w{i}.{namespace}.svc" for i in range(2000)])
+        ),
+        "other-namespace": csr_body(csrs.csr_pem(key, dns_names=["web.other.svc"])),
+        "other-account": csr_body(csrs.csr_pem(key, uris=[spiffe(namespace, "admin")])),
+        "cert-sign": csr_body(own, usages=["digital signature", "cert sign"]),
+        "no-authority": csr_body(own, signer="certsmith.dev/no-such-ca"),
+    }[case]
+    if case == "user":
+        sa = None  # the admin of the kubeconfig: a user, not a service account
+    name = create(kubeconfig, body, sa)
+    approve(kubeconfig, name)
+    answer = failed(wait_answered(kubeconfig, name))
+    assert answer["reason"] == reason
+    assert says in answer["message"]
+    assert "Approved" in conditions(get(kubeconfig, name) or {})
+
+
+@pytest.mark.parametrize(
+    ("request_value", "says"),
+    [
+        (base64.b64encode(b"not a csr").decode(), "PEM block"),
+        (
+            csrs.request_value(
+                csrs.tampered(
+                    csrs.csr_pem(csrs.ecdsa_key(), dns_names=["aaaa.x.svc"]), b"aaaa", b"bbbb"
+                )
+            ),
+            "verification failure",
+        ),
+    ],
+)
+def test_a_malformed_or_forged_csr_never_reaches_certsmith(
+    kubeconfig: str, namespace: str, request_value: str, says: str
+) -> None:
+    """kube-apiserver itself refuses, at creation, a request that is not a PEM PKCS#10 CSR
+    or whose signature does not verify (certificates.k8s.io validation)."""
+    body = csr_body(b"")
+    body["spec"]["request"] = request_value
+    result = kubectl(
+        kubeconfig,
+        *("--as", account(namespace), "create", "-f", "-"),
+        input=json.dumps(body),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec.request" in result.stderr and says in result.stderr, result.stderr
+
+
+def test_a_csr_approved_while_the_operator_was_down_is_signed_once_after(
+    kubeconfig: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    running_operator: OperatorProcess,
+) -> None:
+    running_operator.kill()
+    try:
+        pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+        name = create(kubeconfig, csr_body(pem), account(namespace))
+        approve(kubeconfig, name)
+        assert not (get(kubeconfig, name) or {}).get("status", {}).get("certificate")
+    finally:
+        running_operator.start()
+        running_operator.wait_serving(api_client)
+    answered = wait_answered(kubeconfig, name)
+    assert "Failed" not in conditions(answered)
+    version = answered["metadata"]["resourceVersion"]
+
+    running_operator.stop()
+    running_operator.start()
+    running_operator.wait_serving(api_client)
+    signed_canary(kubeconfig, namespace)  # the restarted operator listed every CSR
+    after = get(kubeconfig, name)
+    assert after is not None and after["metadata"]["resourceVersion"] == version
+
+
+def test_csrs_deleted_while_being_signed_disturb_nothing(
+    kubeconfig: str, namespace: str, running_operator: OperatorProcess
+) -> None:
+    sa = account(namespace)
+    names = []
+    for _ in range(5):
+        pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+        name = create(kubeconfig, csr_body(pem), sa)
+        approve(kubeconfig, name)
+        kubectl(kubeconfig, "delete", "csr", name, "--wait=false")
+        names.append(name)
+    signed_canary(kubeconfig, namespace)
+    assert all(get(kubeconfig, name) is None for name in names)
+    assert running_operator.process is not None and running_operator.process.poll() is None
