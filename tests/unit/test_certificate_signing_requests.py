@@ -30,17 +30,24 @@ WEB_ID = "spiffe://cluster.local/ns/shop/sa/web"
 
 @pytest.fixture(scope="module")
 def authority(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMaterial:
-    grant = isolation.Grant(
-        selector={"matchLabels": {"team": "partners"}},
-        dns_names=("*.partner.example",),
-        uris=("spiffe://partner.example/*",),
+    grants = (
+        isolation.Grant(
+            selector={"matchLabels": {"team": "partners"}},
+            dns_names=("*.partner.example",),
+            uris=("spiffe://partner.example/*",),
+        ),
+        # Istio's RA mode: istiod asks for every workload's SPIFFE ID.
+        isolation.Grant(
+            selector={"matchLabels": {"kubernetes.io/metadata.name": "istio-system"}},
+            uris=("spiffe://cluster.local/ns/*",),
+        ),
     )
     return AuthorityMaterial(
         name="cluster-root",
         root=root,
         intermediate=intermediate,
         trusted_roots=(root.certificate,),
-        grants=(grant,),
+        grants=grants,
         pod_certificates=Settings(max_duration=timedelta(hours=24)),
     )
 
@@ -183,6 +190,15 @@ def test_a_service_account_obtains_its_own_names_and_granted_ones(
     checked = check(authority, body(csrs.csr_pem(KEY, **names)), labels)
     assert isinstance(checked, sr.Checked), checked
     assert checked.requester == ServiceAccount("shop", "web")
+
+
+def test_a_grant_lets_istiod_obtain_workloads_spiffe_ids(authority: AuthorityMaterial) -> None:
+    istiod = "system:serviceaccount:istio-system:istiod"
+    pem = csrs.csr_pem(KEY, uris=[WEB_ID])
+    labels = {"kubernetes.io/metadata.name": "istio-system"}
+    assert isinstance(check(authority, body(pem, username=istiod), labels), sr.Checked)
+    refused = check(authority, body(pem, username=istiod), {})
+    assert isinstance(refused, Refusal) and refused.reason == sr.POLICY_DENIED
 
 
 @pytest.mark.parametrize(

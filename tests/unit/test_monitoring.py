@@ -62,6 +62,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.cluster_trust_bundle_roots("cluster-root", 1)
     metrics.pod_certificate_answered("Issued", "Issued", 0.5)
     metrics.certificate_request_decided("Issued")
+    metrics.certificate_signing_request_answered("Issued")
     try:
         exposition = generate_latest(REGISTRY).decode()
     finally:
