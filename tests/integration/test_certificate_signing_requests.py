@@ -22,6 +22,7 @@ from kubernetes import client, config
 
 from certsmith.pki import inspect
 from tests import csrs
+from tests.integration import certs
 from tests.integration.conftest import OperatorProcess
 from tests.support import kubectl, wait_for
 
@@ -338,3 +339,30 @@ def test_csrs_deleted_while_being_signed_disturb_nothing(
     assert all(get(kubeconfig, name) is None for name in names)
     assert running_operator.process is not None and running_operator.process.poll() is None
     assert "Traceback" not in running_operator.log_tail(200)
+
+
+def test_a_csr_for_a_new_authority_is_signed_by_that_authority(
+    kubeconfig: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    running_operator: OperatorProcess,
+) -> None:
+    """Approved right after its authority was created (loaded or not yet: a CSR for an
+    authority that exists waits, never fails): signed by that authority's intermediate."""
+    authority = f"csr-late-{uuid.uuid4().hex[:6]}"
+    certs.create_authority(api_client, authority)
+    try:
+        pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+        signer = f"certsmith.dev/{authority}"
+        name = create(kubeconfig, csr_body(pem, signer=signer), account(namespace))
+        approve(kubeconfig, name)
+        answered = wait_answered(kubeconfig, name, timeout=60)
+        assert "Failed" not in conditions(answered), conditions(answered)
+        intermediate = chain_of(answered)[1]
+        assert intermediate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == (
+            f"certsmith {authority} intermediate"
+        )
+    finally:
+        client.CustomObjectsApi(api_client).delete_cluster_custom_object(
+            certs.GROUP, certs.VERSION, "certificateauthorities", authority
+        )

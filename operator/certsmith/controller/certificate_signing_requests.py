@@ -68,6 +68,8 @@ class CertificateSigningRequestSigner:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._attempts: dict[str, int] = {}
+        self._waiting: dict[str, str] = {}
+        """Why each CSR waits for its authority, as last logged (said once, not every look)."""
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith CSR: sign (or fail) it if it is approved and not
@@ -96,6 +98,7 @@ class CertificateSigningRequestSigner:
         self._scheduler.cancel((CERTIFICATE_SIGNING_REQUEST, "", name))
         with self._guard:
             self._attempts.pop(name, None)
+            self._waiting.pop(name, None)
             self._locks.pop(name, None)
 
     def _lock(self, name: str) -> threading.Lock:
@@ -175,7 +178,11 @@ class CertificateSigningRequestSigner:
         else:
             loaded_soon = self._registry.problem(name) is None
             delay = NOT_LOADED_RETRY if loaded_soon else NOT_READY_RETRY
-            logger.info("CertificateSigningRequest %s waits: %s", csr_name, problem)
+            with self._guard:
+                told = self._waiting.get(csr_name) == problem
+                self._waiting[csr_name] = problem
+            if not told:
+                logger.info("CertificateSigningRequest %s waits: %s", csr_name, problem)
             self._scheduler.schedule(key, self._clock() + delay)
         return None
 
