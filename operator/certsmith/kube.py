@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
 from typing import Any, NamedTuple
 
 import urllib3
@@ -103,6 +104,10 @@ class KubeconfigError(Exception):
     """Outside a cluster, no usable kubeconfig: the message says which file and why."""
 
 
+FIELD_MANAGER = "certsmith"
+"""Who certsmith's own writes are in managedFields (kopf's are "kopf")."""
+
+
 def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClient:
     """An ApiClient for in-cluster use, or for the given/default kubeconfig.
 
@@ -129,7 +134,11 @@ def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClien
         ) from None
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = RETRIES
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    # kube-apiserver names the field manager of a write without one after the User-Agent (up
+    # to its first "/"): "certsmith" in managedFields, what GitOps tools' ignore rules name.
+    api.user_agent = f"{FIELD_MANAGER}/{metadata.version('certsmith')}"
+    return api
 
 
 class Kube:
@@ -384,6 +393,10 @@ class Kube:
             f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/certificates/{name}/status"
         )
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
+
+    def list_certificate_requests(self) -> list[dict[str, Any]]:
+        """Every CertificateRequest, in every namespace."""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{names.CERTIFICATE_REQUESTS}")
 
     def get_certificate_request(self, *, namespace: str, name: str) -> dict[str, Any] | None:
         """The CertificateRequest, or None."""

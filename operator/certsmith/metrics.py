@@ -79,7 +79,7 @@ POD_CERTIFICATE_LATENCY = Histogram(
 CERTIFICATE_REQUESTS = Counter(
     "certsmith_certificate_requests",
     "CertificateRequests decided, by outcome (Issued, Pending, Denied, InvalidRequest, "
-    "PolicyDenied).",
+    "PolicyDenied, IssuerNotReady, Expired, DecisionFailed).",
     ["outcome"],
 )
 CERTIFICATE_SIGNING_REQUESTS = Counter(

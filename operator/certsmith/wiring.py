@@ -172,6 +172,14 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         default_authority=shared.config.default_authority,
     )
+    certificate_requests = CertificateRequestSigner(
+        kube=shared.kube,
+        config=shared.config,
+        registry=shared.registry,
+        namespace_labels=labels.labels,
+        scheduler=shared.scheduler,
+        clock=utc_now,
+    )
     authorities = AuthoritySteps(
         kube=shared.kube,
         config=shared.config,
@@ -182,6 +190,7 @@ def _controller(shared: Shared) -> ControllerParts:
         replica=shared.replica,
         clock=utc_now,
         pod_certificate_apis=shared.pod_certificate_apis,
+        roots_changed=certificate_requests.authority_roots_changed,
     )
     requests_version = shared.pod_certificate_apis.requests
     pod_certificates = (
@@ -196,14 +205,6 @@ def _controller(shared: Shared) -> ControllerParts:
             scheduler=shared.scheduler,
             clock=utc_now,
         )
-    )
-    certificate_requests = CertificateRequestSigner(
-        kube=shared.kube,
-        config=shared.config,
-        registry=shared.registry,
-        namespace_labels=labels.labels,
-        scheduler=shared.scheduler,
-        clock=utc_now,
     )
     certificate_signing_requests = CertificateSigningRequestSigner(
         kube=shared.kube,

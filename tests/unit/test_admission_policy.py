@@ -73,9 +73,18 @@ def test_cel_reads_the_operator_settings() -> None:
         "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
         "reason": "Forbidden",
     }
-    approval = body["spec"]["validations"][1]["expression"]
-    assert approval.startswith(f"!({admission_policy.STATUS_WRITE}) || ")
-    assert admission_policy.APPROVAL_AUTHORIZED in approval
+    status_rules = body["spec"]["validations"][1:]
+    assert all(
+        rule["expression"].startswith(f"!({admission_policy.STATUS_WRITE}) || ")
+        for rule in status_rules
+    )
+    approval, auto_approved, signed = (rule["expression"] for rule in status_rules[2:])
+    assert approval.endswith(f"|| {admission_policy.APPROVAL_AUTHORIZED}")
+    assert ".namespace(object.metadata.namespace)" in admission_policy.APPROVAL_AUTHORIZED
+    assert "'/AutoApproved'" in auto_approved
+    assert auto_approved.endswith(f"|| {admission_policy.SIGN_AUTHORIZED}")
+    assert signed.endswith(f"variables.signedPartUnchanged || {admission_policy.SIGN_AUTHORIZED}")
+    assert ".check('sign')" in admission_policy.SIGN_AUTHORIZED
     assert "paramRef" not in admission_policy.binding()["spec"]
 
 

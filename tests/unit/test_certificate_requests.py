@@ -19,7 +19,7 @@ from certsmith.cli import decide
 from certsmith.cli.api import CliError
 from certsmith.enrolment import csr, decision
 from certsmith.enrolment.decision import Stage
-from certsmith.pki import ca
+from certsmith.pki import ca, inspect
 from tests import csrs
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -143,7 +143,7 @@ def _bad_signature() -> bytes:
                 )
             ),
             "spec.request",
-            "holds a DirectoryName",
+            "holds a directory name CN=x; certsmith signs DNS names",
         ),
         (
             spec(csrs.csr_pem(KEY, common_name="not a name")),
@@ -250,6 +250,11 @@ def _status(*entries: tuple[str, str, str]) -> dict[str, Any]:
         (_status(("Ready", "False", "InvalidRequest")), Stage.DONE),
         (_status(("Ready", "False", "PolicyDenied")), Stage.DONE),
         (_status(("Approved", "False", "x")), Stage.NEW),
+        (_status(("Ready", "False", "DecisionFailed")), Stage.NEW),
+        # A certificate present is never signed again, whatever Ready says.
+        ({**_status(("Approved", "True", "x")), "certificate": "PEM"}, Stage.DONE),
+        ({**_status(("Ready", "False", "Pending")), "certificate": "PEM"}, Stage.DONE),
+        ({"certificate": "PEM"}, Stage.DONE),
     ],
 )
 def test_stage_is_read_from_the_conditions(status: dict[str, Any] | None, stage: Stage) -> None:
@@ -296,7 +301,7 @@ def test_signing_certifies_the_csrs_key_for_its_names_only(
     assert chain == [leaf, intermediate.certificate]
     assert status["ca"] == authority.bundle_pem.decode()
     assert status["notAfter"] == "2026-06-03T12:00:00Z"
-    assert status["serialNumber"] == format(leaf.serial_number, "x")
+    assert status["serialNumber"] == inspect.serial_hex(leaf)
     found = status["conditions"]
     assert conditions.is_true(found, "Ready") and conditions.is_true(found, "Approved")
     assert decision.auto_approved(status)
@@ -372,7 +377,13 @@ def test_the_plugin_never_changes_a_decision(
 
 @pytest.mark.parametrize(
     ("reason", "ok"),
-    [("KubectlCertsmith", True), ("Partner_OK", True), ("bad reason", False), ("", False)],
+    [
+        ("KubectlCertsmith", True),
+        ("Partner_OK", True),
+        ("bad reason", False),
+        ("", False),
+        ("AutoApproved", False),  # certsmith's own
+    ],
 )
 def test_reason_is_a_condition_reason(reason: str, ok: bool) -> None:
     if ok:
@@ -380,3 +391,222 @@ def test_reason_is_a_condition_reason(reason: str, ok: bool) -> None:
     else:
         with pytest.raises(CliError, match="--reason"):
             decide.check_reason(reason)
+
+
+RSA_PSS_CSR = b"""-----BEGIN CERTIFICATE REQUEST-----
+MIICwzCCAXYCAQAwHDEaMBgGA1UEAwwRY2FtLTEuZGV2aWNlcy5zdmMwggEgMAsG
+CSqGSIb3DQEBCgOCAQ8AMIIBCgKCAQEAuZb4sDUUUwn6KeZT6ZOl8N8k740RQ8Rw
+SM6hL8q3vNLobA7pNrvNyYZIC0XVXZ/jd43X6wXx8RRA4xRzQQMHt4En2vZFB5u8
+NVWndjfAAN4bVuz6m1Do4NabG3IEnWbHQJgcZ4qtwFP8nYmvA2pS9WNoe6gx8o0X
+hPkAbJzMgsZaKq4bLmp3WqV5knPuCBXiuYZCtcX6gWgI3DNR1m4FK8tv7/6hhoPG
+/OhnH0x4Iy0+GYLtaJogulqc8KeAJrm6sbS+Tgowzj7IUCgpQu8ywNiu82uCYFj9
+RgHLIcqO2s+wAr2eOs2rdgQx3JHJH3WOEa7tIvcTa16j7e6A54CSOwIDAQABoC8w
+LQYJKoZIhvcNAQkOMSAwHjAcBgNVHREEFTATghFjYW0tMS5kZXZpY2VzLnN2YzBC
+BgkqhkiG9w0BAQowNaAPMA0GCWCGSAFlAwQCAQUAoRwwGgYJKoZIhvcNAQEIMA0G
+CWCGSAFlAwQCAQUAogQCAgDeA4IBAQCShhLImtEZpSXw3B1xIy1uTW9RBok7g9Gs
+sGF+qc5jmI8TUbCyBxpJ11CnKiHTkPc8Up28rd5AFeAOghM10TIacusY+8Axm8UI
+udUSadQGo7P6YcpAnEiyYENSqqkE35yngszDjkFgntD3INaZI9hpciqh61DXH/Mn
+MAE892xqK263JUtTWgXAJ4hlotw3tVt8GRfEQufFNVaN/GmZWAi2NhR56+UosEi/
+1GcmD0bzKlHuuXAFEOyEcgUOm1G9rx+1vo8t2lQL5fmWX0gYC25WfkOAcKj5rvHr
+oqhzlNs9jrQwxb+A7bo4uHxDfZnpdB+0KfIFlTnRO5G/Gkool6EV
+-----END CERTIFICATE REQUEST-----
+"""
+"""`openssl req -newkey rsa-pss -pkeyopt rsa_keygen_bits:2048`: an id-RSASSA-PSS key."""
+_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_OWN_SAN = csrs.der_san_dns("cam-1.devices.svc")
+
+
+@pytest.mark.parametrize(
+    ("pem", "says"),
+    [
+        (
+            csrs.crafted_csr(KEY, common_name="cam-1.devices.svc", extensions=[_OWN_SAN] * 2),
+            "is not a readable PKCS#10 request: it has the extension subjectAltName twice",
+        ),
+        (
+            csrs.crafted_csr(
+                KEY, common_name="cam-1.devices.svc", extensions=[csrs.DER_KEY_USAGE] * 2
+            ),
+            "is not a readable PKCS#10 request: it has the extension keyUsage twice",
+        ),
+        (
+            csrs.crafted_csr(KEY, common_name="cam-1.devices.svc", version=1),
+            "is not a readable PKCS#10 request: 1 is not a valid CSR version",
+        ),
+        (
+            csrs.crafted_csr(
+                KEY,
+                common_name="cam-1.devices.svc",
+                extensions=[
+                    csrs.der_extension(
+                        csrs.SAN_OID, csrs.tlv(0x30, csrs.tlv(0x82, b"k\xe4m.x.svc"))
+                    )
+                ],
+            ),
+            "the CSR's extensions cannot be read: malformed DER (invalid value at "
+            "subject_alternative_name / 0 / GeneralName::DNSName)",
+        ),
+        (
+            csrs.crafted_csr(
+                KEY,
+                common_name="cam-1.devices.svc",
+                extensions=[
+                    csrs.der_extension(csrs.SAN_OID, csrs.tlv(0x30, csrs.tlv(0x87, b"\n\0\0\1\1")))
+                ],
+            ),
+            "does not appear to be an IPv4 or IPv6 address",
+        ),
+        (
+            csrs.crafted_csr(KEY, common_name="cam-1.devices.svc", hash_name="sha1"),
+            "the CSR's signature algorithm SHA1 is not accepted: sign it with SHA-256, "
+            "SHA-384 or SHA-512",
+        ),
+        (
+            csrs.crafted_csr(_RSA, common_name="cam-1.devices.svc", hash_name="md5"),
+            "the CSR's signature algorithm MD5 is not accepted",
+        ),
+        (
+            RSA_PSS_CSR,
+            "the CSR's key is an RSA-PSS key (id-RSASSA-PSS); certsmith signs RSA (2048",
+        ),
+        (
+            KEY.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+            + OWN,
+            "holds a PEM EC PRIVATE KEY: never send the private key",
+        ),
+        (
+            OWN
+            + KEY.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            "holds a PEM PRIVATE KEY: never send the private key",
+        ),
+        (
+            OWN + OWN,
+            "must hold exactly one PEM block (-----BEGIN CERTIFICATE REQUEST-----) and "
+            "nothing else; it holds 2 (CERTIFICATE REQUEST, CERTIFICATE REQUEST)",
+        ),
+        (b"Certificate Request:\n" + OWN, "and nothing else; it holds text around it"),
+        (
+            OWN.replace(b"-----END CERTIFICATE REQUEST-----", b""),
+            "no -----END CERTIFICATE REQUEST-----",
+        ),
+    ],
+    ids=[
+        "duplicate-san",
+        "duplicate-key-usage",
+        "version-1",
+        "bad-dns-bytes",
+        "bad-ip-length",
+        "sha1",
+        "md5",
+        "rsa-pss",
+        "ec-private-key",
+        "pkcs8-private-key",
+        "two-csrs",
+        "text-around",
+        "no-end",
+    ],
+)
+def test_malformed_or_unsafe_csrs_are_invalid_naming_spec_request(pem: bytes, says: str) -> None:
+    """Whatever cryptography raises reading untrusted bytes is an InvalidSpec of
+    spec.request, never an exception of its own; a hash or key certsmith refuses is named."""
+    with pytest.raises(model.InvalidSpec) as refused:
+        csr.parse_request(spec(pem))
+    assert refused.value.field == "spec.request"
+    assert says in refused.value.message
+
+
+def test_an_rsa_csr_with_whitespace_around_its_block_is_accepted() -> None:
+    pem = csrs.crafted_csr(_RSA, common_name="cam-1.devices.svc")
+    assert csr.parse_request(spec(b"\n" + pem + b"\n\n")).certificate.common_name == (
+        "cam-1.devices.svc"
+    )
+
+
+def test_an_ip_range_in_the_san_is_named_as_one() -> None:
+    pem = csrs.crafted_csr(
+        KEY,
+        common_name="cam-1.devices.svc",
+        extensions=[
+            csrs.der_extension(
+                csrs.SAN_OID, csrs.tlv(0x30, csrs.tlv(0x87, bytes([10, 0, 0, 0, 255, 0, 0, 0])))
+            )
+        ],
+    )
+    with pytest.raises(model.InvalidSpec) as refused:
+        csr.parse_request(spec(pem))
+    assert refused.value.message == (
+        "the CSR's subjectAltName holds an IP range 10.0.0.0/8 (only single addresses are "
+        "signed); certsmith signs DNS names, IP addresses, URIs and email addresses only"
+    )
+
+
+def test_the_plural_of_a_san_ip_address_is_spelt_right() -> None:
+    pem = csrs.csr_pem(KEY, ip_addresses=[f"10.0.{i // 250}.{i % 250}" for i in range(1001)])
+    with pytest.raises(model.InvalidSpec) as refused:
+        csr.parse_request(spec(pem))
+    assert refused.value.message.startswith("subjectAltName IP addresses: has 1001 entries")
+
+
+def _issued(
+    ready: tuple[str, str], not_after: str | None = "2026-06-02T12:00:00Z"
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"certificate": "PEM", **_status(("Ready", *ready))}
+    if not_after is not None:
+        status["notAfter"] = not_after
+    return status
+
+
+@pytest.mark.parametrize(
+    ("status", "until"),
+    [
+        (_issued(("True", "Issued")), datetime(2026, 6, 2, 12, 0, tzinfo=UTC)),
+        (_issued(("False", "Expired")), None),
+        (_issued(("True", "Issued"), not_after=None), None),
+        (_status(("Ready", "False", "Pending")), None),
+        (None, None),
+    ],
+)
+def test_only_an_issued_request_expires(
+    status: dict[str, Any] | None, until: datetime | None
+) -> None:
+    assert decision.issued_until(status) == until
+
+
+def test_the_expired_message_says_when_and_what_to_do() -> None:
+    assert decision.expired_message(datetime(2026, 6, 2, 12, 0, tzinfo=UTC)) == (
+        "the certificate expired at 2026-06-02T12:00:00Z: the device enrols again with a new "
+        "CSR in a new CertificateRequest"
+    )
+    assert decision.stage(_issued(("False", "Expired"))) is Stage.DONE
+
+
+def test_a_chain_is_judged_against_the_trusted_roots(
+    root: ca.CAKeyPair, intermediate: ca.CAKeyPair, authority: AuthorityMaterial
+) -> None:
+    signed = decision.sign(
+        csr.parse_request(spec(OWN)),
+        authority=authority,
+        current=None,
+        approve=True,
+        generation=1,
+        now=NOW,
+    )
+    chain = signed.status["certificate"]
+    other = ca.build_root(common_name="other", now=NOW, lifetime=timedelta(days=1))
+    assert decision.chains_to(chain, [root.certificate])
+    assert decision.chains_to(chain, [other.certificate, root.certificate])
+    assert not decision.chains_to(chain, [other.certificate])
+    assert not decision.chains_to(chain, [])
+    assert decision.chains_to("not PEM", [other.certificate])
+    assert decision.root_retired_message("partners").startswith(
+        "the certificate chains to a root CertificateAuthority partners no longer trusts "
+        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR"
+    )

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from certsmith.cli.api import Api
 
 APPROVED, DENIED = "Approved", "Denied"
+AUTO_APPROVED = "AutoApproved"
+"""certsmith's own approval reason: the ValidatingAdmissionPolicy refuses it from anyone
+without the verb `sign`, and the plugin before that."""
 DEFAULT_REASON = "KubectlCertsmith"
 ATTEMPTS = 3
 """Reads of a request that changed between our read and our write (the operator writing
@@ -36,8 +39,13 @@ class AlreadyDecided(CliError):
 
 
 def check_reason(reason: str) -> str:
-    """`--reason` as a condition reason (one CamelCase word, at most 128 characters), or
-    CliError naming the flag."""
+    """`--reason` as a condition reason (one CamelCase word, at most 128 characters, not
+    AUTO_APPROVED), or CliError naming the flag."""
+    if reason == AUTO_APPROVED:
+        raise CliError(
+            f"--reason {AUTO_APPROVED} is certsmith's own (every name is the namespace's to "
+            "carry); give a reason of your own, e.g. PartnerVerified"
+        )
     if len(reason) > 128 or not _REASON.fullmatch(reason):
         raise CliError(
             f"--reason {reason!r}: one CamelCase word of letters, digits, '_', ',' or ':' "

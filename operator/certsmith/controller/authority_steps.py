@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from certsmith.authorities import store
 from certsmith.authorities.controller import AUTHORITY, AuthorityController
 from certsmith.config import Config
@@ -41,7 +43,11 @@ class AuthoritySteps:
         replica: ReplicaState,
         clock: Callable[[], datetime],
         pod_certificate_apis: PodCertificateApis,
+        roots_changed: Callable[[str], None],
     ) -> None:
+        """`roots_changed(name)`: called after a step that changed (or first loaded) the
+        authority's trusted roots (CertificateRequestSigner.authority_roots_changed)."""
+        self._roots_changed = roots_changed
         self._kube = kube
         self._apis = pod_certificate_apis
         self._unserved_announced = False
@@ -62,7 +68,16 @@ class AuthoritySteps:
     def step(self, body: Mapping[str, Any]) -> None:
         """One step of the authority (bootstrap, renewal, bundles, rotation), its status
         written. ApiError when the apiserver does not answer."""
+        name = body["metadata"]["name"]
+        before = self._trusted_roots(name)
         self._controller.step(body)
+        after = self._trusted_roots(name)
+        if after is not None and after != before:
+            self._roots_changed(name)
+
+    def _trusted_roots(self, name: str) -> tuple[x509.Certificate, ...] | None:
+        loaded = self._registry.get(name)
+        return None if loaded is None else loaded.trusted_roots
 
     def ensure_default(self) -> None:
         """Create the default authority unless it exists, step it and write its status."""

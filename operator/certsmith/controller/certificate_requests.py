@@ -2,8 +2,10 @@
 then write. Runs only in the Lease holder.
 
 A request is looked at when its watch event comes (a term's first listing brings every
-request, so one approved while no replica led, or just before a restart, is signed then)
-and, while its authority cannot sign, again every NOT_READY_RETRY by the scheduler. Every
+request, so one approved while no replica led, or just before a restart, is signed then),
+while its authority cannot sign again every NOT_READY_RETRY by the scheduler, and once
+issued again at its notAfter (Ready False, reason Expired) and whenever its authority's
+trusted roots change (Ready False, reason RootRetired, once its root left them). Every
 status write carries the resourceVersion it was decided on: a request is signed once,
 never from a stale read (a refused write is read again and decided anew). Nothing is
 written when the status would not change, so the watch event of certsmith's own write ends
@@ -74,11 +76,28 @@ class CertificateRequestSigner:
             with self._lock(key):
                 self._decide(body, attempts=CONFLICT_ATTEMPTS)
         except ApiError as error:
-            # Refused (403: RBAC, or the policy without `approve` for certsmith): a person
-            # must act, so not every few seconds; anything else may pass soon.
+            # Refused (403: RBAC, or the policy without `approve`/`sign` for certsmith): a
+            # person must act, so not every few seconds; anything else may pass soon.
             delay = NOT_READY_RETRY if error.status == 403 else NOT_LOADED_RETRY
             logger.warning("CertificateRequest %s/%s: %s; retrying", *key, error)
             self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + delay)
+        except Exception as error:
+            # A fault of certsmith's own (the CSR's are InvalidRequest already): the request
+            # must not stay without a status, nor be forgotten.
+            logger.exception("CertificateRequest %s/%s could not be decided", *key)
+            self._scheduler.schedule((CERTIFICATE_REQUEST, *key), self._clock() + NOT_READY_RETRY)
+            self._report_failure(body, error)
+
+    def _report_failure(self, body: Mapping[str, Any], error: Exception) -> None:
+        """Ready False, reason DecisionFailed, naming the error; best effort (logged)."""
+        message = (
+            f"certsmith could not decide this request ({type(error).__name__}: {error}); "
+            f"it tries again every {int(NOT_READY_RETRY.total_seconds())} s"
+        )
+        try:
+            self._not_ready(body, decision.DECISION_FAILED, message, "Warning", attempts=1)
+        except (ApiError, OSError) as write_error:
+            logger.warning("CertificateRequest %s/%s: %s", *_key(body), write_error)
 
     def decide_by_name(self, namespace: str, name: str) -> None:
         """The scheduler's path: read the request fresh and decide it unless done or gone."""
@@ -105,7 +124,7 @@ class CertificateRequestSigner:
         namespace, name = metadata["namespace"], metadata["name"]
         stage = decision.stage(status)
         if stage is Stage.DONE:
-            self.forget(namespace, name)
+            self._watch_issued(body, attempts)
             return
         if stage is Stage.DENIED:
             denied = conditions.find_condition(status.get("conditions"), decision.DENIED) or {}
@@ -156,6 +175,9 @@ class CertificateRequestSigner:
             self._not_ready(body, decision.INVALID_REQUEST, message, "Warning", attempts)
             return
         if self._write(body, signed.status, attempts):
+            self._scheduler.schedule(
+                (CERTIFICATE_REQUEST, namespace, name), signed.leaf.not_valid_after_utc
+            )
             self._post(body, "Normal", decision.ISSUED, signed.status["conditions"])
             metrics.certificate_request_decided(decision.ISSUED)
             logger.info(
@@ -166,6 +188,44 @@ class CertificateRequestSigner:
                 signed.status["notAfter"],
             )
 
+    def authority_roots_changed(self, authority: str) -> None:
+        """`authority` trusts other roots now (loaded, or a rotation moved on): each issued
+        request of it is judged again, so one whose root was retired says so (a failed list
+        is logged: the next start judges them)."""
+        try:
+            listed = self._kube.list_certificate_requests()
+        except ApiError as error:
+            # The authority's step is done; its requests are judged again at the next start.
+            logger.warning("CertificateRequests of %s not judged again: %s", authority, error)
+            return
+        for body in listed:
+            if decision.issued_until(body.get("status")) is not None and (
+                _issuer(body) == authority
+            ):
+                self.seen(body)
+
+    def _watch_issued(self, body: Mapping[str, Any], attempts: int) -> None:
+        """A done request: an issued one gets Ready False, reason RootRetired, once its
+        authority no longer trusts the root its certificate chains to, and is looked at
+        again at its notAfter (scheduled at each start too, from the term's listing), then
+        Ready False, reason Expired; any other is forgotten."""
+        namespace, name = _key(body)
+        status = body.get("status") or {}
+        not_after = decision.issued_until(status)
+        authority = self._registry.get(_issuer(body))
+        if not_after is None:
+            self.forget(namespace, name)
+        elif authority is not None and not decision.chains_to(
+            status.get("certificate") or "", authority.trusted_roots
+        ):
+            message = decision.root_retired_message(authority.name)
+            self._not_ready(body, decision.ROOT_RETIRED, message, "Warning", attempts)
+        elif self._clock() < not_after:
+            self._scheduler.schedule((CERTIFICATE_REQUEST, namespace, name), not_after)
+        else:
+            message = decision.expired_message(not_after)
+            self._not_ready(body, decision.EXPIRED, message, "Warning", attempts)
+
     def _wait_for_authority(self, body: Mapping[str, Any], authority: str, attempts: int) -> None:
         """Ready False (IssuerNotReady) naming why, and a look again later."""
         metadata = body["metadata"]
@@ -175,6 +235,13 @@ class CertificateRequestSigner:
         self._scheduler.schedule(
             (CERTIFICATE_REQUEST, metadata["namespace"], metadata["name"]), self._clock() + delay
         )
+        has_ready = conditions.find_condition(
+            (body.get("status") or {}).get("conditions"), conditions.READY
+        )
+        if loaded_soon and has_ready is not None:
+            # A new term loads its authorities: what the request says (Pending) stays, and
+            # is not written and announced again seconds later.
+            return
         self._not_ready(body, decision.ISSUER_NOT_READY, why, "Warning", attempts)
 
     def _not_ready(
@@ -246,6 +313,12 @@ class CertificateRequestSigner:
             )
         except ApiError as error:
             logger.warning("could not post event %s: %s", reason, error)
+
+
+def _issuer(body: Mapping[str, Any]) -> str:
+    """spec.issuerRef.name (the CRD defaults it)."""
+    issuer_ref = (body.get("spec") or {}).get("issuerRef") or {}
+    return str(issuer_ref.get("name") or model.DEFAULT_ISSUER)
 
 
 def _key(body: Mapping[str, Any]) -> RequestKey:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +26,17 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import NameOID, PublicKeyAlgorithmOID
 
 from certsmith.api import model
 from certsmith.pki import keys
 
 REQUEST = "spec.request"
 PEM_LABEL = b"-----BEGIN CERTIFICATE REQUEST-----"
+PEM_END = b"-----END CERTIFICATE REQUEST-----"
+ACCEPTED_HASHES = ("sha256", "sha384", "sha512")
+"""The hashes a CSR's signature may use (an Ed25519 signature has none of its own)."""
+ACCEPTED_HASHES_TEXT = "SHA-256, SHA-384 or SHA-512"
 _PLACEHOLDER_SECRET = "certificaterequest"
 """parse_certificate_spec wants a secretName; a CertificateRequest writes no Secret."""
 # Where a Certificate spec's field comes from in a CSR, for messages.
@@ -59,11 +64,21 @@ def parse_request(spec: Mapping[str, Any]) -> ParsedRequest:
     """The request's key and Certificate-equivalent spec; model.InvalidSpec naming the field
     (`spec.request: …` for anything of the CSR, `spec.duration`, `spec.usages[i]`,
     `spec.issuerRef.name`) for the first thing wrong, in this order: base64, PEM, the CSR's
-    structure, its signature, its key, its names, then the other fields."""
-    csr = load_csr(spec.get("request"))
-    public_key = _public_key(csr)
+    structure, its signature's hash, its signature, its key, its names, then the other
+    fields. The CSR is untrusted bytes: whatever cryptography raises while reading it
+    (DuplicateExtension, InvalidVersion, UnsupportedGeneralNameType, ValueError, …) is an
+    InvalidSpec naming spec.request, never an exception of its own."""
+    try:
+        csr = load_csr(spec.get("request"))
+        public_key = _public_key(csr)
+        names = _names(csr)
+    except model.InvalidSpec:
+        raise
+    except Exception as error:  # untrusted bytes: whatever fails reading them is the CSR's
+        raise model.InvalidSpec(
+            REQUEST, f"is not a readable PKCS#10 request: {_describe(error)}"
+        ) from None
     algorithm, size = _key_shape(public_key)
-    names = _names(csr)
     certificate_spec: dict[str, Any] = {
         "secretName": _PLACEHOLDER_SECRET,
         **names,
@@ -80,8 +95,11 @@ def parse_request(spec: Mapping[str, Any]) -> ParsedRequest:
 
 
 def load_csr(value: object) -> x509.CertificateSigningRequest:
-    """The CSR of `spec.request` (base64 of a PEM `CERTIFICATE REQUEST`), its signature
-    verified; model.InvalidSpec naming spec.request and what is wrong."""
+    """The CSR of `spec.request` (base64 of exactly one PEM `CERTIFICATE REQUEST` block and
+    nothing else: a private key pasted beside it is refused), signed with an accepted hash
+    (ACCEPTED_HASHES, checked before the signature) and its signature verified;
+    model.InvalidSpec naming spec.request and what is wrong. Exceptions of cryptography
+    reading a malformed CSR pass through (parse_request turns them into InvalidSpec)."""
     if not isinstance(value, str) or not value:
         raise model.InvalidSpec(REQUEST, "is required: a PEM certificate request, base64-encoded")
     try:
@@ -90,19 +108,11 @@ def load_csr(value: object) -> x509.CertificateSigningRequest:
         raise model.InvalidSpec(
             REQUEST, "is not base64: encode the PEM CSR, e.g. `base64 -w0 device.csr`"
         ) from None
-    if PEM_LABEL not in pem:
-        found = _pem_label(pem)
-        what = f"a PEM {found}" if found else "no PEM certificate request"
-        raise model.InvalidSpec(
-            REQUEST, f"holds {what}; it must be a PEM PKCS#10 request ({PEM_LABEL.decode()})"
-        )
-    try:
-        csr = x509.load_pem_x509_csr(pem[pem.index(PEM_LABEL) :])
-    except ValueError as error:
-        raise model.InvalidSpec(REQUEST, f"is not a readable PKCS#10 request: {error}") from None
+    csr = x509.load_pem_x509_csr(_only_csr_block(pem))
+    _check_signature_hash(csr)
     try:
         valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError) as error:
+    except UnsupportedAlgorithm as error:
         raise model.InvalidSpec(
             REQUEST,
             f"the CSR's signature cannot be checked ({error}); certsmith signs {SUPPORTED_KEYS}",
@@ -116,17 +126,104 @@ def load_csr(value: object) -> x509.CertificateSigningRequest:
     return csr
 
 
-def _pem_label(pem: bytes) -> str | None:
-    """The label of the first PEM block in `pem` ("CERTIFICATE", "PRIVATE KEY"), or None."""
-    start = pem.find(b"-----BEGIN ")
-    if start < 0:
-        return None
-    end = pem.find(b"-----", start + 11)
-    label = pem[start + 11 : end] if end > 0 else b""
-    return label.decode("ascii", "replace")[:40] or None
+def _only_csr_block(pem: bytes) -> bytes:
+    """`pem` when it is exactly one PEM CERTIFICATE REQUEST block (whitespace around it
+    allowed); InvalidSpec otherwise, telling never to send a private key when one is there."""
+    labels = _pem_labels(pem)
+    keys_sent = [label for label in labels if "PRIVATE KEY" in label]
+    if keys_sent:
+        raise model.InvalidSpec(
+            REQUEST,
+            f"holds a PEM {keys_sent[0]}: never send the private key, it must stay on the "
+            "device; delete this request and send only the CSR "
+            f"({PEM_LABEL.decode()}), e.g. `base64 -w0 device.csr`",
+        )
+    if PEM_LABEL not in pem:
+        what = f"a PEM {labels[0]}" if labels else "no PEM certificate request"
+        raise model.InvalidSpec(
+            REQUEST, f"holds {what}; it must be a PEM PKCS#10 request ({PEM_LABEL.decode()})"
+        )
+    start = pem.index(PEM_LABEL)
+    end = pem.find(PEM_END, start)
+    if end < 0:
+        raise model.InvalidSpec(
+            REQUEST, f"is not a readable PKCS#10 request: no {PEM_END.decode()} line"
+        )
+    if len(labels) != 1 or pem[:start].strip() or pem[end + len(PEM_END) :].strip():
+        raise model.InvalidSpec(
+            REQUEST,
+            f"must hold exactly one PEM block ({PEM_LABEL.decode()}) and nothing else; "
+            + (
+                f"it holds {len(labels)} ({', '.join(labels)})"
+                if len(labels) != 1
+                else "it holds text around it"
+            ),
+        )
+    return pem
+
+
+def _pem_labels(pem: bytes) -> list[str]:
+    """The labels of the PEM blocks in `pem` ("CERTIFICATE REQUEST", "EC PRIVATE KEY"), in
+    order, each cut to 40 characters."""
+    found = []
+    for match in re.finditer(rb"-----BEGIN ([^-\r\n]{0,80})-----", pem):
+        found.append(match.group(1).decode("ascii", "replace")[:40])
+    return found
+
+
+def _check_signature_hash(csr: x509.CertificateSigningRequest) -> None:
+    """InvalidSpec naming the hash of the CSR's signature unless it is one of
+    ACCEPTED_HASHES (none for Ed25519): a SHA-1 or MD5 signature proves little (RFC 6194,
+    RFC 6151), so it is refused before its signature is even checked."""
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        oid = csr.signature_algorithm_oid
+        algorithm_name = getattr(oid, "_name", None) or oid.dotted_string
+        raise model.InvalidSpec(
+            REQUEST,
+            f"the CSR is signed with {algorithm_name}, which certsmith does not accept; sign "
+            f"it with {ACCEPTED_HASHES_TEXT} (or an Ed25519 key)",
+        ) from None
+    if algorithm is None or algorithm.name in ACCEPTED_HASHES:
+        return
+    raise model.InvalidSpec(
+        REQUEST,
+        f"the CSR's signature algorithm {algorithm.name.upper()} is not accepted: sign it with "
+        f"{ACCEPTED_HASHES_TEXT}, e.g. `openssl req -new -sha256 ...`",
+    )
+
+
+def _describe(error: Exception) -> str:
+    """What cryptography said of a malformed CSR, for people: its ASN.1 parser's debug text
+    (`ParseError { kind: InvalidValue, location: [...] }`) said as what and where."""
+    if isinstance(error, x509.DuplicateExtension):
+        return f"it has the extension {getattr(error.oid, '_name', error.oid.dotted_string)} twice"
+    text = str(error)
+    debug = re.search(r"ParseError \{ kind: (\w+).*?location: \[([^\]]*)\]", text)
+    if debug:
+        where = " / ".join(part.strip(' "') for part in debug.group(2).split(","))
+        return f"malformed DER ({_words(debug.group(1))} at {where})"
+    if "ParseError" in text:
+        return "malformed DER"
+    return text or type(error).__name__
+
+
+def _words(camel: str) -> str:
+    """`InvalidValue` → `invalid value`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", camel).lower()
 
 
 def _public_key(csr: x509.CertificateSigningRequest) -> keys.PublicKey:
+    # The CSR's attribute exists at runtime (cryptography >= 45) but not in its stubs.
+    algorithm = csr.public_key_algorithm_oid  # type: ignore[attr-defined]
+    if algorithm == PublicKeyAlgorithmOID.RSASSA_PSS:
+        # cryptography reads it as a plain RSA key: signed, it would become rsaEncryption.
+        raise model.InvalidSpec(
+            REQUEST,
+            f"the CSR's key is an RSA-PSS key (id-RSASSA-PSS); certsmith signs "
+            f"{SUPPORTED_KEYS}: make an rsaEncryption key (`openssl req -newkey rsa:2048`)",
+        )
     try:
         found = csr.public_key()
     except (UnsupportedAlgorithm, ValueError) as error:
@@ -167,7 +264,9 @@ def _names(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
     except x509.ExtensionNotFound:
         return found
     except ValueError as error:  # a duplicate or unparsable extension
-        raise model.InvalidSpec(REQUEST, f"the CSR's extensions cannot be read: {error}") from None
+        raise model.InvalidSpec(
+            REQUEST, f"the CSR's extensions cannot be read: {_describe(error)}"
+        ) from None
     lists: dict[str, list[str]] = {
         "dnsNames": [],
         "ipAddresses": [],
@@ -188,11 +287,25 @@ def _names(csr: x509.CertificateSigningRequest) -> dict[str, Any]:
         else:
             raise model.InvalidSpec(
                 REQUEST,
-                f"the CSR's subjectAltName holds a {type(name).__name__} ({name.value!r}); "
-                "certsmith signs DNS names, IP addresses, URIs and email addresses only",
+                f"the CSR's subjectAltName holds {_general_name(name)}; certsmith signs DNS "
+                "names, IP addresses, URIs and email addresses only",
             )
     found.update({key: values for key, values in lists.items() if values})
     return found
+
+
+def _general_name(name: x509.GeneralName) -> str:
+    """A SAN entry certsmith does not sign, for a message: `an IP range 10.0.0.0/8`,
+    `a directory name CN=x`, `an otherName 1.2.3.4`, `a registered ID 1.2.3`."""
+    if isinstance(name, x509.IPAddress):
+        return f"an IP range {name.value} (only single addresses are signed)"
+    if isinstance(name, x509.DirectoryName):
+        return f"a directory name {name.value.rfc4514_string()}"
+    if isinstance(name, x509.OtherName):
+        return f"an otherName {name.type_id.dotted_string}"
+    if isinstance(name, x509.RegisteredID):
+        return f"a registered ID {name.value.dotted_string}"
+    return f"a {type(name).__name__}"
 
 
 def as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
@@ -209,7 +322,9 @@ def as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
     for prefix, what in _FROM_CSR.items():
         if field == prefix or field.startswith((prefix + "[", prefix + ".")):
             index = field[len(prefix) :].strip("[]")
-            plural = what + "s" if what.startswith("subjectAltName") else what
+            plural = (
+                what + ("es" if what.endswith("s") else "s") if what.startswith("subject") else what
+            )
             where = f"{what} {index}" if index.isdigit() else plural
             return model.InvalidSpec(REQUEST, f"{where}: {_said_of_csr(message)}")
     return model.InvalidSpec(field, message)

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certsmith.api import conditions, names, times
 from certsmith.api.conditions import Condition
@@ -37,7 +38,11 @@ ISSUED = "Issued"
 INVALID_REQUEST = "InvalidRequest"
 POLICY_DENIED = "PolicyDenied"
 ISSUER_NOT_READY = "IssuerNotReady"
-FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED)
+EXPIRED = "Expired"
+ROOT_RETIRED = "RootRetired"
+DECISION_FAILED = "DecisionFailed"
+"""Ready=False while an error of certsmith's own keeps it from deciding (retried)."""
+FINAL_READY_REASONS = (INVALID_REQUEST, POLICY_DENIED, EXPIRED, ROOT_RETIRED)
 """Ready=False reasons that never change: the spec is immutable, so nothing could."""
 
 
@@ -51,7 +56,7 @@ class Stage(enum.Enum):
     DENIED = "Denied"
     """Denied by a person, Ready not saying so yet: Ready False, reason Denied."""
     DONE = "Done"
-    """Signed, denied, or refused for good: never looked at again."""
+    """Signed (status.certificate present), denied, or refused for good: never signed."""
 
 
 def stage(status: Mapping[str, Any] | None) -> Stage:
@@ -61,11 +66,63 @@ def stage(status: Mapping[str, Any] | None) -> Stage:
     ready_reason = None if ready is None else ready.get("reason")
     if conditions.is_true(found, DENIED):
         return Stage.DONE if ready_reason == DENIED else Stage.DENIED
-    if conditions.is_true(found, conditions.READY) or ready_reason in FINAL_READY_REASONS:
+    if (
+        conditions.is_true(found, conditions.READY)
+        or ready_reason in FINAL_READY_REASONS
+        or "certificate" in (status or {})
+    ):
+        # A certificate present is never signed again, whatever Ready says (Expired,
+        # RootRetired): only a holder of `sign` (certsmith) can have written it.
         return Stage.DONE
     if conditions.is_true(found, APPROVED):
         return Stage.APPROVED
     return Stage.NEW
+
+
+def issued_until(status: Mapping[str, Any] | None) -> datetime | None:
+    """status.notAfter of a request handing out its certificate (Ready True, reason
+    Issued): when Ready turns False, reason EXPIRED; None for any other request."""
+    found = (status or {}).get("conditions") or []
+    ready = conditions.find_condition(found, conditions.READY) or {}
+    if ready.get("status") != "True" or ready.get("reason") != ISSUED:
+        return None
+    return times.parse_time((status or {}).get("notAfter"))
+
+
+def expired_message(not_after: datetime) -> str:
+    """Ready's message once the certificate expired."""
+    return (
+        f"the certificate expired at {times.format_time(not_after)}: the device enrols "
+        "again with a new CSR in a new CertificateRequest"
+    )
+
+
+def chains_to(certificate_pem: str, roots: Sequence[x509.Certificate]) -> bool:
+    """Whether status.certificate (leaf, then intermediate) was issued under one of
+    `roots`: its last certificate is signed directly by one of them. A chain that cannot be
+    read counts as chaining (only certsmith writes it; nothing is said of what it cannot
+    judge)."""
+    try:
+        chain = x509.load_pem_x509_certificates(certificate_pem.encode())
+    except ValueError:
+        return True
+    for root in roots:
+        try:
+            chain[-1].verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return True
+    return False
+
+
+def root_retired_message(authority: str) -> str:
+    """Ready's message once the root a request's certificate chains to left its
+    authority's trusted roots (a root rotation ended)."""
+    return (
+        f"the certificate chains to a root CertificateAuthority {authority} no longer trusts "
+        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR in "
+        "a new CertificateRequest (status.ca holds the roots trusted now)"
+    )
 
 
 def auto_approved(status: Mapping[str, Any] | None) -> bool:

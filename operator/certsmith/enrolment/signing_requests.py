@@ -68,7 +68,7 @@ signers read them: KeyUsageDigitalSignature, ExtKeyUsageEmailProtection)."""
 UNSUPPORTED_USAGES = frozenset(
     {"any", "ipsec end system", "ipsec tunnel", "ipsec user", "microsoft sgc", "netscape sgc"}
 )
-"""Kubernetes' usages certsmith never issues; `cert sign` too (it signs no CA), refused by
+"""Kubernetes' usages certsmith never issues; the CA usages too (model.CA_USAGES), refused by
 the Certificate rules (model.parse_certificate_spec)."""
 
 
@@ -161,7 +161,7 @@ def certsmith_usages(requested: object) -> list[str] | Refusal:
             return Refusal(
                 UNSUPPORTED_USAGE,
                 f"spec.usages[{index}]: certsmith does not issue {text!r}; it issues "
-                f"{', '.join(sorted(model.ALLOWED_USAGES - {'cert sign'}))}",
+                f"{', '.join(sorted(model.ALLOWED_USAGES - model.CA_USAGES.keys()))}",
             )
         mapped = USAGE_SYNONYMS.get(text, text)
         if mapped not in found:
