@@ -114,6 +114,11 @@ def _bad_signature() -> bytes:
         ),
         (spec(_bad_signature()), "spec.request", "signature does not verify"),
         (spec(_weak_rsa()), "spec.request", "the CSR's key is an RSA 1024-bit key"),
+        (
+            spec(csrs.csr_pem(csrs.rsa_exponent_3_key(), common_name="a.b.svc")),
+            "spec.request",
+            "the CSR's key is an RSA key with public exponent 3 (publicExponent must be 65537",
+        ),
         (spec(_dsa()), "spec.request", "the CSR's key is a key of type DSA; certsmith signs RSA"),
         (
             spec(csrs.csr_pem(ec.generate_private_key(ec.SECP256K1()), common_name="a.b.svc")),

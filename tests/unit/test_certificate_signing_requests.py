@@ -5,6 +5,8 @@ Failed answer and the signed chain."""
 from __future__ import annotations
 
 import base64
+import functools
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +52,11 @@ def authority(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMateri
         grants=grants,
         pod_certificates=Settings(max_duration=timedelta(hours=24)),
     )
+
+
+@functools.cache
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def body(
@@ -282,6 +289,35 @@ def test_a_grant_lets_istiod_obtain_workloads_spiffe_ids(authority: AuthorityMat
             "spec.request: the CSR's signature does not verify",
         ),
         (
+            body(csrs.crafted_csr(KEY, common_name="web.shop.svc", hash_name="sha1")),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's signature algorithm SHA1 is not accepted: sign it with "
+            "SHA-256, SHA-384 or SHA-512",
+        ),
+        (
+            body(csrs.crafted_csr(rsa_key(), common_name="web.shop.svc", hash_name="md5")),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's signature algorithm MD5 is not accepted",
+        ),
+        (
+            body(csrs.csr_pem(csrs.rsa_exponent_3_key(), uris=[WEB_ID])),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's key is an RSA key with public exponent 3 (publicExponent "
+            "must be 65537",
+        ),
+        (
+            body(
+                csrs.csr_pem(
+                    KEY,
+                    uris=[WEB_ID],
+                    other_names=[x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x0c\x01a")],
+                )
+            ),
+            sr.INVALID_REQUEST,
+            "spec.request: the CSR's subjectAltName holds an otherName 1.2.3.4; certsmith signs "
+            "DNS names",
+        ),
+        (
             {**body(b""), "spec": {**body(b"")["spec"], "request": "bm90IGEgY3Ny"}},
             sr.INVALID_REQUEST,
             "spec.request: holds no PEM certificate request",
@@ -295,6 +331,7 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
     assert isinstance(refused, Refusal), refused
     assert refused.reason == reason
     assert says in refused.message
+    assert not re.search(r"\bb['\"]", refused.message)  # no Python bytes repr
 
 
 def test_signing_certifies_the_key_for_the_csrs_names_usages_and_lifetime(

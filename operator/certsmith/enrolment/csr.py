@@ -48,7 +48,9 @@ _FROM_CSR = {
     "spec.emailAddresses": "subjectAltName email address",
     "spec.privateKey": "the key",
 }
-SUPPORTED_KEYS = "RSA (2048, 3072 or 4096 bits), ECDSA (P-256, P-384, P-521) or Ed25519"
+SUPPORTED_KEYS = (
+    "RSA (2048, 3072 or 4096 bits, exponent 65537), ECDSA (P-256, P-384, P-521) or Ed25519"
+)
 
 
 @dataclass(frozen=True)
