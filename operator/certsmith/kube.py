@@ -321,6 +321,10 @@ class Kube:
         """The namespace (its labels are what grants and bundle selectors match), or None."""
         return self._get_or_none(f"/api/v1/namespaces/{name}")
 
+    def get_service_account(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ServiceAccount, or None (also when its namespace does not exist)."""
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
+
     def get_namespace_labels(self, *, name: str) -> dict[str, str]:
         """The namespace's labels read now; empty when it has none or does not exist."""
         found = self.get_namespace(name=name) or {}

@@ -35,10 +35,12 @@ INTERMEDIATE_CN = "certsmith cluster-root intermediate"
 
 @pytest.fixture(scope="module")
 def namespace(kubeconfig: str, operator: OperatorProcess) -> Iterator[str]:
-    """A namespace of its own, and every service account may create CSRs (as kubelet's
-    bootstrap or Istio's RA mode would be allowed to)."""
+    """A namespace of its own with the ServiceAccount `web` (the requester of most CSRs
+    here), and every service account may create CSRs (as kubelet's bootstrap or Istio's RA
+    mode would be allowed to)."""
     name = f"csr-{uuid.uuid4().hex[:6]}"
     kubectl(kubeconfig, "create", "namespace", name)
+    kubectl(kubeconfig, "create", "serviceaccount", "web", "-n", name)
     role = f"csr-creator-{name}"
     kubectl(
         kubeconfig,
@@ -79,9 +81,13 @@ def csr_body(
     }
 
 
-def create(kubeconfig: str, body: dict[str, Any], as_user: str | None) -> str:
-    """Create the CSR as `as_user` (Impersonate-User; None: the admin); its name."""
+def create(
+    kubeconfig: str, body: dict[str, Any], as_user: str | None, as_uid: str | None = None
+) -> str:
+    """Create the CSR as `as_user` (Impersonate-User; None: the admin), with `as_uid`
+    (Impersonate-Uid: kube-apiserver records it as spec.uid); its name."""
     impersonate = [f"--as={as_user}"] if as_user else []
+    impersonate += [f"--as-uid={as_uid}"] if as_uid else []
     result = kubectl(kubeconfig, *impersonate, "create", "-f", "-", input=json.dumps(body))
     assert result.returncode == 0, result.stderr
     return str(body["metadata"]["name"])
@@ -249,6 +255,40 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
     assert answer["reason"] == reason
     assert says in answer["message"]
     assert "Approved" in conditions(get(kubeconfig, name) or {})
+
+
+def test_a_requester_that_does_not_exist_when_signed_fails_the_csr(
+    kubeconfig: str, namespace: str, running_operator: OperatorProcess
+) -> None:
+    """Approved for a service account that never existed (an impersonated name), for one
+    whose namespace was deleted after it asked, and for one deleted and created again since
+    (another spec.uid): each Failed, RequesterNotFound, naming spec.username."""
+    pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace, "ghost")])
+    ghost = create(kubeconfig, csr_body(pem), account(namespace, "ghost"))
+
+    gone = f"csr-gone-{uuid.uuid4().hex[:6]}"
+    kubectl(kubeconfig, "create", "namespace", gone)
+    kubectl(kubeconfig, "create", "serviceaccount", "web", "-n", gone)
+    pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(gone)])
+    orphan = create(kubeconfig, csr_body(pem), account(gone))
+    kubectl(kubeconfig, "delete", "namespace", gone, "--wait=false")
+
+    pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+    earlier = create(kubeconfig, csr_body(pem), account(namespace), as_uid=str(uuid.uuid4()))
+
+    expected = {
+        ghost: f"spec.username: service account {namespace}/ghost does not exist",
+        orphan: f"spec.username: service account {gone}/web: its namespace {gone} ",
+        earlier: f"spec.username: service account {namespace}/web was deleted and created again",
+    }
+    for name in expected:
+        approve(kubeconfig, name)
+    for name, says in expected.items():
+        answer = failed(wait_answered(kubeconfig, name))
+        assert answer["reason"] == "RequesterNotFound"
+        assert answer["message"].startswith(says), answer["message"]
+    # The service account that exists, with the uid its token carries, is still signed.
+    signed_canary(kubeconfig, namespace)
 
 
 @pytest.mark.parametrize(

@@ -81,8 +81,18 @@ def body(
     }
 
 
+SA_UID = "4f1c2d3e-0000-4000-8000-000000000001"
+EXISTING = sr.RequesterObjects(
+    namespace={"metadata": {"name": "shop"}},
+    service_account={"metadata": {"name": "web", "namespace": "shop", "uid": SA_UID}},
+)
+
+
 def check(
-    authority: AuthorityMaterial, csr_body: dict[str, Any], labels: dict[str, str] | None = None
+    authority: AuthorityMaterial,
+    csr_body: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    requester: sr.RequesterObjects = EXISTING,
 ) -> sr.Checked | Refusal:
     return sr.check(
         csr_body,
@@ -90,6 +100,7 @@ def check(
         trust_domain=TRUST_DOMAIN,
         authority=authority,
         namespace_labels=labels or {},
+        requester=requester,
     )
 
 
@@ -332,6 +343,52 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
     assert refused.reason == reason
     assert says in refused.message
     assert not re.search(r"\bb['\"]", refused.message)  # no Python bytes repr
+
+
+@pytest.mark.parametrize(
+    ("uid", "requester", "says"),
+    [
+        (SA_UID, EXISTING, None),
+        (None, EXISTING, None),  # impersonated: no uid recorded, the name counts
+        ("", EXISTING, None),
+        (
+            SA_UID,
+            sr.RequesterObjects(namespace=None, service_account=None),
+            "spec.username: service account shop/web: its namespace shop does not exist; "
+            "certsmith certifies only a service account that exists when the CSR is signed",
+        ),
+        (
+            SA_UID,
+            sr.RequesterObjects(
+                namespace={"metadata": {"name": "shop", "deletionTimestamp": "2026-06-01T11:00Z"}},
+                service_account=EXISTING.service_account,
+            ),
+            "spec.username: service account shop/web: its namespace shop is being deleted",
+        ),
+        (
+            None,
+            sr.RequesterObjects(namespace=EXISTING.namespace, service_account=None),
+            "spec.username: service account shop/web does not exist; certsmith certifies only",
+        ),
+        (
+            "0d9e8f7a-0000-4000-8000-000000000002",
+            EXISTING,
+            "spec.username: service account shop/web was deleted and created again since the "
+            "CSR was made (spec.uid 0d9e8f7a-0000-4000-8000-000000000002, the ServiceAccount's "
+            f"uid now {SA_UID})",
+        ),
+    ],
+)
+def test_a_requester_that_no_longer_exists_fails_the_csr(
+    authority: AuthorityMaterial, uid: str | None, requester: sr.RequesterObjects, says: str | None
+) -> None:
+    spec = {} if uid is None else {"uid": uid}
+    found = check(authority, body(csrs.csr_pem(KEY, uris=[WEB_ID]), **spec), requester=requester)
+    if says is None:
+        assert isinstance(found, sr.Checked)
+        return
+    assert isinstance(found, Refusal)
+    assert (found.reason, found.message[: len(says)]) == (sr.REQUESTER_NOT_FOUND, says)
 
 
 def test_signing_certifies_the_key_for_the_csrs_names_usages_and_lifetime(

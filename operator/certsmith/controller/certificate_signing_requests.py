@@ -131,12 +131,23 @@ class CertificateSigningRequestSigner:
         if authority is None:
             return
         account = signing_requests.service_account((body.get("spec") or {}).get("username"))
+        requester = signing_requests.RequesterObjects(namespace=None, service_account=None)
+        if account is not None:
+            # Read now, not from a cache: a namespace or ServiceAccount deleted a moment
+            # ago must not be certified.
+            requester = signing_requests.RequesterObjects(
+                namespace=self._kube.get_namespace(name=account.namespace),
+                service_account=self._kube.get_service_account(
+                    namespace=account.namespace, name=account.name
+                ),
+            )
         checked = signing_requests.check(
             body,
             operator_namespace=self._config.namespace,
             trust_domain=self._config.trust_domain,
             authority=authority,
             namespace_labels={} if account is None else self._namespace_labels(account.namespace),
+            requester=requester,
         )
         if isinstance(checked, Refusal):
             self._fail(body, checked, attempts)

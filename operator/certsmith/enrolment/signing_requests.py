@@ -56,6 +56,7 @@ MIN_EXPIRATION = timedelta(seconds=600)
 certsmith signs for a CSR, unless the intermediate expires sooner)."""
 
 REQUESTER_NOT_ALLOWED = "RequesterNotAllowed"
+REQUESTER_NOT_FOUND = "RequesterNotFound"
 INVALID_REQUEST = "InvalidRequest"
 UNSUPPORTED_USAGE = "UnsupportedUsage"
 POLICY_DENIED = "PolicyDenied"
@@ -87,6 +88,15 @@ class Stage:
 class ServiceAccount:
     namespace: str
     name: str
+
+
+@dataclass(frozen=True)
+class RequesterObjects:
+    """The requester's namespace and ServiceAccount as read when the CSR is signed (None:
+    not found)."""
+
+    namespace: Mapping[str, Any] | None
+    service_account: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -188,11 +198,13 @@ def check(
     trust_domain: str,
     authority: AuthorityMaterial,
     namespace_labels: Mapping[str, str],
+    requester: RequesterObjects,
 ) -> Checked | Refusal:
     """Whether the CSR may be signed by `authority` for its requester, judged in this order:
-    the requester (a service account, not of certsmith's own namespace), spec.usages,
-    spec.request (csr.parse_request: base64, PEM, signature, key, names), then every name
-    against the requester's (`namespace_labels`: its namespace's labels, for the grants)."""
+    the requester (a service account, not of certsmith's own namespace, that still exists:
+    `requester_missing`), spec.usages, spec.request (csr.parse_request: base64, PEM,
+    signature, key, names), then every name against the requester's (`namespace_labels`:
+    its namespace's labels, for the grants)."""
     spec = body.get("spec") or {}
     account = service_account(spec.get("username"))
     if account is None:
@@ -206,6 +218,9 @@ def check(
     refusal = isolation.operator_namespace_refusal(account.namespace, operator_namespace)
     if refusal is not None:
         return Refusal(POLICY_DENIED, f"spec.username: {spec.get('username')}: {refusal}")
+    missing = requester_missing(account, spec.get("uid"), requester)
+    if missing is not None:
+        return missing
     usages = certsmith_usages(spec.get("usages"))
     if isinstance(usages, Refusal):
         return usages
@@ -231,6 +246,40 @@ def check(
     if violations:
         return Refusal(POLICY_DENIED, "; ".join(violations))
     return Checked(parsed=parsed, requester=account)
+
+
+def requester_missing(
+    account: ServiceAccount, uid: object, found: RequesterObjects
+) -> Refusal | None:
+    """Failed (RequesterNotFound) when the requesting service account is not there to be
+    certified: its namespace does not exist or is being deleted, the ServiceAccount does
+    not exist (deleted since, or never: an impersonated name), or it is another one of the
+    same name (its metadata.uid is not the CSR's spec.uid, which kube-apiserver records
+    from the requester's token; an impersonated requester has none, and then the name
+    alone counts). None when it exists."""
+    who = f"spec.username: service account {account.namespace}/{account.name}"
+    namespace_meta = (found.namespace or {}).get("metadata") or {}
+    if found.namespace is None or namespace_meta.get("deletionTimestamp"):
+        state = "is being deleted" if found.namespace is not None else "does not exist"
+        return Refusal(
+            REQUESTER_NOT_FOUND,
+            f"{who}: its namespace {account.namespace} {state}; certsmith certifies only a "
+            "service account that exists when the CSR is signed",
+        )
+    if found.service_account is None:
+        return Refusal(
+            REQUESTER_NOT_FOUND,
+            f"{who} does not exist; certsmith certifies only a service account that exists "
+            "when the CSR is signed",
+        )
+    current = (found.service_account.get("metadata") or {}).get("uid")
+    if isinstance(uid, str) and uid and current and uid != current:
+        return Refusal(
+            REQUESTER_NOT_FOUND,
+            f"{who} was deleted and created again since the CSR was made (spec.uid {uid}, "
+            f"the ServiceAccount's uid now {current}): the new one must ask itself",
+        )
+    return None
 
 
 def requester_violations(
