@@ -300,6 +300,8 @@ NAMES = [
     *(f"{'s' * 63}.{{ns}}.svc", f"{'s' * 64}.{{ns}}.svc", f"{'s' * 63}.{{ns}}.svc.cluster.local"),
     *(".".join(["n" * 63] * 3 + ["n" * 61]), ".".join(["n" * 63] * 3 + ["n" * 62])),
     "\u212aelvin.{ns}.svc",
+    # The apiserver's names: default's own zones, yet no namespace's own.
+    *("kubernetes.default.svc", "*.default.svc", "kubernetes.{ns}.svc"),
 ]
 URIS = [
     *("spiffe://cluster.local/ns/{ns}/sa/web", "spiffe://cluster.local/ns/other/sa/web"),

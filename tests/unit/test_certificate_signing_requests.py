@@ -251,6 +251,15 @@ def test_a_grant_lets_istiod_obtain_workloads_spiffe_ids(authority: AuthorityMat
             "spec.request: subjectAltName DNS name 1: 'db.bank.svc' is not allowed",
         ),
         (
+            body(
+                csrs.csr_pem(KEY, dns_names=["kubernetes.default.svc"]),
+                username="system:serviceaccount:default:default",
+            ),
+            sr.POLICY_DENIED,
+            "spec.request: subjectAltName DNS name 0: 'kubernetes.default.svc' is not allowed (a "
+            "name of the cluster's apiserver, Service default/kubernetes, is no namespace's own",
+        ),
+        (
             body(csrs.csr_pem(KEY, dns_names=["gw.partner.example"])),
             sr.POLICY_DENIED,
             "'gw.partner.example' is not allowed",
