@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +22,8 @@ from kubernetes import client, config
 
 from certsmith.pki import inspect
 from tests import csrs
-from tests.integration import certs
-from tests.integration.conftest import OperatorProcess
+from tests.integration import certs, pod_certs
+from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
 from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.integration
@@ -221,6 +221,7 @@ def _rsa_1024() -> bytes:
         ("2000-names", "InvalidRequest", "spec.request: subjectAltName DNS names: has 2000"),
         ("other-namespace", "PolicyDenied", "subjectAltName DNS name 0: 'web.other.svc' is not"),
         ("other-account", "PolicyDenied", "may obtain only its own SPIFFE ID"),
+        ("apiserver", "PolicyDenied", "'kubernetes.default.svc' is not allowed (a name of the"),
         ("cert-sign", "UnsupportedUsage", "spec.usages[1]: 'cert sign' needs a CA certificate"),
         ("no-authority", "AuthorityNotFound", "spec.signerName: certsmith.dev/no-such-ca names"),
     ],
@@ -245,10 +246,15 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
         "other-namespace": csr_body(csrs.csr_pem(key, dns_names=["web.other.svc"])),
         "other-account": csr_body(csrs.csr_pem(key, uris=[spiffe(namespace, "admin")])),
         "cert-sign": csr_body(own, usages=["digital signature", "cert sign"]),
+        "apiserver": csr_body(csrs.csr_pem(key, dns_names=["kubernetes.default.svc"])),
         "no-authority": csr_body(own, signer="certsmith.dev/no-such-ca"),
     }[case]
     if case == "user":
         sa = None  # the admin of the kubeconfig: a user, not a service account
+    if case == "apiserver":
+        # default's own account: its namespace's names never include the apiserver's.
+        kubectl(kubeconfig, "create", "serviceaccount", "default", "-n", "default", check=False)
+        sa = account("default", "default")
     name = create(kubeconfig, body, sa)
     approve(kubeconfig, name)
     answer = failed(wait_answered(kubeconfig, name))
@@ -406,3 +412,146 @@ def test_a_csr_for_a_new_authority_is_signed_by_that_authority(
         client.CustomObjectsApi(api_client).delete_cluster_custom_object(
             certs.GROUP, certs.VERSION, "certificateauthorities", authority
         )
+
+
+VALID_UNTIL = "certsmith.dev/signing-requests-valid-until"
+
+
+def _root_secret(api_client: client.ApiClient, secret: str) -> client.V1Secret:
+    return client.CoreV1Api(api_client).read_namespaced_secret(secret, OPERATOR_NAMESPACE)
+
+
+def _recorded(api_client: client.ApiClient, secret: str) -> datetime | None:
+    """The bound recorded on one of an authority's root Secrets, or None."""
+    text = (_root_secret(api_client, secret).metadata.annotations or {}).get(VALID_UNTIL)
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _root_of(api_client: client.ApiClient, secret: str) -> bytes:
+    return base64.b64decode(_root_secret(api_client, secret).data["tls.crt"])
+
+
+def _authority(api_client: client.ApiClient, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.CustomObjectsApi(api_client).get_cluster_custom_object(
+        certs.GROUP, certs.VERSION, "certificateauthorities", name
+    )
+    return found
+
+
+def _status(api_client: client.ApiClient, name: str) -> dict[str, Any]:
+    return _authority(api_client, name).get("status") or {}
+
+
+def _verifies(chain: list[x509.Certificate], root: bytes) -> bool:
+    return pod_certs.openssl_verify(chain, root, "sslserver").strip().endswith("OK")
+
+
+def test_a_root_rotation_keeps_the_old_root_until_csr_certificates_under_it_expire(
+    kubeconfig: str,
+    api_client: client.ApiClient,
+    namespace: str,
+    running_operator: OperatorProcess,
+) -> None:
+    """A CSR's certificate is never renewed by certsmith: its notAfter under each root is
+    recorded on that root's Secret before it is handed out (also for one signed while
+    Distributing); Reissuing signs under the new root and then waits for the old root's
+    bound, named as the rotation's blocker (RotationBlocked), even across a restart; once
+    the bound has passed (here: set back by hand) the rotation ends and the new root's
+    Secret carries its own bound."""
+    authority = f"csr-rot-{uuid.uuid4().hex[:6]}"
+    certs.create_authority(api_client, authority, rotation={"propagationDelay": "5s"})
+    signer = f"certsmith.dev/{authority}"
+    root, next_root = f"{authority}-root", f"{authority}-root-next"
+
+    def sign(expiration: int) -> list[x509.Certificate]:
+        pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+        body = csr_body(pem, signer=signer, expirationSeconds=expiration)
+        name = create(kubeconfig, body, account(namespace))
+        approve(kubeconfig, name)
+        answered = wait_answered(kubeconfig, name, timeout=60)
+        assert "Failed" not in conditions(answered), conditions(answered)
+        return chain_of(answered)
+
+    try:
+        wait_for(lambda: authority_ready(api_client, authority), timeout=30, what="Ready")
+        old_root = _root_of(api_client, root)
+        first = sign(3600)
+        not_after = first[0].not_valid_after_utc
+        bound = _recorded(api_client, root)
+        assert bound is not None and not_after <= bound < not_after + timedelta(minutes=1)
+
+        client.CustomObjectsApi(api_client).patch_cluster_custom_object(
+            certs.GROUP,
+            certs.VERSION,
+            "certificateauthorities",
+            authority,
+            {"metadata": {"annotations": {"certsmith.dev/rotate-requested-at": "now"}}},
+        )
+        wait_for(
+            lambda: _status(api_client, authority).get("phase") == "Distributing",
+            timeout=15,
+            what="Distributing",
+        )
+        distributing = sign(7200)
+        assert _verifies(distributing, old_root)
+        later = _recorded(api_client, root)
+        assert later is not None and later >= distributing[0].not_valid_after_utc > not_after
+
+        wait_for(
+            lambda: _status(api_client, authority).get("phase") == "Reissuing",
+            timeout=60,
+            what="Reissuing",
+        )
+        new_root = _root_of(api_client, next_root)
+        reissuing = sign(600)
+        assert _verifies(reissuing, new_root) and not _verifies(reissuing, old_root)
+        assert _recorded(api_client, next_root) is not None
+        assert _recorded(api_client, root) == later  # the old root's bound is unchanged
+
+        running_operator.kill()
+        running_operator.start()
+        running_operator.wait_serving(api_client)
+
+        def blocked() -> dict[str, Any] | None:
+            status = _status(api_client, authority)
+            lines = (status.get("rotation") or {}).get("blockers") or []
+            return status if any("Kubernetes CSR certificates" in b for b in lines) else None
+
+        status = wait_for(blocked, timeout=90, what="the CSR certificates named as the blocker")
+        assert status["phase"] == "Reissuing"
+        (blocker,) = status["rotation"]["blockers"]
+        assert f"valid up to {later.strftime('%Y-%m-%dT%H:%M:%SZ')}" in blocker
+        condition = next(c for c in status["conditions"] if c["type"] == "RotationBlocked")
+        assert (
+            condition["status"] == "True"
+            and "Kubernetes CSR certificates" in (condition["message"])
+        )
+        # Both roots are trusted meanwhile: the first certificate still verifies.
+        bundle = _authority(api_client, authority)["status"]["trustedRoots"]
+        assert len(bundle) == 2
+
+        # As if every certificate under the old root had expired.
+        client.CoreV1Api(api_client).patch_namespaced_secret(
+            root,
+            OPERATOR_NAMESPACE,
+            {"metadata": {"annotations": {VALID_UNTIL: "2020-01-01T00:00:00Z"}}},
+        )
+        wait_for(
+            lambda: _status(api_client, authority).get("phase") == "Ready",
+            timeout=90,
+            what="the rotation ended",
+        )
+        assert _root_of(api_client, root) == new_root
+        carried = _recorded(api_client, root)
+        assert carried is not None and carried >= reissuing[0].not_valid_after_utc
+    finally:
+        client.CustomObjectsApi(api_client).delete_cluster_custom_object(
+            certs.GROUP, certs.VERSION, "certificateauthorities", authority
+        )
+        for suffix in ("root", "root-next", "intermediate"):
+            try:
+                client.CoreV1Api(api_client).delete_namespaced_secret(
+                    f"{authority}-{suffix}", OPERATOR_NAMESPACE
+                )
+            except client.ApiException as error:
+                assert error.status == 404

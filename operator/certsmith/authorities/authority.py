@@ -43,6 +43,9 @@ class AuthorityMaterial:
     refresh_bounds: Mapping[str, datetime] = field(default_factory=dict)
     """The pod certificates' refresh bound of each trusted root (by SHA-256 fingerprint), as
     its Secret recorded it when the material was loaded (pod_certificates)."""
+    csr_bounds: Mapping[str, datetime] = field(default_factory=dict)
+    """The latest notAfter of the certificates signed for Kubernetes CSRs under each trusted
+    root (by SHA-256 fingerprint), as its Secret recorded it when loaded (csr_bounds)."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

@@ -11,6 +11,10 @@ A CSR is answered once: every write is a PUT of the status subresource on the
 resourceVersion it was decided on, so one changed meanwhile (approved again, answered by an
 earlier write whose answer was lost) is read again and decided anew, and kube-apiserver
 never lets a certificate once set be replaced. One deleted while it is signed is forgotten.
+
+Before a certificate is written, the latest notAfter signed under its root is recorded on
+that root's Secret (authorities.csr_bounds): a root rotation keeps the old root trusted
+until every certificate signed under it has expired.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from certsmith import metrics
 from certsmith.authorities import store
 from certsmith.authorities.authority import AuthorityMaterial
@@ -28,6 +34,7 @@ from certsmith.config import Config
 from certsmith.enrolment import signing_requests
 from certsmith.enrolment.signing_requests import Refusal, Stage
 from certsmith.kube import ApiError, Kube
+from certsmith.pki import inspect
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -70,6 +77,10 @@ class CertificateSigningRequestSigner:
         self._attempts: dict[str, int] = {}
         self._waiting: dict[str, str] = {}
         """Why each CSR waits for its authority, as last logged (said once, not every look)."""
+        self._bounds: dict[tuple[str, str], datetime | None] = {}
+        """The bound known recorded per (authority, root fingerprint); None: a supplied root
+        (no Secret of certsmith's holds it: never rotated, nothing to record)."""
+        self._bound_locks: dict[str, threading.Lock] = {}
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith CSR: sign (or fail) it if it is approved and not
@@ -158,6 +169,9 @@ class CertificateSigningRequestSigner:
             failed = Refusal(signing_requests.SIGNING_FAILED, f"signing failed: {error}")
             self._fail(body, failed, attempts)
             return
+        # Before the certificate leaves: a crash after this costs a later end of a root
+        # rotation at most; after the write it could strand a valid certificate.
+        self._record_bound(authority, signed.leaf)
         status = {**(body.get("status") or {}), **signed.status}
         if self._write(body, status, signing_requests.ISSUED, attempts):
             logger.info(
@@ -196,6 +210,25 @@ class CertificateSigningRequestSigner:
                 logger.info("CertificateSigningRequest %s waits: %s", csr_name, problem)
             self._scheduler.schedule(key, self._clock() + delay)
         return None
+
+    def _record_bound(self, authority: AuthorityMaterial, leaf: x509.Certificate) -> None:
+        """Raise the bound on the Secret of the root that signed `leaf` to its notAfter
+        (written only when it must grow: once per csr_bounds.BOUND_STEP at most while CSRs
+        come). ApiError when the apiserver does not answer: the CSR is retried, never
+        answered without its bound."""
+        root = inspect.fingerprint_sha256(authority.root.certificate)
+        not_after = leaf.not_valid_after_utc
+        key = (authority.name, root)
+        with self._guard:
+            lock = self._bound_locks.setdefault(authority.name, threading.Lock())
+        with lock:
+            if key in self._bounds:
+                known = self._bounds[key]
+                if known is None or known >= not_after:
+                    return
+            self._bounds[key] = store.record_csr_bound(
+                self._kube, self._config, authority.name, root=root, not_after=not_after
+            )
 
     def _fail(self, body: Mapping[str, Any], refusal: Refusal, attempts: int) -> None:
         current = (body.get("status") or {}).get("conditions")
