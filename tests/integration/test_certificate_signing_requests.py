@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,6 +223,9 @@ def _rsa_1024() -> bytes:
         ("other-namespace", "PolicyDenied", "subjectAltName DNS name 0: 'web.other.svc' is not"),
         ("other-account", "PolicyDenied", "may obtain only its own SPIFFE ID"),
         ("apiserver", "PolicyDenied", "'kubernetes.default.svc' is not allowed (a name of the"),
+        ("sha1", "InvalidRequest", "spec.request: the CSR's signature algorithm SHA1 is not"),
+        ("exponent-3", "InvalidRequest", "the CSR's key is an RSA key with public exponent 3"),
+        ("other-name", "InvalidRequest", "the CSR's subjectAltName holds an otherName 1.2.3.4;"),
         ("cert-sign", "UnsupportedUsage", "spec.usages[1]: 'cert sign' needs a CA certificate"),
         ("no-authority", "AuthorityNotFound", "spec.signerName: certsmith.dev/no-such-ca names"),
     ],
@@ -247,6 +251,17 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
         "other-account": csr_body(csrs.csr_pem(key, uris=[spiffe(namespace, "admin")])),
         "cert-sign": csr_body(own, usages=["digital signature", "cert sign"]),
         "apiserver": csr_body(csrs.csr_pem(key, dns_names=["kubernetes.default.svc"])),
+        # kube-apiserver accepts these (Go verifies a CSR's SHA-1 signature): certsmith
+        # says what it refuses in them.
+        "sha1": csr_body(csrs.crafted_csr(key, common_name="web", hash_name="sha1")),
+        "exponent-3": csr_body(csrs.csr_pem(csrs.rsa_exponent_3_key(), uris=[spiffe(namespace)])),
+        "other-name": csr_body(
+            csrs.csr_pem(
+                key,
+                uris=[spiffe(namespace)],
+                other_names=[x509.OtherName(x509.ObjectIdentifier("1.2.3.4"), b"\x0c\x01a")],
+            )
+        ),
         "no-authority": csr_body(own, signer="certsmith.dev/no-such-ca"),
     }[case]
     if case == "user":
@@ -260,6 +275,7 @@ def test_what_policy_or_the_csr_refuses_fails_naming_the_field(
     answer = failed(wait_answered(kubeconfig, name))
     assert answer["reason"] == reason
     assert says in answer["message"]
+    assert not re.search(r"\bb['\"]", answer["message"])  # no Python bytes repr
     assert "Approved" in conditions(get(kubeconfig, name) or {})
 
 

@@ -197,6 +197,9 @@ def authority(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMateri
         ("devices", {}, ["gw.partner.example"], ["gw.partner.example"]),
         ("devices", {"team": "partners"}, ["gw.partner.example"], []),
         ("devices", {"team": "partners"}, ["gw.partner.example", "db.shop.svc"], ["db.shop.svc"]),
+        # The apiserver's names are never default's own: a person approves them, or nobody.
+        ("default", {}, ["web.default.svc", "kubernetes.default.svc"], ["kubernetes.default.svc"]),
+        ("default", {}, ["*.default.svc.cluster.local"], ["*.default.svc.cluster.local"]),
     ],
 )
 def test_approval_needs_names_the_namespace_may_not_carry(
