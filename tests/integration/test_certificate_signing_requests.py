@@ -309,8 +309,33 @@ def test_a_requester_that_does_not_exist_when_signed_fails_the_csr(
         answer = failed(wait_answered(kubeconfig, name))
         assert answer["reason"] == "RequesterNotFound"
         assert answer["message"].startswith(says), answer["message"]
-    # The service account that exists, with the uid its token carries, is still signed.
-    signed_canary(kubeconfig, namespace)
+    # The service account that exists, asking with its own token (kube-apiserver records
+    # the ServiceAccount's uid as spec.uid), is still signed.
+    admin = config.new_client_from_config(config_file=kubeconfig)
+    token = (
+        client.CoreV1Api(admin)
+        .create_namespaced_service_account_token(
+            "web",
+            namespace,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+            ),
+        )
+        .status.token
+    )
+    as_token = client.Configuration()
+    as_token.host = admin.configuration.host
+    as_token.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    as_token.api_key = {"authorization": f"Bearer {token}"}
+    pem = csrs.csr_pem(csrs.ecdsa_key(), uris=[spiffe(namespace)])
+    body = csr_body(pem)
+    own = client.CertificatesV1Api(client.ApiClient(as_token))
+    created = own.create_certificate_signing_request(body)
+    uid = client.CoreV1Api(admin).read_namespaced_service_account("web", namespace).metadata.uid
+    assert created.spec.username == account(namespace) and created.spec.uid == uid
+    approve(kubeconfig, body["metadata"]["name"])
+    answered = wait_answered(kubeconfig, body["metadata"]["name"])
+    assert "Failed" not in conditions(answered), conditions(answered)
 
 
 @pytest.mark.parametrize(
