@@ -29,16 +29,37 @@ from tests.support import kubectl, wait_for
 
 pytestmark = pytest.mark.integration
 
-SIGNER = "certsmith.dev/cluster-root"
+AUTHORITY = f"csr-signer-{uuid.uuid4().hex[:6]}"
+"""The module's own authority: the bound of the certificates signed here under its root
+would hold up a rotation of cluster-root (another module's) until they expire."""
+SIGNER = f"certsmith.dev/{AUTHORITY}"
 USAGES = ["digital signature", "server auth", "client auth"]
-INTERMEDIATE_CN = "certsmith cluster-root intermediate"
+INTERMEDIATE_CN = f"certsmith {AUTHORITY} intermediate"
+
+
+def delete_authority(api_client: client.ApiClient, name: str) -> None:
+    """The authority and its keys."""
+    client.CustomObjectsApi(api_client).delete_cluster_custom_object(
+        certs.GROUP, certs.VERSION, "certificateauthorities", name
+    )
+    for suffix in ("root", "root-next", "intermediate"):
+        try:
+            client.CoreV1Api(api_client).delete_namespaced_secret(
+                f"{name}-{suffix}", OPERATOR_NAMESPACE
+            )
+        except client.ApiException as error:
+            assert error.status == 404
 
 
 @pytest.fixture(scope="module")
-def namespace(kubeconfig: str, operator: OperatorProcess) -> Iterator[str]:
+def namespace(
+    kubeconfig: str, api_client: client.ApiClient, operator: OperatorProcess
+) -> Iterator[str]:
     """A namespace of its own with the ServiceAccount `web` (the requester of most CSRs
-    here), and every service account may create CSRs (as kubelet's bootstrap or Istio's RA
-    mode would be allowed to)."""
+    here), every service account may create CSRs (as kubelet's bootstrap or Istio's RA
+    mode would be allowed to), and the module's authority AUTHORITY ready."""
+    certs.create_authority(api_client, AUTHORITY)
+    wait_for(lambda: authority_ready(api_client, AUTHORITY), timeout=30, what=f"{AUTHORITY}")
     name = f"csr-{uuid.uuid4().hex[:6]}"
     kubectl(kubeconfig, "create", "namespace", name)
     kubectl(kubeconfig, "create", "serviceaccount", "web", "-n", name)
@@ -56,6 +77,7 @@ def namespace(kubeconfig: str, operator: OperatorProcess) -> Iterator[str]:
     yield name
     kubectl(kubeconfig, "delete", "clusterrolebinding,clusterrole", role, check=False)
     kubectl(kubeconfig, "delete", "namespace", name, "--wait=false", check=False)
+    delete_authority(api_client, AUTHORITY)
 
 
 def account(namespace: str, name: str = "web") -> str:
@@ -450,9 +472,7 @@ def test_a_csr_for_a_new_authority_is_signed_by_that_authority(
             f"certsmith {authority} intermediate"
         )
     finally:
-        client.CustomObjectsApi(api_client).delete_cluster_custom_object(
-            certs.GROUP, certs.VERSION, "certificateauthorities", authority
-        )
+        delete_authority(api_client, authority)
 
 
 VALID_UNTIL = "certsmith.dev/signing-requests-valid-until"
@@ -586,13 +606,4 @@ def test_a_root_rotation_keeps_the_old_root_until_csr_certificates_under_it_expi
         carried = _recorded(api_client, root)
         assert carried is not None and carried >= reissuing[0].not_valid_after_utc
     finally:
-        client.CustomObjectsApi(api_client).delete_cluster_custom_object(
-            certs.GROUP, certs.VERSION, "certificateauthorities", authority
-        )
-        for suffix in ("root", "root-next", "intermediate"):
-            try:
-                client.CoreV1Api(api_client).delete_namespaced_secret(
-                    f"{authority}-{suffix}", OPERATOR_NAMESPACE
-                )
-            except client.ApiException as error:
-                assert error.status == 404
+        delete_authority(api_client, authority)
