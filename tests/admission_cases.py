@@ -19,6 +19,8 @@ NAMESPACES = {
     "zip": {},  # a top-level domain of the Public Suffix List
     "lan": {},  # a special-use name (RFC 6762 appendix G)
     "cluster": {},  # a label of the cluster's own zones
+    "default": {"kubernetes.io/metadata.name": "default"},  # the apiserver Service's
+    "adm-apiserver": {"adm-apiserver": "granted"},  # granted one apiserver name exactly
 }
 """The namespaces of the table and their labels."""
 
@@ -45,10 +47,23 @@ GRANTS: list[dict[str, Any]] = [
         },
         "dnsNames": ["open.example"],
     },
+    {
+        "namespaceSelector": {"matchLabels": {"adm-apiserver": "granted"}},
+        "dnsNames": ["kubernetes.default.svc", "*.default.svc.cluster.local"],
+    },
+    {
+        # A wildcard grant never reaches the apiserver's names.
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}},
+        "dnsNames": ["kubernetes.*.svc", "kubernetes.*.svc.cluster.local", "kubernetes.*"],
+    },
 ]
 """spec.policy.grants of the table's CertificateAuthority AUTHORITY."""
 
 OWN = "may name its own services and SPIFFE IDs only"
+APISERVER = (
+    "a name of the cluster's apiserver, Service default/kubernetes, is no namespace's own: it "
+    "needs a grant naming it exactly"
+)
 LONG_PREFIX = ".".join(["a" * 63] * 3 + ["b" * 62])
 """A DNS-1123 subdomain of 254 characters (labels of 63): one past the limit."""
 LONG_LABEL = "s" * 63
@@ -320,5 +335,55 @@ CASES += [
         "adm-plain",
         _names("dnsNames", *(f"w{i}.adm-plain.svc" for i in range(101))),
         None,
+    ),
+    Case(
+        "default's own services, not the apiserver's names",
+        "default",
+        _names("dnsNames", "web.default.svc", "web.default.svc.cluster.local", "web.default"),
+        None,
+        judge="cel",
+    ),
+    Case(
+        "the apiserver's names are not default's own, nor a wildcard grant's",
+        "default",
+        _names(
+            "dnsNames",
+            "kubernetes.default.svc",
+            "kubernetes.default",
+            "*.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "*.default",
+        ),
+        "; ".join(
+            f"spec.dnsNames[{i}]: '{name}' is not allowed in this namespace ({APISERVER})"
+            for i, name in enumerate(
+                [
+                    "kubernetes.default.svc",
+                    "kubernetes.default",
+                    "*.default.svc",
+                    "kubernetes.default.svc.cluster.local",
+                    "*.default",
+                ]
+            )
+        ),
+    ),
+    Case(
+        "the apiserver's name as a commonName",
+        "default",
+        {"secretName": "t", "commonName": "kubernetes.default.svc.cluster.local"},
+        "spec.commonName: 'kubernetes.default.svc.cluster.local' is not allowed in this "
+        f"namespace ({APISERVER})",
+    ),
+    Case(
+        "the apiserver's names granted exactly",
+        "adm-apiserver",
+        _names("dnsNames", "kubernetes.default.svc", "*.default.svc.cluster.local"),
+        None,
+    ),
+    Case(
+        "an apiserver name granted is not another one",
+        "adm-apiserver",
+        _names("dnsNames", "kubernetes.default"),
+        f"spec.dnsNames[0]: 'kubernetes.default' is not allowed in this namespace ({APISERVER})",
     ),
 ]

@@ -4,6 +4,7 @@ as a device would with `openssl req`, and the spec.request value (base64 of the 
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,12 @@ Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 def ecdsa_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+@functools.cache
+def rsa_exponent_3_key() -> rsa.RSAPrivateKey:
+    """An RSA 2048-bit key with public exponent 3 (made once: slow to generate)."""
+    return rsa.generate_private_key(public_exponent=3, key_size=2048)
 
 
 def csr_pem(

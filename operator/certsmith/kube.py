@@ -321,6 +321,10 @@ class Kube:
         """The namespace (its labels are what grants and bundle selectors match), or None."""
         return self._get_or_none(f"/api/v1/namespaces/{name}")
 
+    def get_service_account(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ServiceAccount, or None (also when its namespace does not exist)."""
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
+
     def get_namespace_labels(self, *, name: str) -> dict[str, str]:
         """The namespace's labels read now; empty when it has none or does not exist."""
         found = self.get_namespace(name=name) or {}
@@ -494,6 +498,27 @@ class Kube:
             f"/apis/{names.CERTIFICATES_GROUP}/{version}/namespaces/{namespace}/"
             f"{names.POD_CERTIFICATE_REQUESTS}/{name}"
         )
+
+    # --- CertificateSigningRequests (certificates.k8s.io/v1, cluster-scoped) -------------
+
+    def get_certificate_signing_request(self, *, name: str) -> dict[str, Any] | None:
+        """The CertificateSigningRequest, or None."""
+        return self._get_or_none(self._certificate_signing_request_path(name))
+
+    def replace_certificate_signing_request_status(
+        self, *, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT `body` (the CSR as read, its status changed) to the status subresource, on
+        condition that it is still at the body's resourceVersion (409 Conflict otherwise).
+        kube-apiserver keeps the spec and the Approved/Denied conditions as they are, refuses
+        a change to a certificate already set (422), and a certificate from a caller without
+        `sign` on the signerName (403); 404 if the CSR is gone."""
+        path = self._certificate_signing_request_path(body["metadata"]["name"]) + "/status"
+        return self._call("PUT", path, body=body)
+
+    @staticmethod
+    def _certificate_signing_request_path(name: str) -> str:
+        return f"/apis/{names.CERTIFICATES_GROUP}/v1/{names.CERTIFICATE_SIGNING_REQUESTS}/{name}"
 
     # --- workloads ---------------------------------------------------------------------
 

@@ -99,6 +99,12 @@ CRL_AGE = Gauge(
     "(re-signed every 12 h; its nextUpdate is thisUpdate + 24 h).",
     ["authority"],
 )
+CERTIFICATE_SIGNING_REQUESTS = Counter(
+    "certsmith_certificate_signing_requests",
+    "Kubernetes CertificateSigningRequests of certsmith's signers answered, by outcome "
+    "(Issued, or the reason of Failed).",
+    ["outcome"],
+)
 PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
 
@@ -182,3 +188,8 @@ def pod_certificate_answered(condition: str, reason: str, latency_seconds: float
 def certificate_request_decided(outcome: str) -> None:
     """A CertificateRequest was signed, left pending, denied or refused (`outcome`)."""
     CERTIFICATE_REQUESTS.labels(outcome).inc()
+
+
+def certificate_signing_request_answered(outcome: str) -> None:
+    """A CertificateSigningRequest was signed (`outcome` Issued) or failed (its reason)."""
+    CERTIFICATE_SIGNING_REQUESTS.labels(outcome).inc()

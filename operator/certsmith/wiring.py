@@ -23,6 +23,7 @@ from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.certificate_requests import CertificateRequestSigner
+from certsmith.controller.certificate_signing_requests import CertificateSigningRequestSigner
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
@@ -72,6 +73,8 @@ class ControllerParts:
     """The PodCertificateRequest signer; None when the cluster serves no such requests."""
     certificate_requests: CertificateRequestSigner
     """Decides and signs CertificateRequests (enrolment by CSR)."""
+    certificate_signing_requests: CertificateSigningRequestSigner
+    """Signs the approved Kubernetes CertificateSigningRequests of certsmith's signers."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             cluster_trust_bundles=pod_certificate_apis.bundles,
             pod_certificates=controller.pod_certificates,
             certificate_requests=controller.certificate_requests,
+            certificate_signing_requests=controller.certificate_signing_requests,
         ),
         admission_handlers=admission_registry(
             config=config,
@@ -202,6 +206,14 @@ def _controller(shared: Shared) -> ControllerParts:
             clock=utc_now,
         )
     )
+    certificate_signing_requests = CertificateSigningRequestSigner(
+        kube=shared.kube,
+        config=shared.config,
+        registry=shared.registry,
+        namespace_labels=labels.labels,
+        scheduler=shared.scheduler,
+        clock=utc_now,
+    )
     bundles = BundleRepair(
         default_authority=shared.config.default_authority,
         controller=authority_controller,
@@ -226,7 +238,9 @@ def _controller(shared: Shared) -> ControllerParts:
             clock=utc_now,
             pod_certificates=pod_certificates,
             certificate_requests=certificate_requests,
+            certificate_signing_requests=certificate_signing_requests,
         ),
         pod_certificates=pod_certificates,
         certificate_requests=certificate_requests,
+        certificate_signing_requests=certificate_signing_requests,
     )

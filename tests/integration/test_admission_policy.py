@@ -300,6 +300,8 @@ NAMES = [
     *(f"{'s' * 63}.{{ns}}.svc", f"{'s' * 64}.{{ns}}.svc", f"{'s' * 63}.{{ns}}.svc.cluster.local"),
     *(".".join(["n" * 63] * 3 + ["n" * 61]), ".".join(["n" * 63] * 3 + ["n" * 62])),
     "\u212aelvin.{ns}.svc",
+    # The apiserver's names: default's own zones, yet no namespace's own.
+    *("kubernetes.default.svc", "*.default.svc", "kubernetes.{ns}.svc"),
 ]
 URIS = [
     *("spiffe://cluster.local/ns/{ns}/sa/web", "spiffe://cluster.local/ns/other/sa/web"),
@@ -388,13 +390,16 @@ def operator_verdict(
 
 # What a field's rules read besides the field itself.
 _READS = {"renewBefore": ("duration",), "renewBeforePercentage": ("duration",)}
-_READS |= {"usages": ("privateKey",), "subject": ("commonName",)}
+_READS |= {"usages": ("privateKey",)}
+_NEEDS = {"subject": {"commonName": "web.example.com"}}
+"""What a field's rules need present (a subject needs a commonName), given a valid value:
+the spec's own may be refused for its own reasons, which would hide the field's."""
 
 
 def refused_alone(spec: dict[str, Any], field: str) -> bool:
     """Whether the operator refuses spec.<field> (with what its rules read) in an
     otherwise valid spec, naming that field."""
-    alone = {"secretName": "t", "dnsNames": ["web.example.com"]}
+    alone = {"secretName": "t", "dnsNames": ["web.example.com"], **_NEEDS.get(field, {})}
     for key in (field, *_READS.get(field, ())):
         if key in spec:
             alone[key] = spec[key]

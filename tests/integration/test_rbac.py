@@ -8,6 +8,7 @@ wildcard anywhere. A namespace editor elsewhere must not reach the CA keys in `c
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ import yaml
 from kubernetes import client, config
 
 from certsmith.pki import ca, inspect
-from tests import pod_requests
+from tests import csrs, pod_requests
 from tests.integration import pod_certs
 from tests.integration.conftest import OperatorProcess
 from tests.integration.discovery import served_version
@@ -342,5 +343,70 @@ def test_the_operator_answers_pod_certificate_requests_of_its_own_signers_only(
                 *("delete", "podcertificaterequests", made["metadata"]["name"], "-n", "default"),
                 check=False,
             )
+        running_operator.start()
+        running_operator.wait_serving(api_client)
+
+
+def test_the_operator_signs_certificate_signing_requests_of_its_own_signers_only(
+    rbac_applied: str, api_client: client.ApiClient, running_operator: OperatorProcess
+) -> None:
+    """kube-apiserver takes a CSR's certificate only from a holder of `sign` on its
+    signerName: certsmith's ServiceAccount (`update` on the status) sets it for
+    certsmith.dev/<authority> CSRs and no other signer's; it cannot approve any."""
+    suffix = uuid.uuid4().hex[:6]
+    key_pair = ca.build_root(common_name="rbac", now=datetime.now(UTC), lifetime=timedelta(days=1))
+    certificate = base64.b64encode(inspect.certificates_to_pem([key_pair.certificate])).decode()
+    operator_api = config.new_client_from_config(config_file=rbac_applied)
+    operator_api.set_default_header("Impersonate-User", SERVICE_ACCOUNT)
+    as_operator_csrs = client.CertificatesV1Api(operator_api)
+    admin = client.CertificatesV1Api(api_client)
+    approved = {"type": "Approved", "status": "True", "reason": "RBACTest", "message": "test"}
+    created = []
+    # The operator would answer certsmith's own CSR before the ServiceAccount does.
+    running_operator.kill()
+    try:
+        for signer, allowed in (
+            (f"certsmith.dev/rbac-{suffix}", True),
+            (f"example.com/rbac-{suffix}", False),
+            ("kubernetes.io/kube-apiserver-client", False),
+        ):
+            name = f"rbac-{suffix}-{len(created)}"
+            body = {
+                "metadata": {"name": name},
+                "spec": {
+                    "signerName": signer,
+                    "request": csrs.request_value(csrs.csr_pem(csrs.ecdsa_key(), common_name="x")),
+                    "usages": ["client auth"],
+                },
+            }
+            admin.create_certificate_signing_request(body)
+            created.append(name)
+            read = api_client.sanitize_for_serialization(
+                admin.read_certificate_signing_request(name)
+            )
+            with pytest.raises(client.ApiException) as not_approver:
+                as_operator_csrs.replace_certificate_signing_request_approval(
+                    name, {**read, "status": {"conditions": [approved]}}
+                )
+            assert not_approver.value.status == 403
+            admin.replace_certificate_signing_request_approval(
+                name, {**read, "status": {"conditions": [approved]}}
+            )
+            read = api_client.sanitize_for_serialization(
+                admin.read_certificate_signing_request(name)
+            )
+            read["status"]["certificate"] = certificate
+            if allowed:
+                signed = as_operator_csrs.replace_certificate_signing_request_status(name, read)
+                assert signed.status.certificate
+            else:
+                with pytest.raises(client.ApiException) as refused:
+                    as_operator_csrs.replace_certificate_signing_request_status(name, read)
+                assert refused.value.status == 403, refused.value.body
+                message = json.loads(refused.value.body)["message"]
+                assert f'not permitted to sign requests with signerName "{signer}"' in message
+    finally:
+        for made in created:
+            kubectl(rbac_applied, "delete", "csr", made, check=False)
         running_operator.start()
         running_operator.wait_serving(api_client)

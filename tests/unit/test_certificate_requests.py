@@ -114,6 +114,11 @@ def _bad_signature() -> bytes:
         ),
         (spec(_bad_signature()), "spec.request", "signature does not verify"),
         (spec(_weak_rsa()), "spec.request", "the CSR's key is an RSA 1024-bit key"),
+        (
+            spec(csrs.csr_pem(csrs.rsa_exponent_3_key(), common_name="a.b.svc")),
+            "spec.request",
+            "the CSR's key is an RSA key with public exponent 3 (publicExponent must be 65537",
+        ),
         (spec(_dsa()), "spec.request", "the CSR's key is a key of type DSA; certsmith signs RSA"),
         (
             spec(csrs.csr_pem(ec.generate_private_key(ec.SECP256K1()), common_name="a.b.svc")),
@@ -192,6 +197,9 @@ def authority(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> AuthorityMateri
         ("devices", {}, ["gw.partner.example"], ["gw.partner.example"]),
         ("devices", {"team": "partners"}, ["gw.partner.example"], []),
         ("devices", {"team": "partners"}, ["gw.partner.example", "db.shop.svc"], ["db.shop.svc"]),
+        # The apiserver's names are never default's own: a person approves them, or nobody.
+        ("default", {}, ["web.default.svc", "kubernetes.default.svc"], ["kubernetes.default.svc"]),
+        ("default", {}, ["*.default.svc.cluster.local"], ["*.default.svc.cluster.local"]),
     ],
 )
 def test_approval_needs_names_the_namespace_may_not_carry(

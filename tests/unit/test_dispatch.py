@@ -22,6 +22,10 @@ from certsmith.controller.dispatch import ScheduledKey, parse_key
             ("PodCertificateRequest", "shop", "web-0-abcde"),
             ScheduledKey("PodCertificateRequest", "shop", "web-0-abcde"),
         ),
+        (
+            ("CertificateSigningRequest", "", "csr-abcde"),
+            ScheduledKey("CertificateSigningRequest", "", "csr-abcde"),
+        ),
     ],
 )
 def test_scheduled_keys_parse(key: Hashable, parsed: ScheduledKey) -> None:

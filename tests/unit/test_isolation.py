@@ -96,7 +96,9 @@ def test_the_short_form_is_not_a_namespaces_own_when_its_name_is_another_zone(na
 @pytest.mark.parametrize("namespace", ["t1", "default", "kube-system", "certsmith-demo", "x"])
 def test_the_short_form_is_own_for_ordinary_namespace_names(namespace):
     assert isolation.short_form_refusal(namespace) is None
-    assert violations(namespace=namespace, dnsNames=[f"web.{namespace}", f"*.{namespace}"]) == []
+    found = violations(namespace=namespace, dnsNames=[f"web.{namespace}", f"*.{namespace}"])
+    # `*.default` would cover the apiserver's `kubernetes.default`: never default's own.
+    assert found == (["spec.dnsNames[1]"] if namespace == "default" else [])
 
 
 def test_a_namespace_named_com_cannot_name_example_com():
@@ -342,3 +344,72 @@ def test_grant_pattern_forms_accepted_before_stay_accepted(key, value):
     assert getattr(
         grant, {"emailAddresses": "email_addresses", "ipRanges": "ip_ranges"}.get(key, key)
     ) == (value,)
+
+
+@pytest.mark.parametrize(
+    ("name", "apiserver"),
+    [
+        ("kubernetes", True),
+        ("kubernetes.default", True),
+        ("kubernetes.default.svc", True),
+        ("Kubernetes.Default.SVC", True),
+        ("kubernetes.default.svc.cluster.local", True),
+        ("*.default", True),
+        ("*.default.svc", True),
+        ("*.default.svc.cluster.local", True),
+        ("web.default.svc", False),
+        ("kubernetes.kube-system.svc", False),
+        ("kubernetes.default.svc.example.com", False),
+        ("x.kubernetes.default.svc", False),
+    ],
+)
+def test_the_apiserver_services_names_and_the_wildcards_covering_them(name, apiserver):
+    assert isolation.apiserver_name(name) is apiserver
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "*.default.svc",
+        "*.default.svc.cluster.local",
+        "*.default",
+    ],
+)
+def test_the_apiserver_names_are_not_defaults_own(name):
+    (found,) = rules(namespace="default", dnsNames=[name])
+    assert found == (
+        f"spec.dnsNames[0]: {name!r} is not allowed in this namespace (a name of the cluster's "
+        "apiserver, Service default/kubernetes, is no namespace's own: it needs a grant naming "
+        "it exactly)"
+    )
+    assert violations(namespace="default", commonName=name) == ["spec.commonName"]
+    # default's other services stay its own.
+    assert violations(namespace="default", dnsNames=["web.default.svc", "*.web.default"]) == [
+        "spec.dnsNames[1]"
+    ]
+
+
+def test_only_a_grant_naming_an_apiserver_name_exactly_allows_it():
+    exact = isolation.Grant(selector={}, dns_names=("Kubernetes.default.svc",))
+    wildcard = isolation.Grant(selector={}, dns_names=("*.default.svc", "kubernetes.*", "*.svc"))
+    assert violations(namespace="ops", grants=(exact,), dnsNames=["kubernetes.default.svc"]) == []
+    assert violations(
+        namespace="ops", grants=(wildcard,), dnsNames=["kubernetes.default.svc", "kubernetes"]
+    ) == ["spec.dnsNames[0]", "spec.dnsNames[1]"]
+    # The wildcard grant's exact pattern is itself granted: it names it.
+    assert violations(namespace="ops", grants=(wildcard,), dnsNames=["*.default.svc"]) == []
+
+
+def test_a_pod_certificates_names_are_judged_by_the_same_rule():
+    found = isolation.evaluate_names(
+        namespace="default",
+        namespace_labels={},
+        dns_names=[("annotation", "kubernetes.default.svc"), ("service", "web.default.svc")],
+        uris=[],
+        grants=(),
+        trust_domain="cluster.local",
+    )
+    assert [(v.field, v.value) for v in found] == [("annotation", "kubernetes.default.svc")]

@@ -63,6 +63,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.pod_certificate_answered("Issued", "Issued", 0.5)
     metrics.certificate_request_decided("Issued")
     metrics.crl_published("cluster-root", 2, SOME_TIME)
+    metrics.certificate_signing_request_answered("Issued")
     try:
         exposition = generate_latest(REGISTRY).decode()
     finally:

@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 
 from certsmith.api.model import CertificateSpec, PrivateKeySpec, parse_certificate_spec
 from certsmith.pki import ca, inspect, issue, keys
-from tests import builders
+from tests import builders, csrs
 
 NOW = datetime(2026, 3, 1, 12, 0, 30, 250_000, tzinfo=UTC)
 START = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)  # NOW without its microseconds
@@ -462,6 +462,35 @@ def test_key_matches_spec_detects_algorithm_and_size(rsa_key: keys.PrivateKey) -
     assert not keys.key_matches_spec(rsa_key, PrivateKeySpec("RSA", 4096))
     assert keys.key_matches_spec(rsa_key, PrivateKeySpec("RSA", 2048))
     assert not keys.key_matches_spec(ed25519.Ed25519PrivateKey.generate(), PrivateKeySpec())
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=1024), "an RSA 1024-bit key"),
+        (
+            csrs.rsa_exponent_3_key(),
+            "an RSA key with public exponent 3 (publicExponent must be 65537, as every current "
+            "key generator makes it)",
+        ),
+        (ec.generate_private_key(ec.SECP256K1()), "an ECDSA key on curve secp256k1"),
+        (x25519.X25519PrivateKey.generate(), "a key of type X25519"),
+        (ec.generate_private_key(ec.SECP256R1()), None),
+        (ed25519.Ed25519PrivateKey.generate(), None),
+    ],
+)
+def test_foreign_public_keys_are_judged_by_type_size_and_rsa_exponent(
+    key: Any, problem: str | None
+) -> None:
+    assert keys.public_key_problem(key.public_key()) == problem
+
+
+def test_a_stored_rsa_key_with_another_exponent_does_not_match_its_spec(
+    rsa_key: keys.PrivateKey,
+) -> None:
+    assert keys.key_matches_spec(rsa_key, PrivateKeySpec("RSA", 2048))
+    assert keys.public_key_problem(rsa_key.public_key()) is None
+    assert not keys.key_matches_spec(csrs.rsa_exponent_3_key(), PrivateKeySpec("RSA", 2048))
 
 
 def test_unsupported_key_spec_is_refused() -> None:

@@ -20,7 +20,7 @@ from certsmith.certificates import isolation
 from certsmith.pki import ca, inspect
 from certsmith.podcerts import requests, signing
 from certsmith.podcerts.signing import Refusal
-from tests import pod_requests
+from tests import csrs, pod_requests
 
 NOW = datetime(2026, 6, 1, 12, 0, 30, 123456, tzinfo=UTC)
 SIGNED_AT = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
@@ -125,6 +125,18 @@ def test_an_unsupported_key_is_denied_with_the_reason_kubernetes_defines() -> No
     assert isinstance(refusal, Refusal)
     assert (refusal.condition, refusal.reason) == ("Denied", "UnsupportedKeyType")
     assert "ECDSAP256" in refusal.message
+
+
+def test_an_rsa_key_with_public_exponent_3_is_denied_naming_the_exponent() -> None:
+    request = a_request()
+    spec = dict(request.spec)
+    spec["stubPKCS10Request"] = base64.b64encode(
+        pod_requests.stub_csr(csrs.rsa_exponent_3_key())
+    ).decode()
+    refusal = signing.check(replace(request, spec=spec), operator_namespace="certsmith")
+    assert isinstance(refusal, Refusal)
+    assert (refusal.condition, refusal.reason) == ("Denied", "UnsupportedKeyType")
+    assert "an RSA key with public exponent 3 (publicExponent must be 65537" in refusal.message
 
 
 def test_a_well_formed_request_is_checked_with_its_key_and_names() -> None:

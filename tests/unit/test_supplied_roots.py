@@ -12,6 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from certsmith.authorities import authority
 from certsmith.pki import ca
+from tests import csrs
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 YEAR = timedelta(days=365)
@@ -88,6 +89,10 @@ def test_a_good_root_passes_and_its_leaves_would_verify() -> None:
         (
             {"signer": ec.generate_private_key(ec.SECP256R1())},
             "not self-signed: its signature does not verify with its own key",
+        ),
+        (
+            {"key": csrs.rsa_exponent_3_key()},
+            "its key is an RSA key with public exponent 3 (publicExponent must be 65537",
         ),
         ({"not_after": NOW - timedelta(seconds=1)}, "expired at 2026-06-01T11:59:59Z"),
         ({"not_before": NOW + timedelta(hours=1)}, "not valid before 2026-06-01T13:00:00Z"),

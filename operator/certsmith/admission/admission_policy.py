@@ -143,17 +143,23 @@ def _own_names(trust_domain: str) -> str:
     """CEL over `object` and `request`, for a spec `_spec_judged_in_cel` accepts: every DNS
     name (the commonName too) and URI is the namespace's own, as isolation._own_dns_name
     and isolation._own_uri judge them: one label (a service, or `*`) in `<ns>.svc` or
-    `<ns>.svc.<cluster domain>`; a SPIFFE ID `spiffe://<trust domain>/ns/<ns>/<segment>...`.
+    `<ns>.svc.<cluster domain>`, not a name of the apiserver (isolation.apiserver_name); a
+    SPIFFE ID `spiffe://<trust domain>/ns/<ns>/<segment>...`.
     The short form `<svc>.<ns>` is left to the webhook: whether `<ns>` may be a zone of its
     own depends on the Public Suffix List (isolation.short_form_refusal), ~1,500 names that
     would make this condition ~40 KB."""
     namespace = "request.namespace"
     zones = f"[{namespace} + '.svc', {namespace} + '.svc.{isolation.CLUSTER_DOMAIN}']"
+    # The apiserver's names (isolation.APISERVER_NAMES) are no namespace's own: they go to
+    # the webhook, which admits them only with a grant naming them. Names judged here are
+    # lowercase (_DNS_NAME), as APISERVER_NAMES are.
+    apiserver = sorted(isolation.APISERVER_NAMES)
 
     def own_dns(name: str) -> str:
         return (
             f"{zones}.exists(z, {name}.endsWith('.' + z) && size({name}) > size(z) + 1 && "
-            f"!{name}.substring(0, size({name}) - size(z) - 1).contains('.'))"
+            f"!{name}.substring(0, size({name}) - size(z) - 1).contains('.')) && "
+            f"!({name} in {apiserver!r})"
         )
 
     prefix = f"'{model.SPIFFE_PREFIX}{trust_domain}/ns/' + {namespace}"

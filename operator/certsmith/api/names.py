@@ -84,15 +84,18 @@ ROTATED_ANNOTATION = "certsmith.dev/rotated-secret"
 CERTIFICATES_GROUP = "certificates.k8s.io"
 POD_CERTIFICATE_REQUESTS = "podcertificaterequests"
 CLUSTER_TRUST_BUNDLES = "clustertrustbundles"
+CERTIFICATE_SIGNING_REQUESTS = "certificatesigningrequests"
+"""certificates.k8s.io/v1, cluster-scoped: certsmith signs those of its signers."""
 POD_CERTIFICATE_VERSIONS = ("v1", "v1beta1")
 """Versions of the two APIs certsmith speaks, preferred first: v1 (GA in Kubernetes 1.37),
 v1beta1 (1.35 and 1.36, behind feature gates)."""
 
 
 def signer_name(authority: str) -> str:
-    """The signerName of CertificateAuthority `authority` in PodCertificateRequests and
-    ClusterTrustBundles: `certsmith.dev/<authority>` (a signer name is `<domain>/<path>`;
-    authority names are RFC 1123 subdomains, so always a valid path)."""
+    """The signerName of CertificateAuthority `authority` in PodCertificateRequests,
+    CertificateSigningRequests and ClusterTrustBundles: `certsmith.dev/<authority>` (a signer
+    name is `<domain>/<path>`; authority names are RFC 1123 subdomains, so always a valid
+    path)."""
     return f"{GROUP}/{authority}"
 
 

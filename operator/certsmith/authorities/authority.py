@@ -58,6 +58,9 @@ class AuthorityMaterial:
     )
     """spec.nameConstraints, carried (critical) by its intermediate; every leaf it signs is
     judged against them first."""
+    csr_bounds: Mapping[str, datetime] = field(default_factory=dict)
+    """The latest notAfter of the certificates signed for Kubernetes CSRs under each trusted
+    root (by SHA-256 fingerprint), as its Secret recorded it when loaded (csr_bounds)."""
 
     def view(self) -> AuthorityView:
         """The part the Certificate reconciler reads (certificates.policies.AuthorityView)."""

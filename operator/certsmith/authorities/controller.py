@@ -225,7 +225,11 @@ class AuthorityController:
         self._apply_rate(material.name, settings.reissue_rate, now)
         # From the root Secrets read fresh above: the bound is written there before any pod
         # certificate under the old root is handed out, so no such certificate is missed.
-        pods = rotation.pod_certificates_lagging(material.refresh_bounds, state, now=now)
+        pods = (
+            *rotation.pod_certificates_lagging(material.refresh_bounds, state, now=now),
+            # Likewise written before a Kubernetes CSR's certificate leaves.
+            *rotation.signing_requests_lagging(material.csr_bounds, state, now=now),
+        )
         observed = self._observe_and_push(material, settings.reissue_rate, now, pods)
         if state.rotating:
             advanced = rotation.advance(
@@ -616,9 +620,9 @@ class AuthorityController:
     ) -> Observation:
         """Write bundles (ConfigMaps and the authority's ClusterTrustBundle),
         look at every Secret this authority is responsible for, schedule what must change
-        (spread at `rate` per second); the progress (with `pods`, the pod certificates a
-        rotation waits for), and the bundles that could not be written (a rotation waits
-        for the ClusterTrustBundle as for its own ConfigMaps)."""
+        (spread at `rate` per second); the progress (with `pods`, the pod certificates and
+        Kubernetes CSR certificates a rotation waits for), and the bundles that could not be
+        written (a rotation waits for the ClusterTrustBundle as for its own ConfigMaps)."""
         bundles = self.sync_bundles(material)
         cluster_bundle = self._sync_cluster_trust_bundle(material)
         leaves = self._observe_leaves(material)

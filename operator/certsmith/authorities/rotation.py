@@ -5,9 +5,11 @@
 Distributing: the new root joins every trust bundle and every Secret's ca.crt; once all
 carry it, wait `propagationDelay` so kubelet has refreshed mounted copies; leaves are still
 signed under the old root (pod certificates with the earliest refresh Kubernetes allows).
-Reissuing: a new intermediate under the new root signs fresh leaves for every Certificate
-and every pod certificate request; it ends once no leaf chains to the old root and every
-pod certificate signed under it is past its refresh (`pod_certificates_lagging`).
+Reissuing: a new intermediate under the new root signs fresh leaves for every Certificate,
+every pod certificate request and every Kubernetes CSR; it ends once no leaf chains to the
+old root, every pod certificate signed under it is past its refresh
+(`pod_certificates_lagging`) and every certificate signed for a Kubernetes CSR under it has
+expired (`signing_requests_lagging`).
 Retiring: wait `propagationDelay` again, then the old root leaves the bundles. The phase
 and its timers live in the CA's status, so a restarted operator carries on where it was.
 
@@ -142,7 +144,9 @@ class Progress:
     """Secrets whose leaf does not chain to the new root yet."""
     total_leaves: int = 0
     pod_certificates: tuple[Lagging, ...] = ()
-    """Pod certificates under the old root that kubelets may not have refreshed yet."""
+    """Certificates handed out under the old root that certsmith cannot re-issue: pod
+    certificates kubelets may not have refreshed yet, and Kubernetes CSR certificates not
+    expired yet."""
 
     @property
     def bundles_behind(self) -> int:
@@ -233,6 +237,28 @@ def pod_certificates_lagging(
             f"{_format(bound)}; kubelets have refreshed them by "
             f"{_format(until)}",
             reason="PodCertificatesOnOldRoot",
+        ),
+    )
+
+
+def signing_requests_lagging(
+    bounds: Mapping[str, datetime], state: RotationState, *, now: datetime
+) -> tuple[Lagging, ...]:
+    """What a rotation waits for of the certificates signed for Kubernetes CSRs under its
+    old root: one entry until the latest of them has expired (csr_bounds: the bound the
+    signer recorded, `bounds` by root fingerprint; nobody renews them, so their holders
+    keep them to the end), none outside a rotation or once past it."""
+    bound = bounds.get(state.old_root) if state.old_root is not None else None
+    if not state.rotating or bound is None or now >= bound:
+        return ()
+    return (
+        Lagging(
+            "",
+            "Kubernetes CSR certificates",
+            f"signed under the old root, valid up to {_format(bound)}; each is valid until "
+            "its notAfter, so the old root stays trusted until then (a new CSR is signed "
+            "under the new root)",
+            reason="CertificateSigningRequestsOnOldRoot",
         ),
     )
 

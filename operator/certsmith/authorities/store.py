@@ -15,8 +15,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from cryptography import x509
+
 from certsmith.api import model, names
-from certsmith.authorities import authority, pod_certificates, revocation, rotation, trust_bundle
+from certsmith.authorities import (
+    authority,
+    csr_bounds,
+    pod_certificates,
+    revocation,
+    rotation,
+    trust_bundle,
+)
 from certsmith.certificates import isolation
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -254,6 +263,12 @@ class _Root(NamedTuple):
     refresh_bound: datetime | None
     """The pod certificates' refresh bound its Secret records (None for a supplied root:
     certsmith never writes a Secret of the user's, and never rotates that root)."""
+    csr_bound: datetime | None = None
+    """The Kubernetes CSR certificates' validity bound its Secret records (csr_bounds)."""
+
+
+def _root_of(pair: ca.CAKeyPair, secret: Mapping[str, Any]) -> _Root:
+    return _Root(pair, pod_certificates.recorded_bound(secret), csr_bounds.recorded_bound(secret))
 
 
 def _load_root(
@@ -311,7 +326,7 @@ def _load_root(
         raise AuthorityNotReady(
             f"Secret {config.namespace}/{secret_name} cannot be a root: {'; '.join(problems)}"
         )
-    return _Root(pair, pod_certificates.recorded_bound(secret))
+    return _root_of(pair, secret)
 
 
 def _load_intermediate(
@@ -360,7 +375,7 @@ def _load_next_root(kube: Kube, config: Config, name: str) -> _Root | None:
         return None
     secret = _claim(kube, secret, name, "next-root")
     try:
-        return _Root(authority.parse_key_pair(secret), pod_certificates.recorded_bound(secret))
+        return _root_of(authority.parse_key_pair(secret), secret)
     except ValueError as error:
         raise AuthorityNotReady(f"{error}: restore the Secret from a backup") from None
 
@@ -417,10 +432,10 @@ def create_next_root(
 
 
 def finish_rotation(kube: Kube, config: Config, name: str) -> None:
-    """Make the next root the root, with the pod certificates' refresh bound recorded on it,
-    and forget the old one and its bound; safe to repeat after a crash. The next root's
-    Secret is deleted only as it was copied, so a bound the signer raised meanwhile is
-    copied again, never lost."""
+    """Make the next root the root, with the pod certificates' refresh bound and the
+    Kubernetes CSR certificates' validity bound recorded on it, and forget the old one and
+    its bounds; safe to repeat after a crash. The next root's Secret is deleted only as it
+    was copied, so a bound a signer raised meanwhile is copied again, never lost."""
     next_name = authority.next_root_secret_name(name)
     for _ in range(3):
         next_secret = kube.get_secret(namespace=config.namespace, name=next_name)
@@ -431,11 +446,13 @@ def finish_rotation(kube: Kube, config: Config, name: str) -> None:
         )
         body = {k: v for k, v in next_secret.items() if k not in ("metadata", "immutable")}
         marks = authority.marks_patch(authority=name, role="root")["metadata"]
-        bound = (next_secret["metadata"].get("annotations") or {}).get(
-            pod_certificates.REFRESH_BY_ANNOTATION
-        )
-        if bound is not None:
-            marks["annotations"][pod_certificates.REFRESH_BY_ANNOTATION] = bound
+        recorded = next_secret["metadata"].get("annotations") or {}
+        for annotation in (
+            pod_certificates.REFRESH_BY_ANNOTATION,
+            csr_bounds.VALID_UNTIL_ANNOTATION,
+        ):
+            if recorded.get(annotation) is not None:
+                marks["annotations"][annotation] = recorded[annotation]
         body["metadata"] = {
             "name": authority.root_secret_name(name),
             "namespace": config.namespace,
@@ -470,21 +487,61 @@ def record_refresh_bound(
     nothing waits for its pod certificates). The next root's Secret is looked at first: a
     rotation's end copies it onto the root's Secret, then deletes it. ApiError when the
     apiserver does not answer."""
+    return _raise_bound(
+        kube,
+        config,
+        name,
+        root=root,
+        moment=refresh_at,
+        recorded_bound=pod_certificates.recorded_bound,
+        raised_bound=pod_certificates.raised_bound,
+        bound_patch=pod_certificates.bound_patch,
+    )
+
+
+def record_csr_bound(
+    kube: Kube, config: Config, name: str, *, root: str, not_after: datetime
+) -> datetime | None:
+    """`record_refresh_bound` for a certificate signed for a Kubernetes CSR under root
+    `root`, valid until `not_after` (csr_bounds: a rotation waits until then)."""
+    return _raise_bound(
+        kube,
+        config,
+        name,
+        root=root,
+        moment=not_after,
+        recorded_bound=csr_bounds.recorded_bound,
+        raised_bound=csr_bounds.raised_bound,
+        bound_patch=csr_bounds.bound_patch,
+    )
+
+
+def _raise_bound(
+    kube: Kube,
+    config: Config,
+    name: str,
+    *,
+    root: str,
+    moment: datetime,
+    recorded_bound: Callable[[Mapping[str, Any] | None], datetime | None],
+    raised_bound: Callable[[datetime | None, datetime], datetime | None],
+    bound_patch: Callable[..., dict[str, Any]],
+) -> datetime | None:
     places = (authority.next_root_secret_name(name), authority.root_secret_name(name))
     for _ in range(3):
         for secret_name in places:
             secret = kube.get_secret(namespace=config.namespace, name=secret_name)
             if secret is None or _secret_root(secret) != root:
                 continue
-            recorded = pod_certificates.recorded_bound(secret)
-            raised = pod_certificates.raised_bound(recorded, refresh_at)
+            recorded = recorded_bound(secret)
+            raised = raised_bound(recorded, moment)
             if raised is None:
                 return recorded
             try:
                 kube.patch_secret(
                     namespace=config.namespace,
                     name=secret_name,
-                    patch=pod_certificates.bound_patch(
+                    patch=bound_patch(
                         raised, resource_version=secret["metadata"]["resourceVersion"]
                     ),
                 )
@@ -549,7 +606,6 @@ def ensure_material(
     spec = body.get("spec") or {}
     known = frozenset((body.get("status") or {}).get("trustedRoots") or ())
     parent_name = authority.parent_name(spec)
-    bounds: dict[str, datetime] = {}
     try:
         constraints = _name_constraints(spec, parent_name, parent)
         if parent_name is not None:
@@ -559,22 +615,11 @@ def ensure_material(
                     "or is not ready; this subordinate signs once it is",
                     reason=PARENT_NOT_READY,
                 )
-            signing = parent.root
-            trusted = parent.trusted_roots
+            roots = _Roots(parent.root, parent.trusted_roots, {}, {})
             state = parent.rotation
         else:
-            loaded = _load_root(kube, config, name, spec, now, known)
-            root = loaded.pair
-            trusted = (root.certificate,)
-            bounds = _bounds(root, loaded.refresh_bound)
-            signing = root
-            if state.rotating:
-                next_root = _rotation_next_root(kube, config, name, root, state)
-                if next_root is not None:
-                    trusted = (root.certificate, next_root.pair.certificate)
-                    bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
-                    if state.signs_with_new_root:
-                        signing = next_root.pair
+            roots = _own_roots(kube, config, name, spec, now, known, state)
+        signing = roots.signing
         intermediate = _load_intermediate(kube, config, name, spec, signing, now, constraints)
     except model.InvalidSpec as error:
         raise AuthorityNotReady(str(error), reason="InvalidSpec") from None
@@ -590,7 +635,7 @@ def ensure_material(
         name=name,
         root=signing,
         intermediate=intermediate,
-        trusted_roots=trusted,
+        trusted_roots=roots.trusted,
         rotation=state,
         grants=isolation.parse_grants(spec.get("policy")),
         bundle_config_map=trust_bundle.bundle_name(
@@ -598,10 +643,54 @@ def ensure_material(
         ),
         bundle_selector=bundle.get("namespaceSelector") or {},
         pod_certificates=pod_certificates.parse_settings(spec),
-        refresh_bounds=bounds,
+        refresh_bounds=roots.refresh_bounds,
         crl_url=revocation.distribution_point(url, intermediate.certificate),
         parent=parent_name,
         name_constraints=constraints,
+        csr_bounds=roots.csr_bounds,
+    )
+
+
+class _Roots(NamedTuple):
+    """The roots an authority signs with and trusts, and the bounds recorded under them
+    (by root SHA-256 fingerprint: pod certificates' refresh bounds, Kubernetes CSR
+    certificates' latest notAfter)."""
+
+    signing: ca.CAKeyPair
+    trusted: tuple[x509.Certificate, ...]
+    refresh_bounds: dict[str, datetime]
+    csr_bounds: dict[str, datetime]
+
+
+def _own_roots(
+    kube: Kube,
+    config: Config,
+    name: str,
+    spec: Mapping[str, Any],
+    now: datetime,
+    known: frozenset[str],
+    state: rotation.RotationState,
+) -> _Roots:
+    """An authority's own root, and during a rotation its next root too (which signs only
+    from Reissuing on)."""
+    loaded = _load_root(kube, config, name, spec, now, known)
+    root = loaded.pair
+    roots = _Roots(
+        root,
+        (root.certificate,),
+        _bounds(root, loaded.refresh_bound),
+        _bounds(root, loaded.csr_bound),
+    )
+    if not state.rotating:
+        return roots
+    next_root = _rotation_next_root(kube, config, name, root, state)
+    if next_root is None:
+        return roots
+    roots.refresh_bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
+    roots.csr_bounds.update(_bounds(next_root.pair, next_root.csr_bound))
+    return roots._replace(
+        signing=next_root.pair if state.signs_with_new_root else root,
+        trusted=(root.certificate, next_root.pair.certificate),
     )
 
 

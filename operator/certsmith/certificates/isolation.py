@@ -9,6 +9,14 @@ not a special-use name (`local`, `test`, ...) and not a label of the cluster's o
 The commonName is judged like a DNS name. Anything else needs a grant from the cluster
 admin on the CertificateAuthority: `spec.policy.grants[]` maps a namespace selector to
 allowed name patterns.
+
+The names of the cluster's own apiserver, the Service `kubernetes` in namespace `default`
+(`kubernetes`, `kubernetes.default`, `kubernetes.default.svc`,
+`kubernetes.default.svc.cluster.local`, and the wildcards of those zones that cover them:
+`apiserver_name`), are no namespace's own, `default`'s included: a certificate for them lets
+its holder pose as the apiserver to every client that trusts the authority (in-cluster
+clients reach it by those names). They need a grant that names them exactly, never one
+whose wildcard happens to match.
 """
 
 from __future__ import annotations
@@ -35,6 +43,28 @@ SPECIAL_USE_NAMES = frozenset(
     {"test", "localhost", "invalid", "example", "local", "onion", "alt", "arpa", "localdomain"}
     | {"intranet", "internal", "private", "corp", "home", "lan"}
 )
+
+
+APISERVER_SERVICE = ("default", "kubernetes")
+"""(namespace, name) of the Service through which pods reach kube-apiserver."""
+
+
+def _apiserver_names() -> frozenset[str]:
+    namespace, service = APISERVER_SERVICE
+    zones = (namespace, f"{namespace}.svc", f"{namespace}.svc.{CLUSTER_DOMAIN}")
+    return frozenset({service, *(f"{service}.{zone}" for zone in zones)}) | frozenset(
+        f"*.{zone}" for zone in zones
+    )
+
+
+APISERVER_NAMES = _apiserver_names()
+"""The apiserver Service's names and the wildcards that cover them (lowercase)."""
+
+
+def apiserver_name(name: str) -> bool:
+    """Whether the DNS name (any case) is, or as a wildcard covers, a name of the cluster's
+    apiserver Service (APISERVER_NAMES)."""
+    return name.lower() in APISERVER_NAMES
 
 
 @dataclass(frozen=True)
@@ -347,8 +377,21 @@ def evaluate_names(
     ]
 
 
+def uri_granted(uri: str, *, grants: Sequence[Grant], namespace_labels: Mapping[str, str]) -> bool:
+    """Whether a grant of a namespace with `namespace_labels` allows `uri` (its `uris`
+    patterns only; the namespace's own SPIFFE IDs are not counted)."""
+    applicable = _applicable(grants, namespace_labels)
+    return any(_uri_pattern_matches(p, uri) for g in applicable for p in g.uris)
+
+
 def _applicable(grants: Sequence[Grant], namespace_labels: Mapping[str, str]) -> list[Grant]:
     return [g for g in grants if selector_matches(g.selector, namespace_labels)]
+
+
+_APISERVER_RULE = (
+    f"a name of the cluster's apiserver, Service {APISERVER_SERVICE[0]}/{APISERVER_SERVICE[1]}, "
+    "is no namespace's own: it needs a grant naming it exactly"
+)
 
 
 def _own_rule(namespace: str) -> str:
@@ -361,9 +404,15 @@ def _dns_violations(
     refusal = short_form_refusal(namespace)
     violations = []
     for field, name in candidates:
+        patterns = [p for g in applicable for p in g.dns_names]
+        if apiserver_name(name):
+            if any(p.lower() == name.lower() for p in patterns):
+                continue
+            violations.append(Violation(field, name, _APISERVER_RULE))
+            continue
         if _own_dns_name(name, namespace):
             continue
-        if any(_dns_pattern_matches(p, name) for g in applicable for p in g.dns_names):
+        if any(_dns_pattern_matches(p, name) for p in patterns):
             continue
         rule = _own_rule(namespace)
         if refusal and name.lower().endswith(f".{namespace}"):

@@ -209,7 +209,9 @@ def spec_changed(h: Held) -> Decision | None:
         )
     if not keys.key_matches_spec(h.key, spec.private_key):
         return _issue(
-            CERTIFICATE_MISMATCH, "the private key's algorithm or size differs from the spec"
+            CERTIFICATE_MISMATCH,
+            "the private key's algorithm or size differs from the spec, or it is an RSA key "
+            f"whose public exponent is not {keys.RSA_PUBLIC_EXPONENT}",
         )
     return None
 

@@ -1,5 +1,6 @@
 """The scheduler's action: a due key becomes a Certificate reconciliation, an authority
-step, a pending PodCertificateRequest's answer or a CertificateRequest's decision, run in
+step, a pending PodCertificateRequest's answer, a CertificateRequest's decision or a
+CertificateSigningRequest's answer, run in
 the worker threads. Runs only in the Lease holder (the scheduler runs there)."""
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from certsmith.authorities.controller import AUTHORITY, CERTIFICATE
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.certificate_requests import CERTIFICATE_REQUEST, CertificateRequestSigner
+from certsmith.controller.certificate_signing_requests import (
+    CERTIFICATE_SIGNING_REQUEST,
+    CertificateSigningRequestSigner,
+)
 from certsmith.controller.pod_certificates import POD_CERTIFICATE_REQUEST, PodCertificateSigner
 from certsmith.kube import ApiError
 from certsmith.scheduler import Key, Scheduler
@@ -27,7 +32,8 @@ RETRY = timedelta(seconds=5)
 
 class ScheduledKey(NamedTuple):
     """What the scheduler holds: (CERTIFICATE, namespace, name), (AUTHORITY, "", name) or
-    (POD_CERTIFICATE_REQUEST, namespace, name) or (CERTIFICATE_REQUEST, namespace, name)."""
+    (POD_CERTIFICATE_REQUEST, namespace, name) or (CERTIFICATE_REQUEST, namespace, name) or
+    (CERTIFICATE_SIGNING_REQUEST, "", name)."""
 
     kind: str
     namespace: str
@@ -39,7 +45,14 @@ def parse_key(key: Hashable) -> ScheduledKey:
     if (
         isinstance(key, tuple)
         and len(key) == 3
-        and key[0] in (CERTIFICATE, AUTHORITY, POD_CERTIFICATE_REQUEST, CERTIFICATE_REQUEST)
+        and key[0]
+        in (
+            CERTIFICATE,
+            AUTHORITY,
+            POD_CERTIFICATE_REQUEST,
+            CERTIFICATE_REQUEST,
+            CERTIFICATE_SIGNING_REQUEST,
+        )
         and all(isinstance(part, str) for part in key)
     ):
         return ScheduledKey(*key)
@@ -58,12 +71,14 @@ class ScheduledActions:
         scheduler: Scheduler,
         clock: Callable[[], datetime],
         certificate_requests: CertificateRequestSigner,
+        certificate_signing_requests: CertificateSigningRequestSigner,
         pod_certificates: PodCertificateSigner | None = None,
     ) -> None:
         """`pod_certificates`: None when the cluster serves no PodCertificateRequests."""
         self._executor = executor
         self._pod_certificates = pod_certificates
         self._certificate_requests = certificate_requests
+        self._certificate_signing_requests = certificate_signing_requests
         self._certificates = certificates
         self._authorities = authorities
         self._scheduler = scheduler
@@ -83,6 +98,10 @@ class ScheduledActions:
                     self._certificate_requests.decide_by_name,
                     due.namespace,
                     due.name,
+                )
+            elif due.kind == CERTIFICATE_SIGNING_REQUEST:
+                await loop.run_in_executor(
+                    self._executor, self._certificate_signing_requests.sign_by_name, due.name
                 )
             elif due.kind == POD_CERTIFICATE_REQUEST:
                 if self._pod_certificates is not None:

@@ -25,10 +25,12 @@ from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
 from certsmith.controller.certificate_requests import CertificateRequestSigner
+from certsmith.controller.certificate_signing_requests import CertificateSigningRequestSigner
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.enrolment import signing_requests
 from certsmith.kube import ApiError
 from certsmith.podcerts import requests
 from certsmith.scheduler import Scheduler
@@ -95,6 +97,7 @@ def registry(
     cluster_trust_bundles: str | None,
     pod_certificates: PodCertificateSigner | None,
     certificate_requests: CertificateRequestSigner,
+    certificate_signing_requests: CertificateSigningRequestSigner,
 ) -> kopf.OperatorRegistry:
     """The controller's handlers, each bound to the parts it uses; run by one kopf operator
     per term (while this replica holds the Lease). `cluster_trust_bundles`: the served
@@ -114,6 +117,7 @@ def registry(
     _certificate_handlers(handlers, reconciler, certificates)
     _certificate_request_handlers(handlers, certificate_requests)
     _revocation_handlers(handlers, authorities)
+    _certificate_signing_request_handlers(handlers, certificate_signing_requests)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
     if cluster_trust_bundles is not None:
@@ -285,6 +289,35 @@ def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: Authority
     )
     def certificate_request_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         step_its_authority(event, "CertificateRequest", body)
+
+
+def _approved_certsmith_csr(type: str, body: kopf.Body, **_: Any) -> bool:
+    # Another signer's CSR is never handed to a handler (nor logged); one of certsmith's only
+    # once approved and not answered, or when it goes away.
+    if not signing_requests.is_certsmiths(body):
+        return False
+    return type == "DELETED" or signing_requests.stage(body) == signing_requests.Stage.SIGN
+
+
+def _certificate_signing_request_handlers(
+    handlers: kopf.OperatorRegistry, signer: CertificateSigningRequestSigner
+) -> None:
+    @kopf.on.event(
+        names.CERTIFICATES_GROUP,
+        "v1",
+        names.CERTIFICATE_SIGNING_REQUESTS,
+        when=_approved_certsmith_csr,
+        registry=handlers,
+    )
+    def certificate_signing_request_event(
+        event: kopf.RawEvent, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        """Sign it now: approved, or listed at the start of a term (one approved before a
+        restart is signed then)."""
+        if event["type"] == "DELETED":
+            signer.forget(name)
+            return
+        signer.seen(body)
 
 
 def _namespace_handlers(

@@ -48,7 +48,9 @@ _FROM_CSR = {
     "spec.emailAddresses": "subjectAltName email address",
     "spec.privateKey": "the key",
 }
-SUPPORTED_KEYS = "RSA (2048, 3072 or 4096 bits), ECDSA (P-256, P-384, P-521) or Ed25519"
+SUPPORTED_KEYS = (
+    "RSA (2048, 3072 or 4096 bits, exponent 65537), ECDSA (P-256, P-384, P-521) or Ed25519"
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def parse_request(spec: Mapping[str, Any]) -> ParsedRequest:
     try:
         parsed = model.parse_certificate_spec(certificate_spec)
     except model.InvalidSpec as invalid:
-        raise _as_request_field(invalid) from None
+        raise as_request_field(invalid) from None
     return ParsedRequest(public_key=public_key, certificate=parsed)
 
 
@@ -308,10 +310,11 @@ def _general_name(name: x509.GeneralName) -> str:
     return f"a {type(name).__name__}"
 
 
-def _as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
+def as_request_field(invalid: model.InvalidSpec) -> model.InvalidSpec:
     """A Certificate spec's error on a field that came from the CSR, said of spec.request
     (`spec.dnsNames[3]` → `spec.request: subjectAltName DNS name 3: …`); spec.duration,
-    spec.usages and spec.issuerRef stay as they are."""
+    spec.usages and spec.issuerRef stay as they are. Also for an isolation.Violation's
+    field, which names a Certificate spec's field too."""
     field = invalid.field
     message = invalid.message.replace("spec.privateKey.algorithm is", "the CSR's key is")
     if field == "spec":

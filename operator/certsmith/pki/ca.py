@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certsmith.api import times
-from certsmith.pki import inspect, name_constraints
+from certsmith.pki import inspect, keys, name_constraints
 from certsmith.pki.keys import PrivateKey, signature_hash
 
 # Certificates start this long before `now` so peers whose clocks lag a little accept them.
@@ -150,7 +150,8 @@ def root_problems(
 ) -> list[str]:
     """Why a root a user supplied cannot serve as certsmith's root; empty when it can.
 
-    Checked: CA:TRUE and keyCertSign (`ca_problems`); a pathLenConstraint (RFC 5280 4.2.1.9)
+    Checked: CA:TRUE and keyCertSign (`ca_problems`); an RSA key's public exponent
+    (keys.rsa_exponent_problem); a pathLenConstraint (RFC 5280 4.2.1.9)
     of at least 1, or none, since certsmith signs leaves through an intermediate (pathlen:0
     makes every chain fail, openssl error 25); self-signed (issuer = subject, and the
     signature verifies with its own key, as a trust anchor is); valid at `now` and still
@@ -158,6 +159,11 @@ def root_problems(
     is matched against the certificate where the Secret is read.
     """
     problems = ca_problems(certificate)
+    public_key = certificate.public_key()
+    if isinstance(public_key, rsa.RSAPublicKey) and (
+        exponent := keys.rsa_exponent_problem(public_key)
+    ):
+        problems.append(f"its key is {exponent}")
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
         if constraints.ca and constraints.path_length is not None and constraints.path_length < 1:

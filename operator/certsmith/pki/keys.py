@@ -15,6 +15,11 @@ PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519Public
 
 SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 SUPPORTED_RSA_BITS = (2048, 3072, 4096)
+RSA_PUBLIC_EXPONENT = 65537
+"""The only RSA public exponent certsmith certifies (what every current key generator
+makes): e = 3 and other small exponents open RSA to low-exponent attacks (Coppersmith,
+Bleichenbacher's signature forgery), and CA/Browser Forum Baseline Requirements 6.1.6 want
+an odd e of at least 65537."""
 """The keys certsmith certifies when it does not make them itself (pod certificates,
 CertificateRequests): the key types and sizes a Certificate's privateKey may ask for."""
 
@@ -69,11 +74,16 @@ def key_matches_certificate(key: PrivateKey, cert: x509.Certificate) -> bool:
 
 
 def key_matches_spec(key: PrivateKey, spec: PrivateKeySpec) -> bool:
-    """True when the key has the algorithm and size the spec asks for."""
+    """True when the key has the algorithm and size the spec asks for (and, for RSA, the
+    public exponent RSA_PUBLIC_EXPONENT: a key in a Secret may come from elsewhere)."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return spec.algorithm == "ECDSA" and key.curve.key_size == spec.size
     if isinstance(key, rsa.RSAPrivateKey):
-        return spec.algorithm == "RSA" and key.key_size == spec.size
+        return (
+            spec.algorithm == "RSA"
+            and key.key_size == spec.size
+            and rsa_exponent_problem(key.public_key()) is None
+        )
     return spec.algorithm == "Ed25519"
 
 
@@ -90,8 +100,9 @@ def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
 
 def public_key_problem(key: object) -> str | None:
     """What a public key is when certsmith does not certify that type, e.g. "an RSA
-    1024-bit key"; None for a supported one (RSA SUPPORTED_RSA_BITS, ECDSA on
-    SUPPORTED_CURVES, Ed25519)."""
+    1024-bit key", "an RSA key with public exponent 3 (...)"; None for a supported one
+    (RSA SUPPORTED_RSA_BITS with exponent RSA_PUBLIC_EXPONENT, ECDSA on SUPPORTED_CURVES,
+    Ed25519)."""
     if isinstance(key, ed25519.Ed25519PublicKey):
         return None
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -99,7 +110,20 @@ def public_key_problem(key: object) -> str | None:
             return None
         return f"an ECDSA key on curve {key.curve.name}"
     if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size in SUPPORTED_RSA_BITS:
-            return None
-        return f"an RSA {key.key_size}-bit key"
+        if key.key_size not in SUPPORTED_RSA_BITS:
+            return f"an RSA {key.key_size}-bit key"
+        return rsa_exponent_problem(key)
     return f"a key of type {type(key).__name__.removeprefix('_').replace('PublicKey', '')}"
+
+
+def rsa_exponent_problem(key: rsa.RSAPublicKey) -> str | None:
+    """What is wrong with an RSA key's public exponent (its SubjectPublicKeyInfo's
+    `publicExponent`), e.g. "an RSA key with public exponent 3 (publicExponent must be
+    65537)"; None for RSA_PUBLIC_EXPONENT."""
+    exponent = key.public_numbers().e
+    if exponent == RSA_PUBLIC_EXPONENT:
+        return None
+    return (
+        f"an RSA key with public exponent {exponent} (publicExponent must be "
+        f"{RSA_PUBLIC_EXPONENT}, as every current key generator makes it)"
+    )

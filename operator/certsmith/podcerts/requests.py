@@ -33,7 +33,8 @@ DEFAULT_MAX_EXPIRATION = timedelta(seconds=86_400)
 SUPPORTED_CURVES = keys.SUPPORTED_CURVES
 SUPPORTED_RSA_BITS = keys.SUPPORTED_RSA_BITS
 SUPPORTED_KEYS = (
-    "RSA (2048, 3072 or 4096 bits), ECDSA (P-256, P-384, P-521) and Ed25519; "
+    "RSA (2048, 3072 or 4096 bits, exponent 65537), ECDSA (P-256, P-384, P-521) and "
+    "Ed25519; "
     "kubelet makes them with the podCertificate source's keyType (ECDSAP256, the smallest "
     "and fastest, works everywhere)"
 )
