@@ -56,6 +56,7 @@ _ADMISSION_PLURALS = {
     "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
     "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
 }
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class Timeout(NamedTuple):
@@ -72,6 +73,14 @@ REQUEST_TIMEOUT = Timeout(connect_seconds=5.0, read_seconds=15.0)
 # Connections may be retried (nothing was sent yet); reads may not: a read that timed out
 # went over a dead path, and the next pooled connection most likely took the same one.
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
+
+
+class Listing(NamedTuple):
+    """A list answer: its `items` and the list's `metadata.resourceVersion`, from which a
+    watch sees every change after the list."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
 
 
 class ApiError(Exception):
@@ -154,13 +163,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> rest.RESTResponse:
         """The response, its body not read yet; ApiError for a status outside 2xx."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
             query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": JSON},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -199,11 +209,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         """The JSON object answered (`{}` for an empty answer); ApiError as the module says,
         ValueError for a 2xx answer that is not JSON."""
         with self._unreachable_is_an_api_error():
-            response = self._send(method, path, body=body, content_type=content_type, query=query)
+            response = self._send(
+                method, path, body=body, content_type=content_type, query=query, accept=accept
+            )
             data = response.read()
         answer: dict[str, Any] = json.loads(data or b"{}")
         return answer
@@ -285,19 +298,47 @@ class Kube:
             if not error.not_found:
                 raise
 
-    def list_secrets(self, *, label_selector: str) -> list[dict[str, Any]]:
+    def iterate_secrets(self, *, label_selector: str, page_size: int) -> Iterator[dict[str, Any]]:
         """Secrets in every namespace matching `label_selector` (e.g. a bare key: carrying
-        that label); certsmith never lists all Secrets."""
-        return self._items("/api/v1/secrets", {"labelSelector": label_selector})
+        that label; certsmith never lists all Secrets), one page of at most `page_size` at a
+        time (the list's `limit` and `continue`), so that only one page is held at once. A
+        page token expired meanwhile (410) raises ApiError like any failed list."""
+        query = {"labelSelector": label_selector, "limit": str(page_size)}
+        while True:
+            answer = self._call("GET", "/api/v1/secrets", query=query)
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": str(token)}
+
+    def list_secrets_metadata(self, *, label_selector: str) -> list[dict[str, Any]]:
+        """The metadata of the Secrets in every namespace matching `label_selector`, each
+        item `{"metadata": {...}}` (a PartialObjectMetadataList: no data, a fraction of the
+        bytes of the Secrets themselves)."""
+        answer = self._call(
+            "GET", "/api/v1/secrets", query={"labelSelector": label_selector}, accept=METADATA_LIST
+        )
+        return list(answer.get("items") or [])
+
+    def list_secrets_in(self, *, namespace: str) -> Listing:
+        """Every Secret of one namespace (the operator's: CA keys only) and the list's
+        resourceVersion, to watch from."""
+        answer = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets")
+        return Listing(
+            items=list(answer.get("items") or []),
+            resource_version=str((answer.get("metadata") or {}).get("resourceVersion") or ""),
+        )
 
     def watch_secrets(
         self, *, namespace: str, resource_version: str | None, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
         """Watch events of the Secrets in one namespace (the operator's: CA keys only), from
-        `resource_version` (None: the current state as ADDED events first). The apiserver
-        ends the stream after `timeout_seconds`; a version too old for it is an ERROR event
-        (410 Gone), after which the caller starts again from None."""
-        query = {"timeoutSeconds": str(timeout_seconds)}
+        `resource_version` (None: the current state as ADDED events first), with BOOKMARK
+        events (only `metadata.resourceVersion`) that keep a quiet watch's version recent.
+        The apiserver ends the stream after `timeout_seconds`; a version too old for it is
+        an ERROR event (410 Gone), after which the caller starts again from a list."""
+        query = {"timeoutSeconds": str(timeout_seconds), "allowWatchBookmarks": "true"}
         if resource_version:
             query["resourceVersion"] = resource_version
         return self._watch(f"/api/v1/namespaces/{namespace}/secrets", query)

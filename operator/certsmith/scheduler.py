@@ -25,6 +25,10 @@ Key = tuple[str, str, str]
 "web"); the namespace is "" for a cluster-scoped object (a CertificateAuthority)."""
 
 
+COMPACT_SLACK = 64
+"""Dead heap entries always tolerated, so a small queue is never rebuilt over and over."""
+
+
 class DueQueue:
     """A heap of due times (aware datetimes) by key; not thread-safe on its own."""
 
@@ -44,10 +48,21 @@ class DueQueue:
         sequence = next(self._sequence)
         self._entries[key] = (when, sequence)
         heapq.heappush(self._heap, (when, sequence, key))
+        self._compact()
 
     def cancel(self, key: Key) -> None:
         """`key` is no longer due (nothing happens if it was not scheduled)."""
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        # A superseded or cancelled entry stays in the heap until its time comes, and a
+        # renewal's is weeks away: 10,000 Certificates deleted and created again would
+        # leave 10,000 dead entries per round. Rebuilt once they outnumber the live ones,
+        # which costs O(1) per call amortised.
+        if len(self._heap) > 2 * len(self._entries) + COMPACT_SLACK:
+            self._heap = [(when, seq, key) for key, (when, seq) in self._entries.items()]
+            heapq.heapify(self._heap)
 
     def when(self, key: Key) -> datetime | None:
         """When `key` is due, or None if it is not scheduled."""

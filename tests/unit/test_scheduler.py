@@ -39,6 +39,28 @@ def test_cancelled_keys_never_come_due():
     assert queue.next_due() is None
 
 
+def test_churn_leaves_no_dead_entries_behind():
+    """10,000 keys deleted (cancelled) and created again, three times, with renewals weeks
+    away: what the queue holds stays in proportion to the live keys, and every live key
+    still comes due once, in order."""
+    queue = DueQueue()
+    for round_ in range(3):
+        keys = [f"r{round_}-{i}" for i in range(10_000)]
+        for i, key in enumerate(keys):
+            queue.schedule(key, T0 + timedelta(days=60, seconds=i))
+            queue.schedule(key, T0 + timedelta(days=61, seconds=i))  # superseded at once
+        assert len(queue) == 10_000
+        # The heap is private: its size is the memory this test is about.
+        assert len(queue._heap) <= 2 * 10_000 + 64
+        if round_ < 2:
+            for key in keys:
+                queue.cancel(key)
+            assert len(queue._heap) <= 64
+    due = queue.pop_due(T0 + timedelta(days=62))
+    assert due == [f"r2-{i}" for i in range(10_000)]
+    assert queue.next_due() is None
+
+
 class StillClock:
     """The scheduler's clock, standing still at `now`: nothing comes due by time passing.
     `read` is set whenever the scheduler reads it, i.e. just before it goes to sleep."""

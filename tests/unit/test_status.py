@@ -278,6 +278,7 @@ def test_ready(
             "serialNumber": inspect.serial_hex(held.leaf),
             "revision": revision,
             "failedIssuanceAttempts": 0,
+            "secretResourceVersion": "7",
         },
         next_check=renewal,
     )
@@ -291,6 +292,93 @@ def test_ready_again_writes_nothing(root: ca.CAKeyPair, intermediate: ca.CAKeyPa
     assert first.status is not None
     later = status.ready(observed(first.status), spec, held, NOW + timedelta(minutes=5))
     assert later.outcome == status.Outcome(status=None, next_check=first.next_check)
+
+
+# --- resumed: judged again without reading the Secret ----------------------------------
+
+RESUMABLE = {
+    "conditions": ready_conditions(EARLIER),
+    "notAfter": "2026-06-01T18:00:00Z",
+    "renewalTime": "2026-06-01T16:00:00Z",
+    "secretResourceVersion": "7",
+    "failedIssuanceAttempts": 0,
+}
+RENEWAL = datetime.fromisoformat("2026-06-01T16:00:00+00:00")
+
+
+def test_resumed_keeps_a_ready_certificate_until_its_renewal() -> None:
+    resumed = status.resumed(observed(RESUMABLE, generation=3), "7", NOW)
+    assert resumed == status.Resumed(
+        outcome=status.Outcome(status=None, next_check=RENEWAL),
+        not_after=datetime.fromisoformat("2026-06-01T18:00:00+00:00"),
+        renewal_time=RENEWAL,
+    )
+
+
+def _failed_attempts(current: dict[str, Any]) -> dict[str, Any]:
+    return {**current, "failedIssuanceAttempts": 2}
+
+
+def _issuing(current: dict[str, Any]) -> dict[str, Any]:
+    issuing = condition("Issuing", "True", "RenewalDue", "renewing", EARLIER)
+    return {**current, "conditions": [issuing, current["conditions"][1]]}
+
+
+def _not_ready(current: dict[str, Any]) -> dict[str, Any]:
+    ready = condition("Ready", "False", "Expired", "expired", EARLIER)
+    return {**current, "conditions": [current["conditions"][0], ready]}
+
+
+@pytest.mark.parametrize(
+    ("current", "secret_version", "generation", "annotations", "now"),
+    [
+        pytest.param(RESUMABLE, "8", 3, None, NOW, id="the Secret changed since"),
+        pytest.param(RESUMABLE, None, 3, None, NOW, id="no Secret listed"),
+        pytest.param(RESUMABLE, "", 3, None, NOW, id="a Secret listed without a version"),
+        pytest.param(
+            {k: v for k, v in RESUMABLE.items() if k != "secretResourceVersion"},
+            "7",
+            3,
+            None,
+            NOW,
+            id="a status written before secretResourceVersion",
+        ),
+        pytest.param(RESUMABLE, "7", 4, None, NOW, id="the spec changed (generation 4)"),
+        pytest.param(
+            RESUMABLE,
+            "7",
+            3,
+            {"certsmith.dev/renew-requested-at": "2026-06-01T11:00:00Z"},
+            NOW,
+            id="a renewal requested",
+        ),
+        pytest.param(RESUMABLE, "7", 3, None, RENEWAL, id="renewalTime reached"),
+        pytest.param(
+            {**RESUMABLE, "renewalTime": "soon"}, "7", 3, None, NOW, id="renewalTime unreadable"
+        ),
+        pytest.param(
+            {k: v for k, v in RESUMABLE.items() if k != "notAfter"},
+            "7",
+            3,
+            None,
+            NOW,
+            id="no notAfter",
+        ),
+        pytest.param(_failed_attempts(RESUMABLE), "7", 3, None, NOW, id="an issuance failed"),
+        pytest.param(_issuing(RESUMABLE), "7", 3, None, NOW, id="an issuance under way"),
+        pytest.param(_not_ready(RESUMABLE), "7", 3, None, NOW, id="not Ready"),
+        pytest.param({}, "7", 3, None, NOW, id="never issued"),
+    ],
+)
+def test_resumed_judges_on_the_secret_when_anything_may_have_changed(
+    current: dict[str, Any],
+    secret_version: str | None,
+    generation: int,
+    annotations: dict[str, str] | None,
+    now: datetime,
+) -> None:
+    observed_now = observed(current, generation=generation, annotations=annotations)
+    assert status.resumed(observed_now, secret_version, now) is None
 
 
 # --- failed issuance -------------------------------------------------------------------

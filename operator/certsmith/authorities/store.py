@@ -597,26 +597,81 @@ def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
         return found
 
 
+def changed_since(known: Mapping[str, str], listed: Mapping[str, str]) -> list[str]:
+    """Names (sorted) whose resourceVersion differs between `known` and `listed` (both
+    name → resourceVersion): changed, created or deleted between the two."""
+    return sorted(
+        name for name in known.keys() | listed.keys() if known.get(name) != listed.get(name)
+    )
+
+
 def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], None]) -> None:
     """Watch the Secrets of the operator's namespace forever; call `changed(name)` for each
-    event. Runs in a thread of its own. The controller's watches see only Secrets labelled
-    for a Certificate; the CA keys (and a supplied root, labelled or not) live here."""
-    resource_version: str | None = None
+    one created, changed or deleted after the first list (a term's start steps every
+    authority anyway, on what it reads then). Runs in a thread of its own. The controller's
+    watches see only Secrets labelled for a Certificate; the CA keys (and a supplied root,
+    labelled or not) live here.
+
+    A watch that falls too far behind (410 Gone: while thousands of Certificates are written
+    elsewhere, a quiet namespace's version ages fast) starts again from a list, and only
+    what differs from what was seen is reported: a report has every authority step, and a
+    step at scale is not free."""
+    watch = _CaSecretsWatch(kube, namespace, changed)
     while True:
         try:
-            for event in kube.watch_secrets(
-                namespace=namespace,
-                resource_version=resource_version,
-                timeout_seconds=CA_WATCH_TIMEOUT_SECONDS,
-            ):
-                if event.get("type") == "ERROR":  # e.g. 410: the version is too old
-                    resource_version = None
-                    break
-                metadata = (event.get("object") or {}).get("metadata") or {}
-                resource_version = metadata.get("resourceVersion") or resource_version
-                changed(metadata.get("name", ""))
+            if watch.resource_version is None:
+                watch.relist()
+            watch.follow()
         except ApiError as error:
             # A quiet namespace ends the stream by read timeout: not news.
             if not (error.status == 0 and "timed out" in error.message.lower()):
                 logger.warning("watch of Secrets in %s ended: %s", namespace, error)
             time.sleep(CA_WATCH_RETRY_SECONDS)
+
+
+class _CaSecretsWatch:
+    """follow_ca_secrets' state: the resourceVersion to go on from (None: list again),
+    whether it listed once, and each Secret's last seen resourceVersion."""
+
+    def __init__(self, kube: Kube, namespace: str, changed: Callable[[str], None]) -> None:
+        self._kube, self._namespace, self._changed = kube, namespace, changed
+        self.resource_version: str | None = None
+        self.listed = False
+        self._known: dict[str, str] = {}
+
+    def relist(self) -> None:
+        """List the Secrets; report those that differ from what an earlier list and the
+        watch saw (none at the first list)."""
+        listing = self._kube.list_secrets_in(namespace=self._namespace)
+        listed = {
+            item["metadata"]["name"]: item["metadata"].get("resourceVersion", "")
+            for item in listing.items
+        }
+        if self.listed:
+            for name in changed_since(self._known, listed):
+                self._changed(name)
+        self._known, self.listed = listed, True
+        self.resource_version = listing.resource_version or None
+
+    def follow(self) -> None:
+        """One watch stream, until the apiserver ends it; an ERROR (410: too old) has the
+        next round list again."""
+        for event in self._kube.watch_secrets(
+            namespace=self._namespace,
+            resource_version=self.resource_version,
+            timeout_seconds=CA_WATCH_TIMEOUT_SECONDS,
+        ):
+            if event.get("type") == "ERROR":
+                self.resource_version = None
+                return
+            metadata = (event.get("object") or {}).get("metadata") or {}
+            version = metadata.get("resourceVersion", "")
+            self.resource_version = version or self.resource_version
+            if event.get("type") == "BOOKMARK":
+                continue
+            name = metadata.get("name", "")
+            if event.get("type") == "DELETED":
+                self._known.pop(name, None)
+            else:
+                self._known[name] = version
+            self._changed(name)

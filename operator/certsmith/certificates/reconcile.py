@@ -95,13 +95,18 @@ class Reconciler:
 
     # --- entry points ------------------------------------------------------------------
 
-    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+    def reconcile(self, body: Mapping[str, Any], *, secret_version: str | None = None) -> Outcome:
         """Bring one Certificate's Secret in line with its spec; never raises for bad input
-        (kube.ApiError when the apiserver cannot say why its authority cannot sign)."""
+        (kube.ApiError when the apiserver cannot say why its authority cannot sign).
+
+        `secret_version`: the resourceVersion its Secret has now, when the caller knows it
+        without a read (from a watch's list); a Certificate whose status was judged on that
+        very Secret and needs nothing before its renewal is then not read again
+        (status.resumed): a restart with 10,000 Certificates makes no 10,000 GETs."""
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
         with self._lock_for(key):
-            return self._reconcile(body)
+            return self._reconcile(body, secret_version)
 
     def is_own_write(self, namespace: str, secret_name: str, resource_version: str) -> bool:
         """Whether a Secret watch event only echoes a write this operator made."""
@@ -113,6 +118,11 @@ class Reconciler:
         self._conflict_on(namespace, None, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+
+    def forget_secret(self, namespace: str, secret_name: str) -> None:
+        """The Secret was deleted: drop the version of certsmith's last write to it."""
+        with self._locks_guard:
+            self._written.pop((namespace, secret_name), None)
 
     def waiting_on_secret(self, namespace: str, secret_name: str) -> list[str]:
         """Certificates in SecretConflict over this Secret: look again when it changes."""
@@ -135,12 +145,18 @@ class Reconciler:
 
     # --- gather → decide → apply ---------------------------------------------------------
 
-    def _reconcile(self, body: Mapping[str, Any]) -> Outcome:
+    def _reconcile(self, body: Mapping[str, Any], secret_version: str | None) -> Outcome:
         now = self._clock()
         observed = status.Observed.from_body(body)
         admitted = self._admit(body, observed, now)
         if isinstance(admitted, Outcome):
             return admitted
+        unchanged = status.resumed(observed, secret_version, now)
+        if unchanged is not None:
+            metrics.certificate_ready(
+                observed.namespace, observed.name, unchanged.not_after, unchanged.renewal_time
+            )
+            return unchanged.outcome
         return self._converge(body, observed, admitted, now)
 
     def _admit(
@@ -262,7 +278,12 @@ class Reconciler:
         if decision.action is Action.REPAIR:
             held = policies.readable(judged)
             if isinstance(held, policies.Held):
-                self._repair(body, observed, spec, held, signer)
+                version = self._repair(body, observed, spec, held, signer)
+                if version is not None:
+                    # Status records the Secret as repaired (the certificate in it is the
+                    # same): a restart then finds it unchanged and does not read it.
+                    repaired = dataclasses.replace(held.secret, resource_version=version)
+                    judged = dataclasses.replace(judged, secret=repaired)
         return self._settle(body, observed, spec, judged, now)
 
     def _issue(
@@ -400,22 +421,23 @@ class Reconciler:
         spec: model.CertificateSpec,
         held: policies.Held,
         signer: Signer,
-    ) -> None:
-        """Patch drifted labels, annotations and ca.crt; the certificate stays."""
+    ) -> str | None:
+        """Patch drifted labels, annotations and ca.crt; the certificate stays. The
+        Secret's new resourceVersion, None when nothing had to be written."""
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
-            return
+            return None
         stored = self._kube.patch_secret(
             namespace=observed.namespace, name=spec.secret_name, patch=patch
         )
-        self._written[(observed.namespace, spec.secret_name)] = stored["metadata"][
-            "resourceVersion"
-        ]
+        version = str(stored["metadata"]["resourceVersion"])
+        self._written[(observed.namespace, spec.secret_name)] = version
         event = issuance.repaired_event(spec.secret_name, patch)
         if event is None:
             logger.info("%s/%s: ca.crt updated", observed.namespace, observed.name)
-            return
-        self._post(body, event)
+        else:
+            self._post(body, event)
+        return version
 
     # --- outcomes ------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ STATUS_FIELDS = (
     "revision",
     "lastFailureTime",
     "failedIssuanceAttempts",
+    "secretResourceVersion",
 )
 # The status fields that describe the certificate in the Secret.
 CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
@@ -165,9 +166,54 @@ def ready(
         "serialNumber": inspect.serial_hex(leaf),
         "revision": revision(observed.status, held.secret),
         "failedIssuanceAttempts": 0,
+        # The Secret as judged: unchanged since (same resourceVersion), it needs no new look
+        # when the operator starts again (`resumed`).
+        "secretResourceVersion": held.secret.resource_version,
     }
     changed = _status_changed(observed.status, desired)
     return ReadyStatus(Outcome(desired if changed else None, renewal_at), renewal_at)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """`resumed`'s result: the Certificate stays as its status says."""
+
+    outcome: Outcome
+    """No status to write; the next check at status.renewalTime."""
+    not_after: datetime
+    renewal_time: datetime
+
+
+def resumed(observed: Observed, secret_version: str | None, now: datetime) -> Resumed | None:
+    """A Certificate looked at again (a restart lists every one) whose status says it is
+    Ready and up to date, judged on the Secret at resourceVersion `secret_version` (the
+    Secret's version now, from a list; None: none is listed): it stays so until its
+    renewalTime, without reading the Secret. None when it must be judged on its Secret:
+    the Secret changed or is gone, the spec changed (observedGeneration), an issuance
+    failed, a renewal is requested (the annotation), renewalTime is reached or unreadable,
+    or the status predates status.secretResourceVersion.
+
+    What can change outside the Certificate and its Secret is looked at elsewhere: its
+    authority (loaded, trusted roots, bundle) by the authority's own step, which re-issues
+    the leaves it needs to; the namespace's grants by the caller (admission) first."""
+    current = observed.status
+    recorded = current.get("secretResourceVersion")
+    if not secret_version or recorded != secret_version or observed.renewal_request:
+        return None
+    found = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
+    ready, issuing = found.get(conditions.READY) or {}, found.get(conditions.ISSUING) or {}
+    if (
+        ready.get("status") != "True"
+        or ready.get("observedGeneration") != observed.generation
+        or issuing.get("status") != "False"
+        or current.get("failedIssuanceAttempts")
+    ):
+        return None
+    renewal_at = times.parse_time(current.get("renewalTime"))
+    not_after = times.parse_time(current.get("notAfter"))
+    if renewal_at is None or not_after is None or renewal_at <= now:
+        return None
+    return Resumed(Outcome(None, renewal_at), not_after, renewal_at)
 
 
 # --- not Ready -------------------------------------------------------------------------

@@ -52,12 +52,15 @@ class AuthoritySteps:
         self._certificates = certificates
         self._replica = replica
         self._clock = clock
+        # The default authority's resourceVersion as ensure_default stepped it this term.
+        self._stepped_at_start: str | None = None
 
     def start_term(self) -> None:
         """A replica that starts leading forgets the authorities it loaded in an earlier
         term (another replica saw the deletions and changes since); the watches' first
         listing reloads them. The default one stays: the webhook serves with it."""
         self._registry.keep_only(self._config.default_authority)
+        self._stepped_at_start = None
 
     def step(self, body: Mapping[str, Any]) -> None:
         """One step of the authority (bootstrap, renewal, bundles, rotation), its status
@@ -68,7 +71,23 @@ class AuthoritySteps:
         """Create the default authority unless it exists, step it and write its status."""
         body = store.ensure_default_authority(self._kube, self._config)
         self.step(body)
+        # What the step wrote is the version the watch's first list will show.
+        written = self._kube.get_authority(name=self._config.default_authority) or body
+        self._stepped_at_start = written["metadata"].get("resourceVersion")
         self._announce_unserved_apis(body)
+
+    def resumed(self, body: Mapping[str, Any]) -> None:
+        """The term's first list shows the authority: step it, unless it is the default one
+        as ensure_default just stepped it (same resourceVersion): a step looks at every
+        leaf Secret, seconds at 10,000, and a restart would take two."""
+        metadata = body["metadata"]
+        if (
+            metadata["name"] == self._config.default_authority
+            and self._stepped_at_start is not None
+            and metadata.get("resourceVersion") == self._stepped_at_start
+        ):
+            return
+        self.step(body)
 
     def _announce_unserved_apis(self, default: Mapping[str, Any]) -> None:
         """Once per process (its first term): a Warning event on the default authority for

@@ -28,6 +28,7 @@ from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.controller.secret_versions import SecretVersions
 from certsmith.kube import ApiError
 from certsmith.podcerts import requests
 from certsmith.scheduler import Scheduler
@@ -87,6 +88,7 @@ def registry(
     actions: ScheduledActions,
     reconciler: Reconciler,
     certificates: CertificateQueue,
+    secret_versions: SecretVersions,
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
     namespaces: NamespaceEvents,
@@ -107,9 +109,10 @@ def registry(
         actions=actions,
         authorities=authorities,
         namespace_labels=namespace_labels,
+        secret_versions=secret_versions,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, reconciler, certificates)
+    _certificate_handlers(handlers, reconciler, certificates, secret_versions)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
     if cluster_trust_bundles is not None:
@@ -128,6 +131,7 @@ def _lifecycle(
     actions: ScheduledActions,
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
+    secret_versions: SecretVersions,
 ) -> None:
     @kopf.on.login(registry=handlers)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -140,9 +144,12 @@ def _lifecycle(
         # What an earlier term cached may be stale: the watches' first listing refills it.
         authorities.start_term()
         namespace_labels.clear()
-        # The default authority is ready before any Certificate is handled.
+        # The default authority is ready, and the Secrets' versions listed, before any
+        # Certificate is handled (kopf starts its watches after the startup handlers).
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, authorities.ensure_default)
+            await loop.run_in_executor(executor, authorities.ensure_default)
+            await loop.run_in_executor(executor, secret_versions.refill)
         except ApiError as error:
             raise kopf.TemporaryError(
                 f"apiserver not ready: {error}", delay=RETRY_DELAY_SECONDS
@@ -173,7 +180,7 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
     @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     def authority_resumed(body: kopf.Body, **_: Any) -> None:
         with _retry_soon():
-            authorities.step(body)
+            authorities.resumed(body)
 
     @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
@@ -193,40 +200,63 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
 
 
 def _certificate_handlers(
-    handlers: kopf.OperatorRegistry, reconciler: Reconciler, certificates: CertificateQueue
+    handlers: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+    secret_versions: SecretVersions,
 ) -> None:
     @kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     def certificate_changed(
-        body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, **_: Any
+        body: kopf.Body,
+        namespace: str | None,
+        name: str,
+        patch: kopf.Patch,
+        spec: kopf.Spec,
+        **_: Any,
     ) -> None:
+        listed = secret_versions.get(
+            _namespaced(namespace, "Certificate"), str(spec.get("secretName") or "")
+        )
         with _retry_soon():
-            outcome = reconciler.reconcile(body)
+            outcome = reconciler.reconcile(body, secret_version=listed)
         if outcome.status is not None:
             patch.status.update(outcome.status)
         certificates.after(_namespaced(namespace, "Certificate"), name, outcome)
 
+    # The two event handlers below only touch memory: async, they run on the event loop
+    # instead of waiting for a worker thread behind every queued issuance (a Secret event
+    # per issuance would otherwise double the work queued at scale).
     @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
-    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
 
     @kopf.on.event(
         "v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=handlers
     )
-    def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    async def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         """A Secret of ours changed or vanished: have its Certificate looked at now, and any
         Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
-        if event["type"] is None:
-            return  # the initial listing; resume handlers cover existing Certificates
         metadata = body["metadata"]
         namespace, secret_name = metadata["namespace"], metadata["name"]
+        version = str(metadata.get("resourceVersion") or "")
+        if event["type"] is None:
+            # The watch's first list: resume handlers cover existing Certificates, judged
+            # without a read on the term's own list; one whose Secret changed since that
+            # list is looked at again.
+            if secret_versions.listed_again(namespace, secret_name, version):
+                certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
+            return
+        if event["type"] == "DELETED":
+            secret_versions.deleted(namespace, secret_name)
+            reconciler.forget_secret(namespace, secret_name)
+        else:
+            secret_versions.seen(namespace, secret_name, version)
         for waiting in reconciler.waiting_on_secret(namespace, secret_name):
             certificates.due_now(namespace, waiting)
-        if event["type"] != "DELETED" and reconciler.is_own_write(
-            namespace, secret_name, metadata.get("resourceVersion", "")
-        ):
+        if event["type"] != "DELETED" and reconciler.is_own_write(namespace, secret_name, version):
             return
         certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
 
@@ -239,6 +269,9 @@ def _namespace_handlers(
         """New namespaces get their trust bundles; labels are cached for the isolation policy."""
         if event["type"] == "DELETED":
             namespaces.deleted(body["metadata"]["name"])
+            return
+        if event["type"] is None:
+            namespaces.listed(body)
             return
         try:
             namespaces.seen(body)
