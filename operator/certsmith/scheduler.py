@@ -94,9 +94,14 @@ class DueQueue:
 
 class Scheduler:
     """Runs `action(key)` (given to `run`) when a key comes due, at most `concurrency` at
-    once, on the event loop that runs `run()`. `schedule`, `cancel` and `when` may be called
-    from any thread, before `run` too. An action that raises is logged, not retried: it
-    schedules its own retry."""
+    once, on the event loop that runs `run()`. `schedule`, `expedite`, `cancel` and `when`
+    may be called from any thread, before `run` too. An action that raises is logged, not
+    retried: it schedules its own retry.
+
+    One action per key at a time: a key that comes due while its action runs runs again
+    once it ends. An action ends by scheduling its own next time (replacing any); what
+    `expedite` asked for meanwhile is kept over that, so a change seen during the action
+    is never lost to the time it planned before seeing it."""
 
     def __init__(self, *, clock: Callable[[], datetime], concurrency: int) -> None:
         self._clock = clock
@@ -106,6 +111,9 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[asyncio.Task[None]] = set()
+        # Keys whose action runs now, and the earliest time each was asked to run again.
+        self._active: set[Key] = set()
+        self._again: dict[Key, datetime] = {}
 
     def __len__(self) -> int:
         """How many keys are scheduled (not those running now)."""
@@ -120,10 +128,28 @@ class Scheduler:
         if earlier is None or when < earlier:
             self._wake()
 
+    def expedite(self, key: Key, when: datetime) -> None:
+        """Run `key`'s action no later than `when`: a time already planned that is earlier
+        stays; if the action runs now, it runs again once it ends (at `when` at the latest),
+        whatever time it then plans for itself."""
+        with self._lock:
+            if key in self._active:
+                self._again[key] = min(when, self._again.get(key, when))
+                return
+            planned = self._queue.when(key)
+            if planned is not None and planned <= when:
+                return
+            earlier = self._queue.next_due()
+            self._queue.schedule(key, when)
+        if earlier is None or when < earlier:
+            self._wake()
+
     def cancel(self, key: Key) -> None:
-        """Do not run `key`'s action (one already running carries on)."""
+        """Do not run `key`'s action (one already running carries on, and is not run
+        again)."""
         with self._lock:
             self._queue.cancel(key)
+            self._again.pop(key, None)
 
     def when(self, key: Key) -> datetime | None:
         """When `key`'s action is due, or None if it is not scheduled."""
@@ -142,7 +168,13 @@ class Scheduler:
             self._wakeup.clear()
             now = self._clock()
             with self._lock:
-                due = self._queue.pop_due(now)
+                due = []
+                for key in self._queue.pop_due(now):
+                    if key in self._active:
+                        self._again[key] = min(now, self._again.get(key, now))
+                    else:
+                        self._active.add(key)
+                        due.append(key)
                 next_due = self._queue.next_due()
             for key in due:
                 await self._limit.acquire()
@@ -162,3 +194,16 @@ class Scheduler:
             logger.exception("scheduled action for %s failed", key)
         finally:
             self._limit.release()
+            self._ended(key)
+
+    def _ended(self, key: Key) -> None:
+        with self._lock:
+            self._active.discard(key)
+            again = self._again.pop(key, None)
+            if again is None:
+                return
+            planned = self._queue.when(key)
+            if planned is not None and planned <= again:
+                return
+            self._queue.schedule(key, again)
+        self._wake()

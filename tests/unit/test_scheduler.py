@@ -96,3 +96,83 @@ def test_scheduler_runs_due_actions_and_wakes_for_earlier_ones() -> None:
 
     asyncio.run(scenario())
     assert ran == ["now"]
+
+
+def run_with_gate(scenario_steps):
+    """Runs `scenario_steps(scheduler, started, release, ran)` against a Scheduler whose
+    action records each key, signals `started`, waits for `release`, then schedules itself
+    an hour later (as a renewal plans its next look)."""
+    ran: list[Hashable] = []
+
+    async def scenario() -> None:
+        clock = StillClock(T0)
+        started, release = asyncio.Queue(), asyncio.Event()
+        scheduler = Scheduler(clock=clock, concurrency=4)
+
+        async def action(key: Hashable) -> None:
+            ran.append(key)
+            await started.put(key)
+            await release.wait()
+            scheduler.schedule(key, T0 + timedelta(hours=1))
+
+        task = asyncio.create_task(scheduler.run(action))
+        await scenario_steps(scheduler, started, release)
+        task.cancel()
+
+    asyncio.run(scenario())
+    return ran
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_a_key_expedited_while_its_action_runs_runs_again_after_it() -> None:
+    async def steps(scheduler, started, release) -> None:
+        scheduler.schedule("ca", T0)
+        assert await asyncio.wait_for(started.get(), timeout=5) == "ca"
+        # A CA Secret deleted while the step runs: the step planned an hour ahead, saw
+        # the Secret before the deletion, and must not have the last word.
+        scheduler.expedite("ca", T0)
+        release.set()
+        assert await asyncio.wait_for(started.get(), timeout=5) == "ca"
+        await settle()
+        assert scheduler.when("ca") == T0 + timedelta(hours=1)
+
+    assert run_with_gate(steps) == ["ca", "ca"]
+
+
+def test_a_key_due_while_its_action_runs_waits_for_it() -> None:
+    async def steps(scheduler, started, release) -> None:
+        scheduler.schedule("ca", T0)
+        await asyncio.wait_for(started.get(), timeout=5)
+        scheduler.schedule("ca", T0)  # due again now: not a second action beside the first
+        await settle()
+        assert started.empty()
+        release.set()
+        assert await asyncio.wait_for(started.get(), timeout=5) == "ca"
+
+    assert run_with_gate(steps) == ["ca", "ca"]
+
+
+def test_a_key_cancelled_while_its_action_runs_is_not_run_again() -> None:
+    async def steps(scheduler, started, release) -> None:
+        scheduler.schedule("web", T0)
+        await asyncio.wait_for(started.get(), timeout=5)
+        scheduler.expedite("web", T0)
+        scheduler.cancel("web")  # the Certificate was deleted meanwhile
+        release.set()
+        await settle()
+        assert started.empty()
+
+    assert run_with_gate(steps) == ["web"]
+
+
+def test_expedite_never_postpones_an_earlier_time() -> None:
+    scheduler = Scheduler(clock=lambda: T0, concurrency=1)
+    scheduler.schedule("ca", T0 + timedelta(seconds=1))
+    scheduler.expedite("ca", T0 + timedelta(seconds=5))
+    assert scheduler.when("ca") == T0 + timedelta(seconds=1)
+    scheduler.expedite("ca", T0)
+    assert scheduler.when("ca") == T0

@@ -42,7 +42,9 @@ class CertificateQueue:
             self._scheduler.schedule(key, outcome.next_check)
 
     def due_now(self, namespace: str, name: str) -> None:
-        self._scheduler.schedule((CERTIFICATE, namespace, name), self._clock())
+        """A look now, or right after the reconciliation running (which saw the world
+        before)."""
+        self._scheduler.expedite((CERTIFICATE, namespace, name), self._clock())
 
     def reconcile_by_name(self, namespace: str, name: str) -> None:
         """The scheduler's path: read the Certificate fresh, reconcile, write status directly.
