@@ -158,6 +158,7 @@ def start_watch_threads(parts: wiring.Parts) -> None:
         kwargs={
             "namespace": shared.config.namespace,
             "changed": parts.controller.authorities.ca_secret_changed,
+            "listed": parts.controller.authorities.ca_secrets_listed,
         },
         name="ca-secrets",
         daemon=True,

@@ -15,7 +15,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ class Scheduler:
     retried: it schedules its own retry.
 
     One action per key at a time: a key that comes due while its action runs runs again
-    once it ends. An action ends by scheduling its own next time (replacing any); what
+    once it ends. An action run elsewhere (a watch handler) is announced with `running`,
+    with the same effect. An action ends by scheduling its own next time (replacing any); what
     `expedite` asked for meanwhile is kept over that, so a change seen during the action
     is never lost to the time it planned before seeing it."""
 
@@ -111,8 +112,9 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[asyncio.Task[None]] = set()
-        # Keys whose action runs now, and the earliest time each was asked to run again.
-        self._active: set[Key] = set()
+        # Keys whose action runs now (how many times: the scheduler's own and `running`'s),
+        # and the earliest time each was asked to run again.
+        self._active: dict[Key, int] = {}
         self._again: dict[Key, datetime] = {}
 
     def __len__(self) -> int:
@@ -173,7 +175,7 @@ class Scheduler:
                     if key in self._active:
                         self._again[key] = min(now, self._again.get(key, now))
                     else:
-                        self._active.add(key)
+                        self._active[key] = 1
                         due.append(key)
                 next_due = self._queue.next_due()
             for key in due:
@@ -196,9 +198,24 @@ class Scheduler:
             self._limit.release()
             self._ended(key)
 
+    @contextlib.contextmanager
+    def running(self, key: Key) -> Iterator[None]:
+        """Around an action of `key` run outside the scheduler (a watch handler, which ends
+        by scheduling the key's next time): the scheduler does not run `key` meanwhile, and
+        what `expedite` asked for meanwhile runs once it ends, as for its own actions."""
+        with self._lock:
+            self._active[key] = self._active.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._ended(key)
+
     def _ended(self, key: Key) -> None:
         with self._lock:
-            self._active.discard(key)
+            left = self._active.pop(key, 1) - 1
+            if left:
+                self._active[key] = left
+                return
             again = self._again.pop(key, None)
             if again is None:
                 return

@@ -215,7 +215,9 @@ def _controller(shared: Shared) -> ControllerParts:
         authority_controller=authority_controller,
         reconciler=reconciler,
         certificates=certificates,
-        secret_versions=SecretVersions(kube=shared.kube),
+        secret_versions=SecretVersions(
+            kube=shared.kube, reconciler=reconciler, certificates=certificates
+        ),
         authorities=authorities,
         bundles=bundles,
         namespaces=NamespaceEvents(

@@ -176,3 +176,37 @@ def test_expedite_never_postpones_an_earlier_time() -> None:
     assert scheduler.when("ca") == T0 + timedelta(seconds=1)
     scheduler.expedite("ca", T0)
     assert scheduler.when("ca") == T0
+
+
+def test_an_action_run_by_a_handler_keeps_what_was_expedited_meanwhile() -> None:
+    """A watch handler's step (kopf's create/update/resume) ends by scheduling its next
+    time, an hour ahead: a CA Secret edited while it ran must still have a step now."""
+    scheduler = Scheduler(clock=lambda: T0, concurrency=1)
+    with scheduler.running("ca"):
+        scheduler.expedite("ca", T0)
+        scheduler.schedule("ca", T0 + timedelta(hours=1))  # the handler's step ends
+        assert scheduler.when("ca") == T0 + timedelta(hours=1)
+    assert scheduler.when("ca") == T0
+    with scheduler.running("ca"):
+        scheduler.schedule("ca", T0 + timedelta(hours=2))  # nothing asked meanwhile
+    assert scheduler.when("ca") == T0 + timedelta(hours=2)
+
+
+def test_a_key_due_while_a_handler_runs_it_waits_for_the_handler() -> None:
+    async def steps() -> list[Hashable]:
+        started: list[Hashable] = []
+        scheduler = Scheduler(clock=lambda: T0, concurrency=2)
+
+        async def action(key: Hashable) -> None:
+            started.append(key)
+
+        task = asyncio.create_task(scheduler.run(action))
+        with scheduler.running("ca"):
+            scheduler.schedule("ca", T0)
+            await settle()
+            assert started == []  # not beside the handler's own step
+        await settle()
+        task.cancel()
+        return started
+
+    assert asyncio.run(steps()) == ["ca"]

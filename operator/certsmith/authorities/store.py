@@ -21,7 +21,8 @@ from certsmith.api import model, names
 from certsmith.authorities import authority, pod_certificates, rotation, trust_bundle
 from certsmith.certificates import isolation
 from certsmith.config import Config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, Kube, Listing
+from certsmith.kube import follow as kube_follow
 from certsmith.pki import ca, inspect
 
 logger = logging.getLogger(__name__)
@@ -605,73 +606,70 @@ def changed_since(known: Mapping[str, str], listed: Mapping[str, str]) -> list[s
     )
 
 
-def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], None]) -> None:
+def follow_ca_secrets(
+    kube: Kube,
+    *,
+    namespace: str,
+    changed: Callable[[str], None],
+    listed: Callable[[], None],
+) -> None:
     """Watch the Secrets of the operator's namespace forever; call `changed(name)` for each
-    one created, changed or deleted after the first list (a term's start steps every
-    authority anyway, on what it reads then). Runs in a thread of its own. The controller's
-    watches see only Secrets labelled for a Certificate; the CA keys (and a supplied root,
-    labelled or not) live here.
+    one created, changed or deleted after the first list, and `listed()` once that list is
+    taken (ApiError retried meanwhile). A term's start waits for `listed` before it steps
+    the authorities on what it reads: every change after that read is then reported. Runs
+    in a thread of its own. The controller's watches see only Secrets labelled for a
+    Certificate; the CA keys (and a supplied root, labelled or not) live here.
 
     A watch that falls too far behind (410 Gone: while thousands of Certificates are written
-    elsewhere, a quiet namespace's version ages fast) starts again from a list, and only
-    what differs from what was seen is reported: a report has every authority step, and a
-    step at scale is not free."""
-    watch = _CaSecretsWatch(kube, namespace, changed)
+    elsewhere, a quiet namespace's version ages fast) starts again from a list, and what
+    differs from what was seen is reported: a report has every authority step, and a step
+    at scale is not free."""
     while True:
         try:
-            if watch.resource_version is None:
-                watch.relist()
-            watch.follow()
+            first = kube.list_secrets_in(namespace=namespace)
+            break
         except ApiError as error:
-            # A quiet namespace ends the stream by read timeout: not news.
-            if not (error.status == 0 and "timed out" in error.message.lower()):
-                logger.warning("watch of Secrets in %s ended: %s", namespace, error)
+            logger.warning("list of Secrets in %s failed: %s", namespace, error)
             time.sleep(CA_WATCH_RETRY_SECONDS)
+    known = _CaSecrets(first, changed)
+    listed()
+    kube_follow(
+        known,
+        first=first,
+        relist=lambda: kube.list_secrets_in(namespace=namespace),
+        watch=lambda version: kube.watch_secrets(
+            namespace=namespace, resource_version=version, timeout_seconds=CA_WATCH_TIMEOUT_SECONDS
+        ),
+        going=lambda: True,
+        retry_seconds=CA_WATCH_RETRY_SECONDS,
+        what=f"Secrets in {namespace}",
+    )
 
 
-class _CaSecretsWatch:
-    """follow_ca_secrets' state: the resourceVersion to go on from (None: list again),
-    whether it listed once, and each Secret's last seen resourceVersion."""
+class _CaSecrets:
+    """follow_ca_secrets' record: each Secret's last seen resourceVersion, by name."""
 
-    def __init__(self, kube: Kube, namespace: str, changed: Callable[[str], None]) -> None:
-        self._kube, self._namespace, self._changed = kube, namespace, changed
-        self.resource_version: str | None = None
-        self.listed = False
-        self._known: dict[str, str] = {}
+    def __init__(self, first: Listing, changed: Callable[[str], None]) -> None:
+        self._changed = changed
+        self._known = _versions(first)
 
-    def relist(self) -> None:
-        """List the Secrets; report those that differ from what an earlier list and the
-        watch saw (none at the first list)."""
-        listing = self._kube.list_secrets_in(namespace=self._namespace)
-        listed = {
-            item["metadata"]["name"]: item["metadata"].get("resourceVersion", "")
-            for item in listing.items
-        }
-        if self.listed:
-            for name in changed_since(self._known, listed):
-                self._changed(name)
-        self._known, self.listed = listed, True
-        self.resource_version = listing.resource_version or None
-
-    def follow(self) -> None:
-        """One watch stream, until the apiserver ends it; an ERROR (410: too old) has the
-        next round list again."""
-        for event in self._kube.watch_secrets(
-            namespace=self._namespace,
-            resource_version=self.resource_version,
-            timeout_seconds=CA_WATCH_TIMEOUT_SECONDS,
-        ):
-            if event.get("type") == "ERROR":
-                self.resource_version = None
-                return
-            metadata = (event.get("object") or {}).get("metadata") or {}
-            version = metadata.get("resourceVersion", "")
-            self.resource_version = version or self.resource_version
-            if event.get("type") == "BOOKMARK":
-                continue
-            name = metadata.get("name", "")
-            if event.get("type") == "DELETED":
-                self._known.pop(name, None)
-            else:
-                self._known[name] = version
+    def listed(self, listing: Listing) -> None:
+        listed = _versions(listing)
+        for name in changed_since(self._known, listed):
             self._changed(name)
+        self._known = listed
+
+    def event(self, kind: str, metadata: Mapping[str, Any]) -> None:
+        name = str(metadata.get("name", ""))
+        if kind == "DELETED":
+            self._known.pop(name, None)
+        else:
+            self._known[name] = str(metadata.get("resourceVersion", ""))
+        self._changed(name)
+
+
+def _versions(listing: Listing) -> dict[str, str]:
+    return {
+        item["metadata"]["name"]: str(item["metadata"].get("resourceVersion", ""))
+        for item in listing.items
+    }

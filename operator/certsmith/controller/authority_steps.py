@@ -7,6 +7,7 @@ does not serve."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +55,7 @@ class AuthoritySteps:
         self._clock = clock
         # The default authority's resourceVersion as ensure_default stepped it this term.
         self._stepped_at_start: str | None = None
+        self._ca_secrets_listed = threading.Event()
 
     def start_term(self) -> None:
         """A replica that starts leading forgets the authorities it loaded in an earlier
@@ -64,8 +66,11 @@ class AuthoritySteps:
 
     def step(self, body: Mapping[str, Any]) -> None:
         """One step of the authority (bootstrap, renewal, bundles, rotation), its status
-        written. ApiError when the apiserver does not answer."""
-        self._controller.step(body)
+        written. ApiError when the apiserver does not answer. A step a handler runs (not the
+        scheduler) is announced to the scheduler: a CA Secret changing meanwhile still has
+        the authority stepped after it, whatever time this step planned."""
+        with self._scheduler.running((AUTHORITY, "", body["metadata"]["name"])):
+            self._controller.step(body)
 
     def ensure_default(self) -> None:
         """Create the default authority unless it exists, step it and write its status."""
@@ -138,6 +143,16 @@ class AuthoritySteps:
         """Have every authority write its bundles again shortly (after a failed write)."""
         for material in self._registry.all():
             self.step_soon(material.name)
+
+    def ca_secrets_listed(self) -> None:
+        """The CA Secrets' watch has its first list: it reports every change after it."""
+        self._ca_secrets_listed.set()
+
+    def ca_secrets_watched(self, timeout_seconds: float) -> bool:
+        """Wait up to `timeout_seconds` for the CA Secrets' watch to have its first list;
+        whether it has. A term steps no authority before: a CA Secret changed between the
+        step's read and that list would go unreported."""
+        return self._ca_secrets_listed.wait(timeout_seconds)
 
     def ca_secret_changed(self, secret_name: str) -> None:
         """A Secret in the operator's namespace changed or vanished: every authority checks

@@ -36,6 +36,9 @@ from certsmith.scheduler import Scheduler
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 2.0
+CA_SECRETS_WAIT_SECONDS = 10.0
+"""How long a term's start waits for the CA Secrets' watch to have its first list before
+it gives up and tries again (kopf.TemporaryError)."""
 
 
 @contextlib.contextmanager
@@ -147,9 +150,16 @@ def _lifecycle(
         # The default authority is ready, and the Secrets' versions listed, before any
         # Certificate is handled (kopf starts its watches after the startup handlers).
         loop = asyncio.get_running_loop()
+        watched = await loop.run_in_executor(
+            executor, authorities.ca_secrets_watched, CA_SECRETS_WAIT_SECONDS
+        )
+        if not watched:
+            raise kopf.TemporaryError(
+                "the CA Secrets are not listed yet", delay=RETRY_DELAY_SECONDS
+            )
         try:
             await loop.run_in_executor(executor, authorities.ensure_default)
-            await loop.run_in_executor(executor, secret_versions.refill)
+            await loop.run_in_executor(executor, secret_versions.start_term)
         except ApiError as error:
             raise kopf.TemporaryError(
                 f"apiserver not ready: {error}", delay=RETRY_DELAY_SECONDS
@@ -158,6 +168,7 @@ def _lifecycle(
 
     @kopf.on.cleanup(registry=handlers)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
+        secret_versions.end_term()
         task = memo.get("scheduler_task")
         if task is not None:
             task.cancel()
@@ -216,49 +227,23 @@ def _certificate_handlers(
         spec: kopf.Spec,
         **_: Any,
     ) -> None:
-        listed = secret_versions.get(
-            _namespaced(namespace, "Certificate"), str(spec.get("secretName") or "")
-        )
-        with _retry_soon():
-            outcome = reconciler.reconcile(body, secret_version=listed)
-        if outcome.status is not None:
-            patch.status.update(outcome.status)
-        certificates.after(_namespaced(namespace, "Certificate"), name, outcome)
+        where = _namespaced(namespace, "Certificate")
+        # A change of its Secret reported from here on has it judged again after.
+        with certificates.running(where, name):
+            listed = secret_versions.get(where, str(spec.get("secretName") or ""))
+            with _retry_soon():
+                outcome = reconciler.reconcile(body, secret_version=listed)
+            if outcome.status is not None:
+                patch.status.update(outcome.status)
+            certificates.after(where, name, outcome)
 
-    # The two event handlers below only touch memory: async, they run on the event loop
-    # instead of waiting for a worker thread behind every queued issuance (a Secret event
-    # per issuance would otherwise double the work queued at scale).
+    # Only touches memory: async, it runs on the event loop instead of waiting for a worker
+    # thread behind every queued issuance. The Secrets' events come from secret_versions'
+    # own watch, not kopf's.
     @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
     async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
-
-    @kopf.on.event(
-        "v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=handlers
-    )
-    async def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        """A Secret of ours changed or vanished: have its Certificate looked at now, and any
-        Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
-        metadata = body["metadata"]
-        namespace, secret_name = metadata["namespace"], metadata["name"]
-        version = str(metadata.get("resourceVersion") or "")
-        if event["type"] is None:
-            # The watch's first list: resume handlers cover existing Certificates, judged
-            # without a read on the term's own list; one whose Secret changed since that
-            # list is looked at again.
-            if secret_versions.listed_again(namespace, secret_name, version):
-                certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
-            return
-        if event["type"] == "DELETED":
-            secret_versions.deleted(namespace, secret_name)
-            reconciler.forget_secret(namespace, secret_name)
-        else:
-            secret_versions.seen(namespace, secret_name, version)
-        for waiting in reconciler.waiting_on_secret(namespace, secret_name):
-            certificates.due_now(namespace, waiting)
-        if event["type"] != "DELETED" and reconciler.is_own_write(namespace, secret_name, version):
-            return
-        certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
 
 
 def _namespace_handlers(
