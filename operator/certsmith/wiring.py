@@ -27,6 +27,7 @@ from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.controller.seal_key import SealKey
 from certsmith.controller.secret_versions import SecretVersions
 from certsmith.kube import Kube, new_api_client
 from certsmith.podcerts.apis import PodCertificateApis
@@ -66,6 +67,8 @@ class ControllerParts:
     certificates: CertificateQueue
     secret_versions: SecretVersions
     """Every certsmith Secret's resourceVersion (a restart reads no Secret still as judged)."""
+    seal_key: SealKey
+    """The key of status seals, loaded at each term's start."""
     authorities: AuthoritySteps
     bundles: BundleRepair
     namespaces: NamespaceEvents
@@ -128,6 +131,7 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             reconciler=controller.reconciler,
             certificates=controller.certificates,
             secret_versions=controller.secret_versions,
+            seal_key=controller.seal_key,
             authorities=controller.authorities,
             namespace_labels=controller.namespace_labels,
             namespaces=controller.namespaces,
@@ -163,6 +167,7 @@ def _controller(shared: Shared) -> ControllerParts:
         pacer=pacer,
         cluster_trust_bundles=shared.pod_certificate_apis.bundles,
     )
+    seal_key = SealKey(kube=shared.kube, namespace=shared.config.namespace)
     reconciler = Reconciler(
         kube=shared.kube,
         config=shared.config,
@@ -170,6 +175,7 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         namespace_labels=labels.labels,
         pacer=pacer,
+        seal_key=seal_key,
     )
     certificates = CertificateQueue(
         kube=shared.kube,
@@ -218,6 +224,7 @@ def _controller(shared: Shared) -> ControllerParts:
         secret_versions=SecretVersions(
             kube=shared.kube, reconciler=reconciler, certificates=certificates
         ),
+        seal_key=seal_key,
         authorities=authorities,
         bundles=bundles,
         namespaces=NamespaceEvents(

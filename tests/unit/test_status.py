@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from certsmith.certificates import policies, status
+from certsmith.certificates import policies, seal, status
 from certsmith.pki import ca, inspect
 from tests.unit.certificate_builders import (
     NOW,
@@ -220,6 +220,12 @@ def test_secret_conflict_forgets_the_certificate_and_rechecks_by_its_age() -> No
     }
 
 
+def test_not_ready_drops_what_a_restart_would_resume_on() -> None:
+    outcome = status.not_ready(observed(RESUMABLE), "PolicyDenied", DENIED, NOW, retry=None)
+    assert outcome.status is not None
+    assert (outcome.status["secretResourceVersion"], outcome.status["secretSeal"]) == (None, None)
+
+
 # --- Ready -----------------------------------------------------------------------------
 
 
@@ -264,7 +270,7 @@ def test_ready(
     body = secret_body(spec, root, intermediate, revision=secret_revision)
     held = policies.readable(judged(spec, contents_of(body), root))
     assert isinstance(held, policies.Held)
-    ready = status.ready(observed(before), spec, held, NOW)
+    ready = status.ready(observed(before), spec, held, NOW, KEY)
     # Issued at 11:50 for an hour: renewal at 2/3 (12:30) less the stable jitter of
     # shop/web (21.26 s), rounded up to the second.
     renewal = NOW + timedelta(minutes=29, seconds=39)
@@ -279,35 +285,54 @@ def test_ready(
             "revision": revision,
             "failedIssuanceAttempts": 0,
             "secretResourceVersion": "7",
+            "secretSeal": seal.seal(
+                KEY,
+                seal.Judged("uid-of-web", 3, "7", "2026-06-01T12:50:00Z", "2026-06-01T12:29:39Z"),
+            ),
         },
         next_check=renewal,
     )
+
+
+def test_ready_without_a_seal_key_records_nothing_to_resume_on(
+    root: ca.CAKeyPair, intermediate: ca.CAKeyPair
+) -> None:
+    spec = spec_of(duration="1h")
+    held = policies.readable(judged(spec, contents_of(secret_body(spec, root, intermediate)), root))
+    assert isinstance(held, policies.Held)
+    written = status.ready(observed(), spec, held, NOW, None).outcome.status
+    assert written is not None
+    assert (written["secretResourceVersion"], written["secretSeal"]) == (None, None)
 
 
 def test_ready_again_writes_nothing(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> None:
     spec = spec_of(duration="1h")
     held = policies.readable(judged(spec, contents_of(secret_body(spec, root, intermediate)), root))
     assert isinstance(held, policies.Held)
-    first = status.ready(observed(), spec, held, NOW).outcome
+    first = status.ready(observed(), spec, held, NOW, KEY).outcome
     assert first.status is not None
-    later = status.ready(observed(first.status), spec, held, NOW + timedelta(minutes=5))
+    later = status.ready(observed(first.status), spec, held, NOW + timedelta(minutes=5), KEY)
     assert later.outcome == status.Outcome(status=None, next_check=first.next_check)
 
 
 # --- resumed: judged again without reading the Secret ----------------------------------
 
+KEY = bytes(range(32))
 RESUMABLE = {
     "conditions": ready_conditions(EARLIER),
     "notAfter": "2026-06-01T18:00:00Z",
     "renewalTime": "2026-06-01T16:00:00Z",
     "secretResourceVersion": "7",
+    "secretSeal": seal.seal(
+        KEY, seal.Judged("uid-of-web", 3, "7", "2026-06-01T18:00:00Z", "2026-06-01T16:00:00Z")
+    ),
     "failedIssuanceAttempts": 0,
 }
 RENEWAL = datetime.fromisoformat("2026-06-01T16:00:00+00:00")
 
 
 def test_resumed_keeps_a_ready_certificate_until_its_renewal() -> None:
-    resumed = status.resumed(observed(RESUMABLE, generation=3), "7", NOW)
+    resumed = status.resumed(observed(RESUMABLE, generation=3), "7", NOW, KEY)
     assert resumed == status.Resumed(
         outcome=status.Outcome(status=None, next_check=RENEWAL),
         not_after=datetime.fromisoformat("2026-06-01T18:00:00+00:00"),
@@ -367,6 +392,33 @@ def _not_ready(current: dict[str, Any]) -> dict[str, Any]:
         pytest.param(_failed_attempts(RESUMABLE), "7", 3, None, NOW, id="an issuance failed"),
         pytest.param(_issuing(RESUMABLE), "7", 3, None, NOW, id="an issuance under way"),
         pytest.param(_not_ready(RESUMABLE), "7", 3, None, NOW, id="not Ready"),
+        # Status is user-writable: what the seal covers cannot be edited unseen.
+        pytest.param(
+            {**RESUMABLE, "renewalTime": "2026-09-01T16:00:00Z"},
+            "7",
+            3,
+            None,
+            NOW,
+            id="renewalTime edited later",
+        ),
+        pytest.param(
+            {**RESUMABLE, "notAfter": "2027-06-01T18:00:00Z"},
+            "7",
+            3,
+            None,
+            NOW,
+            id="notAfter edited",
+        ),
+        pytest.param(
+            {**RESUMABLE, "secretResourceVersion": "8"},
+            "8",
+            3,
+            None,
+            NOW,
+            id="secretResourceVersion edited to the Secret's version after a change",
+        ),
+        pytest.param({**RESUMABLE, "secretSeal": None}, "7", 3, None, NOW, id="no seal"),
+        pytest.param({**RESUMABLE, "secretSeal": 7}, "7", 3, None, NOW, id="a seal not a string"),
         pytest.param({}, "7", 3, None, NOW, id="never issued"),
     ],
 )
@@ -378,7 +430,20 @@ def test_resumed_judges_on_the_secret_when_anything_may_have_changed(
     now: datetime,
 ) -> None:
     observed_now = observed(current, generation=generation, annotations=annotations)
-    assert status.resumed(observed_now, secret_version, now) is None
+    assert status.resumed(observed_now, secret_version, now, KEY) is None
+
+
+@pytest.mark.parametrize(
+    ("uid", "key"),
+    [
+        pytest.param("uid-of-another", KEY, id="a status copied from another Certificate"),
+        pytest.param("", KEY, id="no uid"),
+        pytest.param("uid-of-web", bytes(32), id="another key (replaced)"),
+        pytest.param("uid-of-web", None, id="no key loaded"),
+    ],
+)
+def test_resumed_trusts_no_seal_made_for_something_else(uid: str, key: bytes | None) -> None:
+    assert status.resumed(observed(RESUMABLE, uid=uid), "7", NOW, key) is None
 
 
 # --- failed issuance -------------------------------------------------------------------

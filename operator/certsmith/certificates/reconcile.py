@@ -68,7 +68,8 @@ class Reconciler:
     remembers its own Secret writes and which Certificates wait on which Secret.
 
     `clock` gives aware UTC datetimes; `namespace_labels` a namespace's labels (for grants);
-    `authorities` and `pacer` are the authorities' registry and re-issue pacer.
+    `authorities` and `pacer` are the authorities' registry and re-issue pacer;
+    `seal_key` the key of status seals (certificates.seal), None until loaded.
     """
 
     def __init__(
@@ -80,7 +81,9 @@ class Reconciler:
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
         pacer: ReissuePacing,
+        seal_key: Callable[[], bytes | None],
     ) -> None:
+        self._seal_key = seal_key
         self._namespace_labels = namespace_labels
         self._pacer = pacer
         self._kube = kube
@@ -151,7 +154,7 @@ class Reconciler:
         admitted = self._admit(body, observed, now)
         if isinstance(admitted, Outcome):
             return admitted
-        unchanged = status.resumed(observed, secret_version, now)
+        unchanged = status.resumed(observed, secret_version, now, self._seal_key())
         if unchanged is not None:
             metrics.certificate_ready(
                 observed.namespace, observed.name, unchanged.not_after, unchanged.renewal_time
@@ -455,7 +458,7 @@ class Reconciler:
         held = policies.readable(final)
         if isinstance(held, Decision):
             return self._failed(body, observed, f"{held.reason}: {held.message}", now, final)
-        ready = status.ready(observed, spec, held, now)
+        ready = status.ready(observed, spec, held, now, self._seal_key())
         metrics.certificate_ready(
             observed.namespace, observed.name, held.leaf.not_valid_after_utc, ready.renewal_time
         )

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from certsmith.api import conditions, model, names, times
-from certsmith.certificates import policies, tls_secret
+from certsmith.certificates import policies, seal, tls_secret
 from certsmith.pki import inspect
 
 RETRY_BASE = timedelta(seconds=2)
@@ -41,7 +41,10 @@ STATUS_FIELDS = (
     "lastFailureTime",
     "failedIssuanceAttempts",
     "secretResourceVersion",
+    "secretSeal",
 )
+# What a restart may trust without reading the Secret (certificates.seal): only while Ready.
+JUDGED_FIELDS = ("secretResourceVersion", "secretSeal")
 # The status fields that describe the certificate in the Secret.
 CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
 
@@ -63,6 +66,8 @@ class Observed:
 
     namespace: str
     name: str
+    uid: str
+    """metadata.uid: binds a seal to this Certificate (certificates.seal)."""
     generation: int | None
     """metadata.generation, copied into each condition's observedGeneration."""
     status: Mapping[str, Any]
@@ -80,6 +85,7 @@ class Observed:
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
+            uid=str(metadata.get("uid") or ""),
             generation=metadata.get("generation"),
             status=dict(body.get("status") or {}),
             renewal_request=annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
@@ -141,12 +147,22 @@ def renewal_check_time(
 
 
 def ready(
-    observed: Observed, spec: model.CertificateSpec, held: policies.Held, now: datetime
+    observed: Observed,
+    spec: model.CertificateSpec,
+    held: policies.Held,
+    now: datetime,
+    seal_key: bytes | None,
 ) -> ReadyStatus:
     """The status of a Certificate whose Secret holds `held`, a certificate that needs
-    nothing more (or was just issued or repaired)."""
+    nothing more (or was just issued or repaired). With `seal_key`, status records the
+    Secret's resourceVersion as judged, sealed (certificates.seal) for `resumed`."""
     leaf = held.leaf
     renewal_at = renewal_check_time(spec, leaf, jitter_key=observed.jitter_key)
+    not_after = times.format_time(leaf.not_valid_after_utc)
+    renewal_time = times.format_time(renewal_at)
+    judged = seal.Judged(
+        observed.uid, observed.generation, held.secret.resource_version, not_after, renewal_time
+    )
     desired: dict[str, Any] = {
         "conditions": _merged(
             observed,
@@ -161,14 +177,15 @@ def ready(
             now,
         ),
         "notBefore": times.format_time(leaf.not_valid_before_utc),
-        "notAfter": times.format_time(leaf.not_valid_after_utc),
-        "renewalTime": times.format_time(renewal_at),
+        "notAfter": not_after,
+        "renewalTime": renewal_time,
         "serialNumber": inspect.serial_hex(leaf),
         "revision": revision(observed.status, held.secret),
         "failedIssuanceAttempts": 0,
-        # The Secret as judged: unchanged since (same resourceVersion), it needs no new look
-        # when the operator starts again (`resumed`).
-        "secretResourceVersion": held.secret.resource_version,
+        # The Secret as judged: unchanged since (same resourceVersion) and the seal holding,
+        # it needs no new look when the operator starts again (`resumed`).
+        "secretResourceVersion": held.secret.resource_version if seal_key else None,
+        "secretSeal": seal.seal(seal_key, judged) if seal_key else None,
     }
     changed = _status_changed(observed.status, desired)
     return ReadyStatus(Outcome(desired if changed else None, renewal_at), renewal_at)
@@ -184,14 +201,19 @@ class Resumed:
     renewal_time: datetime
 
 
-def resumed(observed: Observed, secret_version: str | None, now: datetime) -> Resumed | None:
+def resumed(
+    observed: Observed, secret_version: str | None, now: datetime, seal_key: bytes | None
+) -> Resumed | None:
     """A Certificate looked at again (a restart lists every one) whose status says it is
     Ready and up to date, judged on the Secret at resourceVersion `secret_version` (the
     Secret's version now, from a list; None: none is listed): it stays so until its
     renewalTime, without reading the Secret. None when it must be judged on its Secret:
-    the Secret changed or is gone, the spec changed (observedGeneration), an issuance
-    failed, a renewal is requested (the annotation), renewalTime is reached or unreadable,
-    or the status predates status.secretResourceVersion.
+    the Secret changed or is gone, status.secretSeal does not hold under `seal_key` for
+    this Certificate's uid and generation and the recorded resourceVersion, notAfter and
+    renewalTime (any of them edited, or no key), an issuance failed, a renewal is requested
+    (the annotation), or renewalTime is reached or unreadable. Status is user-writable:
+    only the seal and the Secret's live resourceVersion, neither forgeable, vouch for it
+    (certificates.seal).
 
     What can change outside the Certificate and its Secret is looked at elsewhere: its
     authority (loaded, trusted roots, bundle) by the authority's own step, which re-issues
@@ -199,6 +221,16 @@ def resumed(observed: Observed, secret_version: str | None, now: datetime) -> Re
     current = observed.status
     recorded = current.get("secretResourceVersion")
     if not secret_version or recorded != secret_version or observed.renewal_request:
+        return None
+    judged = seal.Judged(
+        observed.uid,
+        observed.generation,
+        secret_version,
+        str(current.get("notAfter") or ""),
+        str(current.get("renewalTime") or ""),
+    )
+    sealed = seal_key is not None and seal.holds(seal_key, judged, current.get("secretSeal"))
+    if not sealed or not observed.uid:
         return None
     found = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
     ready, issuing = found.get(conditions.READY) or {}, found.get(conditions.ISSUING) or {}
@@ -245,6 +277,8 @@ def not_ready(
             now,
         )
     }
+    # What a restart would resume on no longer holds once not Ready.
+    desired.update(dict.fromkeys(k for k in JUDGED_FIELDS if k in observed.status))
     if forget_certificate:
         desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))
     return Outcome(desired if _status_changed(observed.status, desired) else None, retry)

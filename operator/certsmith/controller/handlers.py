@@ -28,6 +28,7 @@ from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.controller.seal_key import SealKey
 from certsmith.controller.secret_versions import SecretVersions
 from certsmith.kube import ApiError
 from certsmith.podcerts import requests
@@ -92,6 +93,7 @@ def registry(
     reconciler: Reconciler,
     certificates: CertificateQueue,
     secret_versions: SecretVersions,
+    seal_key: SealKey,
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
     namespaces: NamespaceEvents,
@@ -113,6 +115,7 @@ def registry(
         authorities=authorities,
         namespace_labels=namespace_labels,
         secret_versions=secret_versions,
+        seal_key=seal_key,
     )
     _authority_handlers(handlers, authorities)
     _certificate_handlers(handlers, reconciler, certificates, secret_versions)
@@ -135,6 +138,7 @@ def _lifecycle(
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
     secret_versions: SecretVersions,
+    seal_key: SealKey,
 ) -> None:
     @kopf.on.login(registry=handlers)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -159,6 +163,7 @@ def _lifecycle(
             )
         try:
             await loop.run_in_executor(executor, authorities.ensure_default)
+            await loop.run_in_executor(executor, seal_key.load)
             await loop.run_in_executor(executor, secret_versions.start_term)
         except ApiError as error:
             raise kopf.TemporaryError(
