@@ -8,6 +8,7 @@ import collections
 import concurrent.futures
 import re
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ COUNT = 50
 DELETED_DURING_START = 300
 DELETERS = 6
 DELETE_PAUSE_SECONDS = 0.03
+NAMESPACES_DURING_START = 48
+NAMESPACE_PAUSE_SECONDS = 0.15
 _REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -202,6 +205,52 @@ def test_secrets_deleted_while_the_operator_starts_are_issued_again(
 def secret_exists(core: client.CoreV1Api, namespace: str, name: str) -> bool:
     try:
         core.read_namespaced_secret(name, namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_namespaces_created_while_the_operator_starts_get_their_trust_bundle(
+    api_client, running_operator
+):
+    """A term's first authority step writes the bundles of every namespace it lists, and the
+    namespaces' first list then writes none: one created between the two must still get
+    its bundle. Created by several clients at once from the operator's first log line."""
+    core = client.CoreV1Api(api_client)
+    names = [f"start-{uuid.uuid4().hex[:8]}" for _ in range(NAMESPACES_DURING_START)]
+    running_operator.stop()
+    logged = running_operator.log_path.stat().st_size
+    running_operator.start()
+    wait_for(
+        lambda: running_operator.log_path.stat().st_size > logged,
+        timeout=30,
+        interval=0.005,
+        what="the operator's first log line",
+    )
+
+    def create(name: str) -> None:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        time.sleep(NAMESPACE_PAUSE_SECONDS)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(DELETERS) as creators:
+            list(creators.map(create, names))
+        running_operator.wait_serving(api_client)
+
+        def all_bundled() -> bool:
+            return all(bundle_exists(core, name) for name in names)
+
+        wait_for(all_bundled, timeout=60, what="a trust bundle in every namespace")
+    finally:
+        for name in names:
+            core.delete_namespace(name)
+
+
+def bundle_exists(core: client.CoreV1Api, namespace: str) -> bool:
+    try:
+        core.read_namespaced_config_map("certsmith-ca", namespace)
     except client.ApiException as error:
         if error.status == 404:
             return False
