@@ -12,11 +12,12 @@ have (kopf's own patch from a handler, a direct PATCH from the scheduler).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -93,6 +94,12 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._written: dict[tuple[str, str], str] = {}
+        # Secret writes under way, versions of those Secrets seen meanwhile (the watch can
+        # report a write before its answer arrives), and the Certificates whose Secret was
+        # written by someone else meanwhile.
+        self._writing: dict[tuple[str, str], int] = {}
+        self._seen_while_writing: dict[tuple[str, str], set[str]] = {}
+        self._changed_meanwhile: set[tuple[str, str]] = set()
         # (namespace, Secret name) → the Certificates in SecretConflict over it.
         self._conflicts: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
@@ -109,11 +116,49 @@ class Reconciler:
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
         with self._lock_for(key):
-            return self._reconcile(body, secret_version)
+            outcome = self._reconcile(body, secret_version)
+            with self._locks_guard:
+                again = key in self._changed_meanwhile
+                self._changed_meanwhile.discard(key)
+        if again:  # its Secret changed by someone else while certsmith wrote it
+            return dataclasses.replace(outcome, next_check=self._clock())
+        return outcome
 
-    def is_own_write(self, namespace: str, secret_name: str, resource_version: str) -> bool:
-        """Whether a Secret watch event only echoes a write this operator made."""
-        return self._written.get((namespace, secret_name)) == resource_version
+    def secret_changed(self, namespace: str, secret_name: str, resource_version: str) -> bool:
+        """A watch event shows the Secret at `resource_version`: whether its Certificate
+        must be judged again. Not for the echo of certsmith's own write, nor while a write
+        of it is under way (its answer may come after the event): the write's end then
+        tells whether a version other than its own was seen."""
+        key = (namespace, secret_name)
+        with self._locks_guard:
+            if self._written.get(key) == resource_version:
+                return False
+            if self._writing.get(key):
+                self._seen_while_writing.setdefault(key, set()).add(resource_version)
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def _writing_secret(
+        self, secret: tuple[str, str], certificate: tuple[str, str]
+    ) -> Iterator[list[str]]:
+        """Around one write of `secret`; the caller appends the version the write returned
+        to the list yielded (none: the write failed, and whatever was seen counts)."""
+        written: list[str] = []
+        with self._locks_guard:
+            self._writing[secret] = self._writing.get(secret, 0) + 1
+        try:
+            yield written
+        finally:
+            with self._locks_guard:
+                left = self._writing.pop(secret, 1) - 1
+                if left:
+                    self._writing[secret] = left
+                if written:
+                    self._written[secret] = written[0]
+                seen = self._seen_while_writing.pop(secret, set()) - set(written)
+                if seen:
+                    self._changed_meanwhile.add(certificate)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted Certificate (metrics, conflicts, its lock)."""
@@ -121,6 +166,7 @@ class Reconciler:
         self._conflict_on(namespace, None, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+            self._changed_meanwhile.discard((namespace, name))
 
     def forget_secret(self, namespace: str, secret_name: str) -> None:
         """The Secret was deleted: drop the version of certsmith's last write to it."""
@@ -364,31 +410,31 @@ class Reconciler:
     ) -> dict[str, Any]:
         """Create the Secret, or merge-patch what certsmith owns into the one judged: what
         others added stays, and its resourceVersion makes a concurrent write a 409."""
-        if previous is None:
-            stored = self._kube.create_secret(
-                body=tls_secret.build_secret(
-                    name=spec.secret_name,
-                    namespace=observed.namespace,
+        secret = (observed.namespace, spec.secret_name)
+        with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
+            if previous is None:
+                stored = self._kube.create_secret(
+                    body=tls_secret.build_secret(
+                        name=spec.secret_name,
+                        namespace=observed.namespace,
+                        certificate_name=observed.name,
+                        labels_template=spec.secret_labels,
+                        annotations_template=spec.secret_annotations,
+                        material=material,
+                    )
+                )
+            else:
+                patch = tls_secret.issue_patch(
+                    previous,
                     certificate_name=observed.name,
                     labels_template=spec.secret_labels,
                     annotations_template=spec.secret_annotations,
                     material=material,
                 )
-            )
-        else:
-            patch = tls_secret.issue_patch(
-                previous,
-                certificate_name=observed.name,
-                labels_template=spec.secret_labels,
-                annotations_template=spec.secret_annotations,
-                material=material,
-            )
-            stored = self._kube.patch_secret(
-                namespace=observed.namespace, name=spec.secret_name, patch=patch
-            )
-        self._written[(observed.namespace, spec.secret_name)] = stored["metadata"][
-            "resourceVersion"
-        ]
+                stored = self._kube.patch_secret(
+                    namespace=observed.namespace, name=spec.secret_name, patch=patch
+                )
+            written.append(str(stored["metadata"]["resourceVersion"]))
         return stored
 
     def _restart_workloads(
@@ -430,11 +476,13 @@ class Reconciler:
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
             return None
-        stored = self._kube.patch_secret(
-            namespace=observed.namespace, name=spec.secret_name, patch=patch
-        )
-        version = str(stored["metadata"]["resourceVersion"])
-        self._written[(observed.namespace, spec.secret_name)] = version
+        secret = (observed.namespace, spec.secret_name)
+        with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
+            stored = self._kube.patch_secret(
+                namespace=observed.namespace, name=spec.secret_name, patch=patch
+            )
+            version = str(stored["metadata"]["resourceVersion"])
+            written.append(version)
         event = issuance.repaired_event(spec.secret_name, patch)
         if event is None:
             logger.info("%s/%s: ca.crt updated", observed.namespace, observed.name)

@@ -125,7 +125,7 @@ class SecretVersions:
             self._reconciler.forget_secret(namespace, secret_name)
         for waiting in self._reconciler.waiting_on_secret(namespace, secret_name):
             self._certificates.due_now(namespace, waiting)
-        if not deleted and self._reconciler.is_own_write(
+        if not deleted and not self._reconciler.secret_changed(
             namespace, secret_name, seen.resource_version
         ):
             return
