@@ -29,7 +29,9 @@ WATCH_TIMEOUT_SECONDS = 60
 WATCH_RETRY_SECONDS = 1.0
 
 
-class _Seen(NamedTuple):
+class Seen(NamedTuple):
+    """A Secret as last listed or watched."""
+
     resource_version: str
     certificate: str
     """The Certificate named by the Secret's label."""
@@ -47,7 +49,7 @@ class SecretVersions:
         self._reconciler = reconciler
         self._certificates = certificates
         self._lock = threading.Lock()
-        self._versions: dict[SecretKey, _Seen] = {}
+        self._versions: dict[SecretKey, Seen] = {}
         self._term = 0
 
     def start_term(self) -> None:
@@ -91,17 +93,13 @@ class SecretVersions:
         listed = _seen(listing)
         with self._lock:
             before, self._versions = self._versions, listed
-        for key in sorted(before.keys() | listed.keys()):
-            was, now = before.get(key), listed.get(key)
-            if now is None and was is not None:
-                self._changed(key, was, deleted=True)
-            elif now is not None and now != was:
-                self._changed(key, now, deleted=False, was=was)
+        for change in differences(before, listed):
+            self._changed(change.key, change.seen, deleted=change.deleted, was=change.was)
 
     def event(self, kind: str, metadata: Mapping[str, Any]) -> None:
         """A watch event of one Secret (its metadata)."""
         key = (str(metadata.get("namespace", "")), str(metadata.get("name", "")))
-        seen = _Seen(
+        seen = Seen(
             str(metadata.get("resourceVersion") or ""),
             str((metadata.get("labels") or {}).get(names.CERTIFICATE_LABEL, "")),
         )
@@ -112,7 +110,7 @@ class SecretVersions:
         self._changed(key, seen, deleted=kind == "DELETED", was=was)
 
     def _changed(
-        self, key: SecretKey, seen: _Seen, *, deleted: bool, was: _Seen | None = None
+        self, key: SecretKey, seen: Seen, *, deleted: bool, was: Seen | None = None
     ) -> None:
         """A Secret of ours changed or vanished: have its Certificate looked at now (and the
         one its label named before, when relabelled), and any Certificate in SecretConflict
@@ -143,9 +141,34 @@ class SecretVersions:
         )
 
 
-def _seen(listing: Listing) -> dict[SecretKey, _Seen]:
+class Difference(NamedTuple):
+    """One Secret that differs between two lists: `seen` as listed now (as before when
+    `deleted`), `was` as before (None: new)."""
+
+    key: SecretKey
+    seen: Seen
+    deleted: bool
+    was: Seen | None
+
+
+def differences(
+    before: Mapping[SecretKey, Seen], listed: Mapping[SecretKey, Seen]
+) -> list[Difference]:
+    """What changed between two lists of the Secrets (by key, sorted): created, written
+    (another resourceVersion or Certificate label) or gone."""
+    found = []
+    for key in sorted(before.keys() | listed.keys()):
+        was, now = before.get(key), listed.get(key)
+        if now is None and was is not None:
+            found.append(Difference(key, was, True, was))
+        elif now is not None and now != was:
+            found.append(Difference(key, now, False, was))
+    return found
+
+
+def _seen(listing: Listing) -> dict[SecretKey, Seen]:
     return {
-        (item["metadata"]["namespace"], item["metadata"]["name"]): _Seen(
+        (item["metadata"]["namespace"], item["metadata"]["name"]): Seen(
             str(item["metadata"].get("resourceVersion") or ""),
             str((item["metadata"].get("labels") or {}).get(names.CERTIFICATE_LABEL, "")),
         )
