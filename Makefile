@@ -16,8 +16,9 @@ binaries:
 # line), so a new script in hack/ or .ci/ is checked without being listed here. The alerts
 # and dashboard (monitoring/): manifests/monitoring rendered from them, the rules valid and
 # each alert firing and quiet on its promtool test series. The Helm chart (charts/certsmith):
-# helm lint, helm template with its schema (bad values refused), and its default rendering
-# equal to crds/ + manifests/ (hack/render-chart; helm is built by hack/build-helm).
+# helm lint, helm template with its schema (bad values refused) under Helm 4 and Helm 3, and
+# its default rendering equal to crds/ + manifests/ (hack/render-chart; helm is built by
+# hack/build-helm).
 lint: deps
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench

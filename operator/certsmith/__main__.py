@@ -32,7 +32,11 @@ from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas import leadership
 
 logger = logging.getLogger("certsmith")
-CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
+CRDS = (
+    "certificates.certsmith.dev",
+    "certificateauthorities.certsmith.dev",
+    "certificaterequests.certsmith.dev",
+)
 QUIET_UNLESS_VERBOSE = ("kopf.objects", "aiohttp.access")
 """Loggers whose INFO lines (kopf's "Handler … succeeded", a webhook call's access line)
 are only shown with --verbose."""

@@ -454,6 +454,31 @@ class Kube:
         )
         return self._call("PATCH", path, body={"status": status}, content_type=MERGE_PATCH)
 
+    def list_certificate_requests(self) -> list[dict[str, Any]]:
+        """Every CertificateRequest, in every namespace."""
+        return self._items(f"/apis/{names.GROUP}/{names.VERSION}/{names.CERTIFICATE_REQUESTS}")
+
+    def get_certificate_request(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """The CertificateRequest, or None."""
+        return self._get_or_none(self._certificate_request_path(namespace, name))
+
+    def patch_certificate_request_status(
+        self, *, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Merge `status` into the CertificateRequest's status subresource, on condition
+        that it is still at `resource_version` (409 Conflict otherwise: a request is signed
+        once, never from a stale read); 404 ApiError if it is gone."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        path = self._certificate_request_path(namespace, name) + "/status"
+        return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    @staticmethod
+    def _certificate_request_path(namespace: str, name: str) -> str:
+        return (
+            f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{namespace}/"
+            f"{names.CERTIFICATE_REQUESTS}/{name}"
+        )
+
     def get_authority(self, *, name: str) -> dict[str, Any] | None:
         """The CertificateAuthority (cluster-scoped), or None."""
         return self._get_or_none(

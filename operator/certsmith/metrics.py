@@ -76,6 +76,12 @@ POD_CERTIFICATE_LATENCY = Histogram(
     "its answer written.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
 )
+CERTIFICATE_REQUESTS = Counter(
+    "certsmith_certificate_requests",
+    "CertificateRequests decided, by outcome (Issued, Pending, Denied, InvalidRequest, "
+    "PolicyDenied, IssuerNotReady, Expired, DecisionFailed).",
+    ["outcome"],
+)
 PHASES = ("Ready", "Distributing", "Reissuing", "Retiring")
 
 
@@ -145,3 +151,8 @@ def pod_certificate_answered(condition: str, reason: str, latency_seconds: float
     POD_CERTIFICATES.labels(condition, reason).inc()
     if latency_seconds is not None:
         POD_CERTIFICATE_LATENCY.observe(max(0.0, latency_seconds))
+
+
+def certificate_request_decided(outcome: str) -> None:
+    """A CertificateRequest was signed, left pending, denied or refused (`outcome`)."""
+    CERTIFICATE_REQUESTS.labels(outcome).inc()

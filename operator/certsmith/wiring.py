@@ -22,6 +22,7 @@ from certsmith.config import Config
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
+from certsmith.controller.certificate_requests import CertificateRequestSigner
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
@@ -75,6 +76,8 @@ class ControllerParts:
     actions: ScheduledActions
     pod_certificates: PodCertificateSigner | None
     """The PodCertificateRequest signer; None when the cluster serves no such requests."""
+    certificate_requests: CertificateRequestSigner
+    """Decides and signs CertificateRequests (enrolment by CSR)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             bundles=controller.bundles,
             cluster_trust_bundles=pod_certificate_apis.bundles,
             pod_certificates=controller.pod_certificates,
+            certificate_requests=controller.certificate_requests,
         ),
         admission_handlers=admission_registry(
             config=config,
@@ -185,6 +189,14 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         default_authority=shared.config.default_authority,
     )
+    certificate_requests = CertificateRequestSigner(
+        kube=shared.kube,
+        config=shared.config,
+        registry=shared.registry,
+        namespace_labels=labels.labels,
+        scheduler=shared.scheduler,
+        clock=utc_now,
+    )
     authorities = AuthoritySteps(
         kube=shared.kube,
         config=shared.config,
@@ -195,6 +207,7 @@ def _controller(shared: Shared) -> ControllerParts:
         replica=shared.replica,
         clock=utc_now,
         pod_certificate_apis=shared.pod_certificate_apis,
+        roots_changed=certificate_requests.authority_roots_changed,
     )
     requests_version = shared.pod_certificate_apis.requests
     pod_certificates = (
@@ -237,6 +250,8 @@ def _controller(shared: Shared) -> ControllerParts:
             scheduler=shared.scheduler,
             clock=utc_now,
             pod_certificates=pod_certificates,
+            certificate_requests=certificate_requests,
         ),
         pod_certificates=pod_certificates,
+        certificate_requests=certificate_requests,
     )

@@ -1,6 +1,6 @@
-"""certsmith installed with Helm on kind: a Certificate becomes Ready, `helm test` passes, and
-`helm uninstall` leaves no webhook configuration, admission policy, Deployment, Service or
-RBAC object behind (CRDs and issued Secrets are kept, as README says).
+"""certsmith installed with Helm on kind: a Certificate becomes Ready, the mTLS demo works,
+`helm test` passes, and `helm uninstall` leaves no webhook configuration, admission policy,
+Deployment, Service or RBAC object behind (CRDs and issued Secrets are kept, as README says).
 
 Every other e2e test uses the kustomize install (hack/deploy) and a session fixture keeps a
 root rotation running with it, so this test runs last (conftest.py orders it) and replaces
@@ -23,13 +23,18 @@ from kubernetes.client.rest import ApiException
 
 from tests import builders
 from tests.builders import GROUP, VERSION
+from tests.e2e.pods import apply_demo_manifest, pod_ready
 from tests.support import REPO_ROOT, kubectl, wait_for
 
 pytestmark = pytest.mark.e2e
 
 NAMESPACE = "certsmith"
 RELEASE = "certsmith"
-CRDS = ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev")
+CRDS = (
+    "certificates.certsmith.dev",
+    "certificateauthorities.certsmith.dev",
+    "certificaterequests.certsmith.dev",
+)
 
 
 def helm(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +119,10 @@ def certsmith_leftovers(api: client.ApiClient) -> list[str]:
     return found
 
 
+def demo_client_log(kubeconfig: str, namespace: str) -> list[str]:
+    return kubectl(kubeconfig, "-n", namespace, "logs", "mtls-client").stdout.splitlines()
+
+
 def test_helm_install_test_and_uninstall(
     certsmith_installed: str, e2e_client: client.ApiClient
 ) -> None:
@@ -164,6 +173,26 @@ def test_helm_install_test_and_uninstall(
     bundle = base64.b64decode(mutating.webhooks[0].client_config.ca_bundle).decode()
     assert "BEGIN CERTIFICATE" in bundle
     assert mutating.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
+
+    # The mTLS demo under the Helm install: its Certificates signed, the client's Secret
+    # mounted by the chart's mutating webhook, calls verified both ways.
+    apply_demo_manifest(kubeconfig, "mtls.yaml", namespace)
+    wait_for(
+        lambda: pod_ready(e2e_client, namespace, "mtls-client"),
+        timeout=180,
+        what="the demo's mtls-client Ready under the Helm install",
+        interval=1,
+    )
+    wait_for(
+        lambda: any(
+            f"client_san_dn=CN=mtls-client.{namespace}.svc" in line
+            for line in demo_client_log(kubeconfig, namespace)
+            if " ok " in f" {line} "
+        ),
+        timeout=90,
+        what="the demo's client completing an mTLS call under the Helm install",
+        interval=1,
+    )
 
     tested = helm(kubeconfig, "test", RELEASE, "--namespace", NAMESPACE, "--timeout", "3m")
     assert "Succeeded" in tested.stdout

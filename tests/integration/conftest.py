@@ -146,7 +146,11 @@ def _install_crds(api_client: client.ApiClient) -> None:
         except utils.FailToCreateError as error:
             if not all(e.status == 409 for e in error.api_exceptions):
                 raise
-    for name in ("certificates.certsmith.dev", "certificateauthorities.certsmith.dev"):
+    for name in (
+        "certificates.certsmith.dev",
+        "certificateauthorities.certsmith.dev",
+        "certificaterequests.certsmith.dev",
+    ):
         wait_for(
             lambda n=name: any(
                 c.type == "Established" and c.status == "True"

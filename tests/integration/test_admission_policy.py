@@ -337,7 +337,9 @@ SPECS = st.fixed_dictionaries(
         "commonName": st.one_of(st.none(), st.sampled_from(CNS)),
         "duration": st.sampled_from([None, "1h", "90s", "1h30m", "0.5h", "2160h"]),
         "renewBefore": st.sampled_from([None, "10m", "59m", "30m"]),
-        "usages": st.sampled_from([None, ["digital signature"], ["cert sign"], ["key agreement"]]),
+        "usages": st.sampled_from(
+            [None, ["digital signature"], ["cert sign"], ["ocsp signing"], ["key agreement"]]
+        ),
         "subject": st.sampled_from(
             [
                 *(None, {"organizations": ["acme"]}, {"countries": ["de"]}),

@@ -675,13 +675,25 @@ def test_a_root_rotation_moves_pod_certificates_to_the_new_root_and_waits_for_th
 
 
 def test_an_authority_created_again_is_not_denied_for_its_earlier_absence(
-    api_client: client.ApiClient, version: str, workload: Workload
+    api_client: client.ApiClient,
+    running_operator: OperatorProcess,
+    version: str,
+    workload: Workload,
 ) -> None:
     """A request for an authority that does not exist is Denied (final); one made right
     after the authority is created again must wait for it to load and be Issued, not be
     denied on what the operator saw before."""
     name = create_authority(api_client)
     delete_authority(api_client, name)
+    # The operator learns of the deletion from its watch, a moment later; a request made
+    # before that is signed by the authority it still holds (CI saw Issued here).
+    wait_for(
+        lambda: not metric(
+            running_operator, f'certsmith_authority_rotation_phase{{authority="{name}"'
+        ),
+        timeout=30,
+        what=f"the operator to unload {name}",
+    )
     pod = workload.pod()
     signer = f"certsmith.dev/{name}"
     absent = workload.request(version, pod, signer=signer)
@@ -706,5 +718,54 @@ def test_an_authority_created_again_is_not_denied_for_its_earlier_absence(
             api_client, version, workload.namespace, made["metadata"]["name"], timeout=45
         )
         assert pod_certs.answer(body)["type"] == "Issued", pod_certs.answer(body)
+    finally:
+        delete_authority(api_client, name)
+
+
+def test_a_request_waiting_on_an_authority_that_cannot_sign_is_answered_once_it_can(
+    api_client: client.ApiClient,
+    running_operator: OperatorProcess,
+    version: str,
+    workload: Workload,
+) -> None:
+    """A request whose authority cannot sign waits (a problem is looked at again only every
+    30 s); once the authority is fixed, the request is signed then, not at the next look."""
+    name = f"pods-{uuid.uuid4().hex[:6]}"
+    objects = client.CustomObjectsApi(api_client)
+    objects.create_cluster_custom_object(
+        *CA,
+        {
+            "apiVersion": "certsmith.dev/v1alpha1",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": name},
+            "spec": {"rootSecretRef": {"name": f"{name}-missing"}},
+        },
+    )
+    try:
+        wait_for(
+            lambda: any(
+                c["type"] == "Ready" and c["status"] == "False"
+                for c in (objects.get_cluster_custom_object(*CA, name).get("status") or {}).get(
+                    "conditions", []
+                )
+            ),
+            timeout=30,
+            what=f"{name} not Ready (its root Secret does not exist)",
+        )
+        made = workload.request(version, workload.pod(), signer=f"certsmith.dev/{name}")
+        waits = f"PodCertificateRequest {workload.namespace}/{made['metadata']['name']} waits"
+        wait_for(
+            lambda: waits in running_operator.log_path.read_text(errors="replace"),
+            timeout=30,
+            what="the operator to look at the request and let it wait",
+        )
+        fixed = time.monotonic()
+        objects.patch_cluster_custom_object(*CA, name, {"spec": {"rootSecretRef": None}})
+        body = pod_certs.wait_answered(
+            api_client, version, workload.namespace, made["metadata"]["name"], timeout=60
+        )
+        assert pod_certs.answer(body)["type"] == "Issued", pod_certs.answer(body)
+        # Well before the next look of a waiting request (NOT_READY_RETRY, 30 s).
+        assert time.monotonic() - fixed < 25
     finally:
         delete_authority(api_client, name)

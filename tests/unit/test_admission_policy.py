@@ -63,15 +63,28 @@ def test_cel_reads_the_operator_settings() -> None:
     body = admission_policy.policy(operator_namespace="certs-system")
     assert "paramKind" not in body["spec"]
     assert body["spec"]["matchConditions"] == [
-        {"name": "spec-changed", "expression": admission_policy.SPEC_CHANGED}
+        {"name": "spec-changed-or-decision", "expression": admission_policy.JUDGED}
     ]
-    assert body["spec"]["validations"] == [
-        {
-            "expression": "request.namespace != 'certs-system'",
-            "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
-            "reason": "Forbidden",
-        }
-    ]
+    assert body["spec"]["validations"][0] == {
+        "expression": (
+            "has(request.subResource) && request.subResource == 'status' || "
+            "request.namespace != 'certs-system'"
+        ),
+        "message": isolation.operator_namespace_refusal("certs-system", "certs-system"),
+        "reason": "Forbidden",
+    }
+    status_rules = body["spec"]["validations"][1:]
+    assert all(
+        rule["expression"].startswith(f"!({admission_policy.STATUS_WRITE}) || ")
+        for rule in status_rules
+    )
+    approval, auto_approved, signed = (rule["expression"] for rule in status_rules[2:])
+    assert approval.endswith(f"|| {admission_policy.APPROVAL_AUTHORIZED}")
+    assert ".namespace(object.metadata.namespace)" in admission_policy.APPROVAL_AUTHORIZED
+    assert "'/AutoApproved'" in auto_approved
+    assert auto_approved.endswith(f"|| {admission_policy.SIGN_AUTHORIZED}")
+    assert signed.endswith(f"variables.signedPartUnchanged || {admission_policy.SIGN_AUTHORIZED}")
+    assert ".check('sign')" in admission_policy.SIGN_AUTHORIZED
     assert "paramRef" not in admission_policy.binding()["spec"]
 
 

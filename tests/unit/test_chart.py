@@ -156,6 +156,7 @@ def test_chart_objects_carry_helm_labels_and_crds_are_kept_by_default() -> None:
     crds = [body for body in objects if body["kind"] == "CustomResourceDefinition"]
     assert sorted(body["metadata"]["name"] for body in crds) == [
         "certificateauthorities.certsmith.dev",
+        "certificaterequests.certsmith.dev",
         "certificates.certsmith.dev",
     ]
     keep = {"helm.sh/resource-policy": "keep"}
@@ -165,7 +166,7 @@ def test_chart_objects_carry_helm_labels_and_crds_are_kept_by_default() -> None:
 def test_crd_switches() -> None:
     assert "CustomResourceDefinition" not in kinds(render("crds.enabled=false"))
     unkept = [b for b in render("crds.keep=false") if b["kind"] == "CustomResourceDefinition"]
-    assert len(unkept) == 2
+    assert len(unkept) == 3
     assert all("annotations" not in body["metadata"] for body in unkept)
 
 
@@ -280,7 +281,7 @@ def test_webhook_configurations_follow_values_and_namespace() -> None:
     )
     mutating = find(objects, "MutatingWebhookConfiguration", "certsmith.dev")["webhooks"]
     validating = find(objects, "ValidatingWebhookConfiguration", "certsmith.dev")["webhooks"]
-    assert [hook["timeoutSeconds"] for hook in mutating + validating] == [20, 3]
+    assert [hook["timeoutSeconds"] for hook in mutating + validating] == [20, 3, 3]
     # What CEL judges is left out, for the release's namespace and trust domain.
     assert validating[0]["matchConditions"] == webhook_config.validating_match_conditions(
         "security", "corp.example"

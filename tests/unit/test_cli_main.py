@@ -30,6 +30,18 @@ def test_renew_timeout_takes_go_durations_or_seconds():
         parse("renew", "web", "--timeout", "soon")
 
 
+def test_approve_and_deny_take_a_request_a_reason_and_a_message(capsys):
+    approve = parse("approve", "gw", "-n", "partners")
+    assert (approve.command, approve.request, approve.namespace) == ("approve", "gw", "partners")
+    assert (approve.reason, approve.message) == ("KubectlCertsmith", None)
+    deny = parse("deny", "gw", "--reason", "DeviceLost", "--message", "stolen")
+    assert (deny.command, deny.reason, deny.message) == ("deny", "DeviceLost", "stolen")
+    with pytest.raises(SystemExit) as exit_info:
+        main.main(["deny", "gw", "--reason", "lost device"])
+    assert exit_info.value.code == 2
+    assert "--reason 'lost device': one CamelCase word" in capsys.readouterr().err
+
+
 def test_a_usage_error_exits_two_without_traceback(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main.main(["inspect"])

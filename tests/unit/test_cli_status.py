@@ -101,7 +101,9 @@ def test_json_carries_the_verdict_and_both_lists():
         NOW,
         limit=10,
     )
-    document = status.to_json(summary, NOW, PodCertificateApis(requests="v1", bundles="v1"))
+    document = status.to_json(
+        summary, NOW, PodCertificateApis(requests="v1", bundles="v1"), status.requests_summary([])
+    )
     assert document["allReady"] is False
     assert [c["name"] for c in document["notReady"]] == ["bad"]
     assert document["expiringSoonest"][0]["expiresInSeconds"] == 60 * 86400
@@ -128,7 +130,9 @@ def test_an_api_not_served_is_shown_with_how_to_turn_it_on():
     assert lines[2].startswith("  clustertrustbundles.certificates.k8s.io is not served")
     assert "ClusterTrustBundleProjection feature gates" in lines[2]
     assert len(lines) == 3
-    unserved = status.to_json(status.summarize([], NOW, limit=1), NOW, apis)["podCertificateApis"]
+    unserved = status.to_json(
+        status.summarize([], NOW, limit=1), NOW, apis, status.requests_summary([])
+    )["podCertificateApis"]
     assert unserved["clusterTrustBundles"] is None
     assert unserved["notServed"] == apis.unserved()
 
@@ -139,3 +143,50 @@ def test_nothing_found_says_where_it_looked():
         "No Certificates found in namespace x."
     )
     assert status.exit_code(summary) == 0
+
+
+def _request(name: str, namespace: str, ready: tuple[str, str, str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"issuerRef": {"name": "cluster-root"}},
+    }
+    if ready is not None:
+        status, reason, message = ready
+        body["status"] = {
+            "conditions": [
+                {"type": "Ready", "status": status, "reason": reason, "message": message}
+            ]
+        }
+    return body
+
+
+def test_certificate_requests_waiting_or_not_ready_are_listed() -> None:
+    requests = status.requests_summary(
+        [
+            _request("ok", "a", ("True", "Issued", "signed")),
+            _request("wait", "b", ("False", "Pending", "waiting for approval: ...")),
+            _request("new", "a", None),
+            _request("no", "a", ("False", "Denied", "denied: gone")),
+        ]
+    )
+    assert [(r["namespace"], r["name"]) for r in requests.pending] == [("a", "new"), ("b", "wait")]
+    assert requests.not_ready == (
+        {
+            "namespace": "a",
+            "name": "no",
+            "issuer": "cluster-root",
+            "reason": "Denied",
+            "message": "denied: gone",
+        },
+    )
+    text = status.render_requests(requests, where="all namespaces")
+    assert text is not None
+    lines = text.splitlines()
+    assert lines[0] == (
+        "2 CertificateRequests in all namespaces wait for a decision "
+        "(kubectl certsmith approve|deny NAME -n NAMESPACE):"
+    )
+    assert lines[2].split()[:3] == ["new", "a", "cluster-root"]
+    assert "1 CertificateRequests in all namespaces are not Ready:" in lines
+    assert lines[-1].split()[:3] == ["no", "a", "Denied"]
+    assert status.render_requests(status.requests_summary([]), where="x") is None

@@ -335,6 +335,8 @@ INVALID = [
     ({"usages": ["server auth", "fly"]}, "spec.usages[1]", "'fly' is not one of"),
     ({"usages": ["server auth", "server auth"]}, "spec.usages[1]", "duplicates spec.usages[0]"),
     ({"usages": ["cert sign"]}, "spec.usages[0]", "needs a CA certificate"),
+    ({"usages": ["server auth", "ocsp signing"]}, "spec.usages[1]", "OCSP responder"),
+    ({"usages": ["crl sign"]}, "spec.usages[0]", "sign CRLs in its authority's place"),
     # RFC 8813 section 3, RFC 8410 section 5: encipherment is for RSA keys only.
     (
         {"usages": ["key encipherment"]},
@@ -612,8 +614,8 @@ def test_template_keys_that_say_nothing_about_ownership_are_accepted():
 
 ACCEPTED_USAGES = (
     *("digital signature", "content commitment", "key encipherment", "data encipherment"),
-    *("key agreement", "encipher only", "decipher only", "crl sign", "server auth"),
-    *("client auth", "code signing", "email protection", "timestamping", "ocsp signing"),
+    *("key agreement", "encipher only", "decipher only", "server auth"),
+    *("client auth", "code signing", "email protection", "timestamping"),
 )
 
 
@@ -631,6 +633,8 @@ def test_each_usage_the_readme_lists_is_accepted(usage):
         "any",
         "signing",
         "cert sign",
+        "crl sign",
+        "ocsp signing",
         "s/mime",
         "ipsec end system",
         "ipsec tunnel",

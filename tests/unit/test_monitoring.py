@@ -61,6 +61,7 @@ def exported() -> dict[str, frozenset[str]]:
     metrics.authority_state("cluster-root", SOME_TIME, SOME_TIME, "Ready")
     metrics.cluster_trust_bundle_roots("cluster-root", 1)
     metrics.pod_certificate_answered("Issued", "Issued", 0.5)
+    metrics.certificate_request_decided("Issued")
     try:
         exposition = generate_latest(REGISTRY).decode()
     finally:

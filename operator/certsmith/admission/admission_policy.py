@@ -27,6 +27,7 @@ from typing import Any
 
 from certsmith.api import model, names
 from certsmith.certificates import isolation
+from certsmith.enrolment.decision import AUTO_APPROVED
 
 POLICY_NAME = "certsmith.dev"
 MAX_JUDGED_SANS = 100
@@ -125,7 +126,8 @@ def _spec_judged_in_cel() -> list[str]:
             f"(!has(object.spec.{key}) || object.spec.{key}.matches({_raw(_WHOLE_MILLISECONDS)}))"
             for key in ("duration", "renewBefore")
         ),
-        "(!has(object.spec.usages) || !object.spec.usages.exists(u, u == 'cert sign'))",
+        "(!has(object.spec.usages) || !object.spec.usages.exists(u, u in "
+        f"[{', '.join(repr(u) for u in sorted(model.CA_USAGES))}]))",
         f"(!has(object.spec.secretTemplate) || !has({labels}) || {labels}.all(k, "
         f"{_template_key('k')} && !k.startsWith('{names.CERTSMITH_PREFIX}') && "
         f"k != '{names.MANAGED_BY_LABEL}' && "
@@ -181,14 +183,162 @@ SPEC_CHANGED = "request.operation == 'CREATE' || object.spec != oldObject.spec"
 admitted earlier (under other grants, or while admission was off)."""
 
 
+STATUS_WRITE = "has(request.subResource) && request.subResource == 'status'"
+"""CEL: the request writes the status subresource (the apiserver leaves `subResource` out
+of the request when there is none, so it is tested with has())."""
+JUDGED = f"{STATUS_WRITE} || {SPEC_CHANGED}"
+"""What the ValidatingAdmissionPolicy looks at: a new or changed spec (Certificates and
+CertificateRequests), and a CertificateRequest's status write (its only matched
+subresource), where approval is decided."""
+
+_DECISION_TYPES = "c.type == 'Approved' || c.type == 'Denied'"
+_DECISION = (
+    f"{{obj}}.status.conditions.filter(c, {_DECISION_TYPES})"
+    ".map(c, c.type + '=' + c.status + '/' + (has(c.reason) ? c.reason : ''))"
+)
+SIGNED_FIELDS = ("certificate", "ca", "notBefore", "notAfter", "serialNumber")
+"""The status fields only a holder of `sign` writes (with every condition but the
+decision); the CRD's status schema has no others (unknown fields are pruned)."""
+
+
+def _decision(obj: str) -> str:
+    """CEL: the Approved and Denied conditions of `obj` (type=status/reason), [] if none."""
+    guard = f"has({obj}.status) && has({obj}.status.conditions)"
+    return f"{guard} ? {_DECISION.format(obj=obj)} : []"
+
+
+def _present(obj: str, field: str) -> str:
+    return f"(has({obj}.status) && has({_status(obj)}.{field}))"
+
+
+def _status(obj: str) -> str:
+    """`obj`'s status as dyn: the policy matches Certificates too, whose schema has no
+    certificate or ca, and the apiserver type-checks every expression against each matched
+    kind (a warning per kind); these rules are evaluated for CertificateRequests only."""
+    return f"dyn({obj}).status"
+
+
+def _signed_part_unchanged() -> str:
+    """CEL: the status is the old one but for the Approved and Denied conditions: every
+    SIGNED_FIELDS field present in both with the same value, or absent from both, and the
+    other conditions (Ready, …) the same list."""
+    fields = [
+        f"{_present('object', f)} == {_present('oldObject', f)} && "
+        f"(!{_present('object', f)} || {_status('object')}.{f} == {_status('oldObject')}.{f})"
+        for f in SIGNED_FIELDS
+    ]
+
+    def others(obj: str) -> str:
+        return (
+            f"(has({obj}.status) && has({obj}.status.conditions) ? "
+            f"{obj}.status.conditions.filter(c, !({_DECISION_TYPES})) : [])"
+        )
+
+    return (
+        " && ".join(f"({f})" for f in fields) + f" && {others('object')} == {others('oldObject')}"
+    )
+
+
+def _authorized(verb: str, *, namespaced: bool) -> str:
+    """CEL: the requester holds `verb` on certificateauthorities/<spec.issuerRef.name> in
+    certsmith.dev (`namespaced`: a RoleBinding in the request's namespace counts too)."""
+    namespace = ".namespace(object.metadata.namespace)" if namespaced else ""
+    return (
+        f"authorizer.group('{names.GROUP}').resource('{names.AUTHORITIES}'){namespace}"
+        f".name(object.spec.issuerRef.name).check('{verb}').allowed()"
+    )
+
+
+APPROVAL_AUTHORIZED = _authorized(names.APPROVE_VERB, namespaced=True)
+"""CEL: the requester may approve for the request's authority: RBAC verb `approve` on
+`certificateauthorities` (resourceName: the authority) in certsmith.dev, granted
+cluster-wide or in the request's namespace, as Kubernetes' `approve` on `signers` for
+CertificateSigningRequests."""
+SIGN_AUTHORIZED = _authorized(names.SIGN_VERB, namespaced=False)
+"""CEL: the requester may write what signing writes (RBAC verb `sign` on the authority,
+cluster-wide: the operator's ClusterRole), as Kubernetes' `sign` on `signers` for a
+CertificateSigningRequest's status.certificate."""
+
+_WHO = "request.userInfo.username"
+_AUTHORITY_REF = f"' on {names.AUTHORITIES}.{names.GROUP}/' + object.spec.issuerRef.name"
+
+
+def _status_validations() -> list[dict[str, str]]:
+    """The rules of a CertificateRequest's status write, judged on the whole old and new
+    objects (so also when the status is emptied, which the CRD's transition rules do not
+    see): the decision is final and the certificate never changes (for everyone); a
+    decision needs `approve` (AutoApproved, certsmith's own reason, needs `sign`); any other
+    change needs `sign`."""
+    status_write = f"!({STATUS_WRITE}) || "
+    changed = "variables.decision == variables.oldDecision"
+    return [
+        {
+            "expression": f"{status_write}size(variables.oldDecision) == 0 || {changed}",
+            "message": (
+                "status.conditions: the Approved or Denied decision is final: it cannot be "
+                "removed or changed, nor the status emptied; create a new CertificateRequest"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                f"{status_write}!{_present('oldObject', 'certificate')} || "
+                f"{_present('object', 'certificate')} && "
+                f"{_status('object')}.certificate == {_status('oldObject')}.certificate"
+            ),
+            "message": (
+                "status.certificate: a request is signed once; its certificate can never be "
+                "removed or changed: create a new CertificateRequest"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"{status_write}{changed} || {APPROVAL_AUTHORIZED}",
+            "messageExpression": (
+                f"'status.conditions: ' + {_WHO} + ' may not approve or deny "
+                "CertificateRequests of CertificateAuthority ' + object.spec.issuerRef.name + "
+                f"' in namespace ' + object.metadata.namespace + ': that needs the verb "
+                f"{names.APPROVE_VERB}' + {_AUTHORITY_REF}"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                f"{status_write}{changed} || "
+                f"!variables.decision.exists(d, d.endsWith('/{AUTO_APPROVED}')) || "
+                f"{SIGN_AUTHORIZED}"
+            ),
+            "messageExpression": (
+                f"'status.conditions: reason {AUTO_APPROVED} is certsmith\\'s own (every name "
+                f"is the namespace\\'s to carry); ' + {_WHO} + ' may approve with another "
+                "reason, e.g. PartnerVerified'"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"{status_write}variables.signedPartUnchanged || {SIGN_AUTHORIZED}",
+            "messageExpression": (
+                f"'status: ' + {_WHO} + ' may only add the Approved or Denied condition to a "
+                "CertificateRequest\\'s status, keeping the rest; the certificate, ca, "
+                "notBefore, notAfter, serialNumber and the other conditions are written by "
+                f"certsmith (verb {names.SIGN_VERB}' + {_AUTHORITY_REF} + ')'"
+            ),
+            "reason": "Forbidden",
+        },
+    ]
+
+
 def _labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": "certsmith"}
 
 
 def policy(*, operator_namespace: str) -> dict[str, Any]:
     """The ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) refusing, with HTTP
-    403 and isolation.operator_namespace_refusal's message, a new or changed Certificate in
-    the operator's namespace: the one rule of namespace isolation no grant lifts."""
+    403: a new or changed Certificate or CertificateRequest in the operator's namespace,
+    with isolation.operator_namespace_refusal's message (the one rule of namespace
+    isolation no grant lifts); and a CertificateRequest's status write that breaks
+    _status_validations (a decision removed or changed, the certificate changed, a decision
+    without the verb `approve` on its authority, anything else without `sign`)."""
     refusal = isolation.operator_namespace_refusal(operator_namespace, operator_namespace)
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -202,17 +352,29 @@ def policy(*, operator_namespace: str) -> dict[str, Any]:
                         "apiGroups": [names.GROUP],
                         "apiVersions": [names.VERSION],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": [names.CERTIFICATES],
+                        "resources": [
+                            names.CERTIFICATES,
+                            names.CERTIFICATE_REQUESTS,
+                            f"{names.CERTIFICATE_REQUESTS}/status",
+                        ],
                     }
                 ]
             },
-            "matchConditions": [{"name": "spec-changed", "expression": SPEC_CHANGED}],
+            "matchConditions": [{"name": "spec-changed-or-decision", "expression": JUDGED}],
+            "variables": [
+                {"name": "decision", "expression": _decision("object")},
+                {"name": "oldDecision", "expression": _decision("oldObject")},
+                {"name": "signedPartUnchanged", "expression": _signed_part_unchanged()},
+            ],
             "validations": [
                 {
-                    "expression": f"request.namespace != '{operator_namespace}'",
+                    "expression": (
+                        f"{STATUS_WRITE} || request.namespace != '{operator_namespace}'"
+                    ),
                     "message": refusal,
                     "reason": "Forbidden",
-                }
+                },
+                *_status_validations(),
             ],
         },
     }

@@ -27,6 +27,7 @@ from certsmith.admission.serving_keeper import ServingKeeper
 from certsmith.api import model, names
 from certsmith.certificates import isolation
 from certsmith.config import Config
+from certsmith.enrolment import csr
 from certsmith.kube import ApiError, Kube
 from certsmith.pods import injection
 from certsmith.replicas import readiness
@@ -77,6 +78,7 @@ def registry(
     if config.webhooks:
         _injection_handler(handlers, config=config, kube=kube)
         _validation_handler(handlers, config=config, kube=kube)
+        _request_validation_handler(handlers)
     return handlers
 
 
@@ -321,3 +323,25 @@ def _certificate_violations(
         trust_domain=config.trust_domain,
     )
     return [str(violation) for violation in violations]
+
+
+def _request_validation_handler(handlers: kopf.OperatorRegistry) -> None:
+    @kopf.on.validate(
+        names.GROUP,
+        names.VERSION,
+        names.CERTIFICATE_REQUESTS,
+        id=webhook_config.VALIDATE_CERTIFICATE_REQUEST_PATH,
+        operations=["CREATE"],
+        registry=handlers,
+    )
+    def validate_certificate_request(spec: kopf.Spec, **_: Any) -> None:
+        """Refuse at creation a CertificateRequest the operator would mark InvalidRequest:
+        a CSR that is not base64 PEM PKCS#10, whose signature does not verify, with a weak
+        or unknown key, or names, a duration or usages a Certificate may not have (422,
+        the field named). Its names are not judged here: a name the namespace may not carry
+        makes the request wait for approval, not fail. The spec is immutable (CRD rule), so
+        only a CREATE is judged; the operator judges again before signing."""
+        try:
+            csr.parse_request(dict(spec))
+        except model.InvalidSpec as invalid:
+            raise kopf.AdmissionError(str(invalid), code=422) from None

@@ -17,6 +17,7 @@ CONFIGURATION_NAME = "certsmith.dev"
 KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 INJECT_POD_PATH = "inject-pod"
 VALIDATE_CERTIFICATE_PATH = "validate-certificate"
+VALIDATE_CERTIFICATE_REQUEST_PATH = "validate-certificaterequest"
 
 
 def ca_bundle_patch(live: Mapping[str, Any], bundle_pem: bytes) -> dict[str, Any] | None:

@@ -43,6 +43,21 @@ ALLOWED_USAGES = frozenset(
         "ocsp signing",
     }
 )
+CA_USAGES = {
+    # RFC 5280 4.2.1.3 allows keyCertSign only with cA=TRUE, and certsmith never issues CAs.
+    "cert sign": "'cert sign' needs a CA certificate (isCA); certsmith issues none",
+    # RFC 6960 4.2.2.2: a certificate with id-kp-OCSPSigning issued by a CA is trusted for
+    # OCSP answers about every certificate that CA issued: any namespace could vouch "good"
+    # for another's revoked certificate.
+    "ocsp signing": "'ocsp signing' would make this certificate an OCSP responder trusted for "
+    "every certificate its authority issued (RFC 6960 4.2.2.2); certsmith issues none",
+    # RFC 5280 5 / 6.3.3: a CRL signer other than the CA (an indirect CRL issuer) would let
+    # a namespace publish revocations of others' certificates.
+    "crl sign": "'crl sign' would let this certificate sign CRLs in its authority's place "
+    "(RFC 5280 6.3.3); certsmith signs its CRLs with the authority's own key",
+}
+"""Usages of cert-manager's vocabulary that speak for the authority, refused for every
+leaf (safe by default: they are CA powers, not a workload's), each with why."""
 DEFAULT_ISSUER = "cluster-root"
 
 # The metadata keys by which a Secret says whose it is (tls_secret.foreign_claim and
@@ -447,8 +462,7 @@ def _usages(spec: Mapping[str, Any], algorithm: str) -> tuple[str, ...]:
     usages, fields = _strings(spec, "usages", len(ALLOWED_USAGES))
     for usage, path in zip(usages, fields, strict=True):
         _check(usage in ALLOWED_USAGES, path, f"{usage!r} is not one of {sorted(ALLOWED_USAGES)}")
-        # RFC 5280 4.2.1.3 allows keyCertSign only with cA=TRUE, and certsmith never issues CAs.
-        _check(usage != "cert sign", path, "'cert sign' needs a CA certificate (isCA)")
+        _check(usage not in CA_USAGES, path, CA_USAGES.get(usage, ""))
         needed, why = _USAGE_ALGORITHM.get(usage, (algorithm, ""))
         algorithm_is = f"spec.privateKey.algorithm is {algorithm}"
         _check(

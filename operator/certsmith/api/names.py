@@ -13,6 +13,15 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CERTIFICATES = "certificates"
 AUTHORITIES = "certificateauthorities"
+CERTIFICATE_REQUESTS = "certificaterequests"
+APPROVE_VERB = "approve"
+"""The RBAC verb, on `certificateauthorities` (resourceName: the authority) in GROUP, that
+approves or denies a CertificateRequest addressed to that authority (as Kubernetes'
+`approve` on `signers` for CertificateSigningRequests)."""
+SIGN_VERB = "sign"
+"""The RBAC verb, on `certificateauthorities` (resourceName: the authority) in GROUP, that
+writes a CertificateRequest's certificate and every other part of its status but the
+decision: only certsmith's ClusterRole holds it (as Kubernetes' `sign` on `signers`)."""
 
 CERTSMITH_PREFIX = f"{GROUP}/"
 CERT_MANAGER_PREFIX = "cert-manager.io/"

@@ -57,15 +57,26 @@ class AuthorityRegistry:
         self._lock = threading.Lock()
         self._materials: dict[str, authority.AuthorityMaterial] = {}
         self._problems: dict[str, str] = {}
+        self._on_loaded: list[Callable[[str], None]] = []
 
     def get(self, name: str) -> authority.AuthorityMaterial | None:
         with self._lock:
             return self._materials.get(name)
 
+    def on_loaded(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(name)` each time authority `name` becomes able to sign (loaded
+        first, or again after a problem), on the thread that loaded it, outside the lock."""
+        with self._lock:
+            self._on_loaded.append(listener)
+
     def put(self, material: authority.AuthorityMaterial) -> None:
         with self._lock:
+            loaded_now = material.name not in self._materials
             self._materials[material.name] = material
             self._problems.pop(material.name, None)
+            listeners = list(self._on_loaded) if loaded_now else []
+        for listener in listeners:
+            listener(material.name)
 
     def all(self) -> list[authority.AuthorityMaterial]:
         with self._lock:

@@ -28,6 +28,10 @@ class CliError(Exception):
     """A problem to tell the user in one sentence; the plugin exits 1 without a traceback."""
 
 
+class Conflict(CliError):
+    """The object changed since it was read (409): read it again."""
+
+
 class NotFound(CliError):
     """The apiserver answered 404 for the object named in the message."""
 
@@ -139,6 +143,8 @@ class Api:
         message = str(detail.get("message") or response.reason)
         if response.status == 404:
             raise NotFound(f"{what} not found")
+        if response.status == 409:
+            raise Conflict(f"{what} changed meanwhile: {message}")
         raise CliError(f"{what}: the apiserver answered {response.status}: {message}")
 
     # --- Certificates --------------------------------------------------------------------
@@ -173,6 +179,42 @@ class Api:
             path,
             what=f'Certificate "{name}" in namespace {namespace}',
             body={"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
+        )
+
+    # --- CertificateRequests -------------------------------------------------------------
+
+    def list_certificate_requests(self, namespace: str | None) -> list[dict[str, Any]]:
+        """CertificateRequests in `namespace`, or in every namespace when it is None; []
+        when the cluster has no such resource (an install without its CRD)."""
+        if namespace is None:
+            path, where = f"{GROUP_PATH}/{names.CERTIFICATE_REQUESTS}", "in any namespace"
+        else:
+            path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/{names.CERTIFICATE_REQUESTS}"
+            where = f"in namespace {namespace}"
+        try:
+            return _items(self._request("GET", path, what=f"CertificateRequests {where}"))
+        except NotFound:
+            return []
+
+    def get_certificate_request(self, namespace: str, name: str) -> dict[str, Any]:
+        """The CertificateRequest; NotFound if there is none."""
+        return self._request(
+            "GET",
+            _request_path(namespace, name),
+            what=f'CertificateRequest "{name}" in namespace {namespace}',
+        )
+
+    def patch_certificate_request_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Merge `status` into the request's status subresource, on condition that it is
+        still at `resource_version` (CliError "409" otherwise); the stored request."""
+        return self._request(
+            "PATCH",
+            _request_path(namespace, name) + "/status",
+            what=f'CertificateRequest "{name}" in namespace {namespace}',
+            body={"metadata": {"resourceVersion": resource_version}, "status": dict(status)},
             content_type=MERGE_PATCH,
         )
 
@@ -231,6 +273,13 @@ class Api:
         """The namespace's Pods (CliError when RBAC forbids listing them)."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/pods"
         return _items(self._request("GET", path, what=f"Pods in namespace {namespace}"))
+
+
+def _request_path(namespace: str, name: str) -> str:
+    return (
+        f"{GROUP_PATH}/namespaces/{_segment(namespace)}/"
+        f"{names.CERTIFICATE_REQUESTS}/{_segment(name)}"
+    )
 
 
 def _items(listing: Mapping[str, Any]) -> list[dict[str, Any]]:

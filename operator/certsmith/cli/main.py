@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from certsmith.api import model
-from certsmith.cli import api, ca, inspection, output, renew, status
+from certsmith.cli import api, ca, decide, inspection, output, renew, status
 
 EXAMPLES = """\
 examples:
@@ -24,6 +24,8 @@ examples:
   kubectl certsmith renew --all -n shop       # every Certificate in the namespace
   kubectl certsmith ca status                 # roots, intermediates, rotation phase
   kubectl certsmith ca rotate                 # ask the operator to rotate cluster-root
+  kubectl certsmith approve gw-1 -n partners  # approve a CertificateRequest (verb approve
+  kubectl certsmith deny gw-2 -n partners --message "unknown device"   # on its authority)
 
 exit codes: 0 all is well, 1 something is not Ready, not found or failed, 2 bad usage.
 """
@@ -39,6 +41,14 @@ def _timeout(text: str) -> timedelta:
         return model.parse_duration(text, "--timeout")
     except model.InvalidSpec as error:
         raise argparse.ArgumentTypeError(error.message) from None
+
+
+def _reason(text: str) -> str:
+    """--reason: a condition reason (decide.check_reason)."""
+    try:
+        return decide.check_reason(text)
+    except api.CliError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _connection_flags(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
@@ -69,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The plugin's commands and flags; argparse exits 2 on bad usage."""
     parser = argparse.ArgumentParser(
         prog="kubectl certsmith",
-        description="See and act on certsmith Certificates and CertificateAuthorities.",
+        description="See and act on certsmith Certificates, CertificateRequests and "
+        "CertificateAuthorities.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -114,6 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=timedelta(seconds=60),
         help="how long --wait waits, e.g. 90s or 5m (default 60s)",
     )
+
+    for verb, what in (("approve", "approve"), ("deny", "deny (final)")):
+        decide_parser = commands.add_parser(
+            verb,
+            help=f"{what} a CertificateRequest waiting for approval (needs the verb approve "
+            "on its CertificateAuthority)",
+        )
+        _connection_flags(decide_parser, top_level=False)
+        decide_parser.add_argument("request", help="name of the CertificateRequest")
+        decide_parser.add_argument(
+            "--reason",
+            type=_reason,
+            default=decide.DEFAULT_REASON,
+            help=f"the condition's reason, one CamelCase word (default {decide.DEFAULT_REASON})",
+        )
+        decide_parser.add_argument("--message", help="the condition's message, for people")
 
     ca_parser = commands.add_parser("ca", help="CertificateAuthorities: status, rotate")
     _connection_flags(ca_parser, top_level=False)
@@ -176,6 +203,16 @@ def run(args: argparse.Namespace) -> int:
             wait=args.wait,
             timeout=args.timeout,
             clock=lambda: datetime.now(UTC),
+        )
+    if args.command in ("approve", "deny"):
+        return decide.run(
+            client,
+            namespace=args.namespace or client.default_namespace,
+            name=args.request,
+            approve=args.command == "approve",
+            reason=args.reason,
+            message=args.message,
+            now=now,
         )
     if args.ca_command == "status":
         return ca.run_status(client, json_output=json_output, color=output.use_color(sys.stdout))

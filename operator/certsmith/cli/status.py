@@ -1,5 +1,6 @@
 """`kubectl certsmith status`: what is not Ready and why, then what expires soonest, then
-which pod-certificate APIs the cluster serves (and how to turn on those it does not).
+the CertificateRequests waiting for a decision or not Ready, then which pod-certificate
+APIs the cluster serves (and how to turn on those it does not).
 
 The exit code is the verdict on Certificates (0 all Ready, 1 otherwise), so scripts and CI
 can gate on it; an API the cluster does not serve does not change it.
@@ -44,6 +45,23 @@ class PodCertificateApisJson(TypedDict):
     notServed: list[str]
 
 
+class RequestStateJson(TypedDict):
+    """One CertificateRequest in `status -o json`: its Ready reason and message."""
+
+    namespace: str
+    name: str
+    issuer: str
+    reason: str
+    message: str
+
+
+class RequestsJson(TypedDict):
+    """The CertificateRequests waiting for a decision, and the others not Ready."""
+
+    pending: list[RequestStateJson]
+    notReady: list[RequestStateJson]
+
+
 class SummaryJson(TypedDict):
     """`status -o json`."""
 
@@ -51,7 +69,67 @@ class SummaryJson(TypedDict):
     total: int
     notReady: list[CertificateStateJson]
     expiringSoonest: list[CertificateStateJson]
+    certificateRequests: RequestsJson
     podCertificateApis: PodCertificateApisJson
+
+
+@dataclass(frozen=True)
+class Requests:
+    """CertificateRequests `status` shows (`requests_summary`), by namespace and name."""
+
+    pending: tuple[RequestStateJson, ...]
+    """Waiting for someone to approve or deny them (Ready reason Pending)."""
+    not_ready: tuple[RequestStateJson, ...]
+    """Any other not Ready: denied, invalid, expired, root retired, issuer not ready, …"""
+
+
+PENDING_REQUEST = "Pending"
+
+
+def requests_summary(bodies: Iterable[Mapping[str, Any]]) -> Requests:
+    """Every CertificateRequest that is not Ready, pending ones apart; a request the
+    operator has not reported on yet counts as pending."""
+    pending: list[RequestStateJson] = []
+    not_ready: list[RequestStateJson] = []
+    for body in bodies:
+        metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+        found = (body.get("status") or {}).get("conditions")
+        ready = conditions.find_condition(found, conditions.READY)
+        if ready is not None and ready.get("status") == "True":
+            continue
+        reason = str((ready or {}).get("reason") or PENDING_REQUEST)
+        state: RequestStateJson = {
+            "namespace": str(metadata.get("namespace", "")),
+            "name": str(metadata.get("name", "")),
+            "issuer": str((spec.get("issuerRef") or {}).get("name") or ""),
+            "reason": reason,
+            "message": str((ready or {}).get("message") or "not judged by certsmith yet"),
+        }
+        (pending if reason == PENDING_REQUEST else not_ready).append(state)
+    return Requests(tuple(sorted(pending, key=_by_name)), tuple(sorted(not_ready, key=_by_name)))
+
+
+def _by_name(state: RequestStateJson) -> tuple[str, str]:
+    return state["namespace"], state["name"]
+
+
+def render_requests(requests: Requests, *, where: str) -> str | None:
+    """The CertificateRequests section, None when every request is Ready (or none)."""
+    sections = []
+    if requests.pending:
+        rows = [(r["name"], r["namespace"], r["issuer"], r["message"]) for r in requests.pending]
+        sections.append(
+            f"{len(requests.pending)} CertificateRequests in {where} wait for a decision "
+            "(kubectl certsmith approve|deny NAME -n NAMESPACE):\n"
+            + output.table(("NAME", "NAMESPACE", "ISSUER", "MESSAGE"), rows)
+        )
+    if requests.not_ready:
+        rows = [(r["name"], r["namespace"], r["reason"], r["message"]) for r in requests.not_ready]
+        sections.append(
+            f"{len(requests.not_ready)} CertificateRequests in {where} are not Ready:\n"
+            + output.table(("NAME", "NAMESPACE", "REASON", "MESSAGE"), rows)
+        )
+    return "\n\n".join(sections) or None
 
 
 @dataclass(frozen=True)
@@ -214,13 +292,19 @@ def render_apis(apis: PodCertificateApis) -> str:
     return "\n".join(lines)
 
 
-def to_json(summary: Summary, now: datetime, apis: PodCertificateApis) -> SummaryJson:
+def to_json(
+    summary: Summary, now: datetime, apis: PodCertificateApis, requests: Requests
+) -> SummaryJson:
     """`status -o json`."""
     return {
         "allReady": summary.all_ready,
         "total": summary.total,
         "notReady": [s.to_json(now) for s in summary.not_ready],
         "expiringSoonest": [s.to_json(now) for s in summary.expiring],
+        "certificateRequests": {
+            "pending": list(requests.pending),
+            "notReady": list(requests.not_ready),
+        },
         "podCertificateApis": {
             "podCertificateRequests": apis.requests,
             "clusterTrustBundles": apis.bundles,
@@ -265,10 +349,15 @@ def run(
 ) -> int:
     """`namespace` None means every namespace (-A)."""
     summary = summarize(api.list_certificates(namespace), now, limit=limit)
+    requests = requests_summary(api.list_certificate_requests(namespace))
     apis = discover_apis(api)
     if json_output:
-        output.print_json(to_json(summary, now, apis))
+        output.print_json(to_json(summary, now, apis, requests))
     else:
-        print(render(summary, now, where=describe_scope(namespace), color=color))
+        where = describe_scope(namespace)
+        print(render(summary, now, where=where, color=color))
+        requests_text = render_requests(requests, where=where)
+        if requests_text is not None:
+            print(f"\n{requests_text}")
         print(f"\n{render_apis(apis)}")
     return exit_code(summary)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography import x509
+
 from certsmith.authorities import store
 from certsmith.authorities.controller import AUTHORITY, AuthorityController
 from certsmith.config import Config
@@ -42,7 +44,11 @@ class AuthoritySteps:
         replica: ReplicaState,
         clock: Callable[[], datetime],
         pod_certificate_apis: PodCertificateApis,
+        roots_changed: Callable[[str], None],
     ) -> None:
+        """`roots_changed(name)`: called after a step that changed (or first loaded) the
+        authority's trusted roots (CertificateRequestSigner.authority_roots_changed)."""
+        self._roots_changed = roots_changed
         self._kube = kube
         self._apis = pod_certificate_apis
         self._unserved_announced = False
@@ -69,8 +75,17 @@ class AuthoritySteps:
         written. ApiError when the apiserver does not answer. A step a handler runs (not the
         scheduler) is announced to the scheduler: a CA Secret changing meanwhile still has
         the authority stepped after it, whatever time this step planned."""
-        with self._scheduler.running((AUTHORITY, "", body["metadata"]["name"])):
+        name = body["metadata"]["name"]
+        before = self._trusted_roots(name)
+        with self._scheduler.running((AUTHORITY, "", name)):
             self._controller.step(body)
+        after = self._trusted_roots(name)
+        if after is not None and after != before:
+            self._roots_changed(name)
+
+    def _trusted_roots(self, name: str) -> tuple[x509.Certificate, ...] | None:
+        loaded = self._registry.get(name)
+        return None if loaded is None else loaded.trusted_roots
 
     def ensure_default(self) -> None:
         """Create the default authority unless it exists, step it and write its status."""

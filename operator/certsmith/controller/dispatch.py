@@ -1,6 +1,6 @@
 """The scheduler's action: a due key becomes a Certificate reconciliation, an authority
-step or a pending PodCertificateRequest's answer, run in the worker threads. Runs only in
-the Lease holder (the scheduler runs there)."""
+step, a pending PodCertificateRequest's answer or a CertificateRequest's decision, run in
+the worker threads. Runs only in the Lease holder (the scheduler runs there)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import NamedTuple
 from certsmith.authorities.controller import AUTHORITY, CERTIFICATE
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.certificate_queue import CertificateQueue
+from certsmith.controller.certificate_requests import CERTIFICATE_REQUEST, CertificateRequestSigner
 from certsmith.controller.pod_certificates import POD_CERTIFICATE_REQUEST, PodCertificateSigner
 from certsmith.kube import ApiError
 from certsmith.scheduler import Key, Scheduler
@@ -26,7 +27,7 @@ RETRY = timedelta(seconds=5)
 
 class ScheduledKey(NamedTuple):
     """What the scheduler holds: (CERTIFICATE, namespace, name), (AUTHORITY, "", name) or
-    (POD_CERTIFICATE_REQUEST, namespace, name)."""
+    (POD_CERTIFICATE_REQUEST, namespace, name) or (CERTIFICATE_REQUEST, namespace, name)."""
 
     kind: str
     namespace: str
@@ -38,7 +39,7 @@ def parse_key(key: Hashable) -> ScheduledKey:
     if (
         isinstance(key, tuple)
         and len(key) == 3
-        and key[0] in (CERTIFICATE, AUTHORITY, POD_CERTIFICATE_REQUEST)
+        and key[0] in (CERTIFICATE, AUTHORITY, POD_CERTIFICATE_REQUEST, CERTIFICATE_REQUEST)
         and all(isinstance(part, str) for part in key)
     ):
         return ScheduledKey(*key)
@@ -56,11 +57,13 @@ class ScheduledActions:
         authorities: AuthoritySteps,
         scheduler: Scheduler,
         clock: Callable[[], datetime],
+        certificate_requests: CertificateRequestSigner,
         pod_certificates: PodCertificateSigner | None = None,
     ) -> None:
         """`pod_certificates`: None when the cluster serves no PodCertificateRequests."""
         self._executor = executor
         self._pod_certificates = pod_certificates
+        self._certificate_requests = certificate_requests
         self._certificates = certificates
         self._authorities = authorities
         self._scheduler = scheduler
@@ -73,6 +76,13 @@ class ScheduledActions:
             if due.kind == CERTIFICATE:
                 await loop.run_in_executor(
                     self._executor, self._certificates.reconcile_by_name, due.namespace, due.name
+                )
+            elif due.kind == CERTIFICATE_REQUEST:
+                await loop.run_in_executor(
+                    self._executor,
+                    self._certificate_requests.decide_by_name,
+                    due.namespace,
+                    due.name,
                 )
             elif due.kind == POD_CERTIFICATE_REQUEST:
                 if self._pod_certificates is not None:

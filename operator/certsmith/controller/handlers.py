@@ -24,6 +24,7 @@ from certsmith.config import Config
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
+from certsmith.controller.certificate_requests import CertificateRequestSigner
 from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
@@ -100,6 +101,7 @@ def registry(
     bundles: BundleRepair,
     cluster_trust_bundles: str | None,
     pod_certificates: PodCertificateSigner | None,
+    certificate_requests: CertificateRequestSigner,
 ) -> kopf.OperatorRegistry:
     """The controller's handlers, each bound to the parts it uses; run by one kopf operator
     per term (while this replica holds the Lease). `cluster_trust_bundles`: the served
@@ -119,6 +121,7 @@ def registry(
     )
     _authority_handlers(handlers, authorities)
     _certificate_handlers(handlers, reconciler, certificates, secret_versions)
+    _certificate_request_handlers(handlers, certificate_requests)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
     if cluster_trust_bundles is not None:
@@ -249,6 +252,21 @@ def _certificate_handlers(
     async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
+
+
+def _certificate_request_handlers(
+    handlers: kopf.OperatorRegistry, signer: CertificateRequestSigner
+) -> None:
+    @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATE_REQUESTS, registry=handlers)
+    def certificate_request_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        """Decide it now: created, approved or denied through its status, or listed at the
+        start of a term (one approved before a restart is signed then)."""
+        if event["type"] == "DELETED":
+            signer.forget(_namespaced(namespace, "CertificateRequest"), name)
+            return
+        signer.seen(body)
 
 
 def _namespace_handlers(

@@ -72,10 +72,14 @@ class PodCertificateSigner:
         self._locks: dict[RequestKey, threading.Lock] = {}
         self._attempts: dict[RequestKey, int] = {}
         self._waiting: dict[RequestKey, str] = {}
+        # The authority each request waits on (not loaded, or not ready): asked again as
+        # soon as it can sign, not at the next retry.
+        self._waiting_on: dict[RequestKey, str] = {}
         # The refresh bound recorded on each (authority, root fingerprint)'s Secret, read or
         # written this term; None: no Secret of certsmith's holds that root (supplied).
         self._bounds: dict[tuple[str, str], datetime | None] = {}
         self._bound_locks: dict[str, threading.Lock] = {}
+        registry.on_loaded(self._authority_loaded)
 
     @property
     def version(self) -> str:
@@ -88,6 +92,7 @@ class PodCertificateSigner:
             self._bounds.clear()
             self._attempts.clear()
             self._waiting.clear()
+            self._waiting_on.clear()
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith request: answer it unless it is answered."""
@@ -116,7 +121,16 @@ class PodCertificateSigner:
         with self._guard:
             self._attempts.pop(key, None)
             self._waiting.pop(key, None)
+            self._waiting_on.pop(key, None)
             self._locks.pop(key, None)
+
+    def _authority_loaded(self, name: str) -> None:
+        """Authority `name` can sign now: the requests waiting on it are answered at once."""
+        with self._guard:
+            keys = [key for key, waited in self._waiting_on.items() if waited == name]
+        now = self._clock()
+        for key in keys:
+            self._scheduler.expedite((POD_CERTIFICATE_REQUEST, *key), now)
 
     # --- one request -------------------------------------------------------------------
 
@@ -150,15 +164,31 @@ class PodCertificateSigner:
             logger.warning("PodCertificateRequest %s/%s: %s; retrying", *key, error)
         self._scheduler.schedule((POD_CERTIFICATE_REQUEST, *key), self._clock() + delay)
 
-    def _postpone(self, request: PodCertificateRequest, why: str, delay: timedelta) -> None:
-        """Ask again after `delay`; said once per request (and reason), not at every look."""
+    def _postpone(
+        self,
+        request: PodCertificateRequest,
+        why: str,
+        delay: timedelta,
+        *,
+        authority: str | None = None,
+    ) -> None:
+        """Ask again after `delay`, or as soon as `authority` (the one it waits on, if that is
+        why) can sign; said once per request (and reason), not at every look."""
         key = (request.namespace, request.name)
+        self._scheduler.schedule((POD_CERTIFICATE_REQUEST, *key), self._clock() + delay)
         with self._guard:
             told = self._waiting.get(key) == why
             self._waiting[key] = why
+            if authority is None:
+                self._waiting_on.pop(key, None)
+            else:
+                self._waiting_on[key] = authority
+        # Loaded since it was looked up: _authority_loaded may have run before the entry
+        # above, and the time just scheduled must not stand.
+        if authority is not None and self._registry.get(authority) is not None:
+            self._scheduler.expedite((POD_CERTIFICATE_REQUEST, *key), self._clock())
         if not told:
             logger.info("PodCertificateRequest %s/%s waits: %s", *key, why)
-        self._scheduler.schedule((POD_CERTIFICATE_REQUEST, *key), self._clock() + delay)
 
     def _answer(self, request: PodCertificateRequest) -> None:
         """Gather, decide, write; ApiError when the apiserver did not answer."""
@@ -206,12 +236,15 @@ class PodCertificateSigner:
                 self._refuse(request, signing.unknown_authority(request))
             else:
                 self._postpone(
-                    request, f"CertificateAuthority {name} is not loaded yet", NOT_LOADED_RETRY
+                    request,
+                    f"CertificateAuthority {name} is not loaded yet",
+                    NOT_LOADED_RETRY,
+                    authority=name,
                 )
         elif self._registry.problem(name) is None:
-            self._postpone(request, problem, NOT_LOADED_RETRY)
+            self._postpone(request, problem, NOT_LOADED_RETRY, authority=name)
         else:
-            self._postpone(request, problem, NOT_READY_RETRY)
+            self._postpone(request, problem, NOT_READY_RETRY, authority=name)
         return None
 
     def _issue(

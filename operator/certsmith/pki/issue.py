@@ -30,7 +30,6 @@ _EXTENDED_USAGES = {
     "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
     "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
     "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
-    "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
 }
 
 
@@ -201,8 +200,9 @@ def _key_usage(usages: tuple[str, ...], public_key: CertificatePublicKeyTypes) -
         "key_encipherment": rsa_key and "key encipherment" in usages,
         "data_encipherment": rsa_key and "data encipherment" in usages,
         "key_agreement": agreement,
-        "key_cert_sign": False,  # RFC 5280 4.2.1.3: only CAs may sign certificates
-        "crl_sign": "crl sign" in usages,
+        # Powers of the authority, never a leaf's (model.CA_USAGES).
+        "key_cert_sign": False,
+        "crl_sign": False,
         # RFC 5280 defines these two only together with keyAgreement.
         "encipher_only": agreement and "encipher only" in usages,
         "decipher_only": agreement and "decipher only" in usages,

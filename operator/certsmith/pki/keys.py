@@ -11,6 +11,12 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from certsmith.api.model import PrivateKeySpec
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+SUPPORTED_RSA_BITS = (2048, 3072, 4096)
+"""The keys certsmith certifies when it does not make them itself (pod certificates,
+CertificateRequests): the key types and sizes a Certificate's privateKey may ask for."""
 
 _CURVES: dict[int, type[ec.EllipticCurve]] = {
     256: ec.SECP256R1,
@@ -80,3 +86,20 @@ def _spki(public_key: CertificatePublicKeyTypes) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def public_key_problem(key: object) -> str | None:
+    """What a public key is when certsmith does not certify that type, e.g. "an RSA
+    1024-bit key"; None for a supported one (RSA SUPPORTED_RSA_BITS, ECDSA on
+    SUPPORTED_CURVES, Ed25519)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name in SUPPORTED_CURVES:
+            return None
+        return f"an ECDSA key on curve {key.curve.name}"
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size in SUPPORTED_RSA_BITS:
+            return None
+        return f"an RSA {key.key_size}-bit key"
+    return f"a key of type {type(key).__name__.removeprefix('_').replace('PublicKey', '')}"

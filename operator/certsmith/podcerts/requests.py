@@ -20,18 +20,18 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from certsmith.api import names, times
+from certsmith.pki import keys
 
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+PublicKey = keys.PublicKey
 
 TERMINAL = ("Issued", "Denied", "Failed")
 """The condition types that answer a request; kube-apiserver allows one, never changed."""
 DEFAULT_MAX_EXPIRATION = timedelta(seconds=86_400)
 """kube-apiserver's default of spec.maxExpirationSeconds."""
-SUPPORTED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
-SUPPORTED_RSA_BITS = (2048, 3072, 4096)
+SUPPORTED_CURVES = keys.SUPPORTED_CURVES
+SUPPORTED_RSA_BITS = keys.SUPPORTED_RSA_BITS
 SUPPORTED_KEYS = (
     "RSA (2048, 3072 or 4096 bits), ECDSA (P-256, P-384, P-521) and Ed25519; "
     "kubelet makes them with the podCertificate source's keyType (ECDSAP256, the smallest "
@@ -177,15 +177,5 @@ def public_key(request: PodCertificateRequest) -> PublicKey:
 
 def key_problem(key: object) -> str | None:
     """What a public key is when certsmith does not sign that type, e.g. "an RSA 1024-bit
-    key"; None for a supported one (SUPPORTED_KEYS)."""
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name in SUPPORTED_CURVES:
-            return None
-        return f"an ECDSA key on curve {key.curve.name}"
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size in SUPPORTED_RSA_BITS:
-            return None
-        return f"an RSA {key.key_size}-bit key"
-    return f"a key of type {type(key).__name__.removeprefix('_').replace('PublicKey', '')}"
+    key"; None for a supported one (SUPPORTED_KEYS; pki.keys.public_key_problem)."""
+    return keys.public_key_problem(key)
