@@ -256,3 +256,61 @@ def bundle_exists(core: client.CoreV1Api, namespace: str) -> bool:
             return False
         raise
     return True
+
+
+def test_a_lie_in_any_status_field_has_the_restart_judge_the_secret(
+    api_client, namespace, running_operator
+):
+    """Every status field certsmith writes from what it judged is under the seal: one of
+    them edited while the operator is down, the restart reads that Certificate's Secret
+    and writes the truth back, re-issuing nothing."""
+
+    def ready_condition(current: dict[str, Any], **changed: str) -> list[dict[str, Any]]:
+        return [{**c, **changed} if c["type"] == "Ready" else c for c in current["conditions"]]
+
+    lies: dict[str, Any] = {
+        "serial": lambda status: {"serialNumber": "0badc0de"},
+        "not-before": lambda status: {"notBefore": "2020-01-01T00:00:00Z"},
+        "not-after": lambda status: {"notAfter": "2099-01-01T00:00:00Z"},
+        "renewal": lambda status: {"renewalTime": "2099-01-01T00:00:00Z"},
+        "not-ready": lambda status: {
+            "conditions": ready_condition(status, status="False", reason="Expired")
+        },
+        "reason": lambda status: {"conditions": ready_condition(status, reason="Renewed")},
+        "message": lambda status: {"conditions": ready_condition(status, message="trust me")},
+    }
+    for name in lies:
+        certs.create(
+            api_client, namespace, certs.certificate(name, dnsNames=[f"{name}.example.com"])
+        )
+    before = {name: certs.wait_ready(api_client, namespace, name)["status"] for name in lies}
+    secret_versions = {
+        name: certs.secret(api_client, namespace, f"{name}-tls").metadata.resource_version
+        for name in lies
+    }
+
+    running_operator.stop()
+    for name, lie in lies.items():
+        forge_status(api_client, namespace, name, **lie(before[name]))
+    running_operator.start()
+    running_operator.wait_serving(api_client)
+
+    def truth(status: dict[str, Any]) -> tuple[Any, ...]:
+        ready = certs.condition({"status": status})
+        assert ready is not None
+        return (
+            ready["status"],
+            ready["reason"],
+            ready["message"],
+            *(status.get(k) for k in ("notBefore", "notAfter", "renewalTime", "serialNumber")),
+        )
+
+    for name in lies:
+        wait_for(
+            lambda name=name: truth(certs.get(api_client, namespace, name)["status"])
+            == truth(before[name]),
+            timeout=30,
+            what=f"{name}: the lie judged on the Secret and written back",
+        )
+        after = certs.secret(api_client, namespace, f"{name}-tls").metadata.resource_version
+        assert after == secret_versions[name], f"{name}: its Secret was written"

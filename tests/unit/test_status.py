@@ -38,6 +38,15 @@ def condition(kind: str, state: str, reason: str, message: str, since: str = T) 
     }
 
 
+KEY = bytes(range(32))
+
+
+def sealed(current: dict[str, Any], uid: str = "uid-of-web") -> dict[str, Any]:
+    """`current` with certsmith's seal, as it writes it."""
+    fields = {k: v for k, v in current.items() if k != "secretSeal"}
+    return {**fields, "secretSeal": seal.seal(KEY, uid, fields)}
+
+
 def ready_conditions(since: str = T, issuing_since: str | None = None) -> list[dict[str, Any]]:
     return [
         condition(
@@ -135,14 +144,20 @@ DENIED = "spec.dnsNames[0]: 'x.com' is not allowed in this namespace (own names 
 def test_not_ready(before: dict[str, Any], forget: bool, written: dict[str, Any] | None) -> None:
     retry = NOW + timedelta(seconds=9)
     outcome = status.not_ready(
-        observed(before), "PolicyDenied", DENIED, NOW, retry=retry, forget_certificate=forget
+        observed(before),
+        "PolicyDenied",
+        DENIED,
+        NOW,
+        retry=retry,
+        seal_key=None,
+        forget_certificate=forget,
     )
     assert outcome == status.Outcome(status=written, next_check=retry)
 
 
 def test_issuer_not_ready_is_looked_at_again_after_five_seconds() -> None:
     message = "CertificateAuthority cluster-root does not exist"
-    outcome = status.issuer_not_ready(observed(), message, NOW)
+    outcome = status.issuer_not_ready(observed(), message, NOW, None)
     assert outcome.next_check == NOW + timedelta(seconds=5)
     assert outcome.status == {
         "conditions": [
@@ -209,7 +224,7 @@ def test_secret_conflict_forgets_the_certificate_and_rechecks_by_its_age() -> No
         "serialNumber": "0a",
     }
     decision = policies.Decision(policies.Action.CONFLICT, "SecretConflict", CONFLICT)
-    outcome = status.secret_conflict(observed(before), decision, NOW)
+    outcome = status.secret_conflict(observed(before), decision, NOW, None)
     assert outcome.next_check == NOW + timedelta(seconds=6)  # a tenth of 60 s
     assert outcome.status == {
         "conditions": before["conditions"],
@@ -220,10 +235,30 @@ def test_secret_conflict_forgets_the_certificate_and_rechecks_by_its_age() -> No
     }
 
 
-def test_not_ready_drops_what_a_restart_would_resume_on() -> None:
-    outcome = status.not_ready(observed(RESUMABLE), "PolicyDenied", DENIED, NOW, retry=None)
+def test_not_ready_drops_what_a_restart_would_resume_on_and_seals_what_it_leaves() -> None:
+    outcome = status.not_ready(
+        observed(RESUMABLE), "PolicyDenied", DENIED, NOW, retry=None, seal_key=KEY
+    )
+    assert outcome.status is not None
+    assert outcome.status["secretResourceVersion"] is None
+    after = {**RESUMABLE, **outcome.status}
+    assert outcome.status["secretSeal"] == sealed(after)["secretSeal"]
+    assert not status.edited(observed(after), KEY, created=False)
+
+
+def test_not_ready_without_a_key_removes_the_seal() -> None:
+    outcome = status.not_ready(
+        observed(RESUMABLE), "PolicyDenied", DENIED, NOW, retry=None, seal_key=None
+    )
     assert outcome.status is not None
     assert (outcome.status["secretResourceVersion"], outcome.status["secretSeal"]) == (None, None)
+
+
+def test_a_not_ready_status_already_sealed_is_not_written_again() -> None:
+    first = status.issuer_not_ready(observed(), "no authority", NOW, KEY).status
+    assert first is not None
+    again = status.issuer_not_ready(observed(first), "no authority", NOW, KEY)
+    assert again.status is None
 
 
 # --- Ready -----------------------------------------------------------------------------
@@ -275,21 +310,20 @@ def test_ready(
     # shop/web (21.26 s), rounded up to the second.
     renewal = NOW + timedelta(minutes=29, seconds=39)
     assert ready.renewal_time == renewal
+    written = {
+        "conditions": conditions,
+        "notBefore": "2026-06-01T11:49:00Z",
+        "notAfter": "2026-06-01T12:50:00Z",
+        "renewalTime": "2026-06-01T12:29:39Z",
+        "serialNumber": inspect.serial_hex(held.leaf),
+        "revision": revision,
+        "failedIssuanceAttempts": 0,
+        "secretResourceVersion": "7",
+    }
+    # The seal covers the status as it is after the write: what it had (lastFailureTime
+    # stays) and what is written.
     assert ready.outcome == status.Outcome(
-        status={
-            "conditions": conditions,
-            "notBefore": "2026-06-01T11:49:00Z",
-            "notAfter": "2026-06-01T12:50:00Z",
-            "renewalTime": "2026-06-01T12:29:39Z",
-            "serialNumber": inspect.serial_hex(held.leaf),
-            "revision": revision,
-            "failedIssuanceAttempts": 0,
-            "secretResourceVersion": "7",
-            "secretSeal": seal.seal(
-                KEY,
-                seal.Judged("uid-of-web", 3, "7", "2026-06-01T12:50:00Z", "2026-06-01T12:29:39Z"),
-            ),
-        },
+        status={**written, "secretSeal": sealed({**before, **written})["secretSeal"]},
         next_check=renewal,
     )
 
@@ -302,7 +336,7 @@ def test_ready_without_a_seal_key_records_nothing_to_resume_on(
     assert isinstance(held, policies.Held)
     written = status.ready(observed(), spec, held, NOW, None).outcome.status
     assert written is not None
-    assert (written["secretResourceVersion"], written["secretSeal"]) == (None, None)
+    assert written["secretResourceVersion"] is None and "secretSeal" not in written
 
 
 def test_ready_again_writes_nothing(root: ca.CAKeyPair, intermediate: ca.CAKeyPair) -> None:
@@ -317,17 +351,18 @@ def test_ready_again_writes_nothing(root: ca.CAKeyPair, intermediate: ca.CAKeyPa
 
 # --- resumed: judged again without reading the Secret ----------------------------------
 
-KEY = bytes(range(32))
-RESUMABLE = {
-    "conditions": ready_conditions(EARLIER),
-    "notAfter": "2026-06-01T18:00:00Z",
-    "renewalTime": "2026-06-01T16:00:00Z",
-    "secretResourceVersion": "7",
-    "secretSeal": seal.seal(
-        KEY, seal.Judged("uid-of-web", 3, "7", "2026-06-01T18:00:00Z", "2026-06-01T16:00:00Z")
-    ),
-    "failedIssuanceAttempts": 0,
-}
+RESUMABLE = sealed(
+    {
+        "conditions": ready_conditions(EARLIER),
+        "notBefore": "2026-06-01T09:59:00Z",
+        "notAfter": "2026-06-01T18:00:00Z",
+        "renewalTime": "2026-06-01T16:00:00Z",
+        "serialNumber": "0a1b2c",
+        "revision": 2,
+        "secretResourceVersion": "7",
+        "failedIssuanceAttempts": 0,
+    }
+)
 RENEWAL = datetime.fromisoformat("2026-06-01T16:00:00+00:00")
 
 
@@ -410,6 +445,43 @@ def _not_ready(current: dict[str, Any]) -> dict[str, Any]:
             id="notAfter edited",
         ),
         pytest.param(
+            {**RESUMABLE, "serialNumber": "0a1b2d"}, "7", 3, None, NOW, id="serialNumber edited"
+        ),
+        pytest.param(
+            {**RESUMABLE, "notBefore": "2026-06-01T08:00:00Z"},
+            "7",
+            3,
+            None,
+            NOW,
+            id="notBefore edited",
+        ),
+        pytest.param({**RESUMABLE, "revision": 9}, "7", 3, None, NOW, id="revision edited"),
+        pytest.param(
+            {**RESUMABLE, "lastFailureTime": EARLIER}, "7", 3, None, NOW, id="a field added"
+        ),
+        pytest.param(
+            {
+                **RESUMABLE,
+                "conditions": [
+                    RESUMABLE["conditions"][0],
+                    condition("Ready", "True", "Issued", "all fine, trust me", EARLIER),
+                ],
+            },
+            "7",
+            3,
+            None,
+            NOW,
+            id="Ready's message edited",
+        ),
+        pytest.param(
+            sealed(RESUMABLE, uid="uid-of-another"),
+            "7",
+            3,
+            None,
+            NOW,
+            id="sealed for another Certificate",
+        ),
+        pytest.param(
             {**RESUMABLE, "secretResourceVersion": "8"},
             "8",
             3,
@@ -444,6 +516,82 @@ def test_resumed_judges_on_the_secret_when_anything_may_have_changed(
 )
 def test_resumed_trusts_no_seal_made_for_something_else(uid: str, key: bytes | None) -> None:
     assert status.resumed(observed(RESUMABLE, uid=uid), "7", NOW, key) is None
+
+
+# --- edited: a status certsmith did not write ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "created", "key", "edited"),
+    [
+        pytest.param(RESUMABLE, False, KEY, False, id="as certsmith wrote it"),
+        pytest.param({}, True, KEY, False, id="a new Certificate: nothing written yet"),
+        pytest.param({}, False, KEY, True, id="emptied"),
+        pytest.param({"kopf": {"progress": {}}}, False, KEY, True, id="emptied but kopf's"),
+        pytest.param(
+            {**RESUMABLE, "kopf": {"progress": {}}}, False, KEY, False, id="kopf's field added"
+        ),
+        pytest.param(_not_ready(RESUMABLE), False, KEY, True, id="Ready turned False"),
+        pytest.param(
+            {**RESUMABLE, "renewalTime": "2099-01-01T00:00:00Z"}, False, KEY, True, id="renewalTime"
+        ),
+        pytest.param({**RESUMABLE, "serialNumber": "ff"}, False, KEY, True, id="serialNumber"),
+        pytest.param(
+            {k: v for k, v in RESUMABLE.items() if k != "notAfter"},
+            False,
+            KEY,
+            True,
+            id="notAfter removed",
+        ),
+        pytest.param(
+            {k: v for k, v in RESUMABLE.items() if k != "secretSeal"},
+            False,
+            KEY,
+            True,
+            id="the seal removed",
+        ),
+        pytest.param(RESUMABLE, False, bytes(32), True, id="sealed under another key"),
+        pytest.param({**RESUMABLE, "serialNumber": "ff"}, False, None, False, id="no key yet"),
+    ],
+)
+def test_edited(current: dict[str, Any], created: bool, key: bytes | None, edited: bool) -> None:
+    assert status.edited(observed(current), key, created=created) is edited
+
+
+def test_every_status_certsmith_writes_is_its_own(
+    root: ca.CAKeyPair, intermediate: ca.CAKeyPair
+) -> None:
+    """Whatever the path, the status after the write is not taken for someone else's:
+    a write never wakes the Certificate again (no write loop)."""
+    spec = spec_of(duration="1h")
+    body = secret_body(spec, root, intermediate)
+    held = policies.readable(judged(spec, contents_of(body), root))
+    assert isinstance(held, policies.Held)
+    decision = policies.Decision(policies.Action.CONFLICT, "SecretConflict", CONFLICT)
+    for before in ({}, RESUMABLE, _not_ready(RESUMABLE), {**RESUMABLE, "serialNumber": "ff"}):
+        written = [
+            status.ready(observed(before), spec, held, NOW, KEY).outcome.status,
+            status.not_ready(
+                observed(before), "PolicyDenied", DENIED, NOW, retry=None, seal_key=KEY
+            ).status,
+            status.issuer_not_ready(observed(before), "no authority", NOW, KEY).status,
+            status.secret_conflict(observed(before), decision, NOW, KEY).status,
+            status.failed(
+                observed(before), "IssuanceFailed", FAILURE, NOW, None, seal_key=KEY
+            ).outcome.status,
+            status.failed(
+                observed(before),
+                "IssuanceFailed",
+                FAILURE,
+                NOW,
+                judged(spec, contents_of(body), root),
+                seal_key=KEY,
+            ).outcome.status,
+        ]
+        for patch in written:
+            after = {**before, **(patch or {})}
+            after = {k: v for k, v in after.items() if v is not None}
+            assert not status.edited(observed(after), KEY, created=False), (before, patch)
 
 
 # --- failed issuance -------------------------------------------------------------------
@@ -607,7 +755,9 @@ def test_failed_without_a_secret_read_counts_attempts_and_backs_off() -> None:
         "failedIssuanceAttempts": 3,
         "lastFailureTime": EARLIER,
     }
-    failure = status.failed(observed(before), "IssuanceFailed", FAILURE, NOW, None, jitter=1.0)
+    failure = status.failed(
+        observed(before), "IssuanceFailed", FAILURE, NOW, None, seal_key=None, jitter=1.0
+    )
     assert failure.attempts == 4 and failure.ready is False
     assert failure.outcome == status.Outcome(
         status={
@@ -632,6 +782,7 @@ def test_failed_with_a_usable_certificate_stays_ready_until_it_expires(
         "Secret web-tls is immutable",
         NOW,
         judged(spec, contents_of(body), root),
+        seal_key=None,
         jitter=1.0,
     )
     assert failure.attempts == 10 and failure.ready is True

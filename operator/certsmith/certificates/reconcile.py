@@ -223,7 +223,7 @@ class Reconciler:
         signer = self._authorities.get(spec.issuer_name)
         if signer is None:
             message = self._authorities.why_unavailable(spec.issuer_name, self._kube)
-            outcome = status.issuer_not_ready(observed, message, now)
+            outcome = status.issuer_not_ready(observed, message, now, self._seal_key())
             return self._not_ready(body, observed, "IssuerNotReady", message, outcome)
         violations = isolation.evaluate(
             namespace=observed.namespace,
@@ -312,7 +312,7 @@ class Reconciler:
         decision = policies.decide(judged)
         if decision.action is Action.CONFLICT:
             self._conflict_on(observed.namespace, spec.secret_name, observed.name)
-            outcome = status.secret_conflict(observed, decision, now)
+            outcome = status.secret_conflict(observed, decision, now, self._seal_key())
             return self._not_ready(body, observed, decision.reason, decision.message, outcome)
         self._conflict_on(observed.namespace, None, observed.name)
         if (
@@ -521,7 +521,9 @@ class Reconciler:
         now: datetime,
     ) -> Outcome:
         """Not Ready until the Certificate (or its namespace) changes: no retry."""
-        outcome = status.not_ready(observed, reason, message, now, retry=None)
+        outcome = status.not_ready(
+            observed, reason, message, now, retry=None, seal_key=self._seal_key()
+        )
         return self._not_ready(body, observed, reason, message, outcome)
 
     def _not_ready(
@@ -552,7 +554,9 @@ class Reconciler:
     ) -> Outcome:
         """Issuance failed (see status.failed): metrics, a Warning Event, a log line."""
         jitter = random.uniform(0.9, 1.1)
-        failure = status.failed(observed, reason, message, now, judged, jitter=jitter)
+        failure = status.failed(
+            observed, reason, message, now, judged, seal_key=self._seal_key(), jitter=jitter
+        )
         if failure.ready:
             metrics.READY.labels(observed.namespace, observed.name).set(1)
         else:

@@ -43,8 +43,8 @@ STATUS_FIELDS = (
     "secretResourceVersion",
     "secretSeal",
 )
-# What a restart may trust without reading the Secret (certificates.seal): only while Ready.
-JUDGED_FIELDS = ("secretResourceVersion", "secretSeal")
+SEALED_FIELDS = tuple(field for field in STATUS_FIELDS if field != "secretSeal")
+"""What status.secretSeal covers (certificates.seal): every field certsmith writes."""
 # The status fields that describe the certificate in the Secret.
 CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
 
@@ -114,6 +114,44 @@ def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> b
     return any(current.get(key) != desired.get(key) for key in STATUS_FIELDS if key in desired)
 
 
+def _sealed(observed: Observed, desired: dict[str, Any], seal_key: bytes | None) -> dict[str, Any]:
+    """`desired` (a merge patch of status) with the seal of the status it leaves behind (or
+    any seal removed, without a key): the write is then recognisably certsmith's."""
+    if seal_key is None:
+        if "secretSeal" in observed.status:
+            desired["secretSeal"] = None
+        return desired
+    after = {field: observed.status.get(field) for field in SEALED_FIELDS}
+    after.update((field, value) for field, value in desired.items() if field in SEALED_FIELDS)
+    desired["secretSeal"] = seal.seal(seal_key, observed.uid, after)
+    return desired
+
+
+def _seal_holds(observed: Observed, seal_key: bytes | None) -> bool:
+    current = observed.status
+    fields = {field: current.get(field) for field in SEALED_FIELDS}
+    return seal_key is not None and seal.holds(
+        seal_key, observed.uid, fields, current.get("secretSeal")
+    )
+
+
+def edited(observed: Observed, seal_key: bytes | None, *, created: bool) -> bool:
+    """Whether the Certificate's status, as a watch event shows it, is not what certsmith
+    last wrote there: someone else edited it (or emptied it; not when `created`, where an
+    empty status is a new Certificate's). False without a key (nothing can be told yet).
+    Only certsmith can seal (certificates.seal), and it seals each status it writes, so
+    its own writes never count."""
+    if seal_key is None:
+        return False
+    current = observed.status
+    written = current.get("secretSeal") is not None or any(
+        current.get(field) is not None for field in SEALED_FIELDS
+    )
+    if not written:
+        return not created
+    return not _seal_holds(observed, seal_key)
+
+
 def _merged(
     observed: Observed, desired: list[conditions.Condition], now: datetime
 ) -> list[dict[str, Any]]:
@@ -155,14 +193,9 @@ def ready(
 ) -> ReadyStatus:
     """The status of a Certificate whose Secret holds `held`, a certificate that needs
     nothing more (or was just issued or repaired). With `seal_key`, status records the
-    Secret's resourceVersion as judged, sealed (certificates.seal) for `resumed`."""
+    Secret's resourceVersion as judged, and is sealed (certificates.seal) for `resumed`."""
     leaf = held.leaf
     renewal_at = renewal_check_time(spec, leaf, jitter_key=observed.jitter_key)
-    not_after = times.format_time(leaf.not_valid_after_utc)
-    renewal_time = times.format_time(renewal_at)
-    judged = seal.Judged(
-        observed.uid, observed.generation, held.secret.resource_version, not_after, renewal_time
-    )
     desired: dict[str, Any] = {
         "conditions": _merged(
             observed,
@@ -177,16 +210,16 @@ def ready(
             now,
         ),
         "notBefore": times.format_time(leaf.not_valid_before_utc),
-        "notAfter": not_after,
-        "renewalTime": renewal_time,
+        "notAfter": times.format_time(leaf.not_valid_after_utc),
+        "renewalTime": times.format_time(renewal_at),
         "serialNumber": inspect.serial_hex(leaf),
         "revision": revision(observed.status, held.secret),
         "failedIssuanceAttempts": 0,
         # The Secret as judged: unchanged since (same resourceVersion) and the seal holding,
         # it needs no new look when the operator starts again (`resumed`).
         "secretResourceVersion": held.secret.resource_version if seal_key else None,
-        "secretSeal": seal.seal(seal_key, judged) if seal_key else None,
     }
+    _sealed(observed, desired, seal_key)
     changed = _status_changed(observed.status, desired)
     return ReadyStatus(Outcome(desired if changed else None, renewal_at), renewal_at)
 
@@ -209,9 +242,9 @@ def resumed(
     Secret's version now, from a list; None: none is listed): it stays so until its
     renewalTime, without reading the Secret. None when it must be judged on its Secret:
     the Secret changed or is gone, status.secretSeal does not hold under `seal_key` for
-    this Certificate's uid and generation and the recorded resourceVersion, notAfter and
-    renewalTime (any of them edited, or no key), an issuance failed, a renewal is requested
-    (the annotation), or renewalTime is reached or unreadable. Status is user-writable:
+    this Certificate's uid and its status (any field of it edited, or no key), the spec
+    changed since (observedGeneration), an issuance failed, a renewal is requested (the
+    annotation), or renewalTime is reached or unreadable. Status is user-writable:
     only the seal and the Secret's live resourceVersion, neither forgeable, vouch for it
     (certificates.seal).
 
@@ -222,15 +255,7 @@ def resumed(
     recorded = current.get("secretResourceVersion")
     if not secret_version or recorded != secret_version or observed.renewal_request:
         return None
-    judged = seal.Judged(
-        observed.uid,
-        observed.generation,
-        secret_version,
-        str(current.get("notAfter") or ""),
-        str(current.get("renewalTime") or ""),
-    )
-    sealed = seal_key is not None and seal.holds(seal_key, judged, current.get("secretSeal"))
-    if not sealed or not observed.uid:
+    if not observed.uid or not _seal_holds(observed, seal_key):
         return None
     found = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
     ready, issuing = found.get(conditions.READY) or {}, found.get(conditions.ISSUING) or {}
@@ -258,6 +283,7 @@ def not_ready(
     now: datetime,
     *,
     retry: datetime | None,
+    seal_key: bytes | None,
     forget_certificate: bool = False,
 ) -> Outcome:
     """Ready=False and Issuing=False, both with `reason` and `message`; next check `retry`.
@@ -278,16 +304,22 @@ def not_ready(
         )
     }
     # What a restart would resume on no longer holds once not Ready.
-    desired.update(dict.fromkeys(k for k in JUDGED_FIELDS if k in observed.status))
+    if "secretResourceVersion" in observed.status:
+        desired["secretResourceVersion"] = None
     if forget_certificate:
         desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))
+    _sealed(observed, desired, seal_key)
     return Outcome(desired if _status_changed(observed.status, desired) else None, retry)
 
 
-def issuer_not_ready(observed: Observed, message: str, now: datetime) -> Outcome:
+def issuer_not_ready(
+    observed: Observed, message: str, now: datetime, seal_key: bytes | None
+) -> Outcome:
     """Not Ready (IssuerNotReady) while the CertificateAuthority cannot sign; looked at
     again after AUTHORITY_RETRY, as an authority becoming ready does not wake it."""
-    return not_ready(observed, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY)
+    return not_ready(
+        observed, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY, seal_key=seal_key
+    )
 
 
 def conflict_recheck_delay(age: timedelta) -> timedelta:
@@ -311,7 +343,9 @@ def conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
     return timedelta(0) if since is None else max(now - since, timedelta(0))
 
 
-def secret_conflict(observed: Observed, conflict: policies.Decision, now: datetime) -> Outcome:
+def secret_conflict(
+    observed: Observed, conflict: policies.Decision, now: datetime, seal_key: bytes | None
+) -> Outcome:
     """Not Ready for `conflict` (SecretConflict: the Secret is someone else's), without the
     certificate fields, which described a certificate that is not this Certificate's;
     looked at again after conflict_recheck_delay."""
@@ -322,6 +356,7 @@ def secret_conflict(observed: Observed, conflict: policies.Decision, now: dateti
         conflict.message,
         now,
         retry=now + delay,
+        seal_key=seal_key,
         forget_certificate=True,
     )
 
@@ -409,6 +444,7 @@ def failed(
     now: datetime,
     judged: policies.Input | None,
     *,
+    seal_key: bytes | None,
     jitter: float = 1.0,
 ) -> FailedStatus:
     """The status after an issuance failed for `reason` (IssuanceFailed, SecretConflict).
@@ -432,6 +468,7 @@ def failed(
         "lastFailureTime": times.format_time(now),
         "failedIssuanceAttempts": attempts,
     }
+    _sealed(observed, desired, seal_key)
     retry = now + retry_delay(attempts, jitter)
     next_check = retry if readiness.wake is None else min(retry, readiness.wake)
     return FailedStatus(
