@@ -19,6 +19,7 @@ import kopf
 
 from certsmith.api import names
 from certsmith.authorities import cluster_trust_bundle
+from certsmith.certificates import status as certificate_status
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
 from certsmith.controller.authority_steps import AuthoritySteps
@@ -120,7 +121,7 @@ def registry(
         seal_key=seal_key,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, reconciler, certificates, secret_versions)
+    _certificate_handlers(handlers, reconciler, certificates, secret_versions, seal_key)
     _certificate_request_handlers(handlers, certificate_requests)
     _namespace_handlers(handlers, namespaces, authorities)
     _bundle_handlers(handlers, bundles, authorities)
@@ -223,6 +224,7 @@ def _certificate_handlers(
     reconciler: Reconciler,
     certificates: CertificateQueue,
     secret_versions: SecretVersions,
+    seal_key: SealKey,
 ) -> None:
     @kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
@@ -252,6 +254,24 @@ def _certificate_handlers(
     async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
+
+    def status_edited(type: str | None, body: kopf.Body, **_: Any) -> bool:
+        # Status is not part of what kopf's update handlers compare; a status certsmith did
+        # not write (its seal does not hold) is judged again on the Secret. The term's
+        # first list (type None) is the resume handler's.
+        if type not in ("ADDED", "MODIFIED"):
+            return False
+        observed = certificate_status.Observed.from_body(body)
+        return certificate_status.edited(observed, seal_key(), created=type == "ADDED")
+
+    @kopf.on.event(
+        names.GROUP, names.VERSION, names.CERTIFICATES, when=status_edited, registry=handlers
+    )
+    async def certificate_status_edited(namespace: str | None, name: str, **_: Any) -> None:
+        logger.info(
+            "Certificate %s/%s: status edited by someone else, judged again", namespace, name
+        )
+        certificates.due_now(_namespaced(namespace, "Certificate"), name)
 
 
 def _certificate_request_handlers(
