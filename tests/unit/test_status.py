@@ -558,6 +558,25 @@ def test_edited(current: dict[str, Any], created: bool, key: bytes | None, edite
     assert status.edited(observed(current), key, created=created) is edited
 
 
+@pytest.mark.parametrize(
+    ("current", "key", "serial"),
+    [
+        pytest.param(RESUMABLE, KEY, "0a1b2c", id="sealed"),
+        pytest.param({**RESUMABLE, "serialNumber": "ff"}, KEY, None, id="edited"),
+        pytest.param(RESUMABLE, bytes(32), None, id="another key"),
+        pytest.param(RESUMABLE, None, None, id="no key"),
+        pytest.param(
+            sealed({k: v for k, v in RESUMABLE.items() if k != "serialNumber"}),
+            KEY,
+            None,
+            id="none recorded",
+        ),
+    ],
+)
+def test_sealed_serial(current: dict[str, Any], key: bytes | None, serial: str | None) -> None:
+    assert status.sealed_serial(observed(current), key) == serial
+
+
 def test_every_status_certsmith_writes_is_its_own(
     root: ca.CAKeyPair, intermediate: ca.CAKeyPair
 ) -> None:

@@ -285,6 +285,7 @@ class Reconciler:
             now=now,
             renewal_request=observed.renewal_request,
             claimant_exists=self._claimant_exists(observed, contents),
+            judged_serial=status.sealed_serial(observed, self._seal_key()),
         )
 
     def _claimant_exists(

@@ -135,6 +135,15 @@ def _seal_holds(observed: Observed, seal_key: bytes | None) -> bool:
     )
 
 
+def sealed_serial(observed: Observed, seal_key: bytes | None) -> str | None:
+    """status.serialNumber when the seal holds (certsmith wrote it: the serial of the leaf
+    it last judged or issued for this Certificate), else None."""
+    serial = observed.status.get("serialNumber")
+    if not isinstance(serial, str) or not _seal_holds(observed, seal_key):
+        return None
+    return serial
+
+
 def edited(observed: Observed, seal_key: bytes | None, *, created: bool) -> bool:
     """Whether the Certificate's status, as a watch event shows it, is not what certsmith
     last wrote there: someone else edited it (or emptied it; not when `created`, where an
