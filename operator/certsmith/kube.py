@@ -41,6 +41,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from importlib import metadata
 from typing import Any, NamedTuple, Protocol
 
 import urllib3
@@ -120,6 +121,10 @@ class KubeconfigError(Exception):
     """Outside a cluster, no usable kubeconfig: the message says which file and why."""
 
 
+FIELD_MANAGER = "certsmith"
+"""Who certsmith's own writes are in managedFields (kopf's are "kopf")."""
+
+
 def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClient:
     """An ApiClient for in-cluster use, or for the given/default kubeconfig.
 
@@ -146,7 +151,11 @@ def new_api_client(*, kubeconfig: str | None, pool_size: int) -> client.ApiClien
         ) from None
     configuration.connection_pool_maxsize = pool_size
     configuration.retries = RETRIES
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    # kube-apiserver names the field manager of a write without one after the User-Agent (up
+    # to its first "/"): "certsmith" in managedFields, what GitOps tools' ignore rules name.
+    api.user_agent = f"{FIELD_MANAGER}/{metadata.version('certsmith')}"
+    return api
 
 
 class Kube:

@@ -603,6 +603,24 @@ def test_auto_approved_is_certsmiths_reason_and_refused_from_a_person(
     assert certs.condition(get(api_client, namespace, "auto"), "Approved") is None
 
 
+def bind_in_effect(
+    kubeconfig: str, namespace: str, cluster_role: str, can_i: tuple[str, ...]
+) -> None:
+    """A RoleBinding of `cluster_role` to erin in `namespace`, once `kubectl auth can-i
+    *can_i` says yes for her there."""
+    kubectl(
+        kubeconfig,
+        *("create", "rolebinding", f"erin-{cluster_role}", "-n", namespace),
+        *(f"--clusterrole={cluster_role}", "--user=erin"),
+    )
+    wait_for(
+        lambda: as_user(kubeconfig, "erin", "auth", "can-i", *can_i, "-n", namespace).returncode
+        == 0,
+        timeout=30,
+        what=f"erin's {cluster_role} in {namespace} in effect",
+    )
+
+
 def test_a_namespace_approver_decides_in_their_namespace_only(
     api_client: client.ApiClient,
     kubeconfig: str,
@@ -616,30 +634,11 @@ def test_a_namespace_approver_decides_in_their_namespace_only(
     other = f"{namespace}-b"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     try:
-        kubectl(
+        bind_in_effect(
             kubeconfig,
-            "create",
-            "rolebinding",
-            "erin-approves",
-            "-n",
             namespace,
-            "--clusterrole=certsmith-approver",
-            "--user=erin",
-        )
-        wait_for(
-            lambda: as_user(
-                kubeconfig,
-                "erin",
-                "auth",
-                "can-i",
-                "approve",
-                f"certificateauthorities.{GROUP}/cluster-root",
-                "-n",
-                namespace,
-            ).returncode
-            == 0,
-            timeout=30,
-            what="erin's RoleBinding in effect",
+            "certsmith-approver",
+            ("approve", f"certificateauthorities.{GROUP}/cluster-root"),
         )
         for where in (namespace, other):
             pem = csrs.csr_pem(csrs.ecdsa_key(), dns_names=["gw.partner.example.org"])
@@ -658,31 +657,11 @@ def test_a_namespace_approver_decides_in_their_namespace_only(
             "--verb=get,patch",
             f"--resource={PLURAL}.{GROUP},{PLURAL}.{GROUP}/status",
         )
-        kubectl(
+        bind_in_effect(
             kubeconfig,
-            "create",
-            "rolebinding",
-            "erin-reads",
-            "-n",
             other,
-            f"--clusterrole=read-{other}",
-            "--user=erin",
-        )
-        wait_for(
-            lambda: as_user(
-                kubeconfig,
-                "erin",
-                "auth",
-                "can-i",
-                "patch",
-                f"{PLURAL}.{GROUP}",
-                "--subresource=status",
-                "-n",
-                other,
-            ).returncode
-            == 0,
-            timeout=30,
-            what="erin may write statuses in the other namespace",
+            f"read-{other}",
+            ("patch", f"{PLURAL}.{GROUP}", "--subresource=status"),
         )
         elsewhere = add_condition(api_client, kubeconfig, "erin", other, "gw", decision("Approved"))
         assert elsewhere.returncode != 0

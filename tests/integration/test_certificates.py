@@ -43,6 +43,8 @@ def test_issued_secret_verifies_and_status_reports_it(
     sec = certs.secret(api_client, namespace, "web-tls")
     assert sec.type == "kubernetes.io/tls"
     assert sec.metadata.labels["certsmith.dev/certificate"] == "web"
+    # Its writes are certsmith's in managedFields (what GitOps tools' ignore rules name).
+    assert {entry.manager for entry in sec.metadata.managed_fields} == {"certsmith"}
 
     chain = x509.load_pem_x509_certificates(certs.secret_bytes(sec, "tls.crt"))
     leaf, intermediate = chain

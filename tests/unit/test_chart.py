@@ -418,6 +418,24 @@ def test_prometheus_rule_is_the_alerts_file_untouched_by_templating() -> None:
     assert "PrometheusRule" not in kinds(render())
 
 
+def _rule_texts(spec: Object) -> str:
+    """Every alert's expression and description, one after the other."""
+    return "\n".join(
+        f"{rule['expr']}\n{rule['annotations']['description']}"
+        for group in spec["groups"]
+        for rule in group["rules"]
+    )
+
+
+def test_prometheus_rule_watches_the_release_namespaces_deployment() -> None:
+    objects = render("metrics.prometheusRule.enabled=true", namespace="platform")
+    rendered = _rule_texts(find(objects, "PrometheusRule")["spec"])
+    assert 'namespace="certsmith"' in _rule_texts(yaml.safe_load(RULES.read_text()))
+    assert 'namespace="certsmith"' not in rendered
+    assert 'kube_deployment_spec_replicas{namespace="platform", deployment="certsmith"}' in rendered
+    assert "Deployment platform/certsmith" in rendered
+
+
 def test_dashboard_config_map_is_the_dashboard_file() -> None:
     objects = render("dashboard.enabled=true", "dashboard.labels.grafana_dashboard=certsmith")
     config_map = find(objects, "ConfigMap", "certsmith-dashboard")
@@ -455,6 +473,12 @@ def test_helm_test_creates_a_certificate_outside_the_release_namespace() -> None
         if body["metadata"]["name"].endswith("helm-test"):
             policy = body["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
             assert policy == "before-hook-creation,hook-succeeded"
+    # No selector of the release counts the test Pod as a replica.
+    selector = find(render(tests=True), "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]
+    labels = pod["metadata"]["labels"]
+    assert not selector.items() <= labels.items()
+    for service in (b for b in objects if b["kind"] == "Service"):
+        assert not service["spec"]["selector"].items() <= labels.items()
 
 
 def _refusals() -> Iterator[tuple[str, ...]]:
@@ -471,6 +495,7 @@ def _refusals() -> Iterator[tuple[str, ...]]:
     yield ("--set", "crds.keep=maybe")
     yield ("--set", "metrics.serviceMonitor.interval=often")
     yield ("--set", "replicas=2")
+    yield ("--set-string", "resources.limits.cpu=abc")
 
 
 @pytest.mark.parametrize("arguments", list(_refusals()))
@@ -480,3 +505,29 @@ def test_schema_refuses_bad_values(arguments: tuple[str, ...]) -> None:
     assert "schema" in rendered.stderr
     key = arguments[1].split("=")[0].split(".")[-1]
     assert key in rendered.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ("--set", "config.readinessPort=9443"),
+            "config.readinessPort and webhook.port are both 9443",
+        ),
+        (
+            ("--set", "config.livenessPort=8081"),
+            "config.livenessPort and config.readinessPort are both 8081",
+        ),
+        (("--set", "metrics.port=8080"), "config.livenessPort and metrics.port are both 8080"),
+        (
+            ("--set", "replicaCount=2,podDisruptionBudget.minAvailable=2"),
+            "podDisruptionBudget.minAvailable (2) must be below replicaCount (2)",
+        ),
+    ],
+)
+def test_values_that_cannot_work_together_are_refused(
+    arguments: tuple[str, ...], message: str
+) -> None:
+    rendered = _template(*arguments)
+    assert rendered.returncode != 0
+    assert message in rendered.stderr

@@ -36,6 +36,14 @@ class NotFound(CliError):
     """The apiserver answered 404 for the object named in the message."""
 
 
+def _collection(plural: str, namespace: str | None) -> tuple[str, str]:
+    """The API path of certsmith.dev's `plural` in `namespace` (every namespace when None),
+    and where that is, for messages."""
+    if namespace is None:
+        return f"{GROUP_PATH}/{plural}", "in any namespace"
+    return f"{GROUP_PATH}/namespaces/{_segment(namespace)}/{plural}", f"in namespace {namespace}"
+
+
 def _segment(name: str) -> str:
     # Names come from the command line: keep "/" or "?" in them from changing the path.
     return quote(name, safe="")
@@ -151,11 +159,7 @@ class Api:
 
     def list_certificates(self, namespace: str | None) -> list[dict[str, Any]]:
         """Certificates in `namespace`, or in every namespace when it is None."""
-        if namespace is None:
-            path, where = f"{GROUP_PATH}/certificates", "in any namespace"
-        else:
-            path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates"
-            where = f"in namespace {namespace}"
+        path, where = _collection(names.CERTIFICATES, namespace)
         try:
             return _items(self._request("GET", path, what=f"Certificates {where}"))
         except NotFound:
@@ -187,11 +191,7 @@ class Api:
     def list_certificate_requests(self, namespace: str | None) -> list[dict[str, Any]]:
         """CertificateRequests in `namespace`, or in every namespace when it is None; []
         when the cluster has no such resource (an install without its CRD)."""
-        if namespace is None:
-            path, where = f"{GROUP_PATH}/{names.CERTIFICATE_REQUESTS}", "in any namespace"
-        else:
-            path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/{names.CERTIFICATE_REQUESTS}"
-            where = f"in namespace {namespace}"
+        path, where = _collection(names.CERTIFICATE_REQUESTS, namespace)
         try:
             return _items(self._request("GET", path, what=f"CertificateRequests {where}"))
         except NotFound:
