@@ -22,6 +22,7 @@ from certsmith.authorities import cluster_trust_bundle
 from certsmith.certificates import status as certificate_status
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
+from certsmith.controller import api_session
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
@@ -145,9 +146,13 @@ def _lifecycle(
     seal_key: SealKey,
 ) -> None:
     @kopf.on.login(registry=handlers)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A registry of our own has none of kopf's default login handlers.
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        # A registry of our own has none of kopf's default login handlers. Async: the
+        # session is made on kopf's loop.
+        info = kopf.login_via_client(**kwargs)
+        if info is None:
+            return None
+        return api_session.bounded_session(info, limit=api_session.connection_limit(config.workers))
 
     @kopf.on.startup(registry=handlers)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
