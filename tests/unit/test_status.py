@@ -305,7 +305,7 @@ def test_ready(
     body = secret_body(spec, root, intermediate, revision=secret_revision)
     held = policies.readable(judged(spec, contents_of(body), root))
     assert isinstance(held, policies.Held)
-    ready = status.ready(observed(before), spec, held, NOW, KEY)
+    ready = status.ready(observed(sealed(before)), spec, held, NOW, KEY)
     # Issued at 11:50 for an hour: renewal at 2/3 (12:30) less the stable jitter of
     # shop/web (21.26 s), rounded up to the second.
     renewal = NOW + timedelta(minutes=29, seconds=39)
@@ -856,3 +856,53 @@ def test_observed(before: dict[str, Any], never_issued: bool) -> None:
     assert seen.renewal_request == "2026-06-01T10:00:00Z"
     assert seen.created == NOW - timedelta(hours=1)
     assert seen.never_issued is never_issued
+
+
+LIES = {
+    "notBefore": "2026-01-01T00:00:00Z",
+    "notAfter": "2099-01-01T00:00:00Z",
+    "renewalTime": "2098-01-01T00:00:00Z",
+    "serialNumber": "0badc0de",
+    "revision": 9,
+    "lastFailureTime": EARLIER,
+    "failedIssuanceAttempts": 1,
+}
+
+
+@pytest.mark.parametrize(
+    ("before", "kept"),
+    [
+        pytest.param(sealed({**RESUMABLE, **LIES}), LIES, id="sealed by certsmith: kept"),
+        pytest.param({**sealed(RESUMABLE), **LIES}, {}, id="edited over a seal: removed"),
+        pytest.param({**RESUMABLE, **LIES}, {}, id="never sealed: removed"),
+    ],
+)
+def test_a_refusal_seals_only_what_certsmith_wrote(
+    before: dict[str, Any], kept: dict[str, Any]
+) -> None:
+    outcome = status.not_ready(
+        observed(before), "PolicyDenied", DENIED, NOW, retry=None, seal_key=KEY
+    )
+    assert outcome.status is not None
+    after = {k: v for k, v in {**before, **outcome.status}.items() if v is not None}
+    assert {field: after.get(field) for field in LIES} == {field: kept.get(field) for field in LIES}
+    assert not status.edited(observed(after), KEY, created=False)
+
+
+@pytest.mark.parametrize(
+    ("before", "ready_reason"),
+    [
+        pytest.param(sealed({**RESUMABLE, **LIES}), "Issued", id="sealed notAfter: Ready stays"),
+        pytest.param({**sealed(RESUMABLE), **LIES}, "IssuanceFailed", id="edited: not Ready"),
+    ],
+)
+def test_a_failure_without_the_secret_trusts_only_a_sealed_not_after(
+    before: dict[str, Any], ready_reason: str
+) -> None:
+    failure = status.failed(observed(before), "IssuanceFailed", FAILURE, NOW, None, seal_key=KEY)
+    assert failure.outcome.status is not None
+    found = {c["type"]: c for c in failure.outcome.status["conditions"]}
+    assert found["Ready"]["reason"] == ready_reason
+    assert failure.outcome.status.get("notAfter", LIES["notAfter"]) == (
+        LIES["notAfter"] if ready_reason == "Issued" else None
+    )

@@ -116,11 +116,20 @@ def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> b
 
 def _sealed(observed: Observed, desired: dict[str, Any], seal_key: bytes | None) -> dict[str, Any]:
     """`desired` (a merge patch of status) with the seal of the status it leaves behind (or
-    any seal removed, without a key): the write is then recognisably certsmith's."""
+    any seal removed, without a key): the write is then recognisably certsmith's. When the
+    seal of the status as observed does not hold, every field `desired` does not set is
+    removed by it (None), so only what certsmith computed is sealed."""
     if seal_key is None:
         if "secretSeal" in observed.status:
             desired["secretSeal"] = None
         return desired
+    if not _seal_holds(observed, seal_key):
+        # What this write does not set was written by someone else (or before seals): a
+        # seal over it would vouch for a notAfter or serialNumber certsmith never judged.
+        # Removed instead; a Ready write fills the certificate's fields from the Secret.
+        for field in SEALED_FIELDS:
+            if field not in desired and observed.status.get(field) is not None:
+                desired[field] = None
     after = {field: observed.status.get(field) for field in SEALED_FIELDS}
     after.update((field, value) for field, value in desired.items() if field in SEALED_FIELDS)
     desired["secretSeal"] = seal.seal(seal_key, observed.uid, after)
@@ -459,7 +468,8 @@ def failed(
     """The status after an issuance failed for `reason` (IssuanceFailed, SecretConflict).
 
     `judged` is what the Secret was judged on (None when it could not be read; then
-    status.notAfter stands for it). The next check backs off (retry_delay with `jitter`),
+    status.notAfter stands for it, if the seal holds under `seal_key`). With `seal_key`,
+    fields of a status whose seal does not hold are removed, not sealed (`_sealed`). The next check backs off (retry_delay with `jitter`),
     but comes no later than Readiness.wake: a usable old certificate is looked at again
     right after it stops being valid, however long the back-off.
     """
@@ -467,7 +477,9 @@ def failed(
     if judged is not None:
         readiness = failure_readiness(judged, message)
     else:
-        readiness = unread_readiness(observed.status, now, message)
+        # An edited notAfter must not keep Ready as it is: only a sealed one stands in.
+        vouched = observed.status if seal_key is None or _seal_holds(observed, seal_key) else {}
+        readiness = unread_readiness(vouched, now, message)
     desired_conditions = [conditions.Condition(conditions.ISSUING, False, reason, message)]
     if readiness.condition is not None:
         desired_conditions.append(readiness.condition)
