@@ -144,3 +144,42 @@ def test_ready_forged_on_an_expired_certificate_is_put_back_at_once(
     )
     assert datetime.now(UTC) < next_retry, "put back by the retry, not by the edit's event"
     assert "is immutable" in put_back["message"]
+
+
+def test_lies_on_a_refused_certificate_are_removed_not_sealed(
+    api_client, namespace, running_operator
+):
+    """A Certificate the operator refuses (IssuerNotReady: its authority does not exist)
+    has no certificate in status. Certificate fields forged there are removed at the edit's
+    event, not sealed along with the refusal, and the status then stays as written."""
+    certs.create(
+        api_client,
+        namespace,
+        certs.certificate("refused", dnsNames=["r.example.com"], issuerRef={"name": "nobody"}),
+    )
+
+    def refused() -> dict[str, Any] | None:
+        body = certs.get(api_client, namespace, "refused")
+        ready = certs.condition(body)
+        return body["status"] if ready and ready["reason"] == "IssuerNotReady" else None
+
+    before = wait_for(refused, timeout=20, what="refused: IssuerNotReady")
+    lies = {
+        "notAfter": "2099-01-01T00:00:00Z",
+        "renewalTime": "2098-01-01T00:00:00Z",
+        "serialNumber": "0badc0de",
+        "notBefore": "2020-01-01T00:00:00Z",
+    }
+    forge_status(api_client, namespace, "refused", **lies)
+    after = wait_for(
+        lambda: (status := refused())
+        and all(status.get(key) is None for key in lies)
+        and status,
+        timeout=PUT_BACK_SECONDS,
+        what="the forged certificate fields removed",
+    )
+    assert certs.condition({"status": after}) == certs.condition({"status": before})
+    # Its own write holds its seal: not judged again, not written again.
+    settled = resource_version(api_client, namespace, "refused")
+    time.sleep(IDLE_SECONDS)
+    assert resource_version(api_client, namespace, "refused") == settled
