@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,8 +211,13 @@ def _now_rfc3339() -> str:
 
 
 def operator_metric(port: int, name: str) -> float:
-    """The sum of a metric's samples on the operator's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    """The sum of a metric's samples on the operator's /metrics. Only that metric is asked
+    for (prometheus_client's `name[]` filter): a whole scrape, 30,000 series at 10,000
+    Certificates, costs the operator ~0.1 s of CPU, and polled during a restart it took a
+    fifth of the CPU the start-up had."""
+    query = urllib.parse.urlencode({"name[]": name})
+    url = f"http://127.0.0.1:{port}/metrics?{query}"
+    with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
@@ -253,8 +259,7 @@ def restart(running: harness.Running, count: int, profile: Path | None = None) -
                     break
             except OSError:
                 pass  # not serving yet
-            # Not more often: a scrape of 30,000 series costs the operator ~0.1 s of CPU.
-            time.sleep(0.5)
+            time.sleep(0.2)
         time.sleep(5)  # what the start-up still does after the schedule is whole
         after = requests_so_far(running.api)
         reissued = operator_metric(metrics_port, "certsmith_issuances_total")

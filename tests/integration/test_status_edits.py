@@ -172,9 +172,7 @@ def test_lies_on_a_refused_certificate_are_removed_not_sealed(
     }
     forge_status(api_client, namespace, "refused", **lies)
     after = wait_for(
-        lambda: (status := refused())
-        and all(status.get(key) is None for key in lies)
-        and status,
+        lambda: (status := refused()) and all(status.get(key) is None for key in lies) and status,
         timeout=PUT_BACK_SECONDS,
         what="the forged certificate fields removed",
     )

@@ -469,9 +469,10 @@ def failed(
 
     `judged` is what the Secret was judged on (None when it could not be read; then
     status.notAfter stands for it, if the seal holds under `seal_key`). With `seal_key`,
-    fields of a status whose seal does not hold are removed, not sealed (`_sealed`). The next check backs off (retry_delay with `jitter`),
-    but comes no later than Readiness.wake: a usable old certificate is looked at again
-    right after it stops being valid, however long the back-off.
+    fields of a status whose seal does not hold are removed, not sealed (`_sealed`). The
+    next check backs off (retry_delay with `jitter`), but comes no later than
+    Readiness.wake: a usable old certificate is looked at again right after it stops being
+    valid, however long the back-off.
     """
     attempts = int(observed.status.get("failedIssuanceAttempts") or 0) + 1
     if judged is not None:
