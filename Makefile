@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench bench-compare bench-pod-certificates \
+.PHONY: deps binaries lint test test-unit test-integration test-chaos test-e2e e2e-kind bench bench-compare bench-pod-certificates bench-scale \
         cluster-up cluster-down demo demo-down
 
 deps:
@@ -70,6 +70,11 @@ bench-compare: deps binaries
 
 bench-pod-certificates: deps binaries
 	$(VENV)/bin/python bench/pod_certificates.py
+
+# The 1k/5k/10k curve, then idle CPU, a second 10k churn and a restart at 10k (minutes);
+# BENCH_SCALE_ARGS="--counts 1000" for a short run.
+bench-scale: deps binaries
+	$(VENV)/bin/python bench/scale.py $${BENCH_SCALE_ARGS:---idle 60 --churn --restart}
 
 cluster-up: deps binaries
 	hack/cluster up apiserver

@@ -37,6 +37,9 @@ CRDS = (
     "certificateauthorities.certsmith.dev",
     "certificaterequests.certsmith.dev",
 )
+QUIET_UNLESS_VERBOSE = ("kopf.objects", "aiohttp.access")
+"""Loggers whose INFO lines (kopf's "Handler … succeeded", a webhook call's access line)
+are only shown with --verbose."""
 EXIT_CANNOT_RUN = 2
 """Exit status when a setting or the cluster makes certsmith unable to run: retrying cannot
 help (a ConfigError, missing prerequisites, the operator's namespace deleted)."""
@@ -159,6 +162,7 @@ def start_watch_threads(parts: wiring.Parts) -> None:
         kwargs={
             "namespace": shared.config.namespace,
             "changed": parts.controller.authorities.ca_secret_changed,
+            "listed": parts.controller.authorities.ca_secrets_listed,
         },
         name="ca-secrets",
         daemon=True,
@@ -276,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # A line per handler call and per webhook request: 4 lines per issuance, a few per
+        # cent of its CPU; certsmith logs each issuance itself, kopf its failures.
+        for chatty in QUIET_UNLESS_VERBOSE:
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         asyncio.run(run(args))
     except (config.ConfigError, kube.KubeconfigError) as error:

@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import urllib3
 from kubernetes import client, config
@@ -57,6 +59,13 @@ _ADMISSION_PLURALS = {
     "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
     "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
 }
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+GONE = 410
+"""A watch's resourceVersion older than the apiserver still has events for: some are lost,
+the collection must be listed again."""
+
+logger = logging.getLogger(__name__)
 
 
 class Timeout(NamedTuple):
@@ -73,6 +82,14 @@ REQUEST_TIMEOUT = Timeout(connect_seconds=5.0, read_seconds=15.0)
 # Connections may be retried (nothing was sent yet); reads may not: a read that timed out
 # went over a dead path, and the next pooled connection most likely took the same one.
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
+
+
+class Listing(NamedTuple):
+    """A list answer: its `items` and the list's `metadata.resourceVersion`, from which a
+    watch sees every change after the list."""
+
+    items: list[dict[str, Any]]
+    resource_version: str
 
 
 class ApiError(Exception):
@@ -163,13 +180,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> rest.RESTResponse:
         """The response, its body not read yet; ApiError for a status outside 2xx."""
         request = self._api.param_serialize(
             method=method,
             resource_path=path,
             query_params=list((query or {}).items()),
-            header_params={"Content-Type": content_type, "Accept": JSON},
+            header_params={"Content-Type": content_type, "Accept": accept},
             body=body,
             auth_settings=["BearerToken"],
         )
@@ -208,11 +226,14 @@ class Kube:
         body: Mapping[str, Any] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         """The JSON object answered (`{}` for an empty answer); ApiError as the module says,
         ValueError for a 2xx answer that is not JSON."""
         with self._unreachable_is_an_api_error():
-            response = self._send(method, path, body=body, content_type=content_type, query=query)
+            response = self._send(
+                method, path, body=body, content_type=content_type, query=query, accept=accept
+            )
             data = response.read()
         answer: dict[str, Any] = json.loads(data or b"{}")
         return answer
@@ -221,11 +242,13 @@ class Kube:
         """The `items` of a list answer, [] when it has none."""
         return list(self._call("GET", path, query=query).get("items") or [])
 
-    def _watch(self, path: str, query: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+    def _watch(
+        self, path: str, query: Mapping[str, str], accept: str = JSON
+    ) -> Iterator[dict[str, Any]]:
         """Watch events until the apiserver ends the stream; a silence longer than the read
         timeout ends it too (ApiError), so a dead stream is never waited on for long."""
         with self._unreachable_is_an_api_error():
-            response = self._send("GET", path, query={**query, "watch": "true"})
+            response = self._send("GET", path, query={**query, "watch": "true"}, accept=accept)
             for line in response.response:
                 if line.strip():
                     event: dict[str, Any] = json.loads(line)
@@ -294,19 +317,65 @@ class Kube:
             if not error.not_found:
                 raise
 
-    def list_secrets(self, *, label_selector: str) -> list[dict[str, Any]]:
+    def iterate_secrets(self, *, label_selector: str, page_size: int) -> Iterator[dict[str, Any]]:
         """Secrets in every namespace matching `label_selector` (e.g. a bare key: carrying
-        that label); certsmith never lists all Secrets."""
-        return self._items("/api/v1/secrets", {"labelSelector": label_selector})
+        that label; certsmith never lists all Secrets), one page of at most `page_size` at a
+        time (the list's `limit` and `continue`), so that only one page is held at once. A
+        page token expired meanwhile (410) raises ApiError like any failed list."""
+        query = {"labelSelector": label_selector, "limit": str(page_size)}
+        while True:
+            answer = self._call("GET", "/api/v1/secrets", query=query)
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": str(token)}
+
+    def list_secrets_metadata(self, *, label_selector: str) -> Listing:
+        """The metadata of the Secrets in every namespace matching `label_selector`, each
+        item `{"metadata": {...}}` (a PartialObjectMetadataList: no data, a fraction of the
+        bytes of the Secrets themselves), and the list's resourceVersion, to watch from."""
+        answer = self._call(
+            "GET", "/api/v1/secrets", query={"labelSelector": label_selector}, accept=METADATA_LIST
+        )
+        return Listing(
+            items=list(answer.get("items") or []),
+            resource_version=str((answer.get("metadata") or {}).get("resourceVersion") or ""),
+        )
+
+    def watch_secrets_metadata(
+        self, *, label_selector: str, resource_version: str, timeout_seconds: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events of the Secrets in every namespace matching `label_selector`, each
+        object only its metadata (PartialObjectMetadata), from `resource_version` (every
+        change after it, in order), with BOOKMARK events; a Secret that stops matching comes
+        as DELETED. Ends as `watch_secrets` does."""
+        query = {
+            "labelSelector": label_selector,
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+        }
+        return self._watch("/api/v1/secrets", query, accept=METADATA_WATCH)
+
+    def list_secrets_in(self, *, namespace: str) -> Listing:
+        """Every Secret of one namespace (the operator's: CA keys only) and the list's
+        resourceVersion, to watch from."""
+        answer = self._call("GET", f"/api/v1/namespaces/{namespace}/secrets")
+        return Listing(
+            items=list(answer.get("items") or []),
+            resource_version=str((answer.get("metadata") or {}).get("resourceVersion") or ""),
+        )
 
     def watch_secrets(
         self, *, namespace: str, resource_version: str | None, timeout_seconds: int
     ) -> Iterator[dict[str, Any]]:
         """Watch events of the Secrets in one namespace (the operator's: CA keys only), from
-        `resource_version` (None: the current state as ADDED events first). The apiserver
-        ends the stream after `timeout_seconds`; a version too old for it is an ERROR event
-        (410 Gone), after which the caller starts again from None."""
-        query = {"timeoutSeconds": str(timeout_seconds)}
+        `resource_version` (None: the current state as ADDED events first), with BOOKMARK
+        events (only `metadata.resourceVersion`) that keep a quiet watch's version recent.
+        The apiserver ends the stream after `timeout_seconds`; a version too old for it is
+        an ERROR event (410 Gone), after which the caller starts again from a list."""
+        query = {"timeoutSeconds": str(timeout_seconds), "allowWatchBookmarks": "true"}
         if resource_version:
             query["resourceVersion"] = resource_version
         return self._watch(f"/api/v1/namespaces/{namespace}/secrets", query)
@@ -628,3 +697,83 @@ class Kube:
             "reportingComponent": component,
         }
         self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+
+
+class Followed(Protocol):
+    """What `follow` keeps up to date: told of each list and each watch event."""
+
+    def listed(self, listing: Listing) -> None:
+        """A list after the first (the watch fell too far behind): the collection as it is
+        now; what differs from before happened meanwhile."""
+        ...
+
+    def event(self, kind: str, metadata: Mapping[str, Any]) -> None:
+        """A watch event: `kind` ADDED, MODIFIED or DELETED, the object's metadata."""
+        ...
+
+
+def follow(
+    followed: Followed,
+    *,
+    first: Listing,
+    relist: Callable[[], Listing],
+    watch: Callable[[str], Iterator[dict[str, Any]]],
+    going: Callable[[], bool],
+    retry_seconds: float,
+    what: str,
+) -> None:
+    """Keep `followed` up to date with a collection whose `first` list it already has:
+    watch from that list's resourceVersion, then from each event's, so every change after
+    the list is seen, in order, and none twice. Only a version too old for the apiserver
+    (410 Gone) loses events: then `relist()` and `followed.listed`. Other ends (the stream's
+    timeout, no answer, 5xx, an ERROR such as "too large resource version" while the
+    apiserver's cache catches up) watch again from the same version after `retry_seconds`.
+    Returns once `going()` is False, checked before each event is passed on. `what` names
+    the collection in the log."""
+    resource_version: str | None = first.resource_version or None
+    while going():
+        try:
+            if resource_version is None:
+                listing = relist()
+                if not going():
+                    return
+                followed.listed(listing)
+                resource_version = listing.resource_version
+            resource_version = _stream(
+                followed, watch(resource_version), resource_version, going, retry_seconds, what
+            )
+        except ApiError as error:
+            if error.status == GONE:
+                resource_version = None
+                continue
+            # A quiet collection ends the stream by read timeout: not news.
+            if not (error.status == 0 and "timed out" in error.message.lower()):
+                logger.warning("watch of %s ended: %s", what, error)
+            time.sleep(retry_seconds)
+
+
+def _stream(
+    followed: Followed,
+    events: Iterator[dict[str, Any]],
+    resource_version: str,
+    going: Callable[[], bool],
+    retry_seconds: float,
+    what: str,
+) -> str | None:
+    """Pass one stream's events on; the version to watch from next (None: list again)."""
+    for event in events:
+        if not going():
+            break
+        kind = event.get("type")
+        thing = event.get("object") or {}
+        if kind == "ERROR":
+            if thing.get("code") == GONE:
+                return None
+            logger.info("watch of %s: %s", what, thing.get("message"))
+            time.sleep(retry_seconds)
+            break
+        metadata = thing.get("metadata") or {}
+        resource_version = str(metadata.get("resourceVersion") or resource_version)
+        if kind != "BOOKMARK":
+            followed.event(str(kind), metadata)
+    return resource_version

@@ -15,7 +15,7 @@ import heapq
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 Key = tuple[str, str, str]
 """What an action is scheduled for: (kind, namespace, name), e.g. ("Certificate", "shop",
 "web"); the namespace is "" for a cluster-scoped object (a CertificateAuthority)."""
+
+
+COMPACT_SLACK = 64
+"""Dead heap entries always tolerated, so a small queue is never rebuilt over and over."""
 
 
 class DueQueue:
@@ -44,10 +48,21 @@ class DueQueue:
         sequence = next(self._sequence)
         self._entries[key] = (when, sequence)
         heapq.heappush(self._heap, (when, sequence, key))
+        self._compact()
 
     def cancel(self, key: Key) -> None:
         """`key` is no longer due (nothing happens if it was not scheduled)."""
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._compact()
+
+    def _compact(self) -> None:
+        # A superseded or cancelled entry stays in the heap until its time comes, and a
+        # renewal's is weeks away: 10,000 Certificates deleted and created again would
+        # leave 10,000 dead entries per round. Rebuilt once they outnumber the live ones,
+        # which costs O(1) per call amortised.
+        if len(self._heap) > 2 * len(self._entries) + COMPACT_SLACK:
+            self._heap = [(when, seq, key) for key, (when, seq) in self._entries.items()]
+            heapq.heapify(self._heap)
 
     def when(self, key: Key) -> datetime | None:
         """When `key` is due, or None if it is not scheduled."""
@@ -84,7 +99,8 @@ class Scheduler:
     retried: it schedules its own retry.
 
     One action per key at a time: a key that comes due while its action runs runs again
-    once it ends. An action ends by scheduling its own next time (replacing any); what
+    once it ends. An action run elsewhere (a watch handler) is announced with `running`,
+    with the same effect. An action ends by scheduling its own next time (replacing any); what
     `expedite` asked for meanwhile is kept over that, so a change seen during the action
     is never lost to the time it planned before seeing it."""
 
@@ -96,8 +112,9 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running: set[asyncio.Task[None]] = set()
-        # Keys whose action runs now, and the earliest time each was asked to run again.
-        self._active: set[Key] = set()
+        # Keys whose action runs now (how many times: the scheduler's own and `running`'s),
+        # and the earliest time each was asked to run again.
+        self._active: dict[Key, int] = {}
         self._again: dict[Key, datetime] = {}
 
     def __len__(self) -> int:
@@ -158,7 +175,7 @@ class Scheduler:
                     if key in self._active:
                         self._again[key] = min(now, self._again.get(key, now))
                     else:
-                        self._active.add(key)
+                        self._active[key] = 1
                         due.append(key)
                 next_due = self._queue.next_due()
             for key in due:
@@ -181,9 +198,24 @@ class Scheduler:
             self._limit.release()
             self._ended(key)
 
+    @contextlib.contextmanager
+    def running(self, key: Key) -> Iterator[None]:
+        """Around an action of `key` run outside the scheduler (a watch handler, which ends
+        by scheduling the key's next time): the scheduler does not run `key` meanwhile, and
+        what `expedite` asked for meanwhile runs once it ends, as for its own actions."""
+        with self._lock:
+            self._active[key] = self._active.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._ended(key)
+
     def _ended(self, key: Key) -> None:
         with self._lock:
-            self._active.discard(key)
+            left = self._active.pop(key, 1) - 1
+            if left:
+                self._active[key] = left
+                return
             again = self._again.pop(key, None)
             if again is None:
                 return

@@ -29,6 +29,8 @@ from certsmith.controller.handlers import registry as controller_registry
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.controller.seal_key import SealKey
+from certsmith.controller.secret_versions import SecretVersions
 from certsmith.kube import Kube, new_api_client
 from certsmith.podcerts.apis import PodCertificateApis
 from certsmith.replicas.state import ReplicaState
@@ -65,6 +67,10 @@ class ControllerParts:
     authority_controller: AuthorityController
     reconciler: Reconciler
     certificates: CertificateQueue
+    secret_versions: SecretVersions
+    """Every certsmith Secret's resourceVersion (a restart reads no Secret still as judged)."""
+    seal_key: SealKey
+    """The key of status seals, loaded at each term's start."""
     authorities: AuthoritySteps
     bundles: BundleRepair
     namespaces: NamespaceEvents
@@ -89,9 +95,20 @@ class Parts:
     """The webhook server and its handlers, metrics and /readyz, run in every replica."""
 
 
+LONG_LIVED_CONNECTIONS = 4
+"""Connections held by the process's own watch threads (the Lease canary, the CA Secrets,
+the serving certificate's follower) and the elector, beside the workers' ones: a pool with
+no room for them discards a connection at every burst and dials (TLS) a new one."""
+
+
 def new_kube(config: Config) -> Kube:
-    """The one API client of the process, its pool sized for the workers."""
-    return Kube(new_api_client(kubeconfig=config.kubeconfig, pool_size=config.workers))
+    """The one API client of the process, its pool sized for the workers and the
+    long-lived watches."""
+    return Kube(
+        new_api_client(
+            kubeconfig=config.kubeconfig, pool_size=config.workers + LONG_LIVED_CONNECTIONS
+        )
+    )
 
 
 def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApis) -> Parts:
@@ -119,6 +136,8 @@ def build(config: Config, *, kube: Kube, pod_certificate_apis: PodCertificateApi
             actions=controller.actions,
             reconciler=controller.reconciler,
             certificates=controller.certificates,
+            secret_versions=controller.secret_versions,
+            seal_key=controller.seal_key,
             authorities=controller.authorities,
             namespace_labels=controller.namespace_labels,
             namespaces=controller.namespaces,
@@ -156,6 +175,7 @@ def _controller(shared: Shared) -> ControllerParts:
         pacer=pacer,
         cluster_trust_bundles=shared.pod_certificate_apis.bundles,
     )
+    seal_key = SealKey(kube=shared.kube, namespace=shared.config.namespace)
     reconciler = Reconciler(
         kube=shared.kube,
         config=shared.config,
@@ -163,6 +183,7 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
         namespace_labels=labels.labels,
         pacer=pacer,
+        seal_key=seal_key,
     )
     certificates = CertificateQueue(
         kube=shared.kube,
@@ -225,6 +246,10 @@ def _controller(shared: Shared) -> ControllerParts:
         authority_controller=authority_controller,
         reconciler=reconciler,
         certificates=certificates,
+        secret_versions=SecretVersions(
+            kube=shared.kube, reconciler=reconciler, certificates=certificates
+        ),
+        seal_key=seal_key,
         authorities=authorities,
         bundles=bundles,
         namespaces=NamespaceEvents(

@@ -214,6 +214,27 @@ def test_secret_is_kept_valid_and_repaired(api_client, namespace, running_operat
     assert certs.get(api_client, namespace, "kept")["status"]["serialNumber"] == serial
     assert "Repaired" in {e.reason for e in certs.events_for(api_client, namespace, "kept")}
 
+    # Annotation edited to another serial → put back, not re-issued: the leaf is the one
+    # the Certificate's sealed status records.
+    core.patch_namespaced_secret(
+        "kept-tls", namespace, {"metadata": {"annotations": {"certsmith.dev/serial-number": "ab"}}}
+    )
+    wait_for(
+        lambda: certs.secret(api_client, namespace, "kept-tls").metadata.annotations.get(
+            "certsmith.dev/serial-number"
+        )
+        == serial,
+        timeout=15,
+        what="edited serial annotation put back",
+    )
+    assert certs.leaf_of(certs.secret(api_client, namespace, "kept-tls")).serial_number == int(
+        serial, 16
+    )
+    assert certs.get(api_client, namespace, "kept")["status"]["serialNumber"] == serial
+    assert "CertificateReplaced" not in {
+        e.reason for e in certs.events_for(api_client, namespace, "kept")
+    }
+
     # Spec dnsNames changed → re-issued with the new name.
     certs.patch_spec(api_client, namespace, "kept", {"dnsNames": ["kept2.example.com"]})
     serial = wait_for(

@@ -98,6 +98,7 @@ def observed(
     generation: int = 3,
     annotations: dict[str, str] | None = None,
     created: str = "2026-06-01T11:00:00Z",
+    uid: str = "uid-of-web",
 ) -> status.Observed:
     """Certificate shop/web as read, with status `current`."""
     return status.Observed.from_body(
@@ -105,6 +106,7 @@ def observed(
             "metadata": {
                 "namespace": NAMESPACE,
                 "name": NAME,
+                "uid": uid,
                 "generation": generation,
                 "creationTimestamp": created,
                 "annotations": annotations or {},

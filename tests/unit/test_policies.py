@@ -50,7 +50,7 @@ def issued_secret(
     )
 
 
-def decide(spec, secret, root, *, now=NOW) -> policies.Decision:
+def decide(spec, secret, root, *, now=NOW, judged_serial=None) -> policies.Decision:
     return policies.decide(
         policies.Input(
             certificate_name=NAME,
@@ -61,6 +61,7 @@ def decide(spec, secret, root, *, now=NOW) -> policies.Decision:
                 name="cluster-root", trusted_roots=(root.certificate,)
             ),
             now=now,
+            judged_serial=judged_serial,
         )
     )
 
@@ -157,6 +158,30 @@ def test_a_leaf_other_than_the_one_issued_is_replaced_even_with_the_same_names(r
     decision = decide(spec, secret, root)
     assert (decision.action, decision.reason) == (Action.ISSUE, "CertificateReplaced")
     assert "is not the one certsmith issued for this Certificate" in decision.message
+
+
+def test_an_edited_serial_annotation_on_the_leaf_status_vouches_for_is_repaired(root, intermediate):
+    # The leaf is the one the sealed status records: only the mark was edited.
+    spec = spec_of()
+    secret = issued_secret(spec, intermediate, root)
+    serial = secret["metadata"]["annotations"][names.SERIAL_ANNOTATION]
+    secret["metadata"]["annotations"][names.SERIAL_ANNOTATION] = "0badc0de"
+    decision = decide(spec, secret, root, judged_serial=serial)
+    assert (decision.action, decision.reason) == (Action.REPAIR, "Repaired")
+    # Without the status to vouch for it, the leaf is not known to be certsmith's.
+    for unknown in (None, "0badc0de"):
+        decision = decide(spec, secret, root, judged_serial=unknown)
+        assert (decision.action, decision.reason) == (Action.ISSUE, "CertificateReplaced")
+
+
+def test_a_leaf_replaced_is_reissued_whatever_status_vouches_for(root, intermediate):
+    spec = spec_of()
+    twin = issued_secret(spec, intermediate, root, issued_at=NOW - timedelta(hours=1))
+    secret = issued_secret(spec, intermediate, root)
+    serial = secret["metadata"]["annotations"][names.SERIAL_ANNOTATION]
+    secret["data"] = {**secret["data"], **{k: twin["data"][k] for k in ("tls.crt", "tls.key")}}
+    decision = decide(spec, secret, root, judged_serial=serial)
+    assert (decision.action, decision.reason) == (Action.ISSUE, "CertificateReplaced")
 
 
 def test_an_edited_not_after_annotation_is_repaired(root, intermediate):

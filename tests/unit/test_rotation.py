@@ -260,3 +260,19 @@ def test_granted_reissues_never_exceed_the_rate(rate, arrivals_ms, lateness):
         for j in range(i, len(granted)):
             window = (granted[j] - start).total_seconds()
             assert j - i + 1 <= rate * (window + slack) + 2
+
+
+@pytest.mark.parametrize(
+    ("took", "interval"),
+    [
+        (timedelta(0), timedelta(seconds=2)),  # a quick step: the minimum
+        (timedelta(milliseconds=400), timedelta(seconds=2)),  # 5 x 0.4 s is the minimum
+        (timedelta(seconds=1), timedelta(seconds=5)),  # past it: 5 x the step
+        (timedelta(seconds=3), timedelta(seconds=15)),  # 10,000 leaves: 20 % of the time
+        (timedelta(seconds=-4), timedelta(seconds=2)),  # the clock stepped back
+    ],
+)
+def test_a_rotating_step_comes_again_after_five_times_its_duration(
+    took: timedelta, interval: timedelta
+) -> None:
+    assert rotation.step_interval(took, minimum=timedelta(seconds=2)) == interval

@@ -39,6 +39,28 @@ def test_cancelled_keys_never_come_due():
     assert queue.next_due() is None
 
 
+def test_churn_leaves_no_dead_entries_behind():
+    """10,000 keys deleted (cancelled) and created again, three times, with renewals weeks
+    away: what the queue holds stays in proportion to the live keys, and every live key
+    still comes due once, in order."""
+    queue = DueQueue()
+    for round_ in range(3):
+        keys = [f"r{round_}-{i}" for i in range(10_000)]
+        for i, key in enumerate(keys):
+            queue.schedule(key, T0 + timedelta(days=60, seconds=i))
+            queue.schedule(key, T0 + timedelta(days=61, seconds=i))  # superseded at once
+        assert len(queue) == 10_000
+        # The heap is private: its size is the memory this test is about.
+        assert len(queue._heap) <= 2 * 10_000 + 64
+        if round_ < 2:
+            for key in keys:
+                queue.cancel(key)
+            assert len(queue._heap) <= 64
+    due = queue.pop_due(T0 + timedelta(days=62))
+    assert due == [f"r2-{i}" for i in range(10_000)]
+    assert queue.next_due() is None
+
+
 class StillClock:
     """The scheduler's clock, standing still at `now`: nothing comes due by time passing.
     `read` is set whenever the scheduler reads it, i.e. just before it goes to sleep."""
@@ -154,3 +176,37 @@ def test_expedite_never_postpones_an_earlier_time() -> None:
     assert scheduler.when("ca") == T0 + timedelta(seconds=1)
     scheduler.expedite("ca", T0)
     assert scheduler.when("ca") == T0
+
+
+def test_an_action_run_by_a_handler_keeps_what_was_expedited_meanwhile() -> None:
+    """A watch handler's step (kopf's create/update/resume) ends by scheduling its next
+    time, an hour ahead: a CA Secret edited while it ran must still have a step now."""
+    scheduler = Scheduler(clock=lambda: T0, concurrency=1)
+    with scheduler.running("ca"):
+        scheduler.expedite("ca", T0)
+        scheduler.schedule("ca", T0 + timedelta(hours=1))  # the handler's step ends
+        assert scheduler.when("ca") == T0 + timedelta(hours=1)
+    assert scheduler.when("ca") == T0
+    with scheduler.running("ca"):
+        scheduler.schedule("ca", T0 + timedelta(hours=2))  # nothing asked meanwhile
+    assert scheduler.when("ca") == T0 + timedelta(hours=2)
+
+
+def test_a_key_due_while_a_handler_runs_it_waits_for_the_handler() -> None:
+    async def steps() -> list[Hashable]:
+        started: list[Hashable] = []
+        scheduler = Scheduler(clock=lambda: T0, concurrency=2)
+
+        async def action(key: Hashable) -> None:
+            started.append(key)
+
+        task = asyncio.create_task(scheduler.run(action))
+        with scheduler.running("ca"):
+            scheduler.schedule("ca", T0)
+            await settle()
+            assert started == []  # not beside the handler's own step
+        await settle()
+        task.cancel()
+        return started
+
+    assert asyncio.run(steps()) == ["ca"]

@@ -380,6 +380,32 @@ def test_immutable_and_validity_are_read(intermediate):
     assert contents.valid_until <= NOW + timedelta(days=90)
 
 
+@pytest.mark.parametrize(
+    ("tls_key", "with_key", "key_loaded", "problems"),
+    [
+        ("kept", True, True, ()),
+        ("kept", False, False, ()),  # not read at all
+        ("missing", True, False, ("tls.key is missing",)),
+        ("missing", False, False, ()),  # nothing said about what was not read
+        ("garbage", True, False, ("tls.key does not hold a supported private key",)),
+        ("garbage", False, False, ()),
+    ],
+)
+def test_the_key_is_read_only_when_asked(intermediate, tls_key, with_key, key_loaded, problems):
+    secret = ours(intermediate)
+    if tls_key == "missing":
+        del secret["data"]["tls.key"]
+    elif tls_key == "garbage":
+        secret["data"]["tls.key"] = base64.b64encode(b"not a key").decode()
+    contents = tls_secret.parse_secret(secret, with_key=with_key)
+    assert (contents.key is not None) is key_loaded
+    assert contents.problems == problems
+    # The chain and ca.crt are read either way.
+    assert contents.leaf is not None
+    assert contents.intermediates == (intermediate.certificate,)
+    assert contents.ca_pem == base64.b64decode(secret["data"]["ca.crt"])
+
+
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """RFC 7386, as the apiserver applies application/merge-patch+json."""
     result = dict(target)

@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 AUTHORITY = "CertificateAuthority"
 CERTIFICATE = "Certificate"
 ROTATION_STEP = timedelta(seconds=2)
+SECRETS_PAGE = 1000
+"""Secrets per list request when a step looks at every leaf (`limit`, Kubernetes' chunking)."""
 BUNDLE_RETRY = timedelta(seconds=30)
 """How soon an authority looks again at bundles it could not write (a foreign ConfigMap
 going away produces no event certsmith watches)."""
@@ -247,7 +249,9 @@ class AuthorityController:
         state = rotation.track(state, observed.progress, now=now)
         blocking = rotation.blockers(state, observed.progress, now=now)
         cluster_bundle = () if observed.cluster_bundle is None else (observed.cluster_bundle,)
-        self._schedule_next_step(material, state, (*observed.bundle_problems, *cluster_bundle), now)
+        self._schedule_next_step(
+            material, state, (*observed.bundle_problems, *cluster_bundle), now, self._clock()
+        )
         metrics.authority_state(
             material.name,
             material.trusted_roots[0].not_valid_after_utc,
@@ -485,11 +489,13 @@ class AuthorityController:
         state: rotation.RotationState,
         bundle_problems: tuple[rotation.Lagging, ...],
         now: datetime,
+        done: datetime,
     ) -> None:
-        """ROTATION_STEP while rotating; else when the intermediate or the root is due, or
-        BUNDLE_RETRY when a bundle could not be written."""
+        """While rotating, rotation.step_interval after this step (begun `now`, `done`
+        now); else when the intermediate or the root is due, or BUNDLE_RETRY when a bundle
+        could not be written."""
         if state.rotating:
-            next_step = now + ROTATION_STEP
+            next_step = done + rotation.step_interval(done - now, minimum=ROTATION_STEP)
         else:
             next_step = min(
                 authority.intermediate_renewal_time(material.intermediate.certificate),
@@ -653,9 +659,14 @@ class AuthorityController:
         subordinates = {m.name for m in self._registry.all() if m.parent == material.name}
         certificates = self._certificates_of({material.name, *subordinates})
         leaves = _Leaves()
-        for secret in self._kube.list_secrets(label_selector=names.CERTIFICATE_LABEL):
+        # Page by page: the Secrets of 10,000 Certificates, keys included, are tens of MB
+        # as JSON and several times that as objects; a page is judged and dropped.
+        for secret in self._kube.iterate_secrets(
+            label_selector=names.CERTIFICATE_LABEL, page_size=SECRETS_PAGE
+        ):
             namespace, secret_name = secret["metadata"]["namespace"], secret["metadata"]["name"]
-            contents = tls_secret.parse_secret(secret)
+            # Only the chain and ca.crt are judged here; the reconciler checks the key.
+            contents = tls_secret.parse_secret(secret, with_key=False)
             certificate = certificates.get((namespace, secret_name, contents.owner or ""))
             if certificate is None:
                 # Left behind (its Certificate deleted or pointing elsewhere), or another
@@ -928,6 +939,16 @@ class _Leaves:
     pending: list[rotation.CertificateKey] = field(default_factory=list)
     """Certificates whose Secret must change now."""
     total: int = 0
+    verified: dict[tuple[x509.Certificate, x509.Certificate], bool] = field(default_factory=dict)
+    """issued_by per (intermediate, root) (equal when their DER is): every leaf of an
+    authority shares a few intermediates, so each signature is checked once per step, not
+    once per leaf."""
+
+    def _under(self, intermediate: x509.Certificate, root: x509.Certificate) -> bool:
+        pair = (intermediate, root)
+        if pair not in self.verified:
+            self.verified[pair] = inspect.issued_by(intermediate, root)
+        return self.verified[pair]
 
     def judge(
         self,
@@ -943,9 +964,7 @@ class _Leaves:
         namespace, secret_name = secret
         self.total += 1
         trouble = _trouble(certificate)
-        on_old = not contents.intermediates or not inspect.issued_by(
-            contents.intermediates[0], new_root
-        )
+        on_old = not contents.intermediates or not self._under(contents.intermediates[0], new_root)
         if on_old:
             why = f"Secret's leaf still chains to the old root{trouble}"
             self.on_old_root.append(rotation.Lagging(namespace, secret_name, why))

@@ -40,6 +40,19 @@ every 1/reissueRate seconds, ≤ 1 s, plus the 2 s step; failed issuance retries
 BLOCKERS_SHOWN = 20
 
 
+STEP_SHARE = 5
+"""While rotating, a step comes again after at least this many times its own duration: a
+step reads every leaf Secret, seconds of work at 10,000, and must not take the operator's
+whole time (re-issues are scheduled ahead at the rate, not by each step)."""
+
+
+def step_interval(took: timedelta, *, minimum: timedelta) -> timedelta:
+    """The pause before a rotating authority's next step, after one that took `took`:
+    `minimum`, or STEP_SHARE times `took` when that is longer (a negative `took`, from the
+    clock stepping back, counts as 0)."""
+    return max(minimum, STEP_SHARE * max(took, timedelta(0)))
+
+
 class Phase(enum.Enum):
     """`status.phase` of a CertificateAuthority (the module's state machine)."""
 

@@ -28,7 +28,8 @@ from certsmith.authorities import (
 )
 from certsmith.certificates import isolation
 from certsmith.config import Config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, Kube, Listing
+from certsmith.kube import follow as kube_follow
 from certsmith.pki import ca, inspect, name_constraints
 
 logger = logging.getLogger(__name__)
@@ -746,26 +747,78 @@ def ensure_default_authority(kube: Kube, config: Config) -> dict[str, Any]:
         return found
 
 
-def follow_ca_secrets(kube: Kube, *, namespace: str, changed: Callable[[str], None]) -> None:
+def changed_since(known: Mapping[str, str], listed: Mapping[str, str]) -> list[str]:
+    """Names (sorted) whose resourceVersion differs between `known` and `listed` (both
+    name → resourceVersion): changed, created or deleted between the two."""
+    return sorted(
+        name for name in known.keys() | listed.keys() if known.get(name) != listed.get(name)
+    )
+
+
+def follow_ca_secrets(
+    kube: Kube,
+    *,
+    namespace: str,
+    changed: Callable[[str], None],
+    listed: Callable[[], None],
+) -> None:
     """Watch the Secrets of the operator's namespace forever; call `changed(name)` for each
-    event. Runs in a thread of its own. The controller's watches see only Secrets labelled
-    for a Certificate; the CA keys (and a supplied root, labelled or not) live here."""
-    resource_version: str | None = None
+    one created, changed or deleted after the first list, and `listed()` once that list is
+    taken (ApiError retried meanwhile). A term's start waits for `listed` before it steps
+    the authorities on what it reads: every change after that read is then reported. Runs
+    in a thread of its own. The controller's watches see only Secrets labelled for a
+    Certificate; the CA keys (and a supplied root, labelled or not) live here.
+
+    A watch that falls too far behind (410 Gone: while thousands of Certificates are written
+    elsewhere, a quiet namespace's version ages fast) starts again from a list, and what
+    differs from what was seen is reported: a report has every authority step, and a step
+    at scale is not free."""
     while True:
         try:
-            for event in kube.watch_secrets(
-                namespace=namespace,
-                resource_version=resource_version,
-                timeout_seconds=CA_WATCH_TIMEOUT_SECONDS,
-            ):
-                if event.get("type") == "ERROR":  # e.g. 410: the version is too old
-                    resource_version = None
-                    break
-                metadata = (event.get("object") or {}).get("metadata") or {}
-                resource_version = metadata.get("resourceVersion") or resource_version
-                changed(metadata.get("name", ""))
+            first = kube.list_secrets_in(namespace=namespace)
+            break
         except ApiError as error:
-            # A quiet namespace ends the stream by read timeout: not news.
-            if not (error.status == 0 and "timed out" in error.message.lower()):
-                logger.warning("watch of Secrets in %s ended: %s", namespace, error)
+            logger.warning("list of Secrets in %s failed: %s", namespace, error)
             time.sleep(CA_WATCH_RETRY_SECONDS)
+    known = _CaSecrets(first, changed)
+    listed()
+    kube_follow(
+        known,
+        first=first,
+        relist=lambda: kube.list_secrets_in(namespace=namespace),
+        watch=lambda version: kube.watch_secrets(
+            namespace=namespace, resource_version=version, timeout_seconds=CA_WATCH_TIMEOUT_SECONDS
+        ),
+        going=lambda: True,
+        retry_seconds=CA_WATCH_RETRY_SECONDS,
+        what=f"Secrets in {namespace}",
+    )
+
+
+class _CaSecrets:
+    """follow_ca_secrets' record: each Secret's last seen resourceVersion, by name."""
+
+    def __init__(self, first: Listing, changed: Callable[[str], None]) -> None:
+        self._changed = changed
+        self._known = _versions(first)
+
+    def listed(self, listing: Listing) -> None:
+        listed = _versions(listing)
+        for name in changed_since(self._known, listed):
+            self._changed(name)
+        self._known = listed
+
+    def event(self, kind: str, metadata: Mapping[str, Any]) -> None:
+        name = str(metadata.get("name", ""))
+        if kind == "DELETED":
+            self._known.pop(name, None)
+        else:
+            self._known[name] = str(metadata.get("resourceVersion", ""))
+        self._changed(name)
+
+
+def _versions(listing: Listing) -> dict[str, str]:
+    return {
+        item["metadata"]["name"]: str(item["metadata"].get("resourceVersion", ""))
+        for item in listing.items
+    }

@@ -73,6 +73,10 @@ class Input:
     """The Certificate's renew-requested-at annotation (set by `kubectl certsmith renew`)."""
     claimant_exists: bool = True
     """Whether the other Certificate the Secret was issued for (if any) still exists."""
+    judged_serial: str | None = None
+    """The serial (inspect.serial_hex) of the leaf certsmith last judged or issued for this
+    Certificate, as its sealed status records it (status.sealed_serial); None when the seal
+    does not hold or status records none."""
 
 
 @dataclass(frozen=True)
@@ -219,10 +223,12 @@ def spec_changed(h: Held) -> Decision | None:
 def leaf_not_the_one_issued(h: Held) -> Decision | None:
     """tls.crt holds another leaf than the one certsmith wrote with these annotations: a
     twin Certificate's (same names, so spec_changed cannot tell) or an older one restored
-    from a backup. Its key may be shared with another Secret: issue a new one."""
+    from a backup. Its key may be shared with another Secret: issue a new one. Unless the
+    leaf is the very one the Certificate's sealed status records: then the serial
+    annotation was edited, and metadata_drifted puts it back without re-issuing."""
     recorded = h.secret.annotations.get(names.SERIAL_ANNOTATION)
     serial = inspect.serial_hex(h.leaf)
-    if recorded is not None and recorded != serial:
+    if recorded is not None and recorded != serial and serial != h.input.judged_serial:
         return _issue(
             CERTIFICATE_REPLACED,
             f"the certificate in Secret {h.input.spec.secret_name} (serial {serial}) is not "
@@ -312,10 +318,14 @@ def metadata_drifted(h: Held) -> Decision | None:
 
 
 def _leaf_annotations_stale(h: Held) -> bool:
-    """The notAfter annotation (a hand edit) no longer describes the leaf in tls.crt; a
-    serial that does not is leaf_not_the_one_issued's."""
-    recorded = h.secret.annotations.get(names.NOT_AFTER_ANNOTATION)
-    return recorded != times.format_time(h.leaf.not_valid_after_utc)
+    """The notAfter or serial annotation (a hand edit) no longer describes the leaf in
+    tls.crt. A serial that does not reaches here only for the leaf the sealed status
+    vouches for (see leaf_not_the_one_issued)."""
+    annotations = h.secret.annotations
+    serial = annotations.get(names.SERIAL_ANNOTATION)
+    return annotations.get(names.NOT_AFTER_ANNOTATION) != times.format_time(
+        h.leaf.not_valid_after_utc
+    ) or serial not in (None, inspect.serial_hex(h.leaf))
 
 
 # What makes a readable certificate unusable (so never Ready), in order.

@@ -12,11 +12,12 @@ have (kopf's own patch from a handler, a direct PATCH from the scheduler).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,7 +71,8 @@ class Reconciler:
     remembers its own Secret writes and which Certificates wait on which Secret.
 
     `clock` gives aware UTC datetimes; `namespace_labels` a namespace's labels (for grants);
-    `authorities` and `pacer` are the authorities' registry and re-issue pacer.
+    `authorities` and `pacer` are the authorities' registry and re-issue pacer;
+    `seal_key` the key of status seals (certificates.seal), None until loaded.
     """
 
     def __init__(
@@ -82,7 +84,9 @@ class Reconciler:
         clock: Callable[[], datetime],
         namespace_labels: Callable[[str], Mapping[str, str]],
         pacer: ReissuePacing,
+        seal_key: Callable[[], bytes | None],
     ) -> None:
+        self._seal_key = seal_key
         self._namespace_labels = namespace_labels
         self._pacer = pacer
         self._kube = kube
@@ -92,22 +96,71 @@ class Reconciler:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._written: dict[tuple[str, str], str] = {}
+        # Secret writes under way, versions of those Secrets seen meanwhile (the watch can
+        # report a write before its answer arrives), and the Certificates whose Secret was
+        # written by someone else meanwhile.
+        self._writing: dict[tuple[str, str], int] = {}
+        self._seen_while_writing: dict[tuple[str, str], set[str]] = {}
+        self._changed_meanwhile: set[tuple[str, str]] = set()
         # (namespace, Secret name) → the Certificates in SecretConflict over it.
         self._conflicts: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
     # --- entry points ------------------------------------------------------------------
 
-    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+    def reconcile(self, body: Mapping[str, Any], *, secret_version: str | None = None) -> Outcome:
         """Bring one Certificate's Secret in line with its spec; never raises for bad input
-        (kube.ApiError when the apiserver cannot say why its authority cannot sign)."""
+        (kube.ApiError when the apiserver cannot say why its authority cannot sign).
+
+        `secret_version`: the resourceVersion its Secret has now, when the caller knows it
+        without a read (from a watch's list); a Certificate whose status was judged on that
+        very Secret and needs nothing before its renewal is then not read again
+        (status.resumed): a restart with 10,000 Certificates makes no 10,000 GETs."""
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
         with self._lock_for(key):
-            return self._reconcile(body)
+            outcome = self._reconcile(body, secret_version)
+            with self._locks_guard:
+                again = key in self._changed_meanwhile
+                self._changed_meanwhile.discard(key)
+        if again:  # its Secret changed by someone else while certsmith wrote it
+            return dataclasses.replace(outcome, next_check=self._clock())
+        return outcome
 
-    def is_own_write(self, namespace: str, secret_name: str, resource_version: str) -> bool:
-        """Whether a Secret watch event only echoes a write this operator made."""
-        return self._written.get((namespace, secret_name)) == resource_version
+    def secret_changed(self, namespace: str, secret_name: str, resource_version: str) -> bool:
+        """A watch event shows the Secret at `resource_version`: whether its Certificate
+        must be judged again. Not for the echo of certsmith's own write, nor while a write
+        of it is under way (its answer may come after the event): the write's end then
+        tells whether a version other than its own was seen."""
+        key = (namespace, secret_name)
+        with self._locks_guard:
+            if self._written.get(key) == resource_version:
+                return False
+            if self._writing.get(key):
+                self._seen_while_writing.setdefault(key, set()).add(resource_version)
+                return False
+        return True
+
+    @contextlib.contextmanager
+    def _writing_secret(
+        self, secret: tuple[str, str], certificate: tuple[str, str]
+    ) -> Iterator[list[str]]:
+        """Around one write of `secret`; the caller appends the version the write returned
+        to the list yielded (none: the write failed, and whatever was seen counts)."""
+        written: list[str] = []
+        with self._locks_guard:
+            self._writing[secret] = self._writing.get(secret, 0) + 1
+        try:
+            yield written
+        finally:
+            with self._locks_guard:
+                left = self._writing.pop(secret, 1) - 1
+                if left:
+                    self._writing[secret] = left
+                if written:
+                    self._written[secret] = written[0]
+                seen = self._seen_while_writing.pop(secret, set()) - set(written)
+                if seen:
+                    self._changed_meanwhile.add(certificate)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is kept about a deleted Certificate (metrics, conflicts, its lock)."""
@@ -115,6 +168,12 @@ class Reconciler:
         self._conflict_on(namespace, None, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
+            self._changed_meanwhile.discard((namespace, name))
+
+    def forget_secret(self, namespace: str, secret_name: str) -> None:
+        """The Secret was deleted: drop the version of certsmith's last write to it."""
+        with self._locks_guard:
+            self._written.pop((namespace, secret_name), None)
 
     def waiting_on_secret(self, namespace: str, secret_name: str) -> list[str]:
         """Certificates in SecretConflict over this Secret: look again when it changes."""
@@ -137,12 +196,18 @@ class Reconciler:
 
     # --- gather → decide → apply ---------------------------------------------------------
 
-    def _reconcile(self, body: Mapping[str, Any]) -> Outcome:
+    def _reconcile(self, body: Mapping[str, Any], secret_version: str | None) -> Outcome:
         now = self._clock()
         observed = status.Observed.from_body(body)
         admitted = self._admit(body, observed, now)
         if isinstance(admitted, Outcome):
             return admitted
+        unchanged = status.resumed(observed, secret_version, now, self._seal_key())
+        if unchanged is not None:
+            metrics.certificate_ready(
+                observed.namespace, observed.name, unchanged.not_after, unchanged.renewal_time
+            )
+            return unchanged.outcome
         return self._converge(body, observed, admitted, now)
 
     def _admit(
@@ -160,7 +225,7 @@ class Reconciler:
         signer = self._authorities.get(spec.issuer_name)
         if signer is None:
             message = self._authorities.why_unavailable(spec.issuer_name, self._kube)
-            outcome = status.issuer_not_ready(observed, message, now)
+            outcome = status.issuer_not_ready(observed, message, now, self._seal_key())
             return self._not_ready(body, observed, "IssuerNotReady", message, outcome)
         violations = isolation.evaluate(
             namespace=observed.namespace,
@@ -228,6 +293,7 @@ class Reconciler:
             now=now,
             renewal_request=observed.renewal_request,
             claimant_exists=self._claimant_exists(observed, contents),
+            judged_serial=status.sealed_serial(observed, self._seal_key()),
         )
 
     def _claimant_exists(
@@ -255,7 +321,7 @@ class Reconciler:
         decision = policies.decide(judged)
         if decision.action is Action.CONFLICT:
             self._conflict_on(observed.namespace, spec.secret_name, observed.name)
-            outcome = status.secret_conflict(observed, decision, now)
+            outcome = status.secret_conflict(observed, decision, now, self._seal_key())
             return self._not_ready(body, observed, decision.reason, decision.message, outcome)
         self._conflict_on(observed.namespace, None, observed.name)
         if (
@@ -270,7 +336,12 @@ class Reconciler:
         if decision.action is Action.REPAIR:
             held = policies.readable(judged)
             if isinstance(held, policies.Held):
-                self._repair(body, observed, spec, held, signer)
+                version = self._repair(body, observed, spec, held, signer)
+                if version is not None:
+                    # Status records the Secret as repaired (the certificate in it is the
+                    # same): a restart then finds it unchanged and does not read it.
+                    repaired = dataclasses.replace(held.secret, resource_version=version)
+                    judged = dataclasses.replace(judged, secret=repaired)
         return self._settle(body, observed, admitted, judged, now)
 
     def _issue(
@@ -353,31 +424,31 @@ class Reconciler:
     ) -> dict[str, Any]:
         """Create the Secret, or merge-patch what certsmith owns into the one judged: what
         others added stays, and its resourceVersion makes a concurrent write a 409."""
-        if previous is None:
-            stored = self._kube.create_secret(
-                body=tls_secret.build_secret(
-                    name=spec.secret_name,
-                    namespace=observed.namespace,
+        secret = (observed.namespace, spec.secret_name)
+        with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
+            if previous is None:
+                stored = self._kube.create_secret(
+                    body=tls_secret.build_secret(
+                        name=spec.secret_name,
+                        namespace=observed.namespace,
+                        certificate_name=observed.name,
+                        labels_template=spec.secret_labels,
+                        annotations_template=spec.secret_annotations,
+                        material=material,
+                    )
+                )
+            else:
+                patch = tls_secret.issue_patch(
+                    previous,
                     certificate_name=observed.name,
                     labels_template=spec.secret_labels,
                     annotations_template=spec.secret_annotations,
                     material=material,
                 )
-            )
-        else:
-            patch = tls_secret.issue_patch(
-                previous,
-                certificate_name=observed.name,
-                labels_template=spec.secret_labels,
-                annotations_template=spec.secret_annotations,
-                material=material,
-            )
-            stored = self._kube.patch_secret(
-                namespace=observed.namespace, name=spec.secret_name, patch=patch
-            )
-        self._written[(observed.namespace, spec.secret_name)] = stored["metadata"][
-            "resourceVersion"
-        ]
+                stored = self._kube.patch_secret(
+                    namespace=observed.namespace, name=spec.secret_name, patch=patch
+                )
+            written.append(str(stored["metadata"]["resourceVersion"]))
         return stored
 
     def _restart_workloads(
@@ -413,22 +484,25 @@ class Reconciler:
         spec: model.CertificateSpec,
         held: policies.Held,
         signer: Signer,
-    ) -> None:
-        """Patch drifted labels, annotations and ca.crt; the certificate stays."""
+    ) -> str | None:
+        """Patch drifted labels, annotations and ca.crt; the certificate stays. The
+        Secret's new resourceVersion, None when nothing had to be written."""
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
-            return
-        stored = self._kube.patch_secret(
-            namespace=observed.namespace, name=spec.secret_name, patch=patch
-        )
-        self._written[(observed.namespace, spec.secret_name)] = stored["metadata"][
-            "resourceVersion"
-        ]
+            return None
+        secret = (observed.namespace, spec.secret_name)
+        with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
+            stored = self._kube.patch_secret(
+                namespace=observed.namespace, name=spec.secret_name, patch=patch
+            )
+            version = str(stored["metadata"]["resourceVersion"])
+            written.append(version)
         event = issuance.repaired_event(spec.secret_name, patch)
         if event is None:
             logger.info("%s/%s: ca.crt updated", observed.namespace, observed.name)
-            return
-        self._post(body, event)
+        else:
+            self._post(body, event)
+        return version
 
     # --- outcomes ------------------------------------------------------------------------
 
@@ -450,7 +524,9 @@ class Reconciler:
         revoked_by = (
             admitted.signer.name if held.leaf.serial_number in admitted.signer.revoked else None
         )
-        ready = status.ready(observed, admitted.spec, held, now, revoked_by=revoked_by)
+        ready = status.ready(
+            observed, admitted.spec, held, now, self._seal_key(), revoked_by=revoked_by
+        )
         metrics.certificate_ready(
             observed.namespace, observed.name, held.leaf.not_valid_after_utc, ready.renewal_time
         )
@@ -465,7 +541,9 @@ class Reconciler:
         now: datetime,
     ) -> Outcome:
         """Not Ready until the Certificate (or its namespace) changes: no retry."""
-        outcome = status.not_ready(observed, reason, message, now, retry=None)
+        outcome = status.not_ready(
+            observed, reason, message, now, retry=None, seal_key=self._seal_key()
+        )
         return self._not_ready(body, observed, reason, message, outcome)
 
     def _not_ready(
@@ -496,7 +574,9 @@ class Reconciler:
     ) -> Outcome:
         """Issuance failed (see status.failed): metrics, a Warning Event, a log line."""
         jitter = random.uniform(0.9, 1.1)
-        failure = status.failed(observed, reason, message, now, judged, jitter=jitter)
+        failure = status.failed(
+            observed, reason, message, now, judged, seal_key=self._seal_key(), jitter=jitter
+        )
         if failure.ready:
             metrics.READY.labels(observed.namespace, observed.name).set(1)
         else:

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from certsmith.api import conditions, model, names, times
-from certsmith.certificates import policies, tls_secret
+from certsmith.certificates import policies, seal, tls_secret
 from certsmith.pki import inspect
 
 RETRY_BASE = timedelta(seconds=2)
@@ -40,7 +40,11 @@ STATUS_FIELDS = (
     "revision",
     "lastFailureTime",
     "failedIssuanceAttempts",
+    "secretResourceVersion",
+    "secretSeal",
 )
+SEALED_FIELDS = tuple(field for field in STATUS_FIELDS if field != "secretSeal")
+"""What status.secretSeal covers (certificates.seal): every field certsmith writes."""
 # The status fields that describe the certificate in the Secret.
 CERTIFICATE_STATUS_FIELDS = ("notBefore", "notAfter", "renewalTime", "serialNumber")
 
@@ -70,6 +74,8 @@ class Observed:
 
     namespace: str
     name: str
+    uid: str
+    """metadata.uid: binds a seal to this Certificate (certificates.seal)."""
     generation: int | None
     """metadata.generation, copied into each condition's observedGeneration."""
     status: Mapping[str, Any]
@@ -89,6 +95,7 @@ class Observed:
         return cls(
             namespace=metadata["namespace"],
             name=metadata["name"],
+            uid=str(metadata.get("uid") or ""),
             generation=metadata.get("generation"),
             status=dict(body.get("status") or {}),
             renewal_request=annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
@@ -124,6 +131,62 @@ def revision(status: Mapping[str, Any], secret: tls_secret.SecretContents | None
 
 def _status_changed(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return any(current.get(key) != desired.get(key) for key in STATUS_FIELDS if key in desired)
+
+
+def _sealed(observed: Observed, desired: dict[str, Any], seal_key: bytes | None) -> dict[str, Any]:
+    """`desired` (a merge patch of status) with the seal of the status it leaves behind (or
+    any seal removed, without a key): the write is then recognisably certsmith's. When the
+    seal of the status as observed does not hold, every field `desired` does not set is
+    removed by it (None), so only what certsmith computed is sealed."""
+    if seal_key is None:
+        if "secretSeal" in observed.status:
+            desired["secretSeal"] = None
+        return desired
+    if not _seal_holds(observed, seal_key):
+        # What this write does not set was written by someone else (or before seals): a
+        # seal over it would vouch for a notAfter or serialNumber certsmith never judged.
+        # Removed instead; a Ready write fills the certificate's fields from the Secret.
+        for field in SEALED_FIELDS:
+            if field not in desired and observed.status.get(field) is not None:
+                desired[field] = None
+    after = {field: observed.status.get(field) for field in SEALED_FIELDS}
+    after.update((field, value) for field, value in desired.items() if field in SEALED_FIELDS)
+    desired["secretSeal"] = seal.seal(seal_key, observed.uid, after)
+    return desired
+
+
+def _seal_holds(observed: Observed, seal_key: bytes | None) -> bool:
+    current = observed.status
+    fields = {field: current.get(field) for field in SEALED_FIELDS}
+    return seal_key is not None and seal.holds(
+        seal_key, observed.uid, fields, current.get("secretSeal")
+    )
+
+
+def sealed_serial(observed: Observed, seal_key: bytes | None) -> str | None:
+    """status.serialNumber when the seal holds (certsmith wrote it: the serial of the leaf
+    it last judged or issued for this Certificate), else None."""
+    serial = observed.status.get("serialNumber")
+    if not isinstance(serial, str) or not _seal_holds(observed, seal_key):
+        return None
+    return serial
+
+
+def edited(observed: Observed, seal_key: bytes | None, *, created: bool) -> bool:
+    """Whether the Certificate's status, as a watch event shows it, is not what certsmith
+    last wrote there: someone else edited it (or emptied it; not when `created`, where an
+    empty status is a new Certificate's). False without a key (nothing can be told yet).
+    Only certsmith can seal (certificates.seal), and it seals each status it writes, so
+    its own writes never count."""
+    if seal_key is None:
+        return False
+    current = observed.status
+    written = current.get("secretSeal") is not None or any(
+        current.get(field) is not None for field in SEALED_FIELDS
+    )
+    if not written:
+        return not created
+    return not _seal_holds(observed, seal_key)
 
 
 def _merged(
@@ -163,12 +226,15 @@ def ready(
     spec: model.CertificateSpec,
     held: policies.Held,
     now: datetime,
+    seal_key: bytes | None,
     *,
     revoked_by: str | None = None,
 ) -> ReadyStatus:
     """The status of a Certificate whose Secret holds `held`, a certificate that needs
     nothing more (or was just issued or repaired): Ready, or Ready=False (Revoked) when
-    the CRLs of CertificateAuthority `revoked_by` list it (revoked without a re-issue)."""
+    the CRLs of CertificateAuthority `revoked_by` list it (revoked without a re-issue).
+    With `seal_key`, status records the Secret's resourceVersion as judged, and is sealed
+    (certificates.seal) for `resumed`."""
     leaf = held.leaf
     renewal_at = renewal_check_time(spec, leaf, jitter_key=observed.jitter_key)
     readiness = conditions.Condition(
@@ -199,9 +265,62 @@ def ready(
         "serialNumber": inspect.serial_hex(leaf),
         "revision": revision(observed.status, held.secret),
         "failedIssuanceAttempts": 0,
+        # The Secret as judged: unchanged since (same resourceVersion) and the seal holding,
+        # it needs no new look when the operator starts again (`resumed`).
+        "secretResourceVersion": held.secret.resource_version if seal_key else None,
     }
+    _sealed(observed, desired, seal_key)
     changed = _status_changed(observed.status, desired)
     return ReadyStatus(Outcome(desired if changed else None, renewal_at), renewal_at)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """`resumed`'s result: the Certificate stays as its status says."""
+
+    outcome: Outcome
+    """No status to write; the next check at status.renewalTime."""
+    not_after: datetime
+    renewal_time: datetime
+
+
+def resumed(
+    observed: Observed, secret_version: str | None, now: datetime, seal_key: bytes | None
+) -> Resumed | None:
+    """A Certificate looked at again (a restart lists every one) whose status says it is
+    Ready and up to date, judged on the Secret at resourceVersion `secret_version` (the
+    Secret's version now, from a list; None: none is listed): it stays so until its
+    renewalTime, without reading the Secret. None when it must be judged on its Secret:
+    the Secret changed or is gone, status.secretSeal does not hold under `seal_key` for
+    this Certificate's uid and its status (any field of it edited, or no key), the spec
+    changed since (observedGeneration), an issuance failed, a renewal is requested (the
+    annotation), or renewalTime is reached or unreadable. Status is user-writable:
+    only the seal and the Secret's live resourceVersion, neither forgeable, vouch for it
+    (certificates.seal).
+
+    What can change outside the Certificate and its Secret is looked at elsewhere: its
+    authority (loaded, trusted roots, bundle) by the authority's own step, which re-issues
+    the leaves it needs to; the namespace's grants by the caller (admission) first."""
+    current = observed.status
+    recorded = current.get("secretResourceVersion")
+    if not secret_version or recorded != secret_version or observed.renewal_request:
+        return None
+    if not observed.uid or not _seal_holds(observed, seal_key):
+        return None
+    found = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
+    ready, issuing = found.get(conditions.READY) or {}, found.get(conditions.ISSUING) or {}
+    if (
+        ready.get("status") != "True"
+        or ready.get("observedGeneration") != observed.generation
+        or issuing.get("status") != "False"
+        or current.get("failedIssuanceAttempts")
+    ):
+        return None
+    renewal_at = times.parse_time(current.get("renewalTime"))
+    not_after = times.parse_time(current.get("notAfter"))
+    if renewal_at is None or not_after is None or renewal_at <= now:
+        return None
+    return Resumed(Outcome(None, renewal_at), not_after, renewal_at)
 
 
 # --- not Ready -------------------------------------------------------------------------
@@ -214,6 +333,7 @@ def not_ready(
     now: datetime,
     *,
     retry: datetime | None,
+    seal_key: bytes | None,
     forget_certificate: bool = False,
 ) -> Outcome:
     """Ready=False and Issuing=False, both with `reason` and `message`; next check `retry`.
@@ -233,15 +353,23 @@ def not_ready(
             now,
         )
     }
+    # What a restart would resume on no longer holds once not Ready.
+    if "secretResourceVersion" in observed.status:
+        desired["secretResourceVersion"] = None
     if forget_certificate:
         desired.update(dict.fromkeys(CERTIFICATE_STATUS_FIELDS))
+    _sealed(observed, desired, seal_key)
     return Outcome(desired if _status_changed(observed.status, desired) else None, retry)
 
 
-def issuer_not_ready(observed: Observed, message: str, now: datetime) -> Outcome:
+def issuer_not_ready(
+    observed: Observed, message: str, now: datetime, seal_key: bytes | None
+) -> Outcome:
     """Not Ready (IssuerNotReady) while the CertificateAuthority cannot sign; looked at
     again after AUTHORITY_RETRY, as an authority becoming ready does not wake it."""
-    return not_ready(observed, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY)
+    return not_ready(
+        observed, "IssuerNotReady", message, now, retry=now + AUTHORITY_RETRY, seal_key=seal_key
+    )
 
 
 def conflict_recheck_delay(age: timedelta) -> timedelta:
@@ -265,7 +393,9 @@ def conflict_age(status: Mapping[str, Any], now: datetime) -> timedelta:
     return timedelta(0) if since is None else max(now - since, timedelta(0))
 
 
-def secret_conflict(observed: Observed, conflict: policies.Decision, now: datetime) -> Outcome:
+def secret_conflict(
+    observed: Observed, conflict: policies.Decision, now: datetime, seal_key: bytes | None
+) -> Outcome:
     """Not Ready for `conflict` (SecretConflict: the Secret is someone else's), without the
     certificate fields, which described a certificate that is not this Certificate's;
     looked at again after conflict_recheck_delay."""
@@ -276,6 +406,7 @@ def secret_conflict(observed: Observed, conflict: policies.Decision, now: dateti
         conflict.message,
         now,
         retry=now + delay,
+        seal_key=seal_key,
         forget_certificate=True,
     )
 
@@ -363,20 +494,25 @@ def failed(
     now: datetime,
     judged: policies.Input | None,
     *,
+    seal_key: bytes | None,
     jitter: float = 1.0,
 ) -> FailedStatus:
     """The status after an issuance failed for `reason` (IssuanceFailed, SecretConflict).
 
     `judged` is what the Secret was judged on (None when it could not be read; then
-    status.notAfter stands for it). The next check backs off (retry_delay with `jitter`),
-    but comes no later than Readiness.wake: a usable old certificate is looked at again
-    right after it stops being valid, however long the back-off.
+    status.notAfter stands for it, if the seal holds under `seal_key`). With `seal_key`,
+    fields of a status whose seal does not hold are removed, not sealed (`_sealed`). The
+    next check backs off (retry_delay with `jitter`), but comes no later than
+    Readiness.wake: a usable old certificate is looked at again right after it stops being
+    valid, however long the back-off.
     """
     attempts = int(observed.status.get("failedIssuanceAttempts") or 0) + 1
     if judged is not None:
         readiness = failure_readiness(judged, message)
     else:
-        readiness = unread_readiness(observed.status, now, message)
+        # An edited notAfter must not keep Ready as it is: only a sealed one stands in.
+        vouched = observed.status if seal_key is None or _seal_holds(observed, seal_key) else {}
+        readiness = unread_readiness(vouched, now, message)
     desired_conditions = [conditions.Condition(conditions.ISSUING, False, reason, message)]
     if readiness.condition is not None:
         desired_conditions.append(readiness.condition)
@@ -386,6 +522,7 @@ def failed(
         "lastFailureTime": times.format_time(now),
         "failedIssuanceAttempts": attempts,
     }
+    _sealed(observed, desired, seal_key)
     retry = now + retry_delay(attempts, jitter)
     next_check = retry if readiness.wake is None else min(retry, readiness.wake)
     return FailedStatus(

@@ -100,8 +100,10 @@ def _decode(data: Mapping[str, str], key: str) -> bytes | None:
         return None
 
 
-def parse_secret(secret: Mapping[str, Any]) -> SecretContents:
-    """Parse a Secret as read from the API (data base64-encoded). Never raises on bad data."""
+def parse_secret(secret: Mapping[str, Any], *, with_key: bool = True) -> SecretContents:
+    """Parse a Secret as read from the API (data base64-encoded). Never raises on bad data.
+    `with_key` False leaves tls.key unread (`key` None, no problem about it): for looking at
+    the chain and ca.crt of thousands of Secrets, where loading each key is most of the cost."""
     metadata = secret.get("metadata") or {}
     data = secret.get("data") or {}
     problems: list[str] = []
@@ -119,14 +121,9 @@ def parse_secret(secret: Mapping[str, Any]) -> SecretContents:
         except ValueError:
             problems.append("tls.crt does not hold a PEM certificate")
 
-    key_pem = _decode(data, "tls.key")
-    if key_pem is None:
-        problems.append("tls.key is missing")
-    else:
-        try:
-            key = keys.load_private_key(key_pem)
-        except ValueError:
-            problems.append("tls.key does not hold a supported private key")
+    if with_key:
+        key, key_problem = _read_key(data)
+        problems.extend(() if key_problem is None else (key_problem,))
 
     return SecretContents(
         name=str(metadata.get("name", "")),
@@ -142,6 +139,17 @@ def parse_secret(secret: Mapping[str, Any]) -> SecretContents:
         immutable=bool(secret.get("immutable")),
         owner_references=tuple(metadata.get("ownerReferences") or ()),
     )
+
+
+def _read_key(data: Mapping[str, Any]) -> tuple[keys.PrivateKey | None, str | None]:
+    """tls.key loaded, or None and what is wrong with it."""
+    key_pem = _decode(data, "tls.key")
+    if key_pem is None:
+        return None, "tls.key is missing"
+    try:
+        return keys.load_private_key(key_pem), None
+    except ValueError:
+        return None, "tls.key does not hold a supported private key"
 
 
 def _owner_reference(reference: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ does not serve."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,19 +59,26 @@ class AuthoritySteps:
         self._certificates = certificates
         self._replica = replica
         self._clock = clock
+        # The default authority's resourceVersion as ensure_default stepped it this term.
+        self._stepped_at_start: str | None = None
+        self._ca_secrets_listed = threading.Event()
 
     def start_term(self) -> None:
         """A replica that starts leading forgets the authorities it loaded in an earlier
         term (another replica saw the deletions and changes since); the watches' first
         listing reloads them. The default one stays: the webhook serves with it."""
         self._registry.keep_only(self._config.default_authority)
+        self._stepped_at_start = None
 
     def step(self, body: Mapping[str, Any]) -> None:
         """One step of the authority (bootstrap, renewal, bundles, rotation), its status
-        written. ApiError when the apiserver does not answer."""
+        written. ApiError when the apiserver does not answer. A step a handler runs (not the
+        scheduler) is announced to the scheduler: a CA Secret changing meanwhile still has
+        the authority stepped after it, whatever time this step planned."""
         name = body["metadata"]["name"]
         before = self._trusted_roots(name)
-        self._controller.step(body)
+        with self._scheduler.running((AUTHORITY, "", name)):
+            self._controller.step(body)
         after = self._trusted_roots(name)
         if after is not None and after != before:
             self._roots_changed(name)
@@ -83,7 +91,23 @@ class AuthoritySteps:
         """Create the default authority unless it exists, step it and write its status."""
         body = store.ensure_default_authority(self._kube, self._config)
         self.step(body)
+        # What the step wrote is the version the watch's first list will show.
+        written = self._kube.get_authority(name=self._config.default_authority) or body
+        self._stepped_at_start = written["metadata"].get("resourceVersion")
         self._announce_unserved_apis(body)
+
+    def resumed(self, body: Mapping[str, Any]) -> None:
+        """The term's first list shows the authority: step it, unless it is the default one
+        as ensure_default just stepped it (same resourceVersion): a step looks at every
+        leaf Secret, seconds at 10,000, and a restart would take two."""
+        metadata = body["metadata"]
+        if (
+            metadata["name"] == self._config.default_authority
+            and self._stepped_at_start is not None
+            and metadata.get("resourceVersion") == self._stepped_at_start
+        ):
+            return
+        self.step(body)
 
     def _announce_unserved_apis(self, default: Mapping[str, Any]) -> None:
         """Once per process (its first term): a Warning event on the default authority for
@@ -140,6 +164,16 @@ class AuthoritySteps:
         """Have every authority write its bundles again shortly (after a failed write)."""
         for material in self._registry.all():
             self.step_soon(material.name)
+
+    def ca_secrets_listed(self) -> None:
+        """The CA Secrets' watch has its first list: it reports every change after it."""
+        self._ca_secrets_listed.set()
+
+    def ca_secrets_watched(self, timeout_seconds: float) -> bool:
+        """Wait up to `timeout_seconds` for the CA Secrets' watch to have its first list;
+        whether it has. A term steps no authority before: a CA Secret changed between the
+        step's read and that list would go unreported."""
+        return self._ca_secrets_listed.wait(timeout_seconds)
 
     def ca_secret_changed(self, secret_name: str) -> None:
         """A Secret in the operator's namespace changed or vanished: every authority checks

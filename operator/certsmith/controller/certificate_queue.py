@@ -5,6 +5,7 @@ Lease holder."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from certsmith.authorities.controller import CERTIFICATE
@@ -40,6 +41,11 @@ class CertificateQueue:
             self._scheduler.cancel(key)
         else:
             self._scheduler.schedule(key, outcome.next_check)
+
+    def running(self, namespace: str, name: str) -> AbstractContextManager[None]:
+        """Around a reconciliation a handler runs and its `after`: a `due_now` meanwhile
+        (its Secret changed after being read) is kept over the time it plans."""
+        return self._scheduler.running((CERTIFICATE, namespace, name))
 
     def due_now(self, namespace: str, name: str) -> None:
         """A look now, or right after the reconciliation running (which saw the world

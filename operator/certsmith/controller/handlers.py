@@ -19,8 +19,10 @@ import kopf
 
 from certsmith.api import model, names
 from certsmith.authorities import cluster_trust_bundle, revocation
+from certsmith.certificates import status as certificate_status
 from certsmith.certificates.reconcile import Reconciler
 from certsmith.config import Config
+from certsmith.controller import api_session
 from certsmith.controller.authority_steps import AuthoritySteps
 from certsmith.controller.bundle_repair import BundleRepair
 from certsmith.controller.certificate_queue import CertificateQueue
@@ -30,6 +32,8 @@ from certsmith.controller.dispatch import ScheduledActions
 from certsmith.controller.namespace_events import NamespaceEvents
 from certsmith.controller.namespace_labels import NamespaceLabels
 from certsmith.controller.pod_certificates import PodCertificateSigner
+from certsmith.controller.seal_key import SealKey
+from certsmith.controller.secret_versions import SecretVersions
 from certsmith.enrolment import signing_requests
 from certsmith.kube import ApiError
 from certsmith.podcerts import requests
@@ -38,6 +42,9 @@ from certsmith.scheduler import Scheduler
 logger = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 2.0
+CA_SECRETS_WAIT_SECONDS = 10.0
+"""How long a term's start waits for the CA Secrets' watch to have its first list before
+it gives up and tries again (kopf.TemporaryError)."""
 
 
 @contextlib.contextmanager
@@ -90,6 +97,8 @@ def registry(
     actions: ScheduledActions,
     reconciler: Reconciler,
     certificates: CertificateQueue,
+    secret_versions: SecretVersions,
+    seal_key: SealKey,
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
     namespaces: NamespaceEvents,
@@ -112,9 +121,11 @@ def registry(
         actions=actions,
         authorities=authorities,
         namespace_labels=namespace_labels,
+        secret_versions=secret_versions,
+        seal_key=seal_key,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, reconciler, certificates)
+    _certificate_handlers(handlers, reconciler, certificates, secret_versions, seal_key)
     _certificate_request_handlers(handlers, certificate_requests)
     _revocation_handlers(handlers, authorities)
     _certificate_signing_request_handlers(handlers, certificate_signing_requests)
@@ -136,11 +147,17 @@ def _lifecycle(
     actions: ScheduledActions,
     authorities: AuthoritySteps,
     namespace_labels: NamespaceLabels,
+    secret_versions: SecretVersions,
+    seal_key: SealKey,
 ) -> None:
     @kopf.on.login(registry=handlers)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # A registry of our own has none of kopf's default login handlers.
-        return kopf.login_via_client(**kwargs)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        # A registry of our own has none of kopf's default login handlers. Async: the
+        # session is made on kopf's loop.
+        info = kopf.login_via_client(**kwargs)
+        if info is None:
+            return None
+        return api_session.bounded_session(info, limit=api_session.connection_limit(config.workers))
 
     @kopf.on.startup(registry=handlers)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -148,9 +165,20 @@ def _lifecycle(
         # What an earlier term cached may be stale: the watches' first listing refills it.
         authorities.start_term()
         namespace_labels.clear()
-        # The default authority is ready before any Certificate is handled.
+        # The default authority is ready, and the Secrets' versions listed, before any
+        # Certificate is handled (kopf starts its watches after the startup handlers).
+        loop = asyncio.get_running_loop()
+        watched = await loop.run_in_executor(
+            executor, authorities.ca_secrets_watched, CA_SECRETS_WAIT_SECONDS
+        )
+        if not watched:
+            raise kopf.TemporaryError(
+                "the CA Secrets are not listed yet", delay=RETRY_DELAY_SECONDS
+            )
         try:
-            await asyncio.get_running_loop().run_in_executor(executor, authorities.ensure_default)
+            await loop.run_in_executor(executor, authorities.ensure_default)
+            await loop.run_in_executor(executor, seal_key.load)
+            await loop.run_in_executor(executor, secret_versions.start_term)
         except ApiError as error:
             raise kopf.TemporaryError(
                 f"apiserver not ready: {error}", delay=RETRY_DELAY_SECONDS
@@ -159,6 +187,7 @@ def _lifecycle(
 
     @kopf.on.cleanup(registry=handlers)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
+        secret_versions.end_term()
         task = memo.get("scheduler_task")
         if task is not None:
             task.cancel()
@@ -181,7 +210,7 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
     @kopf.on.resume(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     def authority_resumed(body: kopf.Body, **_: Any) -> None:
         with _retry_soon():
-            authorities.step(body)
+            authorities.resumed(body)
 
     @kopf.on.create(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.AUTHORITIES, registry=handlers)
@@ -201,42 +230,58 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
 
 
 def _certificate_handlers(
-    handlers: kopf.OperatorRegistry, reconciler: Reconciler, certificates: CertificateQueue
+    handlers: kopf.OperatorRegistry,
+    reconciler: Reconciler,
+    certificates: CertificateQueue,
+    secret_versions: SecretVersions,
+    seal_key: SealKey,
 ) -> None:
     @kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     def certificate_changed(
-        body: kopf.Body, namespace: str | None, name: str, patch: kopf.Patch, **_: Any
+        body: kopf.Body,
+        namespace: str | None,
+        name: str,
+        patch: kopf.Patch,
+        spec: kopf.Spec,
+        **_: Any,
     ) -> None:
-        with _retry_soon():
-            outcome = reconciler.reconcile(body)
-        if outcome.status is not None:
-            patch.status.update(outcome.status)
-        certificates.after(_namespaced(namespace, "Certificate"), name, outcome)
+        where = _namespaced(namespace, "Certificate")
+        # A change of its Secret reported from here on has it judged again after.
+        with certificates.running(where, name):
+            listed = secret_versions.get(where, str(spec.get("secretName") or ""))
+            with _retry_soon():
+                outcome = reconciler.reconcile(body, secret_version=listed)
+            if outcome.status is not None:
+                patch.status.update(outcome.status)
+            certificates.after(where, name, outcome)
 
+    # Only touches memory: async, it runs on the event loop instead of waiting for a worker
+    # thread behind every queued issuance. The Secrets' events come from secret_versions'
+    # own watch, not kopf's.
     @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
-    def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
+    async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
         # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
         certificates.forget(_namespaced(namespace, "Certificate"), name)
 
+    def status_edited(type: str | None, body: kopf.Body, **_: Any) -> bool:
+        # Status is not part of what kopf's update handlers compare; a status certsmith did
+        # not write (its seal does not hold) is judged again on the Secret. The term's
+        # first list (type None) is the resume handler's.
+        if type not in ("ADDED", "MODIFIED"):
+            return False
+        observed = certificate_status.Observed.from_body(body)
+        return certificate_status.edited(observed, seal_key(), created=type == "ADDED")
+
     @kopf.on.event(
-        "v1", "secrets", labels={names.CERTIFICATE_LABEL: kopf.PRESENT}, registry=handlers
+        names.GROUP, names.VERSION, names.CERTIFICATES, when=status_edited, registry=handlers
     )
-    def certsmith_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        """A Secret of ours changed or vanished: have its Certificate looked at now, and any
-        Certificate in SecretConflict over it (deleting a left-over Secret resolves that)."""
-        if event["type"] is None:
-            return  # the initial listing; resume handlers cover existing Certificates
-        metadata = body["metadata"]
-        namespace, secret_name = metadata["namespace"], metadata["name"]
-        for waiting in reconciler.waiting_on_secret(namespace, secret_name):
-            certificates.due_now(namespace, waiting)
-        if event["type"] != "DELETED" and reconciler.is_own_write(
-            namespace, secret_name, metadata.get("resourceVersion", "")
-        ):
-            return
-        certificates.due_now(namespace, metadata["labels"][names.CERTIFICATE_LABEL])
+    async def certificate_status_edited(namespace: str | None, name: str, **_: Any) -> None:
+        logger.info(
+            "Certificate %s/%s: status edited by someone else, judged again", namespace, name
+        )
+        certificates.due_now(_namespaced(namespace, "Certificate"), name)
 
 
 def _certificate_request_handlers(
@@ -328,6 +373,9 @@ def _namespace_handlers(
         """New namespaces get their trust bundles; labels are cached for the isolation policy."""
         if event["type"] == "DELETED":
             namespaces.deleted(body["metadata"]["name"])
+            return
+        if event["type"] is None:
+            namespaces.listed(body)
             return
         try:
             namespaces.seen(body)

@@ -46,6 +46,14 @@ class NamespaceEvents:
         if not terminating:
             self._bundles.needed(name)
 
+    def listed(self, namespace: Mapping[str, Any]) -> None:
+        """The watch's first list of a term shows the namespace: remember its labels. Its
+        trust bundles are left to the first step of each authority, which writes them in
+        every namespace at once: two reads per namespace here would make a restart's API
+        calls grow with the namespaces."""
+        metadata = namespace["metadata"]
+        self._labels.seen(metadata["name"], dict(metadata.get("labels") or {}))
+
     def deleted(self, name: str) -> None:
         """Forget what was cached about it (its labels, our bundle writes there)."""
         self._labels.forget(name)

@@ -51,10 +51,18 @@ class Elector:
         self._stop_term = asyncio.Event()
         self._give_up_at: datetime | None = None
         """While leading: when to stop acting unless a renewal succeeds first."""
+        self._written: dict[str, Any] | None = None
+        """The Lease as this replica last wrote it (the apiserver's answer), None when the
+        next round must read it: a holder renews over its own write, and a conflict (someone
+        else wrote since) sends it back to reading."""
 
     def _try(self) -> datetime | None:
-        """One round: the renewTime written when this replica holds the Lease, else None."""
-        found = self._kube.get_lease(namespace=self._namespace, name=LEASE_NAME)
+        """One round: the renewTime written when this replica holds the Lease, else None.
+        The holder's rounds are one write each (a PUT over its last write's
+        resourceVersion, which fails on any write by another); others read, then write."""
+        found, self._written = self._written, None
+        if found is None:
+            found = self._kube.get_lease(namespace=self._namespace, name=LEASE_NAME)
         current = lease.holding(found)
         self._on_read(current.renewed if current else None)
         now = self._clock()
@@ -69,10 +77,10 @@ class Elector:
         }
         try:
             if found is None:
-                self._kube.create_lease(body=body)
+                written = self._kube.create_lease(body=body)
             else:
                 body["metadata"]["resourceVersion"] = found["metadata"]["resourceVersion"]
-                self._kube.replace_lease(body=body)
+                written = self._kube.replace_lease(body=body)
         except ApiError as error:
             if error.conflict:
                 return None  # another replica wrote first
@@ -81,6 +89,7 @@ class Elector:
             raise
         if move is not lease.Move.RENEW:
             logger.info("%s acquired the Lease (%s)", self._me, move.value)
+        self._written = written
         return now
 
     async def run(self) -> None:

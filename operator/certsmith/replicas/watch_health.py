@@ -2,8 +2,9 @@
 
 kopf's watch streams say nothing about their health, and a connection that died silently
 looks exactly like a quiet cluster. The Lease is never quiet: the leader renews it every
-2 s and every replica's campaign reads it every 2 s over fresh requests. certsmith also
-watches it; when a renewal the campaign has read is not delivered by that watch within
+2 s (a write over its own last one) and every other replica's campaign reads it every 2 s
+over fresh requests. certsmith also watches it; when a renewal the campaign has written or
+read is not delivered by that watch within
 `STALL_GRACE_SECONDS`, long-lived connections are dying silently. kopf's streams opened
 before then reconnect within their client timeout, so until `RECOVERY_SECONDS` after the
 stall was noticed the controller may be missing changes, and readiness says so.
