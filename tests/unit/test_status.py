@@ -375,6 +375,18 @@ def test_resumed_keeps_a_ready_certificate_until_its_renewal() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("revoked", "kept"),
+    [
+        pytest.param(frozenset({0x0A1B2C}), False, id="its serial revoked: judged again"),
+        pytest.param(frozenset({0x0A1B2D}), True, id="another serial revoked: kept"),
+    ],
+)
+def test_resumed_judges_a_revoked_serial_again(revoked: frozenset[int], kept: bool) -> None:
+    resumed = status.resumed(observed(RESUMABLE, generation=3), "7", NOW, KEY, revoked=revoked)
+    assert (resumed is not None) is kept
+
+
 def _failed_attempts(current: dict[str, Any]) -> dict[str, Any]:
     return {**current, "failedIssuanceAttempts": 2}
 

@@ -202,7 +202,9 @@ class Reconciler:
         admitted = self._admit(body, observed, now)
         if isinstance(admitted, Outcome):
             return admitted
-        unchanged = status.resumed(observed, secret_version, now, self._seal_key())
+        unchanged = status.resumed(
+            observed, secret_version, now, self._seal_key(), revoked=admitted.signer.revoked
+        )
         if unchanged is not None:
             metrics.certificate_ready(
                 observed.namespace, observed.name, unchanged.not_after, unchanged.renewal_time

@@ -12,7 +12,7 @@ status already says it) and the next check (None: wait for a change).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -285,7 +285,12 @@ class Resumed:
 
 
 def resumed(
-    observed: Observed, secret_version: str | None, now: datetime, seal_key: bytes | None
+    observed: Observed,
+    secret_version: str | None,
+    now: datetime,
+    seal_key: bytes | None,
+    *,
+    revoked: Collection[int] = frozenset(),
 ) -> Resumed | None:
     """A Certificate looked at again (a restart lists every one) whose status says it is
     Ready and up to date, judged on the Secret at resourceVersion `secret_version` (the
@@ -300,12 +305,16 @@ def resumed(
 
     What can change outside the Certificate and its Secret is looked at elsewhere: its
     authority (loaded, trusted roots, bundle) by the authority's own step, which re-issues
-    the leaves it needs to; the namespace's grants by the caller (admission) first."""
+    the leaves it needs to; the namespace's grants by the caller (admission) first. A
+    serial its authority revoked (`revoked`, the serials its CRLs list) is judged again
+    too, so the Certificate says so (Ready=False, Revoked)."""
     current = observed.status
     recorded = current.get("secretResourceVersion")
     if not secret_version or recorded != secret_version or observed.renewal_request:
         return None
     if not observed.uid or not _seal_holds(observed, seal_key):
+        return None
+    if _serial(current.get("serialNumber")) in revoked:
         return None
     found = {c.get("type"): c for c in current.get("conditions") or [] if isinstance(c, dict)}
     ready, issuing = found.get(conditions.READY) or {}, found.get(conditions.ISSUING) or {}
@@ -321,6 +330,14 @@ def resumed(
     if renewal_at is None or not_after is None or renewal_at <= now:
         return None
     return Resumed(Outcome(None, renewal_at), not_after, renewal_at)
+
+
+def _serial(recorded: object) -> int | None:
+    """status.serialNumber (hex) as a number; None when absent or not hex."""
+    try:
+        return int(str(recorded), 16) if recorded else None
+    except ValueError:
+        return None
 
 
 # --- not Ready -------------------------------------------------------------------------
