@@ -688,3 +688,95 @@ def test_pod_certificates_of_a_subordinate_stay_inside_its_zone(
         assert f"web.{namespace}.svc' is outside CertificateAuthority {sub}" in condition["message"]
     finally:
         client.CoreV1Api(api_client).delete_node(node)
+
+
+def test_uri_domains_leading_periods_and_wildcards_over_excluded_names(
+    api_client, namespace, names, tmp_path
+):
+    """URI constraints and leading-period DNS subtrees (valid RFC 5280 forms OpenSSL and Go
+    accept) give a Ready authority whose leaves stay Ready; a wildcard covering an excluded
+    name is refused on every path, as Go and cryptography would refuse its chain."""
+    parent, sub = names
+    create_authority(api_client, parent)
+    wait_authority(api_client, parent, "True", "Ready")
+    grants = {
+        "grants": [
+            {
+                **GRANTS["grants"][0],
+                "uris": ["https://*.partner.example/*", "https://evil.partner.example/*"],
+            }
+        ]
+    }
+    create_authority(
+        api_client,
+        sub,
+        parentRef={"name": parent},
+        nameConstraints={
+            "permitted": {"dnsDomains": [".partner.example"], "uriDomains": [".partner.example"]},
+            "excluded": {"dnsDomains": ["internal.partner.example"]},
+        },
+        policy=grants,
+    )
+    wait_authority(api_client, sub, "True", "Ready")
+    parent_root, _ = ca_pair(api_client, f"{parent}-root")
+
+    certs.create(
+        api_client,
+        namespace,
+        certificate(
+            "zoned",
+            issuerRef={"name": sub},
+            dnsNames=["api.partner.example"],
+            uris=["https://gw.partner.example/path"],
+        ),
+    )
+    certs.wait_ready(api_client, namespace, "zoned", timeout=30)
+    serial = certs.secret(api_client, namespace, "zoned-tls").metadata.annotations[
+        "certsmith.dev/serial-number"
+    ]
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "zoned-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(parent_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Judged trusted by certsmith too: no re-issue follows.
+    with pytest.raises(AssertionError):
+        wait_for(
+            lambda: certs.secret(api_client, namespace, "zoned-tls").metadata.annotations[
+                "certsmith.dev/serial-number"
+            ]
+            != serial,
+            timeout=6,
+            what="a re-issue",
+        )
+    body = certs.get(api_client, namespace, "zoned")
+    assert (certs.condition(body) or {}).get("status") == "True"
+    assert not body["status"].get("failedIssuanceAttempts")
+
+    with pytest.raises(client.ApiException) as refused:
+        certs.create(
+            api_client,
+            namespace,
+            certificate("wild", issuerRef={"name": sub}, dnsNames=["*.partner.example"]),
+        )
+    assert refused.value.status == 403
+    assert "spec.dnsNames[0]: '*.partner.example' is in an excluded subtree" in refused.value.body
+
+    pem_csr = csrs.csr_pem(csrs.ecdsa_key(), dns_names=["www.partner.example", "*.partner.example"])
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "certsmith.dev",
+        "v1alpha1",
+        namespace,
+        "certificaterequests",
+        csrs.request_body("wild", namespace, pem_csr, issuerRef={"name": sub}),
+    )
+
+    def verdict() -> dict[str, Any] | None:
+        body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            "certsmith.dev", "v1alpha1", namespace, "certificaterequests", "wild"
+        )
+        cond = certs.condition(body)
+        return cond if cond and cond.get("reason") == "PolicyDenied" else None
+
+    cond = wait_for(verdict, timeout=20, what="PolicyDenied")
+    assert "'*.partner.example' is in an excluded subtree" in cond["message"]
