@@ -126,7 +126,30 @@ def test_parse_normalises_valid_constraints(spec: dict[str, Any], expected: nc.N
         (
             {"permitted": {"emailAddresses": ["@partner.example"]}},
             "spec.nameConstraints.permitted.emailAddresses[0]",
-            "empty mailbox",
+            "'@partner.example' is not an email constraint",
+        ),
+        (
+            {"permitted": {"emailAddresses": ["a@b.example", "@@@"]}},
+            "spec.nameConstraints.permitted.emailAddresses[1]",
+            "'@@@' is not an email constraint",
+        ),
+        (
+            {"excluded": {"emailAddresses": ["a@bad_host"]}},
+            "spec.nameConstraints.excluded.emailAddresses[0]",
+            "'a@bad_host' has no valid host",
+        ),
+        (
+            {
+                "permitted": {"dnsDomains": ["zone.example"]},
+                "excluded": {"dnsDomains": ["zone.example"]},
+            },
+            "spec.nameConstraints.permitted.dnsDomains[0]",
+            "'zone.example' lies within excluded 'zone.example', so it permits nothing",
+        ),
+        (
+            {"permitted": {"ipRanges": ["10.1.0.0/16"]}, "excluded": {"ipRanges": ["10.0.0.0/8"]}},
+            "spec.nameConstraints.permitted.ipRanges[0]",
+            "'10.1.0.0/16' lies within excluded '10.0.0.0/8'",
         ),
         (
             {"permitted": {"dnsNames": ["partner.example"]}},

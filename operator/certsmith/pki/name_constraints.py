@@ -100,6 +100,7 @@ def parse(spec: Mapping[str, Any] | None, path: str = "spec.nameConstraints") ->
         permitted=_subtrees(spec.get("permitted"), f"{path}.permitted"),
         excluded=_subtrees(spec.get("excluded"), f"{path}.excluded"),
     )
+    _refuse_permitted_within_excluded(parsed, path)
     if not parsed:
         raise InvalidSpec(
             path,
@@ -107,6 +108,21 @@ def parse(spec: Mapping[str, Any] | None, path: str = "spec.nameConstraints") ->
             "ipRanges, uriDomains, emailAddresses), or remove it",
         )
     return parsed
+
+
+def _refuse_permitted_within_excluded(constraints: NameConstraints, path: str) -> None:
+    """InvalidSpec naming a permitted subtree that an excluded one covers whole: it permits
+    nothing (excluded always wins), surely not what was meant."""
+    for kind, attribute, within in _SIDES:
+        excluded = getattr(constraints.excluded, attribute)
+        for index, subtree in enumerate(getattr(constraints.permitted, attribute)):
+            cover = next((e for e in excluded if within(subtree, e)), None)
+            if cover is not None:
+                raise InvalidSpec(
+                    f"{path}.permitted.{kind}[{index}]",
+                    f"{str(subtree)!r} lies within excluded {str(cover)!r}, so it permits "
+                    "nothing (excluded always wins)",
+                )
 
 
 def _subtrees(spec: Any, path: str) -> Subtrees:
@@ -171,10 +187,18 @@ def _uri_domain(text: str, path: str) -> str:
 
 def _email(text: str, path: str) -> str:
     mailbox, at, host = text.rpartition("@")
-    if at and not mailbox:
-        raise InvalidSpec(path, f"{text!r} has an empty mailbox before '@'")
-    _domain(host, path)
+    bare = host.removeprefix(".")
+    if (at and (not mailbox or host.startswith("."))) or not bare or "@" in mailbox:
+        raise InvalidSpec(path, f"{text!r} is not an email constraint{_EMAIL_FORMS}")
+    if "*" in host or not is_dns_name(bare) or _is_ip(bare):
+        raise InvalidSpec(path, f"{text!r} has no valid host{_EMAIL_FORMS}")
     return f"{mailbox}{at}{host.lower()}"
+
+
+_EMAIL_FORMS = (
+    " (user@partner.example one mailbox, partner.example every mailbox at that host, "
+    ".partner.example every mailbox at hosts below it)"
+)
 
 
 _PARSERS = {
