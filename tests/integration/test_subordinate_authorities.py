@@ -780,3 +780,74 @@ def test_uri_domains_leading_periods_and_wildcards_over_excluded_names(
 
     cond = wait_for(verdict, timeout=20, what="PolicyDenied")
     assert "'*.partner.example' is in an excluded subtree" in cond["message"]
+
+
+def test_a_parent_rotation_waits_for_a_subordinate_that_cannot_sign(
+    api_client, namespace, names, tmp_path
+):
+    """A subordinate whose spec is invalid for now still has leaves under the parent's old
+    root: the parent's rotation names them as blockers and keeps the old root until they
+    move, so they verify with the parent's bundle throughout."""
+    parent, sub = names
+    create_authority(
+        api_client,
+        parent,
+        rotation={"propagationDelay": "2s"},
+        nameConstraints={"permitted": {"dnsDomains": ["partner.example"]}},
+    )
+    wait_authority(api_client, parent, "True", "Ready")
+    create_authority(
+        api_client, sub, parentRef={"name": parent}, nameConstraints=ZONE, policy=GRANTS
+    )
+    wait_authority(api_client, sub, "True", "Ready")
+    certs.create(
+        api_client,
+        namespace,
+        certificate("inside", issuerRef={"name": sub}, dnsNames=["api.partner.example"]),
+    )
+    certs.wait_ready(api_client, namespace, "inside", timeout=30)
+    old_root, _ = ca_pair(api_client, f"{parent}-root")
+    # Outside the parent's constraints: InvalidSpec, the subordinate signs nothing for now.
+    wider = {"permitted": {**ZONE["permitted"], "dnsDomains": ["partner.example", "x.example"]}}
+    patch_authority(api_client, sub, {"spec": {"nameConstraints": wider}})
+    wait_authority(api_client, sub, "False", "InvalidSpec")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch_authority(
+        api_client,
+        parent,
+        {"metadata": {"annotations": {"certsmith.dev/rotate-requested-at": stamp}}},
+    )
+
+    def blocked() -> dict[str, Any] | None:
+        status = (get_authority(api_client, parent) or {}).get("status") or {}
+        blockers = (status.get("rotation") or {}).get("blockers") or []
+        return status if any("inside-tls" in line for line in blockers) else None
+
+    status = wait_for(blocked, timeout=90, what="the subordinate's leaf named as a blocker")
+    assert status["phase"] != "Ready"
+    assert inspect.fingerprint_sha256(old_root) in status["trustedRoots"]
+    assert status["rotation"]["leavesOnOldRoot"] >= 1
+    # The leaf still verifies with the parent's published roots.
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "inside-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(old_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # Fixed, the subordinate moves its leaf under the new root and the rotation ends.
+    patch_authority(api_client, sub, {"spec": {"nameConstraints": ZONE}})
+
+    def rotated() -> x509.Certificate | None:
+        body = get_authority(api_client, parent) or {}
+        status = body.get("status") or {}
+        if status.get("phase") != "Ready" or len(status.get("trustedRoots") or []) != 1:
+            return None
+        root, _ = ca_pair(api_client, f"{parent}-root")
+        return root if root != old_root else None
+
+    new_root = wait_for(rotated, timeout=120, what="the parent's rotation finished")
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "inside-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(new_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
