@@ -851,3 +851,27 @@ def test_a_parent_rotation_waits_for_a_subordinate_that_cannot_sign(
     )
     result = openssl_verify(tmp_path, pem(new_root), chain, "api.partner.example")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_constraints_leaving_out_the_webhooks_names_are_refused_on_the_default_authority(
+    api_client, running_operator
+):
+    """The default authority signs the operator's own webhook certificate: constraints
+    that leave out its names make it InvalidSpec naming the field (not Ready while the
+    webhook's certificate cannot be signed); removed, it is Ready again."""
+    default = "cluster-root"
+    patch_authority(
+        api_client,
+        default,
+        {"spec": {"nameConstraints": {"permitted": {"dnsDomains": ["example.com"]}}}},
+    )
+    try:
+        cond = wait_authority(api_client, default, "False", "InvalidSpec")
+        assert cond["message"].startswith(
+            "spec.nameConstraints: the default authority cluster-root signs the operator's "
+            "webhook certificate"
+        )
+        assert "'certsmith-webhook' is outside" in cond["message"]
+    finally:
+        patch_authority(api_client, default, {"spec": {"nameConstraints": None}})
+    wait_authority(api_client, default, "True", "Ready")
