@@ -53,6 +53,18 @@ class Config:
     health_port: int = 8081
     """`/readyz`: 200 once the default authority is loaded and the webhook serves."""
 
+    def webhook_dns_names(self) -> list[str]:
+        """The names the apiserver may dial the webhook Service by (and localhost), which
+        the webhook's certificate carries with 127.0.0.1."""
+        service, namespace = self.webhook_service, self.namespace
+        return [
+            service,
+            f"{service}.{namespace}",
+            f"{service}.{namespace}.svc",
+            f"{service}.{namespace}.svc.cluster.local",
+            "localhost",
+        ]
+
 
 def _shown(raw: str) -> str:
     """`raw` quoted for an error message, cut short if long."""

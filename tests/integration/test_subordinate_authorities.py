@@ -414,12 +414,17 @@ def test_a_certificate_request_outside_the_zone_is_refused_even_if_approved(
         ({"nameConstraints": {"permitted": {"dnsDomains": ["*.partner.example"]}}}, "DNS domain"),
         ({"nameConstraints": {"excluded": {"dnsDomains": ["10.1.2.3"]}}}, "DNS domain"),
         ({"nameConstraints": {"permitted": {"uriDomains": ["https://x.example"]}}}, "no scheme"),
+        (
+            {"nameConstraints": {"permitted": {"emailAddresses": ["@@@"]}}},
+            "spec.nameConstraints.permitted.emailAddresses[0]: Invalid value",
+        ),
         ({"nameConstraints": {}}, "spec.nameConstraints: list at least one subtree"),
         ({"nameConstraints": {"permitted": {"dnsDomains": []}}}, "at least one subtree"),
-        ({"parentRef": {"name": "SELF"}}, "spec.parentRef.name: an authority cannot be its own"),
+        # The 422's cause names the field (fieldPath), not `<nil>`.
+        ({"parentRef": {"name": "SELF"}}, '"field":"spec.parentRef.name"'),
         (
             {"parentRef": {"name": "cluster-root"}, "rootSecretRef": {"name": "x"}},
-            "spec.rootSecretRef: a subordinate",
+            '"field":"spec.rootSecretRef"',
         ),
     ],
 )
@@ -440,6 +445,7 @@ def test_the_parent_is_fixed_at_creation(api_client, partner):
             patch_authority(api_client, sub, patch)
         assert refused.value.status == 422
         assert "spec.parentRef: immutable" in refused.value.body
+        assert '"field":"spec.parentRef"' in refused.value.body
     with pytest.raises(client.ApiException) as refused:
         patch_authority(api_client, parent, {"spec": {"parentRef": {"name": "cluster-root"}}})
     assert "spec.parentRef: immutable" in refused.value.body
@@ -690,6 +696,193 @@ def test_pod_certificates_of_a_subordinate_stay_inside_its_zone(
         assert f"web.{namespace}.svc' is outside CertificateAuthority {sub}" in condition["message"]
     finally:
         client.CoreV1Api(api_client).delete_node(node)
+
+
+def test_uri_domains_leading_periods_and_wildcards_over_excluded_names(
+    api_client, namespace, names, tmp_path
+):
+    """URI constraints and leading-period DNS subtrees (valid RFC 5280 forms OpenSSL and Go
+    accept) give a Ready authority whose leaves stay Ready; a wildcard covering an excluded
+    name is refused on every path, as Go and cryptography would refuse its chain."""
+    parent, sub = names
+    create_authority(api_client, parent)
+    wait_authority(api_client, parent, "True", "Ready")
+    grants = {
+        "grants": [
+            {
+                **GRANTS["grants"][0],
+                "uris": ["https://*.partner.example/*", "https://evil.partner.example/*"],
+            }
+        ]
+    }
+    create_authority(
+        api_client,
+        sub,
+        parentRef={"name": parent},
+        nameConstraints={
+            "permitted": {"dnsDomains": [".partner.example"], "uriDomains": [".partner.example"]},
+            "excluded": {"dnsDomains": ["internal.partner.example"]},
+        },
+        policy=grants,
+    )
+    wait_authority(api_client, sub, "True", "Ready")
+    parent_root, _ = ca_pair(api_client, f"{parent}-root")
+
+    certs.create(
+        api_client,
+        namespace,
+        certificate(
+            "zoned",
+            issuerRef={"name": sub},
+            dnsNames=["api.partner.example"],
+            uris=["https://gw.partner.example/path"],
+        ),
+    )
+    certs.wait_ready(api_client, namespace, "zoned", timeout=30)
+    serial = certs.secret(api_client, namespace, "zoned-tls").metadata.annotations[
+        "certsmith.dev/serial-number"
+    ]
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "zoned-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(parent_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Judged trusted by certsmith too: no re-issue follows.
+    with pytest.raises(AssertionError):
+        wait_for(
+            lambda: certs.secret(api_client, namespace, "zoned-tls").metadata.annotations[
+                "certsmith.dev/serial-number"
+            ]
+            != serial,
+            timeout=6,
+            what="a re-issue",
+        )
+    body = certs.get(api_client, namespace, "zoned")
+    assert (certs.condition(body) or {}).get("status") == "True"
+    assert not body["status"].get("failedIssuanceAttempts")
+
+    with pytest.raises(client.ApiException) as refused:
+        certs.create(
+            api_client,
+            namespace,
+            certificate("wild", issuerRef={"name": sub}, dnsNames=["*.partner.example"]),
+        )
+    assert refused.value.status == 403
+    assert "spec.dnsNames[0]: '*.partner.example' is in an excluded subtree" in refused.value.body
+
+    pem_csr = csrs.csr_pem(csrs.ecdsa_key(), dns_names=["www.partner.example", "*.partner.example"])
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "certsmith.dev",
+        "v1alpha1",
+        namespace,
+        "certificaterequests",
+        csrs.request_body("wild", namespace, pem_csr, issuerRef={"name": sub}),
+    )
+
+    def verdict() -> dict[str, Any] | None:
+        body = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            "certsmith.dev", "v1alpha1", namespace, "certificaterequests", "wild"
+        )
+        cond = certs.condition(body)
+        return cond if cond and cond.get("reason") == "PolicyDenied" else None
+
+    cond = wait_for(verdict, timeout=20, what="PolicyDenied")
+    assert "'*.partner.example' is in an excluded subtree" in cond["message"]
+
+
+def test_a_parent_rotation_waits_for_a_subordinate_that_cannot_sign(
+    api_client, namespace, names, tmp_path
+):
+    """A subordinate whose spec is invalid for now still has leaves under the parent's old
+    root: the parent's rotation names them as blockers and keeps the old root until they
+    move, so they verify with the parent's bundle throughout."""
+    parent, sub = names
+    create_authority(
+        api_client,
+        parent,
+        rotation={"propagationDelay": "2s"},
+        nameConstraints={"permitted": {"dnsDomains": ["partner.example"]}},
+    )
+    wait_authority(api_client, parent, "True", "Ready")
+    create_authority(
+        api_client, sub, parentRef={"name": parent}, nameConstraints=ZONE, policy=GRANTS
+    )
+    wait_authority(api_client, sub, "True", "Ready")
+    certs.create(
+        api_client,
+        namespace,
+        certificate("inside", issuerRef={"name": sub}, dnsNames=["api.partner.example"]),
+    )
+    certs.wait_ready(api_client, namespace, "inside", timeout=30)
+    old_root, _ = ca_pair(api_client, f"{parent}-root")
+    # Outside the parent's constraints: InvalidSpec, the subordinate signs nothing for now.
+    wider = {"permitted": {**ZONE["permitted"], "dnsDomains": ["partner.example", "x.example"]}}
+    patch_authority(api_client, sub, {"spec": {"nameConstraints": wider}})
+    wait_authority(api_client, sub, "False", "InvalidSpec")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    patch_authority(
+        api_client,
+        parent,
+        {"metadata": {"annotations": {"certsmith.dev/rotate-requested-at": stamp}}},
+    )
+
+    def blocked() -> dict[str, Any] | None:
+        status = (get_authority(api_client, parent) or {}).get("status") or {}
+        blockers = (status.get("rotation") or {}).get("blockers") or []
+        return status if any("inside-tls" in line for line in blockers) else None
+
+    status = wait_for(blocked, timeout=90, what="the subordinate's leaf named as a blocker")
+    assert status["phase"] != "Ready"
+    assert inspect.fingerprint_sha256(old_root) in status["trustedRoots"]
+    assert status["rotation"]["leavesOnOldRoot"] >= 1
+    # The leaf still verifies with the parent's published roots.
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "inside-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(old_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    # Fixed, the subordinate moves its leaf under the new root and the rotation ends.
+    patch_authority(api_client, sub, {"spec": {"nameConstraints": ZONE}})
+
+    def rotated() -> x509.Certificate | None:
+        body = get_authority(api_client, parent) or {}
+        status = body.get("status") or {}
+        if status.get("phase") != "Ready" or len(status.get("trustedRoots") or []) != 1:
+            return None
+        root, _ = ca_pair(api_client, f"{parent}-root")
+        return root if root != old_root else None
+
+    new_root = wait_for(rotated, timeout=120, what="the parent's rotation finished")
+    chain = x509.load_pem_x509_certificates(
+        certs.secret_bytes(certs.secret(api_client, namespace, "inside-tls"), "tls.crt")
+    )
+    result = openssl_verify(tmp_path, pem(new_root), chain, "api.partner.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_constraints_leaving_out_the_webhooks_names_are_refused_on_the_default_authority(
+    api_client, running_operator
+):
+    """The default authority signs the operator's own webhook certificate: constraints
+    that leave out its names make it InvalidSpec naming the field (not Ready while the
+    webhook's certificate cannot be signed); removed, it is Ready again."""
+    default = "cluster-root"
+    patch_authority(
+        api_client,
+        default,
+        {"spec": {"nameConstraints": {"permitted": {"dnsDomains": ["example.com"]}}}},
+    )
+    try:
+        cond = wait_authority(api_client, default, "False", "InvalidSpec")
+        assert cond["message"].startswith(
+            "spec.nameConstraints: the default authority cluster-root signs the operator's "
+            "webhook certificate"
+        )
+        assert "'certsmith-webhook' is outside" in cond["message"]
+    finally:
+        patch_authority(api_client, default, {"spec": {"nameConstraints": None}})
+    wait_authority(api_client, default, "True", "Ready")
 
 
 def test_a_subordinates_leaf_revoked_is_refused_by_a_crl_checking_verifier(

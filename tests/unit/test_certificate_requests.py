@@ -616,5 +616,6 @@ def test_a_chain_is_judged_against_the_trusted_roots(
     assert decision.chains_to("not PEM", [other.certificate])
     assert decision.root_retired_message("partners").startswith(
         "the certificate chains to a root CertificateAuthority partners no longer trusts "
-        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR"
+        "(a root rotation ended, or the authority or its parent was re-created with a new "
+        "root): peers refuse it; the device enrols again with a new CSR"
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from certsmith.api.model import InvalidSpec, parse_certificate_spec
 from certsmith.authorities import authority
 from certsmith.certificates import policies
-from certsmith.pki import ca, issue, keys
+from certsmith.pki import ca, inspect, issue, keys
 from certsmith.pki import name_constraints as nc
 from tests import builders
 from tests.unit import certificate_builders as cb
@@ -123,7 +126,30 @@ def test_parse_normalises_valid_constraints(spec: dict[str, Any], expected: nc.N
         (
             {"permitted": {"emailAddresses": ["@partner.example"]}},
             "spec.nameConstraints.permitted.emailAddresses[0]",
-            "empty mailbox",
+            "'@partner.example' is not an email constraint",
+        ),
+        (
+            {"permitted": {"emailAddresses": ["a@b.example", "@@@"]}},
+            "spec.nameConstraints.permitted.emailAddresses[1]",
+            "'@@@' is not an email constraint",
+        ),
+        (
+            {"excluded": {"emailAddresses": ["a@bad_host"]}},
+            "spec.nameConstraints.excluded.emailAddresses[0]",
+            "'a@bad_host' has no valid host",
+        ),
+        (
+            {
+                "permitted": {"dnsDomains": ["zone.example"]},
+                "excluded": {"dnsDomains": ["zone.example"]},
+            },
+            "spec.nameConstraints.permitted.dnsDomains[0]",
+            "'zone.example' lies within excluded 'zone.example', so it permits nothing",
+        ),
+        (
+            {"permitted": {"ipRanges": ["10.1.0.0/16"]}, "excluded": {"ipRanges": ["10.0.0.0/8"]}},
+            "spec.nameConstraints.permitted.ipRanges[0]",
+            "'10.1.0.0/16' lies within excluded '10.0.0.0/8'",
         ),
         (
             {"permitted": {"dnsNames": ["partner.example"]}},
@@ -498,3 +524,178 @@ def test_a_leaf_moves_when_its_authoritys_constraints_change(
     assert (decision and decision.reason) == reason
     if decision is not None:
         assert decision.action is policies.Action.ISSUE
+
+
+# certsmith's chain check, its judge and OpenSSL agree on every kind of constraint.
+
+
+def _leaf_with(issuer: ca.CAKeyPair, names: list[x509.GeneralName]) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(minutes=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+            critical=False,
+        )
+        .sign(issuer.key, keys.signature_hash(issuer.key))
+    )
+
+
+def _openssl_accepts(tmp_path: Path, chain: list[x509.Certificate]) -> bool:
+    (tmp_path / "root.pem").write_bytes(inspect.certificates_to_pem(chain[-1:]))
+    (tmp_path / "chain.pem").write_bytes(inspect.certificates_to_pem(chain[1:-1]))
+    (tmp_path / "leaf.pem").write_bytes(inspect.certificates_to_pem(chain[:1]))
+    at = str(int(NOW.timestamp()))
+    result = subprocess.run(
+        [
+            *("openssl", "verify", "-attime", at, "-CAfile", str(tmp_path / "root.pem")),
+            *("-untrusted", str(tmp_path / "chain.pem"), str(tmp_path / "leaf.pem")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+DNS, URI, IP = x509.DNSName, x509.UniformResourceIdentifier, x509.IPAddress
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+@pytest.mark.parametrize(
+    ("constraints", "san", "signed", "openssl"),
+    [
+        # URI domains: cryptography's verifier does not support them; certsmith judges them.
+        (
+            {"permitted": {"uriDomains": [".acme.example"]}},
+            URI("https://x.acme.example/p"),
+            True,
+            True,
+        ),
+        (
+            {"permitted": {"uriDomains": ["cluster.local"]}},
+            URI("spiffe://cluster.local/ns/a/sa/w"),
+            True,
+            True,
+        ),
+        (
+            {"permitted": {"uriDomains": [".acme.example"]}},
+            URI("https://x.other.example/"),
+            False,
+            False,
+        ),
+        ({"excluded": {"uriDomains": ["bad.example"]}}, URI("https://bad.example/"), False, False),
+        # Userinfo: OpenSSL matches `user@acme.example`, Go the host; certsmith refuses.
+        (
+            {"permitted": {"uriDomains": ["acme.example"]}},
+            URI("https://user@acme.example/x"),
+            False,
+            False,
+        ),
+        # Leading-period DNS subtrees: below only.
+        ({"permitted": {"dnsDomains": [".acme.example"]}}, DNS("api.acme.example"), True, True),
+        ({"permitted": {"dnsDomains": [".acme.example"]}}, DNS("acme.example"), False, False),
+        ({"permitted": {"dnsDomains": [".acme.example"]}}, DNS("*.acme.example"), True, True),
+        (
+            {
+                "permitted": {"dnsDomains": ["acme.example"]},
+                "excluded": {"dnsDomains": [".internal.acme.example"]},
+            },
+            DNS("a.internal.acme.example"),
+            False,
+            False,
+        ),
+        # A wildcard covering an excluded name: OpenSSL would accept it even for
+        # internal.acme.example (Go and cryptography refuse the chain); certsmith refuses.
+        (
+            {
+                "permitted": {"dnsDomains": ["acme.example"]},
+                "excluded": {"dnsDomains": ["internal.acme.example"]},
+            },
+            DNS("*.acme.example"),
+            False,
+            True,
+        ),
+        (
+            {
+                "permitted": {"dnsDomains": ["acme.example"]},
+                "excluded": {"dnsDomains": ["internal.acme.example"]},
+            },
+            DNS("*.web.acme.example"),
+            True,
+            True,
+        ),
+        ({"permitted": {"dnsDomains": ["x.acme.example"]}}, DNS("*.acme.example"), False, False),
+        # IPv4-mapped IPv6 under IP constraints: Go clients take it as the IPv4 address.
+        (
+            {"excluded": {"ipRanges": ["0.0.0.0/0"]}},
+            IP(ipaddress.ip_address("::ffff:10.0.0.1")),
+            False,
+            True,
+        ),
+        (
+            {"permitted": {"ipRanges": ["10.0.0.0/8"]}},
+            IP(ipaddress.ip_address("10.1.2.3")),
+            True,
+            True,
+        ),
+    ],
+)
+def test_chain_check_judge_and_openssl_agree(
+    root: ca.CAKeyPair,
+    tmp_path: Path,
+    constraints: dict[str, Any],
+    san: x509.GeneralName,
+    signed: bool,
+    openssl: bool,
+):
+    intermediate = ca.build_intermediate(
+        issuer=root,
+        common_name="constrained",
+        now=NOW,
+        lifetime=timedelta(days=30),
+        name_constraints=nc.parse(constraints).extension(),
+    )
+    leaf = _leaf_with(intermediate, [san])
+    error = inspect.chain_error(
+        leaf=leaf, intermediates=[intermediate.certificate], roots=[root.certificate], now=NOW
+    )
+    assert (error is None) is signed, error
+    assert (nc.leaf_violations(intermediate.certificate, [san]) == []) is signed
+    assert _openssl_accepts(tmp_path, [leaf, intermediate.certificate, root.certificate]) is openssl
+    # The intermediate itself passes certsmith's issuance self-check whatever its constraints.
+    assert ca.issuance_problem(root.certificate, intermediate, NOW) is None
+
+
+def test_chain_check_still_refuses_what_is_not_name_constraints(root: ca.CAKeyPair):
+    intermediate = ca.build_intermediate(
+        issuer=root,
+        common_name="constrained",
+        now=NOW,
+        lifetime=timedelta(days=30),
+        name_constraints=nc.parse({"permitted": {"uriDomains": [".acme.example"]}}).extension(),
+    )
+    other = ca.build_root(common_name="other", now=NOW, lifetime=timedelta(days=30))
+    leaf = _leaf_with(intermediate, [URI("https://x.acme.example/")])
+    chain = {"leaf": leaf, "intermediates": [intermediate.certificate]}
+    assert inspect.chain_error(**chain, roots=[root.certificate], now=NOW) is None
+    expired = NOW + timedelta(days=2)
+    assert "not valid" in (
+        inspect.chain_error(**chain, roots=[root.certificate], now=expired) or ""
+    )
+    assert inspect.chain_error(**chain, roots=[other.certificate], now=NOW) is not None
+    forged = _leaf_with(other, [URI("https://x.acme.example/")])
+    assert (
+        inspect.chain_error(
+            leaf=forged, intermediates=[intermediate.certificate], roots=[root.certificate], now=NOW
+        )
+        is not None
+    )

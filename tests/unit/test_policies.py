@@ -117,7 +117,13 @@ def test_leaf_from_an_untrusted_root_is_reissued(root, intermediate):
         lifetime=timedelta(days=5),
     )
     secret = issued_secret(spec, other_intermediate, other_root)
-    assert decide(spec, secret, root).reason == "IssuerNotTrusted"
+    decision = decide(spec, secret, root)
+    assert decision.reason == "IssuerNotTrusted"
+    # The verifier's own words follow, not a guess at the cause.
+    assert decision.message.startswith(
+        "the certificate does not verify against the roots trusted by "
+    )
+    assert "validation failed" in decision.message
 
 
 def test_changed_names_are_reissued(root, intermediate):

@@ -70,17 +70,6 @@ def plan(state: ServingState, *, material: AuthorityMaterial, now: datetime) -> 
     return ServingPlan(reissue=reissue)
 
 
-def webhook_dns_names(service: str, namespace: str) -> list[str]:
-    """The names the apiserver may dial the webhook Service by (and localhost)."""
-    return [
-        service,
-        f"{service}.{namespace}",
-        f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.cluster.local",
-        "localhost",
-    ]
-
-
 def serving_certificate(
     material: AuthorityMaterial, *, dns_names: Sequence[str], now: datetime
 ) -> ServingCertificate:

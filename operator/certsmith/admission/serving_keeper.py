@@ -147,7 +147,7 @@ class ServingKeeper:
         return f"CertificateAuthority {self._config.default_authority} is not ready: {error}"
 
     def _dns_names(self) -> list[str]:
-        return serving.webhook_dns_names(self._config.webhook_service, self._config.namespace)
+        return self._config.webhook_dns_names()
 
     def _earlier_files_until(self, now: datetime) -> datetime | None:
         """Until when the files an earlier run wrote stay valid; None when unusable."""

@@ -656,7 +656,13 @@ class AuthorityController:
             material.root.certificate,
         )
         # A parent's rotation waits for its subordinates' leaves too: they chain to its roots.
-        subordinates = {m.name for m in self._registry.all() if m.parent == material.name}
+        # Read from the API, not the loaded materials: a subordinate that cannot sign now
+        # (InvalidSpec, say) still has leaves under the old root, which must hold the rotation.
+        subordinates = {
+            item["metadata"]["name"]
+            for item in self._kube.list_authorities()
+            if ((item.get("spec") or {}).get("parentRef") or {}).get("name") == material.name
+        }
         certificates = self._certificates_of({material.name, *subordinates})
         leaves = _Leaves()
         # Page by page: the Secrets of 10,000 Certificates, keys included, are tens of MB

@@ -609,6 +609,7 @@ def ensure_material(
     parent_name = authority.parent_name(spec)
     try:
         constraints = _name_constraints(spec, parent_name, parent)
+        _refuse_constraints_on_the_webhook(config, name, constraints)
         if parent_name is not None:
             if parent is None:
                 raise AuthorityNotReady(
@@ -714,6 +715,33 @@ def _name_constraints(
         if problems:
             raise AuthorityNotReady("; ".join(problems), reason="InvalidSpec")
     return parsed
+
+
+def _refuse_constraints_on_the_webhook(
+    config: Config, name: str, constraints: name_constraints.NameConstraints
+) -> None:
+    """AuthorityNotReady (InvalidSpec, naming spec.nameConstraints) when `name` is the
+    default authority, which signs the operator's own webhook certificate, and its
+    constraints leave out a name of that certificate: the webhook (and /readyz) would
+    depend on a certificate it may never sign."""
+    if name != config.default_authority or not config.webhooks or not constraints:
+        return
+    where = "spec.nameConstraints"
+    outside = name_constraints.violations(
+        constraints,
+        name_constraints.Names(
+            dns_names=[(where, n) for n in config.webhook_dns_names()],
+            ip_addresses=[(where, "127.0.0.1")],
+        ),
+        authority=name,
+    )
+    if outside:
+        raise AuthorityNotReady(
+            f"{where}: the default authority {name} signs the operator's webhook certificate "
+            f"({', '.join(config.webhook_dns_names())}, 127.0.0.1), so its constraints must "
+            f"permit those names; {outside[0].removeprefix(where + ': ')}",
+            reason="InvalidSpec",
+        )
 
 
 def _bounds(root: ca.CAKeyPair, bound: datetime | None) -> dict[str, datetime]:

@@ -180,18 +180,20 @@ def leaf_not_yet_valid(h: Held) -> Decision | None:
 
 def issuer_not_trusted(h: Held) -> Decision | None:
     """IssuerNotTrusted: the chain in tls.crt does not verify up to a root the authority
-    trusts now, or one of its certificates is outside its validity period."""
+    trusts now, or one of its certificates is outside its validity period, or a name of the
+    leaf is outside the name constraints on its chain; the message gives the verifier's why."""
     authority = h.input.authority
-    if not inspect.chain_is_valid(
+    error = inspect.chain_error(
         leaf=h.leaf,
         intermediates=h.secret.intermediates,
         roots=authority.trusted_roots,
         now=h.input.now,
-    ):
+    )
+    if error is not None:
         return _issue(
             "IssuerNotTrusted",
-            f"the certificate does not chain to a root trusted by {authority.name} "
-            "or is outside its validity period",
+            f"the certificate does not verify against the roots trusted by {authority.name}: "
+            f"{error}",
         )
     return None
 

@@ -117,10 +117,12 @@ def chains_to(certificate_pem: str, roots: Sequence[x509.Certificate]) -> bool:
 
 def root_retired_message(authority: str) -> str:
     """Ready's message once the root a request's certificate chains to left its
-    authority's trusted roots (a root rotation ended)."""
+    authority's trusted roots (a root rotation ended, or the authority or its parent was
+    re-created with a new root)."""
     return (
         f"the certificate chains to a root CertificateAuthority {authority} no longer trusts "
-        "(a root rotation ended): peers refuse it; the device enrols again with a new CSR in "
+        "(a root rotation ended, or the authority or its parent was re-created with a new "
+        "root): peers refuse it; the device enrols again with a new CSR in "
         "a new CertificateRequest (status.ca holds the roots trusted now)"
     )
 

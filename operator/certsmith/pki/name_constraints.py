@@ -10,10 +10,14 @@ The spec shape is cert-manager's `spec.nameConstraints` (permitted / excluded, e
 dnsDomains, ipRanges, uriDomains, emailAddresses). Semantics, as RFC 5280 and verifiers
 apply them:
 - dnsDomains: `example.com` matches example.com and every name below it; `.example.com`
-  only names below it. A wildcard `*.x.example.com` is judged as `x.example.com`'s subtree.
+  only names below it. A wildcard `*.x.example.com` stands for every one-label name below
+  x.example.com: it is permitted when they all are, and refused when any is excluded.
 - ipRanges: CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`).
 - uriDomains: the URI's host; `example.com` matches that host exactly, `.example.com` hosts
-  below it (RFC 5280: a URI constraint with a leading period).
+  below it (RFC 5280: a URI constraint with a leading period). A URI whose host OpenSSL
+  and Go would read differently (userinfo, IP literal) is refused under any uriDomains.
+- An IPv4-mapped IPv6 address is refused under any ipRanges (Go clients accept it for the
+  IPv4 address, OpenSSL judges it as IPv6).
 - emailAddresses: `user@host` a mailbox, `host` every mailbox at that host, `.host` every
   mailbox at hosts below it.
 Permitted subtrees of one type constrain only names of that type (a DNS-only constraint
@@ -23,6 +27,7 @@ leaves IP addresses free, as RFC 5280 says); excluded subtrees always win.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +100,7 @@ def parse(spec: Mapping[str, Any] | None, path: str = "spec.nameConstraints") ->
         permitted=_subtrees(spec.get("permitted"), f"{path}.permitted"),
         excluded=_subtrees(spec.get("excluded"), f"{path}.excluded"),
     )
+    _refuse_permitted_within_excluded(parsed, path)
     if not parsed:
         raise InvalidSpec(
             path,
@@ -102,6 +108,21 @@ def parse(spec: Mapping[str, Any] | None, path: str = "spec.nameConstraints") ->
             "ipRanges, uriDomains, emailAddresses), or remove it",
         )
     return parsed
+
+
+def _refuse_permitted_within_excluded(constraints: NameConstraints, path: str) -> None:
+    """InvalidSpec naming a permitted subtree that an excluded one covers whole: it permits
+    nothing (excluded always wins), surely not what was meant."""
+    for kind, attribute, within in _SIDES:
+        excluded = getattr(constraints.excluded, attribute)
+        for index, subtree in enumerate(getattr(constraints.permitted, attribute)):
+            cover = next((e for e in excluded if within(subtree, e)), None)
+            if cover is not None:
+                raise InvalidSpec(
+                    f"{path}.permitted.{kind}[{index}]",
+                    f"{str(subtree)!r} lies within excluded {str(cover)!r}, so it permits "
+                    "nothing (excluded always wins)",
+                )
 
 
 def _subtrees(spec: Any, path: str) -> Subtrees:
@@ -166,10 +187,18 @@ def _uri_domain(text: str, path: str) -> str:
 
 def _email(text: str, path: str) -> str:
     mailbox, at, host = text.rpartition("@")
-    if at and not mailbox:
-        raise InvalidSpec(path, f"{text!r} has an empty mailbox before '@'")
-    _domain(host, path)
+    bare = host.removeprefix(".")
+    if (at and (not mailbox or host.startswith("."))) or not bare or "@" in mailbox:
+        raise InvalidSpec(path, f"{text!r} is not an email constraint{_EMAIL_FORMS}")
+    if "*" in host or not is_dns_name(bare) or _is_ip(bare):
+        raise InvalidSpec(path, f"{text!r} has no valid host{_EMAIL_FORMS}")
     return f"{mailbox}{at}{host.lower()}"
+
+
+_EMAIL_FORMS = (
+    " (user@partner.example one mailbox, partner.example every mailbox at that host, "
+    ".partner.example every mailbox at hosts below it)"
+)
 
 
 _PARSERS = {
@@ -197,6 +226,45 @@ def dns_in(name: str, subtree: str) -> bool:
     if subtree.startswith("."):
         return name.endswith(subtree)
     return name == subtree or name.endswith(f".{subtree}")
+
+
+def _dns_permitted_by(name: str, subtree: str) -> bool:
+    """Whether every name `name` stands for is in `subtree`: a wildcard `*.P` stands for
+    each one-label name below P (RFC 6125 6.4.3), so `P` or `.P` contain it whole."""
+    if name.startswith("*."):
+        return _dns_subtree_within(f".{name[2:].lower().rstrip('.')}", subtree)
+    return dns_in(name, subtree)
+
+
+def _dns_excluded_by(name: str, subtree: str) -> bool:
+    """Whether some name `name` stands for is in excluded `subtree`: a wildcard `*.P` meets
+    subtree `E` when P is in E, or E is one label below P (`*.acme.example` covers
+    internal.acme.example). Go and cryptography refuse such a chain outright, while OpenSSL
+    accepts it for the excluded host too, so certsmith never signs one."""
+    if not name.startswith("*."):
+        return dns_in(name, subtree)
+    parent = name[2:].lower().rstrip(".")
+    if dns_in(parent, subtree) or subtree == f".{parent}":
+        return True
+    return not subtree.startswith(".") and subtree.partition(".")[2] == parent
+
+
+def uri_host(uri: str) -> str | None:
+    """The host a URI constraint is matched against, or None when verifiers read it
+    differently: OpenSSL takes what follows `://` up to the first `:` or `/`, so a URI
+    with userinfo (`https://user@host/`), a query or fragment right after the host, or
+    an IP literal is judged by OpenSSL on another string than Go's URL host."""
+    _, separator, rest = uri.partition("://")
+    if not separator:
+        return None
+    openssl_host = re.split("[:/]", rest, maxsplit=1)[0].lower()
+    try:
+        host = urlsplit(uri).hostname
+    except ValueError:
+        return None
+    if not host or host != openssl_host:
+        return None
+    return host
 
 
 def _uri_host_in(host: str, subtree: str) -> bool:
@@ -257,9 +325,16 @@ def violations(constraints: NameConstraints, names: Names, *, authority: str) ->
     found: list[str] = []
 
     def judge(
-        field_: str, value: str, allowed: bool, denied: bool, permitted_: Sequence[str]
+        field_: str,
+        value: str,
+        allowed: bool,
+        denied: bool,
+        permitted_: Sequence[str],
+        unjudgeable: str | None = None,
     ) -> None:
-        if denied:
+        if unjudgeable is not None:
+            found.append(unjudgeable)
+        elif denied:
             found.append(
                 f"{field_}: {value!r} is in an excluded subtree of CertificateAuthority "
                 f"{authority}'s spec.nameConstraints"
@@ -274,27 +349,31 @@ def violations(constraints: NameConstraints, names: Names, *, authority: str) ->
         judge(
             where,
             name,
-            not permitted.dns_domains or any(dns_in(name, s) for s in permitted.dns_domains),
-            any(dns_in(name, s) for s in excluded.dns_domains),
+            not permitted.dns_domains
+            or any(_dns_permitted_by(name, s) for s in permitted.dns_domains),
+            any(_dns_excluded_by(name, s) for s in excluded.dns_domains),
             permitted.dns_domains,
         )
     for where, text in names.ip_addresses:
         address = ipaddress.ip_address(text)
+        mapped = _mapped_problem(constraints, where, text, authority)
         judge(
             where,
             text,
             not permitted.ip_ranges or any(address in n for n in permitted.ip_ranges),
             any(address in n for n in excluded.ip_ranges),
             [str(n) for n in permitted.ip_ranges],
+            mapped,
         )
     for where, uri in names.uris:
-        host = urlsplit(uri).hostname or ""
+        host = uri_host(uri) or ""
         judge(
             where,
             uri,
             not permitted.uri_domains or any(_uri_host_in(host, s) for s in permitted.uri_domains),
             any(_uri_host_in(host, s) for s in excluded.uri_domains),
             permitted.uri_domains,
+            _hostless_problem(constraints, where, uri, authority),
         )
     for where, email in names.email_addresses:
         judge(
@@ -306,6 +385,39 @@ def violations(constraints: NameConstraints, names: Names, *, authority: str) ->
             permitted.email_addresses,
         )
     return found
+
+
+def _mapped_problem(
+    constraints: NameConstraints, where: str, text: str, authority: str
+) -> str | None:
+    """Why IPv4-mapped IPv6 address `text` may not be signed under IP constraints: OpenSSL
+    judges it as IPv6, while Go's clients accept it for the IPv4 address."""
+    address = ipaddress.ip_address(text)
+    if not (constraints.permitted.ip_ranges or constraints.excluded.ip_ranges):
+        return None
+    if not isinstance(address, ipaddress.IPv6Address) or address.ipv4_mapped is None:
+        return None
+    return (
+        f"{where}: {text!r} is an IPv4-mapped IPv6 address, which clients do not judge alike "
+        f"against CertificateAuthority {authority}'s spec.nameConstraints ipRanges; use the "
+        f"IPv4 address {address.ipv4_mapped}"
+    )
+
+
+def _hostless_problem(
+    constraints: NameConstraints, where: str, uri: str, authority: str
+) -> str | None:
+    """Why `uri` may not be signed under URI constraints when it has no host that OpenSSL
+    and Go read alike (`uri_host`)."""
+    if not (constraints.permitted.uri_domains or constraints.excluded.uri_domains):
+        return None
+    if uri_host(uri) is not None:
+        return None
+    return (
+        f"{where}: {uri!r} has no host that clients agree on, so it cannot be judged against "
+        f"CertificateAuthority {authority}'s spec.nameConstraints uriDomains (write "
+        "scheme://host/path: no userinfo, no IP literal)"
+    )
 
 
 # Containment of a subordinate's constraints in its parent's.
