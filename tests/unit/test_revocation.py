@@ -243,6 +243,69 @@ def test_each_issuing_ca_has_its_own_crl_listing_its_own_leaves(root, intermedia
     assert len(third) == 0
 
 
+def test_an_intermediate_made_after_a_bare_serial_does_not_list_it(root, intermediate) -> None:
+    # A record at its capacity, then an intermediate renewal: the renewed intermediate's CRL
+    # lists only what was revoked after it existed, so the record does not grow by the bare
+    # serials again (it would pass the ConfigMap's 1 MiB and no CRL would be published).
+    record = revoke(revocation.Record(), [], {serial: "superseded" for serial in range(1, 401)})
+    before = revocation.publish(record, signers=signers(intermediate, root), now=NOW)
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW + timedelta(hours=1), lifetime=LATER - NOW
+    )
+    both = revocation.Signers((renewed, intermediate), (root,))
+    after = revocation.publish(before, signers=both, now=NOW + timedelta(hours=1))
+    new, old, root_crl = crls(after)
+    assert (len(new), len(old), len(root_crl)) == (0, 400, 0)
+    added = revocation.record_bytes(after) - revocation.record_bytes(before)
+    assert 0 < added < 2_000  # one empty CRL more, not 400 entries
+    later, _ = revocation.with_requests(
+        after, [], {0x999: "keyCompromise"}, now=NOW + timedelta(hours=2), serial_not_after=LATER
+    )
+    listed = crls(revocation.publish(later, signers=both, now=NOW + timedelta(hours=2)))
+    assert [0x999 in {r.serial_number for r in c} for c in listed] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "revoked_after_renewal", "in_renewed", "in_old"),
+    [
+        ("renewed", False, True, False),
+        ("old", True, False, True),
+        ("", False, False, True),
+        ("", True, True, True),
+    ],
+)
+def test_which_intermediate_lists_an_entry(
+    root, intermediate, issuer, revoked_after_renewal, in_renewed, in_old
+) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
+    )
+    key_ids = {
+        "renewed": crl.key_id(renewed.certificate),
+        "old": crl.key_id(intermediate.certificate),
+    }
+    at = NOW + timedelta(seconds=1) if revoked_after_renewal else NOW - timedelta(minutes=2)
+    entry = revocation.Entry(5, at, "superseded", LATER, "serial", key_ids.get(issuer, ""))
+    assert revocation.lists(renewed.certificate, entry) is in_renewed
+    assert revocation.lists(intermediate.certificate, entry) is in_old
+
+
+def test_a_bare_serial_rebuilt_from_two_crls_stays_bare(root, intermediate) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=400)
+    )
+    both = revocation.Signers((renewed, intermediate), (root,))
+    record = revocation.publish(
+        revoke(revocation.Record(), [], {0x77: "keyCompromise"}, intermediates=2),
+        signers=both,
+        now=NOW + timedelta(minutes=1),
+    )
+    rebuilt = revocation.entries_from_crls(record.crl_pem, both, NOW)
+    assert [(e.serial, e.issuer, e.not_after) for e in rebuilt] == [
+        (0x77, "", renewed.certificate.not_valid_after_utc)
+    ]
+
+
 def test_another_intermediate_signs_new_crls(root, intermediate) -> None:
     first = revocation.publish(revocation.Record(), signers=signers(intermediate, root), now=NOW)
     renewed = ca.build_intermediate(

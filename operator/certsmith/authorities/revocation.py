@@ -358,8 +358,9 @@ def with_requests(
     request's source, or `serial <hex>`). A serial revoked already keeps its first entry;
     a new reason replaces its reason (RFC 5280 allows a reason to change, e.g. to
     keyCompromise after an investigation). A bare serial's certificate is unknown: its
-    entry stays until `serial_not_after` (the current intermediate's expiry) and every
-    intermediate's CRL lists it (`intermediates` of them). An addition that would take the
+    entry stays until `serial_not_after` (the current intermediate's expiry) and the CRL of
+    every intermediate there is now lists it (`intermediates` of them; not a later one:
+    `lists`). An addition that would take the
     record beyond `max_bytes` (`record_bytes`) is refused."""
     entries = {e.serial: e for e in record.entries}
     size = record_bytes(record)
@@ -498,8 +499,7 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
     """`record` with its expired entries dropped and new CRLs if anything changed, they are
     due again (`republish_at`) or the issuing CAs changed; else `record` itself.
 
-    `ca.crl` holds one CRL per intermediate of `signers` (its leaves' entries and the bare
-    serials) and one, empty, per root (certsmith never revokes its intermediates): a
+    `ca.crl` holds one CRL per intermediate of `signers` (the entries it `lists`) and one, empty, per root (certsmith never revokes its intermediates): a
     verifier that checks every certificate of the chain (nginx `ssl_crl`, openssl
     `-crl_check_all`) needs the CRL of each CA in it. The CRL number is above both the
     record's and `floor` (the highest this operator published: RFC 5280 5.2.3 wants it to
@@ -519,14 +519,27 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
     this_update = now.replace(microsecond=0) - CLOCK_SKEW
     pem = ""
     for pair in signers.intermediates:
-        own = crl.key_id(pair.certificate)
         listing = [
-            crl.Revoked(e.serial, e.revoked_at, e.reason) for e in entries if e.issuer in ("", own)
+            crl.Revoked(e.serial, e.revoked_at, e.reason)
+            for e in entries
+            if lists(pair.certificate, e)
         ]
         pem += _signed(pair, listing, number, this_update)
     for pair in signers.roots:
         pem += _signed(pair, [], number, this_update)
     return Record(entries, number, this_update, signers.key_ids, pem)
+
+
+def lists(intermediate: x509.Certificate, entry: Entry) -> bool:
+    """Whether `intermediate`'s CRL lists `entry`: a leaf's entry in its issuer's CRL only; a
+    bare serial (its issuer unknown) in the CRL of each intermediate that existed when it was
+    revoked (notBefore, backdated, at or before revoked_at). An intermediate made later never
+    signed it (certsmith's serials are random, RFC 5280 4.1.2.2), so an intermediate renewal
+    never lists the bare serials again: the record's size, checked when each was revoked
+    (`entry_bytes`), does not grow with a renewal."""
+    if entry.issuer:
+        return entry.issuer == crl.key_id(intermediate)
+    return intermediate.not_valid_before_utc <= entry.revoked_at
 
 
 def _signed(
@@ -545,8 +558,9 @@ def _signed(
 
 def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[Entry, ...]:
     """The entries the intermediates' CRLs of `crl_pem` list, each kept until its
-    intermediate expires (the certificate's own expiry is not in a CRL): how a lost
-    record is rebuilt from what was published."""
+    intermediate expires (the certificate's own expiry is not in a CRL; a serial two
+    intermediates list is a bare serial again): how a lost record is rebuilt from what was
+    published."""
     by_key = signers.intermediate_certificates()
     entries: dict[int, Entry] = {}
     for revocation_list in crl.split_pem(crl_pem):
@@ -560,16 +574,19 @@ def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[En
                 reason = next(n for n, f in crl.REASONS.items() if f is flag)
             except (x509.ExtensionNotFound, StopIteration):
                 reason = "unspecified"
-            entries.setdefault(
+            found = entries.get(revoked.serial_number)
+            if found is not None:
+                # Listed by two intermediates: a bare serial, kept for every one of them.
+                later = max(found.not_after, signer.not_valid_after_utc)
+                entries[revoked.serial_number] = replace(found, issuer="", not_after=later)
+                continue
+            entries[revoked.serial_number] = Entry(
                 revoked.serial_number,
-                Entry(
-                    revoked.serial_number,
-                    revoked.revocation_date_utc,
-                    reason,
-                    signer.not_valid_after_utc,
-                    "restored from a published CRL",
-                    issuer,
-                ),
+                revoked.revocation_date_utc,
+                reason,
+                signer.not_valid_after_utc,
+                "restored from a published CRL",
+                issuer,
             )
     return live(tuple(entries.values()), now)
 
