@@ -452,3 +452,60 @@ def test_a_record_deleted_while_the_operator_was_down_is_rebuilt_from_the_publis
     wait_for(lambda: lists(api_client, namespace, 0xDE1E81), timeout=20, what="published")
     assert lists(api_client, namespace, 0xDE1E80)
     assert crl_number(published_crl(api_client, namespace)) > number
+
+
+def test_a_certificate_and_a_request_deleted_before_the_operator_handled_their_revocation(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """The plugin adds the revocation finalizer: deleting the object right after asking
+    waits until the operator recorded the revocation, then the object goes."""
+    custom = client.CustomObjectsApi(api_client)
+    certs.create(
+        api_client, namespace, builders.certificate("gone", dnsNames=[f"gone.{namespace}.svc"])
+    )
+    certificate = int(certs.wait_ready(api_client, namespace, "gone")["status"]["serialNumber"], 16)
+    create(
+        api_client,
+        csrs.request_body(
+            "gone-dev", namespace, csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"d.{namespace}.svc"])
+        ),
+    )
+    device = int(
+        wait_ready_reason(api_client, namespace, "gone-dev", "Issued")["status"]["serialNumber"], 16
+    )
+    running_operator.kill()
+    try:
+        for target in ("gone", "certificaterequest/gone-dev"):
+            asked = plugin(
+                kubeconfig, "revoke", target, "-n", namespace, "--reason", "keyCompromise"
+            )
+            assert asked.returncode == 0, asked.stdout + asked.stderr
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "certificates", "gone")
+        custom.delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "certificaterequests", "gone-dev"
+        )
+        waiting = certs.get(api_client, namespace, "gone")["metadata"]
+        assert waiting.get("deletionTimestamp") and waiting["finalizers"] == [
+            "certsmith.dev/revocation"
+        ]
+    finally:
+        running_operator.start()
+    running_operator.wait_serving(api_client)
+    wait_for(
+        lambda: lists(api_client, namespace, certificate) and lists(api_client, namespace, device),
+        timeout=30,
+        what="both revocations published",
+    )
+
+    def gone(plural: str, name: str) -> bool:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(
+        lambda: gone("certificates", "gone") and gone("certificaterequests", "gone-dev"),
+        timeout=30,
+        what="both objects deleted once handled",
+    )

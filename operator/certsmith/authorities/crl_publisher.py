@@ -258,13 +258,13 @@ class CrlPublisher:
         for key in pending:
             kind, namespace, object_name = key
             plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
-            if kind == "Certificate":
-                item = self._kube.get_certificate(namespace=namespace, name=object_name)
-            else:
-                item = self._kube.get_certificate_request(namespace=namespace, name=object_name)
+            item = self._read(kind, namespace, object_name)
             annotations = ((item or {}).get("metadata") or {}).get("annotations") or {}
             if item is None or revocation.REQUESTED_AT_ANNOTATION not in annotations:
-                self._done(name, key)
+                # Gone, or handled (or the annotation removed by hand): only its finalizer
+                # may be left.
+                if item is None or self._clear(plural, item, {}):
+                    self._done(name, key)
                 continue
             if _issuer(item) != name:
                 self._done(name, key)  # moved to another authority: its watch event says so
@@ -289,6 +289,12 @@ class CrlPublisher:
                 continue
             found.append((request, target, item))
         return found
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Certificate or CertificateRequest (`kind`), or None."""
+        if kind == "Certificate":
+            return self._kube.get_certificate(namespace=namespace, name=name)
+        return self._kube.get_certificate_request(namespace=namespace, name=name)
 
     def _leaf(self, certificate: Mapping[str, Any]) -> x509.Certificate | None:
         """The leaf in a Certificate's Secret when its key matches the Secret's tls.key
@@ -354,8 +360,8 @@ class CrlPublisher:
                 REVOKED,
                 f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it",
             )
-            if request.reissue:
-                extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
+            if request.reissue and not (involved.get("metadata") or {}).get("deletionTimestamp"):
+                extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at  # not if going
         else:
             self._event(involved, "Warning", RECORD_FULL, change.message)
         return self._clear(plural, involved, extra)
@@ -363,19 +369,31 @@ class CrlPublisher:
     def _clear(
         self, plural: str, involved: Mapping[str, Any], extra: Mapping[str, str | None]
     ) -> bool:
-        """Remove the revoke annotations of `involved` and set `extra`; False (logged) when
-        the apiserver refused or did not answer: the step finishes it later (the record
-        holds the revocation already, so it is never applied twice)."""
+        """Remove the revoke annotations of `involved` and set `extra`, then its
+        names.REVOKE_FINALIZER (an object deleted after the request goes only now); False
+        (logged) when the apiserver refused or did not answer: the step finishes it later
+        (the record holds the revocation already, so it is never applied twice)."""
         metadata = involved.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        finalizers = metadata.get("finalizers") or []
         patch: dict[str, str | None] = dict.fromkeys(revocation.REQUEST_ANNOTATIONS)
         patch.update(extra)
         try:
-            self._kube.patch_annotations(
-                plural=plural,
-                namespace=metadata.get("namespace"),
-                name=metadata.get("name", ""),
-                annotations=patch,
-            )
+            if any(k in annotations for k in patch):
+                self._kube.patch_annotations(
+                    plural=plural,
+                    namespace=metadata.get("namespace"),
+                    name=metadata.get("name", ""),
+                    annotations=patch,
+                )
+            if names.REVOKE_FINALIZER in finalizers:
+                self._kube.remove_finalizer(
+                    plural=plural,
+                    namespace=metadata.get("namespace"),
+                    name=metadata.get("name", ""),
+                    finalizers=finalizers,
+                    finalizer=names.REVOKE_FINALIZER,
+                )
         except ApiError as error:
             if error.not_found:
                 return True

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from certsmith.api import names, times
 from certsmith.cli import renew
-from certsmith.cli.api import CliError
+from certsmith.cli.api import CliError, Conflict, NotFound
 from certsmith.pki import crl
 
 if TYPE_CHECKING:
     from certsmith.cli.api import Api
 
 POLL_INTERVAL_SECONDS = 0.5
+CONFLICT_RETRIES = 5
+"""How often the request is tried again when the object changed between read and write."""
 CERTIFICATE = "Certificate"
 CERTIFICATE_REQUEST = "CertificateRequest"
 _KINDS = {
@@ -86,10 +88,74 @@ def request_annotations(
     return annotations
 
 
+def _ask(
+    api: Api,
+    namespace: str,
+    target: Target,
+    reason: str,
+    reissue: bool,
+    clock: Callable[[], datetime],
+) -> tuple[dict[str, Any], dict[str, str | None]]:
+    """Annotate the object with the request and add REVOKE_FINALIZER, read again when it
+    changed meanwhile; the object as read and the annotations written. CliError when it
+    has no certificate to revoke."""
+    get = api.get_certificate if target.kind == CERTIFICATE else api.get_certificate_request
+    annotate = (
+        api.annotate_certificate if target.kind == CERTIFICATE else api.annotate_certificate_request
+    )
+    attempts = CONFLICT_RETRIES
+    while True:
+        body = get(namespace, target.name)
+        serial = (body.get("status") or {}).get("serialNumber")
+        if not serial:
+            raise CliError(
+                f"{target.kind.lower()} {target.name} has no certificate to revoke yet "
+                "(status.serialNumber is empty)"
+            )
+        annotations = request_annotations(
+            now=clock(), reason=reason, reissue=reissue, kind=target.kind, serial=serial
+        )
+        metadata = body.get("metadata") or {}
+        try:
+            # The finalizer keeps the object (and the request) until the operator handled
+            # it: deleting it right after asking must not lose the revocation.
+            annotate(
+                namespace,
+                target.name,
+                annotations,
+                finalizers=with_finalizer(metadata.get("finalizers") or []),
+                resource_version=metadata.get("resourceVersion"),
+            )
+            return body, annotations
+        except Conflict:
+            attempts -= 1
+            if not attempts:
+                raise
+
+
+def with_finalizer(finalizers: Sequence[str]) -> list[str]:
+    """`finalizers` with api.names.REVOKE_FINALIZER added (once)."""
+    return [
+        *finalizers,
+        *([] if names.REVOKE_FINALIZER in finalizers else [names.REVOKE_FINALIZER]),
+    ]
+
+
 def pending(body: Mapping[str, Any], requested_at: str) -> bool:
     """Whether the operator has yet to record the request made at `requested_at`."""
     annotations = (body.get("metadata") or {}).get("annotations") or {}
     return annotations.get(names.REVOKE_REQUEST_ANNOTATION) == requested_at
+
+
+def _still_pending(
+    get: Callable[[str, str], dict[str, Any]], namespace: str, name: str, requested_at: str
+) -> bool:
+    """`pending` for the object as it is now; False once it is gone (deleted after the
+    operator handled the request and removed REVOKE_FINALIZER)."""
+    try:
+        return pending(get(namespace, name), requested_at)
+    except NotFound:
+        return False
 
 
 def run_object(
@@ -106,20 +172,8 @@ def run_object(
     """Annotate the Certificate or CertificateRequest; with `wait`, until the operator
     recorded it (exit 1 on timeout). CliError when it has no certificate to revoke."""
     get = api.get_certificate if target.kind == CERTIFICATE else api.get_certificate_request
-    annotate = (
-        api.annotate_certificate if target.kind == CERTIFICATE else api.annotate_certificate_request
-    )
-    body = get(namespace, target.name)
-    serial = (body.get("status") or {}).get("serialNumber")
-    if not serial:
-        raise CliError(
-            f"{target.kind.lower()} {target.name} has no certificate to revoke yet "
-            "(status.serialNumber is empty)"
-        )
-    annotations = request_annotations(
-        now=clock(), reason=reason, reissue=reissue, kind=target.kind, serial=serial
-    )
-    annotate(namespace, target.name, annotations)
+    body, annotations = _ask(api, namespace, target, reason, reissue, clock)
+    serial = str(annotations[names.REVOKE_SERIAL_ANNOTATION])
     requested_at = str(annotations[names.REVOKE_REQUEST_ANNOTATION])
     what = f"{target.kind.lower()} {target.name}: serial {serial}"
     reissuing = reissue and target.kind == CERTIFICATE
@@ -132,7 +186,7 @@ def run_object(
         print(f"{what}: revocation ({reason}) requested")
         return 0
     deadline = time.monotonic() + timeout.total_seconds()
-    while pending(get(namespace, target.name), requested_at):
+    while _still_pending(get, namespace, target.name, requested_at):
         if time.monotonic() >= deadline:
             print(f"{what}: not recorded by the operator within {timeout} (is it running?)")
             return 1
