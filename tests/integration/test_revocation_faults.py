@@ -5,9 +5,10 @@ a replaced intermediate keep a current CRL; a deleted record does not un-revoke.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tests import builders, csrs
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess, authority_ready
 from tests.integration.test_certificate_requests import create, wait_ready_reason
+from tests.integration.test_operability import scrape, value
 from tests.integration.test_revocation import (
     REVOKE_ANNOTATION,
     crl_number,
@@ -349,6 +351,24 @@ def test_leaves_of_a_replaced_intermediate_keep_a_current_crl(
         served_crl(running_operator).get_revoked_certificate_by_serial_number(revoked_serial)
         is None
     )
+    # The signers Secret deleted (or edited): written again from the operator's memory, the
+    # replaced intermediate's CRL still published.
+    core = client.CoreV1Api(api_client)
+    core.delete_namespaced_secret("cluster-root-crl-signers", OPERATOR_NAMESPACE)
+    again = plugin(kubeconfig, "revoke", "--serial", "de:1e:a0", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    data = wait_for(
+        lambda: (d := bundle(api_client, namespace))
+        and crls_in(d["ca.crl"])[0].get_revoked_certificate_by_serial_number(0xDE1EA0)
+        and d,
+        timeout=20,
+        what="the CRLs signed after the Secret's deletion",
+    )
+    assert old_key_id in signers(data["ca.crl"])
+    accepted, output = openssl_verify(tmp_path, data, revoked_chain)
+    assert not accepted and "certificate revoked" in output
+    kept = core.read_namespaced_secret("cluster-root-crl-signers", OPERATOR_NAMESPACE).data
+    assert f"{old_key_id}.crt" in kept
 
 
 def test_a_deleted_record_is_rebuilt_and_the_crl_number_grows(
@@ -509,3 +529,187 @@ def test_a_certificate_and_a_request_deleted_before_the_operator_handled_their_r
         timeout=30,
         what="both objects deleted once handled",
     )
+
+
+def test_a_request_the_authority_cannot_record_yet_holds_the_reissue_back_until_it_can(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """A keyCompromise request made while the CRLs cannot be updated, and a spec change
+    meanwhile: the re-issue waits (past the 2 minutes, with a RevocationPending event)
+    instead of replacing the certificate and leaving the request stale; once the record is
+    restored the named serial is revoked, then the Certificate re-issued."""
+    certs.create(
+        api_client, namespace, builders.certificate("held", dnsNames=[f"held.{namespace}.svc"])
+    )
+    serial = certs.wait_ready(api_client, namespace, "held")["status"]["serialNumber"]
+    core = client.CoreV1Api(api_client)
+    saved = dict(
+        core.read_namespaced_config_map("cluster-root-revocations", OPERATOR_NAMESPACE).data
+    )
+    core.patch_namespaced_config_map(
+        "cluster-root-revocations", OPERATOR_NAMESPACE, {"data": {"revocations.json": "{"}}
+    )
+    try:
+        # Asked three minutes ago (as the plugin writes it), so the wait is past 2 minutes.
+        asked = datetime.now(UTC).replace(microsecond=1) - timedelta(minutes=3)
+        kubectl(
+            kubeconfig,
+            *("annotate", "certificates.certsmith.dev/held", "-n", namespace),
+            f"{REVOKE_ANNOTATION}={asked.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}",
+            "certsmith.dev/revoke-reason=keyCompromise",
+            f"certsmith.dev/revoke-serial={serial}",
+        )
+        wait_for(
+            lambda: crl_condition(api_client).get("status") == "False",
+            timeout=30,
+            what="CRLPublished False",
+        )
+        certs.patch_spec(
+            api_client,
+            namespace,
+            "held",
+            {"dnsNames": [f"held.{namespace}.svc", f"held2.{namespace}.svc"]},
+        )
+        message = wait_for(
+            lambda: next(iter(events(api_client, namespace, "held", "RevocationPending")), None),
+            timeout=30,
+            what="a RevocationPending event",
+        )
+        assert f"the revocation of serial {serial} asked at" in message
+        assert certs.get(api_client, namespace, "held")["status"]["serialNumber"] == serial
+        assert not events(api_client, namespace, "held", "InvalidRevocation")
+    finally:
+        core.patch_namespaced_config_map(
+            "cluster-root-revocations", OPERATOR_NAMESPACE, {"data": saved}
+        )
+    wait_for(lambda: lists(api_client, namespace, int(serial, 16)), timeout=60, what="revoked")
+    renewed = wait_for(
+        lambda: (s := certs.get(api_client, namespace, "held")["status"].get("serialNumber"))
+        != serial
+        and s,
+        timeout=30,
+        what="the re-issue after the revocation",
+    )
+    assert not lists(api_client, namespace, int(renewed, 16))
+    assert not events(api_client, namespace, "held", "InvalidRevocation")
+
+
+def test_a_record_restored_from_an_older_backup_keeps_what_was_revoked_since(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """The README's advice (back the record up) followed by a restore: what was revoked
+    after the backup stays revoked, and the CRL number keeps growing."""
+    core = client.CoreV1Api(api_client)
+    record = "cluster-root-revocations"
+    backup = dict(core.read_namespaced_config_map(record, OPERATOR_NAMESPACE).data)
+    result = plugin(kubeconfig, "revoke", "--serial", "de:1e:90", "--wait")
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E90), timeout=20, what="published")
+    number = crl_number(published_crl(api_client, namespace))
+    core.patch_namespaced_config_map(record, OPERATOR_NAMESPACE, {"data": backup})
+    # The authority's next step (here the next revocation; else within 5 minutes) merges it.
+    again = plugin(kubeconfig, "revoke", "--serial", "de:1e:91", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    wait_for(lambda: lists(api_client, namespace, 0xDE1E91), timeout=20, what="published")
+    assert lists(api_client, namespace, 0xDE1E90)
+    assert crl_number(published_crl(api_client, namespace)) > number
+    stored = core.read_namespaced_config_map(record, OPERATOR_NAMESPACE).data
+    assert json.loads(stored["revocations.json"])["crlNumber"] > number
+    restored = [
+        e.message
+        for e in core.list_namespaced_event("default").items  # a cluster-scoped object's
+        if e.reason == "RevocationRecordRestored" and "lacked 1 revocations" in (e.message or "")
+    ]
+    assert restored
+
+
+def test_an_authority_whose_crls_cannot_be_updated_has_crl_metrics_after_a_restart(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """The CRL-stale alert needs the series for every authority: after a restart, one whose
+    record is damaged exports the age of the CRLs still served (from its trust bundle)."""
+    served = wait_for(
+        lambda: published_crl(api_client, namespace), timeout=20, what="a CRL published"
+    ).last_update_utc.timestamp()
+    core = client.CoreV1Api(api_client)
+    record = "cluster-root-revocations"
+    saved = dict(core.read_namespaced_config_map(record, OPERATOR_NAMESPACE).data)
+    running_operator.kill()
+    try:
+        core.patch_namespaced_config_map(
+            record, OPERATOR_NAMESPACE, {"data": {"revocations.json": "{"}}
+        )
+    finally:
+        running_operator.start()
+    try:
+        running_operator.wait_serving(api_client)
+        wait_for(
+            lambda: crl_condition(api_client).get("reason") == "RevocationRecordInvalid",
+            timeout=30,
+            what="CRLPublished False",
+        )
+        samples = wait_for(
+            lambda: (s := scrape(running_operator.metrics_port))
+            and ("certsmith_crl_this_update_timestamp_seconds", (("authority", "cluster-root"),))
+            in s
+            and s,
+            timeout=20,
+            what="the CRL metrics of cluster-root",
+        )
+        assert (
+            value(samples, "certsmith_crl_this_update_timestamp_seconds", authority="cluster-root")
+            == served
+        )
+        assert value(samples, "certsmith_crl_age_seconds", authority="cluster-root") > 0
+    finally:
+        core.patch_namespaced_config_map(record, OPERATOR_NAMESPACE, {"data": saved})
+
+
+def test_a_compromised_key_is_never_certified_again(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """rotationPolicy Never keeps the key at a re-issue: for keyCompromise the plugin refuses
+    (unless --no-reissue), and a hand-written request is recorded but not re-issued."""
+    certs.create(
+        api_client,
+        namespace,
+        builders.certificate(
+            "same-key",
+            dnsNames=[f"same-key.{namespace}.svc"],
+            privateKey={"rotationPolicy": "Never"},
+        ),
+    )
+    serial = certs.wait_ready(api_client, namespace, "same-key")["status"]["serialNumber"]
+    refused = plugin(kubeconfig, "revoke", "same-key", "-n", namespace, "--reason", "keyCompromise")
+    assert refused.returncode != 0
+    assert "rotationPolicy Never" in refused.stderr + refused.stdout
+    assert REVOKE_ANNOTATION not in (
+        certs.get(api_client, namespace, "same-key")["metadata"].get("annotations") or {}
+    )
+    kubectl(
+        kubeconfig,
+        *("annotate", "certificates.certsmith.dev/same-key", "-n", namespace),
+        f"{REVOKE_ANNOTATION}={datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}",
+        "certsmith.dev/revoke-reason=keyCompromise",
+    )
+    message = wait_for(
+        lambda: next(iter(events(api_client, namespace, "same-key", "Revoked")), None),
+        timeout=20,
+        what="a Revoked event",
+    )
+    assert "not re-issued: spec.privateKey.rotationPolicy is Never" in message
+    assert lists(api_client, namespace, int(serial, 16))
+    ready = wait_for(
+        lambda: next(
+            (
+                c
+                for c in certs.get(api_client, namespace, "same-key")["status"]["conditions"]
+                if c["type"] == "Ready" and c["status"] == "False"
+            ),
+            None,
+        ),
+        timeout=20,
+        what="Ready False",
+    )
+    assert ready["reason"] == "Revoked"
+    assert certs.get(api_client, namespace, "same-key")["status"]["serialNumber"] == serial

@@ -191,6 +191,37 @@ def test_the_number_never_goes_below_the_floor(root, intermediate) -> None:
     assert published.number == 15
 
 
+def test_an_older_record_restored_is_signed_again_above_the_floor(root, intermediate) -> None:
+    # A backup of CRL 6 restored after CRL 9 was published: its CRLs are not served again.
+    both = signers(intermediate, root)
+    backup = revocation.publish(revocation.Record(number=5), signers=both, now=NOW)
+    assert backup.number == 6
+    again = revocation.publish(backup, signers=both, now=NOW + timedelta(minutes=1), floor=9)
+    assert again.number == 10
+    assert [
+        c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in crls(again)
+    ] == [10, 10]
+
+
+def test_a_restored_record_keeps_every_revocation_published_since(root, intermediate) -> None:
+    own = crl.key_id(intermediate.certificate)
+    backup = revoke(revocation.Record(), [(request(name="a"), target(1, issuer=own))])
+    published = revoke(
+        backup,
+        [(request(name="b"), target(2, issuer=own))],
+        {3: "superseded"},
+    )
+    merged, missing = revocation.with_published(backup, published)
+    assert sorted(e.serial for e in missing) == [2, 3]
+    assert sorted((e.serial, e.issuer, e.reason) for e in merged.entries) == [
+        (1, own, "keyCompromise"),
+        (2, own, "keyCompromise"),
+        (3, "", "superseded"),
+    ]
+    assert merged.crl_pem == ""
+    assert revocation.with_published(published, backup) == (published, ())
+
+
 def test_a_new_entry_publishes_at_once_with_the_next_number(root, intermediate) -> None:
     both = signers(intermediate, root)
     first = revocation.publish(revocation.Record(), signers=both, now=NOW)
@@ -724,19 +755,50 @@ def test_the_published_condition(problem, expected) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requested_at", "pending"),
+    ("requested_at", "pinned", "held", "not_after", "pending"),
     [
-        (None, False),
-        ("garbage", False),
-        ("2026-06-01T11:58:01Z", True),
-        ("2026-06-01T12:00:00.5Z", True),
-        ("2026-06-01T11:57:59Z", False),
-        ("2026-06-01T12:02:01Z", False),
+        (None, None, "0a", "2026-07-01T00:00:00Z", False),
+        ("garbage", None, "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:58:01Z", None, "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:00:00.5Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        # However long ago: the CRLs may not be updatable for hours; the request is kept.
+        ("2026-05-30T12:00:00Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:04:59Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:05:01Z", "0a", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "0b", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "zz", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "0a", None, None, False),
+        ("2026-06-01T11:00:00Z", "0a", "0a", "2026-06-01T11:59:59Z", False),
     ],
 )
-def test_a_pending_revocation_holds_a_reissue_back_for_two_minutes(requested_at, pending) -> None:
+def test_a_pending_revocation_holds_a_reissue_back_until_handled(
+    requested_at, pinned, held, not_after, pending
+) -> None:
     annotations = {} if requested_at is None else {names.REVOKE_REQUEST_ANNOTATION: requested_at}
-    observed = status.Observed.from_body(
-        {"metadata": {"name": "web", "namespace": "shop", "annotations": annotations}}
-    )
+    if pinned is not None:
+        annotations[names.REVOKE_SERIAL_ANNOTATION] = pinned
+    body = {
+        "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+        "status": {"serialNumber": held, "notAfter": not_after} if held else {},
+    }
+    observed = status.Observed.from_body(body)
     assert observed.revocation_pending(NOW) is pending
+
+
+@pytest.mark.parametrize(
+    ("requested_at", "recheck"),
+    [("2026-06-01T11:59:00Z", 5), ("2026-06-01T11:58:00Z", 30), ("2026-05-01T00:00:00Z", 30)],
+)
+def test_a_reissue_held_back_looks_again_less_often_after_two_minutes(
+    requested_at, recheck
+) -> None:
+    observed = status.Observed.from_body(
+        {
+            "metadata": {
+                "name": "web",
+                "namespace": "shop",
+                "annotations": {names.REVOKE_REQUEST_ANNOTATION: requested_at},
+            }
+        }
+    )
+    assert observed.revocation_recheck(NOW) == timedelta(seconds=recheck)

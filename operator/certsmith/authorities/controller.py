@@ -383,6 +383,8 @@ class AuthorityController:
                 ),
             )
         problem = published.problem
+        if problem is not None:
+            self._crls.report_stale(published.material)
         try:
             revocation.crl_url(body.get("spec") or {})
         except model.InvalidSpec as error:

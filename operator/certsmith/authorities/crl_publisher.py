@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -40,6 +40,11 @@ PUBLISH_FAILED = "CRLPublishFailed"
 FINISH_RETRY = timedelta(seconds=30)
 """How soon a step tries again to remove an annotation of a request it recorded, or to
 read a record that was damaged or not certsmith's (not watched: this finds it restored)."""
+
+EPOCH = datetime.fromtimestamp(0, UTC)
+RECORD_RECHECK = timedelta(minutes=5)
+"""How soon a step reads the record again when nothing else is due: a record restored from
+an older backup or edited is merged with what was published (never an un-revocation)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class CrlPublisher:
         # The last record each authority published here: a record deleted meanwhile is
         # rebuilt from it, and CRL numbers never go back (RFC 5280 5.2.3).
         self._last: dict[str, revocation.Record] = {}
+        # The CAs that signed each authority's CRLs last: a signers Secret deleted or
+        # tampered with meanwhile is written again from these, no CRL silently dropped.
+        self._signed_with: dict[str, revocation.Signers] = {}
         self._guard = threading.Lock()
 
     def publish(
@@ -85,7 +93,10 @@ class CrlPublisher:
         if isinstance(loaded, Published):
             return loaded
         record, stored = loaded
-        last = self._last.get(name)
+        # After a restart, what the trust bundle shows was published last.
+        last = self._last.get(name) or self._published(material, signers, now)
+        if last is not None:
+            record = self._keep_published(body, name, record, last, now)
         requests = self._requests(name, signers, now)
         serials, problems = revocation.serial_requests(
             (body.get("metadata") or {}).get("annotations") or {}
@@ -122,7 +133,10 @@ class CrlPublisher:
         finished = self._finish_serials(body, changes, problems) and finished
         if updated.this_update is not None:
             metrics.crl_published(name, len(updated.entries), updated.this_update)
+        # The record is not watched: one restored from a backup or edited is found this soon.
         next_change = revocation.next_change(updated)
+        recheck = now + RECORD_RECHECK
+        next_change = recheck if next_change is None else min(next_change, recheck)
         if not finished:  # recorded, but an annotation is left: finish it soon
             retry = now + FINISH_RETRY
             next_change = retry if next_change is None else min(next_change, retry)
@@ -183,6 +197,52 @@ class CrlPublisher:
                 self._event(body, "Warning", RECORD_RESTORED, message)
         return record, stored
 
+    def _keep_published(
+        self,
+        body: Mapping[str, Any],
+        name: str,
+        record: revocation.Record,
+        last: revocation.Record,
+        now: datetime,
+    ) -> revocation.Record:
+        """`record` with the revocations published last that it lacks (a backup restored or
+        a hand edit: never an un-revocation), with a Warning event saying so."""
+        merged, missing = revocation.with_published(
+            record, replace(last, entries=revocation.live(last.entries, now))
+        )
+        if missing:
+            message = (
+                f"ConfigMap {self._config.namespace}/{revocation.record_name(name)} lacked "
+                f"{len(missing)} revocations published before (restored from an older backup "
+                "or edited?): they are kept, a revocation is final; the CRL number keeps growing"
+            )
+            logger.warning("CertificateAuthority %s: %s", name, message)
+            self._event(body, "Warning", RECORD_RESTORED, message)
+        return merged
+
+    def report_stale(self, material: authority.AuthorityMaterial) -> None:
+        """Its CRLs could not be updated: the metrics say how old those served are
+        (`material.crl_pem`, or after a restart those in the trust bundle of certsmith's
+        namespace), the epoch when there are none, so that an alert on their age fires
+        for every authority in every state."""
+        pem = material.crl_pem
+        if not pem:
+            try:
+                pem = self._bundle_crl(material)
+            except ApiError as error:
+                logger.warning("CertificateAuthority %s: CRL metrics: %s", material.name, error)
+        revoked, this_update = revocation.served_state(pem)
+        metrics.crl_published(material.name, revoked, this_update or EPOCH)
+
+    def _bundle_crl(self, material: authority.AuthorityMaterial) -> str:
+        """The CRLs in the trust bundle of certsmith's namespace ("" when none)."""
+        if material.bundle_config_map is None:
+            return ""
+        found = self._kube.get_configmap(
+            namespace=self._config.namespace, name=material.bundle_config_map
+        )
+        return str(((found or {}).get("data") or {}).get(revocation.CRL_KEY, ""))
+
     def _published(
         self, material: authority.AuthorityMaterial, signers: revocation.Signers, now: datetime
     ) -> revocation.Record | None:
@@ -191,10 +251,7 @@ class CrlPublisher:
         they had); None when there is no such bundle or CRL."""
         if material.bundle_config_map is None:
             return None
-        found = self._kube.get_configmap(
-            namespace=self._config.namespace, name=material.bundle_config_map
-        )
-        pem = ((found or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+        pem = self._bundle_crl(material)
         try:
             lists = crl.split_pem(pem)
             entries = revocation.entries_from_crls(pem, signers, now)
@@ -219,11 +276,25 @@ class CrlPublisher:
         secret_name = revocation.signers_secret_name(material.name)
         stored = self._kube.get_secret(namespace=self._config.namespace, name=secret_name)
         kept = revocation.load_signers((stored or {}).get("data"))
+        before = self._signed_with.get(material.name)
+        remembered = [*before.intermediates, *before.roots] if before is not None else []
         signers = revocation.retained(
-            kept, intermediate=material.intermediate, root=material.root, now=now
+            [*kept, *remembered], intermediate=material.intermediate, root=material.root, now=now
         )
+        self._signed_with[material.name] = signers
         if sorted(crl.key_id(p.certificate) for p in kept) == sorted(signers.key_ids):
             return signers
+        have = {crl.key_id(p.certificate) for p in kept}
+        lost = [k for k in signers.key_ids if k not in have and before and k in before.key_ids]
+        if lost:
+            logger.warning(
+                "CertificateAuthority %s: Secret %s/%s lacked the CRL signers %s (deleted or "
+                "edited?): written again from memory",
+                material.name,
+                self._config.namespace,
+                secret_name,
+                ", ".join(lost),
+            )
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -354,14 +425,18 @@ class CrlPublisher:
         plural = names.CERTIFICATES if request.kind == "Certificate" else names.CERTIFICATE_REQUESTS
         extra: dict[str, str | None] = {}
         if change.recorded:
-            self._event(
-                involved,
-                "Normal",
-                REVOKED,
-                f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it",
-            )
-            if request.reissue and not (involved.get("metadata") or {}).get("deletionTimestamp"):
-                extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at  # not if going
+            message = f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it"
+            same_key = request.reason in names.KEY_COMPROMISE_REASONS and _keeps_its_key(involved)
+            if same_key and request.reissue:
+                message += (
+                    "; not re-issued: spec.privateKey.rotationPolicy is Never, which would "
+                    "certify the compromised key again (set it to Always, then kubectl "
+                    "certsmith renew)"
+                )
+            self._event(involved, "Normal", REVOKED, message)
+            going = (involved.get("metadata") or {}).get("deletionTimestamp")
+            if request.reissue and not same_key and not going:
+                extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
         else:
             self._event(involved, "Warning", RECORD_FULL, change.message)
         return self._clear(plural, involved, extra)
@@ -425,6 +500,12 @@ class CrlPublisher:
             else:
                 self._event(body, "Warning", RECORD_FULL, change.message)
         return self._clear(names.AUTHORITIES, body, dict.fromkeys(keys_))
+
+
+def _keeps_its_key(involved: Mapping[str, Any]) -> bool:
+    """Whether a Certificate re-uses its key when re-issued (privateKey.rotationPolicy Never)."""
+    key = (involved.get("spec") or {}).get("privateKey") or {}
+    return bool(key.get("rotationPolicy") == "Never")
 
 
 def _ours(stored: Mapping[str, Any], authority_name: str) -> bool:

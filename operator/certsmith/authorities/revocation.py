@@ -35,6 +35,7 @@ from typing import Any
 from cryptography import x509
 
 from certsmith.api import conditions, model, names, times
+from certsmith.certificates import status as certificate_status
 from certsmith.pki import ca, crl, inspect, keys
 
 REQUESTED_AT_ANNOTATION = names.REVOKE_REQUEST_ANNOTATION
@@ -62,7 +63,7 @@ when an entry is added, changed or dropped or the set of issuing CAs changed."""
 CLOCK_SKEW = ca.BACKDATE
 """thisUpdate is this long before the signing time, as leaves' notBefore: a verifier whose
 clock is behind by less does not find the CRL 'not yet valid' (RFC 5280 5.1.2.4)."""
-FUTURE_REQUEST = timedelta(minutes=5)
+FUTURE_REQUEST = certificate_status.REVOCATION_AHEAD
 """A request time further ahead than this is refused (a typo, not a clock difference)."""
 
 MAX_RECORD_BYTES = 900_000
@@ -415,6 +416,18 @@ def with_requests(
     return replace(record, entries=tuple(entries.values()), crl_pem=""), changes
 
 
+def with_published(record: Record, published: Record) -> tuple[Record, tuple[Entry, ...]]:
+    """`record` with each entry of `published` (what certsmith published last) it lacks,
+    and those entries: a record restored from an older backup, or edited, never un-revokes
+    (a revocation is final, RFC 5280 5.3.1 without certificateHold). `record` itself when
+    it lacks none."""
+    have = {e.serial for e in record.entries}
+    missing = tuple(e for e in published.entries if e.serial not in have)
+    if not missing:
+        return record, ()
+    return replace(record, entries=(*record.entries, *missing), crl_pem=""), missing
+
+
 def live(entries: Sequence[Entry], now: datetime) -> tuple[Entry, ...]:
     """The entries whose certificate has not expired at `now` (RFC 5280 5.1.2.6: an entry
     may be removed once the certificate's validity has ended)."""
@@ -499,11 +512,13 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
     """`record` with its expired entries dropped and new CRLs if anything changed, they are
     due again (`republish_at`) or the issuing CAs changed; else `record` itself.
 
-    `ca.crl` holds one CRL per intermediate of `signers` (the entries it `lists`) and one, empty, per root (certsmith never revokes its intermediates): a
-    verifier that checks every certificate of the chain (nginx `ssl_crl`, openssl
-    `-crl_check_all`) needs the CRL of each CA in it. The CRL number is above both the
-    record's and `floor` (the highest this operator published: RFC 5280 5.2.3 wants it to
-    grow even when the record was lost). thisUpdate is CLOCK_SKEW before `now`.
+    `ca.crl` holds one CRL per intermediate of `signers` (the entries it `lists`) and one,
+    empty, per root (certsmith never revokes its intermediates): a verifier that checks
+    every certificate of the chain (nginx `ssl_crl`, openssl `-crl_check_all`) needs the
+    CRL of each CA in it. The CRL number is above both the record's and `floor` (the
+    highest this operator published: RFC 5280 5.2.3 wants it to
+    grow even when the record was lost or an older one restored: a record below `floor` is
+    signed again, never its old CRLs served). thisUpdate is CLOCK_SKEW before `now`.
     """
     entries = live(record.entries, now)
     due = republish_at(record)
@@ -513,6 +528,7 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
         and record.crl_pem
         and due is not None
         and now < due
+        and record.number >= floor
     ):
         return record
     number = max(record.number, floor) + 1
@@ -589,6 +605,17 @@ def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[En
                 issuer,
             )
     return live(tuple(entries.values()), now)
+
+
+def served_state(crl_pem: str) -> tuple[int, datetime | None]:
+    """What CRLs being served say for the metrics: how many serials they list (each once)
+    and the oldest thisUpdate (None: no CRL, or one that does not parse)."""
+    try:
+        lists = crl.split_pem(crl_pem)
+    except ValueError:
+        return 0, None
+    serials = {r.serial_number for revocation_list in lists for r in revocation_list}
+    return len(serials), min((c.last_update_utc for c in lists), default=None)
 
 
 def record_bytes(record: Record) -> int:

@@ -106,6 +106,17 @@ def _ask(
     attempts = CONFLICT_RETRIES
     while True:
         body = get(namespace, target.name)
+        if (
+            target.kind == CERTIFICATE
+            and reissue
+            and reason in names.KEY_COMPROMISE_REASONS
+            and keeps_its_key(body)
+        ):
+            raise CliError(
+                f"--reason {reason}: certificate {target.name} has "
+                "spec.privateKey.rotationPolicy Never, so its re-issue would certify the "
+                "compromised key again: set it to Always first, or pass --no-reissue"
+            )
         serial = (body.get("status") or {}).get("serialNumber")
         if not serial:
             raise CliError(
