@@ -273,7 +273,7 @@ def test_a_leaf_is_revoked_only_through_the_authority_that_signed_it(
             timeout=30,
             what="an InvalidRevocation event",
         )
-        assert f"not by CertificateAuthority {partner}" in message
+        assert f"not by a CA of CertificateAuthority {partner}" in message
         record = client.CoreV1Api(api_client).read_namespaced_config_map(
             f"{partner}-revocations", OPERATOR_NAMESPACE
         )

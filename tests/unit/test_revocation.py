@@ -337,6 +337,26 @@ def test_a_bare_serial_rebuilt_from_two_crls_stays_bare(root, intermediate) -> N
     ]
 
 
+def test_entries_of_an_intermediate_whose_key_is_lost_are_named(root, intermediate) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
+    )
+    old, new = crl.key_id(intermediate.certificate), crl.key_id(renewed.certificate)
+    record = revoke(
+        revocation.Record(),
+        [
+            (request(name="a"), target(1, issuer=old)),
+            (request(name="b"), target(2, issuer=new)),
+            (request(name="c"), target(3, issuer="ab" * 20, not_after=NOW)),
+        ],
+        {4: "superseded"},
+    )
+    only_new = revocation.Signers((renewed,), (root,))
+    assert revocation.unsigned(record, only_new, NOW) == (old,)
+    both = revocation.Signers((renewed, intermediate), (root,))
+    assert revocation.unsigned(record, both, NOW) == ()
+
+
 def test_another_intermediate_signs_new_crls(root, intermediate) -> None:
     first = revocation.publish(revocation.Record(), signers=signers(intermediate, root), now=NOW)
     renewed = ca.build_intermediate(
@@ -588,10 +608,14 @@ def test_a_leaf_of_another_authority_is_refused(root, intermediate) -> None:
     held = leaf(intermediate)
     status = {"serialNumber": inspect.serial_hex(held), "notAfter": "2026-07-01T12:00:00Z"}
     partner = signers(other, other_root).intermediate_certificates()
-    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+    with pytest.raises(
+        revocation.InvalidRequest, match="not by a CA of CertificateAuthority partner"
+    ):
         revocation.certificate_target(request(), status, held, partner, "partner")
     pem = inspect.certificates_to_pem([held]).decode()
-    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+    with pytest.raises(
+        revocation.InvalidRequest, match="not by a CA of CertificateAuthority partner"
+    ):
         revocation.request_target(request(), pem, partner, "partner")
     own = signers(intermediate, root).intermediate_certificates()
     assert revocation.request_target(request(), pem, own, "a").serial == held.serial_number

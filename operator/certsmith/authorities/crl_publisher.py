@@ -37,6 +37,7 @@ RECORD_CONFLICT = "RevocationRecordConflict"
 RECORD_RESTORED = "RevocationRecordRestored"
 RECORD_FULL = names.RECORD_FULL_EVENT
 PUBLISH_FAILED = "CRLPublishFailed"
+SIGNER_LOST = "CRLSignerLost"
 FINISH_RETRY = timedelta(seconds=30)
 """How soon a step tries again to remove an annotation of a request it recorded, or to
 read a record that was damaged or not certsmith's (not watched: this finds it restored)."""
@@ -141,10 +142,20 @@ class CrlPublisher:
             retry = now + FINISH_RETRY
             next_change = retry if next_change is None else min(next_change, retry)
         revoked = frozenset(e.serial for e in updated.entries)
+        lost = revocation.unsigned(updated, signers, now)
+        unsigned: tuple[str, str] | None = None
+        if lost:
+            unsigned = (
+                SIGNER_LOST,
+                f"no CRL for the leaves of intermediate(s) {', '.join(lost)}, some of them "
+                f"revoked: their key is not in Secret {self._config.namespace}/"
+                f"{revocation.signers_secret_name(name)} (deleted while no operator ran?); "
+                "restore it from a backup",
+            )
         return Published(
             replace(material, crl_pem=updated.crl_pem, revoked=revoked),
             next_change,
-            None,
+            unsigned,
             updated.number,
         )
 

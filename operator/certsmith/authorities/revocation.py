@@ -315,8 +315,10 @@ def _issuer_of(
     if signer is None or not inspect.issued_by(leaf, signer):
         raise InvalidRequest(
             f"serial {leaf.serial_number:x} was signed by {leaf.issuer.rfc4514_string()!r}, "
-            f"not by CertificateAuthority {authority}: nothing revoked (spec.issuerRef changed "
-            "since it was issued? revoke it through the authority that signed it)"
+            f"not by a CA of CertificateAuthority {authority} that signs CRLs: nothing revoked "
+            "(spec.issuerRef changed since it was issued? revoke it through the authority that "
+            f"signed it; or the key of that intermediate, {issuer}, is "
+            f"no longer kept in Secret {signers_secret_name(authority)})"
         )
     return str(issuer)
 
@@ -432,6 +434,16 @@ def live(entries: Sequence[Entry], now: datetime) -> tuple[Entry, ...]:
     """The entries whose certificate has not expired at `now` (RFC 5280 5.1.2.6: an entry
     may be removed once the certificate's validity has ended)."""
     return tuple(e for e in entries if e.not_after > now)
+
+
+def unsigned(record: Record, signers: Signers, now: datetime) -> tuple[str, ...]:
+    """The key identifiers of the intermediates that signed live entries of `record` but
+    are not among `signers` (their key lost: the signers Secret deleted while no operator
+    ran): no CRL lists those entries, so their leaves' verifiers find no current CRL."""
+    have = {crl.key_id(p.certificate) for p in signers.intermediates}
+    return tuple(
+        sorted({e.issuer for e in live(record.entries, now) if e.issuer and e.issuer not in have})
+    )
 
 
 def republish_at(record: Record) -> datetime | None:
