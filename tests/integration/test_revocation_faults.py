@@ -713,3 +713,18 @@ def test_a_compromised_key_is_never_certified_again(
     )
     assert ready["reason"] == "Revoked"
     assert certs.get(api_client, namespace, "same-key")["status"]["serialNumber"] == serial
+
+
+def test_a_serial_is_revoked_only_through_the_authority_that_issued_it(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("wrong", dnsNames=[f"wrong.{namespace}.svc"])
+    )
+    serial = certs.wait_ready(api_client, namespace, "wrong")["status"]["serialNumber"]
+    refused = plugin(kubeconfig, "revoke", "--serial", serial, "--authority", "partner")
+    assert refused.returncode != 0
+    assert (
+        f"Certificate {namespace}/wrong holds it, issued by CertificateAuthority cluster-root, "
+        "not partner: revoke it with --authority cluster-root"
+    ) in refused.stderr + refused.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,27 @@ def test_a_bad_reason_is_bad_usage(capsys) -> None:
 def test_a_certificate_that_keeps_its_key_is_named(private_key, kept) -> None:
     spec = {} if private_key is None else {"privateKey": private_key}
     assert revoke.keeps_its_key({"spec": spec}) is kept
+
+
+def _held(namespace: str, name: str, serial: str | None, issuer: str | None) -> dict[str, Any]:
+    spec = {} if issuer is None else {"issuerRef": {"name": issuer}}
+    return {
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": spec,
+        "status": {} if serial is None else {"serialNumber": serial},
+    }
+
+
+@pytest.mark.parametrize(
+    ("items", "serial", "found"),
+    [
+        ([], 0x1234, None),
+        ([_held("shop", "a", None, "t2")], 0x1234, None),
+        ([_held("shop", "a", "zz", "t2")], 0x1234, None),
+        ([_held("shop", "a", "1235", "t2")], 0x1234, None),
+        ([_held("shop", "a", "12:34", "t2")], 0x1234, ("Certificate shop/a", "t2")),
+        ([_held("shop", "b", "001234", None)], 0x1234, ("Certificate shop/b", "cluster-root")),
+    ],
+)
+def test_the_object_holding_a_serial_and_its_authority(items, serial, found) -> None:
+    assert revoke.holder(items, "Certificate", serial) == found

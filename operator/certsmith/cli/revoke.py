@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from certsmith.api import names, times
+from certsmith.api import model, names, times
 from certsmith.cli import renew
 from certsmith.cli.api import CliError, Conflict, NotFound
 from certsmith.pki import crl
@@ -267,6 +267,43 @@ def keeps_its_key(body: Mapping[str, Any]) -> bool:
     return key.get("rotationPolicy") == "Never"
 
 
+def holder(items: Sequence[Mapping[str, Any]], kind: str, serial: int) -> tuple[str, str] | None:
+    """The ("Kind namespace/name", authority) of the first of `items` (Certificates or
+    CertificateRequests, `kind`) whose status.serialNumber is `serial`; None if none."""
+    for item in items:
+        text = (item.get("status") or {}).get("serialNumber")
+        try:
+            if not text or crl.parse_serial(str(text)) != serial:
+                continue
+        except ValueError:
+            continue
+        metadata = item.get("metadata") or {}
+        issuer = ((item.get("spec") or {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+        return f"{kind} {metadata.get('namespace')}/{metadata.get('name')}", str(issuer)
+    return None
+
+
+def _check_authority(api: Api, authority: str, serial: int) -> None:
+    """CliError when a Certificate or CertificateRequest holds `serial` under another
+    authority (its CRL would list it, which no verifier of that certificate reads). A
+    serial no object holds (one replaced since, a device's) cannot be checked."""
+    try:
+        lists = (
+            (CERTIFICATE, api.list_certificates(None)),
+            (CERTIFICATE_REQUEST, api.list_certificate_requests(None)),
+        )
+    except CliError as error:  # e.g. no cluster-wide list: the annotation is still asked
+        print(f"note: --serial {serial:x} not checked against issued certificates: {error}")
+        return
+    for kind, items in lists:
+        found = holder(items, kind, serial)
+        if found is not None and found[1] != authority:
+            raise CliError(
+                f"--serial {serial:x}: {found[0]} holds it, issued by CertificateAuthority "
+                f"{found[1]}, not {authority}: revoke it with --authority {found[1]}"
+            )
+
+
 def run_serial(
     api: Api,
     *,
@@ -282,6 +319,7 @@ def run_serial(
         value = crl.parse_serial(serial)
     except ValueError as error:
         raise CliError(f"--serial: {error}") from None
+    _check_authority(api, authority, value)
     key = f"{names.REVOKE_SERIAL_PREFIX}{value:x}"
     api.annotate_authority(authority, {key: reason})
     what = f"serial {value:x} of certificateauthority {authority}"
