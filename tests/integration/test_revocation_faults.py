@@ -698,7 +698,7 @@ def test_a_compromised_key_is_never_certified_again(
         what="a Revoked event",
     )
     assert "not re-issued: spec.privateKey.rotationPolicy is Never" in message
-    assert lists(api_client, namespace, int(serial, 16))
+    wait_for(lambda: lists(api_client, namespace, int(serial, 16)), timeout=20, what="revoked")
     ready = wait_for(
         lambda: next(
             (

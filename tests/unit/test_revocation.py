@@ -3,6 +3,7 @@ checked with cryptography and with `openssl crl -verify` / `openssl verify -crl_
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -598,6 +599,14 @@ def test_a_pinned_serial_the_object_no_longer_holds_is_refused(root, intermediat
     pem = inspect.certificates_to_pem([held]).decode()
     with pytest.raises(revocation.InvalidRequest, match="nothing revoked"):
         revocation.request_target(request(pinned=7), pem, known, "cluster-root")
+    device = dataclasses.replace(request(pinned=7), kind="CertificateRequest")
+    with pytest.raises(revocation.InvalidRequest) as refused:
+        revocation.request_target(device, pem, known, "cluster-root")
+    assert str(refused.value) == (
+        f"certsmith.dev/revoke-serial: CertificateRequest web holds serial "
+        f"{held.serial_number:x}, not 7: nothing revoked (a request revokes only its own "
+        "certificate)"
+    )
 
 
 def test_a_leaf_of_another_authority_is_refused(root, intermediate) -> None:

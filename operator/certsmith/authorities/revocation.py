@@ -243,13 +243,19 @@ def request_of(kind: str, body: Mapping[str, Any], now: datetime) -> Request | N
 
 
 def _check_pinned(request: Request, serial: int) -> None:
-    if request.pinned is not None and request.pinned != serial:
+    if request.pinned is None or request.pinned == serial:
+        return
+    if request.kind != "Certificate":  # a CertificateRequest is signed once, never re-issued
         raise InvalidRequest(
             f"{SERIAL_ANNOTATION}: {request.kind} {request.name} holds serial {serial:x}, not "
-            f"{request.pinned:x} (re-issued since the request): nothing revoked; to revoke "
-            f"{request.pinned:x}, kubectl certsmith revoke --serial {request.pinned:x} "
-            "--authority AUTHORITY"
+            f"{request.pinned:x}: nothing revoked (a request revokes only its own certificate)"
         )
+    raise InvalidRequest(
+        f"{SERIAL_ANNOTATION}: {request.kind} {request.name} holds serial {serial:x}, not "
+        f"{request.pinned:x} (re-issued since the request): nothing revoked; to revoke "
+        f"{request.pinned:x}, kubectl certsmith revoke --serial {request.pinned:x} "
+        "--authority AUTHORITY"
+    )
 
 
 def certificate_target(
