@@ -134,7 +134,10 @@ def _ask(
                 namespace,
                 target.name,
                 annotations,
-                finalizers=with_finalizer(metadata.get("finalizers") or []),
+                # The apiserver adds no finalizer to an object being deleted already.
+                finalizers=None
+                if metadata.get("deletionTimestamp")
+                else with_finalizer(metadata.get("finalizers") or []),
                 resource_version=metadata.get("resourceVersion"),
             )
             return body, annotations
