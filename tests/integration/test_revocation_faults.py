@@ -728,3 +728,38 @@ def test_a_serial_is_revoked_only_through_the_authority_that_issued_it(
         f"Certificate {namespace}/wrong holds it, issued by CertificateAuthority cluster-root, "
         "not partner: revoke it with --authority cluster-root"
     ) in refused.stderr + refused.stdout
+
+
+def test_a_revocation_for_an_authority_that_does_not_exist_never_holds_a_deletion(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    certs.create(
+        api_client, namespace, builders.certificate("orphan", dnsNames=[f"orphan.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "orphan")
+    running_operator.kill()
+    try:
+        asked = plugin(kubeconfig, "revoke", "orphan", "-n", namespace)
+        assert asked.returncode == 0, asked.stdout + asked.stderr
+        certs.patch_spec(api_client, namespace, "orphan", {"issuerRef": {"name": "nowhere"}})
+        client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "certificates", "orphan"
+        )
+    finally:
+        running_operator.start()
+    running_operator.wait_serving(api_client)
+    message = wait_for(
+        lambda: next(iter(events(api_client, namespace, "orphan", "InvalidRevocation")), None),
+        timeout=30,
+        what="an InvalidRevocation event",
+    )
+    assert message == "CertificateAuthority nowhere does not exist: nothing revoked"
+
+    def gone() -> bool:
+        try:
+            certs.get(api_client, namespace, "orphan")
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(gone, timeout=30, what="the Certificate deleted")

@@ -203,6 +203,7 @@ class AuthorityController:
 
     def _forget(self, name: str) -> None:
         self._registry.remove(name, store.does_not_exist(name))
+        self._crls.release_deleted(name)
         self._scheduler.cancel((AUTHORITY, "", name))
         metrics.authority_forgotten(name)
 

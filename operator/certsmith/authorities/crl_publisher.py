@@ -280,6 +280,34 @@ class CrlPublisher:
         with self._guard:
             self._pending.setdefault(authority_name, set()).add((kind, namespace, name))
 
+    def release_deleted(self, name: str) -> None:
+        """Authority `name` does not exist: each request addressed to it on an object being
+        deleted is refused (Warning event; annotations and finalizer removed), so that the
+        object goes instead of waiting for an authority that may never come back. Others
+        stay pending: the authority re-created handles them."""
+        with self._guard:
+            pending = sorted(self._pending.get(name, ()))
+        for key in pending:
+            kind, namespace, object_name = key
+            plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
+            try:
+                item = self._read(kind, namespace, object_name)
+            except ApiError as error:
+                logger.warning("%s %s/%s: %s", kind, namespace, object_name, error)
+                continue
+            metadata = (item or {}).get("metadata") or {}
+            if item is None or not metadata.get("deletionTimestamp") or _issuer(item) != name:
+                continue
+            if revocation.REQUESTED_AT_ANNOTATION in (metadata.get("annotations") or {}):
+                self._event(
+                    item,
+                    "Warning",
+                    INVALID_REVOCATION,
+                    f"CertificateAuthority {name} does not exist: nothing revoked",
+                )
+            if self._clear(plural, item, {}):
+                self._done(name, key)
+
     def _signers(self, material: authority.AuthorityMaterial, now: datetime) -> revocation.Signers:
         """The CAs whose CRLs are published, kept in the signers Secret (written when that
         set changes): the current intermediate is kept there before it can be replaced,
