@@ -763,3 +763,25 @@ def test_a_revocation_for_an_authority_that_does_not_exist_never_holds_a_deletio
         return False
 
     wait_for(gone, timeout=30, what="the Certificate deleted")
+
+
+def test_wait_says_when_a_trust_bundle_of_the_namespace_does_not_list_the_revocation(
+    api_client: client.ApiClient, kubeconfig: str, running_operator: OperatorProcess, namespace: str
+) -> None:
+    """A namespace's own key fills its bundle: the new CRL cannot be written there
+    (BundlesSynced False); `--wait` does not report success for that namespace."""
+    certs.create(
+        api_client, namespace, builders.certificate("full", dnsNames=[f"full.{namespace}.svc"])
+    )
+    certs.wait_ready(api_client, namespace, "full")
+    data = wait_for(lambda: bundle(api_client, namespace), timeout=20, what="the trust bundle")
+    used = sum(len(k) + len(v.encode()) for k, v in data.items()) + len("pad")
+    client.CoreV1Api(api_client).patch_namespaced_config_map(
+        "certsmith-ca", namespace, {"data": {"pad": "x" * (1048576 - used - 10)}}
+    )
+    result = plugin(
+        kubeconfig,
+        *("revoke", "full", "-n", namespace, "--no-reissue", "--wait", "--timeout", "10s"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"warning: ConfigMap {namespace}/certsmith-ca does not list it yet" in result.stdout

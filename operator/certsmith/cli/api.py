@@ -304,6 +304,15 @@ class Api:
         )
         return _items(self._request("GET", path, what=f"Events in namespace {namespace}"))
 
+    def list_trust_bundles(self, namespace: str, authority: str) -> list[dict[str, Any]]:
+        """The namespace's trust-bundle ConfigMaps of `authority` (label
+        api.names.BUNDLE_LABEL=<authority>; CliError when RBAC forbids listing them)."""
+        path = (
+            f"/api/v1/namespaces/{_segment(namespace)}/configmaps"
+            f"?labelSelector={quote(names.BUNDLE_LABEL, safe='')}%3D{_segment(authority)}"
+        )
+        return _items(self._request("GET", path, what=f"ConfigMaps in namespace {namespace}"))
+
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's Pods (CliError when RBAC forbids listing them)."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/pods"

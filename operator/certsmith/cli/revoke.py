@@ -215,9 +215,46 @@ def run_object(
     print(f"{what}: {message}")
     if not recorded:
         return 1
+    if not _wait_listed(api, namespace, body, int(serial, 16), deadline, what):
+        return 1
     if not reissuing:
         return 0
     return _wait_reissued(api, namespace, target, serial, deadline, timeout)
+
+
+def not_listing(configmaps: Sequence[Mapping[str, Any]], serial: int) -> list[str]:
+    """The names of the trust-bundle ConfigMaps whose CRLs (data `ca.crl`) do not list
+    `serial`: a verifier reading them does not refuse it yet."""
+    missing = []
+    for configmap in configmaps:
+        try:
+            lists = crl.split_pem(str((configmap.get("data") or {}).get("ca.crl", "")))
+        except ValueError:
+            lists = []
+        if not any(c.get_revoked_certificate_by_serial_number(serial) for c in lists):
+            missing.append(str((configmap.get("metadata") or {}).get("name")))
+    return missing
+
+
+def _wait_listed(
+    api: Api, namespace: str, body: Mapping[str, Any], serial: int, deadline: float, what: str
+) -> bool:
+    """Until every trust bundle of the namespace lists `serial` (False, said, past
+    `deadline`: one its authority cannot write, BundlesSynced False, keeps the old CRL)."""
+    issuer = ((body.get("spec") or {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+    try:
+        while missing := not_listing(api.list_trust_bundles(namespace, str(issuer)), serial):
+            if time.monotonic() >= deadline:
+                print(
+                    f"{what}: warning: ConfigMap {namespace}/{', '.join(missing)} does not list "
+                    f"it yet (CertificateAuthority {issuer}'s BundlesSynced condition says why): "
+                    "servers reading it still accept the certificate"
+                )
+                return False
+            time.sleep(POLL_INTERVAL_SECONDS)
+    except CliError as error:  # no right to read ConfigMaps: the operator's word stands
+        print(f"{what}: note: the namespace's trust bundles not checked: {error}")
+    return True
 
 
 def _wait_reissued(
