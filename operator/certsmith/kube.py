@@ -53,6 +53,7 @@ from certsmith.api import names
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 # The install's webhook configurations whose caBundle certsmith keeps
 # (admissionregistration.k8s.io/v1), by kind.
 _ADMISSION_PLURALS = {
@@ -177,7 +178,7 @@ class Kube:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
         accept: str = JSON,
@@ -223,7 +224,7 @@ class Kube:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         content_type: str = JSON,
         query: Mapping[str, str] | None = None,
         accept: str = JSON,
@@ -499,6 +500,24 @@ class Kube:
         path = f"/apis/{names.GROUP}/{names.VERSION}/{where}{plural}/{name}"
         body = {"metadata": {"annotations": dict(annotations)}}
         return self._call("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    def remove_finalizer(
+        self,
+        *,
+        plural: str,
+        namespace: str | None,
+        name: str,
+        finalizers: Sequence[str],
+        finalizer: str,
+    ) -> dict[str, Any]:
+        """Remove `finalizer` from a certsmith object of `plural` whose finalizers were read
+        as `finalizers` (RFC 6902 test then remove at its index: 422 ApiError when the list
+        changed meanwhile, so nobody else's finalizer is ever removed); 404 if it is gone."""
+        where = f"namespaces/{namespace}/" if namespace else ""
+        path = f"/apis/{names.GROUP}/{names.VERSION}/{where}{plural}/{name}"
+        at = f"/metadata/finalizers/{list(finalizers).index(finalizer)}"
+        body = [{"op": "test", "path": at, "value": finalizer}, {"op": "remove", "path": at}]
+        return self._call("PATCH", path, body=body, content_type=JSON_PATCH)
 
     @staticmethod
     def _certificate_request_path(namespace: str, name: str) -> str:

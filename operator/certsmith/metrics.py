@@ -170,7 +170,9 @@ def authority_forgotten(name: str) -> None:
 
 
 def crl_published(name: str, revoked: int, this_update: datetime) -> None:
-    """Authority `name` publishes a CRL of `revoked` entries signed at `this_update`."""
+    """Authority `name` publishes (or serves, unable to update them) CRLs of `revoked`
+    entries signed at `this_update`; the Unix epoch when it has none, so that the CRL-stale
+    alert fires for it too."""
     REVOKED.labels(name).set(revoked)
     CRL_THIS_UPDATE.labels(name).set(this_update.timestamp())
     stamp = this_update.timestamp()

@@ -814,12 +814,17 @@ def test_a_root_rotation_tells_requests_under_the_retired_root_to_enrol_again(
         f"the certificate chains to a root CertificateAuthority {own_authority} no longer trusts"
     )
     assert body["status"]["certificate"] == issued["status"]["certificate"]
-    events = [
-        e.reason
-        for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
-        if e.involved_object.name == "old" and e.involved_object.kind == "CertificateRequest"
-    ]
-    assert "RootRetired" in events
+    # The event is posted after the status write: waited for, not read once.
+    wait_for(
+        lambda: "RootRetired"
+        in [
+            e.reason
+            for e in client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+            if e.involved_object.name == "old" and e.involved_object.kind == "CertificateRequest"
+        ],
+        timeout=15,
+        what="a RootRetired event on the request",
+    )
     # A new CSR is signed under the new root.
     again = csrs.csr_pem(csrs.ecdsa_key(), dns_names=[f"old.{namespace}.svc"])
     create(

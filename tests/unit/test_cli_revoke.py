@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from certsmith.api import names
 from certsmith.cli import main, revoke
 from certsmith.cli.api import CliError
+from certsmith.pki import crl
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -149,3 +151,51 @@ def test_a_bad_reason_is_bad_usage(capsys) -> None:
 def test_a_certificate_that_keeps_its_key_is_named(private_key, kept) -> None:
     spec = {} if private_key is None else {"privateKey": private_key}
     assert revoke.keeps_its_key({"spec": spec}) is kept
+
+
+def _held(namespace: str, name: str, serial: str | None, issuer: str | None) -> dict[str, Any]:
+    spec = {} if issuer is None else {"issuerRef": {"name": issuer}}
+    return {
+        "metadata": {"namespace": namespace, "name": name},
+        "spec": spec,
+        "status": {} if serial is None else {"serialNumber": serial},
+    }
+
+
+@pytest.mark.parametrize(
+    ("items", "serial", "found"),
+    [
+        ([], 0x1234, None),
+        ([_held("shop", "a", None, "t2")], 0x1234, None),
+        ([_held("shop", "a", "zz", "t2")], 0x1234, None),
+        ([_held("shop", "a", "1235", "t2")], 0x1234, None),
+        ([_held("shop", "a", "12:34", "t2")], 0x1234, ("Certificate shop/a", "t2")),
+        ([_held("shop", "b", "001234", None)], 0x1234, ("Certificate shop/b", "cluster-root")),
+    ],
+)
+def test_the_object_holding_a_serial_and_its_authority(items, serial, found) -> None:
+    assert revoke.holder(items, "Certificate", serial) == found
+
+
+def test_the_trust_bundles_whose_crls_do_not_list_a_serial_yet(intermediate) -> None:
+    def bundle(name: str, serials: list[int], pem: str | None = None) -> dict[str, Any]:
+        listing = crl.build_crl(
+            issuer=intermediate,
+            entries=[crl.Revoked(s, NOW, "keyCompromise") for s in serials],
+            number=1,
+            this_update=NOW,
+            next_update=NOW + timedelta(days=1),
+        )
+        return {
+            "metadata": {"name": name},
+            "data": {"ca.crl": crl.to_pem(listing) if pem is None else pem},
+        }
+
+    configmaps = [
+        bundle("listing", [5, 6]),
+        bundle("stale", [6]),
+        bundle("damaged", [], pem="-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"),
+        {"metadata": {"name": "no-crl"}, "data": {"ca.crt": ""}},
+    ]
+    assert revoke.not_listing(configmaps, 5) == ["stale", "damaged", "no-crl"]
+    assert revoke.not_listing(configmaps[:1], 5) == []

@@ -3,6 +3,7 @@ checked with cryptography and with `openssl crl -verify` / `openssl verify -crl_
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,6 +192,37 @@ def test_the_number_never_goes_below_the_floor(root, intermediate) -> None:
     assert published.number == 15
 
 
+def test_an_older_record_restored_is_signed_again_above_the_floor(root, intermediate) -> None:
+    # A backup of CRL 6 restored after CRL 9 was published: its CRLs are not served again.
+    both = signers(intermediate, root)
+    backup = revocation.publish(revocation.Record(number=5), signers=both, now=NOW)
+    assert backup.number == 6
+    again = revocation.publish(backup, signers=both, now=NOW + timedelta(minutes=1), floor=9)
+    assert again.number == 10
+    assert [
+        c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in crls(again)
+    ] == [10, 10]
+
+
+def test_a_restored_record_keeps_every_revocation_published_since(root, intermediate) -> None:
+    own = crl.key_id(intermediate.certificate)
+    backup = revoke(revocation.Record(), [(request(name="a"), target(1, issuer=own))])
+    published = revoke(
+        backup,
+        [(request(name="b"), target(2, issuer=own))],
+        {3: "superseded"},
+    )
+    merged, missing = revocation.with_published(backup, published)
+    assert sorted(e.serial for e in missing) == [2, 3]
+    assert sorted((e.serial, e.issuer, e.reason) for e in merged.entries) == [
+        (1, own, "keyCompromise"),
+        (2, own, "keyCompromise"),
+        (3, "", "superseded"),
+    ]
+    assert merged.crl_pem == ""
+    assert revocation.with_published(published, backup) == (published, ())
+
+
 def test_a_new_entry_publishes_at_once_with_the_next_number(root, intermediate) -> None:
     both = signers(intermediate, root)
     first = revocation.publish(revocation.Record(), signers=both, now=NOW)
@@ -241,6 +273,89 @@ def test_each_issuing_ca_has_its_own_crl_listing_its_own_leaves(root, intermedia
     assert sorted(r.serial_number for r in second) == [1, 3]
     assert second.is_signature_valid(intermediate.key.public_key())
     assert len(third) == 0
+
+
+def test_an_intermediate_made_after_a_bare_serial_does_not_list_it(root, intermediate) -> None:
+    # A record at its capacity, then an intermediate renewal: the renewed intermediate's CRL
+    # lists only what was revoked after it existed, so the record does not grow by the bare
+    # serials again (it would pass the ConfigMap's 1 MiB and no CRL would be published).
+    record = revoke(revocation.Record(), [], {serial: "superseded" for serial in range(1, 401)})
+    before = revocation.publish(record, signers=signers(intermediate, root), now=NOW)
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW + timedelta(hours=1), lifetime=LATER - NOW
+    )
+    both = revocation.Signers((renewed, intermediate), (root,))
+    after = revocation.publish(before, signers=both, now=NOW + timedelta(hours=1))
+    new, old, root_crl = crls(after)
+    assert (len(new), len(old), len(root_crl)) == (0, 400, 0)
+    added = revocation.record_bytes(after) - revocation.record_bytes(before)
+    assert 0 < added < 2_000  # one empty CRL more, not 400 entries
+    later, _ = revocation.with_requests(
+        after, [], {0x999: "keyCompromise"}, now=NOW + timedelta(hours=2), serial_not_after=LATER
+    )
+    listed = crls(revocation.publish(later, signers=both, now=NOW + timedelta(hours=2)))
+    assert [0x999 in {r.serial_number for r in c} for c in listed] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "revoked_after_renewal", "in_renewed", "in_old"),
+    [
+        ("renewed", False, True, False),
+        ("old", True, False, True),
+        ("", False, False, True),
+        ("", True, True, True),
+    ],
+)
+def test_which_intermediate_lists_an_entry(
+    root, intermediate, issuer, revoked_after_renewal, in_renewed, in_old
+) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
+    )
+    key_ids = {
+        "renewed": crl.key_id(renewed.certificate),
+        "old": crl.key_id(intermediate.certificate),
+    }
+    at = NOW + timedelta(seconds=1) if revoked_after_renewal else NOW - timedelta(minutes=2)
+    entry = revocation.Entry(5, at, "superseded", LATER, "serial", key_ids.get(issuer, ""))
+    assert revocation.lists(renewed.certificate, entry) is in_renewed
+    assert revocation.lists(intermediate.certificate, entry) is in_old
+
+
+def test_a_bare_serial_rebuilt_from_two_crls_stays_bare(root, intermediate) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=400)
+    )
+    both = revocation.Signers((renewed, intermediate), (root,))
+    record = revocation.publish(
+        revoke(revocation.Record(), [], {0x77: "keyCompromise"}, intermediates=2),
+        signers=both,
+        now=NOW + timedelta(minutes=1),
+    )
+    rebuilt = revocation.entries_from_crls(record.crl_pem, both, NOW)
+    assert [(e.serial, e.issuer, e.not_after) for e in rebuilt] == [
+        (0x77, "", renewed.certificate.not_valid_after_utc)
+    ]
+
+
+def test_entries_of_an_intermediate_whose_key_is_lost_are_named(root, intermediate) -> None:
+    renewed = ca.build_intermediate(
+        issuer=root, common_name="intermediate", now=NOW, lifetime=timedelta(days=365)
+    )
+    old, new = crl.key_id(intermediate.certificate), crl.key_id(renewed.certificate)
+    record = revoke(
+        revocation.Record(),
+        [
+            (request(name="a"), target(1, issuer=old)),
+            (request(name="b"), target(2, issuer=new)),
+            (request(name="c"), target(3, issuer="ab" * 20, not_after=NOW)),
+        ],
+        {4: "superseded"},
+    )
+    only_new = revocation.Signers((renewed,), (root,))
+    assert revocation.unsigned(record, only_new, NOW) == (old,)
+    both = revocation.Signers((renewed, intermediate), (root,))
+    assert revocation.unsigned(record, both, NOW) == ()
 
 
 def test_another_intermediate_signs_new_crls(root, intermediate) -> None:
@@ -484,6 +599,14 @@ def test_a_pinned_serial_the_object_no_longer_holds_is_refused(root, intermediat
     pem = inspect.certificates_to_pem([held]).decode()
     with pytest.raises(revocation.InvalidRequest, match="nothing revoked"):
         revocation.request_target(request(pinned=7), pem, known, "cluster-root")
+    device = dataclasses.replace(request(pinned=7), kind="CertificateRequest")
+    with pytest.raises(revocation.InvalidRequest) as refused:
+        revocation.request_target(device, pem, known, "cluster-root")
+    assert str(refused.value) == (
+        f"certsmith.dev/revoke-serial: CertificateRequest web holds serial "
+        f"{held.serial_number:x}, not 7: nothing revoked (a request revokes only its own "
+        "certificate)"
+    )
 
 
 def test_a_leaf_of_another_authority_is_refused(root, intermediate) -> None:
@@ -494,10 +617,14 @@ def test_a_leaf_of_another_authority_is_refused(root, intermediate) -> None:
     held = leaf(intermediate)
     status = {"serialNumber": inspect.serial_hex(held), "notAfter": "2026-07-01T12:00:00Z"}
     partner = signers(other, other_root).intermediate_certificates()
-    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+    with pytest.raises(
+        revocation.InvalidRequest, match="not by a CA of CertificateAuthority partner"
+    ):
         revocation.certificate_target(request(), status, held, partner, "partner")
     pem = inspect.certificates_to_pem([held]).decode()
-    with pytest.raises(revocation.InvalidRequest, match="not by CertificateAuthority partner"):
+    with pytest.raises(
+        revocation.InvalidRequest, match="not by a CA of CertificateAuthority partner"
+    ):
         revocation.request_target(request(), pem, partner, "partner")
     own = signers(intermediate, root).intermediate_certificates()
     assert revocation.request_target(request(), pem, own, "a").serial == held.serial_number
@@ -661,19 +788,50 @@ def test_the_published_condition(problem, expected) -> None:
 
 
 @pytest.mark.parametrize(
-    ("requested_at", "pending"),
+    ("requested_at", "pinned", "held", "not_after", "pending"),
     [
-        (None, False),
-        ("garbage", False),
-        ("2026-06-01T11:58:01Z", True),
-        ("2026-06-01T12:00:00.5Z", True),
-        ("2026-06-01T11:57:59Z", False),
-        ("2026-06-01T12:02:01Z", False),
+        (None, None, "0a", "2026-07-01T00:00:00Z", False),
+        ("garbage", None, "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:58:01Z", None, "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:00:00.5Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        # However long ago: the CRLs may not be updatable for hours; the request is kept.
+        ("2026-05-30T12:00:00Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:04:59Z", "0a", "0a", "2026-07-01T00:00:00Z", True),
+        ("2026-06-01T12:05:01Z", "0a", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "0b", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "zz", "0a", "2026-07-01T00:00:00Z", False),
+        ("2026-06-01T11:00:00Z", "0a", None, None, False),
+        ("2026-06-01T11:00:00Z", "0a", "0a", "2026-06-01T11:59:59Z", False),
     ],
 )
-def test_a_pending_revocation_holds_a_reissue_back_for_two_minutes(requested_at, pending) -> None:
+def test_a_pending_revocation_holds_a_reissue_back_until_handled(
+    requested_at, pinned, held, not_after, pending
+) -> None:
     annotations = {} if requested_at is None else {names.REVOKE_REQUEST_ANNOTATION: requested_at}
-    observed = status.Observed.from_body(
-        {"metadata": {"name": "web", "namespace": "shop", "annotations": annotations}}
-    )
+    if pinned is not None:
+        annotations[names.REVOKE_SERIAL_ANNOTATION] = pinned
+    body = {
+        "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+        "status": {"serialNumber": held, "notAfter": not_after} if held else {},
+    }
+    observed = status.Observed.from_body(body)
     assert observed.revocation_pending(NOW) is pending
+
+
+@pytest.mark.parametrize(
+    ("requested_at", "recheck"),
+    [("2026-06-01T11:59:00Z", 5), ("2026-06-01T11:58:00Z", 30), ("2026-05-01T00:00:00Z", 30)],
+)
+def test_a_reissue_held_back_looks_again_less_often_after_two_minutes(
+    requested_at, recheck
+) -> None:
+    observed = status.Observed.from_body(
+        {
+            "metadata": {
+                "name": "web",
+                "namespace": "shop",
+                "annotations": {names.REVOKE_REQUEST_ANNOTATION: requested_at},
+            }
+        }
+    )
+    assert observed.revocation_recheck(NOW) == timedelta(seconds=recheck)

@@ -62,6 +62,11 @@ REVOKE_REASON_ANNOTATION = "certsmith.dev/revoke-reason"
 REVOKE_REISSUE_ANNOTATION = "certsmith.dev/revoke-reissue"
 REVOKE_SERIAL_ANNOTATION = "certsmith.dev/revoke-serial"
 REVOKE_SERIAL_PREFIX = "revoke.certsmith.dev/"
+# Added by `kubectl certsmith revoke` with the request, removed by certsmith once it handled
+# it: deleting the object (or its namespace) meanwhile waits, so the request is not lost.
+REVOKE_FINALIZER = "certsmith.dev/revocation"
+# Reasons saying the key is known to others: a re-issue must not certify the same key again.
+KEY_COMPROMISE_REASONS = ("keyCompromise", "cACompromise")
 # The Events that say what became of a revocation request (the plugin's --wait reads them).
 REVOKED_EVENT = "Revoked"
 INVALID_REVOCATION_EVENT = "InvalidRevocation"

@@ -40,7 +40,7 @@ from certsmith.authorities import (
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
-from certsmith.pki import inspect, name_constraints
+from certsmith.pki import crl, inspect, name_constraints
 from certsmith.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ class AuthorityController:
 
     def _forget(self, name: str) -> None:
         self._registry.remove(name, store.does_not_exist(name))
+        self._crls.release_deleted(name)
         self._scheduler.cancel((AUTHORITY, "", name))
         metrics.authority_forgotten(name)
         self.wake_subordinates(name, self._clock())
@@ -221,9 +222,11 @@ class AuthorityController:
             settings, material, state = self._load(body, state, now)
         except (store.AuthorityNotReady, model.InvalidSpec) as error:
             return self._not_ready(body, error, now)
+        before = self._registry.get(material.name)
         material = self._with_crl(body, material, now)
         self._registry.put(material)
         self.wake_subordinates(material.name, now)
+        self._rejudge_revoked(material, before, now)
         self._apply_rate(material.name, settings.reissue_rate, now)
         # From the root Secrets read fresh above: the bound is written there before any pod
         # certificate under the old root is handed out, so no such certificate is missed.
@@ -405,6 +408,27 @@ class AuthorityController:
         self.warning_event(body, ROTATION_RESUMED, message)
         return rotation.start(state, old_root=old_root, new_root=new_root, request=request, now=now)
 
+    def _rejudge_revoked(
+        self,
+        material: authority.AuthorityMaterial,
+        before: authority.AuthorityMaterial | None,
+        now: datetime,
+    ) -> None:
+        """Reconcile now each Certificate whose serial was just revoked: it is judged with
+        the material just put (Ready=False, reason Revoked, when not re-issued), not with
+        the one a reconcile raced by the revocation's own write may have read."""
+        newly = material.revoked - (before.revoked if before is not None else frozenset())
+        if not newly:
+            return
+        for (namespace, _, certificate), item in self._certificates_of({material.name}).items():
+            serial = (item.get("status") or {}).get("serialNumber")
+            try:
+                held = crl.parse_serial(str(serial)) if serial else None
+            except ValueError:
+                continue
+            if held in newly:
+                self._scheduler.schedule((CERTIFICATE, namespace, certificate), now)
+
     def _apply_rate(self, name: str, rate: int, now: datetime) -> None:
         """Apply the authority's reissueRate; re-issues whose slot moved run at their new one."""
         for (namespace, certificate), when in self._pacer.set_rate(name, rate, now=now).items():
@@ -465,6 +489,8 @@ class AuthorityController:
                 ),
             )
         problem = published.problem
+        if problem is not None:
+            self._crls.report_stale(published.material)
         try:
             revocation.crl_url(body.get("spec") or {})
         except model.InvalidSpec as error:

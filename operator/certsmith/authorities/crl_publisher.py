@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
@@ -37,9 +37,15 @@ RECORD_CONFLICT = "RevocationRecordConflict"
 RECORD_RESTORED = "RevocationRecordRestored"
 RECORD_FULL = names.RECORD_FULL_EVENT
 PUBLISH_FAILED = "CRLPublishFailed"
+SIGNER_LOST = "CRLSignerLost"
 FINISH_RETRY = timedelta(seconds=30)
 """How soon a step tries again to remove an annotation of a request it recorded, or to
 read a record that was damaged or not certsmith's (not watched: this finds it restored)."""
+
+EPOCH = datetime.fromtimestamp(0, UTC)
+RECORD_RECHECK = timedelta(minutes=5)
+"""How soon a step reads the record again when nothing else is due: a record restored from
+an older backup or edited is merged with what was published (never an un-revocation)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,9 @@ class CrlPublisher:
         # The last record each authority published here: a record deleted meanwhile is
         # rebuilt from it, and CRL numbers never go back (RFC 5280 5.2.3).
         self._last: dict[str, revocation.Record] = {}
+        # The CAs that signed each authority's CRLs last: a signers Secret deleted or
+        # tampered with meanwhile is written again from these, no CRL silently dropped.
+        self._signed_with: dict[str, revocation.Signers] = {}
         self._guard = threading.Lock()
 
     def publish(
@@ -85,7 +94,10 @@ class CrlPublisher:
         if isinstance(loaded, Published):
             return loaded
         record, stored = loaded
-        last = self._last.get(name)
+        # After a restart, what the trust bundle shows was published last.
+        last = self._last.get(name) or self._published(material, signers, now)
+        if last is not None:
+            record = self._keep_published(body, name, record, last, now)
         requests = self._requests(name, signers, now)
         serials, problems = revocation.serial_requests(
             (body.get("metadata") or {}).get("annotations") or {}
@@ -122,15 +134,28 @@ class CrlPublisher:
         finished = self._finish_serials(body, changes, problems) and finished
         if updated.this_update is not None:
             metrics.crl_published(name, len(updated.entries), updated.this_update)
+        # The record is not watched: one restored from a backup or edited is found this soon.
         next_change = revocation.next_change(updated)
+        recheck = now + RECORD_RECHECK
+        next_change = recheck if next_change is None else min(next_change, recheck)
         if not finished:  # recorded, but an annotation is left: finish it soon
             retry = now + FINISH_RETRY
             next_change = retry if next_change is None else min(next_change, retry)
         revoked = frozenset(e.serial for e in updated.entries)
+        lost = revocation.unsigned(updated, signers, now)
+        unsigned: tuple[str, str] | None = None
+        if lost:
+            unsigned = (
+                SIGNER_LOST,
+                f"no CRL for the leaves of intermediate(s) {', '.join(lost)}, some of them "
+                f"revoked: their key is not in Secret {self._config.namespace}/"
+                f"{revocation.signers_secret_name(name)} (deleted while no operator ran?); "
+                "restore it from a backup",
+            )
         return Published(
             replace(material, crl_pem=updated.crl_pem, revoked=revoked),
             next_change,
-            None,
+            unsigned,
             updated.number,
         )
 
@@ -183,6 +208,52 @@ class CrlPublisher:
                 self._event(body, "Warning", RECORD_RESTORED, message)
         return record, stored
 
+    def _keep_published(
+        self,
+        body: Mapping[str, Any],
+        name: str,
+        record: revocation.Record,
+        last: revocation.Record,
+        now: datetime,
+    ) -> revocation.Record:
+        """`record` with the revocations published last that it lacks (a backup restored or
+        a hand edit: never an un-revocation), with a Warning event saying so."""
+        merged, missing = revocation.with_published(
+            record, replace(last, entries=revocation.live(last.entries, now))
+        )
+        if missing:
+            message = (
+                f"ConfigMap {self._config.namespace}/{revocation.record_name(name)} lacked "
+                f"{len(missing)} revocations published before (restored from an older backup "
+                "or edited?): they are kept, a revocation is final; the CRL number keeps growing"
+            )
+            logger.warning("CertificateAuthority %s: %s", name, message)
+            self._event(body, "Warning", RECORD_RESTORED, message)
+        return merged
+
+    def report_stale(self, material: authority.AuthorityMaterial) -> None:
+        """Its CRLs could not be updated: the metrics say how old those served are
+        (`material.crl_pem`, or after a restart those in the trust bundle of certsmith's
+        namespace), the epoch when there are none, so that an alert on their age fires
+        for every authority in every state."""
+        pem = material.crl_pem
+        if not pem:
+            try:
+                pem = self._bundle_crl(material)
+            except ApiError as error:
+                logger.warning("CertificateAuthority %s: CRL metrics: %s", material.name, error)
+        revoked, this_update = revocation.served_state(pem)
+        metrics.crl_published(material.name, revoked, this_update or EPOCH)
+
+    def _bundle_crl(self, material: authority.AuthorityMaterial) -> str:
+        """The CRLs in the trust bundle of certsmith's namespace ("" when none)."""
+        if material.bundle_config_map is None:
+            return ""
+        found = self._kube.get_configmap(
+            namespace=self._config.namespace, name=material.bundle_config_map
+        )
+        return str(((found or {}).get("data") or {}).get(revocation.CRL_KEY, ""))
+
     def _published(
         self, material: authority.AuthorityMaterial, signers: revocation.Signers, now: datetime
     ) -> revocation.Record | None:
@@ -191,10 +262,7 @@ class CrlPublisher:
         they had); None when there is no such bundle or CRL."""
         if material.bundle_config_map is None:
             return None
-        found = self._kube.get_configmap(
-            namespace=self._config.namespace, name=material.bundle_config_map
-        )
-        pem = ((found or {}).get("data") or {}).get(revocation.CRL_KEY, "")
+        pem = self._bundle_crl(material)
         try:
             lists = crl.split_pem(pem)
             entries = revocation.entries_from_crls(pem, signers, now)
@@ -212,6 +280,34 @@ class CrlPublisher:
         with self._guard:
             self._pending.setdefault(authority_name, set()).add((kind, namespace, name))
 
+    def release_deleted(self, name: str) -> None:
+        """Authority `name` does not exist: each request addressed to it on an object being
+        deleted is refused (Warning event; annotations and finalizer removed), so that the
+        object goes instead of waiting for an authority that may never come back. Others
+        stay pending: the authority re-created handles them."""
+        with self._guard:
+            pending = sorted(self._pending.get(name, ()))
+        for key in pending:
+            kind, namespace, object_name = key
+            plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
+            try:
+                item = self._read(kind, namespace, object_name)
+            except ApiError as error:
+                logger.warning("%s %s/%s: %s", kind, namespace, object_name, error)
+                continue
+            metadata = (item or {}).get("metadata") or {}
+            if item is None or not metadata.get("deletionTimestamp") or _issuer(item) != name:
+                continue
+            if revocation.REQUESTED_AT_ANNOTATION in (metadata.get("annotations") or {}):
+                self._event(
+                    item,
+                    "Warning",
+                    INVALID_REVOCATION,
+                    f"CertificateAuthority {name} does not exist: nothing revoked",
+                )
+            if self._clear(plural, item, {}):
+                self._done(name, key)
+
     def _signers(self, material: authority.AuthorityMaterial, now: datetime) -> revocation.Signers:
         """The CAs whose CRLs are published, kept in the signers Secret (written when that
         set changes): the current intermediate is kept there before it can be replaced,
@@ -219,11 +315,25 @@ class CrlPublisher:
         secret_name = revocation.signers_secret_name(material.name)
         stored = self._kube.get_secret(namespace=self._config.namespace, name=secret_name)
         kept = revocation.load_signers((stored or {}).get("data"))
+        before = self._signed_with.get(material.name)
+        remembered = [*before.intermediates, *before.roots] if before is not None else []
         signers = revocation.retained(
-            kept, intermediate=material.intermediate, root=material.root, now=now
+            [*kept, *remembered], intermediate=material.intermediate, root=material.root, now=now
         )
+        self._signed_with[material.name] = signers
         if sorted(crl.key_id(p.certificate) for p in kept) == sorted(signers.key_ids):
             return signers
+        have = {crl.key_id(p.certificate) for p in kept}
+        lost = [k for k in signers.key_ids if k not in have and before and k in before.key_ids]
+        if lost:
+            logger.warning(
+                "CertificateAuthority %s: Secret %s/%s lacked the CRL signers %s (deleted or "
+                "edited?): written again from memory",
+                material.name,
+                self._config.namespace,
+                secret_name,
+                ", ".join(lost),
+            )
         body: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -258,13 +368,13 @@ class CrlPublisher:
         for key in pending:
             kind, namespace, object_name = key
             plural = names.CERTIFICATES if kind == "Certificate" else names.CERTIFICATE_REQUESTS
-            if kind == "Certificate":
-                item = self._kube.get_certificate(namespace=namespace, name=object_name)
-            else:
-                item = self._kube.get_certificate_request(namespace=namespace, name=object_name)
+            item = self._read(kind, namespace, object_name)
             annotations = ((item or {}).get("metadata") or {}).get("annotations") or {}
             if item is None or revocation.REQUESTED_AT_ANNOTATION not in annotations:
-                self._done(name, key)
+                # Gone, or handled (or the annotation removed by hand): only its finalizer
+                # may be left.
+                if item is None or self._clear(plural, item, {}):
+                    self._done(name, key)
                 continue
             if _issuer(item) != name:
                 self._done(name, key)  # moved to another authority: its watch event says so
@@ -289,6 +399,12 @@ class CrlPublisher:
                 continue
             found.append((request, target, item))
         return found
+
+    def _read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Certificate or CertificateRequest (`kind`), or None."""
+        if kind == "Certificate":
+            return self._kube.get_certificate(namespace=namespace, name=name)
+        return self._kube.get_certificate_request(namespace=namespace, name=name)
 
     def _leaf(self, certificate: Mapping[str, Any]) -> x509.Certificate | None:
         """The leaf in a Certificate's Secret when its key matches the Secret's tls.key
@@ -348,13 +464,17 @@ class CrlPublisher:
         plural = names.CERTIFICATES if request.kind == "Certificate" else names.CERTIFICATE_REQUESTS
         extra: dict[str, str | None] = {}
         if change.recorded:
-            self._event(
-                involved,
-                "Normal",
-                REVOKED,
-                f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it",
-            )
-            if request.reissue:
+            message = f"{change.message}; the CRL of CertificateAuthority {authority_name} lists it"
+            same_key = request.reason in names.KEY_COMPROMISE_REASONS and _keeps_its_key(involved)
+            if same_key and request.reissue:
+                message += (
+                    "; not re-issued: spec.privateKey.rotationPolicy is Never, which would "
+                    "certify the compromised key again (set it to Always, then kubectl "
+                    "certsmith renew)"
+                )
+            self._event(involved, "Normal", REVOKED, message)
+            going = (involved.get("metadata") or {}).get("deletionTimestamp")
+            if request.reissue and not same_key and not going:
                 extra[names.RENEWAL_REQUEST_ANNOTATION] = request.requested_at
         else:
             self._event(involved, "Warning", RECORD_FULL, change.message)
@@ -363,19 +483,31 @@ class CrlPublisher:
     def _clear(
         self, plural: str, involved: Mapping[str, Any], extra: Mapping[str, str | None]
     ) -> bool:
-        """Remove the revoke annotations of `involved` and set `extra`; False (logged) when
-        the apiserver refused or did not answer: the step finishes it later (the record
-        holds the revocation already, so it is never applied twice)."""
+        """Remove the revoke annotations of `involved` and set `extra`, then its
+        names.REVOKE_FINALIZER (an object deleted after the request goes only now); False
+        (logged) when the apiserver refused or did not answer: the step finishes it later
+        (the record holds the revocation already, so it is never applied twice)."""
         metadata = involved.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        finalizers = metadata.get("finalizers") or []
         patch: dict[str, str | None] = dict.fromkeys(revocation.REQUEST_ANNOTATIONS)
         patch.update(extra)
         try:
-            self._kube.patch_annotations(
-                plural=plural,
-                namespace=metadata.get("namespace"),
-                name=metadata.get("name", ""),
-                annotations=patch,
-            )
+            if any(k in annotations for k in patch):
+                self._kube.patch_annotations(
+                    plural=plural,
+                    namespace=metadata.get("namespace"),
+                    name=metadata.get("name", ""),
+                    annotations=patch,
+                )
+            if names.REVOKE_FINALIZER in finalizers:
+                self._kube.remove_finalizer(
+                    plural=plural,
+                    namespace=metadata.get("namespace"),
+                    name=metadata.get("name", ""),
+                    finalizers=finalizers,
+                    finalizer=names.REVOKE_FINALIZER,
+                )
         except ApiError as error:
             if error.not_found:
                 return True
@@ -407,6 +539,12 @@ class CrlPublisher:
             else:
                 self._event(body, "Warning", RECORD_FULL, change.message)
         return self._clear(names.AUTHORITIES, body, dict.fromkeys(keys_))
+
+
+def _keeps_its_key(involved: Mapping[str, Any]) -> bool:
+    """Whether a Certificate re-uses its key when re-issued (privateKey.rotationPolicy Never)."""
+    key = (involved.get("spec") or {}).get("privateKey") or {}
+    return bool(key.get("rotationPolicy") == "Never")
 
 
 def _ours(stored: Mapping[str, Any], authority_name: str) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 from cryptography import x509
 
 from certsmith.api import conditions, model, names, times
+from certsmith.certificates import status as certificate_status
 from certsmith.pki import ca, crl, inspect, keys
 
 REQUESTED_AT_ANNOTATION = names.REVOKE_REQUEST_ANNOTATION
@@ -62,7 +63,7 @@ when an entry is added, changed or dropped or the set of issuing CAs changed."""
 CLOCK_SKEW = ca.BACKDATE
 """thisUpdate is this long before the signing time, as leaves' notBefore: a verifier whose
 clock is behind by less does not find the CRL 'not yet valid' (RFC 5280 5.1.2.4)."""
-FUTURE_REQUEST = timedelta(minutes=5)
+FUTURE_REQUEST = certificate_status.REVOCATION_AHEAD
 """A request time further ahead than this is refused (a typo, not a clock difference)."""
 
 MAX_RECORD_BYTES = 900_000
@@ -242,13 +243,19 @@ def request_of(kind: str, body: Mapping[str, Any], now: datetime) -> Request | N
 
 
 def _check_pinned(request: Request, serial: int) -> None:
-    if request.pinned is not None and request.pinned != serial:
+    if request.pinned is None or request.pinned == serial:
+        return
+    if request.kind != "Certificate":  # a CertificateRequest is signed once, never re-issued
         raise InvalidRequest(
             f"{SERIAL_ANNOTATION}: {request.kind} {request.name} holds serial {serial:x}, not "
-            f"{request.pinned:x} (re-issued since the request): nothing revoked; to revoke "
-            f"{request.pinned:x}, kubectl certsmith revoke --serial {request.pinned:x} "
-            "--authority AUTHORITY"
+            f"{request.pinned:x}: nothing revoked (a request revokes only its own certificate)"
         )
+    raise InvalidRequest(
+        f"{SERIAL_ANNOTATION}: {request.kind} {request.name} holds serial {serial:x}, not "
+        f"{request.pinned:x} (re-issued since the request): nothing revoked; to revoke "
+        f"{request.pinned:x}, kubectl certsmith revoke --serial {request.pinned:x} "
+        "--authority AUTHORITY"
+    )
 
 
 def certificate_target(
@@ -314,8 +321,10 @@ def _issuer_of(
     if signer is None or not inspect.issued_by(leaf, signer):
         raise InvalidRequest(
             f"serial {leaf.serial_number:x} was signed by {leaf.issuer.rfc4514_string()!r}, "
-            f"not by CertificateAuthority {authority}: nothing revoked (spec.issuerRef changed "
-            "since it was issued? revoke it through the authority that signed it)"
+            f"not by a CA of CertificateAuthority {authority} that signs CRLs: nothing revoked "
+            "(spec.issuerRef changed since it was issued? revoke it through the authority that "
+            f"signed it; or the key of that intermediate, {issuer}, is "
+            f"no longer kept in Secret {signers_secret_name(authority)})"
         )
     return str(issuer)
 
@@ -358,8 +367,9 @@ def with_requests(
     request's source, or `serial <hex>`). A serial revoked already keeps its first entry;
     a new reason replaces its reason (RFC 5280 allows a reason to change, e.g. to
     keyCompromise after an investigation). A bare serial's certificate is unknown: its
-    entry stays until `serial_not_after` (the current intermediate's expiry) and every
-    intermediate's CRL lists it (`intermediates` of them). An addition that would take the
+    entry stays until `serial_not_after` (the current intermediate's expiry) and the CRL of
+    every intermediate there is now lists it (`intermediates` of them; not a later one:
+    `lists`). An addition that would take the
     record beyond `max_bytes` (`record_bytes`) is refused."""
     entries = {e.serial: e for e in record.entries}
     size = record_bytes(record)
@@ -414,10 +424,32 @@ def with_requests(
     return replace(record, entries=tuple(entries.values()), crl_pem=""), changes
 
 
+def with_published(record: Record, published: Record) -> tuple[Record, tuple[Entry, ...]]:
+    """`record` with each entry of `published` (what certsmith published last) it lacks,
+    and those entries: a record restored from an older backup, or edited, never un-revokes
+    (a revocation is final, RFC 5280 5.3.1 without certificateHold). `record` itself when
+    it lacks none."""
+    have = {e.serial for e in record.entries}
+    missing = tuple(e for e in published.entries if e.serial not in have)
+    if not missing:
+        return record, ()
+    return replace(record, entries=(*record.entries, *missing), crl_pem=""), missing
+
+
 def live(entries: Sequence[Entry], now: datetime) -> tuple[Entry, ...]:
     """The entries whose certificate has not expired at `now` (RFC 5280 5.1.2.6: an entry
     may be removed once the certificate's validity has ended)."""
     return tuple(e for e in entries if e.not_after > now)
+
+
+def unsigned(record: Record, signers: Signers, now: datetime) -> tuple[str, ...]:
+    """The key identifiers of the intermediates that signed live entries of `record` but
+    are not among `signers` (their key lost: the signers Secret deleted while no operator
+    ran): no CRL lists those entries, so their leaves' verifiers find no current CRL."""
+    have = {crl.key_id(p.certificate) for p in signers.intermediates}
+    return tuple(
+        sorted({e.issuer for e in live(record.entries, now) if e.issuer and e.issuer not in have})
+    )
 
 
 def republish_at(record: Record) -> datetime | None:
@@ -498,12 +530,13 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
     """`record` with its expired entries dropped and new CRLs if anything changed, they are
     due again (`republish_at`) or the issuing CAs changed; else `record` itself.
 
-    `ca.crl` holds one CRL per intermediate of `signers` (its leaves' entries and the bare
-    serials) and one, empty, per root (certsmith never revokes its intermediates): a
-    verifier that checks every certificate of the chain (nginx `ssl_crl`, openssl
-    `-crl_check_all`) needs the CRL of each CA in it. The CRL number is above both the
-    record's and `floor` (the highest this operator published: RFC 5280 5.2.3 wants it to
-    grow even when the record was lost). thisUpdate is CLOCK_SKEW before `now`.
+    `ca.crl` holds one CRL per intermediate of `signers` (the entries it `lists`) and one,
+    empty, per root (certsmith never revokes its intermediates): a verifier that checks
+    every certificate of the chain (nginx `ssl_crl`, openssl `-crl_check_all`) needs the
+    CRL of each CA in it. The CRL number is above both the record's and `floor` (the
+    highest this operator published: RFC 5280 5.2.3 wants it to
+    grow even when the record was lost or an older one restored: a record below `floor` is
+    signed again, never its old CRLs served). thisUpdate is CLOCK_SKEW before `now`.
     """
     entries = live(record.entries, now)
     due = republish_at(record)
@@ -513,20 +546,34 @@ def publish(record: Record, *, signers: Signers, now: datetime, floor: int = 0) 
         and record.crl_pem
         and due is not None
         and now < due
+        and record.number >= floor
     ):
         return record
     number = max(record.number, floor) + 1
     this_update = now.replace(microsecond=0) - CLOCK_SKEW
     pem = ""
     for pair in signers.intermediates:
-        own = crl.key_id(pair.certificate)
         listing = [
-            crl.Revoked(e.serial, e.revoked_at, e.reason) for e in entries if e.issuer in ("", own)
+            crl.Revoked(e.serial, e.revoked_at, e.reason)
+            for e in entries
+            if lists(pair.certificate, e)
         ]
         pem += _signed(pair, listing, number, this_update)
     for pair in signers.roots:
         pem += _signed(pair, [], number, this_update)
     return Record(entries, number, this_update, signers.key_ids, pem)
+
+
+def lists(intermediate: x509.Certificate, entry: Entry) -> bool:
+    """Whether `intermediate`'s CRL lists `entry`: a leaf's entry in its issuer's CRL only; a
+    bare serial (its issuer unknown) in the CRL of each intermediate that existed when it was
+    revoked (notBefore, backdated, at or before revoked_at). An intermediate made later never
+    signed it (certsmith's serials are random, RFC 5280 4.1.2.2), so an intermediate renewal
+    never lists the bare serials again: the record's size, checked when each was revoked
+    (`entry_bytes`), does not grow with a renewal."""
+    if entry.issuer:
+        return entry.issuer == crl.key_id(intermediate)
+    return intermediate.not_valid_before_utc <= entry.revoked_at
 
 
 def _signed(
@@ -545,8 +592,9 @@ def _signed(
 
 def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[Entry, ...]:
     """The entries the intermediates' CRLs of `crl_pem` list, each kept until its
-    intermediate expires (the certificate's own expiry is not in a CRL): how a lost
-    record is rebuilt from what was published."""
+    intermediate expires (the certificate's own expiry is not in a CRL; a serial two
+    intermediates list is a bare serial again): how a lost record is rebuilt from what was
+    published."""
     by_key = signers.intermediate_certificates()
     entries: dict[int, Entry] = {}
     for revocation_list in crl.split_pem(crl_pem):
@@ -560,18 +608,32 @@ def entries_from_crls(crl_pem: str, signers: Signers, now: datetime) -> tuple[En
                 reason = next(n for n, f in crl.REASONS.items() if f is flag)
             except (x509.ExtensionNotFound, StopIteration):
                 reason = "unspecified"
-            entries.setdefault(
+            found = entries.get(revoked.serial_number)
+            if found is not None:
+                # Listed by two intermediates: a bare serial, kept for every one of them.
+                later = max(found.not_after, signer.not_valid_after_utc)
+                entries[revoked.serial_number] = replace(found, issuer="", not_after=later)
+                continue
+            entries[revoked.serial_number] = Entry(
                 revoked.serial_number,
-                Entry(
-                    revoked.serial_number,
-                    revoked.revocation_date_utc,
-                    reason,
-                    signer.not_valid_after_utc,
-                    "restored from a published CRL",
-                    issuer,
-                ),
+                revoked.revocation_date_utc,
+                reason,
+                signer.not_valid_after_utc,
+                "restored from a published CRL",
+                issuer,
             )
     return live(tuple(entries.values()), now)
+
+
+def served_state(crl_pem: str) -> tuple[int, datetime | None]:
+    """What CRLs being served say for the metrics: how many serials they list (each once)
+    and the oldest thisUpdate (None: no CRL, or one that does not parse)."""
+    try:
+        lists = crl.split_pem(crl_pem)
+    except ValueError:
+        return 0, None
+    serials = {r.serial_number for revocation_list in lists for r in revocation_list}
+    return len(serials), min((c.last_update_utc for c in lists), default=None)
 
 
 def record_bytes(record: Record) -> int:

@@ -104,6 +104,8 @@ class Reconciler:
         self._changed_meanwhile: set[tuple[str, str]] = set()
         # (namespace, Secret name) → the Certificates in SecretConflict over it.
         self._conflicts: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # (namespace, name, requested-at) of revocations a re-issue waited long for: warned once.
+        self._warned_held_back: set[tuple[str, str, str]] = set()
 
     # --- entry points ------------------------------------------------------------------
 
@@ -357,10 +359,11 @@ class Reconciler:
     ) -> Outcome:
         """Issue (paced during a root rotation), then check what was issued. Not while a
         revocation of the certificate held now is pending: it is revoked first (its
-        authority's step then asks for the re-issue)."""
-        held = judged.secret is not None and judged.secret.leaf is not None
-        if held and observed.revocation_pending(now):
-            return Outcome(status=None, next_check=now + status.REVOCATION_RECHECK)
+        authority's step then asks for the re-issue), however long that takes: a Warning
+        event says so once it waited REVOCATION_WAIT."""
+        if observed.revocation_pending(now):
+            self._held_back(body, observed, admitted.signer.name, now)
+            return Outcome(status=None, next_check=now + observed.revocation_recheck(now))
         if decision.reason == policies.ROOT_ROTATION:
             # At most spec.rotation.reissueRate per second, whoever asked.
             moment = self._clock()
@@ -593,6 +596,28 @@ class Reconciler:
             message,
         )
         return failure.outcome
+
+    def _held_back(
+        self, body: Mapping[str, Any], observed: status.Observed, authority: str, now: datetime
+    ) -> None:
+        """Once per request, when a re-issue waited REVOCATION_WAIT for it: a Warning event
+        naming what it waits for (the request is kept, never dropped)."""
+        at = times.parse_time(observed.revocation_request)
+        key = (observed.namespace, observed.name, str(observed.revocation_request))
+        if at is None or now - at < status.REVOCATION_WAIT or key in self._warned_held_back:
+            return
+        self._warned_held_back.add(key)
+        serial = observed.status.get("serialNumber")
+        self._post(
+            body,
+            issuance.Event(
+                "Warning",
+                status.REVOCATION_PENDING,
+                f"the revocation of serial {serial} asked at {observed.revocation_request} is "
+                f"not recorded yet by CertificateAuthority {authority} (see its CRLPublished "
+                "condition): the certificate is re-issued once it is",
+            ),
+        )
 
     def _post(self, body: Mapping[str, Any], event: issuance.Event) -> None:
         # An event that cannot be posted must not undo an issuance that succeeded.

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from certsmith.api import conditions, model, names, times
 from certsmith.certificates import policies, seal, tls_secret
-from certsmith.pki import inspect
+from certsmith.pki import crl, inspect
 
 RETRY_BASE = timedelta(seconds=2)
 RETRY_CAP = timedelta(minutes=5)
@@ -63,9 +63,17 @@ class Outcome:
 REVOKED = "Revoked"
 """Ready=False reason of a Certificate whose certificate its authority's CRLs list."""
 REVOCATION_WAIT = timedelta(minutes=2)
-"""How long a re-issue waits for a pending revocation of the certificate it replaces."""
+"""How long a re-issue waits for a pending revocation of the certificate it replaces before
+a Warning event (`REVOCATION_PENDING`) says so; it waits on until the request is handled."""
 REVOCATION_RECHECK = timedelta(seconds=5)
-"""How often a re-issue held back by a pending revocation looks again."""
+"""How often a re-issue held back by a pending revocation looks again (within
+REVOCATION_WAIT; every REVOCATION_RECHECK_LATER after)."""
+REVOCATION_RECHECK_LATER = timedelta(seconds=30)
+REVOCATION_AHEAD = timedelta(minutes=5)
+"""A revocation request time further ahead than this is refused (a typo, not a clock
+difference): authorities.revocation.FUTURE_REQUEST."""
+REVOCATION_PENDING = "RevocationPending"
+"""Warning event: a re-issue waits for a revocation its authority cannot record yet."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,8 @@ class Observed:
     """metadata.creationTimestamp."""
     revocation_request: str | None = None
     """The revoke-requested-at annotation (`kubectl certsmith revoke`), if any."""
+    revocation_serial: str | None = None
+    """The revoke-serial annotation (the serial the request pins, hex), if any."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Observed:
@@ -101,15 +111,38 @@ class Observed:
             renewal_request=annotations.get(names.RENEWAL_REQUEST_ANNOTATION),
             created=times.parse_time(metadata.get("creationTimestamp")),
             revocation_request=annotations.get(names.REVOKE_REQUEST_ANNOTATION),
+            revocation_serial=annotations.get(names.REVOKE_SERIAL_ANNOTATION),
         )
 
     def revocation_pending(self, now: datetime) -> bool:
-        """Whether a revocation asked for at most REVOCATION_WAIT ago waits for its
-        authority's step: the certificate held now must not be replaced before it is
-        revoked (the request pins that serial). A request older than that, or whose time
-        is not one, no longer holds a re-issue back."""
+        """Whether a revocation of the certificate held now (status.serialNumber, which the
+        authority revokes) waits for its authority: it must not be replaced before it is
+        revoked, however long that takes (the authority's CRLs may not be updatable for a
+        while), or the request, pinning its serial, would no longer name the certificate
+        held and be refused. Not when the request cannot be one (its time not RFC 3339 or
+        more than REVOCATION_AHEAD ahead, the pinned serial another or none: the authority
+        refuses it, saying why), nor once the certificate held expired (status.notAfter:
+        nothing left to revoke, RFC 5280 5.1.2.6)."""
         at = times.parse_time(self.revocation_request)
-        return at is not None and now - REVOCATION_WAIT <= at <= now + REVOCATION_WAIT
+        not_after = times.parse_time(self.status.get("notAfter"))
+        if (
+            at is None
+            or at > now + REVOCATION_AHEAD
+            or (not_after is not None and not_after <= now)
+        ):
+            return False
+        try:
+            held = crl.parse_serial(str(self.status.get("serialNumber") or ""))
+            pinned = crl.parse_serial(self.revocation_serial) if self.revocation_serial else held
+        except ValueError:
+            return False
+        return pinned == held
+
+    def revocation_recheck(self, now: datetime) -> timedelta:
+        """How soon a re-issue held back by `revocation_pending` looks again."""
+        at = times.parse_time(self.revocation_request)
+        waited = now - at if at is not None else REVOCATION_WAIT
+        return REVOCATION_RECHECK if waited < REVOCATION_WAIT else REVOCATION_RECHECK_LATER
 
     @property
     def jitter_key(self) -> str:

@@ -174,15 +174,23 @@ class Api:
         return self._request("GET", path, what=f'Certificate "{name}" in namespace {namespace}')
 
     def annotate_certificate(
-        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+        self,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        finalizers: Sequence[str] | None = None,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """Set `annotations` (None removes one) on the Certificate; the stored Certificate."""
+        """Set `annotations` (None removes one) and, when given, `finalizers` (the whole
+        list) on the Certificate, on condition that it is still at `resource_version` when
+        given (Conflict otherwise); the stored Certificate."""
         path = f"{GROUP_PATH}/namespaces/{_segment(namespace)}/certificates/{_segment(name)}"
         return self._request(
             "PATCH",
             path,
             what=f'Certificate "{name}" in namespace {namespace}',
-            body={"metadata": {"annotations": dict(annotations)}},
+            body={"metadata": _metadata_patch(annotations, finalizers, resource_version)},
             content_type=MERGE_PATCH,
         )
 
@@ -206,14 +214,21 @@ class Api:
         )
 
     def annotate_certificate_request(
-        self, namespace: str, name: str, annotations: Mapping[str, str | None]
+        self,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        finalizers: Sequence[str] | None = None,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """Set `annotations` (None removes one) on the request; the stored request."""
+        """Set `annotations` (None removes one) and, when given, `finalizers` on the
+        request, as annotate_certificate; the stored request."""
         return self._request(
             "PATCH",
             _request_path(namespace, name),
             what=f'CertificateRequest "{name}" in namespace {namespace}',
-            body={"metadata": {"annotations": dict(annotations)}},
+            body={"metadata": _metadata_patch(annotations, finalizers, resource_version)},
             content_type=MERGE_PATCH,
         )
 
@@ -289,6 +304,15 @@ class Api:
         )
         return _items(self._request("GET", path, what=f"Events in namespace {namespace}"))
 
+    def list_trust_bundles(self, namespace: str, authority: str) -> list[dict[str, Any]]:
+        """The namespace's trust-bundle ConfigMaps of `authority` (label
+        api.names.BUNDLE_LABEL=<authority>; CliError when RBAC forbids listing them)."""
+        path = (
+            f"/api/v1/namespaces/{_segment(namespace)}/configmaps"
+            f"?labelSelector={quote(names.BUNDLE_LABEL, safe='')}%3D{_segment(authority)}"
+        )
+        return _items(self._request("GET", path, what=f"ConfigMaps in namespace {namespace}"))
+
     def list_pods(self, namespace: str) -> list[dict[str, Any]]:
         """The namespace's Pods (CliError when RBAC forbids listing them)."""
         path = f"/api/v1/namespaces/{_segment(namespace)}/pods"
@@ -311,3 +335,18 @@ def _first_line(error: Exception) -> str:
     """The first line of the error's reason (urllib3 errors nest long explanations)."""
     text = str(getattr(error, "reason", None) or error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+def _metadata_patch(
+    annotations: Mapping[str, str | None],
+    finalizers: Sequence[str] | None,
+    resource_version: str | None,
+) -> dict[str, Any]:
+    """A merge patch's metadata: `annotations`, the whole `finalizers` list (a merge patch
+    replaces lists) and a resourceVersion precondition, each when given."""
+    metadata: dict[str, Any] = {"annotations": dict(annotations)}
+    if finalizers is not None:
+        metadata["finalizers"] = list(finalizers)
+    if resource_version is not None:
+        metadata["resourceVersion"] = resource_version
+    return metadata

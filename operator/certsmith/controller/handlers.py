@@ -300,7 +300,11 @@ def _certificate_request_handlers(
 
 
 def _revocation_requested(body: kopf.Body, **_: Any) -> bool:
-    return revocation.REQUESTED_AT_ANNOTATION in body.get("metadata", {}).get("annotations", {})
+    # A finalizer alone: handled, but not removed yet (the object waits to be deleted).
+    metadata = body.get("metadata", {})
+    return revocation.REQUESTED_AT_ANNOTATION in metadata.get(
+        "annotations", {}
+    ) or names.REVOKE_FINALIZER in (metadata.get("finalizers") or [])
 
 
 def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
