@@ -453,6 +453,13 @@ def test_during_a_root_rotation_the_old_chain_keeps_its_crls(
         assert accepted, output
         assert (authority(api_client).get("status") or {}).get("phase") == "Retiring"
     finally:
+        # Ended under this test's propagationDelay (40 s), then the settings put back: the
+        # default delay would hold Retiring for minutes.
+        wait_for(
+            lambda: (authority(api_client).get("status") or {}).get("phase") == "Ready",
+            timeout=180,
+            what="cluster-root's rotation ended",
+        )
         objects.patch_cluster_custom_object(
             GROUP, VERSION, AUTHORITIES, "cluster-root", {"spec": {"rotation": None}}
         )
@@ -460,11 +467,6 @@ def test_during_a_root_rotation_the_old_chain_keeps_its_crls(
             objects.patch_cluster_custom_object(
                 GROUP, VERSION, AUTHORITIES, "cluster-root", {"spec": {"rotation": rotation_before}}
             )
-        wait_for(
-            lambda: (authority(api_client).get("status") or {}).get("phase") == "Ready",
-            timeout=180,
-            what="cluster-root's rotation ended",
-        )
 
 
 def test_a_record_deleted_while_the_operator_was_down_is_rebuilt_from_the_published_crls(
