@@ -94,11 +94,16 @@ def _test_ports() -> range:
     return range(20000, _ephemeral_ports().start)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 now, out of the ephemeral range: a port the kernel hands out
     (bind to 0) can be taken by any outgoing connection before a server started later binds
-    it, and the operator's own connections to the apiserver are many."""
-    candidates = list(_test_ports())
+    it, and the operator's own connections to the apiserver are many. Never the same port
+    twice in one session: two replicas made before either starts would otherwise both see
+    a port free and the second would fail to listen on it."""
+    candidates = [port for port in _test_ports() if port not in _HANDED_OUT]
     random.shuffle(candidates)
     for port in candidates:
         with socket.socket() as probe:
@@ -106,6 +111,7 @@ def free_port() -> int:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port on 127.0.0.1 in the test ports")
 

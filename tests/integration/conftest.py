@@ -85,6 +85,19 @@ class OperatorProcess:
         wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
         wait_for(self._webhook_listening, timeout=30, what="webhook server listening")
 
+    def wait_ready(self, timeout: float = 60, what: str = "the replica ready") -> None:
+        """Until /readyz answers 200; on timeout the AssertionError carries its last answer
+        and this replica's log tail, which say why."""
+        try:
+            wait_for(lambda: self.readyz() == 200, timeout=timeout, what=what)
+        except AssertionError as error:
+            status, body = self.probe(self.health_port, "readyz")
+            alive = self.process is not None and self.process.poll() is None
+            raise AssertionError(
+                f"{error}; /readyz: {status} {body.strip()!r}; process running: {alive};"
+                f" log tail:\n{self.log_tail()}"
+            ) from None
+
     def readyz(self) -> int | None:
         """The status code of /readyz, or None while nothing answers on its port."""
         return self.probe(self.health_port, "readyz")[0]

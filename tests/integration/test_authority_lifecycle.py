@@ -630,7 +630,7 @@ def test_a_lost_default_root_at_start_leaves_probes_and_the_webhook_answering(
                 data=saved.data,
             ),
         )
-    wait_for(lambda: running_operator.readyz() == 200, timeout=60, what="/readyz 200 again")
+    running_operator.wait_ready(timeout=60, what="/readyz 200 again")
     wait_for(lambda: certs.is_ready(api_client, namespace, "web"), timeout=30, what="web Ready")
 
 

@@ -38,7 +38,7 @@ def test_one_replica_acts_and_the_other_takes_over(
         replica.start()
     try:
         for replica in replicas.values():
-            wait_for(lambda r=replica: r.readyz() == 200, timeout=60, what="replica serving")
+            replica.wait_ready(timeout=60, what="replica serving")
         wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
 
         takeovers = []
@@ -58,9 +58,7 @@ def test_one_replica_acts_and_the_other_takes_over(
             )
             takeovers.append(time.monotonic() - killed_at)
             replicas[leader].start()  # back as the standby
-            wait_for(
-                lambda r=replicas[leader]: r.readyz() == 200, timeout=60, what="standby serving"
-            )
+            replicas[leader].wait_ready(timeout=60, what="standby serving")
         print(
             f"\ntakeovers (kill → new leader issued): {', '.join(f'{t:.1f}s' for t in takeovers)}"
         )

@@ -188,4 +188,4 @@ def test_readiness_reports_an_unreachable_apiserver_and_recovers(running_operato
         lambda: running_operator.readyz() == 503, timeout=30, what="readiness to report the outage"
     )
     subprocess.run([str(REPO_ROOT / "hack" / "cluster"), "up"], check=True, capture_output=True)
-    wait_for(lambda: running_operator.readyz() == 200, timeout=30, what="readiness back")
+    running_operator.wait_ready(timeout=30, what="readiness back")

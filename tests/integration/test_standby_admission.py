@@ -70,7 +70,7 @@ def test_a_standby_judges_grants_on_the_namespaces_current_labels(
     try:
         wait_for(lambda: holder(api_client) == "leader", timeout=40, what="the leader")
         standby.start()
-        wait_for(lambda: standby.readyz() == 200, timeout=60, what="standby serving")
+        standby.wait_ready(timeout=60, what="standby serving")
         wait_for(
             lambda: validating_url(api_client)
             == f"https://127.0.0.1:{standby.webhook_port}/validate-certificate",
@@ -143,11 +143,11 @@ def test_a_standby_with_webhooks_off_is_ready(api_client, kubeconfig, running_op
     try:
         wait_for(lambda: holder(api_client) == "leader", timeout=40, what="the leader")
         standby.start()
-        wait_for(lambda: standby.readyz() == 200, timeout=60, what="the standby ready")
+        standby.wait_ready(timeout=60, what="the standby ready")
         assert holder(api_client) == "leader"
         leader.kill()
         wait_for(lambda: holder(api_client) == "standby", timeout=40, what="the takeover")
-        wait_for(lambda: standby.readyz() == 200, timeout=60, what="the new leader ready")
+        standby.wait_ready(timeout=60, what="the new leader ready")
     finally:
         standby.stop()
         leader.stop()

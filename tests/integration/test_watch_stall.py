@@ -44,7 +44,7 @@ def test_missed_changes_are_caught_up_after_a_silent_disconnect(
     not_ready: list[float] = []
     watching = threading.Event()
     try:
-        wait_for(lambda: replica.readyz() == 200, timeout=60, what="the replica ready")
+        replica.wait_ready(timeout=60, what="the replica ready")
         certs.create(api_client, namespace, certs.certificate("before", dnsNames=["b.example.com"]))
         wait_for(lambda: certs.is_ready(api_client, namespace, "before"), timeout=30, what="before")
         time.sleep(5)  # the watch streams are mid-flight now
@@ -67,9 +67,7 @@ def test_missed_changes_are_caught_up_after_a_silent_disconnect(
             what="the Certificate created after the disconnect",
         )
         caught_up = time.monotonic() - created_at
-        wait_for(
-            lambda: replica.readyz() == 200, timeout=60, what="readiness back after catching up"
-        )
+        replica.wait_ready(timeout=60, what="readiness back after catching up")
         ready_again = time.monotonic() - frozen_at
         watching.set()
         print(
