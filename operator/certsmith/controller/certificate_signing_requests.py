@@ -25,12 +25,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-
 from certsmith import metrics
 from certsmith.authorities import store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
+from certsmith.controller.root_bounds import RootBounds
 from certsmith.enrolment import signing_requests
 from certsmith.enrolment.signing_requests import Refusal, Stage
 from certsmith.kube import ApiError, Kube
@@ -77,10 +76,11 @@ class CertificateSigningRequestSigner:
         self._attempts: dict[str, int] = {}
         self._waiting: dict[str, str] = {}
         """Why each CSR waits for its authority, as last logged (said once, not every look)."""
-        self._bounds: dict[tuple[str, str], datetime | None] = {}
-        """The bound known recorded per (authority, root fingerprint); None: a supplied root
-        (no Secret of certsmith's holds it: never rotated, nothing to record)."""
-        self._bound_locks: dict[str, threading.Lock] = {}
+        self._bounds = RootBounds(
+            lambda owner, root, moment: store.record_csr_bound(
+                kube, config, owner, root=root, not_after=moment
+            )
+        )
 
     def seen(self, body: Mapping[str, Any]) -> None:
         """A watch event of a certsmith CSR: sign (or fail) it if it is approved and not
@@ -103,6 +103,14 @@ class CertificateSigningRequestSigner:
             self.forget(name)
             return
         self.seen(body)
+
+    def start_term(self) -> None:
+        """A new leadership term: another replica may have recorded bounds, and answered or
+        retried CSRs, since."""
+        self._bounds.forget()
+        with self._guard:
+            self._attempts.clear()
+            self._waiting.clear()
 
     def forget(self, name: str) -> None:
         """The CSR is gone or answered: nothing is scheduled or kept for it."""
@@ -171,7 +179,11 @@ class CertificateSigningRequestSigner:
             return
         # Before the certificate leaves: a crash after this costs a later end of a root
         # rotation at most; after the write it could strand a valid certificate.
-        self._record_bound(authority, signed.leaf)
+        self._bounds.cover(
+            authority,
+            inspect.fingerprint_sha256(authority.root.certificate),
+            signed.leaf.not_valid_after_utc,
+        )
         status = {**(body.get("status") or {}), **signed.status}
         if self._write(body, status, signing_requests.ISSUED, attempts):
             logger.info(
@@ -210,27 +222,6 @@ class CertificateSigningRequestSigner:
                 logger.info("CertificateSigningRequest %s waits: %s", csr_name, problem)
             self._scheduler.schedule(key, self._clock() + delay)
         return None
-
-    def _record_bound(self, authority: AuthorityMaterial, leaf: x509.Certificate) -> None:
-        """Raise the bound on the Secret of the root that signed `leaf` to its notAfter
-        (written only when it must grow: once per csr_bounds.BOUND_STEP at most while CSRs
-        come). ApiError when the apiserver does not answer: the CSR is retried, never
-        answered without its bound. A subordinate's roots are its parent's: the bound goes on
-        the parent's root Secret, whose rotation waits for it."""
-        owner = authority.parent or authority.name
-        root = inspect.fingerprint_sha256(authority.root.certificate)
-        not_after = leaf.not_valid_after_utc
-        key = (owner, root)
-        with self._guard:
-            lock = self._bound_locks.setdefault(owner, threading.Lock())
-        with lock:
-            if key in self._bounds:
-                known = self._bounds[key]
-                if known is None or known >= not_after:
-                    return
-            self._bounds[key] = store.record_csr_bound(
-                self._kube, self._config, owner, root=root, not_after=not_after
-            )
 
     def _fail(self, body: Mapping[str, Any], refusal: Refusal, attempts: int) -> None:
         current = (body.get("status") or {}).get("conditions")

@@ -351,6 +351,10 @@ def _approved_certsmith_csr(type: str, body: kopf.Body, **_: Any) -> bool:
 def _certificate_signing_request_handlers(
     handlers: kopf.OperatorRegistry, signer: CertificateSigningRequestSigner
 ) -> None:
+    @kopf.on.startup(registry=handlers)
+    def certificate_signing_requests_start(**_: Any) -> None:
+        signer.start_term()
+
     @kopf.on.event(
         names.CERTIFICATES_GROUP,
         "v1",

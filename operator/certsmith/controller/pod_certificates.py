@@ -25,6 +25,7 @@ from certsmith import metrics
 from certsmith.authorities import store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
+from certsmith.controller.root_bounds import RootBounds
 from certsmith.kube import ApiError, Kube
 from certsmith.pki import inspect
 from certsmith.podcerts import requests, signing
@@ -75,10 +76,11 @@ class PodCertificateSigner:
         # The authority each request waits on (not loaded, or not ready): asked again as
         # soon as it can sign, not at the next retry.
         self._waiting_on: dict[RequestKey, str] = {}
-        # The refresh bound recorded on each (authority, root fingerprint)'s Secret, read or
-        # written this term; None: no Secret of certsmith's holds that root (supplied).
-        self._bounds: dict[tuple[str, str], datetime | None] = {}
-        self._bound_locks: dict[str, threading.Lock] = {}
+        self._bounds = RootBounds(
+            lambda owner, root, moment: store.record_refresh_bound(
+                kube, config, owner, root=root, refresh_at=moment
+            )
+        )
         registry.on_loaded(self._authority_loaded)
 
     @property
@@ -88,8 +90,8 @@ class PodCertificateSigner:
 
     def start_term(self) -> None:
         """A new leadership term: another replica may have recorded bounds since."""
+        self._bounds.forget()
         with self._guard:
-            self._bounds.clear()
             self._attempts.clear()
             self._waiting.clear()
             self._waiting_on.clear()
@@ -266,7 +268,7 @@ class PodCertificateSigner:
             return
         # Before the certificate leaves: a crash after this costs a later end of a root
         # rotation at most; after the status write it could cost a pod its trust.
-        self._record_bound(authority, signed)
+        self._bounds.cover(authority, signed.root_fingerprint, signed.begin_refresh_at)
         if self._write(request, signed.status, signing.ISSUED, signing.ISSUED):
             logger.info(
                 "PodCertificateRequest %s/%s issued: serial %s for pod %s, refresh from %s",
@@ -344,29 +346,6 @@ class PodCertificateSigner:
         return self._write(
             request, signing.refused_status(failed, self._clock()), failed.condition, failed.reason
         )
-
-    def _record_bound(self, authority: AuthorityMaterial, signed: signing.Signed) -> None:
-        """Raise the refresh bound recorded on the Secret of the root that signed `signed` to
-        cover it (written only when it must grow: once per REFRESH_BOUND_STEP at most while
-        pods keep asking; the authority's step shows it in status). A subordinate's roots
-        are its parent's: the bound goes on the parent's root Secret, whose rotation waits
-        for it."""
-        owner = authority.parent or authority.name
-        key = (owner, signed.root_fingerprint)
-        with self._guard:
-            lock = self._bound_locks.setdefault(owner, threading.Lock())
-        with lock:
-            if key in self._bounds:
-                known = self._bounds[key]
-                if known is None or known >= signed.begin_refresh_at:
-                    return
-            self._bounds[key] = store.record_refresh_bound(
-                self._kube,
-                self._config,
-                owner,
-                root=signed.root_fingerprint,
-                refresh_at=signed.begin_refresh_at,
-            )
 
 
 def _lacks_sign(error: ApiError) -> bool:
