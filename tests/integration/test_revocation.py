@@ -72,6 +72,36 @@ def lists(api_client: client.ApiClient, namespace: str, serial: int) -> bool:
     )
 
 
+def openssl_verify(tmp_path: Path, data: dict[str, str], chain: bytes) -> tuple[bool, str]:
+    """`openssl verify -crl_check_all` of the leaf in `chain` (leaf, intermediate) against
+    the trust bundle's roots and CRLs: (accepted, output)."""
+    (tmp_path / "ca.crt").write_text(data["ca.crt"])
+    (tmp_path / "ca.crl").write_text(data["ca.crl"])
+    parts = x509.load_pem_x509_certificates(chain)
+    (tmp_path / "leaf.pem").write_bytes(parts[0].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "chain.pem").write_bytes(
+        b"".join(p.public_bytes(serialization.Encoding.PEM) for p in parts[1:])
+    )
+    done = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-crl_check_all",
+            "-CRLfile",
+            "ca.crl",
+            "-CAfile",
+            "ca.crt",
+            "-untrusted",
+            "chain.pem",
+            "leaf.pem",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    return done.returncode == 0, done.stdout + done.stderr
+
+
 def crl_number(crl: x509.CertificateRevocationList) -> int:
     return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
@@ -142,37 +172,14 @@ def test_revoking_a_certificate_publishes_its_serial_and_reissues_it(
 
     # openssl, with the trust bundle and the published CRLs, refuses the old leaf only.
     data = client.CoreV1Api(api_client).read_namespaced_config_map("certsmith-ca", namespace).data
-    (tmp_path / "ca.crt").write_text(data["ca.crt"])
-    (tmp_path / "ca.crl").write_text(data["ca.crl"])
     chain = certs.secret_bytes(after, "tls.crt")
-    (tmp_path / "intermediate.pem").write_bytes(
-        chain[chain.index(b"-----END CERTIFICATE-----") + 26 :]
+    intermediate = chain[chain.index(b"-----END CERTIFICATE-----") + 26 :]
+    accepted, output = openssl_verify(
+        tmp_path, data, old_leaf.public_bytes(serialization.Encoding.PEM) + intermediate
     )
-
-    def verify(leaf_pem: bytes) -> subprocess.CompletedProcess[str]:
-        (tmp_path / "leaf.pem").write_bytes(leaf_pem)
-        return subprocess.run(
-            [
-                "openssl",
-                "verify",
-                "-crl_check_all",
-                "-CRLfile",
-                "ca.crl",
-                "-CAfile",
-                "ca.crt",
-                "-untrusted",
-                "intermediate.pem",
-                "leaf.pem",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-        )
-
-    refused = verify(old_leaf.public_bytes(serialization.Encoding.PEM))
-    assert refused.returncode != 0 and "certificate revoked" in refused.stdout + refused.stderr
-    accepted = verify(certs.leaf_of(after).public_bytes(serialization.Encoding.PEM))
-    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert not accepted and "certificate revoked" in output
+    accepted, output = openssl_verify(tmp_path, data, chain)
+    assert accepted, output
 
 
 def test_no_reissue_keeps_the_revoked_certificate(

@@ -6,7 +6,6 @@ a replaced intermediate keep a current CRL; a deleted record does not un-revoke.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from kubernetes import client
 
 from tests import builders, csrs
@@ -27,6 +25,7 @@ from tests.integration.test_revocation import (
     crl_number,
     crls_in,
     lists,
+    openssl_verify,
     plugin,
     published_crl,
     served_crl,
@@ -53,36 +52,6 @@ def crl_condition(api_client: client.ApiClient, name: str = "cluster-root") -> d
 def bundle(api_client: client.ApiClient, namespace: str) -> dict[str, str]:
     data = client.CoreV1Api(api_client).read_namespaced_config_map("certsmith-ca", namespace).data
     return dict(data or {})
-
-
-def openssl_verify(tmp_path: Path, data: dict[str, str], chain: bytes) -> tuple[bool, str]:
-    """`openssl verify -crl_check_all` of the leaf in `chain` (leaf, intermediate) against
-    the trust bundle's roots and CRLs: (accepted, output)."""
-    (tmp_path / "ca.crt").write_text(data["ca.crt"])
-    (tmp_path / "ca.crl").write_text(data["ca.crl"])
-    parts = x509.load_pem_x509_certificates(chain)
-    (tmp_path / "leaf.pem").write_bytes(parts[0].public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "chain.pem").write_bytes(
-        b"".join(p.public_bytes(serialization.Encoding.PEM) for p in parts[1:])
-    )
-    done = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-crl_check_all",
-            "-CRLfile",
-            "ca.crl",
-            "-CAfile",
-            "ca.crt",
-            "-untrusted",
-            "chain.pem",
-            "leaf.pem",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    return done.returncode == 0, done.stdout + done.stderr
 
 
 def events(api_client: client.ApiClient, namespace: str, name: str, reason: str) -> list[str]:
