@@ -16,9 +16,10 @@ condition and a Warning event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -132,6 +133,19 @@ class AuthorityController:
         self._crl_due: dict[str, datetime] = {}
         # Each authority's CRLPublished condition, as its last step found it.
         self._crl_condition: dict[str, conditions.Condition] = {}
+        # Per thread: the Certificates a term's start listed, for the step it runs there.
+        self._listed = threading.local()
+
+    @contextlib.contextmanager
+    def certificates_listed(self, items: Sequence[dict[str, Any]]) -> Iterator[None]:
+        """Around a step this thread runs: its authority's Certificates are taken from
+        `items`, a list of every Certificate the caller has just made (a term's start,
+        which needs it too), not listed again: at 10,000 the list is seconds to decode."""
+        self._listed.items = items
+        try:
+            yield
+        finally:
+            self._listed.items = None
 
     def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether a bundle ConfigMap's watch event only echoes a write made here."""
@@ -732,7 +746,8 @@ class AuthorityController:
     ) -> dict[tuple[str, str, str], dict[str, Any]]:
         """The Certificates of these authorities by (namespace, secretName, name)."""
         found = {}
-        for item in self._kube.list_certificates():
+        listed: Sequence[dict[str, Any]] | None = getattr(self._listed, "items", None)
+        for item in self._kube.list_certificates() if listed is None else listed:
             spec = item.get("spec") or {}
             issuer = (spec.get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
             secret_name = spec.get("secretName")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,10 +87,16 @@ class AuthoritySteps:
         loaded = self._registry.get(name)
         return None if loaded is None else loaded.trusted_roots
 
-    def ensure_default(self) -> None:
-        """Create the default authority unless it exists, step it and write its status."""
+    def ensure_default(self, certificates: Sequence[dict[str, Any]] | None = None) -> None:
+        """Create the default authority unless it exists, step it and write its status;
+        `certificates`: every Certificate as the caller just listed them, for the step
+        (None: it lists them)."""
         body = store.ensure_default_authority(self._kube, self._config)
-        self.step(body)
+        if certificates is None:
+            self.step(body)
+        else:
+            with self._controller.certificates_listed(certificates):
+                self.step(body)
         # What the step wrote is the version the watch's first list will show.
         written = self._kube.get_authority(name=self._config.default_authority) or body
         self._stepped_at_start = written["metadata"].get("resourceVersion")
