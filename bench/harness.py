@@ -28,6 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks build their objects with the tests' builders (tests/), as the tests do.
 sys.path.insert(0, str(REPO_ROOT))
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
+METRICS_PORT = 19402
+"""Where the operator a bench starts serves /metrics."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +356,7 @@ def running_operator(
                 "CERTSMITH_NAMESPACE": "certsmith",
                 "CERTSMITH_WEBHOOK_LISTEN_PORT": "19443",
                 "CERTSMITH_WEBHOOK_CERT_DIR": str(Path(tempfile.gettempdir()) / "bench-webhook"),
-                "CERTSMITH_METRICS_PORT": "19402",
+                "CERTSMITH_METRICS_PORT": str(METRICS_PORT),
                 "CERTSMITH_HEALTH_PORT": "19081",
                 "CERTSMITH_WEBHOOKS": "on" if webhooks else "off",
             },

@@ -15,6 +15,9 @@ and etcd's, from /proc), the operator's peak RSS. Then, for the last N, when ask
                   it made meanwhile, by verb and resource (the apiserver's
                   apiserver_request_total; a WATCH counts when it ends, so open ones are
                   not in it).
+  --restart-only  no burst: the Certificates already in the cluster of CERTSMITH_KUBECONFIG
+                  (left by an earlier run there) are counted, the operator started and
+                  restarted once; only the restart is measured (a short run to repeat).
 
     .venv/bin/python bench/scale.py [--counts 1000,5000,10000] [--idle 60] [--churn] [--restart]
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import signal
 import statistics
@@ -263,14 +267,16 @@ def restart(running: harness.Running, count: int, profile: Path | None = None) -
         time.sleep(5)  # what the start-up still does after the schedule is whole
         after = requests_so_far(running.api)
         reissued = operator_metric(metrics_port, "certsmith_issuances_total")
-        cpu = harness.cpu_seconds(second.pid)
+        cpu, peak = harness.cpu_seconds(second.pid), harness.peak_rss_mib(second.pid)
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
             sampler.wait()
     finally:
         second.terminate()
         second.wait()
-    print_restart(count, log_path, rebuilt, reissued, cpu, at_rebuild - before, after - before)
+    print_restart(
+        count, log_path, rebuilt, reissued, cpu, peak, at_rebuild - before, after - before
+    )
 
 
 def print_restart(
@@ -279,6 +285,7 @@ def print_restart(
     rebuilt: float | None,
     reissued: float,
     cpu: float,
+    peak_rss: float,
     until_rebuilt: collections.Counter[tuple[str, str, str]],
     made: collections.Counter[tuple[str, str, str]],
 ) -> None:
@@ -291,6 +298,7 @@ def print_restart(
     writes = sum(n for (verb, _, _), n in made.items() if verb in harness.WRITE_VERBS)
     print(f"writes:                  {writes} (Lease renewals included)")
     print(f"operator CPU:            {cpu:.2f} s until 5 s after the rebuild")
+    print(f"operator peak RSS:       {peak_rss:.0f} MiB")
     print(
         f"API requests:            {sum(until_rebuilt.values())} until the rebuild, "
         f"{sum(made.values())} until 5 s later (the bench's own /metrics reads in them)"
@@ -315,6 +323,25 @@ def settle(api: client.ApiClient) -> None:
         before = now
 
 
+def restart_only(*, webhooks: bool, profile: Path | None) -> None:
+    """Restart the operator over the Certificates the cluster already holds, once its first
+    start has scheduled every one of them."""
+    if "CERTSMITH_KUBECONFIG" not in os.environ:
+        raise SystemExit("--restart-only measures a cluster kept up: set CERTSMITH_KUBECONFIG")
+    with harness.running_operator(webhooks=webhooks, name="scale") as running:
+        objects = client.CustomObjectsApi(running.api)
+        count = len(
+            objects.list_cluster_custom_object(GROUP, VERSION, CERTIFICATES.plural)["items"]
+        )
+        deadline = time.monotonic() + 300
+        while operator_metric(harness.METRICS_PORT, "certsmith_scheduled_actions") < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the first start did not schedule {count} Certificates")
+            time.sleep(1)
+        settle(running.api)
+        restart(running, count, None if profile is None else Path(f"{profile}-restart.txt"))
+
+
 def _state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
@@ -325,6 +352,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0, help="seconds of idle CPU to measure")
     parser.add_argument("--churn", action="store_true")
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--restart-only", action="store_true")
     parser.add_argument(
         "--rotation", type=int, default=0, help="rotate the root at this reissueRate (after)"
     )
@@ -339,6 +367,9 @@ def main() -> None:
         help="run the operator without admission webhooks (isolates issuance from admission)",
     )
     args = parser.parse_args()
+    if args.restart_only:
+        restart_only(webhooks=not args.no_webhooks, profile=args.profile)
+        return
     counts = [int(part) for part in args.counts.split(",")]
     for index, count in enumerate(counts):
         last = index == len(counts) - 1

@@ -37,6 +37,8 @@ CRDS = (
     "certificateauthorities.certsmith.dev",
     "certificaterequests.certsmith.dev",
 )
+CRD_LABELS = "app.kubernetes.io/name=certsmith"
+"""The label crds/ and the chart give certsmith's CRDs: one list finds them all at start."""
 QUIET_UNLESS_VERBOSE = ("kopf.objects", "aiohttp.access")
 """Loggers whose INFO lines (kopf's "Handler … succeeded", a webhook call's access line)
 are only shown with --verbose."""
@@ -59,7 +61,9 @@ def missing_prerequisites(client: kube.Kube, cfg: config.Config) -> list[str]:
     missing = []
     if client.get_namespace(name=cfg.namespace) is None:
         missing.append(config.missing_namespace_message(cfg.namespace))
-    absent = [name for name in CRDS if client.get_crd(name=name) is None]
+    # One list for the labelled ones; a CRD installed without the label is read by name.
+    labelled = {crd["metadata"]["name"] for crd in client.list_crds(label_selector=CRD_LABELS)}
+    absent = [name for name in CRDS if name not in labelled and client.get_crd(name=name) is None]
     if absent:
         missing.append(
             f"CustomResourceDefinition {', '.join(absent)} not installed: apply them with "

@@ -404,6 +404,13 @@ class Kube:
         """A CustomResourceDefinition by its name (`<plural>.<group>`), or None."""
         return self._get_or_none(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
 
+    def list_crds(self, *, label_selector: str) -> list[dict[str, Any]]:
+        """The CustomResourceDefinitions matching `label_selector`."""
+        return self._items(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            {"labelSelector": label_selector},
+        )
+
     def list_configmaps(self, *, name: str) -> list[dict[str, Any]]:
         """The ConfigMaps called `name` in every namespace, whatever their labels."""
         return self._items("/api/v1/configmaps", {"fieldSelector": f"metadata.name={name}"})

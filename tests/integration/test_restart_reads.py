@@ -62,7 +62,7 @@ def secret_lists_at_a_restart(api_client: client.ApiClient) -> int:
     """The LISTs of Secrets a restart makes, whatever the number of Certificates: the CA
     Secrets (their watch's first list), the certsmith Secrets' metadata (once: the watch
     goes on from that list), and the leaf Secrets once per authority stepped at the term's
-    start (each authority once; a page holds 1,000). Nothing else lists Secrets unless a
+    start (each authority once; a page holds 2,500). Nothing else lists Secrets unless a
     watch falls more than the apiserver's event window behind (410), which a restart of a
     few seconds does not."""
     authorities = client.CustomObjectsApi(api_client).list_cluster_custom_object(
@@ -146,6 +146,15 @@ def test_a_restart_reads_no_secret_per_certificate_and_reissues_none(
     )
     assert made[("GET", "secrets")] <= 4 * authorities + 12, made
     assert made[("LIST", "secrets")] == lists_expected, made
+    # One list of the Certificates at the term's start serves the default authority's step
+    # and the schedule; kopf's watch lists them once more; another authority's first step
+    # lists them for its leaves (and once more when it has revoked serials to re-judge).
+    assert made[("LIST", "certificates")] <= 2 * authorities, made
+    # A step lists the authorities once (its subordinates, the bundles' claims: three lists
+    # before), kopf's watch once; one more for a later look (a step, a bundle repair).
+    assert made[("LIST", "certificateauthorities")] <= 2 * authorities + 1, made
+    # certsmith's CRDs (labelled) are found by one list at start, none read by name.
+    assert made[("GET", "customresourcedefinitions")] == 0, made
     for name in [*names[5:], "r03"]:
         after = certs.get(api_client, namespace, name)["status"]
         assert (after["serialNumber"], after["revision"]) == (

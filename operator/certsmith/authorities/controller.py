@@ -16,9 +16,10 @@ condition and a Warning event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -48,8 +49,10 @@ logger = logging.getLogger(__name__)
 AUTHORITY = "CertificateAuthority"
 CERTIFICATE = "Certificate"
 ROTATION_STEP = timedelta(seconds=2)
-SECRETS_PAGE = 1000
-"""Secrets per list request when a step looks at every leaf (`limit`, Kubernetes' chunking)."""
+SECRETS_PAGE = 2500
+"""Secrets per list request when a step looks at every leaf (`limit`, Kubernetes' chunking):
+4 requests at 10,000 (a restart's start-up counts them), ~10 MiB of JSON and ~12 MiB of
+objects held per page (a leaf Secret is ~4 KB)."""
 BUNDLE_RETRY = timedelta(seconds=30)
 """How soon an authority looks again at bundles it could not write (a foreign ConfigMap
 going away produces no event certsmith watches)."""
@@ -132,6 +135,19 @@ class AuthorityController:
         self._crl_due: dict[str, datetime] = {}
         # Each authority's CRLPublished condition, as its last step found it.
         self._crl_condition: dict[str, conditions.Condition] = {}
+        # Per thread: the Certificates a term's start listed, for the step it runs there.
+        self._listed = threading.local()
+
+    @contextlib.contextmanager
+    def certificates_listed(self, items: Sequence[dict[str, Any]]) -> Iterator[None]:
+        """Around a step this thread runs: its authority's Certificates are taken from
+        `items`, a list of every Certificate the caller has just made (a term's start,
+        which needs it too), not listed again: at 10,000 the list is seconds to decode."""
+        self._listed.items = items
+        try:
+            yield
+        finally:
+            self._listed.items = None
 
     def is_own_bundle_write(self, namespace: str, name: str, resource_version: str) -> bool:
         """Whether a bundle ConfigMap's watch event only echoes a write made here."""
@@ -148,55 +164,77 @@ class AuthorityController:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
-    def step(self, body: Mapping[str, Any]) -> None:
-        """Advance the authority by one step and write its status (nothing when it is gone).
-        ApiError when the apiserver does not answer."""
+    def step(self, body: Mapping[str, Any]) -> str | None:
+        """Advance the authority by one step and write its status (nothing when it is gone);
+        the resourceVersion the write left (None: gone). ApiError when the apiserver does
+        not answer."""
         name = body["metadata"]["name"]
-        with self._lock(name):
+        with self._lock(name), self._listing_authorities_once():
             # Read it fresh: a watch event's body may predate our own last status write,
             # and stepping from a stale phase could undo progress (or revive a deleted one).
             fresh = self._kube.get_authority(name=name)
             if fresh is None:
                 self._forget(name)
-                return
+                return None
             status = self._step(fresh)
             # Written under the lock: a step that read the status before this one's write
             # would act on the phase before (re-issuing the intermediate under the old root
             # in Reissuing), and a write after the lock (kopf's own patch) could overwrite a
             # newer step's status with this older one.
-            self._write_status(fresh, status)
+            return self._write_status(fresh, status)
 
-    def _write_status(self, fresh: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    @contextlib.contextmanager
+    def _listing_authorities_once(self) -> Iterator[None]:
+        """Around a step: the authorities it looks at (subordinates, bundle claims) are
+        listed once, at its first look, not once per look."""
+        self._listed.stepping, self._listed.authorities = True, None
+        try:
+            yield
+        finally:
+            self._listed.stepping, self._listed.authorities = False, None
+
+    def _list_authorities(self) -> list[dict[str, Any]]:
+        """Every CertificateAuthority: as first listed in the step this thread runs, else
+        read now."""
+        listed: list[dict[str, Any]] | None = getattr(self._listed, "authorities", None)
+        if listed is None:
+            listed = self._kube.list_authorities()
+            if getattr(self._listed, "stepping", False):
+                self._listed.authorities = listed
+        return listed
+
+    def _write_status(self, fresh: Mapping[str, Any], status: Mapping[str, Any]) -> str | None:
         """Write `status` on the very object the step read (its uid), never on one created
         again under that name meanwhile: that one starts from its own status (a rotation
         resumed from its Secrets), not from its predecessor's. The write is conditional on
         the resourceVersion; when that moved, the object is read again and the write retried
-        only if it is still the same object."""
+        only if it is still the same object. The resourceVersion written (None: not
+        written, the object gone or another one)."""
         name, uid = fresh["metadata"]["name"], fresh["metadata"].get("uid")
         version = fresh["metadata"].get("resourceVersion")
         for _ in range(STATUS_WRITE_ATTEMPTS):
             try:
-                self._kube.patch_authority_status(
+                written = self._kube.patch_authority_status(
                     name=name, status=status, resource_version=version
                 )
-                return
+                return str(written["metadata"].get("resourceVersion") or "") or None
             except ApiError as error:
                 if error.not_found:
                     self._forget(name)
-                    return
+                    return None
                 if not error.conflict:
                     raise
             current = self._kube.get_authority(name=name)
             if current is None:
                 self._forget(name)
-                return
+                return None
             if current["metadata"].get("uid") != uid:
                 logger.info(
                     "CertificateAuthority %s was deleted and created again during a step: "
                     "its status is not written on the new one",
                     name,
                 )
-                return
+                return None
             version = current["metadata"].get("resourceVersion")
         raise ApiError(409, "Conflict", f"CertificateAuthority {name} kept changing")
 
@@ -356,7 +394,7 @@ class AuthorityController:
         goes away is followed at once, not at the subordinate's next retry; one whose
         constraints the parent's no longer contain is stopped at once too."""
         loaded = self._registry.get(parent)
-        for item in self._kube.list_authorities():
+        for item in self._list_authorities():
             spec = item.get("spec") or {}
             if authority.parent_name(spec) != parent:
                 continue
@@ -686,7 +724,7 @@ class AuthorityController:
         # (InvalidSpec, say) still has leaves under the old root, which must hold the rotation.
         subordinates = {
             item["metadata"]["name"]
-            for item in self._kube.list_authorities()
+            for item in self._list_authorities()
             if ((item.get("spec") or {}).get("parentRef") or {}).get("name") == material.name
         }
         certificates = self._certificates_of({material.name, *subordinates})
@@ -732,7 +770,8 @@ class AuthorityController:
     ) -> dict[tuple[str, str, str], dict[str, Any]]:
         """The Certificates of these authorities by (namespace, secretName, name)."""
         found = {}
-        for item in self._kube.list_certificates():
+        listed: Sequence[dict[str, Any]] | None = getattr(self._listed, "items", None)
+        for item in self._kube.list_certificates() if listed is None else listed:
             spec = item.get("spec") or {}
             issuer = (spec.get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
             secret_name = spec.get("secretName")
@@ -755,9 +794,10 @@ class AuthorityController:
         return found
 
     def bundle_claims(self) -> list[trust_bundle.Claim]:
-        """Every authority's claim on a bundle name, read now (trust_bundle.rightful_owner)."""
+        """Every authority's claim on a bundle name, read now (within a step: as it listed
+        them), trust_bundle.rightful_owner."""
         return trust_bundle.claims(
-            self._kube.list_authorities(), default_authority=self._config.default_authority
+            self._list_authorities(), default_authority=self._config.default_authority
         )
 
     def sync_bundles(self, material: authority.AuthorityMaterial) -> BundleSync:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,30 +70,37 @@ class AuthoritySteps:
         self._registry.keep_only(self._config.default_authority)
         self._stepped_at_start = None
 
-    def step(self, body: Mapping[str, Any]) -> None:
+    def step(self, body: Mapping[str, Any]) -> str | None:
         """One step of the authority (bootstrap, renewal, bundles, rotation), its status
-        written. ApiError when the apiserver does not answer. A step a handler runs (not the
-        scheduler) is announced to the scheduler: a CA Secret changing meanwhile still has
-        the authority stepped after it, whatever time this step planned."""
+        written; the resourceVersion that write left (None: the authority is gone). ApiError
+        when the apiserver does not answer. A step a handler runs (not the scheduler) is
+        announced to the scheduler: a CA Secret changing meanwhile still has the authority
+        stepped after it, whatever time this step planned."""
         name = body["metadata"]["name"]
         before = self._trusted_roots(name)
         with self._scheduler.running((AUTHORITY, "", name)):
-            self._controller.step(body)
+            written = self._controller.step(body)
         after = self._trusted_roots(name)
         if after is not None and after != before:
             self._roots_changed(name)
+        return written
 
     def _trusted_roots(self, name: str) -> tuple[x509.Certificate, ...] | None:
         loaded = self._registry.get(name)
         return None if loaded is None else loaded.trusted_roots
 
-    def ensure_default(self) -> None:
-        """Create the default authority unless it exists, step it and write its status."""
+    def ensure_default(self, certificates: Sequence[dict[str, Any]] | None = None) -> None:
+        """Create the default authority unless it exists, step it and write its status;
+        `certificates`: every Certificate as the caller just listed them, for the step
+        (None: it lists them)."""
         body = store.ensure_default_authority(self._kube, self._config)
-        self.step(body)
+        if certificates is None:
+            written = self.step(body)
+        else:
+            with self._controller.certificates_listed(certificates):
+                written = self.step(body)
         # What the step wrote is the version the watch's first list will show.
-        written = self._kube.get_authority(name=self._config.default_authority) or body
-        self._stepped_at_start = written["metadata"].get("resourceVersion")
+        self._stepped_at_start = written or body["metadata"].get("resourceVersion")
         self._announce_unserved_apis(body)
 
     def resumed(self, body: Mapping[str, Any]) -> None:

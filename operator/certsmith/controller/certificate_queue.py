@@ -4,9 +4,11 @@ Lease holder."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
 from certsmith.authorities.controller import CERTIFICATE
 from certsmith.authorities.rotation import ReissuePacer
@@ -33,6 +35,10 @@ class CertificateQueue:
         self._scheduler = scheduler
         self._pacer = pacer
         self._clock = clock
+        self._lock = threading.Lock()
+        # (namespace, name) → the resourceVersion judged by `resume_listed` this term, until
+        # the watch's first list delivers that Certificate.
+        self._resumed: dict[tuple[str, str], str] = {}
 
     def after(self, namespace: str, name: str, outcome: Outcome) -> None:
         """Schedule the next look a reconciliation asked for (none: wait for a change)."""
@@ -51,6 +57,46 @@ class CertificateQueue:
         """A look now, or right after the reconciliation running (which saw the world
         before)."""
         self._scheduler.expedite((CERTIFICATE, namespace, name), self._clock())
+
+    def list_all(self) -> list[dict[str, Any]]:
+        """Every Certificate, read now. ApiError when the list fails."""
+        return self._kube.list_certificates()
+
+    def resume_listed(
+        self,
+        listed: Sequence[dict[str, Any]],
+        secret_version: Callable[[str, str], str | None],
+    ) -> int:
+        """A term's start: schedule the renewal of each Certificate of `listed` (every one,
+        from `list_all`) whose status vouches for its Secret (Reconciler.resume_listed,
+        `secret_version` giving a Secret's listed resourceVersion by namespace and name),
+        so the schedule is whole before kopf's watch has delivered one; the others are
+        left to the watch's resume handler, as is any Certificate changed after the list.
+        Returns how many were scheduled."""
+        resumed = {}
+        for body in listed:
+            metadata = body["metadata"]
+            namespace, name = metadata["namespace"], metadata["name"]
+            secret_name = str((body.get("spec") or {}).get("secretName") or "")
+            # A change of its Secret reported meanwhile is kept over the renewal time.
+            with self.running(namespace, name):
+                outcome = self._reconciler.resume_listed(
+                    body, secret_version=secret_version(namespace, secret_name)
+                )
+                if outcome is not None:
+                    self.after(namespace, name, outcome)
+                    resumed[(namespace, name)] = str(metadata.get("resourceVersion") or "")
+        with self._lock:
+            self._resumed = resumed
+        return len(resumed)
+
+    def resumed_at_start(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether `resume_listed` judged the Certificate at this very resourceVersion this
+        term (then the watch's first delivery of it needs no reconciliation); answered
+        once per Certificate."""
+        with self._lock:
+            judged = self._resumed.pop((namespace, name), None)
+        return judged is not None and judged == resource_version
 
     def reconcile_by_name(self, namespace: str, name: str) -> None:
         """The scheduler's path: read the Certificate fresh, reconcile, write status directly.
@@ -73,6 +119,8 @@ class CertificateQueue:
     def forget(self, namespace: str, name: str) -> None:
         """The Certificate was deleted: nothing is scheduled or remembered for it."""
         self._scheduler.cancel((CERTIFICATE, namespace, name))
+        with self._lock:
+            self._resumed.pop((namespace, name), None)
         self._pacer.forget((namespace, name))
         self._reconciler.forget(namespace, name)
 

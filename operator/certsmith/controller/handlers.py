@@ -123,9 +123,10 @@ def registry(
         namespace_labels=namespace_labels,
         secret_versions=secret_versions,
         seal_key=seal_key,
+        certificates=certificates,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, reconciler, certificates, secret_versions, seal_key)
+    _certificate_handlers(handlers, executor, reconciler, certificates, secret_versions, seal_key)
     _certificate_request_handlers(handlers, certificate_requests)
     _revocation_handlers(handlers, authorities)
     _certificate_signing_request_handlers(handlers, certificate_signing_requests)
@@ -149,6 +150,7 @@ def _lifecycle(
     namespace_labels: NamespaceLabels,
     secret_versions: SecretVersions,
     seal_key: SealKey,
+    certificates: CertificateQueue,
 ) -> None:
     @kopf.on.login(registry=handlers)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
@@ -176,9 +178,16 @@ def _lifecycle(
                 "the CA Secrets are not listed yet", delay=RETRY_DELAY_SECONDS
             )
         try:
-            await loop.run_in_executor(executor, authorities.ensure_default)
+            # One list of every Certificate serves the default authority's step and the
+            # schedule's rebuild: at 10,000 a list takes a second to decode.
+            listed = await loop.run_in_executor(executor, certificates.list_all)
+            await loop.run_in_executor(executor, authorities.ensure_default, listed)
             await loop.run_in_executor(executor, seal_key.load)
             await loop.run_in_executor(executor, secret_versions.start_term)
+            # After the Secrets' list: their versions vouch for the Certificates' status.
+            await loop.run_in_executor(
+                executor, certificates.resume_listed, listed, secret_versions.get
+            )
         except ApiError as error:
             raise kopf.TemporaryError(
                 f"apiserver not ready: {error}", delay=RETRY_DELAY_SECONDS
@@ -231,15 +240,26 @@ def _authority_handlers(handlers: kopf.OperatorRegistry, authorities: AuthorityS
 
 def _certificate_handlers(
     handlers: kopf.OperatorRegistry,
+    executor: ThreadPoolExecutor,
     reconciler: Reconciler,
     certificates: CertificateQueue,
     secret_versions: SecretVersions,
     seal_key: SealKey,
 ) -> None:
+    def judge(body: kopf.Body, where: str, name: str, secret_name: str, patch: kopf.Patch) -> None:
+        # A change of its Secret reported from here on has it judged again after.
+        with certificates.running(where, name):
+            listed = secret_versions.get(where, secret_name)
+            with _retry_soon():
+                outcome = reconciler.reconcile(body, secret_version=listed)
+            if outcome.status is not None:
+                patch.status.update(outcome.status)
+            certificates.after(where, name, outcome)
+
     @kopf.on.resume(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.create(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
     @kopf.on.update(names.GROUP, names.VERSION, names.CERTIFICATES, registry=handlers)
-    def certificate_changed(
+    async def certificate_changed(
         body: kopf.Body,
         namespace: str | None,
         name: str,
@@ -248,14 +268,16 @@ def _certificate_handlers(
         **_: Any,
     ) -> None:
         where = _namespaced(namespace, "Certificate")
-        # A change of its Secret reported from here on has it judged again after.
-        with certificates.running(where, name):
-            listed = secret_versions.get(where, str(spec.get("secretName") or ""))
-            with _retry_soon():
-                outcome = reconciler.reconcile(body, secret_version=listed)
-            if outcome.status is not None:
-                patch.status.update(outcome.status)
-            certificates.after(where, name, outcome)
+        # Async: a Certificate the term's start already judged at this version (most of
+        # them, at a restart) costs no hop to a worker thread.
+        if certificates.resumed_at_start(
+            where, name, str(body.metadata.get("resourceVersion") or "")
+        ):
+            return
+        secret_name = str(spec.get("secretName") or "")
+        await asyncio.get_running_loop().run_in_executor(
+            executor, judge, body, where, name, secret_name, patch
+        )
 
     # Only touches memory: async, it runs on the event loop instead of waiting for a worker
     # thread behind every queued issuance. The Secrets' events come from secret_versions'
