@@ -287,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             logging.getLogger(chatty).setLevel(logging.WARNING)
     # Before the first thread: a thread's arena, once made, stays.
     heap = allocator.tune_heap()
-    logger.debug("C heap settings applied: %s", heap)
+    trimmer = allocator.HeapTrimmer.start()
+    logger.debug("C heap settings applied: %s; trimmed: %s", heap, trimmer is not None)
     try:
         asyncio.run(run(args))
     except (config.ConfigError, kube.KubeconfigError) as error:
