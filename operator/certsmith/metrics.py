@@ -56,11 +56,14 @@ class _CertificateSeries:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         families = list(self.describe())
+        # A copy under the lock, the samples built outside it: workers setting values do
+        # not wait for a scrape.
         with self._lock:
-            for (namespace, name), values in self._values.items():
-                for family, value in zip(families, values, strict=True):
-                    if value is not None:
-                        family.add_metric((namespace, name), value)
+            rows = [(key, tuple(values)) for key, values in self._values.items()]
+        for key, values in rows:
+            for family, value in zip(families, values, strict=True):
+                if value is not None:
+                    family.add_metric(key, value)
         yield from families
 
 
