@@ -25,7 +25,7 @@ import kopf
 # kopf's operator() takes this NewType, which its public namespace does not export.
 from kopf._core.engines.peering import Identity
 
-from certsmith import config, kube, wiring
+from certsmith import allocator, config, kube, wiring
 from certsmith.api import names
 from certsmith.authorities import store
 from certsmith.podcerts.apis import PodCertificateApis
@@ -289,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # cent of its CPU; certsmith logs each issuance itself, kopf its failures.
         for chatty in QUIET_UNLESS_VERBOSE:
             logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Before the first thread: a thread's arena, once made, stays.
+    heap = allocator.tune_heap()
+    trimmer = allocator.HeapTrimmer.start()
+    logger.debug("C heap settings applied: %s; trimmed: %s", heap, trimmer is not None)
     try:
         asyncio.run(run(args))
     except (config.ConfigError, kube.KubeconfigError) as error:

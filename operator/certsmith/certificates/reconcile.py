@@ -634,10 +634,7 @@ class Reconciler:
         failure = status.failed(
             observed, reason, message, now, judged, seal_key=self._seal_key(), jitter=jitter
         )
-        if failure.ready:
-            metrics.READY.labels(observed.namespace, observed.name).set(1)
-        else:
-            metrics.certificate_not_ready(observed.namespace, observed.name)
+        metrics.certificate_readiness(observed.namespace, observed.name, ready=failure.ready)
         metrics.FAILURES.labels(reason).inc()
         self._post(body, issuance.Event("Warning", reason, message))
         logger.warning(
