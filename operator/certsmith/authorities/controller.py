@@ -137,6 +137,9 @@ class AuthorityController:
         self._crl_condition: dict[str, conditions.Condition] = {}
         # Per thread: the Certificates a term's start listed, for the step it runs there.
         self._listed = threading.local()
+        # The namespaces each authority's latest step listed to write its bundles: one the
+        # namespaces' watch lists later that a step did not see appeared after that step.
+        self._namespaces_stepped: dict[str, frozenset[str]] = {}
 
     @contextlib.contextmanager
     def certificates_listed(self, items: Sequence[dict[str, Any]]) -> Iterator[None]:
@@ -159,6 +162,13 @@ class AuthorityController:
             for key in list(cache):  # a copy: bundle writes add entries from other threads
                 if key[0] == namespace:
                     cache.pop(key, None)
+
+    def namespace_unseen(self, namespace: str) -> bool:
+        """Whether an authority's latest step listed the namespaces before `namespace`
+        existed (so it wrote no bundle there): the namespaces' first list of a term writes
+        bundles only in such a namespace, the steps having written the others."""
+        with self._guard:
+            return any(namespace not in seen for seen in self._namespaces_stepped.values())
 
     def _lock(self, name: str) -> threading.Lock:
         with self._guard:
@@ -246,6 +256,8 @@ class AuthorityController:
 
     def _forget(self, name: str) -> None:
         self._registry.remove(name, store.does_not_exist(name))
+        with self._guard:
+            self._namespaces_stepped.pop(name, None)
         self._crls.release_deleted(name)
         self._scheduler.cancel((AUTHORITY, "", name))
         metrics.authority_forgotten(name)
@@ -785,12 +797,16 @@ class AuthorityController:
     ) -> dict[str, Mapping[str, str]]:
         """The labels of every namespace the authority's bundle selector selects, by name."""
         found: dict[str, Mapping[str, str]] = {}
-        for namespace in self._kube.list_namespaces():
+        listed = self._kube.list_namespaces()
+        for namespace in listed:
             labels = namespace["metadata"].get("labels") or {}
             if not namespace["metadata"].get("deletionTimestamp") and isolation.selector_matches(
                 material.bundle_selector, labels
             ):
                 found[namespace["metadata"]["name"]] = labels
+        seen = frozenset(namespace["metadata"]["name"] for namespace in listed)
+        with self._guard:
+            self._namespaces_stepped[material.name] = seen
         return found
 
     def bundle_claims(self) -> list[trust_bundle.Claim]:

@@ -47,6 +47,13 @@ class BundleRepair:
         metadata = configmap["metadata"]
         self.needed(metadata["namespace"], only=metadata["name"], step=True)
 
+    def listed(self, namespace: str) -> None:
+        """The namespaces' first list of a term shows `namespace`: its bundles are written
+        by the authorities' steps, which list every namespace, unless it appeared after a
+        step's list (then here). ApiError when the apiserver does not answer."""
+        if self._controller.namespace_unseen(namespace):
+            self.needed(namespace)
+
     def needed(self, namespace: str, *, only: str | None = None, step: bool = False) -> None:
         """Create or repair the bundles of a namespace (the one called `only`, else all), each
         by its rightful owner alone. An owner that cannot write has its authority step soon,

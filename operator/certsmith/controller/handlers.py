@@ -423,11 +423,11 @@ def _namespace_handlers(
         if event["type"] == "DELETED":
             namespaces.deleted(body["metadata"]["name"])
             return
-        if event["type"] is None:
-            namespaces.listed(body)
-            return
         try:
-            namespaces.seen(body)
+            if event["type"] is None:
+                namespaces.listed(body)
+            else:
+                namespaces.seen(body)
         except ApiError as error:  # event handlers are not retried: let the authorities catch up
             logger.warning(
                 "trust bundle for namespace %s deferred: %s", body["metadata"]["name"], error

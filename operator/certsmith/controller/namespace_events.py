@@ -48,11 +48,14 @@ class NamespaceEvents:
 
     def listed(self, namespace: Mapping[str, Any]) -> None:
         """The watch's first list of a term shows the namespace: remember its labels. Its
-        trust bundles are left to the first step of each authority, which writes them in
-        every namespace at once: two reads per namespace here would make a restart's API
-        calls grow with the namespaces."""
+        trust bundles are left to the steps of the authorities, which write them in every
+        namespace they list at once (two reads per namespace here would make a restart's
+        API calls grow with the namespaces), unless it appeared after a step listed them.
+        ApiError when the apiserver does not answer."""
         metadata = namespace["metadata"]
         self._labels.seen(metadata["name"], dict(metadata.get("labels") or {}))
+        if not metadata.get("deletionTimestamp"):
+            self._bundles.listed(metadata["name"])
 
     def deleted(self, name: str) -> None:
         """Forget what was cached about it (its labels, our bundle writes there)."""
