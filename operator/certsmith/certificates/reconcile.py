@@ -156,12 +156,18 @@ class Reconciler:
         admitted = self._admission(body, observed)
         if not isinstance(admitted, Admitted):
             return None
+        return self._resumed(observed, admitted, secret_version, self._clock())
+
+    def _resumed(
+        self,
+        observed: status.Observed,
+        admitted: Admitted,
+        secret_version: str | None,
+        now: datetime,
+    ) -> Outcome | None:
+        """status.resumed's outcome, its metrics set; None when it must be converged."""
         unchanged = status.resumed(
-            observed,
-            secret_version,
-            self._clock(),
-            self._seal_key(),
-            revoked=admitted.signer.revoked,
+            observed, secret_version, now, self._seal_key(), revoked=admitted.signer.revoked
         )
         if unchanged is None:
             return None
@@ -246,14 +252,9 @@ class Reconciler:
         admitted = self._admit(body, observed, now)
         if isinstance(admitted, Outcome):
             return admitted
-        unchanged = status.resumed(
-            observed, secret_version, now, self._seal_key(), revoked=admitted.signer.revoked
-        )
-        if unchanged is not None:
-            metrics.certificate_ready(
-                observed.namespace, observed.name, unchanged.not_after, unchanged.renewal_time
-            )
-            return unchanged.outcome
+        resumed = self._resumed(observed, admitted, secret_version, now)
+        if resumed is not None:
+            return resumed
         return self._converge(body, observed, admitted, now)
 
     def _admit(
