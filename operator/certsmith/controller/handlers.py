@@ -145,7 +145,8 @@ def registry(
         certificates=certificates,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, executor, reconciler, certificates, secret_versions, seal_key)
+    _certificate_handlers(handlers, executor, reconciler, certificates, secret_versions)
+    _certificate_event_handlers(handlers, executor, certificates, seal_key, authorities)
     _certificate_request_handlers(handlers, certificate_requests)
     _revocation_handlers(handlers, authorities)
     _certificate_signing_request_handlers(handlers, certificate_signing_requests)
@@ -263,7 +264,6 @@ def _certificate_handlers(
     reconciler: Reconciler,
     certificates: CertificateQueue,
     secret_versions: SecretVersions,
-    seal_key: SealKey,
 ) -> None:
     def judge(body: kopf.Body, where: str, name: str, secret_name: str, patch: kopf.Patch) -> None:
         # A change of its Secret reported from here on has it judged again after.
@@ -298,15 +298,17 @@ def _certificate_handlers(
             executor, judge, body, where, name, secret_name, patch
         )
 
-    # Only touches memory: async, it runs on the event loop instead of waiting for a worker
-    # thread behind every queued issuance. The Secrets' events come from secret_versions'
-    # own watch, not kopf's.
-    @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=_deleted, registry=handlers)
-    async def certificate_deleted(namespace: str | None, name: str, **_: Any) -> None:
-        # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
-        certificates.forget(_namespaced(namespace, "Certificate"), name)
 
-    def status_edited(type: str | None, body: kopf.Body, **_: Any) -> bool:
+def _certificate_event_handlers(
+    handlers: kopf.OperatorRegistry,
+    executor: ThreadPoolExecutor,
+    certificates: CertificateQueue,
+    seal_key: SealKey,
+    authorities: AuthoritySteps,
+) -> None:
+    """A Certificate deleted, asking to be revoked, or its status edited by someone else."""
+
+    def status_edited(type: str | None, body: kopf.Body) -> bool:
         # Status is not part of what kopf's update handlers compare; a status certsmith did
         # not write (its seal does not hold) is judged again on the Secret. The term's
         # first list (type None) is the resume handler's.
@@ -315,14 +317,32 @@ def _certificate_handlers(
         observed = certificate_status.Observed.from_body(body)
         return certificate_status.edited(observed, seal_key(), created=type == "ADDED")
 
-    @kopf.on.event(
-        names.GROUP, names.VERSION, names.CERTIFICATES, when=status_edited, registry=handlers
-    )
-    async def certificate_status_edited(namespace: str | None, name: str, **_: Any) -> None:
-        logger.info(
-            "Certificate %s/%s: status edited by someone else, judged again", namespace, name
-        )
-        certificates.due_now(_namespaced(namespace, "Certificate"), name)
+    def wanted(type: str | None, body: kopf.Body, **_: Any) -> bool:
+        # One filter for the three cases, not one handler each: kopf builds a filter's
+        # arguments anew for every handler on every event, two events per issuance.
+        return type == "DELETED" or _revocation_requested(body) or status_edited(type, body)
+
+    # Async: a deletion or status edit only touches memory, so it runs on the event loop
+    # instead of waiting for a worker thread behind every queued issuance. The Secrets'
+    # events come from secret_versions' own watch, not kopf's.
+    @kopf.on.event(names.GROUP, names.VERSION, names.CERTIFICATES, when=wanted, registry=handlers)
+    async def certificate_event(
+        event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, **_: Any
+    ) -> None:
+        where = _namespaced(namespace, "Certificate")
+        if event["type"] == "DELETED":
+            # The Secret is kept on purpose (as cert-manager does): pods using it keep working.
+            certificates.forget(where, name)
+            return
+        if _revocation_requested(body):
+            await asyncio.get_running_loop().run_in_executor(
+                executor, _step_its_authority, authorities, "Certificate", body
+            )
+        if status_edited(event["type"], body):
+            logger.info(
+                "Certificate %s/%s: status edited by someone else, judged again", where, name
+            )
+            certificates.due_now(where, name)
 
 
 def _certificate_request_handlers(
@@ -348,27 +368,17 @@ def _revocation_requested(body: kopf.Body, **_: Any) -> bool:
     ) or names.REVOKE_FINALIZER in (metadata.get("finalizers") or [])
 
 
-def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
-    """`kubectl certsmith revoke` annotated a Certificate or CertificateRequest: its
+def _step_its_authority(authorities: AuthoritySteps, kind: str, body: kopf.Body) -> None:
+    """`kubectl certsmith revoke` annotated a Certificate or CertificateRequest (`kind`): its
     authority steps now, which records the revocation, publishes its CRL and removes the
     annotation (authorities.crl_publisher)."""
+    issuer = (body.get("spec", {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
+    metadata = body["metadata"]
+    authorities.revocation_requested(issuer, kind, metadata["namespace"], metadata["name"])
 
-    def step_its_authority(event: kopf.RawEvent, kind: str, body: kopf.Body) -> None:
-        if event["type"] == "DELETED":
-            return
-        issuer = (body.get("spec", {}).get("issuerRef") or {}).get("name", model.DEFAULT_ISSUER)
-        metadata = body["metadata"]
-        authorities.revocation_requested(issuer, kind, metadata["namespace"], metadata["name"])
 
-    @kopf.on.event(
-        names.GROUP,
-        names.VERSION,
-        names.CERTIFICATES,
-        when=_revocation_requested,
-        registry=handlers,
-    )
-    def certificate_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        step_its_authority(event, "Certificate", body)
+def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
+    """CertificateRequests asking to be revoked (Certificates: `_certificate_handlers`)."""
 
     @kopf.on.event(
         names.GROUP,
@@ -378,7 +388,8 @@ def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: Authority
         registry=handlers,
     )
     def certificate_request_revocation(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        step_its_authority(event, "CertificateRequest", body)
+        if event["type"] != "DELETED":
+            _step_its_authority(authorities, "CertificateRequest", body)
 
 
 def _approved_certsmith_csr(type: str, body: kopf.Body, **_: Any) -> bool:
