@@ -36,6 +36,7 @@ Conventions of every `Kube` method (each method's docstring says only what is it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -738,6 +739,14 @@ class Followed(Protocol):
         ...
 
 
+@dataclasses.dataclass
+class _Position:
+    """Where `follow` watches from next: the version of the last event passed on, of the
+    last list, or None to list again."""
+
+    version: str | None
+
+
 def follow(
     followed: Followed,
     *,
@@ -752,25 +761,24 @@ def follow(
     watch from that list's resourceVersion, then from each event's, so every change after
     the list is seen, in order, and none twice. Only a version too old for the apiserver
     (410 Gone) loses events: then `relist()` and `followed.listed`. Other ends (the stream's
-    timeout, no answer, 5xx, an ERROR such as "too large resource version" while the
-    apiserver's cache catches up) watch again from the same version after `retry_seconds`.
-    Returns once `going()` is False, checked before each event is passed on. `what` names
-    the collection in the log."""
-    resource_version: str | None = first.resource_version or None
+    timeout, a read timeout on a quiet stream, no answer, 5xx, an ERROR such as "too large
+    resource version" while the apiserver's cache catches up) watch again, after
+    `retry_seconds`, from the last event passed on, even when the stream broke off: what
+    it passed on is not passed on again. Returns once `going()` is False, checked before
+    each event is passed on. `what` names the collection in the log."""
+    position = _Position(first.resource_version or None)
     while going():
         try:
-            if resource_version is None:
+            if position.version is None:
                 listing = relist()
                 if not going():
                     return
                 followed.listed(listing)
-                resource_version = listing.resource_version
-            resource_version = _stream(
-                followed, watch(resource_version), resource_version, going, retry_seconds, what
-            )
+                position.version = listing.resource_version
+            _stream(followed, watch(position.version), position, going, retry_seconds, what)
         except ApiError as error:
             if error.status == GONE:
-                resource_version = None
+                position.version = None
                 continue
             # A quiet collection ends the stream by read timeout: not news.
             if not (error.status == 0 and "timed out" in error.message.lower()):
@@ -781,12 +789,12 @@ def follow(
 def _stream(
     followed: Followed,
     events: Iterator[dict[str, Any]],
-    resource_version: str,
+    position: _Position,
     going: Callable[[], bool],
     retry_seconds: float,
     what: str,
-) -> str | None:
-    """Pass one stream's events on; the version to watch from next (None: list again)."""
+) -> None:
+    """Pass one stream's events on, moving `position` past each (to None: list again)."""
     for event in events:
         if not going():
             break
@@ -794,12 +802,12 @@ def _stream(
         thing = event.get("object") or {}
         if kind == "ERROR":
             if thing.get("code") == GONE:
-                return None
+                position.version = None
+                return
             logger.info("watch of %s: %s", what, thing.get("message"))
             time.sleep(retry_seconds)
             break
         metadata = thing.get("metadata") or {}
-        resource_version = str(metadata.get("resourceVersion") or resource_version)
+        position.version = str(metadata.get("resourceVersion") or position.version)
         if kind != "BOOKMARK":
             followed.event(str(kind), metadata)
-    return resource_version
