@@ -125,7 +125,8 @@ def running_cert_manager(kubeconfig: str, home: Path) -> Iterator[harness.Runnin
             [
                 home / "bin" / "cert-manager-controller",
                 "-kubeconfig",
-                kubeconfig,
+                # Authenticated as certsmith is (harness.service_account_kubeconfig).
+                harness.service_account_kubeconfig(kubeconfig, "cert-manager"),
                 "-cluster-resource-namespace",
                 ISSUER_NAMESPACE,
             ],
