@@ -41,6 +41,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, NamedTuple, Protocol
 
@@ -738,6 +739,16 @@ class Followed(Protocol):
         ...
 
 
+@dataclass
+class WatchPosition:
+    """Where `follow` watches from next: the resourceVersion of the last list or event
+    passed on (None: list again). Kept as each event is passed on, so a stream that ends
+    by an error (a read timeout, a dropped connection) is resumed after its last event,
+    not from the version it started at: the apiserver would deliver those events again."""
+
+    resource_version: str | None
+
+
 def follow(
     followed: Followed,
     *,
@@ -750,27 +761,28 @@ def follow(
 ) -> None:
     """Keep `followed` up to date with a collection whose `first` list it already has:
     watch from that list's resourceVersion, then from each event's, so every change after
-    the list is seen, in order, and none twice. Only a version too old for the apiserver
-    (410 Gone) loses events: then `relist()` and `followed.listed`. Other ends (the stream's
-    timeout, no answer, 5xx, an ERROR such as "too large resource version" while the
-    apiserver's cache catches up) watch again from the same version after `retry_seconds`.
-    Returns once `going()` is False, checked before each event is passed on. `what` names
-    the collection in the log."""
-    resource_version: str | None = first.resource_version or None
+    the list is seen, in order, and none twice (also when a stream ends by an error after
+    some events: WatchPosition). Only a version too old for the apiserver (410 Gone) loses
+    events: then `relist()` and `followed.listed`. Other ends (the stream's timeout, no
+    answer, 5xx, an ERROR such as "too large resource version" while the apiserver's cache
+    catches up) watch again from the last version after `retry_seconds`. Returns once
+    `going()` is False, checked before each event is passed on. `what` names the
+    collection in the log."""
+    position = WatchPosition(first.resource_version or None)
     while going():
         try:
-            if resource_version is None:
+            if position.resource_version is None:
                 listing = relist()
                 if not going():
                     return
                 followed.listed(listing)
-                resource_version = listing.resource_version
-            resource_version = _stream(
-                followed, watch(resource_version), resource_version, going, retry_seconds, what
+                position.resource_version = listing.resource_version
+            _stream(
+                followed, watch(position.resource_version), position, going, retry_seconds, what
             )
         except ApiError as error:
             if error.status == GONE:
-                resource_version = None
+                position.resource_version = None
                 continue
             # A quiet collection ends the stream by read timeout: not news.
             if not (error.status == 0 and "timed out" in error.message.lower()):
@@ -781,12 +793,13 @@ def follow(
 def _stream(
     followed: Followed,
     events: Iterator[dict[str, Any]],
-    resource_version: str,
+    position: WatchPosition,
     going: Callable[[], bool],
     retry_seconds: float,
     what: str,
-) -> str | None:
-    """Pass one stream's events on; the version to watch from next (None: list again)."""
+) -> None:
+    """Pass one stream's events on, each event's version into `position` (None: list
+    again) as soon as it is passed on. ApiError from `events` is raised as it comes."""
     for event in events:
         if not going():
             break
@@ -794,12 +807,14 @@ def _stream(
         thing = event.get("object") or {}
         if kind == "ERROR":
             if thing.get("code") == GONE:
-                return None
+                position.resource_version = None
+                return
             logger.info("watch of %s: %s", what, thing.get("message"))
             time.sleep(retry_seconds)
             break
         metadata = thing.get("metadata") or {}
-        resource_version = str(metadata.get("resourceVersion") or resource_version)
         if kind != "BOOKMARK":
             followed.event(str(kind), metadata)
-    return resource_version
+        position.resource_version = str(
+            metadata.get("resourceVersion") or position.resource_version
+        )
