@@ -66,6 +66,9 @@ METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 GONE = 410
 """A watch's resourceVersion older than the apiserver still has events for: some are lost,
 the collection must be listed again."""
+NAMESPACE_TERMINATING = "NamespaceTerminating"
+"""k8s.io/api/core/v1.NamespaceTerminatingCause, a cause of the 403 a create in a namespace
+being deleted gets."""
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +105,15 @@ class ApiError(Exception):
     and the first 200 bytes of the answer.
     """
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes
+        """The `details.causes[].reason` of the Status (e.g. "NamespaceTerminating")."""
 
     @property
     def not_found(self) -> bool:
@@ -117,6 +124,12 @@ class ApiError(Exception):
     def conflict(self) -> bool:
         """409: a create found the name taken, or a precondition found a newer version."""
         return self.status == 409
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """403 from the NamespaceLifecycle admission plugin: nothing can be created in a
+        namespace being deleted (its Status cause "NamespaceTerminating")."""
+        return self.status == 403 and NAMESPACE_TERMINATING in self.causes
 
 
 class KubeconfigError(Exception):
@@ -200,10 +213,12 @@ class Kube:
                 detail = json.loads(data or b"{}")
             except ValueError:
                 detail = {}
+            causes = (detail.get("details") or {}).get("causes") or []
             raise ApiError(
                 int(response.status),
                 str(detail.get("reason") or response.reason),
                 str(detail.get("message") or data[:200]),
+                tuple(str(cause.get("reason") or "") for cause in causes),
             )
         return response
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -189,3 +191,43 @@ def test_readiness_reports_an_unreachable_apiserver_and_recovers(running_operato
     )
     subprocess.run([str(REPO_ROOT / "hack" / "cluster"), "up"], check=True, capture_output=True)
     running_operator.wait_ready(timeout=30, what="readiness back")
+
+
+def test_a_namespace_deleted_with_its_certificates_fails_no_issuance(api_client, running_operator):
+    """Deleting a namespace can delete its Secrets before its Certificates (here held by
+    another tool's finalizer): each Certificate then finds its Secret gone and is signed
+    again, and nothing can be created in a namespace being deleted (403,
+    NamespaceTerminating). That is no failure to report, retry or warn about: 10,000
+    Certificates in a deleted namespace made ~20,000 failed issuances."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    doomed = f"doomed-{uuid.uuid4().hex[:6]}"
+    hold = "example.com/hold"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=doomed)))
+    names = [f"c{index}" for index in range(5)]
+    for name in names:
+        body = certs.certificate(name, dnsNames=[f"{name}.{doomed}.svc"])
+        body["metadata"]["finalizers"] = [hold]
+        certs.create(api_client, doomed, body)
+    for name in names:
+        certs.wait_ready(api_client, doomed, name, timeout=30)
+    port = running_operator.metrics_port
+    failures = "certsmith_issuance_failures_total"
+    failed_before = value(scrape(port), failures, reason="IssuanceFailed")
+
+    core.delete_namespace(doomed)
+    wait_for(
+        lambda: not core.list_namespaced_secret(doomed).items,
+        timeout=60,
+        what=f"the Secrets of {doomed} deleted",
+    )
+    # Each Certificate's Secret is gone: what the operator does about it, it does now.
+    time.sleep(5)
+    assert value(scrape(port), failures, reason="IssuanceFailed") == failed_before
+    log = running_operator.log_path.read_text(errors="replace")
+    failed_lines = [line for line in log.splitlines() if "issuance failed" in line]
+    assert not [line for line in failed_lines if f"{doomed}/" in line]
+    for name in names:
+        objects.patch_namespaced_custom_object(
+            certs.GROUP, certs.VERSION, doomed, certs.PLURAL, name, {"metadata": {"finalizers": []}}
+        )

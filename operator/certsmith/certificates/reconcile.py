@@ -326,6 +326,15 @@ class Reconciler:
                     write_conflicts += 1
                     optimistic = False
         except ApiError as error:
+            if error.namespace_terminating:
+                # Its namespace is being deleted, the Certificate with it: no Secret can be
+                # written there, and no Event or status says anything to anyone.
+                logger.info(
+                    "%s/%s: not issued, its namespace is being deleted",
+                    observed.namespace,
+                    observed.name,
+                )
+                return Outcome(status=None, next_check=None)
             message = f"the apiserver answered {error}"
             # Judged on a Secret read, not on the guess that none exists.
             return self._failed(body, observed, message, now, None if optimistic else judged)
