@@ -132,7 +132,6 @@ def registry(
     version of ClusterTrustBundles, None when the cluster does not serve them (not watched);
     `pod_certificates`: None when the cluster serves no PodCertificateRequests."""
     handlers = kopf.OperatorRegistry()
-    gate = api_session.StreamGate(api_session.handling_limit(config.workers))
     _lifecycle(
         handlers,
         config=config,
@@ -144,10 +143,9 @@ def registry(
         secret_versions=secret_versions,
         seal_key=seal_key,
         certificates=certificates,
-        gate=gate,
     )
     _authority_handlers(handlers, authorities)
-    _certificate_handlers(handlers, executor, reconciler, certificates, secret_versions, gate)
+    _certificate_handlers(handlers, executor, reconciler, certificates, secret_versions)
     _certificate_event_handlers(handlers, executor, certificates, seal_key, authorities)
     _certificate_request_handlers(handlers, certificate_requests)
     _revocation_handlers(handlers, authorities)
@@ -173,7 +171,6 @@ def _lifecycle(
     secret_versions: SecretVersions,
     seal_key: SealKey,
     certificates: CertificateQueue,
-    gate: api_session.StreamGate,
 ) -> None:
     @kopf.on.login(registry=handlers)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
@@ -182,9 +179,7 @@ def _lifecycle(
         info = kopf.login_via_client(**kwargs)
         if info is None:
             return None
-        return api_session.bounded_session(
-            info, limit=api_session.connection_limit(config.workers), gate=gate
-        )
+        return api_session.bounded_session(info, limit=api_session.connection_limit(config.workers))
 
     @kopf.on.startup(registry=handlers)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -269,7 +264,6 @@ def _certificate_handlers(
     reconciler: Reconciler,
     certificates: CertificateQueue,
     secret_versions: SecretVersions,
-    gate: api_session.StreamGate,
 ) -> None:
     def judge(body: kopf.Body, where: str, name: str, secret_name: str, patch: kopf.Patch) -> None:
         # A change of its Secret reported from here on has it judged again after.
@@ -300,11 +294,9 @@ def _certificate_handlers(
         ):
             return
         secret_name = str(spec.get("secretName") or "")
-        # Counted until handled: kopf reads on only while few are (api_session.StreamGate).
-        with gate.handling():
-            await asyncio.get_running_loop().run_in_executor(
-                executor, judge, body, where, name, secret_name, patch
-            )
+        await asyncio.get_running_loop().run_in_executor(
+            executor, judge, body, where, name, secret_name, patch
+        )
 
 
 def _certificate_event_handlers(
