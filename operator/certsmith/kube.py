@@ -106,7 +106,12 @@ class ApiError(Exception):
     """
 
     def __init__(
-        self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        causes: tuple[str, ...] = (),
+        details_kind: str = "",
     ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
@@ -114,6 +119,29 @@ class ApiError(Exception):
         self.message = message
         self.causes = causes
         """The `details.causes[].reason` of the Status (e.g. "NamespaceTerminating")."""
+        self.details_kind = details_kind
+        """The Status's `details.kind`: the resource it is about ("namespaces" when a
+        request's namespace does not exist)."""
+
+    @classmethod
+    def from_answer(cls, status: int, http_reason: str, data: bytes) -> ApiError:
+        """The error an answer outside 2xx stands for: `data` is its body, a Status object
+        (meta/v1) when the apiserver sent one, else anything (its first 200 bytes become
+        the message)."""
+        try:
+            detail = json.loads(data or b"{}")
+        except ValueError:
+            detail = {}
+        if not isinstance(detail, dict):
+            detail = {}
+        details = detail.get("details") or {}
+        return cls(
+            status,
+            str(detail.get("reason") or http_reason),
+            str(detail.get("message") or data[:200]),
+            tuple(str(cause.get("reason") or "") for cause in details.get("causes") or []),
+            str(details.get("kind") or ""),
+        )
 
     @property
     def not_found(self) -> bool:
@@ -126,10 +154,13 @@ class ApiError(Exception):
         return self.status == 409
 
     @property
-    def namespace_terminating(self) -> bool:
-        """403 from the NamespaceLifecycle admission plugin: nothing can be created in a
-        namespace being deleted (its Status cause "NamespaceTerminating")."""
-        return self.status == 403 and NAMESPACE_TERMINATING in self.causes
+    def namespace_closed(self) -> bool:
+        """A create refused because its namespace is being deleted (403 from the
+        NamespaceLifecycle admission plugin, Status cause "NamespaceTerminating") or is
+        gone (404 about the namespace itself, not the object)."""
+        if self.status == 403:
+            return NAMESPACE_TERMINATING in self.causes
+        return self.status == 404 and self.details_kind == "namespaces"
 
 
 class KubeconfigError(Exception):
@@ -208,18 +239,7 @@ class Kube:
         )
         response = self._api.call_api(*request, _request_timeout=self._timeout)
         if not 200 <= response.status < 300:
-            data = response.read()
-            try:
-                detail = json.loads(data or b"{}")
-            except ValueError:
-                detail = {}
-            causes = (detail.get("details") or {}).get("causes") or []
-            raise ApiError(
-                int(response.status),
-                str(detail.get("reason") or response.reason),
-                str(detail.get("message") or data[:200]),
-                tuple(str(cause.get("reason") or "") for cause in causes),
-            )
+            raise ApiError.from_answer(int(response.status), str(response.reason), response.read())
         return response
 
     @contextlib.contextmanager

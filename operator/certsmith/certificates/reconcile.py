@@ -326,9 +326,9 @@ class Reconciler:
                     write_conflicts += 1
                     optimistic = False
         except ApiError as error:
-            if error.namespace_terminating:
-                # Its namespace is being deleted, the Certificate with it: no Secret can be
-                # written there, and no Event or status says anything to anyone.
+            if error.namespace_closed:
+                # Its namespace is being deleted or gone, the Certificate with it: no Secret
+                # can be written there, and no Event or status says anything to anyone.
                 logger.info(
                     "%s/%s: not issued, its namespace is being deleted",
                     observed.namespace,
