@@ -378,7 +378,7 @@ def _step_its_authority(authorities: AuthoritySteps, kind: str, body: kopf.Body)
 
 
 def _revocation_handlers(handlers: kopf.OperatorRegistry, authorities: AuthoritySteps) -> None:
-    """CertificateRequests asking to be revoked (Certificates: `_certificate_handlers`)."""
+    """CertificateRequests asking to be revoked (Certificates: `_certificate_event_handlers`)."""
 
     @kopf.on.event(
         names.GROUP,
