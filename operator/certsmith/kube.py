@@ -731,7 +731,8 @@ class Kube:
         `kubectl describe` shows them. `event_type` is "Normal" or "Warning"; `reason` one
         CamelCase word; `message` is cut to 1024 characters; `now` an RFC 3339 time
         (`api.times.format_time`); `component` the reporting controller. Not deduplicated:
-        each call creates one Event."""
+        each call creates one Event. None is posted, and no error raised, in a namespace
+        being deleted or gone (ApiError.namespace_closed); ApiError for any other refusal."""
         metadata = involved.get("metadata") or {}
         namespace = metadata.get("namespace") or "default"
         body = {
@@ -758,7 +759,12 @@ class Kube:
             "source": {"component": component},
             "reportingComponent": component,
         }
-        self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+        try:
+            self._call("POST", f"/api/v1/namespaces/{namespace}/events", body=body)
+        except ApiError as error:
+            # It would be deleted with its namespace, and no one is left to read it.
+            if not error.namespace_closed:
+                raise
 
 
 class Followed(Protocol):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 from kubernetes import client
 
+from certsmith.replicas import lease
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess
 from tests.support import wait_for
@@ -74,6 +76,62 @@ def test_one_replica_acts_and_the_other_takes_over(
                 if e.reason == "Issued"
             ]
             assert len(issued) == 1
+    finally:
+        for replica in replicas.values():
+            replica.stop()
+
+
+def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
+    api_client, kubeconfig, namespace, running_operator, tmp_path
+):
+    """A leader stopped (SIGSTOP: a frozen node or VM) longer than the Lease lasts wakes to
+    find another replica leading: it ends its term before anything else, without a Lease
+    round it has no time left for (one once logged "no answer within -23.6 s"), and every
+    Certificate is issued once, by the new leader."""
+    running_operator.stop()
+    replicas = {
+        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
+        for name in ("replica-a", "replica-b")
+    }
+    for replica in replicas.values():
+        replica.start()
+    try:
+        for replica in replicas.values():
+            replica.wait_ready(timeout=60, what="replica serving")
+        wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+        frozen_name = holder(api_client)
+        assert frozen_name is not None
+        frozen = replicas[frozen_name]
+        standby = next(name for name in replicas if name != frozen_name)
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: holder(api_client) == standby, timeout=30, what="takeover")
+            certs.create(
+                api_client, namespace, certs.certificate("while-frozen", dnsNames=["f.example.com"])
+            )
+            certs.wait_ready(api_client, namespace, "while-frozen", timeout=30)
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)
+        wait_for(
+            lambda: "lost the Lease" in frozen.log_path.read_text(errors="replace"),
+            timeout=15,
+            what="the woken replica standing down",
+        )
+        certs.create(
+            api_client, namespace, certs.certificate("after-waking", dnsNames=["w.example.com"])
+        )
+        certs.wait_ready(api_client, namespace, "after-waking", timeout=30)
+        time.sleep(lease.RENEW_PERIOD.total_seconds() * 2)
+        assert holder(api_client) == standby
+        for name in ("while-frozen", "after-waking"):
+            assert certs.get(api_client, namespace, name)["status"]["revision"] == 1
+            issued = [
+                e for e in certs.events_for(api_client, namespace, name) if e.reason == "Issued"
+            ]
+            assert len(issued) == 1
+        log = frozen.log_path.read_text(errors="replace")
+        assert "within -" not in log
     finally:
         for replica in replicas.values():
             replica.stop()

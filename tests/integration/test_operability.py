@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -193,12 +194,66 @@ def test_readiness_reports_an_unreachable_apiserver_and_recovers(running_operato
     running_operator.wait_ready(timeout=30, what="readiness back")
 
 
+def test_a_certificate_being_deleted_is_never_issued_again(api_client, namespace, running_operator):
+    """A Certificate deleted but held by a finalizer (another tool's, or foreground
+    deletion's) whose Secret then goes is not issued again: that Secret would outlive it,
+    as certsmith keeps the Secrets of deleted Certificates. Its status says why."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    hold = "example.com/hold"
+    body = certs.certificate("leaving", dnsNames=["leaving.example.com"])
+    body["metadata"]["finalizers"] = [hold]
+    certs.create(api_client, namespace, body)
+    certs.wait_ready(api_client, namespace, "leaving", timeout=30)
+    secret_name = body["spec"]["secretName"]
+
+    objects.delete_namespaced_custom_object(
+        certs.GROUP, certs.VERSION, namespace, certs.PLURAL, "leaving"
+    )
+    core.delete_namespaced_secret(secret_name, namespace)
+
+    def reason() -> str | None:
+        ready = certs.condition(certs.get(api_client, namespace, "leaving"))
+        return None if ready is None else ready["reason"]
+
+    wait_for(lambda: reason() == "Deleting", timeout=30, what="Ready=False, reason Deleting")
+    assert secret_name not in {
+        s.metadata.name for s in core.list_namespaced_secret(namespace).items
+    }
+    objects.patch_namespaced_custom_object(
+        certs.GROUP,
+        certs.VERSION,
+        namespace,
+        certs.PLURAL,
+        "leaving",
+        {"metadata": {"finalizers": []}},
+    )
+    wait_for(
+        lambda: "leaving"
+        not in {
+            c["metadata"]["name"]
+            for c in objects.list_namespaced_custom_object(
+                certs.GROUP, certs.VERSION, namespace, certs.PLURAL
+            )["items"]
+        },
+        timeout=30,
+        what="the Certificate gone",
+    )
+    time.sleep(3)
+    assert secret_name not in {
+        s.metadata.name for s in core.list_namespaced_secret(namespace).items
+    }
+
+
 def test_a_namespace_deleted_with_its_certificates_fails_no_issuance(api_client, running_operator):
     """Deleting a namespace can delete its Secrets before its Certificates (here held by
     another tool's finalizer): each Certificate then finds its Secret gone and is signed
     again, and nothing can be created in a namespace being deleted (403,
     NamespaceTerminating). That is no failure to report, retry or warn about: 10,000
-    Certificates in a deleted namespace made ~20,000 failed issuances."""
+    Certificates in a deleted namespace made ~20,000 failed issuances. Their status says why
+    (NamespaceDeleting), also for Certificates still queued, never issued, when the
+    namespace went: a status left unsealed was once taken for one emptied by someone else
+    and tried again."""
     core = client.CoreV1Api(api_client)
     objects = client.CustomObjectsApi(api_client)
     doomed = f"doomed-{uuid.uuid4().hex[:6]}"
@@ -214,6 +269,12 @@ def test_a_namespace_deleted_with_its_certificates_fails_no_issuance(api_client,
     port = running_operator.metrics_port
     failures = "certsmith_issuance_failures_total"
     failed_before = value(scrape(port), failures, reason="IssuanceFailed")
+    queued = [f"q{index}" for index in range(20)]
+    for name in queued:
+        body = certs.certificate(name, dnsNames=[f"{name}.{doomed}.svc"])
+        body["metadata"]["finalizers"] = [hold]
+        certs.create(api_client, doomed, body)
+    names += queued
 
     core.delete_namespace(doomed)
     wait_for(
@@ -227,6 +288,24 @@ def test_a_namespace_deleted_with_its_certificates_fails_no_issuance(api_client,
     log = running_operator.log_path.read_text(errors="replace")
     failed_lines = [line for line in log.splitlines() if "issuance failed" in line]
     assert not [line for line in failed_lines if f"{doomed}/" in line]
+
+    def reason(name: str) -> str | None:
+        ready = certs.condition(certs.get(api_client, doomed, name))
+        return None if ready is None else ready["reason"]
+
+    def reasons() -> dict[str, str | None]:
+        return {name: reason(name) for name in names}
+
+    # Deleting once the namespace's deletion reached the Certificate itself.
+    closed = {"NamespaceDeleting", "Deleting"}
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: set(reasons().values()) <= closed, timeout=30, what="")
+    assert {name: reason for name, reason in reasons().items() if reason not in closed} == {}
+    log = running_operator.log_path.read_text(errors="replace")
+    edited = [line for line in log.splitlines() if f"{doomed}/" in line and "status edited" in line]
+    assert not edited
+    # Nor its trust bundle, deleted with the namespace: nothing to repair or warn about.
+    assert not [line for line in log.splitlines() if doomed in line and " WARNING " in line]
     for name in names:
         objects.patch_namespaced_custom_object(
             certs.GROUP, certs.VERSION, doomed, certs.PLURAL, name, {"metadata": {"finalizers": []}}

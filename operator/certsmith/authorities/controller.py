@@ -872,7 +872,8 @@ class AuthorityController:
         (trust_bundle.rightful_owner) and it is certsmith's; what stopped it, or None.
 
         ApiErrors are returned as problems (named, for status), not raised. None too when the
-        authority writes no bundle.
+        authority writes no bundle, and when the namespace is being deleted or gone (its
+        bundle with it: kube.ApiError.namespace_closed).
         """
         if material.bundle_config_map is None:
             return None
@@ -905,6 +906,8 @@ class AuthorityController:
                     )
                 )
             except ApiError as error:
+                if error.namespace_closed:
+                    return None  # a namespace being deleted needs no bundle
                 if not error.conflict:
                     return rotation.Lagging(
                         *key,

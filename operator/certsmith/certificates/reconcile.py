@@ -328,13 +328,21 @@ class Reconciler:
         except ApiError as error:
             if error.namespace_closed:
                 # Its namespace is being deleted or gone, the Certificate with it: no Secret
-                # can be written there, and no Event or status says anything to anyone.
+                # and no Event can be written there. Not a failure (no retry, no counter);
+                # the status says why, and it is sealed, as every status certsmith leaves.
                 logger.info(
                     "%s/%s: not issued, its namespace is being deleted",
                     observed.namespace,
                     observed.name,
                 )
-                return Outcome(status=None, next_check=None)
+                return status.not_ready(
+                    observed,
+                    status.NAMESPACE_DELETING,
+                    "not issued: its namespace is being deleted",
+                    now,
+                    retry=None,
+                    seal_key=self._seal_key(),
+                )
             message = f"the apiserver answered {error}"
             # Judged on a Secret read, not on the guess that none exists.
             return self._failed(body, observed, message, now, None if optimistic else judged)
@@ -419,10 +427,22 @@ class Reconciler:
         decision: Decision,
         now: datetime,
     ) -> Outcome:
-        """Issue (paced during a root rotation), then check what was issued. Not while a
-        revocation of the certificate held now is pending: it is revoked first (its
-        authority's step then asks for the re-issue), however long that takes: a Warning
-        event says so once it waited REVOCATION_WAIT."""
+        """Issue (paced during a root rotation), then check what was issued. Never for a
+        Certificate being deleted (Ready=False, reason Deleting). Not while a revocation of
+        the certificate held now is pending: it is revoked first (its authority's step then
+        asks for the re-issue), however long that takes: a Warning event says so once it
+        waited REVOCATION_WAIT."""
+        if observed.deleting:
+            # Deleted but held by a finalizer: a Secret issued now (its own deleted with it,
+            # or by hand) would be left behind once the Certificate is gone.
+            return status.not_ready(
+                observed,
+                status.DELETING,
+                "not issued: the Certificate is being deleted (metadata.deletionTimestamp)",
+                now,
+                retry=None,
+                seal_key=self._seal_key(),
+            )
         if observed.revocation_pending(now):
             self._held_back(body, observed, admitted.signer.name, now)
             return Outcome(status=None, next_check=now + observed.revocation_recheck(now))

@@ -62,6 +62,12 @@ class Outcome:
 
 REVOKED = "Revoked"
 """Ready=False reason of a Certificate whose certificate its authority's CRLs list."""
+DELETING = "Deleting"
+"""Ready=False reason of a Certificate not issued because it is being deleted (Observed.deleting):
+a Secret written now would outlive it, as certsmith keeps Secrets of deleted Certificates."""
+NAMESPACE_DELETING = "NamespaceDeleting"
+"""Ready=False reason of a Certificate not issued because its namespace is being deleted
+(a write there refused: kube.ApiError.namespace_closed)."""
 REVOCATION_WAIT = timedelta(minutes=2)
 """How long a re-issue waits for a pending revocation of the certificate it replaces before
 a Warning event (`REVOCATION_PENDING`) says so; it waits on until the request is handled."""
@@ -95,6 +101,9 @@ class Observed:
     """The revoke-requested-at annotation (`kubectl certsmith revoke`), if any."""
     revocation_serial: str | None = None
     """The revoke-serial annotation (the serial the request pins, hex), if any."""
+    deleting: bool = False
+    """metadata.deletionTimestamp is set: deleted, held only by a finalizer (another tool's,
+    or foreground deletion's) or its namespace's deletion."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Observed:
@@ -112,6 +121,7 @@ class Observed:
             created=times.parse_time(metadata.get("creationTimestamp")),
             revocation_request=annotations.get(names.REVOKE_REQUEST_ANNOTATION),
             revocation_serial=annotations.get(names.REVOKE_SERIAL_ANNOTATION),
+            deleting=metadata.get("deletionTimestamp") is not None,
         )
 
     def revocation_pending(self, now: datetime) -> bool:

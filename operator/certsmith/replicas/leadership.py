@@ -124,10 +124,14 @@ class Elector:
         if self._give_up_at is not None:
             # A round stuck on a dead connection must not outlast our claim on the Lease.
             budget = min(budget, self._give_up_at - self._clock())
+            if budget <= timedelta(0):
+                # The claim lapsed while this process was not running (SIGSTOP, a frozen
+                # node or VM): another replica may lead by now, so the term ends first.
+                return None
         try:
             renewed_at = await asyncio.wait_for(
                 asyncio.get_running_loop().run_in_executor(None, self._try),
-                max(0.0, budget.total_seconds()),
+                budget.total_seconds(),
             )
         except TimeoutError:
             logger.warning("Lease round got no answer within %.1f s", budget.total_seconds())
