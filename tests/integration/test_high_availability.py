@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client
 
+from certsmith.admission import serving
 from certsmith.replicas import lease
 from tests.integration import certs
 from tests.integration.conftest import OPERATOR_NAMESPACE, OperatorProcess
@@ -135,3 +138,62 @@ def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
     finally:
         for replica in replicas.values():
             replica.stop()
+
+
+def test_a_standby_never_writes_the_authoritys_material(
+    api_client, kubeconfig, running_operator, tmp_path
+):
+    """Only the Lease holder writes CA Secrets. A replica that does not hold it (here the
+    Lease is another's) serves admission from the authority's material as stored, and
+    when the intermediate's Secret is deleted it keeps serving and waits for the leader,
+    instead of issuing an intermediate of its own: two replicas writing raced each other
+    (one reading a rotation's status before the other wrote it replaced the other's
+    intermediate). Once it leads, it writes the intermediate back."""
+    running_operator.stop()
+    core = client.CoreV1Api(api_client)
+    leases = client.CoordinationV1Api(api_client)
+    with contextlib.suppress(client.ApiException):
+        leases.delete_namespaced_lease("certsmith-leader", OPERATOR_NAMESPACE)
+    now = datetime.now(UTC)
+    leases.create_namespaced_lease(
+        OPERATOR_NAMESPACE,
+        client.V1Lease(
+            metadata=client.V1ObjectMeta(name="certsmith-leader"),
+            spec=client.V1LeaseSpec(
+                holder_identity="another-replica",
+                lease_duration_seconds=3600,
+                acquire_time=now,
+                renew_time=now,
+            ),
+        ),
+    )
+    intermediate = "cluster-root-intermediate"
+    standby = OperatorProcess(kubeconfig, tmp_path / "standby.log", identity="standby")
+    standby.start()
+    try:
+        standby.wait_ready(timeout=60, what="the standby serving")
+        before = core.read_namespaced_secret(intermediate, OPERATOR_NAMESPACE).metadata.uid
+        core.delete_namespaced_secret(intermediate, OPERATOR_NAMESPACE)
+        time.sleep(serving.CHECK_PERIOD + 5)
+        names = {s.metadata.name for s in core.list_namespaced_secret(OPERATOR_NAMESPACE).items}
+        assert intermediate not in names
+        assert standby.readyz() == 200
+        assert holder(api_client) == "another-replica"
+
+        leases.delete_namespaced_lease("certsmith-leader", OPERATOR_NAMESPACE)
+        wait_for(lambda: holder(api_client) == "standby", timeout=30, what="the replica leading")
+        rewritten = wait_for(
+            lambda: next(
+                (
+                    s
+                    for s in core.list_namespaced_secret(OPERATOR_NAMESPACE).items
+                    if s.metadata.name == intermediate
+                ),
+                None,
+            ),
+            timeout=30,
+            what="the leader writing the intermediate back",
+        )
+        assert rewritten.metadata.uid != before
+    finally:
+        standby.stop()

@@ -1,13 +1,15 @@
 """Keep the webhook served and trusted: its certificate from the default authority, and the
 caBundle of the webhook configurations the install ships (never created here) equal to
 that authority's roots. Runs in every replica, leader or not (every replica serves
-admission); the pure decisions are in serving.py and webhook_config.py.
+admission), so it never writes the authority's material: that is the leader's (a root or
+intermediate missing or due waits for it). The pure decisions are in serving.py and
+webhook_config.py.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -48,6 +50,14 @@ class ServingKeeper:
         last time, or None; shown by /readyz."""
         self._missing: set[str] = set()
         """The kinds of webhook configuration found missing last time (said once)."""
+        self._wake = threading.Event()
+        """Set when the default authority is loaded (by the leader's controller in this
+        replica): on a new install, the webhook need not wait a CHECK_PERIOD for it."""
+        registry.on_loaded(self._loaded)
+
+    def _loaded(self, name: str) -> None:
+        if name == self._config.default_authority:
+            self._wake.set()
 
     def default_authority_problem(self) -> str | None:
         """Why the default authority cannot sign now (for /readyz), or None when it can."""
@@ -73,6 +83,8 @@ class ServingKeeper:
             return
         except (ApiError, store.AuthorityNotReady) as error:
             self._problem = self._not_ready(error)
+            # On a new install the leader is creating the authority: not a fault yet.
+            waiting = isinstance(error, store.AwaitingLeader)
         now = self._clock()
         until = self._earlier_files_until(now)
         if until is not None:
@@ -86,9 +98,9 @@ class ServingKeeper:
             return
         chain, key = serving.placeholder_certificate(dns_names=self._dns_names(), now=now)
         self._write_files(chain, key, reload=None)
-        logger.error(
+        (logger.info if waiting else logger.error)(
             "webhook has no certificate the apiserver trusts (%s): admission requests fail "
-            "until it does; retrying every %.0f s",
+            "until it does; retrying every %.0f s, and once the leader loads it",
             self._problem,
             serving.CHECK_PERIOD,
         )
@@ -100,7 +112,8 @@ class ServingKeeper:
         kopf operator stops (the Lease lost), kopf cancels every task created after it
         started, whoever owns it."""
         while True:
-            time.sleep(serving.CHECK_PERIOD)
+            self._wake.wait(serving.CHECK_PERIOD)
+            self._wake.clear()
             try:
                 self._refresh(reload=reload)
             except (ApiError, store.AuthorityNotReady) as error:
@@ -116,6 +129,15 @@ class ServingKeeper:
         roots."""
         try:
             material = self._load_material()
+        except store.AwaitingLeader as error:
+            renew_at = self._state.renew_at
+            if renew_at is not None and self._clock() < renew_at:
+                # Serving one from this authority, still good: the leader is writing what
+                # is missing (a renewed intermediate, a rotation's phase) right now.
+                logger.info("webhook certificate kept until the leader writes: %s", error)
+                return
+            self._problem = self._not_ready(error)
+            raise
         except store.AuthorityNotReady as error:
             # (An ApiError leaves the problem as it was: the apiserver's silence is a
             # readiness problem of its own.)
@@ -134,10 +156,16 @@ class ServingKeeper:
         self._keep_ca_bundles(material.bundle_pem)
 
     def _load_material(self) -> AuthorityMaterial:
-        """The default authority's material, without driving it (that is the leader's job)."""
+        """The default authority's material as stored, without driving it (that is the
+        leader's job): AwaitingLeader when what is stored is not usable yet."""
         body = store.ensure_default_authority(self._kube, self._config)
         material = store.ensure_material(
-            self._kube, self._config, body, self._clock(), rotation.from_status(body.get("status"))
+            self._kube,
+            self._config,
+            body,
+            self._clock(),
+            rotation.from_status(body.get("status")),
+            writes=False,
         )
         if self._registry.get(material.name) is None:
             self._registry.put(material)

@@ -222,10 +222,11 @@ def intermediate_is_current(
     *,
     now: datetime,
     name_constraints: x509.NameConstraints | None = None,
+    due_ok: bool = False,
 ) -> bool:
-    """False when the intermediate must be replaced: due, mismatched, not a CA (a hand-edited
-    Secret), not from this root, or carrying other name constraints than `name_constraints`
-    (spec.nameConstraints changed)."""
+    """False when the intermediate must be replaced: due (with `due_ok`, only once expired),
+    mismatched, not a CA (a hand-edited Secret), not from this root, or carrying other name
+    constraints than `name_constraints` (spec.nameConstraints changed)."""
     certificate = intermediate.certificate
     if not keys.key_matches_certificate(intermediate.key, certificate):
         return False
@@ -235,6 +236,8 @@ def intermediate_is_current(
         return False
     if not inspect.issued_by(certificate, root.certificate):
         return False
+    if due_ok:
+        return certificate.not_valid_before_utc <= now < certificate.not_valid_after_utc
     return now < intermediate_renewal_time(certificate)
 
 

@@ -52,6 +52,13 @@ class AuthorityNotReady(Exception):
         self.reason = reason
 
 
+class AwaitingLeader(AuthorityNotReady):
+    """A read-only load (`ensure_material(writes=False)`, a replica not holding the Lease)
+    found material missing, or not usable as stored, that only the leader writes: only one
+    replica writes CA Secrets, or two could replace each other's intermediate (one of them
+    reading a rotation's status before the other wrote it)."""
+
+
 def does_not_exist(name: str) -> str:
     """The problem of an authority that does not exist, as its Certificates show it."""
     return f"CertificateAuthority {name} does not exist"
@@ -189,14 +196,16 @@ def _replace(
         raise _write_failed(body, error) from None
 
 
-def _claim(kube: Kube, secret: dict[str, Any], name: str, role: str) -> dict[str, Any]:
-    """The Secret if it is `name`'s `role` CA Secret, its removed marks put back;
-    AuthorityNotReady (CASecretConflict) when certsmith did not create it for that."""
+def _claim(
+    kube: Kube, secret: dict[str, Any], name: str, role: str, *, writes: bool = True
+) -> dict[str, Any]:
+    """The Secret if it is `name`'s `role` CA Secret, its removed marks put back (unless not
+    `writes`); AuthorityNotReady (CASecretConflict) when certsmith did not create it for that."""
     try:
         incomplete = authority.check_role(secret, authority=name, role=role)
     except ValueError as error:
         raise AuthorityNotReady(str(error), reason=CA_SECRET_CONFLICT) from None
-    if not incomplete:
+    if not incomplete or not writes:
         return secret
     metadata = secret["metadata"]
     logger.info(
@@ -279,10 +288,12 @@ def _load_root(
     spec: Mapping[str, Any],
     now: datetime,
     trusted: frozenset[str],
+    writes: bool,
 ) -> _Root:
     """The root; generated only for a new authority (`trusted`, the fingerprints its status
-    lists, is empty). A root Secret that vanished or holds another root stops the authority:
-    a new root would be trusted nowhere, and silently swapping it would break every chain."""
+    lists, is empty) and when `writes` (else AwaitingLeader). A root Secret that vanished or
+    holds another root stops the authority: a new root would be trusted nowhere, and
+    silently swapping it would break every chain."""
     user_root = supplied_root_name(spec)
     if user_root:
         return _Root(_load_supplied_root(kube, config, spec, user_root, now), None)
@@ -297,7 +308,11 @@ def _load_root(
             reason="RootMissing",
         )
     if secret is not None:
-        secret = _claim(kube, secret, name, "root")
+        secret = _claim(kube, secret, name, "root", writes=writes)
+    elif not writes:
+        raise AwaitingLeader(
+            f"Secret {config.namespace}/{secret_name} holding its root is not created yet"
+        )
     if secret is None:
         lifetime = config.root_lifetime
         if spec.get("rootLifetime"):
@@ -338,19 +353,28 @@ def _load_intermediate(
     root: ca.CAKeyPair,
     now: datetime,
     constraints: name_constraints.NameConstraints,
+    writes: bool,
 ) -> ca.CAKeyPair:
+    """The intermediate under `root`, replaced when not current (authority.
+    intermediate_is_current). Without `writes`, the stored one while still valid, even if
+    due (its renewal is the leader's), else AwaitingLeader."""
     secret_name = authority.intermediate_secret_name(name)
     secret = kube.get_secret(namespace=config.namespace, name=secret_name)
     if secret is not None:
-        secret = _claim(kube, secret, name, "intermediate")
+        secret = _claim(kube, secret, name, "intermediate", writes=writes)
         try:
             pair = authority.parse_key_pair(secret)
         except ValueError:
             pair = None
         if pair is not None and authority.intermediate_is_current(
-            pair, root, now=now, name_constraints=constraints.extension()
+            pair, root, now=now, name_constraints=constraints.extension(), due_ok=not writes
         ):
             return pair
+    if not writes:
+        raise AwaitingLeader(
+            f"Secret {config.namespace}/{secret_name} holds no intermediate usable under the "
+            "root that signs now"
+        )
 
     pair = ca.build_intermediate(
         issuer=root,
@@ -370,11 +394,11 @@ def _load_intermediate(
     return authority.parse_key_pair(stored)
 
 
-def _load_next_root(kube: Kube, config: Config, name: str) -> _Root | None:
+def _load_next_root(kube: Kube, config: Config, name: str, *, writes: bool = True) -> _Root | None:
     secret = kube.get_secret(namespace=config.namespace, name=authority.next_root_secret_name(name))
     if secret is None:
         return None
-    secret = _claim(kube, secret, name, "next-root")
+    secret = _claim(kube, secret, name, "next-root", writes=writes)
     try:
         return _root_of(authority.parse_key_pair(secret), secret)
     except ValueError as error:
@@ -382,11 +406,16 @@ def _load_next_root(kube: Kube, config: Config, name: str) -> _Root | None:
 
 
 def _rotation_next_root(
-    kube: Kube, config: Config, name: str, root: ca.CAKeyPair, state: rotation.RotationState
+    kube: Kube,
+    config: Config,
+    name: str,
+    root: ca.CAKeyPair,
+    state: rotation.RotationState,
+    writes: bool,
 ) -> _Root | None:
     """The new root of the rotation under way: the one its status names, or None once it
     became the root (a rotation that ended before its status was written)."""
-    next_root = _load_next_root(kube, config, name)
+    next_root = _load_next_root(kube, config, name, writes=writes)
     if state.new_root is None or inspect.fingerprint_sha256(root.certificate) == state.new_root:
         return next_root
     secret_name = f"{config.namespace}/{authority.next_root_secret_name(name)}"
@@ -595,8 +624,13 @@ def ensure_material(
     now: datetime,
     state: rotation.RotationState,
     parent: authority.AuthorityMaterial | None = None,
+    *,
+    writes: bool = True,
 ) -> authority.AuthorityMaterial:
     """The authority's current material, generating or renewing what is missing or due.
+
+    Without `writes` (a replica not holding the Lease) nothing is written: what is stored
+    while usable, else AwaitingLeader.
 
     During a rotation both roots are trusted; the new one signs only from Reissuing on.
     A subordinate (spec.parentRef) has no root of its own: `parent`, the parent's loaded
@@ -620,9 +654,11 @@ def ensure_material(
             roots = _Roots(parent.root, parent.trusted_roots, {}, {})
             state = parent.rotation
         else:
-            roots = _own_roots(kube, config, name, spec, now, known, state)
+            roots = _own_roots(kube, config, name, spec, now, known, state, writes)
         signing = roots.signing
-        intermediate = _load_intermediate(kube, config, name, spec, signing, now, constraints)
+        intermediate = _load_intermediate(
+            kube, config, name, spec, signing, now, constraints, writes
+        )
     except model.InvalidSpec as error:
         raise AuthorityNotReady(str(error), reason="InvalidSpec") from None
     problem = ca.issuance_problem(signing.certificate, intermediate, now)
@@ -672,10 +708,11 @@ def _own_roots(
     now: datetime,
     known: frozenset[str],
     state: rotation.RotationState,
+    writes: bool,
 ) -> _Roots:
     """An authority's own root, and during a rotation its next root too (which signs only
     from Reissuing on)."""
-    loaded = _load_root(kube, config, name, spec, now, known)
+    loaded = _load_root(kube, config, name, spec, now, known, writes)
     root = loaded.pair
     roots = _Roots(
         root,
@@ -685,7 +722,7 @@ def _own_roots(
     )
     if not state.rotating:
         return roots
-    next_root = _rotation_next_root(kube, config, name, root, state)
+    next_root = _rotation_next_root(kube, config, name, root, state, writes)
     if next_root is None:
         return roots
     roots.refresh_bounds.update(_bounds(next_root.pair, next_root.refresh_bound))
