@@ -690,6 +690,14 @@ def test_pod_certificates_of_a_subordinate_stay_inside_its_zone(
             timeout=20,
             what="the intermediate re-issued",
         )
+        # The change is in force once the status says so: the Secret is written first, then
+        # the authority signs with it (in between, a request is signed as before the edit).
+        generation = (get_authority(api_client, sub) or {})["metadata"]["generation"]
+        wait_for(
+            lambda: ready_condition(api_client, sub).get("observedGeneration") == generation,
+            timeout=20,
+            what="the authority's status observing the edit",
+        )
         condition = pod_certs.answer(request("outside"))
         assert condition is not None and condition["type"] == "Denied", condition
         assert condition["reason"] == "PolicyDenied"
