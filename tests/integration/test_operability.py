@@ -220,6 +220,9 @@ def test_a_certificate_being_deleted_is_never_issued_again(api_client, namespace
     assert secret_name not in {
         s.metadata.name for s in core.list_namespaced_secret(namespace).items
     }
+    # No certificate is held any more: EXPIRES and SERIAL are empty.
+    held = certs.get(api_client, namespace, "leaving")["status"]
+    assert "notAfter" not in held and "serialNumber" not in held
     objects.patch_namespaced_custom_object(
         certs.GROUP,
         certs.VERSION,
@@ -243,6 +246,44 @@ def test_a_certificate_being_deleted_is_never_issued_again(api_client, namespace
     assert secret_name not in {
         s.metadata.name for s in core.list_namespaced_secret(namespace).items
     }
+
+
+def test_a_certificate_deleted_while_no_operator_runs_is_judged_at_start(
+    api_client, namespace, running_operator
+):
+    """Deleted (held by a finalizer) and its Secret deleted while the operator was down:
+    the next start judges it too (Deleting), rather than leaving it Ready with no Secret."""
+    core = client.CoreV1Api(api_client)
+    objects = client.CustomObjectsApi(api_client)
+    body = certs.certificate("gone-offline", dnsNames=["gone.example.com"])
+    body["metadata"]["finalizers"] = ["example.com/hold"]
+    certs.create(api_client, namespace, body)
+    certs.wait_ready(api_client, namespace, "gone-offline", timeout=30)
+    running_operator.stop()
+    objects.delete_namespaced_custom_object(
+        certs.GROUP, certs.VERSION, namespace, certs.PLURAL, "gone-offline"
+    )
+    core.delete_namespaced_secret(body["spec"]["secretName"], namespace)
+    running_operator.start()
+    running_operator.wait_serving(api_client)
+
+    def reason() -> str | None:
+        ready = certs.condition(certs.get(api_client, namespace, "gone-offline"))
+        return None if ready is None else ready["reason"]
+
+    try:
+        wait_for(lambda: reason() == "Deleting", timeout=30, what="Ready=False, reason Deleting")
+        secrets = {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
+        assert body["spec"]["secretName"] not in secrets
+    finally:
+        objects.patch_namespaced_custom_object(
+            certs.GROUP,
+            certs.VERSION,
+            namespace,
+            certs.PLURAL,
+            "gone-offline",
+            {"metadata": {"finalizers": []}},
+        )
 
 
 def test_a_namespace_deleted_with_its_certificates_fails_no_issuance(api_client, running_operator):

@@ -76,6 +76,11 @@ def test_a_repair_keeps_what_others_added_and_restores_what_certsmith_owns():
     )
     existing["metadata"]["labels"] = {"team": "a"}
     existing["metadata"]["annotations"] = {"note": "kept"}
+    # A PUT without them would remove another tool's finalizer (and so delete a ConfigMap
+    # it held) and its ownerReferences.
+    existing["metadata"]["finalizers"] = ["example.com/hold"]
+    owner = {"apiVersion": "v1", "kind": "Namespace", "name": "t1", "uid": "n-1"}
+    existing["metadata"]["ownerReferences"] = [owner]
     body = trust_bundle.bundle_configmap(
         name="certsmith-ca", namespace="t1", authority="cluster-root", pem=PEM, existing=existing
     )
@@ -91,7 +96,18 @@ def test_a_repair_keeps_what_others_added_and_restores_what_certsmith_owns():
     }
     assert body["data"] == {"ca.crt": PEM.decode(), "extra.pem": "x"}
     assert body["binaryData"] == {"keystore.jks": "YmFy"}
+    assert body["metadata"]["finalizers"] == ["example.com/hold"]
+    assert body["metadata"]["ownerReferences"] == [owner]
     assert trust_bundle.is_current(body, PEM, "cluster-root")
+
+
+def test_a_bundle_being_deleted_is_left_to_its_deletion():
+    """Held by a finalizer, or in a namespace being deleted: not repaired (a repair once
+    removed the finalizer and so deleted it at once); its deletion event has it written anew."""
+    edited = ours(data={"ca.crt": "hand-edited"})
+    edited["metadata"]["deletionTimestamp"] = "2026-12-01T04:00:00Z"
+    edited["metadata"]["finalizers"] = ["example.com/hold"]
+    assert judge(edited).action is Action.NOTHING
 
 
 def test_the_synced_condition_names_conflicts_first():

@@ -174,6 +174,10 @@ def judge(
         return Verdict(Action.CONFLICT, not_owner_why(owner))
     if existing is None:
         return Verdict(Action.WRITE)
+    if (existing.get("metadata") or {}).get("deletionTimestamp"):
+        # Being deleted (held by a finalizer, or its namespace going): a write would only
+        # race the deletion; once it is gone, its deletion event has it written anew.
+        return Verdict(Action.NOTHING)
     if not marked(existing) and not created_here:
         return Verdict(
             Action.CONFLICT,
@@ -195,8 +199,9 @@ def bundle_configmap(
     crl: str = "",
 ) -> dict[str, Any]:
     """The ConfigMap to create, or to PUT over `existing` (with its resourceVersion): labels,
-    annotations and data keys others added are kept; certsmith's own (ca.crt, and ca.crl
-    when `crl` is given) are put back."""
+    annotations, finalizers, ownerReferences and data keys others added are kept (a PUT
+    without them would remove them); certsmith's own (ca.crt, and ca.crl when `crl` is
+    given) are put back."""
     previous = (existing or {}).get("metadata") or {}
     metadata: dict[str, Any] = {
         "name": name,
@@ -210,6 +215,9 @@ def bundle_configmap(
     }
     if previous.get("resourceVersion"):
         metadata["resourceVersion"] = previous["resourceVersion"]
+    for others in ("finalizers", "ownerReferences"):
+        if previous.get(others):
+            metadata[others] = previous[others]
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -434,7 +434,8 @@ class Reconciler:
         waited REVOCATION_WAIT."""
         if observed.deleting:
             # Deleted but held by a finalizer: a Secret issued now (its own deleted with it,
-            # or by hand) would be left behind once the Certificate is gone.
+            # or by hand) would be left behind once the Certificate is gone. Without a
+            # Secret, status no longer shows the certificate it held (EXPIRES, SERIAL).
             return status.not_ready(
                 observed,
                 status.DELETING,
@@ -442,6 +443,7 @@ class Reconciler:
                 now,
                 retry=None,
                 seal_key=self._seal_key(),
+                forget_certificate=judged.secret is None,
             )
         if observed.revocation_pending(now):
             self._held_back(body, observed, admitted.signer.name, now)

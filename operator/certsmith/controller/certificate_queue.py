@@ -71,7 +71,8 @@ class CertificateQueue:
         from `list_all`) whose status vouches for its Secret (Reconciler.resume_listed,
         `secret_version` giving a Secret's listed resourceVersion by namespace and name),
         so the schedule is whole before kopf's watch has delivered one; the others are
-        left to the watch's resume handler, as is any Certificate changed after the list.
+        left to the watch's resume handler, as is any Certificate changed after the list,
+        except those being deleted (judged now: kopf has no handler for them).
         Returns how many were scheduled."""
         resumed = {}
         for body in listed:
@@ -86,6 +87,10 @@ class CertificateQueue:
                 if outcome is not None:
                     self.after(namespace, name, outcome)
                     resumed[(namespace, name)] = str(metadata.get("resourceVersion") or "")
+                elif metadata.get("deletionTimestamp"):
+                    # kopf calls no handler for an object being deleted that holds no
+                    # finalizer of its own: judged here, or it would stay as it was.
+                    self.due_now(namespace, name)
         with self._lock:
             self._resumed = resumed
         return len(resumed)
