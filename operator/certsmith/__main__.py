@@ -148,8 +148,15 @@ async def lead(
 
 def start_watch_threads(parts: wiring.Parts) -> None:
     """The Lease canary (replicas/watch_health.py) and the CA Secrets' watch, in every
-    replica, for the life of the process."""
+    replica, for the life of the process. A CA Secret written (by the leader) also has
+    this replica's webhook certificate follow it at once, not at its next check."""
     shared = parts.shared
+    authorities = parts.controller.authorities
+
+    def ca_secret_changed(secret_name: str) -> None:
+        authorities.ca_secret_changed(secret_name)
+        parts.serving.secret_changed(secret_name)
+
     threading.Thread(
         target=leadership.follow_lease,
         args=(shared.kube,),
@@ -165,8 +172,8 @@ def start_watch_threads(parts: wiring.Parts) -> None:
         args=(shared.kube,),
         kwargs={
             "namespace": shared.config.namespace,
-            "changed": parts.controller.authorities.ca_secret_changed,
-            "listed": parts.controller.authorities.ca_secrets_listed,
+            "changed": ca_secret_changed,
+            "listed": authorities.ca_secrets_listed,
         },
         name="ca-secrets",
         daemon=True,
@@ -242,6 +249,7 @@ async def run(args: argparse.Namespace) -> None:
         lead=functools.partial(lead, parts, stop, replica),
         on_contact=shared.replica.apiserver_answered,
         on_read=shared.replica.watch_health.read,
+        on_claim=shared.replica.claim,
     )
     campaign = asyncio.create_task(elector.run())
     start_watch_threads(parts)

@@ -184,6 +184,7 @@ def _controller(shared: Shared) -> ControllerParts:
         namespace_labels=labels.labels,
         pacer=pacer,
         seal_key=seal_key,
+        acting=lambda: shared.replica.holds_claim(utc_now()),
     )
     certificates = CertificateQueue(
         kube=shared.kube,

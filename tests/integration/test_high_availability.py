@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import ssl
 import time
 from datetime import UTC, datetime
 
 import pytest
+from cryptography import x509
 from kubernetes import client
 
 from certsmith.admission import serving
@@ -18,6 +20,15 @@ from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 KILLS = 5
+WORKERS = 2
+
+
+def logged_at(line: str) -> float:
+    """When an operator log line was written (its asctime: local time, as this host's)."""
+    stamp = " ".join(line.split(" ")[:2])
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
 TAKEOVER_LIMIT = 15.0
 
 
@@ -87,13 +98,19 @@ def test_one_replica_acts_and_the_other_takes_over(
 def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
     api_client, kubeconfig, namespace, running_operator, tmp_path
 ):
-    """A leader stopped (SIGSTOP: a frozen node or VM) longer than the Lease lasts wakes to
-    find another replica leading: it ends its term before anything else, without a Lease
-    round it has no time left for (one once logged "no answer within -23.6 s"), and every
-    Certificate is issued once, by the new leader."""
+    """A leader stopped (SIGSTOP: a frozen node or VM) in the middle of issuing, longer
+    than the Lease lasts, wakes to find another replica leading: it writes no Secret more
+    (it once wrote 11 to 26 more in the seconds before its term stopped), ends its term
+    without a Lease round it has no time left for (one once logged "no answer within
+    -23.6 s"), and every Certificate is issued once."""
     running_operator.stop()
     replicas = {
-        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
+        name: OperatorProcess(
+            kubeconfig,
+            tmp_path / f"{name}.log",
+            identity=name,
+            env={"CERTSMITH_WORKERS": str(WORKERS)},
+        )
         for name in ("replica-a", "replica-b")
     }
     for replica in replicas.values():
@@ -107,15 +124,31 @@ def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
         frozen = replicas[frozen_name]
         standby = next(name for name in replicas if name != frozen_name)
         assert frozen.process is not None
+        # A backlog of slow keys (RSA 4096), so the leader is stopped mid-issuance.
+        backlog = [f"slow-{index}" for index in range(40)]
+        for name in backlog:
+            body = certs.certificate(name, dnsNames=[f"{name}.example.com"])
+            body["spec"]["privateKey"] = {"algorithm": "RSA", "size": 4096}
+            certs.create(api_client, namespace, body)
+        wait_for(
+            lambda: certs.is_ready(api_client, namespace, backlog[0]),
+            timeout=60,
+            what="the backlog being issued",
+        )
         frozen.process.send_signal(signal.SIGSTOP)
         try:
-            wait_for(lambda: holder(api_client) == standby, timeout=30, what="takeover")
-            certs.create(
-                api_client, namespace, certs.certificate("while-frozen", dnsNames=["f.example.com"])
+            wait_for(
+                lambda: holder(api_client) == standby, timeout=30, interval=0.1, what="takeover"
             )
-            certs.wait_ready(api_client, namespace, "while-frozen", timeout=30)
         finally:
+            # At once: the keys it was making when stopped are still wanted, the new leader
+            # having only just begun.
             frozen.process.send_signal(signal.SIGCONT)
+            woken_at = time.time()
+        certs.create(
+            api_client, namespace, certs.certificate("while-frozen", dnsNames=["f.example.com"])
+        )
+        certs.wait_ready(api_client, namespace, "while-frozen", timeout=60)
         wait_for(
             lambda: "lost the Lease" in frozen.log_path.read_text(errors="replace"),
             timeout=15,
@@ -135,6 +168,20 @@ def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
             assert len(issued) == 1
         log = frozen.log_path.read_text(errors="replace")
         assert "within -" not in log
+        issued_after = [
+            line
+            for line in log.splitlines()
+            if ": issued serial " in line and logged_at(line) > woken_at
+        ]
+        # Its workers were making keys (seconds each) when stopped; a write already sent
+        # (milliseconds) is the rare exception, hardly ever two at once.
+        assert len(issued_after) <= 1, issued_after
+        for name in backlog:
+            certs.wait_ready(api_client, namespace, name, timeout=120)
+            issued = [
+                e for e in certs.events_for(api_client, namespace, name) if e.reason == "Issued"
+            ]
+            assert len(issued) == 1, name
     finally:
         for replica in replicas.values():
             replica.stop()
@@ -197,3 +244,57 @@ def test_a_standby_never_writes_the_authoritys_material(
         assert rewritten.metadata.uid != before
     finally:
         standby.stop()
+
+
+def served_issuer_key_id(port: int) -> bytes | None:
+    """The authority key identifier of the certificate a replica's webhook serves now."""
+    try:
+        pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=2)
+    except OSError:
+        return None
+    leaf = x509.load_pem_x509_certificate(pem.encode())
+    return leaf.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+
+
+def test_every_replicas_webhook_follows_a_new_intermediate_at_once(
+    api_client, kubeconfig, running_operator, tmp_path
+):
+    """The leader replaces a deleted intermediate; every replica's webhook (the standby's
+    too) serves a certificate from the new one within seconds, not at its next 15 s check:
+    a caBundle that moves with a root switch would otherwise not trust it meanwhile."""
+    running_operator.stop()
+    core = client.CoreV1Api(api_client)
+    replicas = {
+        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
+        for name in ("replica-a", "replica-b")
+    }
+    for replica in replicas.values():
+        replica.start()
+    try:
+        for replica in replicas.values():
+            replica.wait_ready(timeout=60, what="replica serving")
+        wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+        intermediate = "cluster-root-intermediate"
+        before = core.read_namespaced_secret(intermediate, OPERATOR_NAMESPACE).metadata.uid
+        core.delete_namespaced_secret(intermediate, OPERATOR_NAMESPACE)
+
+        def new_intermediate() -> x509.Certificate | None:
+            try:
+                secret = core.read_namespaced_secret(intermediate, OPERATOR_NAMESPACE)
+            except client.ApiException:
+                return None
+            if secret.metadata.uid == before:
+                return None
+            return x509.load_pem_x509_certificate(certs.secret_bytes(secret, "tls.crt"))
+
+        replaced = wait_for(new_intermediate, timeout=20, what="a new intermediate")
+        key_id = replaced.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        for name, replica in replicas.items():
+            wait_for(
+                lambda r=replica: served_issuer_key_id(r.webhook_port) == key_id.digest,
+                timeout=serving.CHECK_PERIOD / 2,
+                what=f"{name}'s webhook serving from the new intermediate",
+            )
+    finally:
+        for replica in replicas.values():
+            replica.stop()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from certsmith.replicas import lease
 from certsmith.replicas.state import ReplicaState
 from certsmith.replicas.watch_health import STALL_GRACE_SECONDS
 
@@ -51,3 +52,17 @@ def test_a_term_that_fails_still_ends_leadership() -> None:
     with pytest.raises(RuntimeError), replica.leading_term():
         raise RuntimeError("the controller crashed")
     assert replica.leading is False
+
+
+def test_a_replica_may_write_only_within_its_claim_on_the_lease() -> None:
+    """The claim ends at the last renewal plus GIVE_UP, before any other replica may take
+    the Lease: a process woken from a long pause must not write as the leader, even
+    before its campaign noticed."""
+    replica = ReplicaState(clock=Clock())
+    assert not replica.holds_claim(T0)  # never held
+    replica.claim(T0 + lease.GIVE_UP)
+    assert replica.holds_claim(T0 + lease.GIVE_UP - timedelta(milliseconds=1))
+    assert not replica.holds_claim(T0 + lease.GIVE_UP)
+    assert lease.GIVE_UP < lease.DURATION
+    replica.claim(None)  # the term ended
+    assert not replica.holds_claim(T0)

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from certsmith.admission import serving, webhook_config
-from certsmith.authorities import rotation, store
+from certsmith.authorities import authority, rotation, store
 from certsmith.authorities.authority import AuthorityMaterial
 from certsmith.config import Config
 from certsmith.kube import ApiError, Kube
@@ -57,6 +57,18 @@ class ServingKeeper:
 
     def _loaded(self, name: str) -> None:
         if name == self._config.default_authority:
+            self._wake.set()
+
+    def secret_changed(self, secret_name: str) -> None:
+        """A Secret of the operator's namespace changed (the CA Secrets' watch, in every
+        replica): one of the default authority's CA Secrets has the certificate checked
+        now, not at the next CHECK_PERIOD (the leader moved its material)."""
+        name = self._config.default_authority
+        if secret_name in (
+            authority.root_secret_name(name),
+            authority.intermediate_secret_name(name),
+            authority.next_root_secret_name(name),
+        ):
             self._wake.set()
 
     def default_authority_problem(self) -> str | None:

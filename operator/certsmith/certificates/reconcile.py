@@ -81,13 +81,20 @@ class Unsignable:
     issuer: str
 
 
+class ClaimLapsed(Exception):
+    """This replica's claim on the Lease lapsed before a write: another may lead now."""
+
+
 class Reconciler:
     """Reconciles Certificates, each under its own lock, different ones in parallel threads;
     remembers its own Secret writes and which Certificates wait on which Secret.
 
     `clock` gives aware UTC datetimes; `namespace_labels` a namespace's labels (for grants);
     `authorities` and `pacer` are the authorities' registry and re-issue pacer;
-    `seal_key` the key of status seals (certificates.seal), None until loaded.
+    `seal_key` the key of status seals (certificates.seal), None until loaded;
+    `acting()` whether this replica may still write as the leader (replicas.state.
+    ReplicaState.holds_claim): checked right before each Secret write, so a replica whose
+    claim on the Lease lapsed (paused, starved) writes nothing more while another leads.
     """
 
     def __init__(
@@ -100,7 +107,9 @@ class Reconciler:
         namespace_labels: Callable[[str], Mapping[str, str]],
         pacer: ReissuePacing,
         seal_key: Callable[[], bytes | None],
+        acting: Callable[[], bool],
     ) -> None:
+        self._acting = acting
         self._seal_key = seal_key
         self._namespace_labels = namespace_labels
         self._pacer = pacer
@@ -135,7 +144,12 @@ class Reconciler:
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
         with self._lock_for(key):
-            outcome = self._reconcile(body, secret_version)
+            try:
+                outcome = self._reconcile(body, secret_version)
+            except ClaimLapsed:
+                # The next leader judges it: nothing written, nothing scheduled here.
+                logger.info("%s/%s: not written, this replica's claim on the Lease lapsed", *key)
+                return Outcome(status=None, next_check=None)
             with self._locks_guard:
                 again = key in self._changed_meanwhile
                 self._changed_meanwhile.discard(key)
@@ -504,6 +518,10 @@ class Reconciler:
         )
         return tls_secret.parse_secret(stored)
 
+    def _check_claim(self) -> None:
+        if not self._acting():
+            raise ClaimLapsed
+
     def _store_issued(
         self,
         observed: status.Observed,
@@ -512,7 +530,10 @@ class Reconciler:
         material: tls_secret.IssuedMaterial,
     ) -> dict[str, Any]:
         """Create the Secret, or merge-patch what certsmith owns into the one judged: what
-        others added stays, and its resourceVersion makes a concurrent write a 409."""
+        others added stays, and its resourceVersion makes a concurrent write a 409.
+        ClaimLapsed when this replica may no longer write (after the key was made: the slow
+        part)."""
+        self._check_claim()
         secret = (observed.namespace, spec.secret_name)
         with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
             if previous is None:
@@ -579,6 +600,7 @@ class Reconciler:
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
             return None
+        self._check_claim()
         secret = (observed.namespace, spec.secret_name)
         with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
             stored = self._kube.patch_secret(

@@ -39,7 +39,11 @@ class Elector:
         lead: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
         on_contact: Callable[[], None] = lambda: None,
         on_read: Callable[[datetime | None], None] = lambda _: None,
+        on_claim: Callable[[datetime | None], None] = lambda _: None,
     ) -> None:
+        """`on_claim(until)`: after each renewal, until when this replica may act (None
+        once it does not lead)."""
+        self._on_claim = on_claim
         self._on_contact = on_contact
         self._on_read = on_read
         self._kube = kube.with_timeout(CALL_TIMEOUT)
@@ -103,6 +107,7 @@ class Elector:
                 # What the other replicas see is the renewTime written, not when it was
                 # acknowledged: the give-up clock starts there.
                 self._give_up_at = renewed_at + lease.GIVE_UP
+                self._on_claim(self._give_up_at)
                 if not self._leading():
                     self._stop_term = asyncio.Event()
                     self._term = asyncio.create_task(self._lead(self._stop_term))
@@ -111,6 +116,7 @@ class Elector:
                 await self._end_term()
             if not self._leading():
                 self._give_up_at = None
+                self._on_claim(None)
             pause = lease.RENEW_PERIOD
             if self._give_up_at is not None:
                 # Wake for the give-up deadline even when it falls inside the pause.

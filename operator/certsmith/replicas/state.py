@@ -7,6 +7,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from certsmith.replicas.watch_health import WatchHealth
 
@@ -18,6 +19,7 @@ class ReplicaState:
         self._lock = threading.Lock()
         self._last_answer = clock()
         self._leading = False
+        self._claim_until: datetime | None = None
         self.watch_health = WatchHealth(clock=clock)
         """Fed by the Lease campaign (`read`) and the Lease watch (`delivered`)."""
 
@@ -35,6 +37,19 @@ class ReplicaState:
     def leading(self) -> bool:
         """True while this replica runs the controller (holds the Lease)."""
         return self._leading
+
+    def claim(self, until: datetime | None) -> None:
+        """Called by the Lease campaign: until when this replica may act (its last renewal
+        plus lease.GIVE_UP, before any other replica may take the Lease), None when not
+        holding it."""
+        self._claim_until = until
+
+    def holds_claim(self, now: datetime) -> bool:
+        """Whether this replica may still write as the leader at `now` (aware UTC): False
+        once its claim lapsed, even before the campaign's loop noticed (a process woken
+        from SIGSTOP runs its worker threads first)."""
+        until = self._claim_until
+        return until is not None and now < until
 
     @contextlib.contextmanager
     def leading_term(self) -> Iterator[None]:
