@@ -19,7 +19,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from certsmith import metrics
@@ -85,6 +85,11 @@ class ClaimLapsed(Exception):
     """This replica's claim on the Lease lapsed before a write: another may lead now."""
 
 
+CLAIM_RECHECK = timedelta(seconds=2)
+"""When a Certificate not written for a lapsed claim is looked at again (the Lease's renew
+period): a renewal that came late, under load, keeps the term and its work."""
+
+
 class Reconciler:
     """Reconciles Certificates, each under its own lock, different ones in parallel threads;
     remembers its own Secret writes and which Certificates wait on which Secret.
@@ -147,9 +152,10 @@ class Reconciler:
             try:
                 outcome = self._reconcile(body, secret_version)
             except ClaimLapsed:
-                # The next leader judges it: nothing written, nothing scheduled here.
+                # Nothing written. Looked at again soon: by the next leader if this term
+                # ends, else here once a late renewal restored the claim.
                 logger.info("%s/%s: not written, this replica's claim on the Lease lapsed", *key)
-                return Outcome(status=None, next_check=None)
+                return Outcome(status=None, next_check=self._clock() + CLAIM_RECHECK)
             with self._locks_guard:
                 again = key in self._changed_meanwhile
                 self._changed_meanwhile.discard(key)
