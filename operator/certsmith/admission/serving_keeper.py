@@ -100,7 +100,7 @@ class ServingKeeper:
         now = self._clock()
         until = self._earlier_files_until(now)
         if until is not None:
-            logger.error(
+            (logger.info if waiting else logger.error)(
                 "webhook certificate not renewed (%s): serving the one written before, valid "
                 "until %s; retrying every %.0f s",
                 self._problem,
@@ -128,6 +128,10 @@ class ServingKeeper:
             self._wake.clear()
             try:
                 self._refresh(reload=reload)
+            except store.AwaitingLeader as error:
+                # The leader is writing it (a new install, a replaced intermediate): /readyz
+                # says so meanwhile.
+                logger.info("webhook certificate waits for the leader: %s", error)
             except (ApiError, store.AuthorityNotReady) as error:
                 logger.warning("webhook certificate not checked against the authority: %s", error)
             except Exception:
