@@ -42,6 +42,31 @@ CRD_LABELS = "app.kubernetes.io/name=certsmith"
 QUIET_UNLESS_VERBOSE = ("kopf.objects", "aiohttp.access")
 """Loggers whose INFO lines (kopf's "Handler … succeeded", a webhook call's access line)
 are only shown with --verbose."""
+
+
+class AdmissionRefusals(logging.Filter):
+    """kopf logs each admission refusal (a handler's kopf.AdmissionError, a PermanentError)
+    as an ERROR, "Webhook '<id>' failed permanently: <why>": but refusing is the webhook
+    working (the caller gets the message), and one ERROR per refused request buries real
+    ones. Such a record is logged at INFO (so, like kopf's other INFO lines, only with
+    --verbose); any other failure of a handler stays an ERROR."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not (
+            record.levelno == logging.ERROR
+            and message.startswith("Webhook ")
+            and " failed permanently: " in message
+        ):
+            return True
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return self._logger.isEnabledFor(logging.INFO)
+
+
 EXIT_CANNOT_RUN = 2
 """Exit status when a setting or the cluster makes certsmith unable to run: retrying cannot
 help (a ConfigError, missing prerequisites, the operator's namespace deleted)."""
@@ -292,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    objects = logging.getLogger("kopf.objects")
+    objects.addFilter(AdmissionRefusals(objects))
     if not args.verbose:
         # A line per handler call and per webhook request: 4 lines per issuance, a few per
         # cent of its CPU; certsmith logs each issuance itself, kopf its failures.

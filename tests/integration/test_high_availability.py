@@ -6,7 +6,9 @@ import contextlib
 import signal
 import ssl
 import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -42,12 +44,17 @@ def holder(api_client) -> str | None:
     return lease.spec.holder_identity
 
 
-def test_one_replica_acts_and_the_other_takes_over(
-    api_client, kubeconfig, namespace, running_operator, tmp_path
-):
-    running_operator.stop()  # the session's single replica steps aside for this test
+@contextlib.contextmanager
+def two_replicas(
+    api_client: client.ApiClient,
+    kubeconfig: str,
+    tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[dict[str, OperatorProcess]]:
+    """replica-a and replica-b (settings `env`) started, both serving and one holding the
+    Lease; stopped after. The session's operator must be stopped first."""
     replicas = {
-        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
+        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name, env=env)
         for name in ("replica-a", "replica-b")
     }
     for replica in replicas.values():
@@ -56,7 +63,17 @@ def test_one_replica_acts_and_the_other_takes_over(
         for replica in replicas.values():
             replica.wait_ready(timeout=60, what="replica serving")
         wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+        yield replicas
+    finally:
+        for replica in replicas.values():
+            replica.stop()
 
+
+def test_one_replica_acts_and_the_other_takes_over(
+    api_client, kubeconfig, namespace, running_operator, tmp_path
+):
+    running_operator.stop()  # the session's single replica steps aside for this test
+    with two_replicas(api_client, kubeconfig, tmp_path) as replicas:
         takeovers = []
         for round_ in range(KILLS):
             leader = holder(api_client)
@@ -90,9 +107,6 @@ def test_one_replica_acts_and_the_other_takes_over(
                 if e.reason == "Issued"
             ]
             assert len(issued) == 1
-    finally:
-        for replica in replicas.values():
-            replica.stop()
 
 
 def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
@@ -104,21 +118,9 @@ def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
     without a Lease round it has no time left for (one once logged "no answer within
     -23.6 s"), and every Certificate is issued once."""
     running_operator.stop()
-    replicas = {
-        name: OperatorProcess(
-            kubeconfig,
-            tmp_path / f"{name}.log",
-            identity=name,
-            env={"CERTSMITH_WORKERS": str(WORKERS)},
-        )
-        for name in ("replica-a", "replica-b")
-    }
-    for replica in replicas.values():
-        replica.start()
-    try:
-        for replica in replicas.values():
-            replica.wait_ready(timeout=60, what="replica serving")
-        wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+    with two_replicas(
+        api_client, kubeconfig, tmp_path, env={"CERTSMITH_WORKERS": str(WORKERS)}
+    ) as replicas:
         frozen_name = holder(api_client)
         assert frozen_name is not None
         frozen = replicas[frozen_name]
@@ -182,9 +184,6 @@ def test_a_leader_frozen_past_its_claim_stands_down_when_it_wakes(
                 e for e in certs.events_for(api_client, namespace, name) if e.reason == "Issued"
             ]
             assert len(issued) == 1, name
-    finally:
-        for replica in replicas.values():
-            replica.stop()
 
 
 def test_a_standby_never_writes_the_authoritys_material(
@@ -264,16 +263,7 @@ def test_every_replicas_webhook_follows_a_new_intermediate_at_once(
     a caBundle that moves with a root switch would otherwise not trust it meanwhile."""
     running_operator.stop()
     core = client.CoreV1Api(api_client)
-    replicas = {
-        name: OperatorProcess(kubeconfig, tmp_path / f"{name}.log", identity=name)
-        for name in ("replica-a", "replica-b")
-    }
-    for replica in replicas.values():
-        replica.start()
-    try:
-        for replica in replicas.values():
-            replica.wait_ready(timeout=60, what="replica serving")
-        wait_for(lambda: holder(api_client) in replicas, timeout=30, what="a leader")
+    with two_replicas(api_client, kubeconfig, tmp_path) as replicas:
         intermediate = "cluster-root-intermediate"
         before = core.read_namespaced_secret(intermediate, OPERATOR_NAMESPACE).metadata.uid
         core.delete_namespaced_secret(intermediate, OPERATOR_NAMESPACE)
@@ -295,6 +285,3 @@ def test_every_replicas_webhook_follows_a_new_intermediate_at_once(
                 timeout=serving.CHECK_PERIOD / 2,
                 what=f"{name}'s webhook serving from the new intermediate",
             )
-    finally:
-        for replica in replicas.values():
-            replica.stop()
