@@ -428,8 +428,11 @@ def test_an_authority_uses_only_secrets_marked_for_its_role(root):
         pair=root,
     )
     assert authority.check_role(stored, authority="team", role="intermediate") is False
-    with pytest.raises(ValueError, match="is the intermediate of CertificateAuthority team, not"):
+    with pytest.raises(ValueError) as refused:
         authority.check_role(stored, authority="team", role="root")
+    assert "has label certsmith.dev/role=intermediate, annotation certsmith.dev/role=" in str(
+        refused.value
+    )
     leaf = {
         "metadata": {
             "name": "team-intermediate",
@@ -486,8 +489,15 @@ def test_a_mark_naming_another_authority_or_role_disowns_it(root):
             "labels": {**stored["metadata"]["labels"], "certsmith.dev/authority": "other"},
         },
     }
-    with pytest.raises(ValueError, match="certsmith neither uses nor overwrites it"):
+    # The message names the mark that disagrees, not what the others say (it once read "is
+    # the intermediate of CertificateAuthority team, not the intermediate of … team").
+    with pytest.raises(ValueError) as refused:
         authority.check_role(relabelled, authority="team", role="intermediate")
+    assert str(refused.value) == (
+        "Secret c/team-intermediate has label certsmith.dev/authority=other, so it is not the "
+        "intermediate of CertificateAuthority team; certsmith neither uses nor overwrites it: "
+        "delete it, move it away, or set that mark back"
+    )
     bare = _without(
         stored,
         labels=["certsmith.dev/role", "certsmith.dev/authority"],

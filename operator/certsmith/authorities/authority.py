@@ -143,21 +143,26 @@ def check_role(secret: Mapping[str, Any], *, authority: str, role: str) -> bool:
     annotations = metadata.get("annotations") or {}
     wanted = {names.CA_AUTHORITY_LABEL: authority, names.CA_ROLE_LABEL: role}
     found = [
-        (key, value)
-        for source in (labels, annotations)
+        (kind, key, value)
+        for kind, source in (("label", labels), ("annotation", annotations))
         for key, value in source.items()
         if key in wanted
     ]
     where = f"Secret {metadata.get('namespace', '?')}/{metadata.get('name', '?')}"
-    if found and all(wanted[key] == value for key, value in found):
+    if found and all(wanted[key] == value for _, key, value in found):
         return (
             len(found) < 2 * len(wanted)
             or labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_VALUE
         )
     if found:
+        # Name the marks that disagree: the others may well say it is this one's.
+        other = ", ".join(
+            f"{kind} {key}={value}" for kind, key, value in found if wanted[key] != value
+        )
         raise ValueError(
-            f"{where} is {describe_ca_secret(secret)}, not the {role} of CertificateAuthority "
-            f"{authority}; certsmith neither uses nor overwrites it: delete it or move it away"
+            f"{where} has {other}, so it is not the {role} of CertificateAuthority "
+            f"{authority}; certsmith neither uses nor overwrites it: delete it, move it away, "
+            "or set that mark back"
         )
     whose = ""
     certificate = labels.get(names.CERTIFICATE_LABEL)
