@@ -23,11 +23,6 @@ class NamespaceGone(Exception):
     """The operator's namespace no longer exists (or is being deleted): nothing can work."""
 
 
-def _namespace_gone(error: ApiError) -> bool:
-    # Creating in a missing namespace answers 404; in one being deleted, 403 saying so.
-    return error.not_found or (error.status == 403 and "being terminated" in error.message)
-
-
 class Elector:
     def __init__(
         self,
@@ -88,7 +83,7 @@ class Elector:
         except ApiError as error:
             if error.conflict:
                 return None  # another replica wrote first
-            if found is None and _namespace_gone(error):
+            if found is None and error.namespace_closed:
                 raise NamespaceGone(config.missing_namespace_message(self._namespace)) from None
             raise
         if move is not lease.Move.RENEW:
