@@ -182,6 +182,10 @@ def start_watch_threads(parts: wiring.Parts) -> None:
         authorities.ca_secret_changed(secret_name)
         parts.serving.secret_changed(secret_name)
 
+    def ca_secrets_listed() -> None:
+        authorities.ca_secrets_listed()
+        parts.serving.secrets_listed()
+
     threading.Thread(
         target=leadership.follow_lease,
         args=(shared.kube,),
@@ -198,7 +202,7 @@ def start_watch_threads(parts: wiring.Parts) -> None:
         kwargs={
             "namespace": shared.config.namespace,
             "changed": ca_secret_changed,
-            "listed": authorities.ca_secrets_listed,
+            "listed": ca_secrets_listed,
         },
         name="ca-secrets",
         daemon=True,

@@ -163,6 +163,19 @@ class ApiError(Exception):
         return self.status == 404 and self.details_kind == "namespaces"
 
 
+class ClaimLapsed(ApiError):
+    """A write not sent: this replica's claim on the Lease lapsed (a fenced Kube, see
+    `Kube.fenced`), another replica may lead now. Nothing reached the apiserver; the new
+    leader does the work, or this one once a late renewal restores the claim."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            0,
+            "ClaimLapsed",
+            "not written: this replica's claim on the Lease lapsed, another replica may lead",
+        )
+
+
 class KubeconfigError(Exception):
     """Outside a cluster, no usable kubeconfig: the message says which file and why."""
 
@@ -210,13 +223,27 @@ class Kube:
     Thread-safe: calls share the ApiClient's connection pool.
     """
 
-    def __init__(self, api_client: client.ApiClient, *, timeout: Timeout = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout: Timeout = REQUEST_TIMEOUT,
+        fence: Callable[[], bool] | None = None,
+    ) -> None:
         self._api = api_client
         self._timeout = timeout
+        self._fence = fence
 
     def with_timeout(self, timeout: Timeout) -> Kube:
         """The same client and connections, with a shorter fuse (the Lease campaign)."""
-        return Kube(self._api, timeout=timeout)
+        return Kube(self._api, timeout=timeout, fence=self._fence)
+
+    def fenced(self, may_write: Callable[[], bool]) -> Kube:
+        """The same client and connections, sending a write (any method but GET) only while
+        `may_write()`, else raising ClaimLapsed: the Lease holder's controller writes
+        through it, so a leader woken from a pause (SIGSTOP, a frozen VM) past its claim
+        writes nothing, whichever part of it wakes first."""
+        return Kube(self._api, timeout=self._timeout, fence=may_write)
 
     def _send(
         self,
@@ -228,7 +255,10 @@ class Kube:
         query: Mapping[str, str] | None = None,
         accept: str = JSON,
     ) -> rest.RESTResponse:
-        """The response, its body not read yet; ApiError for a status outside 2xx."""
+        """The response, its body not read yet; ApiError for a status outside 2xx,
+        ClaimLapsed for a write a fence holds back."""
+        if method != "GET" and self._fence is not None and not self._fence():
+            raise ClaimLapsed
         request = self._api.param_serialize(
             method=method,
             resource_path=path,

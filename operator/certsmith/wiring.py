@@ -165,9 +165,11 @@ def _controller(shared: Shared) -> ControllerParts:
     # Shared by the reconciler and the authorities: rotation re-issues at most reissueRate
     # per second.
     pacer = rotation.ReissuePacer()
-    labels = NamespaceLabels(kube=shared.kube)
+    # Every write of the controller checks this replica's claim on the Lease first.
+    kube = shared.kube.fenced(lambda: shared.replica.holds_claim(utc_now()))
+    labels = NamespaceLabels(kube=kube)
     authority_controller = AuthorityController(
-        kube=shared.kube,
+        kube=kube,
         config=shared.config,
         registry=shared.registry,
         scheduler=shared.scheduler,
@@ -175,19 +177,18 @@ def _controller(shared: Shared) -> ControllerParts:
         pacer=pacer,
         cluster_trust_bundles=shared.pod_certificate_apis.bundles,
     )
-    seal_key = SealKey(kube=shared.kube, namespace=shared.config.namespace)
+    seal_key = SealKey(kube=kube, namespace=shared.config.namespace)
     reconciler = Reconciler(
-        kube=shared.kube,
+        kube=kube,
         config=shared.config,
         authorities=shared.registry,
         clock=utc_now,
         namespace_labels=labels.labels,
         pacer=pacer,
         seal_key=seal_key,
-        acting=lambda: shared.replica.holds_claim(utc_now()),
     )
     certificates = CertificateQueue(
-        kube=shared.kube,
+        kube=kube,
         reconciler=reconciler,
         scheduler=shared.scheduler,
         pacer=pacer,
@@ -195,7 +196,7 @@ def _controller(shared: Shared) -> ControllerParts:
         default_authority=shared.config.default_authority,
     )
     certificate_requests = CertificateRequestSigner(
-        kube=shared.kube,
+        kube=kube,
         config=shared.config,
         registry=shared.registry,
         namespace_labels=labels.labels,
@@ -203,7 +204,7 @@ def _controller(shared: Shared) -> ControllerParts:
         clock=utc_now,
     )
     authorities = AuthoritySteps(
-        kube=shared.kube,
+        kube=kube,
         config=shared.config,
         controller=authority_controller,
         registry=shared.registry,
@@ -219,7 +220,7 @@ def _controller(shared: Shared) -> ControllerParts:
         None
         if requests_version is None
         else PodCertificateSigner(
-            kube=shared.kube,
+            kube=kube,
             config=shared.config,
             version=requests_version,
             registry=shared.registry,
@@ -229,7 +230,7 @@ def _controller(shared: Shared) -> ControllerParts:
         )
     )
     certificate_signing_requests = CertificateSigningRequestSigner(
-        kube=shared.kube,
+        kube=kube,
         config=shared.config,
         registry=shared.registry,
         namespace_labels=labels.labels,
@@ -247,14 +248,12 @@ def _controller(shared: Shared) -> ControllerParts:
         authority_controller=authority_controller,
         reconciler=reconciler,
         certificates=certificates,
-        secret_versions=SecretVersions(
-            kube=shared.kube, reconciler=reconciler, certificates=certificates
-        ),
+        secret_versions=SecretVersions(kube=kube, reconciler=reconciler, certificates=certificates),
         seal_key=seal_key,
         authorities=authorities,
         bundles=bundles,
         namespaces=NamespaceEvents(
-            kube=shared.kube, labels=labels, certificates=certificates, bundles=bundles
+            kube=kube, labels=labels, certificates=certificates, bundles=bundles
         ),
         actions=ScheduledActions(
             executor=shared.executor,

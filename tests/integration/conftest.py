@@ -81,9 +81,16 @@ class OperatorProcess:
         )
 
     def wait_serving(self, api_client: client.ApiClient) -> None:
-        """Until the CA is Ready and the webhook answers on its port."""
-        wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
-        wait_for(self._webhook_listening, timeout=30, what="webhook server listening")
+        """Until the CA is Ready and the webhook answers on its port; on timeout the
+        AssertionError carries the log tail."""
+        try:
+            wait_for(lambda: authority_ready(api_client), timeout=60, what="cluster-root Ready")
+            wait_for(self._webhook_listening, timeout=30, what="webhook server listening")
+        except AssertionError as error:
+            alive = self.process is not None and self.process.poll() is None
+            raise AssertionError(
+                f"{error}; process running: {alive}; log tail:\n{self.log_tail(80)}"
+            ) from None
 
     def wait_ready(self, timeout: float = 60, what: str = "the replica ready") -> None:
         """Until /readyz answers 200; on timeout the AssertionError carries its last answer

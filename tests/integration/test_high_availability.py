@@ -280,8 +280,14 @@ def test_every_replicas_webhook_follows_a_new_intermediate_at_once(
         replaced = wait_for(new_intermediate, timeout=20, what="a new intermediate")
         key_id = replaced.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         for name, replica in replicas.items():
-            wait_for(
-                lambda r=replica: served_issuer_key_id(r.webhook_port) == key_id.digest,
-                timeout=serving.CHECK_PERIOD / 2,
-                what=f"{name}'s webhook serving from the new intermediate",
-            )
+            try:
+                wait_for(
+                    lambda r=replica: served_issuer_key_id(r.webhook_port) == key_id.digest,
+                    timeout=serving.CHECK_PERIOD / 2,
+                    what=f"{name}'s webhook serving from the new intermediate",
+                )
+            except AssertionError as error:
+                raise AssertionError(
+                    f"{error}; Lease holder {holder(api_client)}; {name}'s log tail:\n"
+                    f"{replica.log_tail(80)}"
+                ) from None

@@ -71,6 +71,12 @@ class ServingKeeper:
         ):
             self._wake.set()
 
+    def secrets_listed(self) -> None:
+        """The CA Secrets' watch took its first list: a change made before it (after this
+        replica's own load, e.g. the leader replacing the intermediate while this replica
+        started) is not reported as an event, so the certificate is checked now."""
+        self._wake.set()
+
     def default_authority_problem(self) -> str | None:
         """Why the default authority cannot sign now (for /readyz), or None when it can."""
         name = self._config.default_authority

@@ -40,7 +40,7 @@ from certsmith.authorities import (
 )
 from certsmith.certificates import isolation, tls_secret
 from certsmith.config import Config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, ClaimLapsed, Kube
 from certsmith.pki import crl, inspect, name_constraints
 from certsmith.scheduler import Scheduler
 
@@ -521,9 +521,12 @@ class AuthorityController:
         try:
             published = self._crls.publish(body, material, now)
         except Exception as error:  # any fault here never stops the authority's other work
-            logger.exception(
-                "CertificateAuthority %s: the CRLs could not be updated", material.name
-            )
+            if isinstance(error, ClaimLapsed):  # the next leader publishes them
+                logger.info("CertificateAuthority %s: CRLs %s", material.name, error.message)
+            else:
+                logger.exception(
+                    "CertificateAuthority %s: the CRLs could not be updated", material.name
+                )
             previous = self._registry.get(material.name)
             published = crl_publisher.Published(
                 replace(

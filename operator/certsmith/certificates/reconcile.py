@@ -29,7 +29,7 @@ from certsmith.certificates.policies import Action, Decision
 from certsmith.certificates.signer import ReissuePacing, Signer
 from certsmith.certificates.status import Outcome
 from certsmith.config import Config
-from certsmith.kube import ApiError, Kube
+from certsmith.kube import ApiError, ClaimLapsed, Kube
 from certsmith.pki import inspect, name_constraints
 from certsmith.pods import rollout
 
@@ -81,10 +81,6 @@ class Unsignable:
     issuer: str
 
 
-class ClaimLapsed(Exception):
-    """This replica's claim on the Lease lapsed before a write: another may lead now."""
-
-
 CLAIM_RECHECK = timedelta(seconds=2)
 """When a Certificate not written for a lapsed claim is looked at again (the Lease's renew
 period): a renewal that came late, under load, keeps the term and its work."""
@@ -96,10 +92,10 @@ class Reconciler:
 
     `clock` gives aware UTC datetimes; `namespace_labels` a namespace's labels (for grants);
     `authorities` and `pacer` are the authorities' registry and re-issue pacer;
-    `seal_key` the key of status seals (certificates.seal), None until loaded;
-    `acting()` whether this replica may still write as the leader (replicas.state.
-    ReplicaState.holds_claim): checked right before each Secret write, so a replica whose
-    claim on the Lease lapsed (paused, starved) writes nothing more while another leads.
+    `seal_key` the key of status seals (certificates.seal), None until loaded.
+    `kube` is the controller's fenced client (Kube.fenced): a write after this replica's
+    claim on the Lease lapsed raises ClaimLapsed, and the Certificate is looked at again
+    CLAIM_RECHECK later (by the next leader, or here after a late renewal).
     """
 
     def __init__(
@@ -112,9 +108,7 @@ class Reconciler:
         namespace_labels: Callable[[str], Mapping[str, str]],
         pacer: ReissuePacing,
         seal_key: Callable[[], bytes | None],
-        acting: Callable[[], bool],
     ) -> None:
-        self._acting = acting
         self._seal_key = seal_key
         self._namespace_labels = namespace_labels
         self._pacer = pacer
@@ -345,6 +339,8 @@ class Reconciler:
                         raise
                     write_conflicts += 1
                     optimistic = False
+        except ClaimLapsed:
+            raise
         except ApiError as error:
             if error.namespace_closed:
                 # Its namespace is being deleted or gone, the Certificate with it: no Secret
@@ -524,10 +520,6 @@ class Reconciler:
         )
         return tls_secret.parse_secret(stored)
 
-    def _check_claim(self) -> None:
-        if not self._acting():
-            raise ClaimLapsed
-
     def _store_issued(
         self,
         observed: status.Observed,
@@ -537,9 +529,7 @@ class Reconciler:
     ) -> dict[str, Any]:
         """Create the Secret, or merge-patch what certsmith owns into the one judged: what
         others added stays, and its resourceVersion makes a concurrent write a 409.
-        ClaimLapsed when this replica may no longer write (after the key was made: the slow
-        part)."""
-        self._check_claim()
+        ClaimLapsed (the fenced client) when this replica may no longer write."""
         secret = (observed.namespace, spec.secret_name)
         with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
             if previous is None:
@@ -606,7 +596,6 @@ class Reconciler:
         patch = issuance.repair_patch(observed, spec, held, signer)
         if patch is None:
             return None
-        self._check_claim()
         secret = (observed.namespace, spec.secret_name)
         with self._writing_secret(secret, (observed.namespace, observed.name)) as written:
             stored = self._kube.patch_secret(
