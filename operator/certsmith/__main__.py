@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # urllib3 warns of each connection retry; a failed call is reported by the caller
+    # (kube.ApiError), and an apiserver restart made hundreds of these lines a minute.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     objects = logging.getLogger("kopf.objects")
     objects.addFilter(AdmissionRefusals(objects))
     if not args.verbose:

@@ -810,6 +810,34 @@ class Followed(Protocol):
         ...
 
 
+class FailureStreak:
+    """Consecutive failures of one long-lived call (a watch), for its retry: the first is a
+    WARNING, the rest of the streak DEBUG (an apiserver down for a minute made ~10 lines a
+    second per replica), and the wait doubles from `base_seconds` up to MAX_RETRY_SECONDS;
+    `succeeded` says once how long the streak was and starts over."""
+
+    MAX_RETRY_SECONDS = 8.0
+
+    def __init__(self, what: str, base_seconds: float) -> None:
+        self._what = what
+        self._base_seconds = base_seconds
+        self._failures = 0
+
+    def failed(self, error: Exception) -> float:
+        """Log `error` and return how many seconds to wait before trying again."""
+        self._failures += 1
+        if self._failures == 1:
+            logger.warning("%s ended: %s", self._what, error)
+        else:
+            logger.debug("%s ended again (%d in a row): %s", self._what, self._failures, error)
+        return min(self.MAX_RETRY_SECONDS, self._base_seconds * (1 << (self._failures - 1)))
+
+    def succeeded(self) -> None:
+        if self._failures > 1:
+            logger.info("%s resumed after %d failed attempts", self._what, self._failures)
+        self._failures = 0
+
+
 @dataclasses.dataclass
 class _Position:
     """Where `follow` watches from next: the version of the last event passed on, of the
@@ -838,6 +866,7 @@ def follow(
     it passed on is not passed on again. Returns once `going()` is False, checked before
     each event is passed on. `what` names the collection in the log."""
     position = _Position(first.resource_version or None)
+    streak = FailureStreak(f"watch of {what}", retry_seconds)
     while going():
         try:
             if position.version is None:
@@ -847,14 +876,17 @@ def follow(
                 followed.listed(listing)
                 position.version = listing.resource_version
             _stream(followed, watch(position.version), position, going, retry_seconds, what)
+            streak.succeeded()
         except ApiError as error:
             if error.status == GONE:
                 position.version = None
                 continue
             # A quiet collection ends the stream by read timeout: not news.
-            if not (error.status == 0 and "timed out" in error.message.lower()):
-                logger.warning("watch of %s ended: %s", what, error)
-            time.sleep(retry_seconds)
+            if error.status == 0 and "timed out" in error.message.lower():
+                streak.succeeded()
+                time.sleep(retry_seconds)
+            else:
+                time.sleep(streak.failed(error))
 
 
 def _stream(

@@ -4,12 +4,13 @@ event is passed on twice; a 410 Gone lists again."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from certsmith.kube import ApiError, Listing, follow
+from certsmith.kube import ApiError, FailureStreak, Listing, follow
 
 TIMED_OUT = ApiError(0, "Unreachable", "Read timed out. (read timeout=15)")
 
@@ -92,3 +93,22 @@ def test_a_watch_starts_after_the_last_event_passed_on(
     seen: list[tuple[str, str]],
 ) -> None:
     assert _follow(streams) == (watched_from, seen)
+
+
+def test_a_streak_of_failures_backs_off_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    """An apiserver down for a while: the watch is retried at 1, 2, 4, 8, 8 s (not every
+    second), with one WARNING for the streak and one INFO when it resumes."""
+    streak = FailureStreak("watch of Secrets in certsmith", 1.0)
+    down = ApiError(0, "Unreachable", "connection refused")
+    with caplog.at_level(logging.DEBUG, logger="certsmith.kube"):
+        waits = [streak.failed(down) for _ in range(5)]
+        streak.succeeded()
+        again = streak.failed(down)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert again == 1.0  # a new streak starts over
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "watch of Secrets in certsmith ended: 0 Unreachable: connection refused",
+        "watch of Secrets in certsmith ended: 0 Unreachable: connection refused",
+    ]
+    assert "watch of Secrets in certsmith resumed after 5 failed attempts" in caplog.messages

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from certsmith import config
-from certsmith.kube import ApiError, Kube, Timeout
+from certsmith.kube import ApiError, FailureStreak, Kube, Timeout
 from certsmith.replicas import lease
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,10 @@ class Elector:
         self._term = None
 
 
+LEASE_WATCH_RETRY_SECONDS = 1.0
+"""The wait before the Lease is watched again; doubled through a streak of failures."""
+
+
 def follow_lease(
     kube: Kube, *, namespace: str, delivered: Callable[[datetime | None], None]
 ) -> None:
@@ -164,13 +168,17 @@ def follow_lease(
     Runs in a thread of its own. The client's read timeout (15 s) ends a silent stream, but
     only after the campaign has read renewals it did not deliver: that is the stall signal.
     """
+    streak = FailureStreak("Lease watch", LEASE_WATCH_RETRY_SECONDS)
     while True:
         try:
             for event in kube.watch_lease(namespace=namespace, name=LEASE_NAME, timeout_seconds=60):
                 found = lease.holding(event.get("object"))
                 delivered(found.renewed if found else None)
+            streak.succeeded()
         except ApiError as error:
             # A quiet Lease (no leader yet) ends the stream by read timeout: not news.
-            if not (error.status == 0 and "timed out" in error.message.lower()):
-                logger.warning("Lease watch ended: %s", error)
-            time.sleep(1)
+            if error.status == 0 and "timed out" in error.message.lower():
+                streak.succeeded()
+                time.sleep(LEASE_WATCH_RETRY_SECONDS)
+            else:
+                time.sleep(streak.failed(error))
