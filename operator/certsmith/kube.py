@@ -86,7 +86,17 @@ class Timeout(NamedTuple):
 REQUEST_TIMEOUT = Timeout(connect_seconds=5.0, read_seconds=15.0)
 # Connections may be retried (nothing was sent yet); reads may not: a read that timed out
 # went over a dead path, and the next pooled connection most likely took the same one.
-RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, redirect=0, other=0)
+# A 429 or 503 with Retry-After is the caller's to retry: urllib3 would otherwise turn it
+# into "too many 429 error responses", an ApiError claiming no answer came.
+RETRIES = urllib3.Retry(
+    total=3,
+    connect=3,
+    read=0,
+    status=0,
+    redirect=0,
+    other=0,
+    respect_retry_after_header=False,
+)
 
 
 class Listing(NamedTuple):
