@@ -45,7 +45,9 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.liveness_port = free_port()
-        self.webhook_dir = log_path.parent / "webhook"
+        # Its own, as each pod has its own emptyDir: two replicas writing one pair of files
+        # loaded each other's half-written pair (KEY_VALUES_MISMATCH).
+        self.webhook_dir = log_path.parent / f"{log_path.stem}-webhook"
 
     def start(self) -> None:
         env = {

@@ -125,9 +125,19 @@ async def _start_webhook(
         verify_cafile=config.webhook_client_ca,
     )
     _log_caller_authentication(config.webhook_client_ca)
+
+    def load() -> None:
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except (ssl.SSLError, OSError) as error:
+            # The files changed under the load (another process writing the same
+            # directory): the server keeps the pair it had, and a new one is written.
+            logger.error("webhook certificate files not loaded: %s; writing them again", error)
+            serving.load_failed()
+
     threading.Thread(
         target=serving.follow,
-        args=(lambda: loop.call_soon_threadsafe(context.load_cert_chain, certfile, keyfile),),
+        args=(lambda: loop.call_soon_threadsafe(load),),
         name="serving-follower",
         daemon=True,
     ).start()

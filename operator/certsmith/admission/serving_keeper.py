@@ -77,6 +77,12 @@ class ServingKeeper:
         started) is not reported as an event, so the certificate is checked now."""
         self._wake.set()
 
+    def load_failed(self) -> None:
+        """The server could not load the files just written: issue a new pair now (the
+        server keeps serving the one it had meanwhile)."""
+        self._state = serving.ServingState()
+        self._wake.set()
+
     def default_authority_problem(self) -> str | None:
         """Why the default authority cannot sign now (for /readyz), or None when it can."""
         name = self._config.default_authority
