@@ -127,9 +127,8 @@ async def _start_webhook(
     _log_caller_authentication(config.webhook_client_ca)
 
     def load() -> None:
-        try:
-            context.load_cert_chain(certfile, keyfile)
-        except (ssl.SSLError, OSError) as error:
+        error = load_serving_pair(context, certfile, keyfile)
+        if error is not None:
             # The files changed under the load (another process writing the same
             # directory): the server keeps the pair it had, and a new one is written.
             logger.error("webhook certificate files not loaded: %s; writing them again", error)
@@ -141,6 +140,23 @@ async def _start_webhook(
         name="serving-follower",
         daemon=True,
     ).start()
+
+
+def load_serving_pair(
+    context: ssl.SSLContext, certfile: str, keyfile: str
+) -> ssl.SSLError | OSError | None:
+    """Load the pair into the server's `context`, or return why it cannot be loaded and
+    leave `context` serving what it had. A failed load_cert_chain leaves a context
+    half-loaded (the new certificate with the old key: no handshake completes), so the
+    pair is tried on a scratch context first."""
+    try:
+        ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            certfile, keyfile
+        )
+    except (ssl.SSLError, OSError) as error:
+        return error
+    context.load_cert_chain(certfile, keyfile)
+    return None
 
 
 def _log_caller_authentication(client_ca: str | None) -> None:
